@@ -1,0 +1,102 @@
+// Package cmd holds canaryctl's cobra commands, output formatting and exit codes.
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+)
+
+// Env is what every command gets injected: IO streams, environment, clock and logger, so tests run
+// commands with buffers and fakes.
+type Env struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// StdoutIsTerminal selects human output by default.
+	StdoutIsTerminal bool
+	Getenv           func(string) string
+	Now              func() time.Time
+	Logger           *slog.Logger
+}
+
+// DefaultEnv is the process environment.
+func DefaultEnv() *Env {
+	return &Env{
+		Stdin:            os.Stdin,
+		Stdout:           os.Stdout,
+		Stderr:           os.Stderr,
+		StdoutIsTerminal: isatty.IsTerminal(os.Stdout.Fd()),
+		Getenv:           os.Getenv,
+		Now:              time.Now,
+		Logger:           slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}
+}
+
+// commands lists the constructors of every subcommand; each lives in its own file.
+var commands = []func(*Env) *cobra.Command{
+	newVersionCmd,
+}
+
+// NewRootCmd builds the command tree around env.
+func NewRootCmd(env *Env) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "canaryctl",
+		Short:         "Ship a new version safely: canary analysis with Kayenta-style statistics",
+		Long:          "canaryctl deploys a canary and a baseline beside stable, shifts traffic through a gateway in steps\nand judges every step by comparing canary with baseline; a bad canary goes back to stable, fast.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(env.Stdin)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
+	for _, c := range commands {
+		root.AddCommand(c(env))
+	}
+	return root
+}
+
+// Run executes the command line with env and returns the exit code; errors are printed on one line.
+func Run(ctx context.Context, env *Env, args []string) int {
+	root := NewRootCmd(env)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	code := ExitCode(err)
+	if err != nil {
+		var st *exitStatus
+		if !(errors.As(err, &st) && st.err == nil) {
+			fmt.Fprintf(env.Stderr, "canaryctl: %s\n", oneLine(err.Error()))
+		}
+		if isUnknownCommand(err) {
+			code = ExitUsage
+		}
+	}
+	return code
+}
+
+// Main runs canaryctl with the process environment; SIGINT/SIGTERM cancel the context so commands can
+// return traffic to stable before they exit.
+func Main(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Run(ctx, DefaultEnv(), args)
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func isUnknownCommand(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") ||
+		strings.Contains(msg, "accepts ") || strings.Contains(msg, "required flag")
+}
