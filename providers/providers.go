@@ -130,3 +130,25 @@ var (
 	// ErrNotFound: the gateway entity (service, upstream, cohort) does not exist.
 	ErrNotFound = errors.New("not found")
 )
+
+// MetricKind says how a metric is measured.
+type MetricKind string
+
+// The metric kinds. Units are chosen so that values are far above the 1e-4 absolute tolerance of
+// Kayenta's root finder (a metric on a 1e-3 scale would always pass): milliseconds and percent.
+const (
+	// LatencyQuantile: the Quantile of request latency per step, in milliseconds.
+	LatencyQuantile MetricKind = "latency"
+	// ErrorRate: the share of responses with status >= 500 per step, in percent (0..100).
+	ErrorRate MetricKind = "error_rate"
+	// Query: a provider-specific query (a PromQL template for Prometheus).
+	Query MetricKind = "query"
+)
+
+// Metric describes one metric to fetch for baseline and canary.
+type Metric struct {
+	Name     string     `json:"name"`
+	Kind     MetricKind `json:"kind"`
+	Quantile float64    `json:"quantile,omitempty"` // for LatencyQuantile, e.g. 0.99
+	Query    string     `json:"query,omitempty"`    // for Query: the template, rendered per cohort
+}
