@@ -1,0 +1,321 @@
+// Package deploy starts and stops the baseline and canary deployments of a rollout.
+//
+// Three kinds of target sit behind one Deployer:
+//
+//   - static: addresses that are already running (nothing is started or stopped);
+//   - exec: templated shell commands for deploy and teardown (kubectl apply, helm, docker run...),
+//     with an address template and an HTTP readiness probe;
+//   - process: local executables started on free loopback ports, logs captured to files, stopped with
+//     SIGTERM then SIGKILL of the whole process group.
+//
+// The package knows nothing of the rollout engine: the engine imports it and calls Deploy and Teardown.
+package deploy
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// Type names a kind of target.
+type Type string
+
+// The target types.
+const (
+	Static  Type = "static"
+	Exec    Type = "exec"
+	Process Type = "process"
+)
+
+// Types lists the valid target types.
+var Types = []Type{Static, Exec, Process}
+
+// Config says how baseline and canary are deployed. It is the `deploy:` section of a rollout spec.
+type Config struct {
+	Baseline Target `yaml:"baseline" json:"baseline"`
+	Canary   Target `yaml:"canary" json:"canary"`
+}
+
+// Target says how one cohort is deployed.
+//
+// Templates (exec command, teardown and addresses; process command, args and env) are Go text/template
+// strings; a key that does not exist is an error. They see:
+//
+//	.Cohort      baseline or canary
+//	.Service     the service name of the rollout
+//	.Version     Target.Version
+//	.Image       Target.Image
+//	.Port        a free loopback port (process: one per instance; exec: Target.Port or a free one)
+//	.Instance    the instance number, from 0 (process only)
+//	.Executable  the path of the running canaryctl binary
+//	.Vars        Target.Vars
+//
+// and the function quote, which quotes a string for a POSIX shell: {{quote .Image}}.
+type Target struct {
+	Type Type `yaml:"type" json:"type"`
+
+	// Version and Image describe what is deployed; they are only used in templates.
+	Version string            `yaml:"version,omitempty" json:"version,omitempty"`
+	Image   string            `yaml:"image,omitempty" json:"image,omitempty"`
+	Vars    map[string]string `yaml:"vars,omitempty" json:"vars,omitempty"`
+
+	// Addresses: static: the URLs of the running instances; exec: templates rendered to URLs after
+	// the deploy command. Process targets get http://127.0.0.1:PORT per instance.
+	Addresses []string `yaml:"addresses,omitempty" json:"addresses,omitempty"`
+
+	// Command: exec: the deploy shell command (run with sh -c); process: the executable.
+	Command string `yaml:"command,omitempty" json:"command,omitempty"`
+	// Teardown: exec: the shell command that removes the deployment (always attempted, even after a
+	// failed or timed-out deploy, and safe to run twice).
+	Teardown string `yaml:"teardown,omitempty" json:"teardown,omitempty"`
+	// Args: process: the arguments, templates.
+	Args []string `yaml:"args,omitempty" json:"args,omitempty"`
+	// Env: exec and process: extra environment variables, templates. PORT is always set.
+	Env map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
+	// Dir: exec and process: the working directory (default: the current one).
+	Dir string `yaml:"dir,omitempty" json:"dir,omitempty"`
+	// Port: exec: the value of .Port (default: a free loopback port).
+	Port int `yaml:"port,omitempty" json:"port,omitempty"`
+	// Instances: process: how many copies to start (default 1).
+	Instances int `yaml:"instances,omitempty" json:"instances,omitempty"`
+
+	// Readiness: the HTTP probe every address must pass before Deploy returns. Static and exec
+	// targets are not probed without it; process targets default to a probe of "/" expecting 200.
+	Readiness *Probe `yaml:"readiness,omitempty" json:"readiness,omitempty"`
+	// Timeout bounds the whole deploy: command and readiness (default 2m).
+	Timeout time.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// GracePeriod: process: time between SIGTERM and SIGKILL on teardown (default 5s); exec: the
+	// same for a deploy or teardown command that outlives its timeout.
+	GracePeriod time.Duration `yaml:"gracePeriod,omitempty" json:"gracePeriod,omitempty"`
+}
+
+// Probe is an HTTP readiness probe: GET address+Path until it answers Status.
+type Probe struct {
+	Path     string        `yaml:"path,omitempty" json:"path,omitempty"`         // default "/"
+	Status   int           `yaml:"status,omitempty" json:"status,omitempty"`     // default 200
+	Interval time.Duration `yaml:"interval,omitempty" json:"interval,omitempty"` // default 1s
+	Timeout  time.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`   // per attempt, default 1s
+}
+
+// Defaults.
+const (
+	DefaultTimeout       = 2 * time.Minute
+	DefaultGracePeriod   = 5 * time.Second
+	DefaultProbePath     = "/"
+	DefaultProbeStatus   = 200
+	DefaultProbeInterval = time.Second
+	DefaultProbeTimeout  = time.Second
+	// MaxInstances bounds Target.Instances: this is for local processes, not a fleet.
+	MaxInstances = 16
+)
+
+// ConfigError is an invalid field of the deploy configuration. It names the field and the fix.
+type ConfigError struct {
+	Field string // e.g. deploy.canary.command
+	Msg   string
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Msg }
+
+// InvalidInput marks the error as the user's input being wrong (exit code 2).
+func (e *ConfigError) InvalidInput() bool { return true }
+
+// Validate checks the whole configuration and returns every problem found (joined), each a
+// *ConfigError whose field path starts with "deploy.".
+func (c *Config) Validate() error {
+	return errors.Join(c.Baseline.validate("deploy.baseline"), c.Canary.validate("deploy.canary"))
+}
+
+// Validate checks one target; field paths start with path (e.g. "deploy.canary").
+func (t *Target) Validate(path string) error { return t.validate(path) }
+
+func (t *Target) validate(p string) error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &ConfigError{Field: p + "." + field, Msg: fmt.Sprintf(format, args...)})
+	}
+	notFor := func(field string, set bool) {
+		if set {
+			bad(field, "not used by type %s; remove it", t.Type)
+		}
+	}
+	checkTemplate := func(field, text string) {
+		if err := checkTemplate(text, t); err != nil {
+			bad(field, "%v; templates see .Cohort .Service .Version .Image .Port .Instance .Executable .Vars.NAME", err)
+		}
+	}
+	switch t.Type {
+	case Static:
+		if len(t.Addresses) == 0 {
+			bad("addresses", "required for type static; e.g. [\"http://10.0.0.7:8080\"]")
+		}
+		for i, a := range t.Addresses {
+			if err := checkURL(a); err != nil {
+				bad(fmt.Sprintf("addresses[%d]", i), "%v", err)
+			}
+		}
+		notFor("command", t.Command != "")
+		notFor("teardown", t.Teardown != "")
+		notFor("args", len(t.Args) > 0)
+		notFor("env", len(t.Env) > 0)
+		notFor("dir", t.Dir != "")
+		notFor("port", t.Port != 0)
+		notFor("instances", t.Instances != 0)
+	case Exec:
+		if strings.TrimSpace(t.Command) == "" {
+			bad("command", "required for type exec; e.g. \"kubectl apply -f deploy/{{.Cohort}}.yaml\"")
+		} else {
+			checkTemplate("command", t.Command)
+		}
+		if strings.TrimSpace(t.Teardown) == "" {
+			bad("teardown", "required for type exec; e.g. \"kubectl delete --ignore-not-found -f deploy/{{.Cohort}}.yaml\"")
+		} else {
+			checkTemplate("teardown", t.Teardown)
+		}
+		if len(t.Addresses) == 0 {
+			bad("addresses", "required for type exec; e.g. [\"http://{{.Service}}-{{.Cohort}}.default.svc:8080\"]")
+		}
+		for i, a := range t.Addresses {
+			f := fmt.Sprintf("addresses[%d]", i)
+			checkTemplate(f, a)
+			if s, err := render(a, sampleVars(t)); err == nil {
+				if err := checkURL(s); err != nil {
+					bad(f, "%v", err)
+				}
+			}
+		}
+		for k, v := range t.Env {
+			checkTemplate("env."+k, v)
+		}
+		if t.Port < 0 || t.Port > 65535 {
+			bad("port", "%d is not a port; use 1..65535, or leave it out for a free loopback port", t.Port)
+		}
+		notFor("args", len(t.Args) > 0)
+		notFor("instances", t.Instances != 0)
+	case Process:
+		if strings.TrimSpace(t.Command) == "" {
+			bad("command", "required for type process; e.g. \"./bin/myservice\" or \"{{.Executable}}\"")
+		} else {
+			checkTemplate("command", t.Command)
+		}
+		for i, a := range t.Args {
+			checkTemplate(fmt.Sprintf("args[%d]", i), a)
+		}
+		for k, v := range t.Env {
+			checkTemplate("env."+k, v)
+		}
+		if t.Instances < 0 || t.Instances > MaxInstances {
+			bad("instances", "%d is out of range; use 1..%d (default 1)", t.Instances, MaxInstances)
+		}
+		notFor("addresses", len(t.Addresses) > 0)
+		notFor("teardown", t.Teardown != "")
+		notFor("port", t.Port != 0)
+	case "":
+		bad("type", "required; use one of %s", typeList())
+		return errors.Join(errs...)
+	default:
+		bad("type", "unknown type %q; use one of %s", t.Type, typeList())
+		return errors.Join(errs...)
+	}
+	for k := range t.Env {
+		if k == "" || strings.ContainsAny(k, "= \t\n") {
+			bad("env", "%q is not an environment variable name; use letters, digits and _", k)
+		}
+	}
+	if t.Timeout < 0 {
+		bad("timeout", "%s is negative; use a duration such as 2m", t.Timeout)
+	}
+	if t.GracePeriod < 0 {
+		bad("gracePeriod", "%s is negative; use a duration such as 5s", t.GracePeriod)
+	}
+	if pr := t.Readiness; pr != nil {
+		if pr.Path != "" && !strings.HasPrefix(pr.Path, "/") {
+			bad("readiness.path", "%q must start with /; e.g. /healthz", pr.Path)
+		}
+		if pr.Status != 0 && (pr.Status < 100 || pr.Status > 599) {
+			bad("readiness.status", "%d is not an HTTP status; use 100..599 (default 200)", pr.Status)
+		}
+		if pr.Interval < 0 {
+			bad("readiness.interval", "%s is negative; use a duration such as 1s", pr.Interval)
+		}
+		if pr.Timeout < 0 {
+			bad("readiness.timeout", "%s is negative; use a duration such as 1s", pr.Timeout)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func typeList() string {
+	s := make([]string, len(Types))
+	for i, t := range Types {
+		s[i] = string(t)
+	}
+	return strings.Join(s, ", ")
+}
+
+// checkURL accepts an absolute http or https URL with a host.
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL (%v); use e.g. http://10.0.0.7:8080", s, errors.Unwrap(err))
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q must start with http:// or https://; e.g. http://10.0.0.7:8080", s)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("%q has no host; use e.g. http://10.0.0.7:8080", s)
+	}
+	return nil
+}
+
+// checkTemplate parses text and renders it with sample values, so that a misspelt key is found
+// before anything is deployed.
+func checkTemplate(text string, t *Target) error {
+	_, err := render(text, sampleVars(t))
+	return err
+}
+
+func sampleVars(t *Target) map[string]any {
+	return vars(t, "canary", "service", "/usr/local/bin/canaryctl", 8080, 0)
+}
+
+// vars is the data every template sees.
+func vars(t *Target, cohort, service, executable string, port, instance int) map[string]any {
+	v := make(map[string]string, len(t.Vars))
+	for k, x := range t.Vars {
+		v[k] = x
+	}
+	return map[string]any{
+		"Cohort":     cohort,
+		"Service":    service,
+		"Version":    t.Version,
+		"Image":      t.Image,
+		"Port":       port,
+		"Instance":   instance,
+		"Executable": executable,
+		"Vars":       v,
+	}
+}
+
+var funcs = template.FuncMap{"quote": shellQuote}
+
+// render executes a template; a missing key is an error.
+func render(text string, data map[string]any) (string, error) {
+	tpl, err := template.New("").Option("missingkey=error").Funcs(funcs).Parse(text)
+	if err != nil {
+		return "", fmt.Errorf("parse template %q: %w", text, err)
+	}
+	var b strings.Builder
+	if err := tpl.Execute(&b, data); err != nil {
+		return "", fmt.Errorf("render template %q: %w", text, err)
+	}
+	return b.String(), nil
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

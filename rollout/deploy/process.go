@@ -1,0 +1,259 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// proc is one running instance of a process target.
+type proc struct {
+	pid      int
+	start    string // startTime(pid) when it was started
+	log      string
+	done     chan struct{} // closed once the process has exited; nil for an adopted process
+	err      error         // the exit error, valid once done is closed
+	stopping atomic.Bool
+}
+
+// exited reports whether the process is gone.
+func (p *proc) exited() bool {
+	if p.done != nil {
+		select {
+		case <-p.done:
+			return true
+		default:
+			return false
+		}
+	}
+	return !p.same()
+}
+
+// same reports whether pid still names the process that was started (not a reused pid).
+func (p *proc) same() bool {
+	if !running(p.pid) {
+		return false
+	}
+	return p.start == "" || p.start == startTime(p.pid)
+}
+
+// deployProcess starts the instances on free loopback ports and waits until all are ready. An
+// earlier run's instances that are still alive and ready are adopted; dead or unready ones are
+// stopped first.
+func (u *unit) deployProcess(ctx context.Context) (addrs []string, err error) {
+	if rec, err := u.readRecord(); err != nil {
+		return nil, err
+	} else if rec != nil {
+		procs := adopt(rec)
+		if u.adoptable(ctx, rec, procs) {
+			u.procs = procs
+			u.log().Info("adopted processes of an earlier run", "pids", pids(procs))
+			return rec.Addresses, nil
+		}
+		u.log().Info("stopping processes of an earlier run", "pids", pids(procs))
+		if err := u.stopProcs(ctx, procs); err != nil {
+			return nil, err
+		}
+		if err := u.removeRecord(); err != nil {
+			return nil, err
+		}
+	}
+
+	n := max(u.target.Instances, 1)
+	defer func() {
+		if err == nil {
+			return
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), u.grace()+5*time.Second)
+		defer cancel()
+		if serr := u.stopProcs(sctx, u.procs); serr != nil {
+			err = errors.Join(err, serr)
+		} else if rerr := u.removeRecord(); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		u.procs = nil
+	}()
+	exited := make(chan error, n)
+	for i := range n {
+		p, addr, err := u.startProcess(i, exited)
+		if err != nil {
+			return nil, err
+		}
+		u.procs = append(u.procs, p)
+		addrs = append(addrs, addr)
+	}
+	rec := record{Type: Process, Addresses: addrs}
+	for _, p := range u.procs {
+		rec.Processes = append(rec.Processes, procRecord{PID: p.pid, Start: p.start, Log: p.log})
+	}
+	if err := u.writeRecord(rec); err != nil {
+		return nil, err
+	}
+	if err := u.waitReady(ctx, addrs, exited); err != nil {
+		return nil, err
+	}
+	return addrs, nil
+}
+
+// startProcess starts instance i; exited receives an error if it exits before it is stopped.
+func (u *unit) startProcess(i int, exited chan<- error) (*proc, string, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	data := u.vars(port, i)
+	path, err := render(u.target.Command, data)
+	if err != nil {
+		return nil, "", fmt.Errorf("command: %w", err)
+	}
+	args := make([]string, len(u.target.Args))
+	for j, a := range u.target.Args {
+		if args[j], err = render(a, data); err != nil {
+			return nil, "", fmt.Errorf("args[%d]: %w", j, err)
+		}
+	}
+	env, err := u.env(data)
+	if err != nil {
+		return nil, "", err
+	}
+	f, err := u.logFile("-" + strconv.Itoa(i))
+	if err != nil {
+		return nil, "", err
+	}
+	defer f.Close() // the child has its own copy
+	cmd := exec.Command(path, args...)
+	cmd.Env = env
+	cmd.Dir = u.target.Dir
+	cmd.Stdout, cmd.Stderr = f, f
+	setProcessGroup(cmd)
+	if err := cmd.Start(); err != nil {
+		return nil, "", fmt.Errorf("start %s: %w", path, err)
+	}
+	p := &proc{pid: cmd.Process.Pid, log: f.Name(), done: make(chan struct{})}
+	p.start = startTime(p.pid)
+	log := u.log().With("instance", i, "pid", p.pid)
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+		if !p.stopping.Load() {
+			err := fmt.Errorf("%w: instance %d (pid %d): %v; log %s: %s", ErrExited, i, p.pid, p.err, p.log, tail(p.log, 3))
+			log.Warn("process exited", "err", p.err, "log", p.log)
+			exited <- err
+		}
+	}()
+	addr := "http://127.0.0.1:" + strconv.Itoa(port)
+	log.Info("started process", "command", path, "args", args, "address", addr, "log", p.log)
+	return p, addr, nil
+}
+
+// adopt turns a record of an earlier run into procs (not our children: no done channel).
+func adopt(rec *record) []*proc {
+	procs := make([]*proc, 0, len(rec.Processes))
+	for _, r := range rec.Processes {
+		procs = append(procs, &proc{pid: r.PID, start: r.Start, log: r.Log})
+	}
+	return procs
+}
+
+// adoptable reports whether recorded processes are all alive and answer their probe.
+func (u *unit) adoptable(ctx context.Context, rec *record, procs []*proc) bool {
+	if rec.Type != Process || len(procs) == 0 || len(rec.Addresses) != len(procs) {
+		return false
+	}
+	for _, p := range procs {
+		if !p.same() {
+			return false
+		}
+	}
+	pr := u.probe()
+	for _, a := range rec.Addresses {
+		if u.probeOnce(ctx, a, pr) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// teardownProcess stops the instances started by this run or recorded by an earlier one.
+func (u *unit) teardownProcess(ctx context.Context) error {
+	procs := u.procs
+	if len(procs) == 0 {
+		rec, err := u.readRecord()
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			return nil
+		}
+		procs = adopt(rec)
+	}
+	if err := u.stopProcs(ctx, procs); err != nil {
+		return err
+	}
+	u.procs = nil
+	return u.removeRecord()
+}
+
+// stopProcs sends SIGTERM to every instance's process group, waits up to the grace period, then
+// sends SIGKILL to the groups (which also ends anything the instances started) and waits until the
+// instances are gone.
+func (u *unit) stopProcs(ctx context.Context, procs []*proc) error {
+	var live []*proc
+	for _, p := range procs {
+		p.stopping.Store(true)
+		if p.done == nil && !p.same() {
+			continue // an earlier run's process that is gone; its pid may be someone else's now
+		}
+		live = append(live, p)
+		if err := signalGroup(p.pid, sigTerm); err != nil {
+			return fmt.Errorf("stop pid %d: %w", p.pid, err)
+		}
+	}
+	waitGone(ctx, live, u.grace())
+	for _, p := range live {
+		if err := signalGroup(p.pid, sigKill); err != nil {
+			return fmt.Errorf("kill pid %d: %w", p.pid, err)
+		}
+	}
+	// Killing is quick; wait for it even when ctx has ended.
+	waitGone(context.WithoutCancel(ctx), live, 10*time.Second)
+	for _, p := range live {
+		if !p.exited() {
+			return fmt.Errorf("pid %d is still running after SIGKILL", p.pid)
+		}
+		u.log().Info("stopped process", "pid", p.pid)
+	}
+	return nil
+}
+
+// waitGone waits until every process has exited, d has passed, or ctx ends.
+func waitGone(ctx context.Context, procs []*proc, d time.Duration) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+	for _, p := range procs {
+		for !p.exited() {
+			select {
+			case <-p.done: // nil for adopted processes: never ready, polled instead
+			case <-poll.C:
+			case <-deadline.C:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+func pids(procs []*proc) []int {
+	out := make([]int, len(procs))
+	for i, p := range procs {
+		out[i] = p.pid
+	}
+	return out
+}
