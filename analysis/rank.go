@@ -57,8 +57,19 @@ func newGroups(v []float64, zeroTies bool) groups {
 		}
 		keys[i] = orderKey(f)
 	}
-	slices.Sort(keys)
-	g := groups{}
+	sortKeys(keys)
+	n := 0 // number of distinct keys
+	for i := range keys {
+		if i == 0 || keys[i] != keys[i-1] {
+			n++
+		}
+	}
+	g := groups{
+		keys:   make([]int64, 0, n),
+		values: make([]float64, 0, n),
+		counts: make([]int64, 0, n),
+		below:  make([]int64, 0, n),
+	}
 	var seen int64
 	for i := 0; i < len(keys); {
 		j := i + 1
@@ -75,6 +86,43 @@ func newGroups(v []float64, zeroTies bool) groups {
 		i = j
 	}
 	return g
+}
+
+// sortKeys sorts order keys ascending: an LSD radix sort on 16-bit digits for large inputs (sorting
+// both samples once is most of MannWhitney's cost), slices.Sort for small ones.
+func sortKeys(keys []int64) {
+	if len(keys) < 4096 {
+		slices.Sort(keys)
+		return
+	}
+	const bits, buckets = 16, 1 << 16
+	src := keys
+	dst := make([]int64, len(keys))
+	var count [buckets]int
+	for shift := uint(0); shift < 64; shift += bits {
+		clear(count[:])
+		for _, k := range src {
+			// Flipping the sign bit turns the signed order into the unsigned one.
+			count[(uint64(k)^(1<<63))>>shift&(buckets-1)]++
+		}
+		if count[(uint64(src[0])^(1<<63))>>shift&(buckets-1)] == len(src) {
+			continue // every key has the same digit: this pass would not move anything
+		}
+		sum := 0
+		for i, c := range count {
+			count[i] = sum
+			sum += c
+		}
+		for _, k := range src {
+			d := (uint64(k) ^ (1 << 63)) >> shift & (buckets - 1)
+			dst[count[d]] = k
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &keys[0] {
+		copy(keys, src)
+	}
 }
 
 // ranker evaluates rank statistics of c(x - d, y) for many shifts d.
@@ -115,44 +163,42 @@ func (r *ranker) shiftKey(xv, d float64) int64 {
 // mergeSorted walks the x groups shifted by d, in order, against the y groups. ok is false if the
 // shifted keys are not non-decreasing.
 func (r *ranker) mergeSorted(d float64) (twoU int64, ties float64, ok bool) {
-	xg, yg := &r.x, &r.y
-	var acc tieAcc
-	acc.init(yg.ties)
-	j := 0 // first y group with key >= current key
-	ny := len(yg.keys)
+	xv, xc := r.x.values, r.x.counts
+	yk, yc, yb := r.y.keys, r.y.counts, r.y.below
+	acc := tieAcc{exact: r.y.ties}
+	j, ny := 0, len(yk) // j: first y group with key >= the pending key
 	prev := int64(math.MinInt64)
-	var cx int64 // count of the pending x tie group (key prev)
-	flush := func() {
-		if cx == 0 {
-			return
-		}
-		for j < ny && yg.keys[j] < prev {
-			j++
-		}
-		lt := r.ny
-		var cy int64
-		if j < ny {
-			lt = yg.below[j]
-			if yg.keys[j] == prev {
-				cy = yg.counts[j]
+	var cx int64 // size of the pending x tie group (key prev)
+	for i := 0; i <= len(xv); i++ {
+		var k int64
+		if i < len(xv) {
+			k = r.shiftKey(xv[i], d)
+			if k == prev {
+				cx += xc[i]
+				continue
+			}
+			if k < prev {
+				return 0, 0, false
 			}
 		}
-		twoU += cx * (2*lt + cy)
-		acc.addGroup(cx, cy)
-	}
-	for i, xv := range xg.values {
-		k := r.shiftKey(xv, d)
-		switch {
-		case k == prev:
-			cx += xg.counts[i]
-		case k > prev:
-			flush()
-			prev, cx = k, xg.counts[i]
-		default:
-			return 0, 0, false
+		if cx > 0 { // flush the pending group
+			for j < ny && yk[j] < prev {
+				j++
+			}
+			lt, cy := r.ny, int64(0)
+			if j < ny {
+				lt = yb[j]
+				if yk[j] == prev {
+					cy = yc[j]
+				}
+			}
+			twoU += cx * (2*lt + cy)
+			acc.addGroup(cx, cy)
+		}
+		if i < len(xv) {
+			prev, cx = k, xc[i]
 		}
 	}
-	flush()
 	return twoU, acc.sum(), true
 }
 
@@ -165,10 +211,9 @@ func (r *ranker) mergeUnsorted(d float64) (twoU int64, ties float64) {
 			keys = append(keys, k)
 		}
 	}
-	slices.Sort(keys)
+	sortKeys(keys)
 	yg := &r.y
-	var acc tieAcc
-	acc.init(yg.ties)
+	acc := tieAcc{exact: yg.ties}
 	j := 0
 	ny := len(yg.keys)
 	for i := 0; i < len(keys); {
@@ -202,8 +247,6 @@ func (r *ranker) mergeUnsorted(d float64) (twoU int64, ties float64) {
 type tieAcc struct {
 	exact int64
 }
-
-func (a *tieAcc) init(yTies int64) { a.exact = yTies }
 
 // addGroup accounts for cx x values tied with cy y values (cy may be 0).
 func (a *tieAcc) addGroup(cx, cy int64) {
