@@ -1,0 +1,89 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/canaryctl/canaryctl/rollout/demo"
+)
+
+// newDemoServiceCmd is the hidden service that `canaryctl demo` starts as stable, baseline and canary:
+// a small HTTP service that can be slow or answer with errors.
+func newDemoServiceCmd(env *Env) *cobra.Command {
+	var (
+		cfg    demo.AppConfig
+		behav  string
+		listen string
+		port   int
+	)
+	c := &cobra.Command{
+		Use:    "demo-service",
+		Short:  "Run the demo service that `canaryctl demo` deploys (stable, baseline, canary)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		Example: "  canaryctl demo-service --version v2 --behaviour slow --port 8081\n" +
+			"  PORT=8081 canaryctl demo-service --version v1",
+		RunE: func(c *cobra.Command, _ []string) error {
+			b, err := demo.ParseBehaviour(behav)
+			if err != nil {
+				return usageErrorf("--behaviour: %v", err)
+			}
+			cfg.Behaviour = b
+			if port == 0 && env.Getenv("PORT") != "" {
+				if port, err = strconv.Atoi(env.Getenv("PORT")); err != nil {
+					return usageErrorf("PORT=%q is not a port number; set PORT or --port to 1..65535", env.Getenv("PORT"))
+				}
+			}
+			if port < 1 || port > 65535 {
+				return usageErrorf("--port %d is out of range; set --port (or PORT) to 1..65535", port)
+			}
+			app, err := demo.NewApp(cfg)
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
+			return serveDemo(c.Context(), env, app, net.JoinHostPort(listen, strconv.Itoa(port)), cfg)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&cfg.Version, "version", "v1", "version to report in answers and the "+demo.VersionHeader+" header")
+	f.StringVar(&behav, "behaviour", string(demo.Good), "good, slow (every request SlowBy later) or errors (a share of 500s)")
+	f.StringVar(&listen, "listen", "127.0.0.1", "address to listen on")
+	f.IntVar(&port, "port", 0, "port to listen on (default $PORT)")
+	f.DurationVar(&cfg.Latency, "latency", demo.DefaultLatency, "fastest answer")
+	f.DurationVar(&cfg.Jitter, "jitter", demo.DefaultJitter, "uniform extra latency on top of --latency")
+	f.DurationVar(&cfg.SlowBy, "slow-by", demo.DefaultSlowBy, "extra latency of --behaviour slow")
+	f.Float64Var(&cfg.ErrorShare, "error-share", demo.DefaultErrorShare, "share of 500s of --behaviour errors (0..1)")
+	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of the latency and error draws")
+	return c
+}
+
+// serveDemo serves app on addr until ctx ends (SIGTERM, SIGINT), then drains for up to 5s.
+func serveDemo(ctx context.Context, env *Env, app http.Handler, addr string, cfg demo.AppConfig) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("demo service: listen: %w", err)
+	}
+	srv := &http.Server{Handler: app, ReadHeaderTimeout: 5 * time.Second}
+	env.Logger.Info("demo service listening", "addr", l.Addr().String(), "version", cfg.Version, "behaviour", cfg.Behaviour)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("demo service: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("demo service: shut down: %w", err)
+	}
+	env.Logger.Info("demo service stopped", "version", cfg.Version)
+	return nil
+}

@@ -1,0 +1,112 @@
+package demo
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := n.Add(1)
+		if i%10 == 0 {
+			w.Header().Set(VersionHeader, "v2")
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set(VersionHeader, "v1")
+	}))
+	t.Cleanup(srv.Close)
+	var seen atomic.Int64
+	start := time.Now()
+	l, err := StartLoad(t.Context(), LoadConfig{Target: srv.URL, RPS: 400, MaxRequests: 200,
+		OnResult: func(Result) { seen.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := l.Wait()
+	took := time.Since(start)
+	if s.Sent != 200 || s.OK != 180 || s.Failed != 20 || s.FailedBy["v2"] != 20 || s.ServedBy["v1"] != 180 || seen.Load() != 200 {
+		t.Errorf("stats = %+v (results seen %d)", s, seen.Load())
+	}
+	if s.FirstFailure["v2"].IsZero() || s.LastFailure["v2"].Before(s.FirstFailure["v2"]) {
+		t.Errorf("failure times = %v .. %v", s.FirstFailure["v2"], s.LastFailure["v2"])
+	}
+	// 200 requests at 400/s take half a second: paced, not a burst.
+	if took < 400*time.Millisecond || took > 5*time.Second {
+		t.Errorf("200 requests at 400/s took %s", took)
+	}
+}
+
+func TestLoadStopsWithContext(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	l, err := StartLoad(ctx, LoadConfig{Target: srv.URL, RPS: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := l.Wait()
+	if s.Sent < 5 || s.Sent > 40 || s.Failed != 0 {
+		t.Errorf("stats after 200ms at 100/s = %+v", s)
+	}
+}
+
+func TestLoadDropsBeyondInFlight(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {})
+	l, err := StartLoad(t.Context(), LoadConfig{Target: srv.URL, RPS: 1000, MaxRequests: 20, MaxInFlight: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(5 * time.Second)
+	for l.Stats().Dropped < 18 {
+		select {
+		case <-deadline:
+			t.Fatalf("stats = %+v, want 18 dropped", l.Stats())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	close(release)
+	if s := l.Wait(); s.Sent != 2 || s.Dropped != 18 {
+		t.Errorf("stats = %+v, want 2 sent and 18 dropped", s)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  LoadConfig
+		want string
+	}{
+		{name: "remote host", cfg: LoadConfig{Target: "http://example.com/"}, want: "must be on loopback"},
+		{name: "remote ip", cfg: LoadConfig{Target: "http://10.0.0.1:80/"}, want: "must be on loopback"},
+		{name: "scheme", cfg: LoadConfig{Target: "ftp://127.0.0.1/"}, want: "http://"},
+		{name: "rate", cfg: LoadConfig{Target: "http://127.0.0.1:1/", RPS: 5000}, want: "between 1 and 2000"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := StartLoad(t.Context(), tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("StartLoad error = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	for _, ok := range []string{"http://127.0.0.1:1/", "http://[::1]:1/", "http://localhost:1/"} {
+		if err := CheckLoopback(ok); err != nil {
+			t.Errorf("CheckLoopback(%q) = %v", ok, err)
+		}
+	}
+}
