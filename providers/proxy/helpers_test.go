@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
+)
+
+// backend is a real upstream on 127.0.0.1 that counts what it serves and names itself in the
+// X-Upstream response header.
+type backend struct {
+	name   string
+	srv    *httptest.Server
+	served atomic.Int64
+}
+
+func newBackend(t testing.TB, name string) *backend {
+	t.Helper()
+	b := &backend{name: name}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.served.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("X-Upstream", name)
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, name)
+	}))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+func (b *backend) url() string { return b.srv.URL }
+
+// refusedURL returns the URL of a loopback port that refuses connections.
+func refusedURL(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return "http://" + addr
+}
+
+// startProxy builds a proxy from cfg and serves it on 127.0.0.1.
+func startProxy(t testing.TB, cfg Config) (*Proxy, *httptest.Server) {
+	t.Helper()
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(func() { srv.Close(); _ = p.Close() })
+	return p, srv
+}
+
+func testClient() *http.Client {
+	return &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true},
+	}
+}
+
+// get sends one request and returns the X-Upstream of the answer.
+func get(t testing.TB, c *http.Client, req *http.Request) string {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", req.URL, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d", req.URL, resp.StatusCode)
+	}
+	return resp.Header.Get("X-Upstream")
+}
+
+func newReq(t testing.TB, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+func three(t testing.TB) (stable, baseline, canary *backend, ups map[providers.Cohort][]string) {
+	stable, baseline, canary = newBackend(t, "stable"), newBackend(t, "baseline"), newBackend(t, "canary")
+	return stable, baseline, canary, map[providers.Cohort][]string{
+		providers.Stable: {stable.url()}, providers.Baseline: {baseline.url()}, providers.Canary: {canary.url()},
+	}
+}

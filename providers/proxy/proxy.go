@@ -1,0 +1,641 @@
+// Package proxy is canaryctl's built-in gateway: a weighted HTTP reverse proxy with three cohorts
+// (stable, baseline, canary), an exact split in basis points or sticky hash buckets, routing
+// rules evaluated before the split, an admin API, Prometheus metrics and an in-memory log of
+// per-request samples for request-level analysis.
+//
+// The routing table is immutable and swapped atomically, so changes apply from the next request
+// while in-flight requests finish where they started.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
+)
+
+// Config configures a Proxy. Only Upstreams[stable] is required.
+type Config struct {
+	// Upstreams maps each cohort to its base URLs; stable must have at least one.
+	Upstreams map[providers.Cohort][]string
+	// Split is the initial split; a cohort with a share needs upstreams.
+	Split providers.Split
+	// HashOn makes cohorts sticky (see HashOn); empty or "none" uses the exact weighted wheel.
+	HashOn HashOn
+	// Rules route matching requests to a cohort before the split; first match wins.
+	Rules []Rule
+	// Deny: requests matching any of these never go to canary (they go to stable, by rule).
+	Deny []Match
+	// Allow: when set, only requests matching one of these may go to canary; others go to stable.
+	Allow []Match
+	// JWT verifies tokens for claim rules and the consumer hash key.
+	JWT JWTConfig
+	// PreserveHost sends the client's Host header upstream instead of the upstream's host.
+	PreserveHost bool
+	// TrustForwarded keeps the client's X-Forwarded-For/-Proto/-Host (behind a trusted load
+	// balancer) and appends to them; by default they are replaced.
+	TrustForwarded bool
+	// DialTimeout, ResponseHeaderTimeout and IdleConnTimeout tune the upstream transport
+	// (defaults 2 s, 60 s, 90 s); MaxIdleConnsPerHost defaults to 1024.
+	DialTimeout           time.Duration
+	ResponseHeaderTimeout time.Duration
+	IdleConnTimeout       time.Duration
+	MaxIdleConnsPerHost   int
+	// BackoffBase and BackoffMax bound the back-off of an upstream that refuses connections
+	// (defaults 1 s and 30 s, doubling per consecutive failure).
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// SampleCapacity is the number of per-request samples kept (default DefaultSampleCapacity).
+	SampleCapacity int
+	// Transport replaces the upstream transport (tests); nil builds a tuned http.Transport.
+	Transport http.RoundTripper
+	// Logger receives proxy errors; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock (tests); nil uses time.Now.
+	Now func() time.Time
+}
+
+// Proxy is the built-in gateway. It is an http.Handler for the data plane and satisfies the
+// rollout engine's Gateway and RequestLog interfaces in process.
+type Proxy struct {
+	log            *slog.Logger
+	now            func() time.Time
+	table          atomic.Pointer[table]
+	mu             sync.Mutex // serialises writers of table
+	known          map[string]*upstream
+	rr             *[nCohorts]atomic.Uint64
+	wheelPos       atomic.Uint64
+	hashKind       hashKind
+	hashName       string
+	rules          []compiledRule
+	deny, allow    []*matcher
+	jwt            *jwtVerifier
+	needInfo       bool
+	transport      http.RoundTripper
+	closeIdle      func()
+	rp             *httputil.ReverseProxy
+	metrics        *metrics
+	samples        *ring
+	backoffBase    time.Duration
+	backoffMax     time.Duration
+	preserveHost   bool
+	trustForwarded bool
+	served         [nCohorts][2]atomic.Uint64
+}
+
+// New validates cfg and builds a Proxy.
+func New(cfg Config) (*Proxy, error) {
+	p := &Proxy{
+		log: cfg.Logger, now: cfg.Now, known: map[string]*upstream{}, rr: new([nCohorts]atomic.Uint64),
+		backoffBase: cfg.BackoffBase, backoffMax: cfg.BackoffMax,
+		preserveHost: cfg.PreserveHost, trustForwarded: cfg.TrustForwarded,
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.backoffBase <= 0 {
+		p.backoffBase = time.Second
+	}
+	if p.backoffMax < p.backoffBase {
+		p.backoffMax = max(30*time.Second, p.backoffBase)
+	}
+	var err error
+	if p.hashKind, p.hashName, err = parseHashOn(cfg.HashOn); err != nil {
+		return nil, &ConfigError{Field: "hashOn", Err: err}
+	}
+	if cfg.JWT.configured() {
+		if p.jwt, err = newJWTVerifier(cfg.JWT); err != nil {
+			return nil, err
+		}
+	}
+	for i, r := range cfg.Rules {
+		field := fmt.Sprintf("rules[%d]", i)
+		m, err := compileMatch(r.Match, field+".match")
+		if err != nil {
+			return nil, err
+		}
+		ci, ok := cohortIndex(r.Cohort)
+		if !ok {
+			return nil, configErrorf(field+".cohort", "%q is not a cohort (valid: stable, baseline, canary)", r.Cohort)
+		}
+		if m.kind == 'j' && p.jwt == nil {
+			return nil, configErrorf(field+".match.claim", "claim rules need jwt keys (jwt.secret, jwt.publicKeyFiles or jwt.jwksFile)")
+		}
+		p.rules = append(p.rules, compiledRule{name: r.Name, m: m, cohort: ci})
+	}
+	for i, m := range cfg.Deny {
+		c, err := compileMatch(m, fmt.Sprintf("deny[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		if c.kind == 'j' && p.jwt == nil {
+			return nil, configErrorf(fmt.Sprintf("deny[%d].claim", i), "claim matches need jwt keys")
+		}
+		p.deny = append(p.deny, c)
+	}
+	for i, m := range cfg.Allow {
+		c, err := compileMatch(m, fmt.Sprintf("allow[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		if c.kind == 'j' && p.jwt == nil {
+			return nil, configErrorf(fmt.Sprintf("allow[%d].claim", i), "claim matches need jwt keys")
+		}
+		p.allow = append(p.allow, c)
+	}
+	if p.hashKind == hashConsumer && p.jwt == nil {
+		return nil, configErrorf("hashOn", "consumer needs jwt keys to verify who the consumer is")
+	}
+	p.needInfo = p.hashKind != hashNone || len(p.rules) > 0 || len(p.deny) > 0 || len(p.allow) > 0
+
+	t := &table{rr: p.rr}
+	for c, addrs := range cfg.Upstreams {
+		ci, ok := cohortIndex(c)
+		if !ok {
+			return nil, configErrorf("upstreams", "%q is not a cohort (valid: stable, baseline, canary)", c)
+		}
+		ups, err := p.resolve(addrs)
+		if err != nil {
+			return nil, &ConfigError{Field: "upstreams." + string(c), Err: err}
+		}
+		t.upstreams[ci] = ups
+	}
+	if len(t.upstreams[iStable]) == 0 {
+		return nil, configErrorf("upstreams.stable", "at least one stable upstream is required (e.g. http://127.0.0.1:9001)")
+	}
+	if err := checkSplit(t, cfg.Split); err != nil {
+		return nil, &ConfigError{Field: "split", Err: err}
+	}
+	t.split = cfg.Split
+	t.wheel = buildWheel(cfg.Split)
+	p.table.Store(t)
+
+	p.transport = cfg.Transport
+	if p.transport == nil {
+		tr := newTransport(cfg)
+		p.transport, p.closeIdle = tr, tr.CloseIdleConnections
+	}
+	p.metrics = newMetrics()
+	capacity := cfg.SampleCapacity
+	if capacity <= 0 {
+		capacity = DefaultSampleCapacity
+	}
+	p.samples = newRing(capacity)
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      (*retrier)(p),
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		BufferPool:     bufferPool{},
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+	return p, nil
+}
+
+func newTransport(cfg Config) *http.Transport {
+	dial := cfg.DialTimeout
+	if dial <= 0 {
+		dial = 2 * time.Second
+	}
+	rht := cfg.ResponseHeaderTimeout
+	if rht <= 0 {
+		rht = 60 * time.Second
+	}
+	idle := cfg.IdleConnTimeout
+	if idle <= 0 {
+		idle = 90 * time.Second
+	}
+	perHost := cfg.MaxIdleConnsPerHost
+	if perHost <= 0 {
+		perHost = 1024
+	}
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   perHost,
+		IdleConnTimeout:       idle,
+		ResponseHeaderTimeout: rht,
+		ExpectContinueTimeout: time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		DisableCompression:    true,  // pass encodings through untouched
+		ForceAttemptHTTP2:     false, // HTTP/1.1 upstreams, no h2 probing
+		WriteBufferSize:       16 << 10,
+		ReadBufferSize:        16 << 10,
+	}
+}
+
+// Close releases idle upstream connections.
+func (p *Proxy) Close() error {
+	if p.closeIdle != nil {
+		p.closeIdle()
+	}
+	return nil
+}
+
+// resolve turns addresses into upstream objects, reusing known ones so health state survives.
+// The caller holds p.mu or is New.
+func (p *Proxy) resolve(addrs []string) ([]*upstream, error) {
+	out := make([]*upstream, 0, len(addrs))
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		u, err := parseUpstream(a)
+		if err != nil {
+			return nil, err
+		}
+		key := u.String()
+		if seen[key] {
+			return nil, fmt.Errorf("upstream %q listed twice", a)
+		}
+		seen[key] = true
+		up := p.known[key]
+		if up == nil {
+			up = &upstream{raw: key, url: u}
+			p.known[key] = up
+		}
+		out = append(out, up)
+	}
+	return out, nil
+}
+
+func checkSplit(t *table, s providers.Split) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if s.Canary > 0 && len(t.upstreams[iCanary]) == 0 {
+		return fmt.Errorf("%w: canary has no upstreams; set them before giving it %s", providers.ErrNotFound, providers.Percent(s.Canary))
+	}
+	if s.Baseline > 0 && len(t.upstreams[iBaseline]) == 0 {
+		return fmt.Errorf("%w: baseline has no upstreams; set them before giving it %s", providers.ErrNotFound, providers.Percent(s.Baseline))
+	}
+	return nil
+}
+
+// update applies f to a copy of the current table and swaps it in.
+func (p *Proxy) update(f func(t *table) error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.table.Load()
+	nt := *old
+	if err := f(&nt); err != nil {
+		return err
+	}
+	if nt.split != old.split {
+		nt.wheel = buildWheel(nt.split)
+	}
+	p.table.Store(&nt)
+	return nil
+}
+
+// SetSplit sets the canary and baseline shares in basis points; stable gets the rest.
+func (p *Proxy) SetSplit(_ context.Context, s providers.Split) error {
+	err := p.update(func(t *table) error {
+		if err := checkSplit(t, s); err != nil {
+			return err
+		}
+		t.split = s
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("proxy: set split to %s: %w", s, err)
+	}
+	p.log.Info("split set", "split", s.String())
+	return nil
+}
+
+// Split returns the split applied now.
+func (p *Proxy) Split(context.Context) (providers.Split, error) { return p.table.Load().split, nil }
+
+// SetUpstreams points cohort c at addrs. An empty list removes baseline or canary (its share must
+// be 0 first); stable always needs one.
+func (p *Proxy) SetUpstreams(_ context.Context, c providers.Cohort, addrs []string) error {
+	ci, ok := cohortIndex(c)
+	if !ok {
+		return &ConfigError{Field: "cohort", Err: fmt.Errorf("%q is not a cohort (valid: stable, baseline, canary)", c)}
+	}
+	err := p.update(func(t *table) error {
+		ups, err := p.resolve(addrs)
+		if err != nil {
+			return &ConfigError{Field: "upstreams", Err: err}
+		}
+		if len(ups) == 0 {
+			if ci == iStable {
+				return &ConfigError{Field: "upstreams", Err: errors.New("stable needs at least one upstream")}
+			}
+			if t.split.Of(c) > 0 {
+				return fmt.Errorf("%w: %s still has %s of the traffic; set its share to 0 or roll back first",
+					providers.ErrInvalidSplit, c, providers.Percent(t.split.Of(c)))
+			}
+		}
+		t.upstreams[ci] = ups
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("proxy: set upstreams of %s: %w", c, err)
+	}
+	p.log.Info("upstreams set", "cohort", c, "upstreams", addrs)
+	return nil
+}
+
+// Rollback removes the canary and baseline cohorts: all traffic goes to stable from the next request.
+func (p *Proxy) Rollback(context.Context) error {
+	_ = p.update(func(t *table) error {
+		t.split = providers.Split{}
+		t.upstreams[iCanary], t.upstreams[iBaseline] = nil, nil
+		return nil
+	})
+	p.log.Info("rolled back: all traffic on stable")
+	return nil
+}
+
+// Promote makes canary's upstreams stable's and removes the baseline and canary cohorts.
+func (p *Proxy) Promote(context.Context) error {
+	err := p.update(func(t *table) error {
+		if len(t.upstreams[iCanary]) == 0 {
+			return fmt.Errorf("%w: canary has no upstreams to promote", providers.ErrNotFound)
+		}
+		t.upstreams[iStable] = t.upstreams[iCanary]
+		t.split = providers.Split{}
+		t.upstreams[iCanary], t.upstreams[iBaseline] = nil, nil
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("proxy: promote: %w", err)
+	}
+	p.log.Info("promoted: canary upstreams are stable")
+	return nil
+}
+
+// State is a snapshot of the routing table, as served by the admin API.
+type State struct {
+	Split     providers.Split                 `json:"split"`
+	Upstreams map[providers.Cohort][]string   `json:"upstreams"`
+	Down      map[string]time.Time            `json:"down,omitempty"` // upstreams in back-off, until when
+	HashOn    string                          `json:"hashOn"`
+	Rules     int                             `json:"rules"`
+	Served    map[providers.Cohort]ServedStat `json:"served"`
+}
+
+// ServedStat counts requests recorded per cohort since start.
+type ServedStat struct {
+	Split uint64 `json:"split"`
+	Rule  uint64 `json:"rule"`
+}
+
+// State returns a snapshot of the routing table.
+func (p *Proxy) State(context.Context) (State, error) {
+	t := p.table.Load()
+	st := State{Split: t.split, Upstreams: map[providers.Cohort][]string{}, Rules: len(p.rules),
+		HashOn: hashOnString(p.hashKind, p.hashName), Served: map[providers.Cohort]ServedStat{}}
+	now := p.now().UnixNano()
+	for ci := range nCohorts {
+		st.Upstreams[cohortNames[ci]] = t.addrs(ci)
+		for _, u := range t.upstreams[ci] {
+			if !u.healthy(now) {
+				if st.Down == nil {
+					st.Down = map[string]time.Time{}
+				}
+				st.Down[u.raw] = time.Unix(0, u.downUntil.Load())
+			}
+		}
+		st.Served[cohortNames[ci]] = ServedStat{Split: p.served[ci][0].Load(), Rule: p.served[ci][1].Load()}
+	}
+	return st, nil
+}
+
+func hashOnString(k hashKind, name string) string {
+	switch k {
+	case hashIP:
+		return "ip"
+	case hashHeader:
+		return "header:" + name
+	case hashCookie:
+		return "cookie:" + name
+	case hashConsumer:
+		return "consumer"
+	}
+	return "none"
+}
+
+// Requests returns the recorded requests that finished in [since, until), oldest first.
+func (p *Proxy) Requests(_ context.Context, since, until time.Time) ([]providers.Request, error) {
+	return p.samples.collect(since, until), nil
+}
+
+// MetricsHandler serves the Prometheus metrics of this proxy (its own registry).
+func (p *Proxy) MetricsHandler() http.Handler {
+	return metricsHandler(p.metrics)
+}
+
+// call is the per-request routing decision, carried through the ReverseProxy in the context.
+type call struct {
+	t      *table
+	cohort int
+	byRule bool
+	up     *upstream
+	status int
+	ctx    callCtx
+}
+
+type callKey struct{}
+
+// callCtx is a context.Context carrying the *call without allocating a valueCtx per request.
+type callCtx struct {
+	context.Context
+	c *call
+}
+
+func (c *callCtx) Value(key any) any {
+	if _, ok := key.(callKey); ok {
+		return c.c
+	}
+	return c.Context.Value(key)
+}
+
+func callFrom(ctx context.Context) *call {
+	c, _ := ctx.Value(callKey{}).(*call)
+	return c
+}
+
+// decide chooses the cohort of a request: deny list, rules, allow list, then the split (sticky
+// bucket or the exact wheel).
+func (p *Proxy) decide(t *table, r *http.Request) (ci int, byRule bool) {
+	if !p.needInfo {
+		return int(t.wheel[p.wheelPos.Add(1)%providers.BasisPoints]), false
+	}
+	ri := reqInfo{r: r, jwt: p.jwt}
+	for _, m := range p.deny {
+		if m.match(&ri) {
+			return iStable, true
+		}
+	}
+	for i := range p.rules {
+		if p.rules[i].m.match(&ri) {
+			ci = p.rules[i].cohort
+			if ci == iCanary && len(p.allow) > 0 && !anyMatch(p.allow, &ri) {
+				ci = iStable
+			}
+			return ci, true
+		}
+	}
+	if len(p.allow) > 0 && !anyMatch(p.allow, &ri) {
+		return iStable, true
+	}
+	if p.hashKind != hashNone {
+		if key, ok := p.stickyKey(&ri); ok {
+			return bucketCohort(bucketOf(key), t.split), false
+		}
+	}
+	return int(t.wheel[p.wheelPos.Add(1)%providers.BasisPoints]), false
+}
+
+func anyMatch(ms []*matcher, ri *reqInfo) bool {
+	for _, m := range ms {
+		if m.match(ri) {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeHTTP proxies one request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := p.now()
+	t := p.table.Load()
+	want, byRule := p.decide(t, r)
+	ci, up := t.route(want, start.UnixNano())
+	if ci != want {
+		p.metrics.fallback.Add(1)
+	}
+	c := &call{t: t, cohort: ci, byRule: byRule, up: up, status: http.StatusBadGateway}
+	if up != nil {
+		c.ctx = callCtx{Context: r.Context(), c: c}
+		p.rp.ServeHTTP(w, r.WithContext(&c.ctx))
+	} else {
+		http.Error(w, "no upstream", http.StatusBadGateway)
+	}
+	end := p.now()
+	p.record(end, end.Sub(start), c.status, c.cohort, c.byRule)
+}
+
+func (p *Proxy) record(end time.Time, lat time.Duration, status, ci int, byRule bool) {
+	route := 0
+	if byRule {
+		route = 1
+	}
+	p.served[ci][route].Add(1)
+	p.metrics.count(ci, route, status)
+	p.metrics.latency[ci][route].observe(lat)
+	p.samples.add(end.UnixNano(), lat, status, ci, byRule)
+}
+
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	c := callFrom(pr.In.Context())
+	pr.SetURL(c.up.url)
+	if p.trustForwarded {
+		if v := pr.In.Header["X-Forwarded-For"]; len(v) > 0 {
+			pr.Out.Header["X-Forwarded-For"] = v
+		}
+	}
+	pr.SetXForwarded()
+	if p.preserveHost {
+		pr.Out.Host = pr.In.Host
+	}
+}
+
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	if c := callFrom(resp.Request.Context()); c != nil {
+		c.status = resp.StatusCode
+	}
+	return nil
+}
+
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusBadGateway
+	if errors.Is(err, context.DeadlineExceeded) {
+		status = http.StatusGatewayTimeout
+	}
+	if c := callFrom(r.Context()); c != nil {
+		c.status = status
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			c.status = 499 // client went away (nginx's convention)
+		}
+		p.log.Debug("proxy error", "cohort", cohortNames[c.cohort], "upstream", c.up.raw, "err", err)
+	}
+	w.WriteHeader(status)
+}
+
+// retrier is the ReverseProxy's transport: it marks upstreams that refuse connections for
+// back-off and retries the request once more on another healthy upstream (same cohort, else
+// stable) when that is safe: the request never reached an upstream and has no body to replay.
+type retrier Proxy
+
+func (rt *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
+	p := (*Proxy)(rt)
+	c := callFrom(req.Context())
+	for attempt := 0; ; attempt++ {
+		resp, err := p.transport.RoundTrip(req)
+		if c == nil {
+			return resp, err
+		}
+		if err == nil {
+			c.up.ok()
+			return resp, nil
+		}
+		if !isDialError(err) {
+			return nil, err
+		}
+		now := p.now().UnixNano()
+		d := c.up.fail(now, p.backoffBase, p.backoffMax)
+		p.metrics.refused.Add(1)
+		p.log.Warn("upstream refused connection; backing off", "upstream", c.up.raw, "cohort", cohortNames[c.cohort], "backoff", d, "err", err)
+		if attempt >= 2 || (req.Body != nil && req.Body != http.NoBody) {
+			return nil, err
+		}
+		ci, next := c.t.next(c.cohort, c.up, now)
+		if next == nil {
+			return nil, err
+		}
+		if ci != c.cohort {
+			p.metrics.fallback.Add(1)
+		}
+		c.cohort, c.up = ci, next
+		req = req.Clone(req.Context())
+		req.URL.Scheme, req.URL.Host = next.url.Scheme, next.url.Host
+		if !p.preserveHost {
+			req.Host = ""
+		}
+	}
+}
+
+// isDialError reports whether err happened before the request was sent: a refused or failed
+// connection, never a reset after writing.
+func isDialError(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// bufferPool recycles the 32 KiB copy buffers of the ReverseProxy.
+type bufferPool struct{}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(bufPool.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { bufPool.Put(&b) }
+

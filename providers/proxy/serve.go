@@ -1,0 +1,82 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// ServeConfig configures Serve.
+type ServeConfig struct {
+	// Listener for the data plane (required) and for the admin API (optional).
+	Listener      net.Listener
+	AdminListener net.Listener
+	Admin         AdminConfig
+	// ReadHeaderTimeout (default 10 s) and IdleTimeout (default 120 s) of client connections.
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	// ShutdownTimeout bounds the graceful drain after ctx is cancelled (default 15 s).
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+}
+
+// Serve runs the proxy (and the admin API) until ctx is cancelled, then stops accepting, lets
+// in-flight requests finish within ShutdownTimeout and returns nil.
+func (p *Proxy) Serve(ctx context.Context, cfg ServeConfig) error {
+	if cfg.Listener == nil {
+		return errors.New("proxy: serve: no listener")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = p.log
+	}
+	rht, idle, grace := cfg.ReadHeaderTimeout, cfg.IdleTimeout, cfg.ShutdownTimeout
+	if rht <= 0 {
+		rht = 10 * time.Second
+	}
+	if idle <= 0 {
+		idle = 120 * time.Second
+	}
+	if grace <= 0 {
+		grace = 15 * time.Second
+	}
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	servers := []*http.Server{{Handler: p, ReadHeaderTimeout: rht, IdleTimeout: idle, ErrorLog: errLog}}
+	listeners := []net.Listener{cfg.Listener}
+	if cfg.AdminListener != nil {
+		h, err := p.AdminHandler(cfg.Admin)
+		if err != nil {
+			return fmt.Errorf("proxy: serve admin API: %w", err)
+		}
+		servers = append(servers, &http.Server{Handler: h, ReadHeaderTimeout: rht, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 60 * time.Second, IdleTimeout: idle, ErrorLog: errLog})
+		listeners = append(listeners, cfg.AdminListener)
+	}
+	errc := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() { errc <- s.Serve(listeners[i]) }()
+	}
+	log.Info("proxy listening", "addr", cfg.Listener.Addr().String())
+	if cfg.AdminListener != nil {
+		log.Info("admin API listening", "addr", cfg.AdminListener.Addr().String())
+	}
+	var first error
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		first = fmt.Errorf("proxy: serve: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil && first == nil {
+			first = fmt.Errorf("proxy: graceful shutdown: %w", err)
+		}
+	}
+	_ = p.Close()
+	return first
+}
