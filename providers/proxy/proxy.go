@@ -638,4 +638,3 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 func (bufferPool) Get() []byte  { return *(bufPool.Get().(*[]byte)) }
 func (bufferPool) Put(b []byte) { bufPool.Put(&b) }
-
