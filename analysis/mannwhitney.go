@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-
-	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // ErrTooFewSamples means a sample is empty (or too small for the statistic asked for).
@@ -195,8 +193,11 @@ func MannWhitneyPValue(x, y []float64) (float64, error) {
 		return 0, fmt.Errorf("mann-whitney p-value: %w", ErrAllTied)
 	}
 	z = (z - sign(z)*0.5) / sigma
-	p := 2 * math.Min(distuv.UnitNormal.CDF(z), distuv.UnitNormal.Survival(z))
-	return math.Min(p, 1), nil
+	// R: 2 * min(pnorm(z), pnorm(z, lower.tail = FALSE)). Both tails come from erfc, which keeps its
+	// relative accuracy far out (gonum's distuv.Normal.Survival is 1 - erf and returns 0 beyond z ~ 8).
+	lowerTail := 0.5 * math.Erfc(-z/math.Sqrt2)
+	upperTail := 0.5 * math.Erfc(z/math.Sqrt2)
+	return math.Min(2*math.Min(lowerTail, upperTail), 1), nil
 }
 
 // finite returns v without NaN and infinite values (a copy only when something is dropped).
