@@ -1,0 +1,289 @@
+package prometheus
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
+)
+
+// Defaults used when a Config field is zero.
+const (
+	DefaultTimeout     = 30 * time.Second
+	DefaultRetries     = 2
+	DefaultBackoff     = 500 * time.Millisecond
+	DefaultCohortLabel = "cohort"
+	DefaultMinWindow   = time.Minute
+	maxBackoff         = 10 * time.Second
+)
+
+// Config configures a Provider. Only URL is required.
+type Config struct {
+	// URL of the Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics),
+	// without /api/v1, e.g. http://127.0.0.1:9090 or https://mimir.example/prometheus.
+	URL string
+
+	// BearerToken is sent as "Authorization: Bearer <token>". BearerTokenFile is read on every
+	// request (so a rotated token is picked up); at most one of the two may be set.
+	BearerToken     string
+	BearerTokenFile string
+	// BasicAuth is sent when User is set; exclusive with the bearer token.
+	BasicAuth BasicAuth
+	// Headers are added to every request (e.g. X-Scope-OrgID for Mimir tenants).
+	Headers map[string]string
+	// TLS configures server verification and the client certificate.
+	TLS TLS
+
+	// Timeout bounds one query attempt; the caller's context bounds everything. It is also sent
+	// to the server as the query's evaluation timeout. 0 means DefaultTimeout.
+	Timeout time.Duration
+	// Retries is how many times a query is retried after a 5xx answer, a timeout or a network
+	// error (never after a 4xx or bad_data). 0 means DefaultRetries; negative means none.
+	Retries int
+	// Backoff is the wait before the first retry; it doubles per retry up to 10 s. 0 means
+	// DefaultBackoff.
+	Backoff time.Duration
+
+	// QuerySet names the ready-made queries for the latency and error_rate kinds: "builtin"
+	// (default) or "app-labels". See QuerySetNames.
+	QuerySet string
+	// CohortLabel is the label that tells the cohorts apart (default "cohort").
+	CohortLabel string
+	// CohortValues maps a cohort to its value of CohortLabel when they differ from the cohort
+	// names, e.g. {canary: "v2", baseline: "v1-baseline"}.
+	CohortValues map[providers.Cohort]string
+	// Selector holds extra label matchers joined into .Selector, e.g. `namespace="shop"`.
+	Selector string
+	// Service is the service name, available to templates as .Service (and, when set, matched by
+	// the app-labels set through its ServiceLabel).
+	Service string
+	// ServiceLabel is the label carrying Service in application metrics (default "service");
+	// used by the app-labels query set only.
+	ServiceLabel string
+	// AppMetric selects the application histogram for the app-labels set:
+	// "http_server_requests_seconds" (Micrometer, default) or "http_request_duration_seconds"
+	// (client_golang).
+	AppMetric string
+	// MinWindow is the smallest rate window (.Window); the window is the larger of the step and
+	// MinWindow, so that rate() always sees several scrapes. 0 means one minute.
+	MinWindow time.Duration
+
+	// Logger receives warnings returned by the server and retry notices. Nil discards.
+	Logger *slog.Logger
+	// Transport overrides the HTTP transport (tests); the auth and header settings still apply.
+	Transport http.RoundTripper
+}
+
+// BasicAuth is HTTP basic authentication; the password comes from Password or PasswordFile.
+type BasicAuth struct {
+	User         string
+	Password     string
+	PasswordFile string
+}
+
+// TLS configures the client side of a TLS connection.
+type TLS struct {
+	CAFile             string // PEM bundle of CAs that sign the server certificate
+	CertFile           string // client certificate (PEM), together with KeyFile
+	KeyFile            string
+	ServerName         string // overrides the name checked in the server certificate
+	InsecureSkipVerify bool   // skip server verification (testing only)
+}
+
+// ConfigError is a problem with the configuration or a query template: the user's input is
+// wrong (exit code 2 in the CLI).
+type ConfigError struct {
+	Field string // the configuration field, e.g. "url" or "metrics[latency].query"
+	Err   error
+}
+
+func (e *ConfigError) Error() string      { return "prometheus: " + e.Field + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error      { return e.Err }
+func (e *ConfigError) InvalidInput() bool { return true }
+
+func configErrorf(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// withDefaults validates cfg and fills in the defaults.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.URL == "" {
+		return cfg, configErrorf("url", "is required, e.g. http://127.0.0.1:9090")
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return cfg, configErrorf("url", "%q must be an http:// or https:// address, e.g. http://127.0.0.1:9090", cfg.URL)
+	}
+	if cfg.BearerToken != "" && cfg.BearerTokenFile != "" {
+		return cfg, configErrorf("bearerTokenFile", "set either a bearer token or a token file, not both")
+	}
+	if cfg.BasicAuth.User != "" && (cfg.BearerToken != "" || cfg.BearerTokenFile != "") {
+		return cfg, configErrorf("basicAuth", "set either basic auth or a bearer token, not both")
+	}
+	if cfg.BasicAuth.Password != "" && cfg.BasicAuth.PasswordFile != "" {
+		return cfg, configErrorf("basicAuth.passwordFile", "set either a password or a password file, not both")
+	}
+	if (cfg.BasicAuth.Password != "" || cfg.BasicAuth.PasswordFile != "") && cfg.BasicAuth.User == "" {
+		return cfg, configErrorf("basicAuth.user", "is required when a password is set")
+	}
+	if (cfg.TLS.CertFile == "") != (cfg.TLS.KeyFile == "") {
+		return cfg, configErrorf("tls.keyFile", "a client certificate needs both certFile and keyFile")
+	}
+	if cfg.Timeout < 0 || cfg.Backoff < 0 || cfg.MinWindow < 0 {
+		return cfg, configErrorf("timeout", "durations must not be negative")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Retries == 0 {
+		cfg.Retries = DefaultRetries
+	} else if cfg.Retries < 0 {
+		cfg.Retries = 0
+	}
+	if cfg.Backoff == 0 {
+		cfg.Backoff = DefaultBackoff
+	}
+	if cfg.MinWindow == 0 {
+		cfg.MinWindow = DefaultMinWindow
+	}
+	if cfg.CohortLabel == "" {
+		cfg.CohortLabel = DefaultCohortLabel
+	}
+	if !validLabelName(cfg.CohortLabel) {
+		return cfg, configErrorf("cohortLabel", "%q is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)", cfg.CohortLabel)
+	}
+	if cfg.ServiceLabel == "" {
+		cfg.ServiceLabel = "service"
+	}
+	if !validLabelName(cfg.ServiceLabel) {
+		return cfg, configErrorf("serviceLabel", "%q is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)", cfg.ServiceLabel)
+	}
+	if strings.ContainsAny(cfg.Service, "\"\\{}\n") {
+		return cfg, configErrorf("service", "%q must not contain quotes, backslashes, braces or newlines", cfg.Service)
+	}
+	for c := range cfg.CohortValues {
+		if !c.Valid() {
+			return cfg, configErrorf("cohortValues", "unknown cohort %q (valid: stable, baseline, canary)", c)
+		}
+	}
+	if cfg.QuerySet == "" {
+		cfg.QuerySet = "builtin"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg, nil
+}
+
+func validLabelName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		ok := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9')
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// roundTripper builds the transport: TLS settings, then auth and extra headers on every request.
+func (cfg Config) roundTripper() (http.RoundTripper, error) {
+	base := cfg.Transport
+	if base == nil {
+		tlsCfg, err := cfg.TLS.config()
+		if err != nil {
+			return nil, err
+		}
+		base = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:       tlsCfg,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          16,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+	}
+	return &authTransport{cfg: cfg, next: base}, nil
+}
+
+func (t TLS) config() (*tls.Config, error) {
+	c := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, &ConfigError{Field: "tls.caFile", Err: fmt.Errorf("read CA bundle: %w", err)}
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, configErrorf("tls.caFile", "%s holds no PEM certificate", t.CAFile)
+		}
+		c.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, &ConfigError{Field: "tls.certFile", Err: fmt.Errorf("load client certificate: %w", err)}
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// authTransport adds credentials and headers. Secret files are read per request so that rotated
+// credentials are picked up without a restart.
+type authTransport struct {
+	cfg  Config
+	next http.RoundTripper
+}
+
+func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	for k, v := range t.cfg.Headers {
+		req.Header.Set(k, v)
+	}
+	switch {
+	case t.cfg.BearerToken != "":
+		req.Header.Set("Authorization", "Bearer "+t.cfg.BearerToken)
+	case t.cfg.BearerTokenFile != "":
+		tok, err := readSecret(t.cfg.BearerTokenFile)
+		if err != nil {
+			return nil, &credentialError{fmt.Errorf("read bearer token file: %w", err)}
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	case t.cfg.BasicAuth.User != "":
+		pw := t.cfg.BasicAuth.Password
+		if t.cfg.BasicAuth.PasswordFile != "" {
+			var err error
+			if pw, err = readSecret(t.cfg.BasicAuth.PasswordFile); err != nil {
+				return nil, &credentialError{fmt.Errorf("read basic auth password file: %w", err)}
+			}
+		}
+		req.SetBasicAuth(t.cfg.BasicAuth.User, pw)
+	}
+	return t.next.RoundTrip(req)
+}
+
+func readSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", errors.New(path + " is empty")
+	}
+	return s, nil
+}
