@@ -1,0 +1,305 @@
+// Package promtest starts a real Prometheus server and a canary scenario for integration tests:
+// two real upstreams (the canary slower, and optionally failing) behind the built-in proxy, whose
+// /metrics the Prometheus server scrapes every second.
+//
+// A missing prometheus binary fails the test (skipping is not passing) with the command that
+// installs it.
+package promtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/providers/proxy"
+)
+
+// InstallHint is printed when the prometheus binary is missing.
+const InstallHint = "the prometheus binary is required by this integration test: install it with `apt-get install -y prometheus` " +
+	"(Debian/Ubuntu; .ci/run does this) or put a Prometheus 2.x binary on PATH or in $PROMETHEUS_BIN"
+
+// Binary finds the prometheus binary: $PROMETHEUS_BIN, PATH, then /usr/bin/prometheus.
+func Binary() (string, error) {
+	if b := os.Getenv("PROMETHEUS_BIN"); b != "" {
+		return b, nil
+	}
+	if b, err := exec.LookPath("prometheus"); err == nil {
+		return b, nil
+	}
+	if _, err := os.Stat("/usr/bin/prometheus"); err == nil {
+		return "/usr/bin/prometheus", nil
+	}
+	return "", errors.New(InstallHint)
+}
+
+// Server is a running Prometheus on a loopback port with a temporary data directory.
+type Server struct {
+	URL string
+}
+
+// Start runs Prometheus scraping targets (host:port, path /metrics) every second. It is stopped
+// when the test ends; its log is printed if the test failed.
+func Start(t testing.TB, targets ...string) *Server {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	quoted := make([]string, len(targets))
+	for i, tg := range targets {
+		quoted[i] = strconv.Quote(tg)
+	}
+	conf := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: canaryctl
+    static_configs:
+      - targets: [%s]
+`, strings.Join(quoted, ", "))
+	confPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	var out lockedBuffer
+	cmd := exec.Command(bin, "--config.file="+confPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--log.level=warn", "--storage.tsdb.retention.time=1h")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("prometheus log:\n%s", out.String())
+		}
+	})
+	s := &Server{URL: "http://" + addr}
+	if err := poll(30*time.Second, 100*time.Millisecond, func() (bool, error) {
+		select {
+		case <-done:
+			return false, fmt.Errorf("prometheus exited early:\n%s", out.String())
+		default:
+		}
+		resp, err := http.Get(s.URL + "/-/ready")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	}); err != nil {
+		t.Fatalf("prometheus at %s not ready: %v\n%s", s.URL, err, out.String())
+	}
+	return s
+}
+
+// poll calls f every interval until it reports done, returns an error, or timeout passes.
+func poll(timeout, interval time.Duration, f func() (bool, error)) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		ok, err := f()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-deadline.C:
+			return fmt.Errorf("still not done after %v", timeout)
+		case <-tick.C:
+		}
+	}
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// ScenarioConfig describes the upstreams of a canary scenario.
+type ScenarioConfig struct {
+	// BaselineDelay and CanaryDelay are added to every response of that cohort (stable uses
+	// BaselineDelay).
+	BaselineDelay, CanaryDelay time.Duration
+	// CanaryErrorEvery makes every n-th canary response a 500 (0: never).
+	CanaryErrorEvery int
+	// Split is the proxy's split; zero means a third each.
+	Split providers.Split
+	// Duration bounds the load; Concurrency is the number of clients (default 4); MaxRequests
+	// bounds the total (default 20000).
+	Duration    time.Duration
+	Concurrency int
+	MaxRequests int
+}
+
+// Scenario is a proxy in front of real upstreams under load, scraped by a real Prometheus.
+type Scenario struct {
+	Prometheus *Server
+	Proxy      *proxy.Proxy
+	ProxyURL   string
+	// Start and End bracket the load.
+	Start, End time.Time
+	// Requests counts the requests sent.
+	Requests int64
+}
+
+// RunScenario starts the upstreams, the proxy, its metrics endpoint and Prometheus, sends load
+// for cfg.Duration, and waits until Prometheus has scraped the end of the load.
+func RunScenario(t testing.TB, cfg ScenarioConfig) *Scenario {
+	t.Helper()
+	if cfg.Split == (providers.Split{}) {
+		cfg.Split = providers.Split{Canary: 3333, Baseline: 3333}
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
+	}
+	if cfg.MaxRequests <= 0 {
+		cfg.MaxRequests = 20000
+	}
+	if cfg.Duration <= 0 {
+		cfg.Duration = 10 * time.Second
+	}
+	upstream := func(delay time.Duration, errEvery int) string {
+		var n atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if delay > 0 {
+				tm := time.NewTimer(delay)
+				select {
+				case <-tm.C:
+				case <-r.Context().Done():
+					tm.Stop()
+				}
+			}
+			if errEvery > 0 && n.Add(1)%int64(errEvery) == 0 {
+				http.Error(w, "canary failure", http.StatusInternalServerError)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	p, err := proxy.New(proxy.Config{
+		Upstreams: map[providers.Cohort][]string{
+			providers.Stable:   {upstream(cfg.BaselineDelay, 0)},
+			providers.Baseline: {upstream(cfg.BaselineDelay, 0)},
+			providers.Canary:   {upstream(cfg.CanaryDelay, cfg.CanaryErrorEvery)},
+		},
+		Split: cfg.Split,
+	})
+	if err != nil {
+		t.Fatalf("proxy: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	front := httptest.NewServer(p)
+	t.Cleanup(front.Close)
+	metrics := httptest.NewServer(p.MetricsHandler())
+	t.Cleanup(metrics.Close)
+
+	prom := Start(t, strings.TrimPrefix(metrics.URL, "http://"))
+	// Wait for the first scrape so the load's first seconds are seen.
+	if err := poll(20*time.Second, 200*time.Millisecond, func() (bool, error) {
+		return hasData(prom.URL, `up{job="canaryctl"} == 1`), nil
+	}); err != nil {
+		t.Fatalf("prometheus never scraped the proxy: %v", err)
+	}
+
+	s := &Scenario{Prometheus: prom, Proxy: p, ProxyURL: front.URL, Start: time.Now()}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration)
+	defer cancel()
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 10 * time.Second}
+	for range cfg.Concurrency {
+		wg.Go(func() {
+			for ctx.Err() == nil && sent.Add(1) <= int64(cfg.MaxRequests) {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, front.URL+"/", nil)
+				resp, err := client.Do(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	s.End = time.Now()
+	s.Requests = min(sent.Load(), int64(cfg.MaxRequests))
+	// Two more scrapes so the last step of the window has its samples.
+	end := s.End
+	if err := poll(15*time.Second, 200*time.Millisecond, func() (bool, error) {
+		return scrapedAfter(prom.URL, end.Add(1500*time.Millisecond)), nil
+	}); err != nil {
+		t.Fatalf("prometheus did not scrape after the load: %v", err)
+	}
+	return s
+}
+
+// hasData reports whether an instant query returns a non-empty vector.
+func hasData(base, query string) bool {
+	resp, err := http.Get(base + "/api/v1/query?query=" + url.QueryEscape(query))
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp.StatusCode == 200 && strings.Contains(b.String(), `"result":[{`)
+}
+
+// scrapedAfter reports whether the newest scrape of the proxy is later than t.
+func scrapedAfter(base string, t time.Time) bool {
+	return hasData(base, fmt.Sprintf(`timestamp(up{job="canaryctl"}) > %d`, t.Unix()))
+}
