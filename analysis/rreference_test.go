@@ -88,3 +88,32 @@ func relDiff(a, b float64) float64 {
 	}
 	return math.Abs(a-b) / math.Max(math.Abs(a), math.Abs(b))
 }
+
+// TestAgainstRLarge compares the 100k vs 100k benchmark samples with R's wilcox.test on the same
+// doubles (written with -benchdata and timed by testdata/bench_wilcox.R, R 4.2.2, 2026-11-22; the R
+// output is recorded in testdata/BENCHMARKS.md).
+func TestAgainstRLarge(t *testing.T) {
+	t.Parallel()
+	x, y := benchSamples(100_000)
+	// Fingerprint of the samples R saw; if math/rand/v2's stream ever changes, re-run the R script.
+	var sx, sy float64
+	for i := range x {
+		sx += x[i]
+		sy += y[i]
+	}
+	if sx != 2323904.822999978 || sy != 2274684.1060000071 {
+		t.Fatalf("benchmark samples changed (sums %.17g, %.17g): regenerate the R numbers with testdata/bench_wilcox.R", sx, sy)
+	}
+	const rLower, rUpper, rP = 0.38203732951577657, 0.58295342187659438, 4.6073256275445337e-29
+	got, err := MannWhitney(x, y, 0.98)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !closeRel(got.Lower, rLower, rBoundRelTol) || !closeRel(got.Upper, rUpper, rBoundRelTol) {
+		t.Errorf("interval [%v, %v], R [%v, %v]", got.Lower, got.Upper, rLower, rUpper)
+	}
+	p, err := MannWhitneyPValue(x, y)
+	if err != nil || !closeRel(p, rP, rPValueRelTol) {
+		t.Errorf("p-value %v (%v), R %v", p, err, rP)
+	}
+}
