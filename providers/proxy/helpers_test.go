@@ -37,6 +37,13 @@ func newBackend(t testing.TB, name string) *backend {
 
 func (b *backend) url() string { return b.srv.URL }
 
+func newLoopbackServer(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 // refusedURL returns the URL of a loopback port that refuses connections.
 func refusedURL(t testing.TB) string {
 	t.Helper()

@@ -1,0 +1,79 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/canaryctl/canaryctl/providers"
+)
+
+// BenchmarkProxyDecide: the routing decision alone (no rules: the wheel; with rules and hashing).
+func BenchmarkProxyDecide(b *testing.B) {
+	ups := map[providers.Cohort][]string{"stable": {"http://127.0.0.1:1"}, "canary": {"http://127.0.0.1:2"}}
+	for _, bc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"wheel", Config{Upstreams: ups, Split: providers.Split{Canary: 250}}},
+		{"hash-header", Config{Upstreams: ups, Split: providers.Split{Canary: 250}, HashOn: "header:X-User"}},
+		{"rules+hash", Config{Upstreams: ups, Split: providers.Split{Canary: 250}, HashOn: "header:X-User",
+			Rules: []Rule{{Match: Match{Header: "X-Canary", Equals: []string{"always"}}, Cohort: providers.Canary},
+				{Match: Match{CIDR: []string{"10.0.0.0/8"}}, Cohort: providers.Canary}}}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			p, err := New(bc.cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r, _ := http.NewRequest(http.MethodGet, "http://x/", nil)
+			r.RemoteAddr = "127.0.0.1:5"
+			r.Header.Set("X-User", "alice")
+			b.ReportAllocs()
+			for b.Loop() {
+				t := p.table.Load()
+				ci, _ := p.decide(t, r)
+				t.route(ci, 0)
+			}
+		})
+	}
+}
+
+// BenchmarkProxyServeHTTP: one request through the handler to a real loopback upstream, without
+// the client-side connection (ServeHTTP is called directly).
+func BenchmarkProxyServeHTTP(b *testing.B) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "0123456789012345678901234567890123456789012345678901234567890123")
+	}))
+	defer up.Close()
+	p, err := New(Config{Upstreams: map[providers.Cohort][]string{"stable": {up.URL}, "canary": {up.URL + "/c"}}, Split: providers.Split{Canary: 500}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		r := httptest.NewRequest(http.MethodGet, "http://proxy/", nil)
+		for pb.Next() {
+			w := httptest.NewRecorder()
+			p.ServeHTTP(w, r)
+			if w.Code != http.StatusOK {
+				b.Fatalf("status %d", w.Code)
+			}
+		}
+	})
+}
+
+// BenchmarkProxyRecord: metrics and the sample ring per request.
+func BenchmarkProxyRecord(b *testing.B) {
+	p, err := New(Config{Upstreams: map[providers.Cohort][]string{"stable": {"http://127.0.0.1:1"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := p.now()
+	b.ReportAllocs()
+	for b.Loop() {
+		p.record(now, 1234567, 200, iStable, false)
+	}
+}

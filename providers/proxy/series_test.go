@@ -1,0 +1,182 @@
+package proxy
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
+)
+
+func TestSeries(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	reqs := []providers.Request{
+		// step 0 [0,10s): baseline 10,20,30,40 ms; canary 100 ms (500) and 50 ms
+		{Time: at(1), Cohort: providers.Baseline, Status: 200, Latency: ms(10)},
+		{Time: at(2), Cohort: providers.Baseline, Status: 200, Latency: ms(20)},
+		{Time: at(3), Cohort: providers.Baseline, Status: 503, Latency: ms(30)},
+		{Time: at(4), Cohort: providers.Baseline, Status: 200, Latency: ms(40)},
+		{Time: at(5), Cohort: providers.Canary, Status: 500, Latency: ms(100)},
+		{Time: at(6), Cohort: providers.Canary, Status: 200, Latency: ms(50)},
+		// excluded: by rule, stable, outside the window
+		{Time: at(7), Cohort: providers.Canary, Status: 500, Latency: ms(9999), ByRule: true},
+		{Time: at(8), Cohort: providers.Stable, Status: 500, Latency: ms(9999)},
+		{Time: at(-1), Cohort: providers.Canary, Status: 500, Latency: ms(9999)},
+		{Time: at(25), Cohort: providers.Canary, Status: 500, Latency: ms(9999)},
+		// step 1 [10,20s): canary only
+		{Time: at(10), Cohort: providers.Canary, Status: 200, Latency: ms(7)},
+	}
+	w := providers.Window{Start: t0, End: at(25), Step: 10 * time.Second} // 3 steps, the last partial
+	nan := math.NaN()
+	for _, tc := range []struct {
+		name         string
+		m            providers.Metric
+		base, canary []float64
+	}{
+		// R-7 median of 10,20,30,40 = 25; P99 = 30 + 0.97*10 = 39.7; canary P99 of 50,100 = 99.5
+		{"p50", providers.Metric{Name: "p50", Kind: providers.LatencyQuantile, Quantile: 0.5}, []float64{25, nan, nan}, []float64{75, 7, nan}},
+		{"p99", providers.Metric{Name: "p99", Kind: providers.LatencyQuantile, Quantile: 0.99}, []float64{39.7, nan, nan}, []float64{99.5, 7, nan}},
+		{"error rate", providers.Metric{Name: "5xx", Kind: providers.ErrorRate}, []float64{25, nan, nan}, []float64{50, 0, nan}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := Series(reqs, tc.m, w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check := func(side string, got, want []float64) {
+				if len(got) != len(want) {
+					t.Fatalf("%s: %v, want %v", side, got, want)
+				}
+				for i := range want {
+					if math.IsNaN(want[i]) != math.IsNaN(got[i]) || (!math.IsNaN(want[i]) && math.Abs(got[i]-want[i]) > 1e-9) {
+						t.Fatalf("%s: %v, want %v", side, got, want)
+					}
+				}
+			}
+			check("baseline", got.Baseline, tc.base)
+			check("canary", got.Canary, tc.canary)
+		})
+	}
+	if _, err := Series(reqs[6:9], providers.Metric{Kind: providers.ErrorRate}, w); !errors.Is(err, providers.ErrNoData) {
+		t.Fatalf("only excluded requests: %v, want ErrNoData", err)
+	}
+	for _, bad := range []struct {
+		m providers.Metric
+		w providers.Window
+	}{
+		{providers.Metric{Kind: providers.Query}, w},
+		{providers.Metric{Kind: providers.LatencyQuantile, Quantile: 0}, w},
+		{providers.Metric{Kind: providers.LatencyQuantile, Quantile: 1.5}, w},
+		{providers.Metric{Kind: providers.ErrorRate}, providers.Window{Start: t0, End: t0, Step: time.Second}},
+		{providers.Metric{Kind: providers.ErrorRate}, providers.Window{Start: t0, End: at(1)}},
+	} {
+		if _, err := Series(reqs, bad.m, bad.w); err == nil || errors.Is(err, providers.ErrNoData) {
+			t.Errorf("Series(%+v, %+v) = %v, want a validation error", bad.m, bad.w, err)
+		}
+	}
+}
+
+func TestSampleRingIsBounded(t *testing.T) {
+	t.Parallel()
+	r := newRing(8)
+	base := time.Unix(1000, 0)
+	for i := range 20 {
+		r.add(base.Add(time.Duration(i)*time.Second).UnixNano(), time.Duration(i)*time.Millisecond, 200+i, i%nCohorts, i%2 == 0)
+	}
+	got := r.collect(base, base.Add(time.Hour))
+	if len(got) != 8 {
+		t.Fatalf("kept %d samples, want the 8 newest", len(got))
+	}
+	for k, s := range got {
+		i := 12 + k
+		if s.Status != 200+i || s.Latency != time.Duration(i)*time.Millisecond || s.Cohort != cohortNames[i%nCohorts] || s.ByRule != (i%2 == 0) {
+			t.Fatalf("sample %d = %+v", k, s)
+		}
+	}
+	if got := r.collect(base.Add(15*time.Second), base.Add(17*time.Second)); len(got) != 2 {
+		t.Fatalf("window [15s,17s) holds %d samples, want 2", len(got))
+	}
+}
+
+// TestSampleRingConcurrent: writers and readers at once (run with -race); every sample read is
+// one that was written whole.
+func TestSampleRingConcurrent(t *testing.T) {
+	t.Parallel()
+	r := newRing(64)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 5000 {
+				v := int64(w*10000 + i)
+				r.add(v, time.Duration(v), int(v%500)+100, int(v%nCohorts), false)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for {
+		for _, s := range r.collect(time.Unix(0, 0), time.Unix(0, 1<<40)) {
+			v := s.Time.UnixNano()
+			if int64(s.Latency) != v || s.Status != int(v%500)+100 || s.Cohort != cohortNames[v%nCohorts] {
+				t.Fatalf("torn sample %+v", s)
+			}
+		}
+		select {
+		case <-done:
+			return
+		default:
+		}
+	}
+}
+
+// TestHistogramP99Accuracy: the P99 that Prometheus' histogram_quantile would compute from the
+// exported buckets is within 4 % of the exact P99, over several latency distributions.
+func TestHistogramP99Accuracy(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range []struct {
+		name string
+		draw func() float64 // milliseconds
+	}{
+		{"lognormal around 5ms", func() float64 { return 5 * math.Exp(0.5*rng.NormFloat64()) }},
+		{"lognormal around 200ms", func() float64 { return 200 * math.Exp(0.3*rng.NormFloat64()) }},
+		{"exponential 1ms", func() float64 { return 0.2 + rng.ExpFloat64() }},
+		{"uniform 10-20ms", func() float64 { return 10 + 10*rng.Float64() }},
+	} {
+		h := &histogram{counts: make([]atomic.Uint64, len(bucketBounds)+1)}
+		vals := make([]float64, 100000)
+		for i := range vals {
+			vals[i] = tc.draw()
+			h.observe(time.Duration(vals[i] * 1e6))
+		}
+		exact := quantileR7(vals, 0.99)
+		est := h.quantile(0.99) / 1e6
+		if rel := math.Abs(est-exact) / exact; rel > 0.04 {
+			t.Errorf("%s: histogram P99 %.3f ms vs exact %.3f ms: %.1f%% off", tc.name, est, exact, 100*rel)
+		} else {
+			t.Logf("%s: histogram P99 %.3f ms vs exact %.3f ms: %.2f%% off", tc.name, est, exact, 100*rel)
+		}
+	}
+}
+
+func quantileR7(v []float64, q float64) float64 {
+	s := append([]float64(nil), v...)
+	slices.Sort(s)
+	pos := q * float64(len(s)-1)
+	lo := int(pos)
+	if lo+1 >= len(s) {
+		return s[lo]
+	}
+	return s[lo] + (pos-float64(lo))*(s[lo+1]-s[lo])
+}
