@@ -1,0 +1,1104 @@
+// Package rollout runs a canary rollout: it deploys baseline and canary beside stable, shifts traffic
+// through a gateway in steps, judges every interval with a Kayenta-style judge, and promotes the
+// canary or sends all traffic back to stable.
+//
+// The rollout is an explicit state machine (see phase.go): one handler per phase, one transition per
+// Tick, every transition checked against a table and written atomically to the state directory.
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
+)
+
+// Gateway routes traffic between stable, baseline and canary.
+type Gateway interface {
+	SetUpstreams(ctx context.Context, c providers.Cohort, addrs []string) error
+	SetSplit(ctx context.Context, s providers.Split) error
+	Split(ctx context.Context) (providers.Split, error) // read back the real split
+	Rollback(ctx context.Context) error                 // delete canary+baseline targets: all on stable
+	Promote(ctx context.Context) error                  // canary's upstreams become stable's
+}
+
+// RequestLog is a gateway's record of proxied requests.
+type RequestLog interface {
+	Requests(ctx context.Context, since, until time.Time) ([]providers.Request, error)
+}
+
+// Metrics gives per-interval series for the Kayenta judge.
+type Metrics interface {
+	Pair(ctx context.Context, m providers.Metric, w providers.Window) (providers.Pair, error)
+}
+
+// SampleCounter is optionally implemented by a Metrics source that can count the requests each cohort
+// served in a window (for progress lines); without it, points of the first metric are counted.
+type SampleCounter interface {
+	Samples(ctx context.Context, w providers.Window) (baseline, canary int, err error)
+}
+
+// Deployer starts and stops the baseline and canary deployments.
+type Deployer interface {
+	Deploy(ctx context.Context, c providers.Cohort) (addrs []string, err error) // ready when it returns
+	Teardown(ctx context.Context, c providers.Cohort) error                     // idempotent
+}
+
+// MetricPair is one metric's spec and its series.
+type MetricPair struct {
+	Metric MetricSpec
+	Pair   providers.Pair
+}
+
+// Judgement is the judge's answer for one interval.
+type Judgement struct {
+	Score   float64
+	Metrics []MetricResult
+}
+
+// Judge compares canary with baseline for every metric and scores the result (0..100).
+type Judge interface {
+	Judge(ctx context.Context, pairs []MetricPair) (Judgement, error)
+}
+
+// JudgeFunc adapts a function to Judge.
+type JudgeFunc func(ctx context.Context, pairs []MetricPair) (Judgement, error)
+
+// Judge calls f.
+func (f JudgeFunc) Judge(ctx context.Context, pairs []MetricPair) (Judgement, error) {
+	return f(ctx, pairs)
+}
+
+// Notifier tells people what happened (webhooks).
+type Notifier interface {
+	Notify(ctx context.Context, n Notification) error
+}
+
+// Clock is the engine's time source; tests use a fake one and step the engine tick by tick.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// InterruptAction is what a SIGINT/SIGTERM does to a running rollout.
+type InterruptAction string
+
+// The interrupt actions.
+const (
+	InterruptRollback InterruptAction = "rollback"
+	InterruptPause    InterruptAction = "pause"
+)
+
+// Config configures an Engine.
+type Config struct {
+	Spec     *Spec
+	Gateway  Gateway
+	Metrics  Metrics
+	Deployer Deployer
+	Judge    Judge
+	Store    *Store
+	// SpecYAML is saved beside the state on Start (for resume and abort); optional.
+	SpecYAML []byte
+	Clock    Clock        // default: the real clock
+	Logger   *slog.Logger // default: discard
+	// Progress receives one human line per interval (stderr); optional.
+	Progress io.Writer
+	// Events receives every event as a JSON line besides events.jsonl (--events FILE); optional.
+	Events   io.Writer
+	Notifier Notifier // default: webhooks of the spec
+	// OnInterrupt: rollback (default) or pause.
+	OnInterrupt InterruptAction
+	// DetachOnPause makes Run return when the rollout pauses instead of holding it.
+	DetachOnPause bool
+	// PollInterval bounds how long Run waits between ticks, i.e. how fast control requests are
+	// picked up (default 250ms).
+	PollInterval time.Duration
+	// CallTimeout bounds each gateway call (default 15s); rollback uses its own context.
+	CallTimeout time.Duration
+	// RollbackAttempts before the rollout is Failed (default 10); Backoff between attempts (default 1s,
+	// doubling up to 15s).
+	RollbackAttempts int
+	Backoff          time.Duration
+	// PromoteAttempts before a promotion gives up and rolls back (default 3).
+	PromoteAttempts int
+	// RunID names this rollout (default: derived from the start time).
+	RunID string
+}
+
+// Outcome is how Run ended.
+type Outcome struct {
+	Phase       Phase
+	Verdict     Verdict
+	Score       *Number
+	Reason      string
+	Interrupted bool // a signal ended the run (after rollback or pause)
+	Detached    bool // Run returned while the rollout is Paused (DetachOnPause or interrupt with pause)
+}
+
+// Engine runs one rollout.
+type Engine struct {
+	cfg  Config
+	spec *Spec
+	log  *slog.Logger
+
+	mu    sync.Mutex // guards st for State()
+	st    State
+	wake  time.Time // when the current handler wants the next tick
+	ready bool      // deployments and upstreams verified by this process (after resume)
+
+	resumed     bool
+	interrupted bool
+}
+
+// New checks the configuration and builds an engine. Call Start or Resume next.
+func New(cfg Config) (*Engine, error) {
+	switch {
+	case cfg.Spec == nil:
+		return nil, errors.New("new engine: spec is nil")
+	case cfg.Gateway == nil:
+		return nil, errors.New("new engine: gateway is nil")
+	case cfg.Metrics == nil:
+		return nil, errors.New("new engine: metrics is nil")
+	case cfg.Deployer == nil:
+		return nil, errors.New("new engine: deployer is nil")
+	case cfg.Judge == nil:
+		return nil, errors.New("new engine: judge is nil")
+	case cfg.Store == nil:
+		return nil, errors.New("new engine: store is nil")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Notifier == nil {
+		cfg.Notifier = NewWebhookNotifier(WebhookConfig{Webhooks: cfg.Spec.Notify.Webhooks, Timeout: cfg.Spec.Notify.Timeout})
+	}
+	if cfg.OnInterrupt == "" {
+		cfg.OnInterrupt = InterruptRollback
+	}
+	if cfg.OnInterrupt != InterruptRollback && cfg.OnInterrupt != InterruptPause {
+		return nil, fmt.Errorf("new engine: unknown interrupt action %q (valid: rollback, pause)", cfg.OnInterrupt)
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 250 * time.Millisecond
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 15 * time.Second
+	}
+	if cfg.RollbackAttempts <= 0 {
+		cfg.RollbackAttempts = 10
+	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = time.Second
+	}
+	if cfg.PromoteAttempts <= 0 {
+		cfg.PromoteAttempts = 3
+	}
+	return &Engine{cfg: cfg, spec: cfg.Spec, log: cfg.Logger.With("service", cfg.Spec.Service)}, nil
+}
+
+// State returns a copy of the current state.
+func (e *Engine) State() State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.st
+	st.Intervals = slices.Clone(e.st.Intervals)
+	return st
+}
+
+// Start takes the lock and begins a new rollout in phase Pending. It refuses to overwrite a rollout
+// that has not ended (use Resume) and one run by another process.
+func (e *Engine) Start(ctx context.Context) error {
+	if err := e.cfg.Store.Lock(); err != nil {
+		return fmt.Errorf("start rollout: %w", err)
+	}
+	if old, err := e.cfg.Store.LoadState(); err == nil && !old.Phase.Terminal() {
+		e.cfg.Store.Unlock()
+		return fmt.Errorf("start rollout: %w", &UnfinishedError{Service: old.Service, Phase: old.Phase})
+	}
+	// Requests left over from an earlier rollout must not act on this one.
+	if reqs, err := e.cfg.Store.PendingControls(); err == nil {
+		for _, r := range reqs {
+			_ = e.cfg.Store.AckControl(r.ID)
+		}
+	}
+	if len(e.cfg.SpecYAML) > 0 {
+		if err := e.cfg.Store.SaveSpec(e.cfg.SpecYAML); err != nil {
+			e.cfg.Store.Unlock()
+			return err
+		}
+	}
+	now := e.now()
+	runID := e.cfg.RunID
+	if runID == "" {
+		runID = now.UTC().Format("20060102T150405.000Z")
+	}
+	weights := make([]float64, len(e.spec.Steps))
+	for i, s := range e.spec.Steps {
+		weights[i] = s.Weight
+	}
+	e.mu.Lock()
+	e.st = State{
+		SchemaVersion: StateSchemaVersion,
+		Service:       e.spec.Service,
+		RunID:         runID,
+		Phase:         Pending,
+		Steps:         len(e.spec.Steps),
+		Weights:       weights,
+		Intervals:     []Interval{},
+		StartedAt:     now,
+	}
+	e.mu.Unlock()
+	e.ready = true
+	if err := e.save(); err != nil {
+		e.cfg.Store.Unlock()
+		return err
+	}
+	e.emit(&Event{Type: EvStarted, Reason: fmt.Sprintf("%d steps: %s", len(weights), stepList(weights))})
+	e.notify(ctx, EventStarted, "")
+	return nil
+}
+
+// UnfinishedError: a rollout of the service exists and has not ended.
+type UnfinishedError struct {
+	Service string
+	Phase   Phase
+}
+
+func (e *UnfinishedError) Error() string {
+	return fmt.Sprintf("a rollout of %s is still %s; continue it with run --resume or end it with canaryctl abort", e.Service, e.Phase)
+}
+
+// Resume takes the lock, reads the recorded state, re-reads the gateway's real split and prepares to
+// continue from the recorded phase. An Analyzing step restarts (its data would have a hole), as does a
+// Progressing one; deployments and upstreams are re-ensured before traffic is touched.
+func (e *Engine) Resume(ctx context.Context) error {
+	if err := e.cfg.Store.Lock(); err != nil {
+		return fmt.Errorf("resume rollout: %w", err)
+	}
+	st, err := e.cfg.Store.LoadState()
+	if err != nil {
+		e.cfg.Store.Unlock()
+		return fmt.Errorf("resume rollout: %w", err)
+	}
+	if st.Service != e.spec.Service {
+		e.cfg.Store.Unlock()
+		return fmt.Errorf("resume rollout: state is for service %q, spec for %q", st.Service, e.spec.Service)
+	}
+	if st.Steps != len(e.spec.Steps) {
+		e.cfg.Store.Unlock()
+		return fmt.Errorf("resume rollout: the recorded rollout has %d steps, the spec %d; resume with the spec it started with (%s)", st.Steps, len(e.spec.Steps), e.cfg.Store.SpecPath())
+	}
+	if st.Intervals == nil {
+		st.Intervals = []Interval{}
+	}
+	e.mu.Lock()
+	e.st = *st
+	e.mu.Unlock()
+	e.resumed = true
+	if st.Phase.Terminal() {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+	observed, err := e.cfg.Gateway.Split(cctx)
+	cancel()
+	ev := &Event{Type: EvResumed, Intent: st.Intent}
+	if err != nil {
+		ev.Reason = fmt.Sprintf("read gateway split: %v", err)
+	} else {
+		ev.Observed = &observed
+		ev.Reason = fmt.Sprintf("recorded split %s, gateway has %s", st.Split, observed)
+	}
+	// The recorded split stays the target: Progressing sets its step's split again, Paused restores
+	// it, RollingBack and Promoting replace it.
+	e.mu.Lock()
+	e.st.Intent = nil
+	e.st.Attempts = 0
+	e.mu.Unlock()
+	e.emit(ev)
+	e.log.Info("resuming rollout", "phase", st.Phase, "step", st.Step, "reason", ev.Reason)
+	if st.Phase == Analyzing {
+		return e.transition(Progressing, fmt.Sprintf("resumed: step %d restarts", st.Step+1))
+	}
+	return e.save()
+}
+
+// Close releases the lock.
+func (e *Engine) Close() error { return e.cfg.Store.Unlock() }
+
+func (e *Engine) now() time.Time { return e.cfg.Clock.Now() }
+
+// Wake returns when the current phase next wants a tick (zero: now).
+func (e *Engine) Wake() time.Time { return e.wake }
+
+// Run ticks the engine until the rollout ends, or pauses with DetachOnPause. When ctx is cancelled
+// (SIGINT/SIGTERM) the rollout rolls back (or pauses with OnInterrupt pause) before Run returns.
+func (e *Engine) Run(ctx context.Context) (Outcome, error) {
+	for {
+		if _, err := e.Tick(ctx); err != nil {
+			return e.outcome(), err
+		}
+		st := e.State()
+		if st.Phase.Terminal() {
+			return e.outcome(), nil
+		}
+		if st.Phase == Paused && (e.cfg.DetachOnPause || e.interrupted) {
+			o := e.outcome()
+			o.Detached = true
+			return o, nil
+		}
+		wait := e.cfg.PollInterval
+		if d := e.wake.Sub(e.now()); d < wait {
+			wait = max(d, 0)
+		}
+		if wait == 0 {
+			continue
+		}
+		var done <-chan struct{}
+		if !e.interrupted {
+			done = ctx.Done()
+		}
+		select {
+		case <-e.cfg.Clock.After(wait):
+		case <-done:
+		}
+	}
+}
+
+func (e *Engine) outcome() Outcome {
+	st := e.State()
+	return Outcome{Phase: st.Phase, Verdict: st.Verdict, Score: st.Score, Reason: st.Reason, Interrupted: st.Interrupted}
+}
+
+// Tick runs at most one transition: an interrupt, a control request, or the current phase's handler.
+// It returns the phase after the tick. A panic in a handler rolls the rollout back.
+func (e *Engine) Tick(ctx context.Context) (Phase, error) {
+	phase := e.State().Phase
+	if phase.Terminal() {
+		return phase, nil
+	}
+	if ctx.Err() != nil && !e.interrupted {
+		e.interrupted = true
+		return e.interrupt()
+	}
+	if e.interrupted {
+		ctx = context.WithoutCancel(ctx)
+	}
+	if moved, err := e.applyControls(); moved || err != nil {
+		return e.State().Phase, err
+	}
+	next, reason := e.handle(ctx, phase)
+	if next != phase {
+		if err := e.transition(next, reason); err != nil {
+			return e.State().Phase, err
+		}
+	}
+	return e.State().Phase, nil
+}
+
+func (e *Engine) handle(ctx context.Context, phase Phase) (next Phase, reason string) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("panic in phase handler", "phase", phase, "panic", r)
+			next, reason = RollingBack, fmt.Sprintf("panic in %s handler: %v", phase, r)
+			if phase == RollingBack {
+				next = Failed
+			}
+		}
+	}()
+	switch phase {
+	case Pending:
+		return Deploying, "deploying baseline and canary"
+	case Deploying:
+		return e.handleDeploying(ctx)
+	case Progressing:
+		return e.handleProgressing(ctx)
+	case Analyzing:
+		return e.handleAnalyzing(ctx)
+	case Paused:
+		return e.handlePaused(ctx)
+	case Promoting:
+		return e.handlePromoting(ctx)
+	case RollingBack:
+		return e.handleRollingBack(ctx)
+	}
+	return phase, ""
+}
+
+// interrupt is the transition a cancelled context causes.
+func (e *Engine) interrupt() (Phase, error) {
+	st := e.State()
+	e.mu.Lock()
+	e.st.Interrupted = true
+	e.mu.Unlock()
+	if e.cfg.OnInterrupt == InterruptPause && (st.Phase == Progressing || st.Phase == Analyzing || st.Phase == Paused) {
+		reason := "interrupted (SIGINT/SIGTERM): paused holding the split; continue with run --resume or end with canaryctl abort"
+		if st.Phase == Paused {
+			return Paused, e.save()
+		}
+		e.setPause(PauseInterrupt, reason)
+		return Paused, e.transition(Paused, reason)
+	}
+	if st.Phase == RollingBack {
+		return RollingBack, e.save()
+	}
+	return RollingBack, e.transition(RollingBack, "interrupted (SIGINT/SIGTERM): sending all traffic back to stable")
+}
+
+// transition moves to next after checking the table, saves the state and emits the event.
+func (e *Engine) transition(next Phase, reason string) error {
+	e.mu.Lock()
+	from := e.st.Phase
+	if !CanTransition(from, next) {
+		e.mu.Unlock()
+		err := &TransitionError{From: from, To: next}
+		e.log.Error("illegal transition", "err", err)
+		if from != RollingBack && CanTransition(from, RollingBack) {
+			return e.transition(RollingBack, "internal error: "+err.Error())
+		}
+		return err
+	}
+	e.st.Phase = next
+	e.st.Reason = reason
+	e.st.Attempts = 0
+	if next != Paused {
+		e.st.Pause = nil
+	}
+	if next.Terminal() {
+		e.st.FinishedAt = e.now()
+	}
+	st := e.st
+	e.mu.Unlock()
+	e.wake = time.Time{}
+	e.log.Info("phase", "from", from, "to", next, "reason", reason)
+	err := e.save()
+	e.emit(&Event{Type: EvTransition, From: from, Phase: next, Step: st.Step, Split: st.Split, Reason: reason})
+	switch next {
+	case Promoted:
+		e.notify(context.Background(), EventPromoted, reason)
+	case RolledBack:
+		e.notify(context.Background(), EventRolledBack, reason)
+	case Failed:
+		e.notify(context.Background(), EventFailed, reason)
+	case Paused:
+		e.notify(context.Background(), EventPaused, reason)
+	}
+	return err
+}
+
+func (e *Engine) save() error {
+	e.mu.Lock()
+	e.st.UpdatedAt = e.now()
+	e.st.PID = os.Getpid()
+	st := e.st
+	e.mu.Unlock()
+	if err := e.cfg.Store.SaveState(&st); err != nil {
+		e.log.Error("save state", "err", err)
+		return err
+	}
+	return nil
+}
+
+func (e *Engine) emit(ev *Event) {
+	st := e.State()
+	ev.V = StateSchemaVersion
+	ev.Time = e.now()
+	ev.Service = st.Service
+	ev.RunID = st.RunID
+	if ev.Phase == "" {
+		ev.Phase = st.Phase
+	}
+	if ev.Type != EvTransition {
+		ev.Step = st.Step
+		ev.Split = st.Split
+	}
+	if err := e.cfg.Store.AppendEvent(ev); err != nil {
+		e.log.Warn("append event", "err", err)
+	}
+	if e.cfg.Events != nil {
+		if err := writeEventLine(e.cfg.Events, ev); err != nil {
+			e.log.Warn("write event", "err", err)
+		}
+	}
+}
+
+func (e *Engine) notify(ctx context.Context, event, reason string) {
+	st := e.State()
+	n := Notification{Event: event, Service: st.Service, RunID: st.RunID, Phase: st.Phase, Step: st.Step,
+		Steps: st.Steps, Split: st.Split, Verdict: st.Verdict, Score: st.Score, Reason: reason}
+	n.Text = n.text()
+	if err := e.cfg.Notifier.Notify(context.WithoutCancel(ctx), n); err != nil {
+		e.log.Warn("notify", "err", err)
+		e.emit(&Event{Type: EvNotify, Reason: err.Error()})
+	}
+}
+
+func (e *Engine) setPause(kind, reason string) {
+	e.mu.Lock()
+	e.st.Pause = &PauseInfo{Kind: kind, Reason: reason, Since: e.now()}
+	e.mu.Unlock()
+}
+
+// call runs one gateway call with its own timeout derived from ctx.
+func (e *Engine) call(ctx context.Context, f func(context.Context) error) error {
+	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+	defer cancel()
+	return f(cctx)
+}
+
+// intend records a gateway change before it is made.
+func (e *Engine) intend(in Intent) error {
+	in.At = e.now()
+	e.mu.Lock()
+	e.st.Intent = &in
+	e.mu.Unlock()
+	e.emit(&Event{Type: EvIntent, Intent: &in})
+	return e.save()
+}
+
+func (e *Engine) done() {
+	e.mu.Lock()
+	e.st.Intent = nil
+	e.mu.Unlock()
+}
+
+// setSplit records the intent, sets the split and reads it back.
+func (e *Engine) setSplit(ctx context.Context, s providers.Split) error {
+	if err := e.intend(Intent{Op: "set-split", Split: &s}); err != nil {
+		return err
+	}
+	if err := e.call(ctx, func(c context.Context) error { return e.cfg.Gateway.SetSplit(c, s) }); err != nil {
+		return fmt.Errorf("set split %d/%d bp: %w", s.Canary, s.Baseline, err)
+	}
+	var got providers.Split
+	if err := e.call(ctx, func(c context.Context) (err error) { got, err = e.cfg.Gateway.Split(c); return err }); err != nil {
+		return fmt.Errorf("read back split: %w", err)
+	}
+	if got != s {
+		return fmt.Errorf("gateway reports split %s after setting %s", got, s)
+	}
+	e.mu.Lock()
+	e.st.Split = s
+	e.st.Intent = nil
+	e.mu.Unlock()
+	return e.save()
+}
+
+// ensure deploys both cohorts (Deploy is ready-when-it-returns and safe to repeat) and registers every
+// cohort's upstreams. A fresh run does it in Deploying; a resumed run once before touching traffic.
+func (e *Engine) ensure(ctx context.Context) error {
+	if e.ready {
+		return nil
+	}
+	for _, c := range []providers.Cohort{providers.Baseline, providers.Canary} {
+		addrs, err := e.cfg.Deployer.Deploy(ctx, c)
+		if err != nil {
+			return fmt.Errorf("deploy %s: %w", c, err)
+		}
+		e.mu.Lock()
+		if e.st.Addresses == nil {
+			e.st.Addresses = map[providers.Cohort][]string{}
+		}
+		e.st.Addresses[c] = addrs
+		e.mu.Unlock()
+		if err := e.save(); err != nil {
+			return err
+		}
+	}
+	st := e.State()
+	ups := map[providers.Cohort][]string{
+		providers.Stable:   e.spec.Stable.Addresses,
+		providers.Baseline: st.Addresses[providers.Baseline],
+		providers.Canary:   st.Addresses[providers.Canary],
+	}
+	for _, c := range providers.Cohorts {
+		if err := e.intend(Intent{Op: "set-upstreams", Cohort: c, Addrs: ups[c]}); err != nil {
+			return err
+		}
+		if err := e.call(ctx, func(cc context.Context) error { return e.cfg.Gateway.SetUpstreams(cc, c, ups[c]) }); err != nil {
+			return fmt.Errorf("set %s upstreams: %w", c, err)
+		}
+		e.done()
+	}
+	e.ready = true
+	return e.save()
+}
+
+func (e *Engine) handleDeploying(ctx context.Context) (Phase, string) {
+	// Nothing may reach the new cohorts before the first step: the split starts at zero.
+	if err := e.setSplit(ctx, providers.Split{}); err != nil {
+		return RollingBack, "deploying: " + err.Error()
+	}
+	e.ready = false
+	if err := e.ensure(ctx); err != nil {
+		return RollingBack, "deploying: " + err.Error()
+	}
+	e.mu.Lock()
+	e.st.Step = 0
+	e.mu.Unlock()
+	st := e.State()
+	return Progressing, fmt.Sprintf("deployed baseline %v and canary %v", st.Addresses[providers.Baseline], st.Addresses[providers.Canary])
+}
+
+func (e *Engine) approved(step int) bool { return slices.Contains(e.State().Approved, step) }
+
+func (e *Engine) handleProgressing(ctx context.Context) (Phase, string) {
+	st := e.State()
+	step := e.spec.Steps[st.Step]
+	if step.Approval && !e.approved(st.Step) {
+		reason := fmt.Sprintf("step %d/%d (%s) needs approval: run canaryctl promote %s", st.Step+1, st.Steps, pct(step.Weight), st.Service)
+		e.setPause(PauseApproval, reason)
+		return Paused, reason
+	}
+	if err := e.ensure(ctx); err != nil {
+		return RollingBack, fmt.Sprintf("step %d: %v", st.Step+1, err)
+	}
+	target := e.spec.SplitFor(st.Step)
+	if err := e.setSplit(ctx, target); err != nil {
+		return RollingBack, fmt.Sprintf("step %d: %v", st.Step+1, err)
+	}
+	now := e.now()
+	e.mu.Lock()
+	e.st.StepStartedAt = now
+	e.st.NextAnalysisAt = now.Add(min(step.Warmup+step.Interval, step.Duration))
+	e.st.ConsecutiveErrors = 0
+	e.mu.Unlock()
+	return Analyzing, fmt.Sprintf("step %d/%d: %s, warm-up %s", st.Step+1, st.Steps, target, step.Warmup)
+}
+
+func (e *Engine) handleAnalyzing(ctx context.Context) (Phase, string) {
+	st := e.State()
+	step := e.spec.Steps[st.Step]
+	now := e.now()
+	if now.Before(st.NextAnalysisAt) {
+		e.wake = st.NextAnalysisAt
+		return Analyzing, ""
+	}
+	stepEnd := st.StepStartedAt.Add(step.Duration)
+	final := !now.Before(stepEnd)
+	iv := e.analyze(ctx, st, step, now, final)
+	e.mu.Lock()
+	e.st.Intervals = append(e.st.Intervals, iv)
+	next := st.NextAnalysisAt.Add(step.Interval)
+	if next.Before(now) {
+		next = now.Add(step.Interval)
+	}
+	if next.After(stepEnd) && now.Before(stepEnd) {
+		next = stepEnd
+	}
+	e.st.NextAnalysisAt = next
+	if iv.Verdict == VerdictError {
+		e.st.ConsecutiveErrors++
+	} else {
+		e.st.ConsecutiveErrors = 0
+		score := iv.Score
+		e.st.Score = &score
+		e.st.Verdict = iv.Verdict
+	}
+	errs := e.st.ConsecutiveErrors
+	e.mu.Unlock()
+	e.progress(st, iv)
+	e.emit(&Event{Type: EvInterval, Interval: &iv})
+	where := fmt.Sprintf("step %d/%d (%s) interval %d", st.Step+1, st.Steps, pct(step.Weight), iv.Index)
+	if iv.Verdict == VerdictError {
+		limit := e.spec.Analysis.ConsecutiveErrorLimit
+		if errs >= limit {
+			return RollingBack, fmt.Sprintf("%s: %d consecutive errors (limit %d): %s", where, errs, limit, iv.Error)
+		}
+		e.wake = next
+		if err := e.save(); err != nil {
+			return RollingBack, where + ": " + err.Error()
+		}
+		return Analyzing, ""
+	}
+	th := e.spec.Analysis.Thresholds
+	if iv.Verdict == VerdictFail {
+		return RollingBack, fmt.Sprintf("%s: score %s <= marginal %s: %s", where, fmtScore(float64(iv.Score)), fmtScore(th.Marginal), failReasons(iv.Metrics))
+	}
+	if !final {
+		e.wake = next
+		if err := e.save(); err != nil {
+			return RollingBack, where + ": " + err.Error()
+		}
+		return Analyzing, ""
+	}
+	if iv.Verdict == VerdictMarginal {
+		reason := fmt.Sprintf("%s: final score %s is marginal (pass needs %s): %s", where, fmtScore(float64(iv.Score)), fmtScore(th.Pass), failReasons(iv.Metrics))
+		if e.spec.OnMarginal == "rollback" {
+			return RollingBack, reason
+		}
+		reason += fmt.Sprintf("; run canaryctl promote %s to go on or canaryctl abort %s", st.Service, st.Service)
+		e.setPause(PauseMarginal, reason)
+		return Paused, reason
+	}
+	return e.stepPassed(fmt.Sprintf("%s: step passed with score %s", where, fmtScore(float64(iv.Score))))
+}
+
+// stepPassed moves to the next step, or to Promoting after the last one.
+func (e *Engine) stepPassed(reason string) (Phase, string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.st.Step+1 >= e.st.Steps {
+		return Promoting, reason + "; promoting"
+	}
+	e.st.Step++
+	e.st.StepStartedAt = time.Time{}
+	e.st.NextAnalysisAt = time.Time{}
+	return Progressing, reason
+}
+
+// analyze fetches every metric for the window and judges it.
+func (e *Engine) analyze(ctx context.Context, st State, step StepSpec, now time.Time, final bool) Interval {
+	start := st.StepStartedAt.Add(step.Warmup)
+	if step.Lookback > 0 && now.Add(-step.Lookback).After(start) {
+		start = now.Add(-step.Lookback)
+	}
+	index := 1
+	for _, iv := range st.Intervals {
+		if iv.Step == st.Step && iv.At.After(st.StepStartedAt) || iv.Step == st.Step && iv.At.Equal(st.StepStartedAt) {
+			index++
+		}
+	}
+	iv := Interval{Step: st.Step, Index: index, At: now, Start: start, End: now, Split: st.Split, Final: final,
+		Score: Number(math.NaN()), Verdict: VerdictError}
+	w := providers.Window{Start: start, End: now, Step: e.spec.Analysis.Resolution}
+	pairs := make([]MetricPair, 0, len(e.spec.Analysis.Metrics))
+	for _, m := range e.spec.Analysis.Metrics {
+		def := providers.Metric{Name: m.Name, Kind: m.Kind, Quantile: m.Quantile, Query: m.Query}
+		var p providers.Pair
+		err := e.call(ctx, func(c context.Context) (err error) { p, err = e.cfg.Metrics.Pair(c, def, w); return err })
+		if errors.Is(err, providers.ErrNoData) {
+			p, err = providers.Pair{}, nil
+		}
+		if err != nil {
+			iv.Error = fmt.Sprintf("fetch %s: %v", m.Name, err)
+			e.emit(&Event{Type: EvError, Reason: iv.Error})
+			return iv
+		}
+		pairs = append(pairs, MetricPair{Metric: m, Pair: p})
+	}
+	if sc, ok := e.cfg.Metrics.(SampleCounter); ok {
+		err := e.call(ctx, func(c context.Context) (err error) { iv.Baseline, iv.Canary, err = sc.Samples(c, w); return err })
+		if err != nil {
+			e.log.Warn("count samples", "err", err)
+		}
+	} else if len(pairs) > 0 {
+		iv.Baseline, iv.Canary = points(pairs[0].Pair.Baseline), points(pairs[0].Pair.Canary)
+	}
+	j, err := e.judge(ctx, pairs)
+	if err != nil {
+		iv.Error = fmt.Sprintf("judge: %v", err)
+		e.emit(&Event{Type: EvError, Reason: iv.Error})
+		return iv
+	}
+	iv.Score = Number(j.Score)
+	iv.Metrics = j.Metrics
+	iv.Verdict = VerdictFor(j.Score, e.spec.Analysis.Thresholds)
+	return iv
+}
+
+func (e *Engine) judge(ctx context.Context, pairs []MetricPair) (j Judgement, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return e.cfg.Judge.Judge(ctx, pairs)
+}
+
+func points(xs []float64) int {
+	n := 0
+	for _, x := range xs {
+		if !math.IsNaN(x) {
+			n++
+		}
+	}
+	return n
+}
+
+func (e *Engine) progress(st State, iv Interval) {
+	if e.cfg.Progress == nil {
+		return
+	}
+	line := fmt.Sprintf("%s step %d/%d %s | interval %d | samples baseline %d canary %d | ",
+		st.Service, st.Step+1, st.Steps, st.Split, iv.Index, iv.Baseline, iv.Canary)
+	if iv.Verdict == VerdictError {
+		line += "error: " + iv.Error
+	} else {
+		line += fmt.Sprintf("score %s | %s", fmtScore(float64(iv.Score)), iv.Verdict)
+		if iv.Verdict != VerdictPass {
+			line += " | " + failReasons(iv.Metrics)
+		}
+	}
+	fmt.Fprintln(e.cfg.Progress, oneLine(line))
+}
+
+func (e *Engine) handlePaused(ctx context.Context) (Phase, string) {
+	st := e.State()
+	if st.Pause != nil && e.spec.PauseTimeout > 0 {
+		deadline := st.Pause.Since.Add(e.spec.PauseTimeout)
+		if !e.now().Before(deadline) {
+			return RollingBack, fmt.Sprintf("paused for %s (pauseTimeout): %s", e.spec.PauseTimeout, st.Pause.Reason)
+		}
+		e.wake = deadline
+	}
+	if st.Pause != nil && st.Pause.Kind == PauseApproval && st.StepStartedAt.IsZero() && st.Step == 0 {
+		return Paused, "" // nothing routed yet: the first step waits for approval
+	}
+	// Hold the split: after a resume, make sure the gateway really has it.
+	if !e.ready {
+		want := st.Split
+		if err := e.ensure(ctx); err != nil {
+			return RollingBack, "paused: " + err.Error()
+		}
+		if err := e.setSplit(ctx, want); err != nil {
+			return RollingBack, "paused: hold split: " + err.Error()
+		}
+	}
+	return Paused, ""
+}
+
+func (e *Engine) handlePromoting(ctx context.Context) (Phase, string) {
+	st := e.State()
+	if !e.now().Before(e.wake) || e.wake.IsZero() {
+		err := e.ensure(ctx)
+		if err == nil {
+			if err = e.intend(Intent{Op: "promote"}); err == nil {
+				err = e.call(ctx, e.cfg.Gateway.Promote)
+			}
+		}
+		if err != nil {
+			e.mu.Lock()
+			e.st.Attempts++
+			attempts := e.st.Attempts
+			e.mu.Unlock()
+			e.emit(&Event{Type: EvError, Reason: fmt.Sprintf("promote attempt %d: %v", attempts, err)})
+			if attempts >= e.cfg.PromoteAttempts {
+				return RollingBack, fmt.Sprintf("promote: %d attempts failed: %v", attempts, err)
+			}
+			e.wake = e.now().Add(e.backoff(attempts))
+			_ = e.save()
+			return Promoting, ""
+		}
+		e.mu.Lock()
+		e.st.Intent = nil
+		e.st.Split = providers.Split{}
+		e.mu.Unlock()
+		e.teardown(context.WithoutCancel(ctx), providers.Baseline)
+		return Promoted, fmt.Sprintf("canary is the new stable (%v); baseline torn down", st.Addresses[providers.Canary])
+	}
+	return Promoting, ""
+}
+
+func (e *Engine) backoff(attempt int) time.Duration {
+	d := e.cfg.Backoff
+	for i := 1; i < attempt && d < 15*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 15*time.Second)
+}
+
+// handleRollingBack deletes the canary and baseline targets on a context that ignores cancellation,
+// retrying with backoff, then tears the deployments down.
+func (e *Engine) handleRollingBack(ctx context.Context) (Phase, string) {
+	if !e.wake.IsZero() && e.now().Before(e.wake) {
+		return RollingBack, ""
+	}
+	ctx = context.WithoutCancel(ctx)
+	st := e.State()
+	err := e.intend(Intent{Op: "rollback"})
+	if err == nil {
+		err = e.call(ctx, e.cfg.Gateway.Rollback)
+		if errors.Is(err, providers.ErrNotFound) {
+			err = nil // nothing was registered: nothing to delete
+		}
+	}
+	if err != nil {
+		e.mu.Lock()
+		e.st.Attempts++
+		attempts := e.st.Attempts
+		e.mu.Unlock()
+		e.log.Error("rollback attempt failed", "attempt", attempts, "err", err)
+		e.emit(&Event{Type: EvError, Reason: fmt.Sprintf("rollback attempt %d: %v", attempts, err)})
+		if attempts >= e.cfg.RollbackAttempts {
+			return Failed, fmt.Sprintf("%s; rollback failed %d times: %v", st.Reason, attempts, err)
+		}
+		e.wake = e.now().Add(e.backoff(attempts))
+		_ = e.save()
+		return RollingBack, ""
+	}
+	e.mu.Lock()
+	e.st.Intent = nil
+	e.st.Split = providers.Split{}
+	if e.st.Verdict == "" || e.st.Verdict == VerdictPass {
+		// The rollout did not end on a failed judgement (abort, error, interrupt).
+		e.st.Verdict = ""
+	}
+	e.mu.Unlock()
+	e.teardown(ctx, providers.Canary)
+	e.teardown(ctx, providers.Baseline)
+	return RolledBack, st.Reason
+}
+
+func (e *Engine) teardown(ctx context.Context, c providers.Cohort) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := e.cfg.Deployer.Teardown(cctx, c); err != nil {
+		e.log.Warn("teardown", "cohort", c, "err", err)
+		e.emit(&Event{Type: EvError, Reason: fmt.Sprintf("teardown %s: %v", c, err)})
+	}
+}
+
+// applyControls applies pending control requests in order; it stops after the first one that moves
+// the rollout (one transition per tick).
+func (e *Engine) applyControls() (moved bool, err error) {
+	reqs, err := e.cfg.Store.PendingControls()
+	if err != nil {
+		e.log.Warn("read control requests", "err", err)
+		return false, nil
+	}
+	for _, req := range reqs {
+		next, reason, note := e.control(req)
+		r := req
+		if err := e.cfg.Store.AckControl(req.ID); err != nil {
+			e.log.Warn("ack control request", "err", err)
+		}
+		e.emit(&Event{Type: EvControl, Control: &r, Reason: note})
+		e.log.Info("control request", "action", req.Action, "by", req.By, "note", note)
+		if next != "" {
+			return true, e.transition(next, reason)
+		}
+	}
+	return false, nil
+}
+
+// control decides what a request does in the current phase: the next phase (empty: none), the reason
+// of the transition, and a note for the event.
+func (e *Engine) control(req ControlRequest) (next Phase, reason, note string) {
+	st := e.State()
+	by := req.By
+	if by == "" {
+		by = "canaryctl " + string(req.Action)
+	}
+	if req.Reason != "" {
+		by += " (" + req.Reason + ")"
+	}
+	switch req.Action {
+	case ActionAbort:
+		if st.Phase == RollingBack {
+			return "", "", "already rolling back"
+		}
+		return RollingBack, "aborted by " + by, "applied"
+	case ActionPause:
+		switch st.Phase {
+		case Progressing, Analyzing:
+			reason := fmt.Sprintf("paused by %s at step %d/%d (%s); split held", by, st.Step+1, st.Steps, st.Split)
+			e.setPause(PauseUser, reason)
+			return Paused, reason, "applied"
+		case Paused:
+			return "", "", "already paused"
+		}
+		return "", "", fmt.Sprintf("rejected: cannot pause while %s", st.Phase)
+	case ActionResume, ActionPromote:
+		if st.Phase == Paused && st.Pause != nil && st.Pause.Kind != PauseUser && st.Pause.Kind != PauseInterrupt {
+			return e.approve(st, by)
+		}
+		if req.Action == ActionResume {
+			if st.Phase != Paused {
+				return "", "", fmt.Sprintf("ignored: not paused (%s)", st.Phase)
+			}
+			e.restartStep()
+			return Progressing, fmt.Sprintf("resumed by %s: step %d restarts", by, st.Step+1), "applied"
+		}
+		switch st.Phase {
+		case Progressing, Analyzing, Paused:
+			return Promoting, fmt.Sprintf("promoted by %s at step %d/%d, skipping the remaining steps", by, st.Step+1, st.Steps), "applied"
+		}
+		return "", "", fmt.Sprintf("rejected: cannot promote while %s", st.Phase)
+	}
+	return "", "", "ignored: unknown action"
+}
+
+// approve answers a pause that waits for a decision: an approval step starts, a marginal step counts
+// as passed.
+func (e *Engine) approve(st State, by string) (Phase, string, string) {
+	switch st.Pause.Kind {
+	case PauseApproval:
+		e.mu.Lock()
+		e.st.Approved = append(e.st.Approved, st.Step)
+		e.mu.Unlock()
+		e.restartStep()
+		return Progressing, fmt.Sprintf("step %d/%d approved by %s", st.Step+1, st.Steps, by), "approved"
+	default: // marginal
+		next, reason := e.stepPassed(fmt.Sprintf("marginal step %d/%d accepted by %s", st.Step+1, st.Steps, by))
+		return next, reason, "approved"
+	}
+}
+
+func (e *Engine) restartStep() {
+	e.mu.Lock()
+	e.st.StepStartedAt = time.Time{}
+	e.st.NextAnalysisAt = time.Time{}
+	e.mu.Unlock()
+}
+
+// failReasons summarizes the metrics that did not pass.
+func failReasons(ms []MetricResult) string {
+	var parts []string
+	for _, m := range ms {
+		if m.Classification == "Pass" {
+			continue
+		}
+		s := m.Name + " " + m.Classification
+		if m.Critical {
+			s += " (critical)"
+		}
+		if m.Reason != "" {
+			s += ": " + m.Reason
+		}
+		parts = append(parts, s)
+	}
+	if len(parts) == 0 {
+		return "no failing metric"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func fmtScore(f float64) string {
+	if math.IsNaN(f) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.4g", f)
+}
+
+func pct(w float64) string {
+	bp, err := providers.PercentToBP(w)
+	if err != nil {
+		return fmt.Sprintf("%v%%", w)
+	}
+	return providers.Percent(bp)
+}
+
+func stepList(ws []float64) string {
+	s := make([]string, len(ws))
+	for i, w := range ws {
+		s[i] = pct(w)
+	}
+	return strings.Join(s, " -> ")
+}
