@@ -1,0 +1,539 @@
+// Package kong drives Kong Gateway through its Admin API to split traffic between the stable,
+// baseline and canary cohorts of a rollout.
+//
+// The default mode works with Kong OSS: baseline and canary instances become targets of the
+// Upstream that the Service sends traffic to, tagged canaryctl, cohort:<cohort> and rollout:<id>,
+// and the split is set as exact integer target weights. Other modes: sticky cohorts through the
+// Upstream's hash_on, blue/green (switch the Service's host between two Upstreams), DB-less Kong
+// (read-modify-write of /config) and the Enterprise canary plugin. See README.md.
+//
+// The adapter is built on github.com/kong/go-kong: its typed entities, paginated lists, workspaces
+// and request helpers. Two things go-kong does not do are added here: PATCH of a target (go-kong's
+// Targets.Update uses PUT, which resets fields that are not sent) and Kong's 400 "fields" body
+// (go-kong's APIError keeps only the message); both go through go-kong's NewRequest/Do with a
+// custom Doer that also adds the admin token, per-call timeouts and retries.
+package kong
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	gokong "github.com/kong/go-kong/kong"
+
+	"github.com/canaryctl/canaryctl/providers"
+)
+
+// Mode selects how traffic is split.
+type Mode string
+
+// The modes.
+const (
+	ModeTargets      Mode = "targets"       // upstream targets with weights (default, Kong OSS)
+	ModeHash         Mode = "hash"          // targets + the upstream's hash_on for sticky cohorts
+	ModeBlueGreen    Mode = "bluegreen"     // switch the Service's host between two upstreams
+	ModeDBLess       Mode = "dbless"        // targets, written through /config (Kong with database=off)
+	ModeCanaryPlugin Mode = "canary-plugin" // Kong Enterprise canary plugin
+)
+
+// Modes lists the valid modes.
+var Modes = []Mode{ModeTargets, ModeHash, ModeBlueGreen, ModeDBLess, ModeCanaryPlugin}
+
+// Defaults.
+const (
+	// DefaultPropagation is the wait after a change before traffic is assumed to follow it: Kong
+	// nodes poll the database every db_update_frequency (5 s) and workers rebuild balancers every
+	// worker_state_update_frequency (5 s).
+	DefaultPropagation = 10 * time.Second
+	DefaultRetries     = 4
+	DefaultBackoff     = 250 * time.Millisecond
+	maxBackoff         = 5 * time.Second
+	DefaultTimeout     = 10 * time.Second
+	// TokenHeader is the header of Kong Enterprise's RBAC token.
+	TokenHeader = "Kong-Admin-Token"
+	// TagCanaryctl marks every entity canaryctl creates.
+	TagCanaryctl = "canaryctl"
+	// maxWeight is the largest target weight Kong accepts (kong/db/schema/entities/targets.lua).
+	maxWeight = 65535
+)
+
+// TLS configures the connection to the Admin API.
+type TLS struct {
+	CAFile             string
+	CertFile           string
+	KeyFile            string
+	InsecureSkipVerify bool
+}
+
+// Config configures a Router.
+type Config struct {
+	// AdminURL is the base URL of the Admin API, e.g. https://kong-admin:8444.
+	AdminURL string
+	// Service is the Kong Service (name or id) whose traffic is split. Its host names the Upstream.
+	Service string
+	// Upstream names the Upstream directly (targets, hash and dbless modes) when Service is empty.
+	Upstream string
+	// Token is the Kong-Admin-Token (from CANARYCTL_KONG_TOKEN, read by the caller); TokenFile is
+	// a file holding it (trailing newline ignored). At most one may be set.
+	Token     string
+	TokenFile string
+	// Workspace is the Kong Enterprise workspace ("" = default).
+	Workspace string
+	TLS       TLS
+	// Mode, default targets.
+	Mode Mode
+	// RolloutID tags what this rollout creates (rollout:<id>); required.
+	RolloutID string
+	// Propagation is the wait after each change before the next analysis window (0: default
+	// DefaultPropagation; negative: no wait).
+	Propagation time.Duration
+	// Retries of an Admin API call that timed out or got a 5xx/429 (0: DefaultRetries; negative: none).
+	Retries int
+	// Backoff is the first retry delay, doubled per retry up to 5 s (0: DefaultBackoff).
+	Backoff time.Duration
+	// Timeout bounds each Admin API call (0: DefaultTimeout).
+	Timeout time.Duration
+
+	// HashOn (hash mode): consumer, ip, header or cookie; HashOnHeader/HashOnCookie name the
+	// header or cookie.
+	HashOn       string
+	HashOnHeader string
+	HashOnCookie string
+
+	// GreenUpstream (bluegreen mode) is the Upstream the canary's targets go into; the Service is
+	// switched to it on promotion (created if missing, deleted on rollback if canaryctl created it).
+	GreenUpstream string
+
+	// CanaryHash (canary-plugin mode): consumer, ip, none or header (default none);
+	// CanaryHashHeader names the header for "header"; CanaryUpstreamURI is the plugin's
+	// upstream_uri.
+	CanaryHash        string
+	CanaryHashHeader  string
+	CanaryUpstreamURI string
+
+	// Log, if set, learns which target address belongs to which cohort (the kong-log source).
+	Log *LogReceiver
+	// LogEndpoint, if set, is the receiver's URL as Kong reaches it: an http-log plugin posting to
+	// it is added to the Service and removed at the end of the rollout.
+	LogEndpoint string
+
+	// HTTPClient overrides the client built from TLS and Timeout (tests).
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+}
+
+// ConfigError is an invalid field of the Kong configuration; it names the field and the fix.
+type ConfigError struct {
+	Field string
+	Msg   string
+}
+
+func (e *ConfigError) Error() string { return "gateway.kong." + e.Field + ": " + e.Msg }
+
+// InvalidInput marks the error as the user's input being wrong (exit code 2).
+func (e *ConfigError) InvalidInput() bool { return true }
+
+// Errors matched with errors.Is.
+var (
+	// ErrUnauthorized: Kong answered 401 or 403; the admin token is wrong or lacks permission.
+	ErrUnauthorized = errors.New("kong admin token rejected")
+	// ErrUnavailable: the Admin API did not answer (timeouts, 5xx) after all retries.
+	ErrUnavailable = errors.New("kong admin API unavailable")
+	// ErrUnsupported: the operation does not exist in the selected mode.
+	ErrUnsupported = errors.New("not supported in this mode")
+)
+
+// APIError is an error answer of the Admin API, with Kong's error body.
+type APIError struct {
+	Method string
+	Path   string
+	Status int
+	Code   int            // Kong's error code (2 schema violation, 5 unique violation...)
+	Name   string         // Kong's error name
+	Msg    string         // Kong's message
+	Fields map[string]any // the fields of a schema violation
+}
+
+func (e *APIError) Error() string {
+	switch e.Status {
+	case http.StatusUnauthorized:
+		return fmt.Sprintf("Kong answered 401 to %s %s (%s): the admin token is wrong; set CANARYCTL_KONG_TOKEN or gateway.kong.tokenFile to a valid %s", e.Method, e.Path, e.Msg, TokenHeader)
+	case http.StatusForbidden:
+		return fmt.Sprintf("Kong answered 403 to %s %s (%s): the admin token is wrong for this: it lacks permission; use a token whose RBAC role may write upstreams, targets, services and plugins", e.Method, e.Path, e.Msg)
+	}
+	if len(e.Fields) > 0 {
+		var parts []string
+		flattenFields("", e.Fields, &parts)
+		sort.Strings(parts)
+		name := e.Name
+		if name == "" {
+			name = "invalid request"
+		}
+		return fmt.Sprintf("Kong rejected %s %s (%d %s): %s", e.Method, e.Path, e.Status, name, strings.Join(parts, "; "))
+	}
+	return fmt.Sprintf("Kong answered %d to %s %s: %s", e.Status, e.Method, e.Path, e.Msg)
+}
+
+// Unwrap maps the status to a sentinel: 401/403 ErrUnauthorized, 404 providers.ErrNotFound,
+// 5xx ErrUnavailable.
+func (e *APIError) Unwrap() error {
+	switch {
+	case e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden:
+		return ErrUnauthorized
+	case e.Status == http.StatusNotFound:
+		return providers.ErrNotFound
+	case e.Status >= 500:
+		return ErrUnavailable
+	}
+	return nil
+}
+
+func flattenFields(prefix string, v any, out *[]string) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			flattenFields(p, e, out)
+		}
+	case []any:
+		for _, e := range x {
+			flattenFields(prefix, e, out)
+		}
+	default:
+		if prefix == "@entity" || strings.HasSuffix(prefix, ".@entity") {
+			*out = append(*out, fmt.Sprint(x))
+			return
+		}
+		*out = append(*out, fmt.Sprintf("%s: %v", prefix, x))
+	}
+}
+
+func isStatus(err error, status int) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == status
+}
+
+// Router drives one Kong Service or Upstream for one rollout. It implements the rollout engine's
+// Gateway interface.
+type Router struct {
+	cfg     Config
+	client  *gokong.Client
+	log     *slog.Logger
+	token   string
+	retries int
+
+	mu       sync.Mutex
+	resolved bool
+	st       state
+}
+
+// New validates cfg and builds a Router. It does not call Kong; the first method call does
+// (Preflight checks everything before any traffic moves).
+func New(cfg Config) (*Router, error) {
+	if cfg.Mode == "" {
+		cfg.Mode = ModeTargets
+	}
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	u, err := url.Parse(cfg.AdminURL)
+	switch {
+	case cfg.AdminURL == "":
+		bad("adminURL", "required; e.g. http://127.0.0.1:8001")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		bad("adminURL", "%q is not an http(s) URL; e.g. http://127.0.0.1:8001", cfg.AdminURL)
+	}
+	if !validMode(cfg.Mode) {
+		bad("mode", "unknown mode %q; use one of %s", cfg.Mode, modeList())
+	}
+	needService := cfg.Mode == ModeBlueGreen || cfg.Mode == ModeCanaryPlugin || cfg.LogEndpoint != ""
+	switch {
+	case cfg.Service == "" && cfg.Upstream == "":
+		bad("service", "required: the Kong Service to split (or gateway.kong.upstream)")
+	case cfg.Service != "" && cfg.Upstream != "":
+		bad("upstream", "set either service or upstream, not both (the service's host names its upstream)")
+	case cfg.Service == "" && needService:
+		bad("service", "required for mode %s and for logEndpoint; name the Kong Service", cfg.Mode)
+	}
+	if cfg.RolloutID == "" {
+		bad("rolloutID", "required: an id that tags what this rollout creates in Kong")
+	} else if strings.ContainsAny(cfg.RolloutID, ",/") {
+		bad("rolloutID", "%q must not contain ',' or '/' (Kong tag separators)", cfg.RolloutID)
+	}
+	if cfg.Token != "" && cfg.TokenFile != "" {
+		bad("tokenFile", "set either the token (CANARYCTL_KONG_TOKEN) or tokenFile, not both")
+	}
+	token := cfg.Token
+	if cfg.TokenFile != "" {
+		b, err := os.ReadFile(cfg.TokenFile)
+		if err != nil {
+			bad("tokenFile", "cannot read %q: %v", cfg.TokenFile, errors.Unwrap(err))
+		} else if token = strings.TrimSpace(string(b)); token == "" {
+			bad("tokenFile", "%q is empty; put the Kong-Admin-Token in it", cfg.TokenFile)
+		}
+	}
+	switch cfg.Mode {
+	case ModeHash:
+		switch cfg.HashOn {
+		case "consumer", "ip":
+		case "header":
+			if cfg.HashOnHeader == "" {
+				bad("hashOnHeader", "required when hashOn is header; e.g. X-User-ID")
+			}
+		case "cookie":
+			if cfg.HashOnCookie == "" {
+				bad("hashOnCookie", "required when hashOn is cookie; e.g. canary-cohort")
+			}
+		default:
+			bad("hashOn", "%q: use consumer, ip, header or cookie", cfg.HashOn)
+		}
+	case ModeBlueGreen:
+		if cfg.GreenUpstream == "" {
+			bad("greenUpstream", "required for mode bluegreen: the upstream that receives the canary's targets")
+		}
+	case ModeCanaryPlugin:
+		switch cfg.CanaryHash {
+		case "", "none", "consumer", "ip":
+		case "header":
+			if cfg.CanaryHashHeader == "" {
+				bad("canaryHashHeader", "required when canaryHash is header")
+			}
+		default:
+			bad("canaryHash", "%q: use none, consumer, ip or header", cfg.CanaryHash)
+		}
+	}
+	if cfg.LogEndpoint != "" {
+		if u, err := url.Parse(cfg.LogEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("logEndpoint", "%q is not an http(s) URL that Kong can reach; e.g. http://10.0.0.5:9900/", cfg.LogEndpoint)
+		}
+	}
+	if cfg.LogEndpoint != "" && cfg.Mode == ModeDBLess {
+		bad("logEndpoint", "DB-less Kong cannot add plugins through the Admin API; add an http-log plugin posting to the receiver to your declarative config and leave logEndpoint empty")
+	}
+	if cfg.Timeout < 0 {
+		bad("timeout", "%s is negative; use e.g. 10s", cfg.Timeout)
+	}
+	hc := cfg.HTTPClient
+	if hc == nil && len(errs) == 0 {
+		tc, err := tlsConfig(cfg.TLS)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = tc
+			hc = &http.Client{Transport: tr}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if cfg.Propagation == 0 {
+		cfg.Propagation = DefaultPropagation
+	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = DefaultBackoff
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	retries := cfg.Retries
+	if retries == 0 {
+		retries = DefaultRetries
+	} else if retries < 0 {
+		retries = 0
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	base := strings.TrimSuffix(cfg.AdminURL, "/")
+	client, err := gokong.NewClient(&base, hc)
+	if err != nil {
+		return nil, &ConfigError{Field: "adminURL", Msg: err.Error()}
+	}
+	client.SetWorkspace(cfg.Workspace)
+	r := &Router{cfg: cfg, client: client, log: logger.With("gateway", "kong"), token: token, retries: retries}
+	client.SetDoer(r.do)
+	return r, nil
+}
+
+func validMode(m Mode) bool {
+	for _, x := range Modes {
+		if x == m {
+			return true
+		}
+	}
+	return false
+}
+
+func modeList() string {
+	s := make([]string, len(Modes))
+	for i, m := range Modes {
+		s[i] = string(m)
+	}
+	return strings.Join(s, ", ")
+}
+
+func tlsConfig(t TLS) (*tls.Config, error) {
+	c := &tls.Config{InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // the user asked for it
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, &ConfigError{Field: "tls.caFile", Msg: fmt.Sprintf("cannot read %q: %v", t.CAFile, errors.Unwrap(err))}
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, &ConfigError{Field: "tls.caFile", Msg: fmt.Sprintf("%q holds no PEM certificate", t.CAFile)}
+		}
+		c.RootCAs = pool
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, &ConfigError{Field: "tls.certFile", Msg: "set both certFile and keyFile for a client certificate"}
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, &ConfigError{Field: "tls.certFile", Msg: fmt.Sprintf("cannot load the client certificate: %v", err)}
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// do is go-kong's Doer: it adds the admin token, bounds each attempt with cfg.Timeout, retries
+// timeouts, connection errors, 5xx and 429 (honouring Retry-After) with exponential back-off, and
+// turns error answers into *APIError with Kong's body.
+func (r *Router) do(ctx context.Context, hc *http.Client, req *http.Request) (*http.Response, error) {
+	if r.token != "" {
+		req.Header.Set(TokenHeader, r.token)
+	}
+	path := req.URL.Path
+	if req.URL.RawQuery != "" {
+		path += "?" + req.URL.RawQuery
+	}
+	delay := r.cfg.Backoff
+	var last error
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+		rq := req.Clone(actx)
+		if req.GetBody != nil {
+			rq.Body, _ = req.GetBody()
+		}
+		resp, err := hc.Do(rq)
+		var body []byte
+		if err == nil {
+			body, err = io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+			_ = resp.Body.Close()
+		}
+		cancel()
+		wait := delay
+		switch {
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("%s %s: %w", req.Method, path, context.Cause(ctx))
+		case err != nil:
+			last = fmt.Errorf("%s %s: %w", req.Method, path, err)
+		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+			last = apiError(req.Method, path, resp.StatusCode, body)
+			if resp.StatusCode == http.StatusTooManyRequests {
+				if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+					wait = time.Duration(s) * time.Second
+				}
+			}
+		case resp.StatusCode >= 400:
+			return nil, apiError(req.Method, path, resp.StatusCode, body)
+		default:
+			resp.Body = io.NopCloser(strings.NewReader(string(body)))
+			return resp, nil
+		}
+		if attempt >= r.retries {
+			if isStatus(last, http.StatusTooManyRequests) {
+				return nil, last
+			}
+			return nil, fmt.Errorf("%w after %d attempts: %w", ErrUnavailable, attempt+1, last)
+		}
+		r.log.Warn("kong admin API call failed; retrying", "method", req.Method, "path", path, "attempt", attempt+1, "in", wait, "err", last)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%s %s: %w (last error: %v)", req.Method, path, context.Cause(ctx), last)
+		case <-t.C:
+		}
+		if delay *= 2; delay > maxBackoff {
+			delay = maxBackoff
+		}
+	}
+}
+
+func apiError(method, path string, status int, body []byte) *APIError {
+	e := &APIError{Method: method, Path: path, Status: status}
+	var b struct {
+		Code    int            `json:"code"`
+		Name    string         `json:"name"`
+		Message string         `json:"message"`
+		Fields  map[string]any `json:"fields"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil {
+		e.Msg = strings.TrimSpace(string(body))
+		if len(e.Msg) > 200 {
+			e.Msg = e.Msg[:200] + "..."
+		}
+		if e.Msg == "" {
+			e.Msg = http.StatusText(status)
+		}
+		return e
+	}
+	e.Code, e.Name, e.Msg, e.Fields = b.Code, b.Name, b.Message, b.Fields
+	return e
+}
+
+// call sends a request through go-kong's request helpers; v receives the JSON answer if not nil.
+func (r *Router) call(ctx context.Context, method, endpoint string, qs, body, v any) error {
+	req, err := r.client.NewRequest(method, endpoint, qs, body)
+	if err != nil {
+		return err
+	}
+	_, err = r.client.Do(ctx, req, v)
+	return err
+}
+
+// wait sleeps for the propagation delay, or until ctx ends.
+func (r *Router) wait(ctx context.Context, why string) error {
+	if r.cfg.Propagation <= 0 {
+		return nil
+	}
+	r.log.Debug("waiting for Kong to propagate the change", "wait", r.cfg.Propagation, "after", why)
+	t := time.NewTimer(r.cfg.Propagation)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("kong: wait for propagation after %s: %w", why, context.Cause(ctx))
+	case <-t.C:
+		return nil
+	}
+}
+
+func (r *Router) tags(c providers.Cohort) []string {
+	return []string{TagCanaryctl, "cohort:" + string(c), "rollout:" + r.cfg.RolloutID}
+}
+
+func (r *Router) rolloutTag() string { return "rollout:" + r.cfg.RolloutID }
+
+func ptr[T any](v T) *T { return &v }
