@@ -665,7 +665,12 @@ func verb(method string) string {
 }
 
 func decodeBody(r *http.Request) (map[string]any, error) {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 8<<20))
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(raw)) // /config reads it again
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil {
