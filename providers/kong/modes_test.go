@@ -227,7 +227,9 @@ func TestModeCanaryPlugin(t *testing.T) {
 	}
 }
 
-func isUnsupported(err error) bool { return err != nil && strings.Contains(err.Error(), ErrUnsupported.Error()) }
+func isUnsupported(err error) bool {
+	return err != nil && strings.Contains(err.Error(), ErrUnsupported.Error())
+}
 
 func TestKongLog(t *testing.T) {
 	t.Parallel()
