@@ -51,7 +51,6 @@ func TestExactSplitOverRealUpstreams(t *testing.T) {
 		name  string
 		split providers.Split
 	}{
-		{"canary 2.5%", providers.Split{Canary: 250}},
 		{"canary and baseline 2.5% each", providers.Split{Canary: 250, Baseline: 250}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
