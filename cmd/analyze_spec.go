@@ -1,0 +1,57 @@
+package cmd
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/canaryctl/canaryctl/judge"
+	"github.com/canaryctl/canaryctl/rollout"
+)
+
+// loadSpec reads a rollout spec and turns its analysis section into the judge's canary config
+// (the same mapping as rollout.NewKayentaJudge) and the metrics to render from the query set.
+// The spec's thresholds replace the --pass/--marginal defaults unless those flags were given.
+func (o *analyzeOptions) loadSpec(th *judge.Thresholds) (*judge.CanaryConfig, []analyzeMetric, error) {
+	f, err := os.Open(o.spec)
+	if err != nil {
+		return nil, nil, usageErrorf("--spec: %v", err)
+	}
+	defer f.Close()
+	spec, err := rollout.ParseSpec(f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--spec %s: %w", o.spec, err)
+	}
+	a := spec.Analysis
+	if !o.thresholdsSet {
+		*th = judge.Thresholds{Pass: a.Thresholds.Pass, Marginal: a.Thresholds.Marginal}
+	}
+	cc := &judge.CanaryConfig{Name: spec.Service, Judge: judge.JudgeName}
+	weights := map[string]float64{}
+	defs := spec.MetricDefs()
+	out := make([]analyzeMetric, 0, len(a.Metrics))
+	for i, m := range a.Metrics {
+		an := judge.DefaultAnalysis()
+		an.Direction = judge.Direction(m.Direction)
+		an.NaNStrategy = judge.NaNStrategy(m.NaNStrategy)
+		an.Critical = m.Critical
+		an.MustHaveData = m.MustHaveData
+		an.EffectMeasure = judge.MeanRatio
+		an.AllowedIncrease = m.EffectSize.AllowedIncrease
+		an.AllowedDecrease = m.EffectSize.AllowedDecrease
+		an.CriticalIncrease = m.EffectSize.CriticalIncrease
+		an.CriticalDecrease = m.EffectSize.CriticalDecrease
+		cc.Metrics = append(cc.Metrics, judge.MetricConfig{Name: m.Name, Groups: []string{m.Group}, Analysis: an})
+		if m.Weight > 0 {
+			weights[m.Group] = m.Weight
+		}
+		def := defs[i]
+		out = append(out, analyzeMetric{name: m.Name, metric: &def})
+	}
+	if len(weights) > 0 {
+		cc.Classifier.GroupWeights = weights
+	}
+	if o.service == "" {
+		o.service = spec.Service
+	}
+	return cc, out, nil
+}
