@@ -46,6 +46,12 @@ func DefaultEnv() *Env {
 // commands lists the constructors of every subcommand; each lives in its own file.
 var commands = []func(*Env) *cobra.Command{
 	newVersionCmd,
+	newRunCmd,
+	newStatusCmd,
+	newPauseCmd,
+	newResumeCmd,
+	newPromoteCmd,
+	newAbortCmd,
 	newAnalyzeCmd,
 	newProxyCmd,
 	newDemoServiceCmd,

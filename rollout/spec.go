@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/providers/kong"
 	"github.com/canaryctl/canaryctl/rollout/deploy"
 )
 
@@ -55,6 +56,8 @@ type GatewaySpec struct {
 	Admin     string `yaml:"admin,omitempty" json:"admin,omitempty"`
 	TokenEnv  string `yaml:"tokenEnv,omitempty" json:"tokenEnv,omitempty"`
 	TokenFile string `yaml:"tokenFile,omitempty" json:"tokenFile,omitempty"`
+	// Kong configures gateway.type kong (package providers/kong).
+	Kong *kong.Spec `yaml:"kong,omitempty" json:"kong,omitempty"`
 }
 
 // MetricsSpec selects where metrics come from: "builtin" is the built-in proxy's per-request data.
@@ -184,8 +187,8 @@ var DefaultStepWeights = []float64{2.5, 10, 100}
 
 // GatewayTypes and MetricsTypes list the provider names this build knows.
 var (
-	GatewayTypes = []string{"builtin"}
-	MetricsTypes = []string{"builtin"}
+	GatewayTypes = []string{"builtin", "kong"}
+	MetricsTypes = []string{"builtin", "kong-log"}
 )
 
 // Notification events.
@@ -436,6 +439,18 @@ func (s *Spec) validateGateway(bad func(string, string, ...any)) {
 				bad("gateway.tokenFile", "set either tokenEnv or tokenFile, not both")
 			}
 		}
+	}
+	if g.Type == "kong" {
+		if g.Kong == nil {
+			bad("gateway.kong", "required for gateway type kong; e.g. kong: {admin: http://127.0.0.1:8001, service: web}")
+		} else {
+			for _, p := range g.Kong.Problems() {
+				bad("gateway.kong."+p.Field, "%s", p.Msg)
+			}
+		}
+	}
+	if s.Metrics.Type == "kong-log" && g.Type != "kong" {
+		bad("metrics.type", "kong-log metrics come from Kong's http-log plugin; set gateway.type: kong or choose another metrics source")
 	}
 	if !contains(MetricsTypes, s.Metrics.Type) {
 		bad("metrics.type", "unknown metrics source %q; use one of %s", s.Metrics.Type, strings.Join(MetricsTypes, ", "))

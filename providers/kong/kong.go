@@ -55,9 +55,10 @@ var Modes = []Mode{ModeTargets, ModeHash, ModeBlueGreen, ModeDBLess, ModeCanaryP
 // Defaults.
 const (
 	// DefaultPropagation is the wait after a change before traffic is assumed to follow it: Kong
-	// nodes poll the database every db_update_frequency (5 s) and workers rebuild balancers every
-	// worker_state_update_frequency (5 s).
-	DefaultPropagation = 10 * time.Second
+	// workers rebuild balancers every worker_state_update_frequency (default 5 s). Other nodes of a
+	// cluster first see the change after db_update_frequency (default 5 s): set 10s there. It must
+	// stay below the rollout engine's per-call timeout (15 s).
+	DefaultPropagation = 5 * time.Second
 	DefaultRetries     = 4
 	DefaultBackoff     = 250 * time.Millisecond
 	maxBackoff         = 5 * time.Second

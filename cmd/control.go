@@ -1,0 +1,316 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/rollout"
+)
+
+type controlOptions struct {
+	stateDir string
+	reason   string
+	wait     time.Duration
+	output   string
+}
+
+func newStatusCmd(env *Env) *cobra.Command {
+	o := &controlOptions{}
+	c := &cobra.Command{
+		Use:   "status [SERVICE]",
+		Short: "Show the state of a rollout (from its state directory)",
+		Long: `status reads SERVICE's state.json in the state directory and shows the phase, step, split, last score
+and verdict, why the rollout is where it is, and whether a process is running it. SERVICE may be left out when
+the state directory holds one rollout. -o json prints state.json (schema in rollout/README.md).`,
+		Example: "  canaryctl status checkout\n  canaryctl status -o json --state-dir /var/lib/canaryctl",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.output != "text" && o.output != "json" {
+				return usageErrorf("--output %q: use text or json", o.output)
+			}
+			store, err := openControlStore(env, o, args)
+			if err != nil {
+				return err
+			}
+			st, err := store.LoadState()
+			if err != nil {
+				return fmt.Errorf("status: %w", err)
+			}
+			if o.output == "json" {
+				enc := json.NewEncoder(env.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			held, pid, _ := store.Holder()
+			_, err = fmt.Fprint(env.Stdout, formatStatus(st, held, pid, env.Now()))
+			return err
+		},
+	}
+	c.Flags().StringVar(&o.stateDir, "state-dir", "", "state directory (default $CANARYCTL_STATE_DIR or "+DefaultStateDir+")")
+	c.Flags().StringVarP(&o.output, "output", "o", "text", "text or json")
+	return c
+}
+
+func newPauseCmd(env *Env) *cobra.Command {
+	return newControlCmd(env, rollout.ActionPause, "Pause a running rollout: hold the current split until resume, promote or abort",
+		"The running rollout pauses within one tick and keeps its split; nothing is judged while paused. A pause\nlonger than the spec's pauseTimeout rolls back.")
+}
+
+func newResumeCmd(env *Env) *cobra.Command {
+	return newControlCmd(env, rollout.ActionResume, "Resume a paused rollout (the current step restarts; an approval or marginal pause goes on)",
+		"A rollout paused by canaryctl pause restarts its current step (bake time and warm-up). One waiting for\napproval, or paused after a marginal step, goes on as with promote.")
+}
+
+func newPromoteCmd(env *Env) *cobra.Command {
+	return newControlCmd(env, rollout.ActionPromote, "Approve a step waiting for approval, or skip the remaining steps and promote",
+		"When the rollout waits for approval (a step with approval: true, or a marginal step) promote approves it\nand the rollout goes on. Otherwise it skips the remaining steps: the canary becomes stable.")
+}
+
+func newAbortCmd(env *Env) *cobra.Command {
+	return newControlCmd(env, rollout.ActionAbort, "Abort a rollout: delete the canary and baseline targets (all traffic to stable) and tear them down",
+		"When a process runs the rollout, it rolls back within one tick. When none does (it crashed, or exited\npaused), abort rolls back itself with the spec saved in the state directory.")
+}
+
+func newControlCmd(env *Env, action rollout.Action, short, long string) *cobra.Command {
+	o := &controlOptions{}
+	name := string(action)
+	c := &cobra.Command{
+		Use:   name + " [SERVICE]",
+		Short: short,
+		Long: short + ".\n\n" + long + "\n\nThe request is written to the state directory (" + "SERVICE/control/" +
+			"); the command waits up to --wait for the running rollout to apply it and prints the new phase.",
+		Example: fmt.Sprintf("  canaryctl %s checkout\n  canaryctl %s checkout --state-dir /var/lib/canaryctl --reason \"ticket OPS-42\"", name, name),
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runControl(cmd.Context(), env, o, action, args)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.stateDir, "state-dir", "", "state directory (default $CANARYCTL_STATE_DIR or "+DefaultStateDir+")")
+	f.StringVar(&o.reason, "reason", "", "why (recorded in events.jsonl and the rollout's reason)")
+	f.DurationVar(&o.wait, "wait", 30*time.Second, "how long to wait for the running rollout to apply the request (0: do not wait)")
+	return c
+}
+
+// openControlStore finds the service's state directory: the argument, or the only rollout there.
+func openControlStore(env *Env, o *controlOptions, args []string) (*rollout.Store, error) {
+	dir := stateDir(env, o.stateDir)
+	var service string
+	if len(args) == 1 {
+		service = args[0]
+		if !rollout.ValidServiceName(service) {
+			return nil, usageErrorf("%q is not a service name", service)
+		}
+	} else {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return nil, usageErrorf("no rollouts in state directory %s; pass --state-dir or run canaryctl run first", dir)
+		}
+		var names []string
+		for _, e := range entries {
+			if _, err := os.Stat(filepath.Join(dir, e.Name(), "state.json")); err == nil {
+				names = append(names, e.Name())
+			}
+		}
+		sort.Strings(names)
+		switch len(names) {
+		case 0:
+			return nil, usageErrorf("no rollouts in state directory %s; pass --state-dir or run canaryctl run first", dir)
+		case 1:
+			service = names[0]
+		default:
+			return nil, usageErrorf("state directory %s holds several rollouts (%s); name the SERVICE", dir, strings.Join(names, ", "))
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, service, "state.json")); err != nil {
+		return nil, usageErrorf("no rollout of %s in state directory %s", service, dir)
+	}
+	return rollout.OpenStore(rollout.StoreConfig{Root: dir, Service: service})
+}
+
+func requester(env *Env) string {
+	if by := env.Getenv("CANARYCTL_ACTOR"); by != "" {
+		return by
+	}
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s@%s pid %d", name, host, os.Getpid())
+}
+
+func runControl(ctx context.Context, env *Env, o *controlOptions, action rollout.Action, args []string) error {
+	store, err := openControlStore(env, o, args)
+	if err != nil {
+		return err
+	}
+	st, err := store.LoadState()
+	if err != nil {
+		return fmt.Errorf("%s: %w", action, err)
+	}
+	if st.Phase.Terminal() {
+		return fmt.Errorf("%s: the rollout of %s already ended %s: %s", action, st.Service, st.Phase, st.Reason)
+	}
+	req, err := store.PostControl(rollout.ControlRequest{Action: action, By: requester(env), Reason: o.reason})
+	if err != nil {
+		return err
+	}
+	held, pid, err := store.Holder()
+	if err != nil {
+		return err
+	}
+	if !held {
+		if action == rollout.ActionAbort {
+			return abortDetached(ctx, env, store)
+		}
+		fmt.Fprintf(env.Stdout, "%s: no process runs this rollout (phase %s); the %s request is queued and applied by canaryctl run --resume --service %s\n",
+			st.Service, st.Phase, action, st.Service)
+		return nil
+	}
+	if o.wait <= 0 {
+		fmt.Fprintf(env.Stdout, "%s: %s request %s sent to process %d\n", st.Service, action, req.ID, pid)
+		return nil
+	}
+	deadline := time.NewTimer(o.wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		pending, err := store.PendingControls()
+		if err != nil {
+			return err
+		}
+		if !containsRequest(pending, req.ID) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("%s: process %d did not apply the request within %s; it stays queued (see canaryctl status %s)", action, pid, o.wait, st.Service)
+		case <-tick.C:
+		}
+	}
+	return reportControl(env, store, req, action)
+}
+
+func containsRequest(reqs []rollout.ControlRequest, id string) bool {
+	for _, r := range reqs {
+		if r.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// reportControl prints what the engine made of the request (from events.jsonl) and the phase after it.
+func reportControl(env *Env, store *rollout.Store, req rollout.ControlRequest, action rollout.Action) error {
+	note := "applied"
+	if evs, err := store.ReadEvents(); err == nil {
+		for i := len(evs) - 1; i >= 0; i-- {
+			if evs[i].Type == rollout.EvControl && evs[i].Control != nil && evs[i].Control.ID == req.ID {
+				note = evs[i].Reason
+				break
+			}
+		}
+	}
+	st, err := store.LoadState()
+	if err != nil {
+		return fmt.Errorf("%s: %w", action, err)
+	}
+	fmt.Fprintf(env.Stdout, "%s: %s %s; phase %s", st.Service, action, note, st.Phase)
+	if st.Reason != "" {
+		fmt.Fprintf(env.Stdout, ": %s", oneLine(st.Reason))
+	}
+	fmt.Fprintln(env.Stdout)
+	if strings.HasPrefix(note, "rejected") {
+		return withExitCode(ExitUsage, nil)
+	}
+	return nil
+}
+
+// abortDetached rolls back a rollout that no process runs: it takes the lock, rebuilds the gateway and
+// deployer from the saved spec and runs the engine, which applies the queued abort first.
+func abortDetached(ctx context.Context, env *Env, store *rollout.Store) error {
+	raw, err := os.ReadFile(store.SpecPath())
+	if err != nil {
+		return fmt.Errorf("abort: no saved spec to reach the gateway (%w); run canaryctl run --resume --spec FILE, it applies the queued abort", err)
+	}
+	spec, err := rollout.ParseSpec(bytes.NewReader(raw))
+	if err != nil {
+		return fmt.Errorf("abort: saved spec: %w", err)
+	}
+	rt, err := buildRollout(ctx, env, rolloutParts{spec: spec, raw: raw, store: store, quiet: true})
+	if err != nil {
+		return fmt.Errorf("abort: %w", err)
+	}
+	defer rt.close()
+	if err := rt.eng.Resume(ctx); err != nil {
+		if errors.Is(err, rollout.ErrLocked) {
+			return fmt.Errorf("abort: a process took the rollout over meanwhile; it applies the queued abort: %w", err)
+		}
+		return fmt.Errorf("abort: %w", err)
+	}
+	defer rt.eng.Close()
+	out, err := rt.eng.Run(context.WithoutCancel(ctx))
+	if err != nil {
+		return fmt.Errorf("abort: %w", err)
+	}
+	fmt.Fprintf(env.Stdout, "%s: %s: %s\n", spec.Service, out.Phase, oneLine(out.Reason))
+	if out.Phase != rollout.RolledBack {
+		return withExitCode(ExitError, fmt.Errorf("abort ended %s", out.Phase))
+	}
+	return nil
+}
+
+// formatStatus renders the state for people.
+func formatStatus(st *rollout.State, held bool, pid int, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "service:   %s (run %s)\n", st.Service, st.RunID)
+	fmt.Fprintf(&b, "phase:     %s\n", st.Phase)
+	if st.Steps > 0 && st.Step < len(st.Weights) {
+		fmt.Fprintf(&b, "step:      %d/%d (%s)\n", st.Step+1, st.Steps, weightPct(st.Weights[st.Step]))
+	}
+	fmt.Fprintf(&b, "split:     %s\n", st.Split)
+	if st.Score != nil {
+		fmt.Fprintf(&b, "score:     %s (%s)\n", fmtNumber(*st.Score), st.Verdict)
+	}
+	if st.Pause != nil {
+		fmt.Fprintf(&b, "paused:    %s since %s (%s ago)\n", st.Pause.Kind, st.Pause.Since.UTC().Format(time.RFC3339), now.Sub(st.Pause.Since).Round(time.Second))
+	}
+	if st.Reason != "" {
+		fmt.Fprintf(&b, "reason:    %s\n", oneLine(st.Reason))
+	}
+	fmt.Fprintf(&b, "intervals: %d\n", len(st.Intervals))
+	switch {
+	case st.Phase.Terminal():
+		fmt.Fprintf(&b, "runner:    none (ended %s)\n", st.FinishedAt.UTC().Format(time.RFC3339))
+	case held:
+		fmt.Fprintf(&b, "runner:    process %d\n", pid)
+	default:
+		fmt.Fprintf(&b, "runner:    NONE: continue with canaryctl run --resume --service %s, or canaryctl abort %s\n", st.Service, st.Service)
+	}
+	fmt.Fprintf(&b, "updated:   %s (%s ago)\n", st.UpdatedAt.UTC().Format(time.RFC3339), now.Sub(st.UpdatedAt).Round(time.Second))
+	return b.String()
+}
+
+func weightPct(w float64) string {
+	bp, err := providers.PercentToBP(w)
+	if err != nil {
+		return fmt.Sprintf("%v%%", w)
+	}
+	return providers.Percent(bp)
+}

@@ -1,0 +1,358 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/providers/proxy"
+	"github.com/canaryctl/canaryctl/rollout"
+	"github.com/canaryctl/canaryctl/rollout/deploy"
+)
+
+// DefaultStateDir is where rollouts keep their state unless --state-dir or CANARYCTL_STATE_DIR say
+// otherwise.
+const DefaultStateDir = ".canaryctl"
+
+type runOptions struct {
+	specFile      string
+	service       string
+	resume        bool
+	output        string
+	eventsFile    string
+	junitFile     string
+	spinnaker     bool
+	stateDir      string
+	onInterrupt   string
+	detachOnPause bool
+}
+
+func newRunCmd(env *Env) *cobra.Command {
+	o := &runOptions{}
+	c := &cobra.Command{
+		Use:   "run --spec FILE",
+		Short: "Run a canary rollout: deploy, shift traffic in steps, judge every interval, promote or roll back",
+		Long: `run deploys a baseline and a canary beside stable, shifts traffic through the gateway in steps and
+judges every interval against the baseline (Kayenta's Mann-Whitney judge). It stops at once when a score is at
+or below the marginal threshold, deletes the canary and baseline targets (all traffic back on stable) and
+tears the deployments down; after the last step it promotes the canary.
+
+Progress goes to stderr, one line per interval. State is kept in --state-dir/SERVICE (state.json,
+events.jsonl); canaryctl status, pause, resume, promote and abort act on the run from another terminal.
+SIGINT/SIGTERM roll back before exiting (or pause with --on-interrupt pause).
+
+Exit codes: 0 promoted, 1 error, 2 invalid spec or usage, 3 rolled back, 4 paused awaiting approval or
+marginal, 130 interrupted (after traffic went back to stable).`,
+		Example: `  canaryctl run --spec rollout.yaml
+  canaryctl run --spec rollout.yaml -o json --junit report.xml --spinnaker
+  canaryctl run --spec rollout.yaml --resume      # after a crash, continue from the recorded phase
+  canaryctl run --resume --service checkout       # same, with the spec saved in the state directory`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runRollout(cmd.Context(), env, o) },
+	}
+	f := c.Flags()
+	f.StringVarP(&o.specFile, "spec", "f", "", "rollout spec (YAML); - reads stdin")
+	f.StringVar(&o.service, "service", "", "with --resume and no --spec: the service whose saved spec to use")
+	f.BoolVar(&o.resume, "resume", false, "continue the recorded rollout of the spec's service (after a crash or a pause)")
+	f.StringVarP(&o.output, "output", "o", "text", "final report on stdout: text (none; summary on stderr) or json")
+	f.StringVar(&o.eventsFile, "events", "", "also append every event as a JSON line to FILE")
+	f.StringVar(&o.junitFile, "junit", "", "write a JUnit XML report to FILE at the end")
+	f.BoolVar(&o.spinnaker, "spinnaker", false, "print one line SPINNAKER_CONFIG_JSON={...} on stdout at the end")
+	f.StringVar(&o.stateDir, "state-dir", "", "state directory (default $CANARYCTL_STATE_DIR or "+DefaultStateDir+")")
+	f.StringVar(&o.onInterrupt, "on-interrupt", "rollback", "on SIGINT/SIGTERM: rollback (all traffic to stable) or pause (hold the split)")
+	f.BoolVar(&o.detachOnPause, "detach-on-pause", false, "exit 4 when the rollout pauses (approval or marginal) instead of holding it; continue with run --resume")
+	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = c.RegisterFlagCompletionFunc("on-interrupt", cobra.FixedCompletions([]string{"rollback", "pause"}, cobra.ShellCompDirectiveNoFileComp))
+	return c
+}
+
+func stateDir(env *Env, flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if d := env.Getenv("CANARYCTL_STATE_DIR"); d != "" {
+		return d
+	}
+	return DefaultStateDir
+}
+
+func runRollout(ctx context.Context, env *Env, o *runOptions) error {
+	if o.output != "text" && o.output != "json" {
+		return usageErrorf("--output %q: use text or json", o.output)
+	}
+	if o.onInterrupt != "rollback" && o.onInterrupt != "pause" {
+		return usageErrorf("--on-interrupt %q: use rollback or pause", o.onInterrupt)
+	}
+	dir := stateDir(env, o.stateDir)
+	raw, err := readSpecSource(env, o, dir)
+	if err != nil {
+		return err
+	}
+	spec, err := rollout.ParseSpec(bytes.NewReader(raw))
+	if err != nil {
+		return err // *SpecError(s): exit 2, before anything is deployed
+	}
+	store, err := rollout.OpenStore(rollout.StoreConfig{Root: dir, Service: spec.Service})
+	if err != nil {
+		return err
+	}
+	var events io.Writer
+	if o.eventsFile != "" {
+		f, err := os.OpenFile(o.eventsFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("open --events file: %w", err)
+		}
+		defer f.Close()
+		events = f
+	}
+	rt, err := buildRollout(ctx, env, rolloutParts{spec: spec, raw: raw, store: store, events: events,
+		onInterrupt: rollout.InterruptAction(o.onInterrupt), detachOnPause: o.detachOnPause})
+	if err != nil {
+		return err
+	}
+	defer rt.close()
+	if o.resume {
+		err = rt.eng.Resume(ctx)
+	} else {
+		err = rt.eng.Start(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	defer rt.eng.Close()
+	if st := rt.eng.State(); o.resume && st.Phase.Terminal() {
+		fmt.Fprintf(env.Stderr, "%s: the recorded rollout already ended %s\n", spec.Service, st.Phase)
+	}
+	out, runErr := rt.eng.Run(ctx)
+	report := rollout.NewReport(spec, rt.eng.State())
+	if werr := writeReports(env, o, report); werr != nil && runErr == nil {
+		runErr = werr
+	}
+	fmt.Fprintln(env.Stderr, summaryLine(report))
+	if runErr != nil {
+		return fmt.Errorf("run rollout of %s: %w", spec.Service, runErr)
+	}
+	return outcomeError(out)
+}
+
+// readSpecSource returns the spec's bytes: --spec FILE, stdin, or the copy saved in the state
+// directory (--resume --service NAME).
+func readSpecSource(env *Env, o *runOptions, dir string) ([]byte, error) {
+	switch {
+	case o.specFile == "" && o.resume && o.service != "":
+		if !rollout.ValidServiceName(o.service) {
+			return nil, usageErrorf("--service %q is not a service name", o.service)
+		}
+		raw, err := os.ReadFile(filepath.Join(dir, o.service, "spec.yaml"))
+		if err != nil {
+			return nil, usageErrorf("no saved spec for %s in %s (%v); pass --spec FILE", o.service, dir, errors.Unwrap(err))
+		}
+		return raw, nil
+	case o.specFile == "":
+		return nil, usageErrorf("--spec FILE is required (or --resume --service NAME to use the saved spec)")
+	case o.specFile == "-":
+		raw, err := io.ReadAll(io.LimitReader(env.Stdin, rollout.MaxSpecSize+1))
+		if err != nil {
+			return nil, fmt.Errorf("read spec from stdin: %w", err)
+		}
+		return raw, nil
+	}
+	raw, err := os.ReadFile(o.specFile)
+	if err != nil {
+		return nil, usageErrorf("--spec %s: %v", o.specFile, errors.Unwrap(err))
+	}
+	return raw, nil
+}
+
+// outcomeError maps how the rollout ended to the exit code.
+func outcomeError(out rollout.Outcome) error {
+	switch {
+	case out.Phase == rollout.Promoted:
+		return nil
+	case out.Interrupted:
+		return withExitCode(ExitInterrupted, fmt.Errorf("interrupted: %s", out.Reason))
+	case out.Phase == rollout.RolledBack:
+		return withExitCode(ExitFail, fmt.Errorf("rolled back: %s", out.Reason))
+	case out.Phase == rollout.Paused:
+		return withExitCode(ExitMarginal, fmt.Errorf("paused: %s", out.Reason))
+	case out.Phase == rollout.Failed:
+		return withExitCode(ExitError, fmt.Errorf("FAILED: %s", out.Reason))
+	}
+	return withExitCode(ExitError, fmt.Errorf("rollout stopped in phase %s: %s", out.Phase, out.Reason))
+}
+
+func summaryLine(r rollout.Report) string {
+	s := fmt.Sprintf("%s: %s", r.Service, r.Phase)
+	if r.Score != nil {
+		s += fmt.Sprintf(" (last score %s, %s)", fmtNumber(*r.Score), r.Verdict)
+	}
+	if r.Reason != "" {
+		s += ": " + r.Reason
+	}
+	return oneLine(s)
+}
+
+func fmtNumber(n rollout.Number) string { return fmt.Sprintf("%.4g", float64(n)) }
+
+func writeReports(env *Env, o *runOptions, r rollout.Report) error {
+	var errs []error
+	if o.junitFile != "" {
+		var buf bytes.Buffer
+		if err := r.WriteJUnit(&buf); err != nil {
+			errs = append(errs, err)
+		} else if err := os.WriteFile(o.junitFile, buf.Bytes(), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("write --junit file: %w", err))
+		}
+	}
+	if o.output == "json" {
+		if err := r.WriteJSON(env.Stdout); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if o.spinnaker {
+		if _, err := io.WriteString(env.Stdout, r.SpinnakerLine()); err != nil {
+			errs = append(errs, fmt.Errorf("write spinnaker line: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// rolloutParts is what buildRollout needs.
+type rolloutParts struct {
+	spec          *rollout.Spec
+	raw           []byte
+	store         *rollout.Store
+	events        io.Writer
+	onInterrupt   rollout.InterruptAction
+	detachOnPause bool
+	quiet         bool // no progress lines (control commands)
+}
+
+// assembly is an engine with the providers it drives and what must be stopped at the end.
+type assembly struct {
+	eng     *rollout.Engine
+	closers []func()
+}
+
+// close stops the providers in reverse order (an embedded proxy keeps serving until the engine has
+// sent traffic back to stable).
+func (r *assembly) close() {
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		r.closers[i]()
+	}
+}
+
+// buildRollout builds the gateway, metrics source, deployer and judge the spec names, and the engine.
+func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, err error) {
+	rt = &assembly{}
+	defer func() {
+		if err != nil {
+			rt.close()
+		}
+	}()
+	spec := p.spec
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var (
+		gw     rollout.Gateway
+		reqLog rollout.RequestLog
+	)
+	switch spec.Gateway.Type {
+	case "builtin":
+		if spec.Gateway.Listen != "" {
+			px, err := proxy.New(proxy.Config{Upstreams: map[providers.Cohort][]string{providers.Stable: spec.Stable.Addresses}, Logger: log})
+			if err != nil {
+				return nil, fmt.Errorf("start embedded proxy: %w", err)
+			}
+			l, err := net.Listen("tcp", spec.Gateway.Listen)
+			if err != nil {
+				return nil, fmt.Errorf("start embedded proxy: listen on gateway.listen %s: %w", spec.Gateway.Listen, err)
+			}
+			// The proxy must outlive a cancelled ctx: the rollback after SIGINT goes through it.
+			pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+			done := make(chan error, 1)
+			go func() { done <- px.Serve(pctx, proxy.ServeConfig{Listener: l, Logger: log, ShutdownTimeout: 5 * time.Second}) }()
+			rt.closers = append(rt.closers, func() { stop(); <-done; px.Close() })
+			gw, reqLog = px, px
+			fmt.Fprintf(env.Stderr, "%s: embedded proxy on http://%s (stable %s)\n", spec.Service, l.Addr(), strings.Join(spec.Stable.Addresses, ", "))
+		} else {
+			token, err := adminToken(env, spec.Gateway)
+			if err != nil {
+				return nil, err
+			}
+			cl, err := proxy.NewClient(proxy.ClientConfig{BaseURL: spec.Gateway.Admin, Token: token})
+			if err != nil {
+				return nil, fmt.Errorf("proxy admin client: %w", err)
+			}
+			gw, reqLog = cl, cl
+		}
+	default:
+		return nil, usageErrorf("gateway.type %q is not available in this build (valid: %s)", spec.Gateway.Type, strings.Join(rollout.GatewayTypes, ", "))
+	}
+	var metrics rollout.Metrics
+	switch spec.Metrics.Type {
+	case "builtin":
+		m, err := rollout.NewRequestMetrics(rollout.RequestMetricsConfig{Log: reqLog, Series: proxy.Series})
+		if err != nil {
+			return nil, err
+		}
+		metrics = m
+	default:
+		return nil, usageErrorf("metrics.type %q is not available in this build (valid: %s)", spec.Metrics.Type, strings.Join(rollout.MetricsTypes, ", "))
+	}
+	deployer, err := deploy.New(spec.Deploy, deploy.Options{Service: spec.Service, Logger: log,
+		LogDir: filepath.Join(p.store.Dir(), "logs"), StateDir: filepath.Join(p.store.Dir(), "deploy")})
+	if err != nil {
+		return nil, err
+	}
+	judge, err := rollout.NewKayentaJudge(rollout.KayentaJudgeConfig{Analysis: spec.Analysis})
+	if err != nil {
+		return nil, err
+	}
+	var progress io.Writer = env.Stderr
+	if p.quiet {
+		progress = nil
+	}
+	eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: gw, Metrics: metrics, Deployer: deployer, Judge: judge,
+		Store: p.store, SpecYAML: p.raw, Logger: log, Progress: progress, Events: p.events,
+		OnInterrupt: p.onInterrupt, DetachOnPause: p.detachOnPause})
+	if err != nil {
+		return nil, err
+	}
+	rt.eng = eng
+	return rt, nil
+}
+
+// adminToken reads the admin token of an external proxy: gateway.tokenFile, the variable named by
+// gateway.tokenEnv, or CANARYCTL_PROXY_TOKEN.
+func adminToken(env *Env, g rollout.GatewaySpec) (string, error) {
+	if g.TokenFile != "" {
+		b, err := os.ReadFile(g.TokenFile)
+		if err != nil {
+			return "", usageErrorf("gateway.tokenFile: %v", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	name := g.TokenEnv
+	if name == "" {
+		name = "CANARYCTL_PROXY_TOKEN"
+	}
+	t := env.Getenv(name)
+	if t == "" {
+		return "", usageErrorf("gateway.admin needs a token: set %s, or gateway.tokenEnv / gateway.tokenFile", name)
+	}
+	return t, nil
+}

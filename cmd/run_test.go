@@ -1,0 +1,438 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/providers/proxy"
+	"github.com/canaryctl/canaryctl/rollout"
+)
+
+// rtBuffer is a goroutine-safe buffer for a command's output.
+type rtBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *rtBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *rtBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// rtRun runs canaryctl in process with buffers and returns exit code, stdout and stderr.
+func rtRun(ctx context.Context, vars map[string]string, args ...string) (int, string, string) {
+	var out, errb rtBuffer
+	env := &Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Now: time.Now,
+		Getenv: func(k string) string { return vars[k] },
+		Logger: slog.New(slog.NewTextHandler(&errb, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	code := Run(ctx, env, args)
+	return code, out.String(), errb.String()
+}
+
+// rtWorld is a real loopback setup: stable, baseline and canary HTTP servers, an external built-in
+// proxy (admin API with a token) in front of them, and a bounded load generator.
+type rtWorld struct {
+	stable, baseline, canary *httptest.Server
+	px                       *proxy.Proxy
+	listen, admin            string
+	canaryStatus             atomic.Int32
+	dir                      string
+}
+
+const rtToken = "test-token"
+
+func newWorld(t *testing.T) *rtWorld {
+	t.Helper()
+	w := &rtWorld{dir: t.TempDir()}
+	w.canaryStatus.Store(200)
+	serve := func(status func() int) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+			rw.WriteHeader(status())
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	ok := func() int { return 200 }
+	w.stable, w.baseline = serve(ok), serve(ok)
+	w.canary = serve(func() int { return int(w.canaryStatus.Load()) })
+	px, err := proxy.New(proxy.Config{Upstreams: map[providers.Cohort][]string{providers.Stable: {w.stable.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	al, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = px.Serve(ctx, proxy.ServeConfig{Listener: l, AdminListener: al, Admin: proxy.AdminConfig{Token: rtToken}, ShutdownTimeout: time.Second})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	w.px, w.listen, w.admin = px, "http://"+l.Addr().String(), "http://"+al.Addr().String()
+	return w
+}
+
+// load sends about rps requests/s to the proxy until ctx ends or max requests were sent.
+func (w *rtWorld) load(ctx context.Context, rps, max int) {
+	cl := &http.Client{Timeout: 2 * time.Second}
+	tick := time.NewTicker(time.Second / time.Duration(rps))
+	defer tick.Stop()
+	for i := 0; i < max; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		go func() {
+			resp, err := cl.Get(w.listen + "/")
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+}
+
+// spec writes a rollout spec for the world with the given steps YAML.
+func (w *rtWorld) spec(t *testing.T, steps string) string {
+	t.Helper()
+	s := fmt.Sprintf(`service: shop
+stable: {addresses: [%q]}
+deploy:
+  baseline: {type: static, addresses: [%q]}
+  canary: {type: static, addresses: [%q]}
+gateway: {type: builtin, admin: %q}
+analysis:
+  resolution: 1s
+steps:
+%s`, w.stable.URL, w.baseline.URL, w.canary.URL, w.admin, steps)
+	p := filepath.Join(w.dir, "spec.yaml")
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (w *rtWorld) pxState(t *testing.T) string {
+	st, err := w.px.State(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(st)
+	return string(b)
+}
+
+func (w *rtWorld) vars() map[string]string { return map[string]string{"CANARYCTL_PROXY_TOKEN": rtToken} }
+
+func (w *rtWorld) stateDir() string { return filepath.Join(w.dir, "state") }
+
+// waitPhase polls state.json until the rollout reaches phase (or fails the test after 20s).
+func (w *rtWorld) waitPhase(t *testing.T, phase rollout.Phase, step int) *rollout.State {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(20 * time.Second)
+	for {
+		st, err := rollout.LoadStateFile(filepath.Join(w.stateDir(), "shop", "state.json"))
+		if err == nil && st.Phase == phase && st.Step >= step {
+			return st
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("rollout did not reach %s step %d (last: %+v, %v)", phase, step+1, st, err)
+		}
+	}
+}
+
+const fastSteps = `  - {weight: 10, duration: 2s, interval: 1s, warmup: 0s}
+  - {weight: 50, duration: 2s, interval: 1s, warmup: 0s}
+`
+
+func TestRunPromotesAGoodCanaryWithReports(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	go w.load(ctx, 200, 3000)
+	junit, events := filepath.Join(w.dir, "junit.xml"), filepath.Join(w.dir, "events.jsonl")
+	code, out, stderr := rtRun(t.Context(), w.vars(), "run", "--spec", w.spec(t, fastSteps), "--state-dir", w.stateDir(),
+		"-o", "json", "--junit", junit, "--events", events, "--spinnaker")
+	if code != ExitOK {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	// stdout: the JSON report, then exactly one Spinnaker line.
+	i := strings.Index(out, rollout.SpinnakerPrefix)
+	if i < 0 || strings.Count(out, rollout.SpinnakerPrefix) != 1 || !strings.HasSuffix(out, "}\n") || strings.Count(out[i:], "\n") != 1 {
+		t.Fatalf("stdout:\n%s", out)
+	}
+	var sp rollout.Spinnaker
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out[i+len(rollout.SpinnakerPrefix):])), &sp); err != nil || !sp.Promoted || sp.Phase != rollout.Promoted {
+		t.Fatalf("spinnaker line %q: %v", out[i:], err)
+	}
+	var rep rollout.Report
+	if err := json.Unmarshal([]byte(out[:i]), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, out[:i])
+	}
+	if rep.Phase != rollout.Promoted || len(rep.Steps) != 2 || len(rep.Steps[0].Intervals) != 2 || rep.Steps[1].Outcome != "passed" {
+		t.Fatalf("report %+v", rep)
+	}
+	iv := rep.Steps[1].Intervals[1]
+	if iv.Baseline < 20 || iv.Canary < 20 || len(iv.Metrics) != 2 || iv.Metrics[0].Classification == "" {
+		t.Errorf("last interval %+v", iv)
+	}
+	// one progress line per interval on stderr
+	if n := strings.Count(stderr, "shop step "); n != 4 {
+		t.Errorf("%d progress lines, want 4:\n%s", n, stderr)
+	}
+	// the canary is the new stable at the gateway
+	st, err := w.px.State(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := json.Marshal(st); !strings.Contains(string(b), w.canary.URL) {
+		t.Errorf("proxy state after promotion does not route to the canary: %s", b)
+	}
+	_ = w.pxState(t)
+	var suites struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+	}
+	if b, err := os.ReadFile(junit); err != nil || xml.Unmarshal(b, &suites) != nil || suites.Tests != 5 || suites.Failures != 0 {
+		t.Errorf("junit: %v %+v", err, suites)
+	}
+	if b, err := os.ReadFile(events); err != nil || !strings.Contains(string(b), `"to"`) && !strings.Contains(string(b), `"type":"transition"`) {
+		t.Errorf("events file: %v %q", err, b)
+	}
+}
+
+func TestRunRollsBackA5xxCanary(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.canaryStatus.Store(500)
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	go w.load(ctx, 200, 4000)
+	code, out, stderr := rtRun(t.Context(), w.vars(), "run", "--spec",
+		w.spec(t, "  - {weight: 50, duration: 10s, interval: 2s, warmup: 0s}\n"), "--state-dir", w.stateDir(), "--spinnaker")
+	if code != ExitFail {
+		t.Fatalf("exit %d, want 3\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, "rolled back: ") || !strings.Contains(stderr, "5xx-rate High (critical)") {
+		t.Errorf("stderr does not say why:\n%s", stderr)
+	}
+	if !strings.HasPrefix(out, rollout.SpinnakerPrefix) || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"promoted":false`) {
+		t.Errorf("stdout %q", out)
+	}
+	if s, _ := w.px.Split(t.Context()); s != (providers.Split{}) {
+		t.Errorf("split after rollback %v", s)
+	}
+}
+
+func TestRunInvalidSpecExits2BeforeDeploying(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "deployed")
+	spec := fmt.Sprintf(`service: shop
+stable: {addresses: ["http://127.0.0.1:1"]}
+deploy:
+  baseline: {type: exec, command: "touch %s", teardown: "true", addresses: ["http://127.0.0.1:2"]}
+  canary: {type: exec, command: "touch %s", teardown: "true", addresses: ["http://127.0.0.1:3"]}
+gateway: {type: envoy}
+steps:
+  - {weight: 10}
+  - {weight: 5, interval: 0.5s}
+`, marker, marker)
+	p := filepath.Join(dir, "spec.yaml")
+	os.WriteFile(p, []byte(spec), 0o644)
+	code, _, stderr := rtRun(t.Context(), nil, "run", "--spec", p, "--state-dir", filepath.Join(dir, "state"))
+	if code != ExitUsage {
+		t.Fatalf("exit %d, want 2\n%s", code, stderr)
+	}
+	for _, want := range []string{"gateway.type: unknown gateway \"envoy\"; use one of builtin", "steps[1].weight", "steps[1].interval"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("something was deployed")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "shop")); err == nil {
+		t.Error("state directory created for an invalid spec")
+	}
+}
+
+// TestControlFromAnotherCommand: pause holds the split, resume restarts the step, promote skips the
+// rest; abort from another command rolls back.
+func TestControlFromAnotherCommand(t *testing.T) {
+	t.Parallel()
+	slow := "  - {weight: 10, duration: 60s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 60s, interval: 1s, warmup: 0s}\n"
+	t.Run("pause resume promote", func(t *testing.T) {
+		t.Parallel()
+		w := newWorld(t)
+		ctx, stop := context.WithCancel(t.Context())
+		defer stop()
+		go w.load(ctx, 100, 6000)
+		done := make(chan int, 1)
+		var stderr string
+		go func() {
+			code, _, e := rtRun(t.Context(), w.vars(), "run", "--spec", w.spec(t, slow), "--state-dir", w.stateDir())
+			stderr = e
+			done <- code
+		}()
+		w.waitPhase(t, rollout.Analyzing, 0)
+		code, out, errs := rtRun(t.Context(), nil, "pause", "shop", "--state-dir", w.stateDir(), "--reason", "look at dashboards")
+		if code != 0 || !strings.Contains(out, "pause applied; phase Paused") {
+			t.Fatalf("pause: %d %q %q", code, out, errs)
+		}
+		held := w.waitPhase(t, rollout.Paused, 0)
+		if s, _ := w.px.Split(t.Context()); s != (providers.Split{Canary: 1000, Baseline: 1000}) || held.Split != s {
+			t.Fatalf("pause did not hold the split: %v (state %v)", s, held.Split)
+		}
+		code, out, _ = rtRun(t.Context(), nil, "status", "--state-dir", w.stateDir())
+		if code != 0 || !strings.Contains(out, "phase:     Paused") || !strings.Contains(out, "runner:    process") {
+			t.Fatalf("status: %d\n%s", code, out)
+		}
+		if code, out, _ = rtRun(t.Context(), nil, "resume", "shop", "--state-dir", w.stateDir()); code != 0 || !strings.Contains(out, "resume applied") {
+			t.Fatalf("resume: %d %q", code, out)
+		}
+		w.waitPhase(t, rollout.Analyzing, 0)
+		if code, out, _ = rtRun(t.Context(), nil, "promote", "shop", "--state-dir", w.stateDir()); code != 0 || !strings.Contains(out, "promote applied") {
+			t.Fatalf("promote: %d %q", code, out)
+		}
+		if code := <-done; code != ExitOK {
+			t.Fatalf("run exit %d\n%s", code, stderr)
+		}
+		if code, _, errs := rtRun(t.Context(), nil, "abort", "shop", "--state-dir", w.stateDir()); code != ExitError || !strings.Contains(errs, "already ended Promoted") {
+			t.Fatalf("abort after the end: %d %q", code, errs)
+		}
+	})
+	t.Run("abort", func(t *testing.T) {
+		t.Parallel()
+		w := newWorld(t)
+		ctx, stop := context.WithCancel(t.Context())
+		defer stop()
+		go w.load(ctx, 100, 6000)
+		done := make(chan int, 1)
+		go func() {
+			code, _, _ := rtRun(t.Context(), w.vars(), "run", "--spec", w.spec(t, slow), "--state-dir", w.stateDir())
+			done <- code
+		}()
+		w.waitPhase(t, rollout.Analyzing, 0)
+		code, out, errs := rtRun(t.Context(), nil, "abort", "shop", "--state-dir", w.stateDir(), "--reason", "bad dashboards")
+		if code != 0 || !strings.Contains(out, "abort applied") {
+			t.Fatalf("abort: %d %q %q", code, out, errs)
+		}
+		if code := <-done; code != ExitFail {
+			t.Fatalf("run exit %d, want 3", code)
+		}
+		if s, _ := w.px.Split(t.Context()); s != (providers.Split{}) {
+			t.Errorf("split %v after abort", s)
+		}
+	})
+}
+
+// TestHelperRunProcess is not a test: it is canaryctl in a child process (see rtChild).
+func TestHelperRunProcess(t *testing.T) {
+	if os.Getenv("CANARYCTL_TEST_CHILD") != "1" {
+		t.Skip("helper process")
+	}
+	var args []string
+	json.Unmarshal([]byte(os.Getenv("CANARYCTL_TEST_ARGS")), &args)
+	os.Exit(Main(args))
+}
+
+// rtChild starts canaryctl as a real child process (the test binary running TestHelperRunProcess).
+func rtChild(t *testing.T, vars map[string]string, args ...string) (*exec.Cmd, *rtBuffer) {
+	t.Helper()
+	a, _ := json.Marshal(args)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperRunProcess$")
+	cmd.Env = append(os.Environ(), "CANARYCTL_TEST_CHILD=1", "CANARYCTL_TEST_ARGS="+string(a))
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out rtBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, &out
+}
+
+// TestKilledRunResumes: a run SIGKILLed in the middle of a step leaves its state; run --resume
+// re-reads the gateway and finishes the rollout, and abort rolls back a rollout nobody runs.
+func TestKilledRunResumes(t *testing.T) {
+	t.Parallel()
+	for _, then := range []string{"resume", "abort"} {
+		t.Run(then, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			ctx, stop := context.WithCancel(t.Context())
+			defer stop()
+			go w.load(ctx, 100, 6000)
+			steps := "  - {weight: 10, duration: 4s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 2s, interval: 1s, warmup: 0s}\n"
+			spec := w.spec(t, steps)
+			child, out := rtChild(t, w.vars(), "run", "--spec", spec, "--state-dir", w.stateDir())
+			st := w.waitPhase(t, rollout.Analyzing, 0)
+			for len(st.Intervals) == 0 {
+				st = w.waitPhase(t, rollout.Analyzing, 0)
+			}
+			if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			child.Wait()
+			if s, _ := w.px.Split(t.Context()); s != (providers.Split{Canary: 1000, Baseline: 1000}) {
+				t.Fatalf("split after the crash %v (child output %s)", s, out)
+			}
+			code, sout, _ := rtRun(t.Context(), nil, "status", "shop", "--state-dir", w.stateDir())
+			if code != 0 || !strings.Contains(sout, "runner:    NONE") {
+				t.Fatalf("status after the crash: %d\n%s", code, sout)
+			}
+			if then == "abort" {
+				code, sout, serr := rtRun(t.Context(), w.vars(), "abort", "shop", "--state-dir", w.stateDir())
+				if code != 0 || !strings.Contains(sout, "RolledBack") {
+					t.Fatalf("abort: %d %q %q", code, sout, serr)
+				}
+				if s, _ := w.px.Split(t.Context()); s != (providers.Split{}) {
+					t.Fatalf("split after abort %v", s)
+				}
+				return
+			}
+			// The saved spec is used; step 1 restarts after the gateway's split was read back.
+			code, _, rerr := rtRun(t.Context(), w.vars(), "run", "--resume", "--service", "shop", "--state-dir", w.stateDir(), "-o", "json")
+			if code != ExitOK {
+				t.Fatalf("resumed run exit %d\n%s", code, rerr)
+			}
+			if !strings.Contains(w.pxState(t), w.canary.URL) {
+				t.Errorf("canary not promoted: %s", w.pxState(t))
+			}
+			evs, _ := os.ReadFile(filepath.Join(w.stateDir(), "shop", "events.jsonl"))
+			if !strings.Contains(string(evs), `"type":"resumed"`) || !strings.Contains(string(evs), `"observed":{"canary":1000,"baseline":1000}`) {
+				t.Errorf("no resumed event with the observed split:\n%s", evs)
+			}
+		})
+	}
+}
