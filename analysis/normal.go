@@ -8,7 +8,9 @@ import "math"
 // so it is reproduced rather than replaced by a more accurate quantile: for p = 0.01 (confidence 0.98) it
 // returns -2.326347874040841, one ulp away from R's qnorm.
 //
-// p outside [0, 1] or NaN gives NaN (commons-math throws); p = 0 and p = 1 give -Inf and +Inf.
+// Because 2p-1 is formed first, relative accuracy in the lower tail is about 1e-16/p (1e-9 for p = 1e-7)
+// and p below ~1e-17 gives -Inf, as in commons-math. p outside [0, 1] or NaN gives NaN (commons-math
+// throws); p = 0 and p = 1 give -Inf and +Inf.
 func NormalQuantile(p float64) float64 {
 	if math.IsNaN(p) || p < 0 || p > 1 {
 		return math.NaN()

@@ -44,7 +44,8 @@ type groups struct {
 	values []float64 // the distinct values (NaN already replaced by +Inf)
 	counts []int64   // multiplicity of each value
 	below  []int64   // number of sample elements strictly below each value
-	ties   int64     // sum of t^3 - t over the groups
+	ties   int64     // sum of t^3 - t over the groups (exact while the sample has <= maxExactTies values)
+	tiesF  float64   // the same sum in float64, for larger samples
 }
 
 // newGroups sorts a copy of v and groups equal values. zeroTies makes -0.0 and +0.0 one value (R's
@@ -81,7 +82,11 @@ func newGroups(v []float64, zeroTies bool) groups {
 		g.values = append(g.values, keyValue(keys[i]))
 		g.counts = append(g.counts, t)
 		g.below = append(g.below, seen)
-		g.ties += t*t*t - t
+		if len(v) <= maxExactTies {
+			g.ties += t*t*t - t
+		}
+		tf := float64(t)
+		g.tiesF += tf*tf*tf - tf
 		seen += t
 		i = j
 	}
@@ -165,7 +170,7 @@ func (r *ranker) shiftKey(xv, d float64) int64 {
 func (r *ranker) mergeSorted(d float64) (twoU int64, ties float64, ok bool) {
 	xv, xc := r.x.values, r.x.counts
 	yk, yc, yb := r.y.keys, r.y.counts, r.y.below
-	acc := tieAcc{exact: r.y.ties}
+	acc := newTieAcc(r.nx+r.ny, r.y.ties, r.y.tiesF)
 	j, ny := 0, len(yk) // j: first y group with key >= the pending key
 	prev := int64(math.MinInt64)
 	var cx int64 // size of the pending x tie group (key prev)
@@ -213,7 +218,7 @@ func (r *ranker) mergeUnsorted(d float64) (twoU int64, ties float64) {
 	}
 	sortKeys(keys)
 	yg := &r.y
-	acc := tieAcc{exact: yg.ties}
+	acc := newTieAcc(r.nx+r.ny, yg.ties, yg.tiesF)
 	j := 0
 	ny := len(yg.keys)
 	for i := 0; i < len(keys); {
@@ -241,17 +246,41 @@ func (r *ranker) mergeUnsorted(d float64) (twoU int64, ties float64) {
 }
 
 // tieAcc accumulates sum(t^3 - t) over the tie groups of the concatenation, starting from the y-only
-// groups and correcting the groups that an x tie group joins. The sum is kept as an exact integer;
-// Kayenta adds the same terms as doubles, which is exact (hence identical) while the total stays below
-// 2^53, i.e. unless a single tie group holds more than ~208,000 values.
+// groups and correcting the groups that an x tie group joins. Up to maxExactTies values in all the sum
+// is kept as an exact integer (sum t^3 <= N^3 fits in int64); Kayenta adds the same terms as doubles,
+// which is exact, hence identical, while the total stays below 2^53 (unless one tie group holds more
+// than ~208,000 values). Beyond maxExactTies values it is accumulated in float64; Kayenta's own sum is
+// then rounded in hash-map order, so bit equality is not defined there anyway.
 type tieAcc struct {
-	exact int64
+	exact    int64
+	approx   float64
+	useFloat bool
+}
+
+// maxExactTies is the largest n+m for which sum(t^3 - t) cannot overflow int64.
+const maxExactTies = 2_000_000
+
+func newTieAcc(n int64, yTies int64, yTiesFloat float64) tieAcc {
+	if n > maxExactTies {
+		return tieAcc{approx: yTiesFloat, useFloat: true}
+	}
+	return tieAcc{exact: yTies}
 }
 
 // addGroup accounts for cx x values tied with cy y values (cy may be 0).
 func (a *tieAcc) addGroup(cx, cy int64) {
+	if a.useFloat {
+		t, c := float64(cx+cy), float64(cy)
+		a.approx += (t*t*t - t) - (c*c*c - c)
+		return
+	}
 	t := cx + cy
 	a.exact += (t*t*t - t) - (cy*cy*cy - cy)
 }
 
-func (a *tieAcc) sum() float64 { return float64(a.exact) }
+func (a *tieAcc) sum() float64 {
+	if a.useFloat {
+		return a.approx
+	}
+	return float64(a.exact)
+}
