@@ -284,7 +284,9 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 			// The proxy must outlive a cancelled ctx: the rollback after SIGINT goes through it.
 			pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 			done := make(chan error, 1)
-			go func() { done <- px.Serve(pctx, proxy.ServeConfig{Listener: l, Logger: log, ShutdownTimeout: 5 * time.Second}) }()
+			go func() {
+				done <- px.Serve(pctx, proxy.ServeConfig{Listener: l, Logger: log, ShutdownTimeout: 5 * time.Second})
+			}()
 			rt.closers = append(rt.closers, func() { stop(); <-done; px.Close() })
 			gw, reqLog = px, px
 			fmt.Fprintf(env.Stderr, "%s: embedded proxy on http://%s (stable %s)\n", spec.Service, l.Addr(), strings.Join(spec.Stable.Addresses, ", "))

@@ -32,8 +32,12 @@ type rtBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *rtBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *rtBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *rtBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *rtBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // rtRun runs canaryctl in process with buffers and returns exit code, stdout and stderr.
 func rtRun(ctx context.Context, vars map[string]string, args ...string) (int, string, string) {
@@ -144,7 +148,9 @@ func (w *rtWorld) pxState(t *testing.T) string {
 	return string(b)
 }
 
-func (w *rtWorld) vars() map[string]string { return map[string]string{"CANARYCTL_PROXY_TOKEN": rtToken} }
+func (w *rtWorld) vars() map[string]string {
+	return map[string]string{"CANARYCTL_PROXY_TOKEN": rtToken}
+}
 
 func (w *rtWorld) stateDir() string { return filepath.Join(w.dir, "state") }
 
