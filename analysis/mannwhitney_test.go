@@ -162,6 +162,13 @@ func TestMannWhitneyCases(t *testing.T) {
 		// Upstream MannWhitneySuite's first case (also a vector); the interval is exact here.
 		{name: "upstream small shift", x: []float64{10, 20, 30, 40}, y: []float64{1, 2, 3, 4}, conf: 0.95,
 			want: Interval{Lower: 6, Upper: 39, Estimate: 22.5}},
+		// spinnaker/spinnaker#6278 as quoted in ALGORITHM.md: 7 of 10 canary values at 100 against a
+		// baseline of ten 1s; Kayenta printed confidenceInterval0 = 6.825022991538781E-5 and
+		// estimate = 98.99992904170193 (bit-for-bit here). With 8 of 10 the lower bound jumps to ~99.
+		{name: "issue 6278 seven of ten", x: append(repeat(100, 7), repeat(1, 3)...), y: repeat(1, 10), conf: 0.98,
+			want: Interval{Lower: 6.825022991538781e-05, Upper: 99, Estimate: 98.99992904170193}},
+		{name: "issue 6278 eight of ten", x: append(repeat(100, 8), repeat(1, 2)...), y: repeat(1, 10), conf: 0.98,
+			want: Interval{Lower: 98.99993164762162, Upper: 99, Estimate: 99}},
 		// ALGORITHM.md §7: one value against one value within a factor of 2 is all tied at muMin.
 		{name: "n1 vs n1 tied at muMin", x: []float64{12}, y: []float64{10}, conf: 0.98, wantErr: ErrAllTied},
 		{name: "all identical", x: []float64{3, 3}, y: []float64{3, 3, 3}, conf: 0.98, wantErr: ErrAllTied},
@@ -411,4 +418,12 @@ func TestWilcoxonDiffHugeTieGroup(t *testing.T) {
 			}
 		})
 	}
+}
+
+func repeat(v float64, n int) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
 }

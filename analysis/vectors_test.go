@@ -2,13 +2,11 @@ package analysis
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 )
@@ -138,6 +136,8 @@ func replay(t *testing.T, v vector) {
 		var cfg struct{ ConfLevel float64 }
 		var want struct {
 			CILower, CIUpper, Estimate num
+			MuMin, MuMax               *num // internals of the JVM run, when recorded
+			FLower0, FUpper0           *num // W(muMin, 0) and W(muMax, 0)
 			Error                      string
 		}
 		decode(t, v.Config, &cfg)
@@ -157,6 +157,26 @@ func replay(t *testing.T, v vector) {
 		checkRoot(t, "ciLower", got.Lower, float64(want.CILower))
 		checkRoot(t, "ciUpper", got.Upper, float64(want.CIUpper))
 		checkRoot(t, "estimate", got.Estimate, float64(want.Estimate))
+		if want.MuMin != nil && want.MuMax != nil {
+			muMin, muMax := scalaMin(x)-scalaMax(y), scalaMax(x)-scalaMin(y)
+			if muMin != float64(*want.MuMin) || muMax != float64(*want.MuMax) {
+				t.Errorf("muMin, muMax = %v, %v; want %v, %v", muMin, muMax, float64(*want.MuMin), float64(*want.MuMax))
+			}
+			for _, c := range []struct {
+				name string
+				d    float64
+				want *num
+			}{{"fLower0", muMin, want.FLower0}, {"fUpper0", muMax, want.FUpper0}} {
+				if c.want == nil {
+					continue
+				}
+				got, err := WilcoxonDiff(x, y, c.d, 0)
+				if err != nil {
+					t.Fatalf("%s: %v", c.name, err)
+				}
+				checkRel(t, c.name, got, float64(*c.want))
+			}
+		}
 	case "wilcoxonDiff":
 		var cfg struct{ Mu, Zq float64 }
 		var want struct{ Value num }
@@ -338,12 +358,3 @@ func checkSlice(t *testing.T, what string, got, want []float64) {
 		}
 	}
 }
-
-// sortedCopy is a test helper used by property tests.
-func sortedCopy(v []float64) []float64 {
-	c := slices.Clone(v)
-	sort.Float64s(c)
-	return c
-}
-
-var _ = errors.Is
