@@ -28,10 +28,7 @@ func Percentiles(values []float64, ps ...float64) []float64 {
 			out[i] = values[0] // commons-math returns the single value before removing NaN
 		default:
 			if sorted == nil {
-				sorted = RemoveNaN(values)
-				if len(sorted) > 0 && &sorted[0] == &values[0] {
-					sorted = slices.Clone(sorted)
-				}
+				sorted = RemoveNaN(values) // a copy: values is not modified
 				slices.Sort(sorted)
 			}
 			out[i] = r7(sorted, p)
@@ -163,21 +160,16 @@ func commonsMax(values []float64) float64 {
 	return m
 }
 
-// RemoveNaN returns values without NaN (Kayenta's default nanStrategy). ±Inf are kept. The result may
-// share values' backing array when there is no NaN; callers must not modify it.
+// RemoveNaN returns a new slice with the values of values that are not NaN (Kayenta's default
+// nanStrategy); ±Inf are kept. values is not modified.
 func RemoveNaN(values []float64) []float64 {
-	for i, v := range values {
-		if math.IsNaN(v) {
-			out := append(make([]float64, 0, len(values)-1), values[:i]...)
-			for _, w := range values[i+1:] {
-				if !math.IsNaN(w) {
-					out = append(out, w)
-				}
-			}
-			return out
+	out := make([]float64, 0, len(values))
+	for _, v := range values {
+		if !math.IsNaN(v) {
+			out = append(out, v)
 		}
 	}
-	return values
+	return out
 }
 
 // ReplaceNaN returns a copy of values with every NaN replaced by with (Kayenta's nanStrategy

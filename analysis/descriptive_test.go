@@ -121,6 +121,13 @@ func TestNaNTransforms(t *testing.T) {
 	if got := RemoveNaN(nil); len(got) != 0 {
 		t.Errorf("RemoveNaN(nil) = %v", got)
 	}
+	// Without NaN the result is still a copy, so callers may modify it.
+	clean := []float64{1, 2}
+	out := RemoveNaN(clean)
+	out[0] = 99
+	if clean[0] != 1 {
+		t.Error("RemoveNaN returned its input's backing array")
+	}
 }
 
 func TestIQROutliers(t *testing.T) {
