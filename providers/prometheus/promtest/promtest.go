@@ -119,6 +119,15 @@ scrape_configs:
 	return s
 }
 
+// WaitUp waits until Prometheus has scraped n targets successfully.
+func (s *Server) WaitUp(t testing.TB, n int) {
+	t.Helper()
+	q := fmt.Sprintf(`count(up{job="canaryctl"} == 1) >= %d`, n)
+	if err := poll(20*time.Second, 200*time.Millisecond, func() (bool, error) { return hasData(s.URL, q), nil }); err != nil {
+		t.Fatalf("prometheus did not scrape %d targets: %v", n, err)
+	}
+}
+
 // poll calls f every interval until it reports done, returns an error, or timeout passes.
 func poll(timeout, interval time.Duration, f func() (bool, error)) error {
 	deadline := time.NewTimer(timeout)
@@ -251,11 +260,7 @@ func RunScenario(t testing.TB, cfg ScenarioConfig) *Scenario {
 
 	prom := Start(t, strings.TrimPrefix(metrics.URL, "http://"))
 	// Wait for the first scrape so the load's first seconds are seen.
-	if err := poll(20*time.Second, 200*time.Millisecond, func() (bool, error) {
-		return hasData(prom.URL, `up{job="canaryctl"} == 1`), nil
-	}); err != nil {
-		t.Fatalf("prometheus never scraped the proxy: %v", err)
-	}
+	prom.WaitUp(t, 1)
 
 	s := &Scenario{Prometheus: prom, Proxy: p, ProxyURL: front.URL, Start: time.Now()}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration)

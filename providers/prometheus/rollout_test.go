@@ -1,0 +1,189 @@
+package prometheus_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/providers/prometheus"
+	"github.com/canaryctl/canaryctl/providers/prometheus/promtest"
+	"github.com/canaryctl/canaryctl/providers/proxy"
+	"github.com/canaryctl/canaryctl/rollout"
+	"github.com/canaryctl/canaryctl/rollout/deploy"
+)
+
+// rolloutSite is one service: real stable, baseline and canary upstreams, the built-in proxy in
+// front of stable, and the proxy's /metrics for Prometheus.
+type rolloutSite struct {
+	px                       *proxy.Proxy
+	front, metrics           *httptest.Server
+	stable, baseline, canary string
+}
+
+func newRolloutSite(t *testing.T, canaryDelay time.Duration) *rolloutSite {
+	t.Helper()
+	up := func(delay time.Duration) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tm := time.NewTimer(delay)
+			defer tm.Stop()
+			select {
+			case <-tm.C:
+			case <-r.Context().Done():
+			}
+			fmt.Fprintln(w, "ok")
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	s := &rolloutSite{stable: up(2 * time.Millisecond), baseline: up(2 * time.Millisecond), canary: up(canaryDelay)}
+	px, err := proxy.New(proxy.Config{Upstreams: map[providers.Cohort][]string{providers.Stable: {s.stable}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = px.Close() })
+	s.px = px
+	s.front = httptest.NewServer(px)
+	t.Cleanup(s.front.Close)
+	s.metrics = httptest.NewServer(px.MetricsHandler())
+	t.Cleanup(s.metrics.Close)
+	return s
+}
+
+// load sends requests through the proxy from 4 clients until ctx ends (at most 20000).
+func (s *rolloutSite) load(ctx context.Context) (wait func()) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	sent := 0
+	client := &http.Client{Timeout: 5 * time.Second}
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				mu.Lock()
+				sent++
+				stop := sent > 20000
+				mu.Unlock()
+				if stop {
+					return
+				}
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.front.URL+"/", nil)
+				if resp, err := client.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}
+		})
+	}
+	return wg.Wait
+}
+
+const rolloutSpecYAML = `version: 1
+service: shop
+stable: {addresses: ["%s"]}
+deploy:
+  baseline: {type: static, addresses: ["%s"]}
+  canary: {type: static, addresses: ["%s"]}
+gateway: {type: builtin, listen: "127.0.0.1:0"}
+analysis:
+  resolution: 1s
+  thresholds: {pass: 95, marginal: 75}
+  metrics:
+    - {name: median-latency, kind: latency, quantile: 0.5, direction: increase, group: latency, effectSize: {allowedIncrease: 1.5}}
+    - {name: 5xx-rate, kind: error_rate, direction: increase, critical: true, nanStrategy: replace, group: errors}
+steps:
+  - {weight: 50, warmup: 4s, interval: 6s, duration: 10s}
+onMarginal: rollback
+`
+
+// TestRolloutWithPrometheusMetrics drives the real rollout engine with the built-in proxy as its
+// gateway and this provider, reading a real Prometheus that scrapes the proxy, as its metrics: a
+// canary that takes 150 ms is rolled back (all traffic back on stable), a canary as fast as
+// baseline is promoted. Both services are scraped by one Prometheus and told apart by instance.
+func TestRolloutWithPrometheusMetrics(t *testing.T) {
+	t.Parallel()
+	good, bad := newRolloutSite(t, 2*time.Millisecond), newRolloutSite(t, 150*time.Millisecond)
+	host := func(s *rolloutSite) string { return strings.TrimPrefix(s.metrics.URL, "http://") }
+	prom := promtest.Start(t, host(good), host(bad))
+	prom.WaitUp(t, 2)
+
+	run := func(t *testing.T, s *rolloutSite) (rollout.Outcome, *rollout.Spec) {
+		spec, err := rollout.ParseSpec(strings.NewReader(fmt.Sprintf(rolloutSpecYAML, s.stable, s.baseline, s.canary)))
+		if err != nil {
+			t.Fatalf("spec: %v", err)
+		}
+		metrics, err := prometheus.New(prometheus.Config{URL: prom.URL, Selector: `instance="` + host(s) + `"`,
+			MinWindow: 3 * time.Second, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The preflight check passes before any traffic moves (no canary data yet: render and parse).
+		if err := metrics.Preflight(t.Context(), spec.MetricDefs(), providers.Window{End: time.Now(), Step: time.Second}); err != nil {
+			t.Fatalf("preflight: %v", err)
+		}
+		root := t.TempDir()
+		store, err := rollout.OpenStore(rollout.StoreConfig{Root: root, Service: spec.Service})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dep, err := deploy.New(spec.Deploy, deploy.Options{Service: spec.Service, LogDir: root})
+		if err != nil {
+			t.Fatal(err)
+		}
+		judge, err := rollout.NewKayentaJudge(rollout.KayentaJudgeConfig{Analysis: spec.Analysis})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var progress strings.Builder
+		eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: s.px, Metrics: metrics, Deployer: dep, Judge: judge,
+			Store: store, Progress: &progress, PollInterval: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { eng.Close() })
+		ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
+		defer cancel()
+		stopLoad, cancelLoad := context.WithCancel(ctx)
+		wait := s.load(stopLoad)
+		if err := eng.Start(ctx); err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		out, err := eng.Run(ctx)
+		cancelLoad()
+		wait()
+		t.Logf("progress:\n%s", progress.String())
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		return out, spec
+	}
+
+	t.Run("slow canary is rolled back", func(t *testing.T) {
+		t.Parallel()
+		out, _ := run(t, bad)
+		if out.Phase != rollout.RolledBack {
+			t.Fatalf("outcome %+v, want RolledBack", out)
+		}
+		split, _ := bad.px.Split(t.Context())
+		if split.Canary != 0 || split.Baseline != 0 {
+			t.Errorf("split after rollback = %s, want everything on stable", split)
+		}
+	})
+	t.Run("good canary is promoted", func(t *testing.T) {
+		t.Parallel()
+		out, _ := run(t, good)
+		if out.Phase != rollout.Promoted {
+			t.Fatalf("outcome %+v, want Promoted", out)
+		}
+		st, err := good.px.State(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(fmt.Sprint(st), good.canary) {
+			t.Errorf("proxy state after promotion %+v does not route stable to the canary %s", st, good.canary)
+		}
+	})
+}
