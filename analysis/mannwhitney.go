@@ -151,7 +151,8 @@ func sign(v float64) float64 {
 	}
 }
 
-// scalaMin is Scala's Array[Double].min: reduceLeft keeping the left value when left <= right.
+// scalaMin is Scala 2.12's Array[Double].min (Kayenta's Scala version): TraversableOnce.min is a reduceLeft
+// keeping the left value when left <= right (IEEE comparison; 2.13 would use Math.min instead).
 func scalaMin(v []float64) float64 {
 	m := v[0]
 	for _, f := range v[1:] {
