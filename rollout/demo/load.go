@@ -64,6 +64,8 @@ type Stats struct {
 	LastFailure map[string]time.Time `json:"lastFailureByVersion,omitempty"`
 	// ServedBy counts responses by version.
 	ServedBy map[string]int `json:"servedByVersion,omitempty"`
+	// LastServed is the time of the last response per version.
+	LastServed map[string]time.Time `json:"lastServedByVersion,omitempty"`
 }
 
 // Load is a running load generator.
@@ -125,7 +127,7 @@ func StartLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
 	}
 	l := &Load{cfg: cfg, done: make(chan struct{}), stats: Stats{
 		FailedBy: map[string]int{}, FirstFailure: map[string]time.Time{}, LastFailure: map[string]time.Time{},
-		ServedBy: map[string]int{},
+		ServedBy: map[string]int{}, LastServed: map[string]time.Time{},
 	}}
 	go l.run(ctx)
 	return l, nil
@@ -197,6 +199,9 @@ func (l *Load) add(ctx context.Context, r Result) {
 	s.Sent++
 	if r.Version != "" {
 		s.ServedBy[r.Version]++
+		if r.End.After(s.LastServed[r.Version]) {
+			s.LastServed[r.Version] = r.End
+		}
 	}
 	if !r.Failed() {
 		s.OK++
@@ -221,6 +226,7 @@ func (l *Load) Stats() Stats {
 	s.FirstFailure = cloneMap(s.FirstFailure)
 	s.LastFailure = cloneMap(s.LastFailure)
 	s.ServedBy = cloneMap(s.ServedBy)
+	s.LastServed = cloneMap(s.LastServed)
 	return s
 }
 

@@ -35,8 +35,8 @@ func TestLoad(t *testing.T) {
 	if s.Sent != 200 || s.OK != 180 || s.Failed != 20 || s.FailedBy["v2"] != 20 || s.ServedBy["v1"] != 180 || seen.Load() != 200 {
 		t.Errorf("stats = %+v (results seen %d)", s, seen.Load())
 	}
-	if s.FirstFailure["v2"].IsZero() || s.LastFailure["v2"].Before(s.FirstFailure["v2"]) {
-		t.Errorf("failure times = %v .. %v", s.FirstFailure["v2"], s.LastFailure["v2"])
+	if s.FirstFailure["v2"].IsZero() || s.LastFailure["v2"].Before(s.FirstFailure["v2"]) || s.LastServed["v2"].Before(s.LastFailure["v2"]) {
+		t.Errorf("failure times = %v .. %v, last v2 answer %v", s.FirstFailure["v2"], s.LastFailure["v2"], s.LastServed["v2"])
 	}
 	// 200 requests at 400/s take half a second: paced, not a burst.
 	if took < 400*time.Millisecond || took > 5*time.Second {
