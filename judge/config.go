@@ -345,7 +345,7 @@ func (d decoder) classifier(root map[string]any, cfg *CanaryConfig) error {
 		return err
 	}
 	for g, v := range gw {
-		w, err := d.number(v, pathKey("classifier.groupWeights", g), "a weight in percent (a number)")
+		w, err := d.double(v, pathKey("classifier.groupWeights", g), "a weight in percent (a number)")
 		if err != nil {
 			return err
 		}
@@ -360,11 +360,15 @@ func (d decoder) classifier(root map[string]any, cfg *CanaryConfig) error {
 	}
 	var th Thresholds
 	p := "classifier.scoreThresholds"
-	if th.Pass, err = d.optNumber(st, "pass", p, 0, "a score 0..100"); err != nil {
-		return err
-	}
-	if th.Marginal, err = d.optNumber(st, "marginal", p, 0, "a score 0..100"); err != nil {
-		return err
+	for _, f := range []struct {
+		key string
+		dst *float64
+	}{{"pass", &th.Pass}, {"marginal", &th.Marginal}} {
+		if v, ok := st[f.key]; ok {
+			if *f.dst, err = d.double(v, pathKey(p, f.key), "a score 0..100"); err != nil {
+				return err
+			}
+		}
 	}
 	cfg.Classifier.ScoreThresholds = &th
 	return nil

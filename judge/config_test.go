@@ -78,8 +78,10 @@ func TestParseCanaryConfigRejects(t *testing.T) {
 		{"analysis-list", `{"metrics": [{"name": "a", "analysisConfigurations": []}]}`, "metrics[0].analysisConfigurations", []string{"a list"}},
 		{"weight-string", `{"metrics": [{"name": "a"}], "classifier": {"groupWeights": {"g": "50"}}}`, "classifier.groupWeights.g",
 			[]string{`"50" (a string)`, "a number"}},
-		{"weight-too-large", `{"metrics": [{"name": "a"}], "classifier": {"groupWeights": {"g": 99999999999}}}`, "classifier.groupWeights.g",
-			[]string{"too large"}},
+		{"weight-out-of-range", `{"metrics": [{"name": "a"}], "classifier": {"groupWeights": {"g": -1e309}}}`, "classifier.groupWeights.g",
+			[]string{"out of range"}},
+		{"threshold-bool", `{"metrics": [{"name": "a"}], "classifier": {"scoreThresholds": {"pass": true}}}`, "classifier.scoreThresholds.pass",
+			[]string{"true (a boolean)"}},
 		{"template-not-string", `{"metrics": [{"name": "a"}], "templates": {"t": 1}}`, "templates.t", []string{"a string"}},
 		{"other-judge", `{"metrics": [{"name": "a"}], "judge": {"name": "dredd-v1.0"}}`, "judge.name",
 			[]string{`"dredd-v1.0"`, JudgeName}},
@@ -223,6 +225,15 @@ func TestParseCanaryConfigIgnoresKayentaKeys(t *testing.T) {
 	}
 	if cfg.Name != "n" || cfg.Metrics[0].Analysis.Direction != Decrease || cfg.Classifier.GroupWeights != nil {
 		t.Errorf("%+v", cfg)
+	}
+	// Group weights and score thresholds are Java Doubles in Kayenta: large integers are fine there.
+	cfg, err = ParseCanaryConfig([]byte(`{"metrics": [{"name": "m"}], "classifier": {"groupWeights": {"g": 3000000000},
+		"scoreThresholds": {"pass": 95}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Classifier.GroupWeights["g"] != 3e9 || *cfg.Classifier.ScoreThresholds != (Thresholds{Pass: 95}) {
+		t.Errorf("%+v", cfg.Classifier)
 	}
 }
 

@@ -149,6 +149,20 @@ func (d decoder) number(v any, path, want string) (float64, error) {
 	return f, nil
 }
 
+// double reads a JSON number for a field Jackson binds to a Java Double (group weights, score
+// thresholds): any integer or decimal literal that is a finite double.
+func (d decoder) double(v any, path, want string) (float64, error) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, d.fail(path, "got %s; want %s", describe(v), want)
+	}
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil || math.IsInf(f, 0) {
+		return 0, d.fail(path, "got %s; number is out of range for a 64-bit float", clip(string(n)))
+	}
+	return f, nil
+}
+
 func (d decoder) optNumber(m map[string]any, key, path string, def float64, want string) (float64, error) {
 	v, ok := m[key]
 	if !ok {

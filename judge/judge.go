@@ -1,12 +1,32 @@
 // Package judge is a faithful port of Kayenta's NetflixACAJudge (spinnaker/kayenta at a69573be): it
 // classifies every metric set pair with the Mann-Whitney classifier (tolerance 0.25, confidence 0.98),
-// scores the results with the weighted-sum scorer and returns Kayenta's CanaryJudgeResult.
+// scores the results with the weighted-sum scorer and returns Kayenta's CanaryJudgeResult. The package
+// is pure: no I/O, no logging; the only randomness (Kayenta's noise for two constant samples) comes
+// from an injectable source (WithNoise).
 //
-// Where it deliberately differs: configs and inputs that make Kayenta crash or silently fall back to a
-// default (a "true" string for a boolean, a wrong-case direction, null, an unknown strategy, a list
-// instead of an object, outlierFactor <= 0, integers beyond 32 bits, unknown keys inside
-// analysisConfigurations.canary) are rejected with a *ConfigError naming the JSON path. Valid input
-// gives Kayenta's results. The package is pure: no I/O, no logging.
+// Valid input gives Kayenta's results. Where it deliberately differs, it refuses input that Kayenta
+// would crash on or silently misread, with a *ConfigError naming the JSON path, the value and what is
+// allowed (exit code 2 on the command line):
+//
+//   - analysisConfigurations.canary and its "outliers" and "effectSize": a string, number or null where
+//     a boolean belongs; a direction, nanStrategy, outliers.strategy or effectSize.measure outside the
+//     allowed (case-sensitive) values; a list or null instead of an object; an integer literal beyond
+//     32 bits (Kayenta's ClassCastException on a Long; 3000000000.0 is accepted); a non-finite number;
+//     an unknown key (a typo Kayenta ignores, falling back to a default); outlierFactor <= 0 (also when
+//     the strategy is "none", where Kayenta would not notice).
+//   - The config: no metrics, a metric without a name, two metrics with the same name (Kayenta uses the
+//     first), a judge.name other than NetflixACAJudge-v1.0, non-string groups or templates, non-number
+//     group weights or score thresholds (Jackson would coerce a "50" string; we want a number).
+//   - Metric set pairs: a null data point (Kayenta's NullPointerException), any string other than "NaN",
+//     "Infinity", "-Infinity", numbers beyond the float64 range, missing "control"/"experiment", and a
+//     pair whose name has no metric config (ErrUnknownMetric; Kayenta fails the whole judgement too).
+//   - Thresholds outside 0..100 or marginal above pass.
+//
+// Everything else Kayenta defines but the judge does not read (id, applications, createdTimestamp,
+// configVersion, scopeName, query, templates, judge.judgeConfigurations, other judges' entries under
+// analysisConfigurations, pair scopes and attributes, ...) is accepted; unknown keys outside
+// analysisConfigurations.canary are ignored like Kayenta does. classifier.scoreThresholds is parsed but,
+// as in Kayenta, the thresholds of the judge request are used.
 package judge
 
 import (

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/canaryctl/canaryctl/analysis"
 )
 
 // series returns n deterministic values around center (spread ±spread).
@@ -16,6 +18,15 @@ func series(n int, center, spread float64) []float64 {
 		v[i] = center + spread*float64((i*7)%11-5)/5
 	}
 	return v
+}
+
+// scaled multiplies every value by k (by a power of two: exactly, so mean ratios are exact).
+func scaled(v []float64, k float64) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = x * k
+	}
+	return out
 }
 
 func nanSeries(n int) []float64 {
@@ -121,6 +132,30 @@ func TestJudgeScenarios(t *testing.T) {
 				{Name: "c", Control: good, Experiment: good}},
 			want: want{66.67, VerdictMarginal, "", []Classification{NodataFailMetric, Pass, Pass}, []bool{false, false, false},
 				map[string]float64{"g": 200.0 / 3}},
+		},
+		{
+			name:   "must-have-data-and-critical-is-critical-nodata",
+			config: `{"metrics": [{"name": "a", "groups": ["g"], "analysisConfigurations": {"canary": {"mustHaveData": true, "critical": true}}}, {"name": "b", "groups": ["g"]}, {"name": "c", "groups": ["g"]}]}`,
+			pairs: []MetricSetPair{{Name: "a", Control: nanSeries(5), Experiment: good}, {Name: "b", Control: good, Experiment: good},
+				{Name: "c", Control: good, Experiment: good}},
+			want: want{0, VerdictFail, "Canary Failed: Missing data for a", []Classification{Nodata, Pass, Pass}, []bool{true, false, false},
+				map[string]float64{"g": 100}},
+		},
+		{
+			// canary = 4·baseline exactly (a power of two), so the mean ratio is exactly 4: the gates are inclusive.
+			name: "effect-gates-are-inclusive",
+			config: `{"metrics": [{"name": "up", "groups": ["g"], "analysisConfigurations": {"canary": {"critical": true, "effectSize": {"allowedIncrease": 4, "criticalIncrease": 4}}}},
+				{"name": "down", "groups": ["g"], "analysisConfigurations": {"canary": {"effectSize": {"allowedDecrease": 0.25}}}}]}`,
+			pairs: []MetricSetPair{{Name: "up", Control: good, Experiment: scaled(good, 4)}, {Name: "down", Control: good, Experiment: scaled(good, 0.25)}},
+			want: want{0, VerdictFail, "Canary Failed: The metric up was classified as High (Critical)", []Classification{High, Low},
+				[]bool{true, false}, map[string]float64{"g": 0}},
+		},
+		{
+			name: "effect-gates-block-small-effects",
+			config: `{"metrics": [{"name": "up", "groups": ["g"], "analysisConfigurations": {"canary": {"effectSize": {"allowedIncrease": 4.0000001}}}},
+				{"name": "down", "groups": ["g"], "analysisConfigurations": {"canary": {"effectSize": {"allowedDecrease": 0.2499999}}}}]}`,
+			pairs: []MetricSetPair{{Name: "up", Control: good, Experiment: scaled(good, 4)}, {Name: "down", Control: good, Experiment: scaled(good, 0.25)}},
+			want:  want{100, VerdictPass, "", []Classification{Pass, Pass}, []bool{false, false}, map[string]float64{"g": 100}},
 		},
 		{
 			name:   "replace-turns-missing-data-into-pass",
@@ -287,6 +322,11 @@ func TestJudgeExplanation(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := res.Results[0].Why
+	// The judge's hard-coded parameters: confidence 0.98 and tolerance 0.25 (NetflixACAJudge.scala).
+	ci, err := analysis.MannWhitney(series(30, 300, 10), series(30, 100, 10), 0.98)
+	if err != nil || ci.Lower != w.CILower || ci.Upper != w.CIUpper || ci.Estimate != w.Estimate || w.Bound != 0.25*math.Abs(ci.Estimate) {
+		t.Errorf("explanation %+v does not match Mann-Whitney at 0.98 / tolerance 0.25: %+v (%v)", w, ci, err)
+	}
 	// Every canary value exceeds every baseline value by 200: CLES 1, estimate 200, CI around it.
 	if w.Stage != StageCompared || w.EffectMeasure != CLES || w.Effect != 1 || math.Abs(w.Estimate-200) > 1e-3 ||
 		!(w.CILower > w.Bound) || w.Bound != Tolerance*math.Abs(w.Estimate) || w.CanaryCount != 30 || w.NoiseAdded {
