@@ -39,6 +39,11 @@ canary config, then the groups are scored and the summary score classified with 
 Configs that Kayenta would crash on or silently misread (wrong types, wrong-case strings, null,
 unknown keys in analysisConfigurations.canary, ...) are rejected with the JSON path of the problem.
 
+Text output (default on a terminal): one line per metric with its classification, the mean ratio
+canary/baseline, the estimated shift canary − baseline with its 98% confidence interval and the bound
+the interval must clear (0.25·|estimate|; High needs lower > +bound, Low upper < −bound), and Kayenta's
+reason; then the group scores and the summary score. JSON output is Kayenta's CanaryJudgeResult.
+
 Exit codes: 0 Pass, 4 Marginal, 3 Fail, 2 invalid flags, config or pairs, 1 other errors.`,
 		Example: `  canaryctl judge --canary-config testdata/judge/canary-config.json --metric-pairs testdata/judge/metric-pairs.json
   canaryctl judge --canary-config config.json --metric-pairs - --pass 90 --marginal 70 -o json < pairs.json`,

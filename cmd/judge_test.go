@@ -123,6 +123,27 @@ func TestJudgeCmdStdin(t *testing.T) {
 	}
 }
 
+// TestJudgeCmdSeed: two constant samples get Kayenta's random noise; --seed makes it reproducible.
+func TestJudgeCmdSeed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.json")
+	pairs := filepath.Join(dir, "p.json")
+	if err := os.WriteFile(cfg, []byte(`{"metrics": [{"name": "m", "groups": ["g"]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pairs, []byte(`[{"name": "m", "values": {"control": [1, 1, 1, 1, 1], "experiment": [10, 10, 10, 10, 10]}}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(seed string) judgeRun {
+		return runJudgeCmd(t, false, "", "--canary-config", cfg, "--metric-pairs", pairs, "-o", "json", "--seed", seed)
+	}
+	a, b, c := run("7"), run("7"), run("8")
+	if a.code != cmd.ExitFail || a.stdout != b.stdout || a.stdout == c.stdout || !strings.Contains(a.stdout, `"classification": "High"`) {
+		t.Errorf("seed 7 twice and seed 8: exit %d\n%s\n%s\n%s", a.code, a.stdout, b.stdout, c.stdout)
+	}
+}
+
 func TestJudgeCmdErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

@@ -15,8 +15,9 @@
 //     an unknown key (a typo Kayenta ignores, falling back to a default); outlierFactor <= 0 (also when
 //     the strategy is "none", where Kayenta would not notice).
 //   - The config: no metrics, a metric without a name, two metrics with the same name (Kayenta uses the
-//     first), a judge.name other than NetflixACAJudge-v1.0, non-string groups or templates, non-number
-//     group weights or score thresholds (Jackson would coerce a "50" string; we want a number).
+//     first), a judge.name other than NetflixACAJudge-v1.0, a query that is not an object, non-string
+//     groups or templates, non-number group weights or score thresholds (Jackson would coerce a "50"
+//     string; we want a number).
 //   - Metric set pairs: a null data point (Kayenta's NullPointerException), any string other than "NaN",
 //     "Infinity", "-Infinity", numbers beyond the float64 range, missing "control"/"experiment", and a
 //     pair whose name has no metric config (ErrUnknownMetric; Kayenta fails the whole judgement too).

@@ -18,6 +18,12 @@ import (
 
 // The Kayenta conformance vectors (../testdata/kayenta, see FORMAT.md there) hold every case of
 // Kayenta's own test suites with the outputs of the upstream classes, executed on the JVM.
+//
+// Expected exceptions map as follows: a classifier that throws ("EXCEPTION" in outcomeCounts, error in
+// a mannwhitney vector) is classify returning an error, which Judge reports as the classification
+// Error ("Metric Classification Failed"); a judge or judgeMetric vector whose judge call throws
+// (config values Kayenta cannot cast, outlierFactor <= 0, null data, unknown metric) must be refused
+// by ParseCanaryConfig, ParseMetricSetPairs or Judge with a *ConfigError.
 const vectorDir = "../testdata/kayenta/upstream"
 
 // Tolerances: numbers within 1e-9 relative; Mann-Whitney roots (CI ends, estimate and the bounds
@@ -463,6 +469,12 @@ func runJudgeMetricVector(t *testing.T, v vector) {
 		t.Errorf("reason %q, want %q", r.ClassificationReason, *want.ClassificationReason)
 	}
 	checkNum(t, "ratio", r.Ratio(), exp["ratio"], relTol, absTol)
+	var mw map[string]json.RawMessage
+	if json.Unmarshal(exp["mannWhitney"], &mw) == nil && mw["ciLower"] != nil {
+		checkNum(t, "mannWhitney.ciLower", r.Why.CILower, mw["ciLower"], relTol, rootTol)
+		checkNum(t, "mannWhitney.ciUpper", r.Why.CIUpper, mw["ciUpper"], relTol, rootTol)
+		checkNum(t, "mannWhitney.estimate", r.Why.Estimate, mw["estimate"], relTol, rootTol)
+	}
 	if s, ok := jr["score"]; ok {
 		checkScore(t, res.Score, s)
 	}
