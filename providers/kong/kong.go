@@ -130,6 +130,9 @@ type Config struct {
 	// LogEndpoint, if set, is the receiver's URL as Kong reaches it: an http-log plugin posting to
 	// it is added to the Service and removed at the end of the rollout.
 	LogEndpoint string
+	// LogFlush is the http-log queue's max_coalescing_delay: how long Kong holds a batch before
+	// sending it (0: Kong's default, 1 s).
+	LogFlush time.Duration
 
 	// HTTPClient overrides the client built from TLS and Timeout (tests).
 	HTTPClient *http.Client

@@ -336,12 +336,16 @@ func (r *Router) enableLogLocked(ctx context.Context) error {
 		r.st.logPluginID = p.ID
 		return nil
 	}
+	flush := 1.0
+	if r.cfg.LogFlush > 0 {
+		flush = r.cfg.LogFlush.Seconds()
+	}
 	body := map[string]any{
 		"name": "http-log",
 		"config": map[string]any{
 			"http_endpoint": r.cfg.LogEndpoint,
-			// batches of up to 100 entries, at most 1 s apart (Kong's queue; array bodies)
-			"queue": map[string]any{"max_batch_size": 100, "max_coalescing_delay": 1},
+			// batches of up to 100 entries, at most LogFlush apart (Kong's queue; array bodies)
+			"queue": map[string]any{"max_batch_size": 100, "max_coalescing_delay": flush},
 		},
 		"tags": []string{TagCanaryctl, r.rolloutTag()},
 	}

@@ -56,6 +56,7 @@ func Open(ctx context.Context, cfg OpenConfig) (*Opened, error) {
 		}
 		o.Log = rec
 		rc.Log = rec
+		rc.LogFlush = ls.Flush
 		if !ls.Manual {
 			rc.LogEndpoint = ls.Endpoint
 			if rc.LogEndpoint == "" {

@@ -64,6 +64,9 @@ type LogSpec struct {
 	Endpoint string `yaml:"endpoint,omitempty" json:"endpoint,omitempty"`
 	// Manual: the http-log plugin is configured by you (DB-less Kong); canaryctl only listens.
 	Manual bool `yaml:"manual,omitempty" json:"manual,omitempty"`
+	// Flush is the plugin's queue.max_coalescing_delay (default Kong's 1s): logs arrive up to this
+	// late, so keep it well below the analysis interval.
+	Flush time.Duration `yaml:"flush,omitempty" json:"flush,omitempty"`
 }
 
 // Config turns the spec into a Router Config; the token comes from TokenFile or the environment

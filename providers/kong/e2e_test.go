@@ -1,0 +1,277 @@
+package kong_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers/kong"
+	"github.com/canaryctl/canaryctl/providers/kong/kongtest"
+	"github.com/canaryctl/canaryctl/providers/proxy"
+	"github.com/canaryctl/canaryctl/rollout"
+	"github.com/canaryctl/canaryctl/rollout/deploy"
+)
+
+// instance answers after 2..6 ms; errRate of its answers are 500s.
+func instance(t *testing.T, name string, errRate float64, seed uint64) *httptest.Server {
+	t.Helper()
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(seed, 7))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		d := time.Duration(2+rng.IntN(5)) * time.Millisecond
+		fail := rng.Float64() < errRate
+		mu.Unlock()
+		time.Sleep(d) // the instance's service time
+		if fail {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		_, _ = io.WriteString(w, name)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+const e2eSpec = `
+version: 1
+service: web
+stable:
+  addresses: [%q, %q]
+deploy:
+  baseline: {type: static, addresses: [%q]}
+  canary: {type: static, addresses: [%q]}
+gateway:
+  type: kong
+  kong:
+    admin: %s
+    service: web
+    propagation: 50ms
+    timeout: 2s
+    log: {flush: 100ms}
+metrics:
+  type: kong-log
+# Kayenta's Mann-Whitney (98%% interval) needs several points a side: the first step is judged once
+# over 8 points of 1s (a 30%% 5xx canary fails there); the second, short step only has to set 50/50.
+analysis:
+  resolution: 1s
+  thresholds: {pass: 95, marginal: 75}
+  metrics:
+    - {name: p99-latency, kind: latency, quantile: 0.99, direction: increase, mustHaveData: true, group: latency, effectSize: {allowedIncrease: 1.5}}
+    - {name: 5xx-rate, kind: error_rate, direction: increase, critical: true, nanStrategy: replace, group: errors}
+steps:
+  - {weight: 20, warmup: 1s, interval: 8s, duration: 9s}
+  - {weight: 50, warmup: 0s, interval: 2s, duration: 2s}
+onMarginal: rollback
+`
+
+// TestE2E runs whole rollouts with gateway.type kong and metrics.type kong-log against kongtest,
+// assembled from the spec as `canaryctl run` does: a good canary is promoted, a bad one rolled back
+// with its target deleted, and a Kong Admin API outage mid-rollout ends with all traffic on stable.
+func TestE2E(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end rollouts take seconds")
+	}
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		canaryErr float64
+		outage    bool
+		want      rollout.Phase
+		reason    string
+	}{
+		{name: "good canary is promoted", want: rollout.Promoted},
+		{name: "bad canary is rolled back", canaryErr: 0.3, want: rollout.RolledBack, reason: "5xx-rate"},
+		{name: "kong outage mid-rollout ends on stable", outage: true, want: rollout.RolledBack, reason: "kong admin API unavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			k := kongtest.New()
+			t.Cleanup(k.Close)
+			s0, s1 := instance(t, "stable", 0, 1), instance(t, "stable", 0, 2)
+			base, can := instance(t, "baseline", 0, 3), instance(t, "canary", tc.canaryErr, 4)
+			addr := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+			for _, e := range []struct {
+				kind string
+				body map[string]any
+			}{
+				{"upstreams", map[string]any{"name": "web-up"}},
+				{"services", map[string]any{"name": "web", "host": "web-up"}},
+				{"routes", map[string]any{"paths": []string{"/"}, "service": map[string]any{"name": "web"}}},
+				{"targets", map[string]any{"upstream": "web-up", "target": addr(s0)}},
+				{"targets", map[string]any{"upstream": "web-up", "target": addr(s1)}},
+			} {
+				if _, err := k.Create("", e.kind, e.body); err != nil {
+					t.Fatal(err)
+				}
+			}
+			raw := fmt.Sprintf(e2eSpec, s0.URL, s1.URL, base.URL, can.URL, k.AdminURL())
+			spec, err := rollout.ParseSpec(strings.NewReader(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			eng, logs := assemble(t, spec, []byte(raw))
+
+			// clients send 150 requests/s through Kong's proxy for the whole run
+			lctx, stopLoad := context.WithCancel(context.Background())
+			var sent, failedStable atomic.Int64
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tick := time.NewTicker(time.Second / 150)
+				defer tick.Stop()
+				for {
+					select {
+					case <-lctx.Done():
+						return
+					case <-tick.C:
+					}
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						resp, err := http.Get(k.ProxyURL() + "/")
+						if err != nil {
+							failedStable.Add(1)
+							return
+						}
+						b, _ := io.ReadAll(resp.Body)
+						_ = resp.Body.Close()
+						sent.Add(1)
+						if string(b) != "canary" && resp.StatusCode != 200 {
+							failedStable.Add(1)
+						}
+					}()
+				}
+			}()
+			if tc.outage {
+				// the Admin API fails from the second step's split on, for 8 calls: the step
+				// fails after its retries, the rollback rides out the rest of the outage
+				go func() {
+					for lctx.Err() == nil {
+						if eng.State().Step == 1 {
+							k.InjectOutage(kongtest.Outage{Kind: kongtest.Fault503, For: 8})
+							return
+						}
+						time.Sleep(5 * time.Millisecond) // polls the engine's state; no event to wait on
+					}
+				}()
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			if err := eng.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			out, runErr := eng.Run(ctx)
+			_ = eng.Close()
+			stopLoad()
+			wg.Wait()
+			t.Logf("outcome %s: %s (%d requests, %d failed outside the canary)", out.Phase, out.Reason, sent.Load(), failedStable.Load())
+			if runErr != nil {
+				t.Fatal(runErr)
+			}
+			reqs, _ := logs.Requests(t.Context(), time.Time{}, time.Now().Add(time.Minute))
+			byCohort := map[string]int{}
+			for _, q := range reqs {
+				byCohort[fmt.Sprintf("%s %d", q.Cohort, q.Status)]++
+			}
+			t.Logf("kong-log requests by cohort and status: %v", byCohort)
+			for _, iv := range eng.State().Intervals {
+				for _, m := range iv.Metrics {
+					t.Logf("judgement: %s %s baseline %v (%d points) canary %v (%d points) %s", m.Name, m.Classification, m.BaselineMean, m.BaselineCount, m.CanaryMean, m.CanaryCount, m.Reason)
+				}
+			}
+			if out.Phase != tc.want || !strings.Contains(out.Reason, tc.reason) {
+				t.Fatalf("outcome %s %q, want %s mentioning %q", out.Phase, out.Reason, tc.want, tc.reason)
+			}
+			if n := failedStable.Load(); n > 0 {
+				t.Fatalf("%d requests failed that the canary did not answer", n)
+			}
+			ts := k.Targets("web-up")
+			hits := map[string]int{}
+			for i := 0; i < 20; i++ {
+				resp, err := http.Get(k.ProxyURL() + "/")
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				hits[string(b)]++
+			}
+			if tc.want == rollout.Promoted {
+				if len(ts) != 1 || ts[0].Target != addr(can) || len(ts[0].Tags) != 0 || hits["canary"] != 20 {
+					t.Fatalf("after promotion targets %+v, traffic %v; want only the canary", ts, hits)
+				}
+				return
+			}
+			for _, tg := range ts {
+				if tg.Target == addr(can) || tg.Target == addr(base) {
+					t.Fatalf("after rollback the %s target is still there: %+v", tg.Target, ts)
+				}
+			}
+			if len(ts) != 2 || hits["stable"] != 20 {
+				t.Fatalf("after rollback targets %+v, traffic %v; want only stable", ts, hits)
+			}
+		})
+	}
+}
+
+// assemble builds the engine from the spec the way `canaryctl run` does for gateway.type kong.
+func assemble(t *testing.T, spec *rollout.Spec, raw []byte) (*rollout.Engine, *kong.LogReceiver) {
+	t.Helper()
+	opened, err := kong.Open(t.Context(), kong.OpenConfig{Spec: spec.Gateway.Kong, RolloutID: spec.Service,
+		WithLog: spec.Metrics.Type == "kong-log", Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(opened.Close)
+	metrics, err := rollout.NewRequestMetrics(rollout.RequestMetricsConfig{Log: opened.Log, Series: proxy.Series})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	deployer, err := deploy.New(spec.Deploy, deploy.Options{Service: spec.Service, LogDir: dir + "/logs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	judge, err := rollout.NewKayentaJudge(rollout.KayentaJudgeConfig{Analysis: spec.Analysis})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := rollout.OpenStore(rollout.StoreConfig{Root: dir, Service: spec.Service})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("progress:\n%s", progress.String())
+		}
+	})
+	eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: opened.Router, Metrics: metrics, Deployer: deployer,
+		Judge: judge, Store: store, SpecYAML: raw, Progress: &syncWriter{w: &progress},
+		PollInterval: 50 * time.Millisecond, Backoff: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng, opened.Log
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
