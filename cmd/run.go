@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/providers/kong"
 	"github.com/canaryctl/canaryctl/providers/proxy"
 	"github.com/canaryctl/canaryctl/rollout"
 	"github.com/canaryctl/canaryctl/rollout/deploy"
@@ -301,12 +302,23 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 			}
 			gw, reqLog = cl, cl
 		}
+	case "kong":
+		k, err := kong.Open(ctx, kong.OpenConfig{Spec: spec.Gateway.Kong, RolloutID: spec.Service,
+			WithLog: spec.Metrics.Type == "kong-log", Getenv: env.Getenv, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		rt.closers = append(rt.closers, k.Close)
+		gw = k.Router
+		if k.Log != nil {
+			reqLog = k.Log
+		}
 	default:
 		return nil, usageErrorf("gateway.type %q is not available in this build (valid: %s)", spec.Gateway.Type, strings.Join(rollout.GatewayTypes, ", "))
 	}
 	var metrics rollout.Metrics
 	switch spec.Metrics.Type {
-	case "builtin":
+	case "builtin", "kong-log":
 		m, err := rollout.NewRequestMetrics(rollout.RequestMetricsConfig{Log: reqLog, Series: proxy.Series})
 		if err != nil {
 			return nil, err
