@@ -173,6 +173,8 @@ func TestMannWhitneyCases(t *testing.T) {
 		{name: "n1 vs n1 tied at muMin", x: []float64{12}, y: []float64{10}, conf: 0.98, wantErr: ErrAllTied},
 		{name: "all identical", x: []float64{3, 3}, y: []float64{3, 3, 3}, conf: 0.98, wantErr: ErrAllTied},
 		// ALGORITHM.md §7 (vector gen/edge-infinity-in-canary): an infinite canary value gives [Inf, Inf].
+		// This and the next two cases were also run through commons-math 3.6.1 + Kayenta's BrentSolver
+		// on the JVM (testdata/jvm/KayentaOracle.java) with the same results.
 		{name: "infinity in canary", x: append(seq(1, 20), math.Inf(1)), y: seq(1, 20), conf: 0.98,
 			want: Interval{Lower: math.Inf(1), Upper: math.Inf(1), Estimate: math.Inf(1)}},
 		{name: "infinity in small canary returns muMin", x: []float64{1, 2, math.Inf(1)}, y: []float64{1, 2, 3}, conf: 0.98,
