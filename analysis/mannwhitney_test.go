@@ -117,7 +117,7 @@ func TestWilcoxonDiffMatchesFullRanking(t *testing.T) {
 func TestMannWhitneyMatchesFullRanking(t *testing.T) {
 	t.Parallel()
 	r := rand.New(rand.NewPCG(11, 12))
-	for trial := range 120 {
+	for trial := range 60 {
 		kx, ky := sampleKinds[r.IntN(len(sampleKinds))], sampleKinds[r.IntN(len(sampleKinds))]
 		x, y := kx.gen(r, 1+r.IntN(30)), ky.gen(r, 1+r.IntN(30))
 		if r.IntN(2) == 0 { // a real shift between the samples

@@ -1,11 +1,13 @@
 package rollout
 
 import (
+	"bytes"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/canaryctl/canaryctl/providers"
@@ -150,8 +152,13 @@ func (r Report) WriteJUnit(w io.Writer) error {
 	for _, s := range r.Steps {
 		suite := junitSuite{Name: fmt.Sprintf("%s step %d (%s)", r.Service, s.Index+1, pct(s.Weight))}
 		dur := 0.0
-		for _, iv := range s.Intervals {
-			d := iv.End.Sub(iv.Start).Seconds()
+		for i, iv := range s.Intervals {
+			// A case lasts from the previous judgement of the step (the first: from its window's start).
+			from := iv.Start
+			if i > 0 {
+				from = s.Intervals[i-1].At
+			}
+			d := iv.At.Sub(from).Seconds()
 			dur += math.Max(d, 0)
 			c := junitCase{Name: fmt.Sprintf("interval %d", iv.Index), Classname: suite.Name, Time: secs(d),
 				SystemOut: fmt.Sprintf("split %s; samples baseline %d canary %d; score %s; verdict %s",
@@ -255,9 +262,12 @@ func (r Report) SpinnakerLine() string {
 		}
 		s.Steps = append(s.Steps, ss)
 	}
-	b, err := json.Marshal(s) // json.Marshal never emits a raw newline
-	if err != nil {
-		b = []byte(fmt.Sprintf(`{"phase":%q,"error":%q}`, r.Phase, err.Error()))
+	// The encoder never emits a raw newline inside the value (strings are escaped).
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
+		return SpinnakerPrefix + fmt.Sprintf(`{"phase":%q,"error":%q}`, r.Phase, err.Error()) + "\n"
 	}
-	return SpinnakerPrefix + string(b) + "\n"
+	return SpinnakerPrefix + strings.TrimRight(buf.String(), "\n") + "\n"
 }
