@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// jvmReference is testdata/jvm_reference.json, printed by testdata/jvm/KayentaOracle.java running
+// jvmReference is testdata/jvm_reference.json, printed by a one-off JVM harness (not shipped) running
 // commons-math3 3.6.1 and Kayenta's own BrentSolver on the JVM (provenance inside the file). Unlike the
 // R reference it is compared bit for bit: same algorithm, same libraries' arithmetic.
 type jvmReference struct {
@@ -42,7 +42,7 @@ func loadJVMReference(t *testing.T) jvmReference {
 		t.Fatalf("parse JVM reference: %v", err)
 	}
 	if len(ref.Cases) == 0 || len(ref.NormalQuantile) == 0 || ref.Provenance["java"] == "" {
-		t.Fatal("JVM reference is empty or has no provenance: regenerate with testdata/jvm/gen_jvm_reference.sh")
+		t.Fatal("JVM reference is empty or has no provenance: it was generated once on the JVM; see its provenance block")
 	}
 	return ref
 }

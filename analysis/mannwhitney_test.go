@@ -174,7 +174,7 @@ func TestMannWhitneyCases(t *testing.T) {
 		{name: "all identical", x: []float64{3, 3}, y: []float64{3, 3, 3}, conf: 0.98, wantErr: ErrAllTied},
 		// ALGORITHM.md §7 (vector gen/edge-infinity-in-canary): an infinite canary value gives [Inf, Inf].
 		// This and the next two cases were also run through commons-math 3.6.1 + Kayenta's BrentSolver
-		// on the JVM (testdata/jvm/KayentaOracle.java) with the same results.
+		// on the JVM (testdata/jvm_reference.json) with the same results.
 		{name: "infinity in canary", x: append(seq(1, 20), math.Inf(1)), y: seq(1, 20), conf: 0.98,
 			want: Interval{Lower: math.Inf(1), Upper: math.Inf(1), Estimate: math.Inf(1)}},
 		{name: "infinity in small canary returns muMin", x: []float64{1, 2, math.Inf(1)}, y: []float64{1, 2, 3}, conf: 0.98,
