@@ -17,6 +17,7 @@ import (
 
 	"github.com/canaryctl/canaryctl/providers"
 	"github.com/canaryctl/canaryctl/providers/kong"
+	"github.com/canaryctl/canaryctl/providers/prometheus"
 	"github.com/canaryctl/canaryctl/providers/proxy"
 	"github.com/canaryctl/canaryctl/rollout"
 	"github.com/canaryctl/canaryctl/rollout/deploy"
@@ -257,9 +258,10 @@ func (r *assembly) close() {
 // buildRollout builds the gateway, metrics source, deployer and judge the spec names, and the engine.
 func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, err error) {
 	rt = &assembly{}
+	built := rt // the error returns below return a nil assembly; close what was started
 	defer func() {
 		if err != nil {
-			rt.close()
+			built.close()
 		}
 	}()
 	spec := p.spec
@@ -322,6 +324,20 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 		m, err := rollout.NewRequestMetrics(rollout.RequestMetricsConfig{Log: reqLog, Series: proxy.Series})
 		if err != nil {
 			return nil, err
+		}
+		metrics = m
+	case "prometheus":
+		pcfg, err := spec.Metrics.Prometheus.Config(spec.Service, env.Getenv, log)
+		if err != nil {
+			return nil, err
+		}
+		m, err := prometheus.New(pcfg)
+		if err != nil {
+			return nil, err
+		}
+		// Before any traffic moves: every query renders, parses and tells baseline from canary.
+		if err := m.Preflight(ctx, spec.MetricDefs(), providers.Window{End: time.Now(), Step: spec.Analysis.Resolution}); err != nil {
+			return nil, fmt.Errorf("metrics preflight: %w", err)
 		}
 		metrics = m
 	default:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/canaryctl/canaryctl/providers"
 	"github.com/canaryctl/canaryctl/providers/kong"
+	"github.com/canaryctl/canaryctl/providers/prometheus"
 	"github.com/canaryctl/canaryctl/rollout/deploy"
 )
 
@@ -63,6 +64,8 @@ type GatewaySpec struct {
 // MetricsSpec selects where metrics come from: "builtin" is the built-in proxy's per-request data.
 type MetricsSpec struct {
 	Type string `yaml:"type" json:"type"`
+	// Prometheus configures metrics.type prometheus (package providers/prometheus).
+	Prometheus *prometheus.Spec `yaml:"prometheus,omitempty" json:"prometheus,omitempty"`
 }
 
 // AnalysisSpec is the Kayenta canary configuration: metrics with their per-metric settings,
@@ -188,7 +191,7 @@ var DefaultStepWeights = []float64{2.5, 10, 100}
 // GatewayTypes and MetricsTypes list the provider names this build knows.
 var (
 	GatewayTypes = []string{"builtin", "kong"}
-	MetricsTypes = []string{"builtin", "kong-log"}
+	MetricsTypes = []string{"builtin", "kong-log", "prometheus"}
 )
 
 // Notification events.
@@ -383,13 +386,7 @@ func (s *Spec) Validate() error {
 		}
 	}
 	if err := s.Deploy.Validate(); err != nil {
-		for _, e := range flatten(err) {
-			var ce *deploy.ConfigError
-			if errors.As(e, &ce) {
-				e = &SpecError{Field: ce.Field, Msg: ce.Msg}
-			}
-			errs = append(errs, e)
-		}
+		errs = append(errs, flatten(err)...)
 	}
 	s.validateGateway(bad)
 	s.validateAnalysis(bad)
@@ -457,6 +454,17 @@ func (s *Spec) validateGateway(bad func(string, string, ...any)) {
 	}
 	if s.Metrics.Type == "kong-log" && g.Type != "kong" {
 		bad("metrics.type", "kong-log metrics come from Kong's http-log plugin; set gateway.type: kong or choose another metrics source")
+	}
+	if s.Metrics.Type == "prometheus" {
+		if s.Metrics.Prometheus == nil {
+			bad("metrics.prometheus", "required for metrics type prometheus; e.g. prometheus: {url: http://127.0.0.1:9090}")
+		} else {
+			for _, p := range s.Metrics.Prometheus.Problems() {
+				bad("metrics.prometheus."+p.Field, "%v", p.Err)
+			}
+		}
+	} else if s.Metrics.Prometheus != nil {
+		bad("metrics.prometheus", "only used with metrics.type prometheus; remove it or set the type")
 	}
 	if !contains(MetricsTypes, s.Metrics.Type) {
 		bad("metrics.type", "unknown metrics source %q; use one of %s", s.Metrics.Type, strings.Join(MetricsTypes, ", "))
