@@ -386,7 +386,13 @@ func (s *Spec) Validate() error {
 		}
 	}
 	if err := s.Deploy.Validate(); err != nil {
-		errs = append(errs, flatten(err)...)
+		for _, e := range flatten(err) {
+			var ce *deploy.ConfigError
+			if errors.As(e, &ce) {
+				e = &SpecError{Field: ce.Field, Msg: ce.Msg}
+			}
+			errs = append(errs, e)
+		}
 	}
 	s.validateGateway(bad)
 	s.validateAnalysis(bad)
