@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -440,5 +441,62 @@ func TestKilledRunResumes(t *testing.T) {
 				t.Errorf("no resumed event with the observed split:\n%s", evs)
 			}
 		})
+	}
+}
+
+// TestSignalRollsBackThenExits130: SIGTERM to a real run process sends traffic back to stable before
+// it exits 130.
+func TestSignalRollsBackThenExits130(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	go w.load(ctx, 100, 6000)
+	child, out := rtChild(t, w.vars(), "run", "--spec", w.spec(t, "  - {weight: 10, duration: 60s, interval: 1s, warmup: 0s}\n"), "--state-dir", w.stateDir())
+	w.waitPhase(t, rollout.Analyzing, 0)
+	if s, _ := w.px.Split(t.Context()); s.Canary != 1000 {
+		t.Fatalf("split before the signal %v", s)
+	}
+	child.Process.Signal(syscall.SIGTERM)
+	err := child.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != ExitInterrupted {
+		t.Fatalf("exit %v, want 130\n%s", err, out)
+	}
+	if s, _ := w.px.Split(t.Context()); s != (providers.Split{}) {
+		t.Errorf("split after SIGTERM %v", s)
+	}
+	st, _ := rollout.LoadStateFile(filepath.Join(w.stateDir(), "shop", "state.json"))
+	if st == nil || st.Phase != rollout.RolledBack || !st.Interrupted {
+		t.Errorf("state %+v", st)
+	}
+}
+
+// TestDetachOnPauseThenPromoteFromALaterStep: a run exits 4 at an approval step; a later CI step
+// queues promote and resumes the run, which finishes.
+func TestDetachOnPauseThenPromoteFromALaterStep(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	go w.load(ctx, 200, 4000)
+	steps := "  - {weight: 10, duration: 2s, interval: 1s, warmup: 0s}\n  - {weight: 100, duration: 2s, interval: 1s, warmup: 0s, approval: true}\n"
+	code, out, stderr := rtRun(t.Context(), w.vars(), "run", "--spec", w.spec(t, steps), "--state-dir", w.stateDir(), "--detach-on-pause", "--spinnaker")
+	if code != ExitMarginal || !strings.Contains(stderr, "needs approval") || !strings.Contains(out, `"phase":"Paused"`) {
+		t.Fatalf("exit %d, want 4\n%s\n%s", code, out, stderr)
+	}
+	if s, _ := w.px.Split(t.Context()); s != (providers.Split{Canary: 1000, Baseline: 1000}) {
+		t.Fatalf("split while waiting for approval %v, want the previous step's", s)
+	}
+	code, out, _ = rtRun(t.Context(), nil, "promote", "shop", "--state-dir", w.stateDir())
+	if code != 0 || !strings.Contains(out, "queued") {
+		t.Fatalf("promote without a runner: %d %q", code, out)
+	}
+	code, _, stderr = rtRun(t.Context(), w.vars(), "run", "--resume", "--service", "shop", "--state-dir", w.stateDir())
+	if code != ExitOK {
+		t.Fatalf("resumed run exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(w.pxState(t), w.canary.URL) {
+		t.Errorf("not promoted: %s", w.pxState(t))
 	}
 }
