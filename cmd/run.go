@@ -89,7 +89,16 @@ func stateDir(env *Env, flag string) string {
 	return DefaultStateDir
 }
 
-func runRollout(ctx context.Context, env *Env, o *runOptions) error {
+func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
+	reported := false
+	if o.spinnaker {
+		// Spinnaker gets its one line even when the rollout never started (invalid spec, lock, ...).
+		defer func() {
+			if !reported {
+				io.WriteString(env.Stdout, rollout.SpinnakerNotStarted(o.service, err))
+			}
+		}()
+	}
 	if o.output != "text" && o.output != "json" {
 		return usageErrorf("--output %q: use text or json", o.output)
 	}
@@ -138,6 +147,7 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) error {
 	}
 	out, runErr := rt.eng.Run(ctx)
 	report := rollout.NewReport(spec, rt.eng.State())
+	reported = true
 	if werr := writeReports(env, o, report); werr != nil && runErr == nil {
 		runErr = werr
 	}

@@ -274,9 +274,12 @@ steps:
 `, marker, marker)
 	p := filepath.Join(dir, "spec.yaml")
 	os.WriteFile(p, []byte(spec), 0o644)
-	code, _, stderr := rtRun(t.Context(), nil, "run", "--spec", p, "--state-dir", filepath.Join(dir, "state"))
+	code, out, stderr := rtRun(t.Context(), nil, "run", "--spec", p, "--state-dir", filepath.Join(dir, "state"), "--spinnaker")
 	if code != ExitUsage {
 		t.Fatalf("exit %d, want 2\n%s", code, stderr)
+	}
+	if !strings.HasPrefix(out, rollout.SpinnakerPrefix+`{"service":"","runId":"","phase":"NotStarted","promoted":false,"reason":"`) || strings.Count(out, "\n") != 1 {
+		t.Errorf("spinnaker line for an invalid spec: %q", out)
 	}
 	for _, want := range []string{"gateway.type: unknown gateway \"envoy\"; use one of builtin", "steps[1].weight", "steps[1].interval"} {
 		if !strings.Contains(stderr, want) {

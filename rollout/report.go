@@ -271,3 +271,17 @@ func (r Report) SpinnakerLine() string {
 	}
 	return SpinnakerPrefix + strings.TrimRight(buf.String(), "\n") + "\n"
 }
+
+// SpinnakerNotStarted is the Spinnaker line of a run that failed before its rollout started (invalid
+// spec, a rollout of the service already running, ...): phase "NotStarted" and the error as reason.
+func SpinnakerNotStarted(service string, err error) string {
+	s := Spinnaker{Service: service, Phase: "NotStarted", Steps: []SpinnakerStep{}}
+	if err != nil {
+		s.Reason = oneLine(err.Error())
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return SpinnakerPrefix + strings.TrimRight(buf.String(), "\n") + "\n"
+}
