@@ -91,8 +91,12 @@ func (k *KayentaJudge) Judge(_ context.Context, pairs []MetricPair) (Judgement, 
 			lo, hi, est := Number(w.CILower), Number(w.CIUpper), Number(w.Estimate)
 			mr.CILower, mr.CIUpper, mr.Estimate = &lo, &hi, &est
 		}
-		if mr.Reason == "" {
-			mr.Reason = explain(r)
+		if why := explain(r); why != "" {
+			if mr.Reason == "" {
+				mr.Reason = why
+			} else {
+				mr.Reason += "; " + why
+			}
 		}
 		out.Metrics = append(out.Metrics, mr)
 	}
@@ -109,10 +113,11 @@ func explain(r judge.MetricResult) string {
 		return "canary and baseline hold the same values"
 	case judge.StageCompared:
 		ratio := "n/a"
-		if !math.IsNaN(w.Ratio) {
+		if !math.IsNaN(w.Ratio) && !math.IsInf(w.Ratio, 0) {
 			ratio = fmt.Sprintf("%.3g", w.Ratio)
 		}
-		return fmt.Sprintf("shift %.3g (98%% CI %.3g..%.3g), mean ratio %s", w.Estimate, w.CILower, w.CIUpper, ratio)
+		return fmt.Sprintf("canary mean %.3g vs baseline %.3g (ratio %s), shift %.3g (98%% CI %.3g..%.3g)",
+			float64(r.ExperimentMetadata.Stats.Mean), float64(r.ControlMetadata.Stats.Mean), ratio, w.Estimate, w.CILower, w.CIUpper)
 	case judge.StageError:
 		if w.Err != nil {
 			return w.Err.Error()
