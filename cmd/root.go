@@ -56,6 +56,7 @@ var commands = []func(*Env) *cobra.Command{
 	newAnalyzeCmd,
 	newProxyCmd,
 	newDemoServiceCmd,
+	newDemoCmd,
 }
 
 // NewRootCmd builds the command tree around env.

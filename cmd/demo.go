@@ -1,0 +1,296 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/rollout"
+	"github.com/canaryctl/canaryctl/rollout/demo"
+	"github.com/canaryctl/canaryctl/rollout/deploy"
+)
+
+// demoOptions are the flags of `canaryctl demo`.
+type demoOptions struct {
+	scenario  string
+	output    string
+	rps       int
+	spinnaker bool
+	stateDir  string
+	events    string
+}
+
+func newDemoCmd(env *Env) *cobra.Command {
+	o := &demoOptions{}
+	c := &cobra.Command{
+		Use:   "demo",
+		Short: "Run a demo rollout on embedded defaults: good is promoted, slow and errors are rolled back",
+		Long: "demo starts a small demo service (stable v1, baseline v1, canary v2, each a child process), the\n" +
+			"built-in proxy and a load generator on loopback, and runs the real pipeline on a shortened\n" +
+			"schedule (2.5% -> 10% -> 100%, about a minute) from the embedded spec " + demo.SpecPath + ".\n\n" +
+			"Scenarios: good (promoted, exit 0), slow (canary 50 ms slower on every request) and errors\n" +
+			"(canary answers 10% of requests with 500), both rolled back with the reason (exit 3).",
+		Example: "  canaryctl demo\n  canaryctl demo --scenario errors\n  canaryctl demo --scenario slow -o json > report.json",
+		Args:    cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runDemo(c.Context(), env, o)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.scenario, "scenario", string(demo.Good), "good, slow or errors")
+	f.StringVarP(&o.output, "output", "o", "text", "final output on stdout: text or json (the rollout report plus the demo's measurements)")
+	f.IntVar(&o.rps, "rps", demo.DefaultRPS, "requests per second of the load generator (1..2000)")
+	f.BoolVar(&o.spinnaker, "spinnaker", false, "print one SPINNAKER_CONFIG_JSON={...} line on stdout at the end")
+	f.StringVar(&o.stateDir, "state-dir", "", "keep state, events and logs in this directory (default: a temporary one, removed at the end)")
+	f.StringVar(&o.events, "events", "", "append every event as a JSON line to FILE")
+	return c
+}
+
+// DemoResult is what the demo measured besides the rollout report.
+type DemoResult struct {
+	Scenario string     `json:"scenario"`
+	RPS      int        `json:"rps"`
+	Load     demo.Stats `json:"load"`
+	// FirstCanaryError: the first 5xx a client got from the canary (errors scenario).
+	FirstCanaryError *time.Time `json:"firstCanaryError,omitempty"`
+	// LastCanaryAnswer: the last answer a client got from the canary before the rollback: when canary
+	// weight 0 took effect, as clients saw it (not set after a promotion).
+	LastCanaryAnswer *time.Time `json:"lastCanaryAnswer,omitempty"`
+	// SecondsToStable: from the first canary 5xx to the last canary answer.
+	SecondsToStable *float64 `json:"secondsToStable,omitempty"`
+	// FailedRequests: every client request that got a 5xx or no answer, from any cohort.
+	FailedRequests int `json:"failedRequests"`
+}
+
+// demoReport is the -o json document.
+type demoReport struct {
+	Report rollout.Report `json:"report"`
+	Demo   DemoResult     `json:"demo"`
+}
+
+var scenarioText = map[demo.Behaviour]string{
+	demo.Good:   "canary v2 behaves like v1: expect promotion (exit 0)",
+	demo.Slow:   "canary v2 is 50 ms slower on every request: expect rollback (exit 3)",
+	demo.Errors: "canary v2 answers 10% of requests with 500: expect rollback (exit 3)",
+}
+
+func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
+	scenario, err := demo.ParseBehaviour(o.scenario)
+	if err != nil {
+		return usageErrorf("--scenario: %v", err)
+	}
+	if o.output != "text" && o.output != "json" {
+		return usageErrorf("--output %q: use text or json", o.output)
+	}
+	if o.rps < 1 || o.rps > demo.MaxRPS {
+		return usageErrorf("--rps %d: use 1..%d requests per second", o.rps, demo.MaxRPS)
+	}
+	spec, err := rollout.ParseSpec(bytes.NewReader(demo.Spec))
+	if err != nil {
+		return fmt.Errorf("demo: embedded spec %s: %w", demo.SpecPath, err)
+	}
+	spec.Deploy.Canary.Vars["behaviour"] = string(scenario)
+
+	root := o.stateDir
+	if root == "" {
+		if root, err = os.MkdirTemp("", "canaryctl-demo-"); err != nil {
+			return fmt.Errorf("demo: create state directory: %w", err)
+		}
+		defer os.RemoveAll(root)
+	}
+	// Deployers and proxy talk only when something goes wrong; the engine's progress lines tell the story.
+	quiet := slog.New(minLevel{h: env.Logger.Handler(), min: slog.LevelWarn})
+	infra := context.WithoutCancel(ctx) // torn down by us after the engine has put traffic back
+
+	fmt.Fprintf(env.Stderr, "canaryctl demo: scenario %s — %s\n", scenario, scenarioText[scenario])
+	fmt.Fprintf(env.Stderr, "spec: %s (embedded): service %s, steps %s, series of %s points, thresholds pass %v / marginal %v\n",
+		demo.SpecPath, spec.Service, demoSteps(spec), spec.Analysis.Resolution, spec.Analysis.Thresholds.Pass, spec.Analysis.Thresholds.Marginal)
+
+	// Stable v1: a child process like baseline and canary, started by the same process deployer.
+	stableTarget := spec.Deploy.Baseline
+	stableTarget.Args = append([]string(nil), spec.Deploy.Baseline.Args...)
+	stableTarget.Args[len(stableTarget.Args)-1] = "1" // its own seed
+	dopts := deploy.Options{Service: spec.Service, Logger: quiet, LogDir: filepath.Join(root, "stable")}
+	stable, err := deploy.NewTargets(map[providers.Cohort]deploy.Target{providers.Stable: stableTarget}, dopts)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer func() {
+		if terr := stable.Teardown(infra, providers.Stable); terr != nil && err == nil {
+			err = fmt.Errorf("demo: %w", terr)
+		}
+	}()
+	stableAddrs, err := stable.Deploy(ctx, providers.Stable)
+	if err != nil {
+		return fmt.Errorf("demo: start stable: %w", err)
+	}
+	spec.Stable.Addresses = stableAddrs
+
+	// The built-in proxy, embedded like `canaryctl run` embeds it, on a free loopback port.
+	listen, err := freeLoopback()
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	spec.Gateway.Listen = listen
+	if err := spec.Validate(); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	store, err := rollout.OpenStore(rollout.StoreConfig{Root: root, Service: spec.Service})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	var events io.Writer
+	if o.events != "" {
+		f, err := os.OpenFile(o.events, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("demo: open --events file: %w", err)
+		}
+		defer f.Close()
+		events = f
+	}
+	// The same assembly as `canaryctl run`: embedded proxy, builtin metrics, process deployer, Kayenta
+	// judge, engine. Only the logger is quieter: the progress lines tell the story.
+	qenv := *env
+	qenv.Logger = quiet
+	rt, err := buildRollout(ctx, &qenv, rolloutParts{spec: spec, raw: demo.Spec, store: store, events: events,
+		onInterrupt: rollout.InterruptRollback})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer rt.close()
+	// Whatever happens, no demo process outlives the demo (after a promotion the canary is the new
+	// stable, which the demo stops too). The deployer is idempotent: this only stops what is left.
+	defer func() {
+		if derr := teardownDemo(infra, spec, store, quiet); derr != nil && err == nil {
+			err = fmt.Errorf("demo: %w", derr)
+		}
+	}()
+	target := "http://" + listen + "/"
+	fmt.Fprintf(env.Stderr, "stable v1 %s; load %d requests/s on %s; state and logs in %s\n", stableAddrs[0], o.rps, target, store.Dir())
+
+	lctx, stopLoad := context.WithCancel(infra)
+	defer stopLoad()
+	load, err := demo.StartLoad(lctx, demo.LoadConfig{Target: target, RPS: o.rps})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if err := rt.eng.Start(ctx); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer rt.eng.Close()
+	out, runErr := rt.eng.Run(ctx)
+	stopLoad()
+	stats := load.Wait()
+
+	res := DemoResult{Scenario: string(scenario), RPS: o.rps, Load: stats, FailedRequests: stats.Failed}
+	if t, ok := stats.FirstFailure["v2"]; ok {
+		res.FirstCanaryError = &t
+	}
+	if t, ok := stats.LastServed["v2"]; ok && out.Phase != rollout.Promoted {
+		res.LastCanaryAnswer = &t
+		if res.FirstCanaryError != nil {
+			s := t.Sub(*res.FirstCanaryError).Seconds()
+			res.SecondsToStable = &s
+		}
+	}
+	report := rollout.NewReport(spec, rt.eng.State())
+	printDemoSummary(env.Stderr, out, res)
+	switch o.output {
+	case "json":
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(demoReport{Report: report, Demo: res}); err != nil {
+			return fmt.Errorf("demo: write report: %w", err)
+		}
+	default:
+		fmt.Fprintf(env.Stdout, "%s %s\n", out.Phase, oneLine(out.Reason))
+	}
+	if o.spinnaker {
+		fmt.Fprint(env.Stdout, report.SpinnakerLine())
+	}
+	if runErr != nil {
+		return fmt.Errorf("demo: %w", runErr)
+	}
+	return outcomeError(out)
+}
+
+func printDemoSummary(w io.Writer, out rollout.Outcome, r DemoResult) {
+	switch out.Phase {
+	case rollout.Promoted:
+		fmt.Fprintf(w, "PROMOTED: %s\n", oneLine(out.Reason))
+	case rollout.RolledBack:
+		fmt.Fprintf(w, "ROLLED BACK: %s\n", oneLine(out.Reason))
+	default:
+		fmt.Fprintf(w, "%s: %s\n", out.Phase, oneLine(out.Reason))
+	}
+	fmt.Fprintf(w, "clients: %d requests, %d failed (5xx or no answer)", r.Load.Sent, r.FailedRequests)
+	if n := r.Load.FailedBy["v2"]; n > 0 {
+		fmt.Fprintf(w, ", %d of them from canary v2", n)
+	}
+	fmt.Fprintln(w)
+	if r.SecondsToStable != nil {
+		fmt.Fprintf(w, "first canary 5xx to canary weight 0 (last canary answer): %.1f s\n", *r.SecondsToStable)
+	}
+}
+
+func demoSteps(s *rollout.Spec) string {
+	var b bytes.Buffer
+	var total time.Duration
+	for i, st := range s.Steps {
+		if i > 0 {
+			b.WriteString(" -> ")
+		}
+		b.WriteString(strconv.FormatFloat(st.Weight, 'f', -1, 64) + "% (" + st.Duration.String() + ")")
+		total += st.Duration
+	}
+	return fmt.Sprintf("%s, about %s", b.String(), total)
+}
+
+// freeLoopback returns a loopback host:port that was free a moment ago.
+func freeLoopback() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free loopback port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// teardownDemo stops baseline and canary with a deployer over the run's deploy records.
+func teardownDemo(ctx context.Context, spec *rollout.Spec, store *rollout.Store, log *slog.Logger) error {
+	d, err := deploy.New(spec.Deploy, deploy.Options{Service: spec.Service, Logger: log,
+		LogDir: filepath.Join(store.Dir(), "logs"), StateDir: filepath.Join(store.Dir(), "deploy")})
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Teardown(ctx, providers.Canary), d.Teardown(ctx, providers.Baseline))
+}
+
+// minLevel drops records below min.
+type minLevel struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.h.Enabled(ctx, l)
+}
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h: m.h.WithAttrs(as), min: m.min}
+}
+func (m minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h: m.h.WithGroup(name), min: m.min}
+}
