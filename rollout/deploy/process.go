@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"strconv"
 	"sync/atomic"
@@ -141,7 +142,13 @@ func (u *unit) startProcess(i int, exited chan<- error) (*proc, string, error) {
 		close(p.done)
 		if !p.stopping.Load() {
 			err := fmt.Errorf("%w: instance %d (pid %d): %v; log %s: %s", ErrExited, i, p.pid, p.err, p.log, tail(p.log, 3))
-			log.Warn("process exited", "err", p.err, "log", p.log)
+			// A clean exit or a signal is most likely another canaryctl (a resumed run, an abort)
+			// stopping it; a failure is worth a warning.
+			level := slog.LevelInfo
+			if ee := (*exec.ExitError)(nil); errors.As(p.err, &ee) && ee.ExitCode() > 0 {
+				level = slog.LevelWarn
+			}
+			log.Log(context.Background(), level, "process exited", "err", p.err, "log", p.log)
 			exited <- err
 		}
 	}()
