@@ -458,6 +458,12 @@ func (e *Engine) interrupt() (Phase, error) {
 	if st.Phase == RollingBack {
 		return RollingBack, e.save()
 	}
+	if st.Phase == Promoting {
+		// Every step passed and the gateway may be half-way through the promotion: finish it (on a
+		// context that ignores the signal) rather than roll a promoted canary back.
+		e.log.Warn("interrupted while promoting: finishing the promotion")
+		return Promoting, e.save()
+	}
 	return RollingBack, e.transition(RollingBack, "interrupted (SIGINT/SIGTERM): sending all traffic back to stable")
 }
 
@@ -880,6 +886,9 @@ func (e *Engine) handlePromoting(ctx context.Context) (Phase, string) {
 		err := e.ensure(ctx)
 		if err == nil {
 			if err = e.intend(Intent{Op: "promote"}); err == nil {
+				e.mu.Lock()
+				e.st.PromoteAttempted = true
+				e.mu.Unlock()
 				err = e.call(ctx, e.cfg.Gateway.Promote)
 			}
 		}
@@ -951,9 +960,15 @@ func (e *Engine) handleRollingBack(ctx context.Context) (Phase, string) {
 		e.st.Verdict = ""
 	}
 	e.mu.Unlock()
-	e.teardown(ctx, providers.Canary)
+	reason := st.Reason
+	if st.PromoteAttempted {
+		// A failed promotion may have left stable routed to the canary's instances: keep them.
+		reason += "; the canary deployment is kept because a promotion was attempted: check the gateway's stable upstreams, then tear it down"
+	} else {
+		e.teardown(ctx, providers.Canary)
+	}
 	e.teardown(ctx, providers.Baseline)
-	return RolledBack, st.Reason
+	return RolledBack, reason
 }
 
 func (e *Engine) teardown(ctx context.Context, c providers.Cohort) {

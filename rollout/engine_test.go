@@ -834,3 +834,41 @@ func TestControlPickedUpWithinOneTickByRun(t *testing.T) {
 		t.Errorf("%d intervals judged after the abort was posted", n)
 	}
 }
+
+func TestPromotionFailures(t *testing.T) {
+	t.Parallel()
+	t.Run("retried", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, testSpec(), nil)
+		h.gw.Fail("Promote", 2, nil)
+		if p := h.finish(); p != Promoted || h.gw.Count("Promote") != 3 {
+			t.Fatalf("phase %s, %d promote calls", p, h.gw.Count("Promote"))
+		}
+	})
+	t.Run("gives up: rollback keeps the canary deployment", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, testSpec(), nil)
+		h.gw.Fail("Promote", 100, nil)
+		if p := h.finish(); p != RolledBack {
+			t.Fatalf("phase %s", p)
+		}
+		st := h.eng.State()
+		if !strings.Contains(st.Reason, "promote: 3 attempts failed") || !strings.Contains(st.Reason, "canary deployment is kept") {
+			t.Errorf("reason %q", st.Reason)
+		}
+		if !h.deployer.Deployed(providers.Canary) || h.deployer.Deployed(providers.Baseline) || h.gw.Current() != (providers.Split{}) {
+			t.Errorf("deployer %v split %v", h.deployer.Calls(), h.gw.Current())
+		}
+	})
+	t.Run("interrupt finishes the promotion", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, testSpec(), nil)
+		h.until(Promoting)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		o, err := h.eng.Run(ctx)
+		if err != nil || o.Phase != Promoted || !o.Interrupted || h.gw.Count("Rollback") != 0 {
+			t.Fatalf("outcome %+v err %v calls %v", o, err, h.gw.Calls())
+		}
+	})
+}

@@ -89,6 +89,8 @@ type State struct {
 	ConsecutiveErrors int `json:"consecutiveErrors"`
 	// Attempts: failed gateway attempts of the current phase (rollback, promote).
 	Attempts int `json:"attempts,omitempty"`
+	// PromoteAttempted: a Promote call was made; a rollback after it keeps the canary deployment.
+	PromoteAttempted bool `json:"promoteAttempted,omitempty"`
 	// Score and Verdict of the last judgement.
 	Score   *Number `json:"score,omitempty"`
 	Verdict Verdict `json:"verdict,omitempty"`
