@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,6 +35,9 @@ type analyzeOptions struct {
 	service                        string
 	minWindow                      time.Duration
 	thresholdsSet                  bool
+	changed                        func(flag string) bool
+	// specProm is the spec's metrics.prometheus section, if any.
+	specProm *prometheus.Config
 
 	spec, canaryConfig            string
 	controlScope, experimentScope string
@@ -73,7 +75,8 @@ CANARYCTL_PROMETHEUS_PASSWORD.`,
     --scope-param namespace=shop --start 2026-11-22T03:00:00Z --end 2026-11-22T04:00:00Z -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.thresholdsSet = cmd.Flags().Changed("pass") || cmd.Flags().Changed("marginal")
+			o.changed = cmd.Flags().Changed
+			o.thresholdsSet = o.changed("pass") || o.changed("marginal")
 			return o.run(cmd.Context())
 		},
 	}
@@ -222,9 +225,6 @@ func (o *analyzeOptions) fromEnv() error {
 	if o.password == "" && o.passwordFile == "" && o.user != "" {
 		o.password = get("CANARYCTL_PROMETHEUS_PASSWORD")
 	}
-	if o.url == "" {
-		return usageErrorf("--prometheus: required; give the Prometheus URL, e.g. --prometheus http://127.0.0.1:9090 (or CANARYCTL_PROMETHEUS_URL)")
-	}
 	return nil
 }
 
@@ -241,7 +241,7 @@ func (o *analyzeOptions) promConfig() (prometheus.Config, error) {
 	if retries == 0 {
 		retries = -1 // the flag's 0 means none; the Config's 0 means the default
 	}
-	return prometheus.Config{
+	cfg := prometheus.Config{
 		URL: o.url, BearerToken: o.token, BearerTokenFile: o.tokenFile,
 		BasicAuth: prometheus.BasicAuth{User: o.user, Password: o.password, PasswordFile: o.passwordFile},
 		Headers:   headers,
@@ -249,8 +249,47 @@ func (o *analyzeOptions) promConfig() (prometheus.Config, error) {
 			InsecureSkipVerify: o.insecure},
 		Timeout: o.timeout, Retries: retries,
 		QuerySet: o.querySet, CohortLabel: o.cohortLabel, Selector: o.select_, Service: o.service, MinWindow: o.minWindow,
-		Logger: o.env.Logger,
-	}, nil
+	}
+	if sp := o.specProm; sp != nil {
+		if o.url == "" {
+			// The spec's server with its credentials and TLS; connection flags given win.
+			cfg = *sp
+			if o.changed("prometheus-timeout") {
+				cfg.Timeout = o.timeout
+			}
+			if o.changed("prometheus-retries") {
+				cfg.Retries = retries
+			}
+			if len(headers) > 0 {
+				cfg.Headers = headers
+			}
+		} else {
+			// Another server (--prometheus) with the spec's query settings.
+			cfg.QuerySet, cfg.CohortLabel, cfg.CohortValues, cfg.Selector = sp.QuerySet, sp.CohortLabel, sp.CohortValues, sp.Selector
+			cfg.ServiceLabel, cfg.AppMetric, cfg.MinWindow = sp.ServiceLabel, sp.AppMetric, sp.MinWindow
+		}
+		// Query flags given on the command line win over the spec.
+		if o.changed("query-set") {
+			cfg.QuerySet = o.querySet
+		}
+		if o.changed("cohort-label") {
+			cfg.CohortLabel = o.cohortLabel
+		}
+		if o.changed("selector") {
+			cfg.Selector = o.select_
+		}
+		if o.changed("min-rate-window") {
+			cfg.MinWindow = o.minWindow
+		}
+	}
+	if o.service != "" {
+		cfg.Service = o.service
+	}
+	cfg.Logger = o.env.Logger
+	if cfg.URL == "" {
+		return cfg, usageErrorf("--prometheus: required; give the Prometheus URL, e.g. --prometheus http://127.0.0.1:9090 (or CANARYCTL_PROMETHEUS_URL, or metrics.prometheus.url in the --spec)")
+	}
+	return cfg, nil
 }
 
 func (o *analyzeOptions) window() (providers.Window, error) {
@@ -358,31 +397,15 @@ func (o *analyzeOptions) loadKayenta() (*judge.CanaryConfig, []analyzeMetric, er
 	return cc, out, nil
 }
 
-// writeAnalyzeResult prints Kayenta's CanaryJudgeResult as JSON, or a summary table as text.
+// writeAnalyzeResult prints the result as "canaryctl judge" does (Kayenta's CanaryJudgeResult as
+// JSON, or its text table) — text output starts with one line naming the judged window.
 func writeAnalyzeResult(w io.Writer, format string, res *judge.Result, th judge.Thresholds, win providers.Window) error {
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return writeJudgeJSON(w, res)
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "%s\tscore %.2f (pass >= %g, marginal >= %g)\twindow %s .. %s, step %s\n", res.Score.Classification,
-		float64(res.Score.Score), th.Pass, th.Marginal, win.Start.UTC().Format(time.RFC3339), win.End.UTC().Format(time.RFC3339), win.Step)
-	if res.Score.ClassificationReason != "" {
-		fmt.Fprintf(tw, "%s\n", res.Score.ClassificationReason)
+	if _, err := fmt.Fprintf(w, "window %s .. %s, step %s\n", win.Start.UTC().Format(time.RFC3339),
+		win.End.UTC().Format(time.RFC3339), win.Step); err != nil {
+		return err
 	}
-	fmt.Fprintf(tw, "\nMETRIC\tCLASS\tBASELINE MEAN\tCANARY MEAN\tRATIO\tPOINTS (B/C)\n")
-	for _, r := range res.Results {
-		class := string(r.Classification)
-		if r.Critical {
-			class += " (critical)"
-		}
-		if r.Muted {
-			class += " (muted)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%.4g\t%.4g\t%.4g\t%d/%d\n", r.Name, class,
-			float64(r.ControlMetadata.Stats.Mean), float64(r.ExperimentMetadata.Stats.Mean), r.Ratio(),
-			r.ControlMetadata.Stats.Count, r.ExperimentMetadata.Stats.Count)
-	}
-	return tw.Flush()
+	return writeJudgeText(w, res, th)
 }

@@ -53,5 +53,12 @@ func (o *analyzeOptions) loadSpec(th *judge.Thresholds) (*judge.CanaryConfig, []
 	if o.service == "" {
 		o.service = spec.Service
 	}
+	if sp := spec.Metrics.Prometheus; sp != nil {
+		cfg, err := sp.Config(spec.Service, o.env.Getenv, o.env.Logger)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--spec %s: metrics.prometheus: %w", o.spec, err)
+		}
+		o.specProm = &cfg
+	}
 	return cc, out, nil
 }

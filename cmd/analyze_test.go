@@ -260,7 +260,7 @@ func TestAnalyzeTextOutputAndNoData(t *testing.T) {
 	if code != ExitFail {
 		t.Fatalf("exit %d, want 3\n%s\n%s", code, out, errOut)
 	}
-	for _, want := range []string{"Fail", "METRIC", "lat", "Pass", "gone", "NodataFailMetric", "score 50.00"} {
+	for _, want := range []string{"Fail", "METRIC", "lat", "Pass", "gone", "NodataFailMetric", "score 50: Fail", "window 2026-11-22T03:55:00Z"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("text output lacks %q:\n%s", want, out)
 		}
@@ -343,5 +343,35 @@ func TestAnalyzeQueryErrorExitCodes(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want %d and %q", code, errOut, tc.code, tc.want)
 			}
 		})
+	}
+}
+
+// TestAnalyzeUsesTheSpecsPrometheus: without --prometheus, analyze reads the spec's
+// metrics.prometheus section (URL, token from the named variable, query settings); --query-set
+// and friends given on the command line win.
+func TestAnalyzeUsesTheSpecsPrometheus(t *testing.T) {
+	t.Parallel()
+	f := &fakePrometheus{}
+	url := f.start(t, map[string][]string{"baseline": {"10", "11", "12", "10", "11"}, "canary": {"10", "12", "11", "10", "11"}})
+	spec := writeFile(t, "rollout.yaml", strings.Replace(analyzeSpecYAML, "analysis:\n",
+		"metrics:\n  type: prometheus\n  prometheus: {url: "+strconv.Quote(url)+", tokenEnv: PROM_TOKEN, selector: 'env=\"prod\"'}\nanalysis:\n", 1))
+	code, out, errOut := runAnalyze(t, map[string]string{"PROM_TOKEN": "spec-token"}, "--spec", spec,
+		"--start", "2026-11-22T03:55:00Z", "--end", "2026-11-22T03:59:00Z", "--step", "1m", "--min-rate-window", "5m")
+	if code != ExitOK {
+		t.Fatalf("exit %d, want 0\n%s\n%s", code, out, errOut)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.queries) != 4 {
+		t.Fatalf("%d queries, want 4 (2 metrics x 2 cohorts)", len(f.queries))
+	}
+	for i, q := range f.queries {
+		if !strings.Contains(q, `env="prod"`) || !strings.Contains(q, "[5m]") || f.auth[i] != "Bearer spec-token" {
+			t.Errorf("query %q with %q: want the spec's selector, the --min-rate-window flag and the spec's token", q, f.auth[i])
+		}
+	}
+	code, _, errOut = runAnalyze(t, nil, "--spec", spec, "--start", "-5m")
+	if code != ExitUsage || !strings.Contains(errOut, "PROM_TOKEN is empty") {
+		t.Errorf("missing token: exit %d, %s", code, errOut)
 	}
 }
