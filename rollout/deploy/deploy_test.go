@@ -367,7 +367,7 @@ func TestProcess(t *testing.T) {
 	t.Run("never ready", func(t *testing.T) {
 		t.Parallel()
 		target := helperTarget("never-ready")
-		target.Timeout = 400 * time.Millisecond
+		target.Timeout = 3 * time.Second // long enough for the helper to listen on a busy machine
 		d := newTest(t, Config{Baseline: target, Canary: target})
 		_, err := d.Deploy(t.Context(), providers.Canary)
 		if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "status 503") {
