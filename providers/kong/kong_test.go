@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -395,9 +397,9 @@ func TestErrors(t *testing.T) {
 		{
 			name: "schema violation field by field",
 			run: func(r *Router, _ *fixture) error {
-				return r.SetUpstreams(t.Context(), providers.Canary, []string{"bad!host:80"})
+				return r.SetUpstreams(t.Context(), providers.Canary, []string{strings.Repeat("x", 64) + ".example:80"})
 			},
-			wants: []string{"schema violation", "target: Invalid target ('bad!host:80'); not a valid hostname or ip address"},
+			wants: []string{"(400 schema violation)", "target: Invalid target ('" + strings.Repeat("x", 64) + ".example:80'); not a valid hostname or ip address"},
 		},
 		{
 			name: "5xx retried then unavailable",
@@ -528,4 +530,26 @@ func TestConfigValidation(t *testing.T) {
 	if _, err := New(ok); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
+}
+
+func FuzzNormalizeAddress(f *testing.F) {
+	for _, s := range []string{"http://127.0.0.1:8080", "https://web.internal", "10.0.0.1", "[::1]:80", "http://[fe80::1]:9/", "Host:0", "a:b:c", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out, err := NormalizeAddress(s)
+		if err != nil {
+			return
+		}
+		host, port, err := net.SplitHostPort(out)
+		if err != nil || host == "" {
+			t.Fatalf("NormalizeAddress(%q) = %q: not host:port", s, out)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			t.Fatalf("NormalizeAddress(%q) = %q: bad port", s, out)
+		}
+		if again, err := NormalizeAddress(out); err != nil || again != out {
+			t.Fatalf("NormalizeAddress not idempotent: %q -> %q -> %q, %v", s, out, again, err)
+		}
+	})
 }

@@ -85,6 +85,7 @@ type LogReceiver struct {
 	reqs     []providers.Request
 	unknown  int
 	received int
+	changed  chan struct{} // closed and replaced whenever entries arrive
 }
 
 // NewLogReceiver listens on cfg.Addr and serves http-log posts until Close.
@@ -106,7 +107,7 @@ func NewLogReceiver(cfg LogConfig) (*LogReceiver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kong-log: listen on %s: %w", cfg.Addr, err)
 	}
-	r := &LogReceiver{cfg: cfg, log: logger.With("metrics", "kong-log"), ln: ln, cohorts: map[string]providers.Cohort{}}
+	r := &LogReceiver{cfg: cfg, log: logger.With("metrics", "kong-log"), ln: ln, cohorts: map[string]providers.Cohort{}, changed: make(chan struct{})}
 	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = r.srv.Serve(ln) }()
 	return r, nil
@@ -211,6 +212,27 @@ func (r *LogReceiver) add(entries []LogEntry) {
 	}
 	if over := len(r.reqs) - r.cfg.MaxRequests; over > 0 {
 		r.reqs = append(r.reqs[:0:0], r.reqs[over:]...)
+	}
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = make(chan struct{})
+	}
+}
+
+// WaitReceived blocks until at least n entries have been received in total, or ctx ends.
+func (r *LogReceiver) WaitReceived(ctx context.Context, n int) error {
+	for {
+		r.mu.Lock()
+		got, ch := r.received, r.changed
+		r.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kong-log: wait for %d entries (have %d): %w", n, got, ctx.Err())
+		case <-ch:
+		}
 	}
 }
 

@@ -254,8 +254,26 @@ func NormalizeAddress(a string) (string, error) {
 	}
 	if ip := net.ParseIP(host); ip != nil {
 		host = ip.String()
+	} else if !hostChars(host) {
+		return "", fmt.Errorf("%q: %q is neither an IP address nor a host name", a, host)
 	}
 	return net.JoinHostPort(strings.ToLower(host), strconv.Itoa(n)), nil
+}
+
+// hostChars accepts what may be a DNS name: letters, digits, '-', '_' and non-empty dot-separated
+// labels (Kong checks the rest, e.g. label lengths).
+func hostChars(h string) bool {
+	for _, label := range strings.Split(h, ".") {
+		if label == "" {
+			return false
+		}
+		for _, r := range label {
+			if !(r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // SetUpstreams registers the addresses of a cohort. Baseline and canary become targets of the
