@@ -553,3 +553,36 @@ func FuzzNormalizeAddress(f *testing.F) {
 		}
 	})
 }
+
+// TestResume: a second process (a new Router, as after `run --resume`) adopts the targets the first
+// one created, also when the last step had moved all weight off stable, and can roll back.
+func TestResume(t *testing.T) {
+	t.Parallel()
+	for _, split := range []providers.Split{{Canary: 250, Baseline: 250}, {Canary: 5000, Baseline: 5000}} {
+		t.Run(split.String(), func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			r1 := newRouter(t, f.config(ModeTargets))
+			setUp(t, r1, f)
+			if err := r1.SetSplit(ctx(t), split); err != nil {
+				t.Fatal(err)
+			}
+			r2 := newRouter(t, f.config(ModeTargets)) // the process crashed; a new one resumes
+			if got, err := r2.Split(ctx(t)); err != nil || got != split {
+				t.Fatalf("resumed Split() = %v, %v; want %v", got, err, split)
+			}
+			if err := r2.SetSplit(ctx(t), providers.Split{Canary: 1000, Baseline: 1000}); err != nil {
+				t.Fatal(err)
+			}
+			if err := r2.Rollback(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+			if hits := get(t, f.kong.ProxyURL(), 20, nil); hits["stable-0"]+hits["stable-1"] != 20 {
+				t.Fatalf("after the resumed rollback traffic = %v", hits)
+			}
+			if n := len(f.kong.Targets("web-up")); n != 2 {
+				t.Fatalf("%d targets after rollback, want 2", n)
+			}
+		})
+	}
+}

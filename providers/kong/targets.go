@@ -163,6 +163,7 @@ func (r *Router) resolveLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kong: list targets of upstream %q: %w", st.upstream, err)
 	}
+	var idle []string // stable-side targets with weight 0
 	for _, t := range ts {
 		if other := r.foreignRollout(t); other != "" {
 			return fmt.Errorf("kong: upstream %q has target %s of another canaryctl rollout (%s); finish or roll back that rollout first, or delete its targets", st.upstream, t.Addr, other)
@@ -174,6 +175,16 @@ func (r *Router) resolveLocked(ctx context.Context) error {
 		}
 		if t.Weight > 0 {
 			st.stable = append(st.stable, stableTarget{addr: t.Addr, weight: t.Weight})
+		} else {
+			idle = append(idle, t.Addr)
+		}
+	}
+	if len(st.stable) == 0 && len(st.cohorts) > 0 {
+		// Resuming a rollout whose last step (50/50) or promotion moved all weight off stable:
+		// the weight-0 targets are the stable ones; their original weights are lost, so they get
+		// Kong's default, 100 each.
+		for _, a := range idle {
+			st.stable = append(st.stable, stableTarget{addr: a, weight: 100})
 		}
 	}
 	if len(st.stable) == 0 && r.cfg.Mode != ModeBlueGreen {
