@@ -31,6 +31,10 @@ const preflightSteps = 4
 // server's dependency tree, and the server-side check also validates functions and features of
 // the actual backend (Thanos, Mimir and VictoriaMetrics accept slightly different PromQL).
 //
+// Before a rollout the canary usually has no data yet, so check 3 is skipped; Pair repeats it on
+// every fetch (same labels and the same values at three or more non-zero steps is an
+// ErrSameSeries ConfigError), which the rollout counts as a failed measurement and rolls back.
+//
 // All problems are returned together (errors.Join); template and same-series problems are
 // *ConfigError, a rejected query is a *QueryError whose InvalidInput is true.
 func (p *Provider) Preflight(ctx context.Context, metrics []providers.Metric, w providers.Window) error {
@@ -100,34 +104,38 @@ func (p *Provider) PreflightQueries(ctx context.Context, name, baselineQuery, ca
 		return nil
 	}
 	bs, cs := bm[0], cm[0]
-	if len(bs.Metric) > 0 || len(cs.Metric) > 0 {
-		diff := sortedLabelDiff(bs.Metric, cs.Metric)
-		if len(diff) == 0 {
-			return &ConfigError{Field: field, Err: fmt.Errorf("%w: both queries return %s; the cohort label must tell them apart",
-				ErrSameSeries, cs.Metric)}
-		}
+	if err := sameSeries(field, bs.Metric, cs.Metric, bs.Values, cs.Values, 1); err != nil {
+		return err
+	}
+	if diff := sortedLabelDiff(bs.Metric, cs.Metric); len(diff) > 0 {
 		if other := slices.DeleteFunc(diff, func(l string) bool { return l == p.cfg.CohortLabel }); len(other) > 0 {
 			p.log.Warn("preflight: baseline and canary series differ in labels besides the cohort label",
 				"metric", name, "cohortLabel", p.cfg.CohortLabel, "labels", other)
 		}
-		return nil
-	}
-	if sameValues(bs.Values, cs.Values) {
-		return &ConfigError{Field: field, Err: fmt.Errorf("%w: the two queries return identical values at every step; check that the cohort selector reaches every selector in the query",
-			ErrSameSeries)}
 	}
 	return nil
 }
 
-// sameValues reports whether two unlabelled answers look like one series: every shared
-// timestamp has the same value and at least one of them is a real, non-zero number (two error
-// rates of exactly 0 % are no evidence).
-func sameValues(a, b []model.SamplePair) bool {
+// sameSeries returns an ErrSameSeries ConfigError when baseline and canary answers are one series:
+// the same label set (an aggregation such as sum by (job) gives the same labels to different
+// series, so labels alone are no proof) and the same values at every shared step, with at least
+// minEvidence of them real and non-zero (two error rates of exactly 0 % prove nothing).
+func sameSeries(field string, bl, cl model.Metric, bv, cv []model.SamplePair, minEvidence int) error {
+	if !bl.Equal(cl) || !sameValues(bv, cv, minEvidence) {
+		return nil
+	}
+	return &ConfigError{Field: field, Err: fmt.Errorf("%w: both queries return %s with identical values at every step; the cohort selector ({{.Selector}}) must reach every series selector in the query",
+		ErrSameSeries, cl)}
+}
+
+// sameValues reports whether two answers agree at every shared timestamp, with at least
+// minEvidence shared values that are real and non-zero.
+func sameValues(a, b []model.SamplePair, minEvidence int) bool {
 	bv := make(map[model.Time]float64, len(b))
 	for _, s := range b {
 		bv[s.Timestamp] = float64(s.Value)
 	}
-	evidence := false
+	evidence := 0
 	for _, s := range a {
 		v, ok := bv[s.Timestamp]
 		if !ok {
@@ -141,8 +149,8 @@ func sameValues(a, b []model.SamplePair) bool {
 			return false
 		}
 		if av != 0 && !math.IsNaN(av) {
-			evidence = true
+			evidence++
 		}
 	}
-	return evidence
+	return evidence >= minEvidence
 }

@@ -69,6 +69,15 @@ func TestPreflight(t *testing.T) {
 			wantErr: ErrSameSeries, wantMsg: "identical values",
 		},
 		{
+			name: "an aggregation gives both cohorts the same labels but different values",
+			metrics: []providers.Metric{{Name: "rps", Kind: providers.Query,
+				Query: "sum by (job) (rate(canaryctl_proxy_requests_total{ {{- .Selector}} }[1m]))"}},
+			answer: func(c providers.Cohort, _ string) (int, string) {
+				v := map[providers.Cohort]string{providers.Baseline: "5", providers.Canary: "7"}[c]
+				return 200, matrixBody(probeStart, testStep, series{labels: map[string]string{"job": "proxy"}, at: map[int]string{0: v, 1: v}})
+			},
+		},
+		{
 			name:    "two zero error rates are no evidence",
 			metrics: []providers.Metric{errorRate},
 			answer:  func(providers.Cohort, string) (int, string) { return 200, unlabelled("0") },

@@ -228,10 +228,11 @@ func (p *Provider) PairQueries(ctx context.Context, name, baselineQuery, canaryQ
 	var (
 		wg         sync.WaitGroup
 		bv, cv     []float64
+		bs, cs     *model.SampleStream
 		bErr, cErr error
 	)
-	wg.Go(func() { bv, bErr = p.series(ctx, name, providers.Baseline, baselineQuery, w) })
-	wg.Go(func() { cv, cErr = p.series(ctx, name, providers.Canary, canaryQuery, w) })
+	wg.Go(func() { bv, bs, bErr = p.series(ctx, name, providers.Baseline, baselineQuery, w) })
+	wg.Go(func() { cv, cs, cErr = p.series(ctx, name, providers.Canary, canaryQuery, w) })
 	wg.Wait()
 	// A query error outranks no data: it counts toward the caller's error limit.
 	for _, err := range []error{bErr, cErr} {
@@ -240,6 +241,11 @@ func (p *Provider) PairQueries(ctx context.Context, name, baselineQuery, canaryQ
 		}
 	}
 	if err := errors.Join(bErr, cErr); err != nil {
+		return providers.Pair{}, err
+	}
+	// The preflight could not compare series before the cohorts had data; now they have: a
+	// query that reads one series for both would judge a series against itself.
+	if err := sameSeries(fmt.Sprintf("metrics[%s].query", name), bs.Metric, cs.Metric, bs.Values, cs.Values, 3); err != nil {
 		return providers.Pair{}, err
 	}
 	return providers.Pair{Baseline: bv, Canary: cv}, nil
@@ -332,16 +338,16 @@ func retryable(err error) bool {
 }
 
 // series runs one range query with retries and aligns the answer to the window's steps.
-func (p *Provider) series(ctx context.Context, name string, c providers.Cohort, q string, w providers.Window) ([]float64, error) {
+func (p *Provider) series(ctx context.Context, name string, c providers.Cohort, q string, w providers.Window) ([]float64, *model.SampleStream, error) {
 	val, err := p.queryRange(ctx, name, c, q, w)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	vals, err := alignMatrix(val, w)
+	vals, s, err := alignMatrix(val, w)
 	if err != nil {
-		return nil, fmt.Errorf("prometheus: query %s for %s: %w [query: %s]", name, c, err, q)
+		return nil, nil, fmt.Errorf("prometheus: query %s for %s: %w [query: %s]", name, c, err, q)
 	}
-	return vals, nil
+	return vals, s, nil
 }
 
 func (p *Provider) queryRange(ctx context.Context, name string, c providers.Cohort, q string, w providers.Window) (model.Value, error) {
@@ -378,25 +384,25 @@ func (p *Provider) queryRange(ctx context.Context, name string, c providers.Coho
 
 // alignMatrix turns a one-series range-query answer into one value per step of w (NaN where the
 // step has no sample). No series, or a series of NaN only, is providers.ErrNoData.
-func alignMatrix(val model.Value, w providers.Window) ([]float64, error) {
+func alignMatrix(val model.Value, w providers.Window) ([]float64, *model.SampleStream, error) {
 	if val == nil {
-		return nil, fmt.Errorf("%w: empty answer", providers.ErrNoData)
+		return nil, nil, fmt.Errorf("%w: empty answer", providers.ErrNoData)
 	}
 	m, ok := val.(model.Matrix)
 	if !ok {
-		return nil, fmt.Errorf("%w: a range query answered with a %s, want a matrix", ErrUnexpectedResult, val.Type())
+		return nil, nil, fmt.Errorf("%w: a range query answered with a %s, want a matrix", ErrUnexpectedResult, val.Type())
 	}
 	switch len(m) {
 	case 0:
-		return nil, fmt.Errorf("%w: the query matched no series", providers.ErrNoData)
+		return nil, nil, fmt.Errorf("%w: the query matched no series", providers.ErrNoData)
 	case 1:
 	default:
-		return nil, fmt.Errorf("%w: %d series (%s); aggregate them to one, e.g. sum by (le) (...) or avg(...)",
+		return nil, nil, fmt.Errorf("%w: %d series (%s); aggregate them to one, e.g. sum by (le) (...) or avg(...)",
 			ErrManySeries, len(m), seriesNames(m, 3))
 	}
 	s := m[0]
 	if len(s.Values) == 0 && len(s.Histograms) > 0 {
-		return nil, fmt.Errorf("%w: native histogram samples; wrap the query in histogram_quantile(...) or histogram_count(...)", ErrUnexpectedResult)
+		return nil, nil, fmt.Errorf("%w: native histogram samples; wrap the query in histogram_quantile(...) or histogram_count(...)", ErrUnexpectedResult)
 	}
 	n := int(w.End.Sub(w.Start)/w.Step) + 1
 	out := make([]float64, n)
@@ -421,9 +427,9 @@ func alignMatrix(val model.Value, w providers.Window) ([]float64, error) {
 		}
 	}
 	if !data {
-		return nil, fmt.Errorf("%w: the series %s has no value in the window", providers.ErrNoData, s.Metric)
+		return nil, nil, fmt.Errorf("%w: the series %s has no value in the window", providers.ErrNoData, s.Metric)
 	}
-	return out, nil
+	return out, s, nil
 }
 
 func seriesNames(m model.Matrix, limit int) string {
