@@ -57,6 +57,7 @@ var commands = []func(*Env) *cobra.Command{
 	newProxyCmd,
 	newDemoServiceCmd,
 	newDemoCmd,
+	newCompletionCmd,
 }
 
 // NewRootCmd builds the command tree around env.
@@ -65,6 +66,7 @@ func NewRootCmd(env *Env) *cobra.Command {
 		Use:           "canaryctl",
 		Short:         "Ship a new version safely: canary analysis with Kayenta-style statistics",
 		Long:          "canaryctl deploys a canary and a baseline beside stable, shifts traffic through a gateway in steps\nand judges every step by comparing canary with baseline; a bad canary goes back to stable, fast.",
+		Example:       "  canaryctl demo\n  canaryctl run --spec rollout.yaml -o json --junit junit.xml\n  source <(canaryctl completion bash)",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
