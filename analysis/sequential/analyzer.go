@@ -26,8 +26,8 @@ type Batch struct {
 // Config configures an Analyzer. Zero fields take the defaults of DefaultConfig.
 type Config struct {
 	// Alpha bounds the probability of a Fail verdict over the whole rollout, every look and every metric
-	// together, when the canary is no worse than the baseline. Split equally (Bonferroni) between the
-	// tests: 5xx rate, latency median, latency tail and, unless disabled, the 5xx guard.
+	// together, when the canary is no worse than the baseline. Split (Bonferroni) between the tests:
+	// 40% to the 5xx guard (unless disabled), the rest equally to 5xx rate, latency median and tail.
 	Alpha float64 `json:"alpha"`
 	// Beta bounds, for each metric, the probability of a Pass when the canary is worse by the margin.
 	Beta float64 `json:"beta"`
@@ -115,6 +115,10 @@ const (
 	MetricTail   = "latency-tail"
 )
 
+// guardAlphaShare is the share of Alpha given to the 5xx guard; the three paired tests split the rest.
+// The guard is the fast path for gross regressions, where every half nat of evidence is a second.
+const guardAlphaShare = 0.4
+
 // maxPending bounds the unpaired requests kept per cohort; older ones are dropped (by count, never by
 // value, so the tests stay valid).
 const maxPending = 100000
@@ -131,12 +135,13 @@ type exceedance struct {
 // Batch per look with Observe; read the verdict with Verdict and the explanation with Report.
 // Not safe for concurrent use.
 type Analyzer struct {
-	cfg    Config
-	alpha  float64 // per test
-	errs   *PairedTest
-	guard  *RatioTest
-	median exceedance
-	tail   exceedance
+	cfg        Config
+	alpha      float64 // per paired test
+	guardAlpha float64
+	errs       *PairedTest
+	guard      *RatioTest
+	median     exceedance
+	tail       exceedance
 
 	pendC, pendB []Sample
 	thr          *Histogram // latencies of paired baseline requests from earlier batches
@@ -152,11 +157,11 @@ func New(cfg Config) (*Analyzer, error) {
 		return nil, fmt.Errorf("sequential analyzer: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	tests := 3.0
+	a := &Analyzer{cfg: cfg, alpha: cfg.Alpha / 3, thr: NewHistogram(), hc: NewHistogram(), hb: NewHistogram()}
 	if !cfg.NoGuard {
-		tests = 4
+		a.guardAlpha = cfg.Alpha * guardAlphaShare
+		a.alpha = (cfg.Alpha - a.guardAlpha) / 3
 	}
-	a := &Analyzer{cfg: cfg, alpha: cfg.Alpha / tests, thr: NewHistogram(), hc: NewHistogram(), hb: NewHistogram()}
 	var err error
 	mk := func(margin, prior float64) *PairedTest {
 		if err != nil {
@@ -175,7 +180,7 @@ func New(cfg Config) (*Analyzer, error) {
 		return nil, fmt.Errorf("sequential analyzer: %w", err)
 	}
 	if !cfg.NoGuard {
-		if a.guard, err = NewRatioTest(RatioConfig{Alpha: a.alpha, Tolerance: cfg.GuardRatio}); err != nil {
+		if a.guard, err = NewRatioTest(RatioConfig{Alpha: a.guardAlpha, Tolerance: cfg.GuardRatio}); err != nil {
 			return nil, fmt.Errorf("sequential analyzer: %w", err)
 		}
 	}
@@ -480,7 +485,7 @@ func (a *Analyzer) guardDecision() Decision {
 		Compared: "5xx rate of canary vs baseline plus stable, as a rate ratio, conditional on each batch's error count",
 		Canary:   g.CanaryRequests, Baseline: g.ControlRequests, Unit: "%",
 		CanaryValue: pct(g.CanaryErrors, g.CanaryRequests), BaselineValue: pct(g.ControlErrors, g.ControlRequests),
-		Effect: finite(g.Ratio()), Lower: g.LowerBound(a.alpha), LowerLevel: 1 - a.alpha, Tolerance: g.Tolerance(),
+		Effect: finite(g.Ratio()), Lower: g.LowerBound(a.guardAlpha), LowerLevel: 1 - a.guardAlpha, Tolerance: g.Tolerance(),
 		EValue: finite(g.EValue())}
 	ratio := fmt.Sprintf("rate ratio %.2f", d.Effect)
 	if math.IsInf(g.Ratio(), 1) {
@@ -491,7 +496,7 @@ func (a *Analyzer) guardDecision() Decision {
 	if d.Verdict == Fail {
 		d.Reason = fmt.Sprintf("%s; its %s%% lower bound %.2f is above the tolerated ratio %.2f: fail", head, trimFloat(100*d.LowerLevel, 2), d.Lower, d.Tolerance)
 	} else {
-		d.Reason = fmt.Sprintf("%s; e-value %.3g below %.3g, no gross regression", head, d.EValue, 1/a.alpha)
+		d.Reason = fmt.Sprintf("%s; e-value %.3g below %.3g, no gross regression", head, d.EValue, 1/a.guardAlpha)
 	}
 	return d
 }

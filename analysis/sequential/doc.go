@@ -37,11 +37,15 @@
 // the canary is Binomial(k, r n_c/(r n_c + n_0)) where r is the canary/control rate ratio (exact for
 // Poisson counts; for Bernoulli requests at r = 1 the hypergeometric it really is is dominated in
 // convex order by that binomial, W. Hoeffding, "Probability inequalities for sums of bounded random
-// variables", JASA 58, 1963, Theorem 4, so the test stays valid). A mixture of likelihood ratios over a
-// grid of r above the tolerated ratio r0 is an e-process for H0: r <= r0 (the same construction as
+// variables", JASA 58, 1963, Theorem 4, so the test stays valid). A mixture of the likelihood ratios of
+// r = 4·r0 and r = 16·r0 against the tolerated ratio r0 is an e-process for H0: r <= r0 (the same construction as
 // Lindon and Malek, "Anytime-valid inference for multinomial count data", NeurIPS 2022). The
 // tolerance r0 > 1 keeps a small real difference between a warm stable and a fresh canary from
-// causing a rollback.
+// causing a rollback. (For Bernoulli requests at r0 > 1 the binomial model is an approximation, close
+// when errors are rare; TestRatioFalseAlarmUnderContinuousMonitoring checks it at r0 = 1.5.)
+//
+// Alpha is split between the tests (Bonferroni): 40% to the guard, the fast path for gross
+// regressions, and 20% to each paired test.
 //
 // # Three verdicts
 //

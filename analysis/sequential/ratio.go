@@ -26,15 +26,18 @@ func (c RatioConfig) Validate() error {
 }
 
 // The ratio grid: r_i = r0·2^(i/4) for i in [ratioLo, ratioHi], anchored at the tolerated ratio r0.
-// The alternatives of a null r_j are r_j times 2, 4, 8, 16 and 32 (grid offsets 4, 8, ..., 20),
-// weighted equally: log(5) = 1.6 nats of mixture cost.
+// The alternatives of a null r_j are r_j times 4 and 16 (grid offsets 8 and 16), weighted equally:
+// log(2) = 0.7 nats of mixture cost. The guard is for gross regressions, so its prior sits on large
+// ratios; any ratio above about 2·r_j still makes the e-value grow.
 const (
 	ratioLo    = -24
 	ratioHi    = 40
 	ratioStep  = 4
-	ratioAlts  = 5
 	ratioNullI = 0
 )
+
+// ratioAltOffsets are the grid offsets of the alternatives.
+var ratioAltOffsets = [...]int{8, 16}
 
 func (t *RatioTest) ratioAt(i int) float64 {
 	return t.cfg.Tolerance * math.Pow(2, float64(i)/ratioStep)
@@ -99,16 +102,18 @@ func (t *RatioTest) Add(canaryErrors, canaryRequests, controlErrors, controlRequ
 // logE is the log mixture e-value against H0: ratio <= r_j (grid index j, offset by ratioLo).
 func (t *RatioTest) logE(j int) float64 {
 	base := j - ratioLo
-	var buf [ratioAlts]float64
+	var buf [len(ratioAltOffsets)]float64
 	terms := buf[:0]
-	for k := 1; k <= ratioAlts && base+k*ratioStep < len(t.ll); k++ {
-		terms = append(terms, t.ll[base+k*ratioStep]-t.ll[base])
+	for _, k := range ratioAltOffsets {
+		if base+k < len(t.ll) {
+			terms = append(terms, t.ll[base+k]-t.ll[base])
+		}
 	}
 	if len(terms) == 0 {
 		return 0
 	}
 	// the missing alternatives beyond the grid count as likelihood ratio 0 (a sub-mixture, still valid)
-	return logMeanExp(terms) + math.Log(float64(len(terms))/ratioAlts)
+	return logMeanExp(terms) + math.Log(float64(len(terms))/float64(len(ratioAltOffsets)))
 }
 
 // Verdict is Fail once the e-value has reached 1/Alpha, else NeedMoreData.
