@@ -331,7 +331,9 @@ func (stubRanger) QueryRange(context.Context, string, v1.Range, ...v1.Option) (m
 func TestPairCatchesTheSameSeriesOnceThereIsData(t *testing.T) {
 	t.Parallel()
 	same := matrixBody(testStart, testStep, series{labels: map[string]string{"job": "proxy"}, at: map[int]string{0: "3", 1: "4", 2: "5", 3: "4"}})
-	f := newFakeAPI(t, func(_ providers.Cohort, _ int, _ string, w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, same) })
+	f := newFakeAPI(t, func(_ providers.Cohort, _ int, _ string, w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, 200, same)
+	})
 	p, _ := newTestProvider(t, f.srv.URL, nil)
 	_, err := p.Pair(t.Context(), providers.Metric{Name: "rps", Kind: providers.Query,
 		Query: `sum by (job) (rate(canaryctl_proxy_requests_total[1m])) # {{.Selector}}`}, testWindow)
