@@ -536,8 +536,14 @@ func (s *Server) handleLocked(r *http.Request) answer {
 		return s.config(r, st)
 	}
 	if s.dbless && r.Method != http.MethodGet {
-		// kong/api/endpoints.lua refuses writes when database = off.
-		return msg(http.StatusMethodNotAllowed, fmt.Sprintf("cannot %s '%s' entities when not using a database", verb(r.Method), segs[0]))
+		// kong/db/strategies/off: writes are "operation unsupported" (code 12), answered 405.
+		entity := segs[0]
+		if len(segs) >= 3 {
+			entity = segs[2]
+		}
+		op := map[string]string{http.MethodPost: "create", http.MethodPatch: "update", http.MethodPut: "create or update", http.MethodDelete: "remove"}[r.Method]
+		return answer{status: http.StatusMethodNotAllowed, body: map[string]any{"code": 12, "name": "operation unsupported",
+			"message": fmt.Sprintf("cannot %s '%s' entities when not using a database", op, entity)}}
 	}
 	kind := segs[0]
 	if _, ok := schemas[kind]; !ok {

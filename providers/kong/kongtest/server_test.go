@@ -241,8 +241,9 @@ func TestDBLessConfig(t *testing.T) {
 	s := New(WithDBLess())
 	t.Cleanup(s.Close)
 	c := client{t: t, base: s.AdminURL()}
-	if status, _, _ := c.do("POST", "/upstreams", map[string]any{"name": "x"}); status != 405 {
-		t.Fatalf("entity POST in DB-less = %d, want 405", status)
+	if status, body, _ := c.do("POST", "/upstreams", map[string]any{"name": "x"}); status != 405 ||
+		js(body) != `{"code":12,"message":"cannot create 'upstreams' entities when not using a database","name":"operation unsupported"}` {
+		t.Fatalf("entity POST in DB-less = %d %s, want 405 operation unsupported", status, js(body))
 	}
 	cfg := map[string]any{"_format_version": "3.0", "upstreams": []any{map[string]any{"name": "up", "targets": []any{map[string]any{"target": "10.0.0.1:80", "weight": 5}}}}}
 	if status, body, _ := c.do("POST", "/config?check_hash=1", cfg); status != 201 {
