@@ -62,7 +62,7 @@ const (
 	DefaultRetries     = 4
 	DefaultBackoff     = 250 * time.Millisecond
 	maxBackoff         = 5 * time.Second
-	DefaultTimeout     = 10 * time.Second
+	DefaultTimeout     = 5 * time.Second // per attempt: two fit in the engine's 15 s per call
 	// TokenHeader is the header of Kong Enterprise's RBAC token.
 	TokenHeader = "Kong-Admin-Token"
 	// TagCanaryctl marks every entity canaryctl creates.
@@ -450,6 +450,9 @@ func (r *Router) do(ctx context.Context, hc *http.Client, req *http.Request) (*h
 		wait := delay
 		switch {
 		case ctx.Err() != nil:
+			if last != nil {
+				return nil, fmt.Errorf("%w: gave up after %d attempts when the caller's time ran out (%v): %w", ErrUnavailable, attempt+1, context.Cause(ctx), last)
+			}
 			return nil, fmt.Errorf("%s %s: %w", req.Method, path, context.Cause(ctx))
 		case err != nil:
 			last = fmt.Errorf("%s %s: %w", req.Method, path, err)
@@ -477,7 +480,7 @@ func (r *Router) do(ctx context.Context, hc *http.Client, req *http.Request) (*h
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("%s %s: %w (last error: %v)", req.Method, path, context.Cause(ctx), last)
+			return nil, fmt.Errorf("%w: gave up after %d attempts when the caller's time ran out (%v): %w", ErrUnavailable, attempt+1, context.Cause(ctx), last)
 		case <-t.C:
 		}
 		if delay *= 2; delay > maxBackoff {

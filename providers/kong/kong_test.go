@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -585,4 +586,58 @@ func TestResume(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRollbackAfterFailedPromote: a promotion that failed half-way is rolled back without ever
+// leaving the upstream without capacity.
+func TestRollbackAfterFailedPromote(t *testing.T) {
+	t.Parallel()
+	admin := func(t *testing.T, f *fixture, method, path, body string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, f.kong.AdminURL()+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode >= 300 {
+			t.Fatalf("%s %s: %v %v", method, path, resp, err)
+		}
+		_ = resp.Body.Close()
+	}
+	t.Run("canary untagged, stable at 0", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		r := newRouter(t, f.config(ModeTargets))
+		setUp(t, r, f)
+		if err := r.SetSplit(ctx(t), providers.Split{Canary: 1000, Baseline: 1000}); err != nil {
+			t.Fatal(err)
+		}
+		admin(t, f, "PATCH", "/upstreams/web-up/targets/"+f.canary.addr(), `{"weight":100,"tags":[]}`)
+		for _, s := range f.stable {
+			admin(t, f, "PATCH", "/upstreams/web-up/targets/"+s.addr(), `{"weight":0}`)
+		}
+		if err := r.Rollback(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+		if hits := get(t, f.kong.ProxyURL(), 20, nil); hits["stable-0"]+hits["stable-1"] != 20 {
+			t.Fatalf("after rollback traffic = %v, want all on stable", hits)
+		}
+	})
+	t.Run("old stable already deleted", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		r := newRouter(t, f.config(ModeTargets))
+		setUp(t, r, f)
+		if err := r.SetSplit(ctx(t), providers.Split{Canary: 1000, Baseline: 1000}); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range f.stable {
+			admin(t, f, "DELETE", "/upstreams/web-up/targets/"+s.addr(), "")
+		}
+		err := r.Rollback(ctx(t))
+		if err == nil || !strings.Contains(err.Error(), "old stable targets are gone") {
+			t.Fatalf("Rollback = %v, want a refusal", err)
+		}
+		if hits := get(t, f.kong.ProxyURL(), 20, nil); hits["canary"]+hits["baseline"] != 20 {
+			t.Fatalf("traffic = %v: the upstream lost its capacity", hits)
+		}
+	})
 }

@@ -650,11 +650,29 @@ func (r *Router) tRollback(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kong: roll back upstream %q: list targets: %w", st.upstream, err)
 	}
+	present := 0
+	for _, t := range ts {
+		if slices.ContainsFunc(st.stable, func(s stableTarget) bool { return s.addr == t.Addr }) {
+			present++
+		}
+	}
+	if present == 0 {
+		// A promotion got past deleting the old stable targets: deleting the canary now would
+		// leave the upstream without capacity.
+		return fmt.Errorf("kong: roll back upstream %q: the old stable targets are gone (a promotion removed them); the canary serves all traffic and is left in place; finish with canaryctl promote", st.upstream)
+	}
+	ours := func(t target) bool {
+		if _, own := r.cohortOf(t); own {
+			return true
+		}
+		// a promotion that failed after untagging the canary
+		return slices.Contains(st.cohorts[providers.Canary], t.Addr) || slices.Contains(st.cohorts[providers.Baseline], t.Addr)
+	}
 	var up, del, down []change
 	var gone []string
 	want := map[string]int{}
 	for _, t := range ts {
-		if _, own := r.cohortOf(t); own {
+		if ours(t) {
 			del = append(del, change{op: opDelete, addr: t.Addr, id: t.ID})
 			gone = append(gone, t.Addr)
 			continue
