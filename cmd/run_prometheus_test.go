@@ -46,19 +46,16 @@ const promMetrics = `    - {name: median-latency, kind: latency, quantile: 0.5, 
 `
 
 // TestRunWithPrometheusMetrics: `canaryctl run` with metrics.type prometheus, a real Prometheus
-// scraping the built-in proxy: a canary answering 500 is rolled back (exit 3, everything on
+// scraping the built-in proxy's admin API: a canary answering 500 is rolled back (exit 3, everything on
 // stable), a good canary is promoted (exit 0).
 func TestRunWithPrometheusMetrics(t *testing.T) {
 	t.Parallel()
 	good, bad := newWorld(t), newWorld(t)
 	bad.canaryStatus.Store(500)
-	metricsOf := func(w *rtWorld) string {
-		s := httptest.NewServer(w.px.MetricsHandler())
-		t.Cleanup(s.Close)
-		return strings.TrimPrefix(s.URL, "http://")
-	}
-	goodTarget, badTarget := metricsOf(good), metricsOf(bad)
-	prom := promtest.Start(t, goodTarget, badTarget)
+	// Prometheus scrapes each proxy's admin API /metrics with the admin token, as documented.
+	goodTarget, badTarget := strings.TrimPrefix(good.admin, "http://"), strings.TrimPrefix(bad.admin, "http://")
+	prom := promtest.StartTargets(t, promtest.Target{Addr: goodTarget, BearerToken: rtToken},
+		promtest.Target{Addr: badTarget, BearerToken: rtToken})
 	prom.WaitUp(t, 2)
 	steps := "  - {weight: 50, duration: 8s, interval: 4s, warmup: 3s}\n"
 	for _, tc := range []struct {

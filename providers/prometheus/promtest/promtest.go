@@ -52,30 +52,46 @@ type Server struct {
 	URL string
 }
 
+// Target is a scrape target: host:port, with the bearer token its /metrics needs (the built-in
+// proxy serves /metrics on its admin API, behind the admin token).
+type Target struct {
+	Addr        string
+	BearerToken string
+}
+
 // Start runs Prometheus scraping targets (host:port, path /metrics) every second. It is stopped
 // when the test ends; its log is printed if the test failed.
 func Start(t testing.TB, targets ...string) *Server {
+	t.Helper()
+	ts := make([]Target, len(targets))
+	for i, a := range targets {
+		ts[i] = Target{Addr: a}
+	}
+	return StartTargets(t, ts...)
+}
+
+// StartTargets is Start with a bearer token per target. All targets share the job "canaryctl".
+func StartTargets(t testing.TB, targets ...Target) *Server {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	quoted := make([]string, len(targets))
+	var conf strings.Builder
+	conf.WriteString("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n")
 	for i, tg := range targets {
-		quoted[i] = strconv.Quote(tg)
+		// One scrape config per target (same job name is not allowed twice; the job label is
+		// set back to "canaryctl" by relabelling).
+		fmt.Fprintf(&conf, "  - job_name: canaryctl-%d\n", i)
+		if tg.BearerToken != "" {
+			fmt.Fprintf(&conf, "    authorization: {type: Bearer, credentials: %s}\n", strconv.Quote(tg.BearerToken))
+		}
+		fmt.Fprintf(&conf, "    static_configs: [{targets: [%s]}]\n", strconv.Quote(tg.Addr))
+		conf.WriteString("    relabel_configs: [{target_label: job, replacement: canaryctl}]\n")
 	}
-	conf := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: canaryctl
-    static_configs:
-      - targets: [%s]
-`, strings.Join(quoted, ", "))
 	confPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+	if err := os.WriteFile(confPath, []byte(conf.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
