@@ -277,6 +277,7 @@ func TestDemo(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	t.Cleanup(func() { assertNoServices(t, "v1", "v2") }) // after every scenario has ended
+	t.Run("interrupted", testDemoInterrupted)
 	tests := []struct {
 		scenario string
 		code     int
@@ -324,6 +325,48 @@ func TestDemo(t *testing.T) {
 				if secs >= 30 || failed >= 30 {
 					t.Errorf("aim missed: %.1f s (aim < 30 s) and %d failed requests (aim < 30)", secs, failed)
 				}
+			}
+		})
+	}
+}
+
+// A SIGINT in the middle of a step sends traffic back to stable, stops every demo process and
+// exits 130.
+func testDemoInterrupted(t *testing.T) {
+	t.Parallel()
+	p := start(t, nil, "demo", "--scenario", "good", "--state-dir", t.TempDir())
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(p.stderr.String(), "| interval 1 |") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no judgement within a minute:\n%s", p.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t, time.Minute); code != 130 {
+		t.Errorf("exit code %d, want 130; stderr:\n%s", code, p.stderr.String())
+	}
+	if !strings.Contains(p.stderr.String(), "RolledBack") && !strings.Contains(p.stderr.String(), "ROLLED BACK") {
+		t.Errorf("stderr does not say the rollout was rolled back:\n%s", p.stderr.String())
+	}
+	// TestDemo's cleanup checks that no demo-service (v1, v2) outlived the demos.
+}
+
+func TestDemoRejectsBadFlags(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	for _, args := range [][]string{
+		{"demo", "--scenario", "flaky"},
+		{"demo", "--rps", "0"},
+		{"demo", "-o", "yaml"},
+	} {
+		t.Run(strings.Join(args[1:], " "), func(t *testing.T) {
+			t.Parallel()
+			r := run(t, 30*time.Second, nil, args...)
+			if r.code != 2 || !strings.Contains(r.stderr, args[1]) {
+				t.Errorf("exit %d, want 2 with an error naming %s; stderr:\n%s", r.code, args[1], r.stderr)
 			}
 		})
 	}
