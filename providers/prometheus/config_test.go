@@ -1,14 +1,22 @@
 package prometheus
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/canaryctl/canaryctl/providers"
 )
@@ -154,4 +162,72 @@ func TestTLSCAFile(t *testing.T) {
 			t.Fatalf("err = %v, want a certificate error", err)
 		}
 	})
+}
+
+// TestTLSClientCertificate: a server that requires a client certificate accepts the one given by
+// CertFile/KeyFile and rejects a client without it (not retried: nothing would change).
+func TestTLSClientCertificate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "canaryctl"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	clientCert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(clientCert)
+
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, matrixBody(testStart, testStep, series{at: map[int]string{0: "1"}}))
+	}))
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	p, _ := newTestProvider(t, srv.URL, func(c *Config) { c.TLS = TLS{CAFile: ca, CertFile: certFile, KeyFile: keyFile} })
+	if _, err := p.Pair(t.Context(), latency, testWindow); err != nil {
+		t.Fatalf("with the client certificate: %v", err)
+	}
+	p, _ = newTestProvider(t, srv.URL, func(c *Config) { c.TLS = TLS{CAFile: ca}; c.Retries = -1 })
+	if _, err := p.Pair(t.Context(), latency, testWindow); err == nil {
+		t.Fatal("without a client certificate the server must refuse")
+	}
+}
+
+// TestNetworkErrorsAreRetried: a refused connection is retried Retries times.
+func TestNetworkErrorsAreRetried(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there any more
+	p, logs := newTestProvider(t, url, func(c *Config) { c.Retries = 2 })
+	_, err := p.Pair(t.Context(), latency, testWindow)
+	var qe *QueryError
+	if !errors.As(err, &qe) || qe.Attempts != 3 || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("err = %v, want 3 attempts ending in connection refused", err)
+	}
+	if n := strings.Count(logs.String(), "retrying"); n != 4 { // 2 retries x 2 cohorts
+		t.Errorf("%d retry log lines, want 4:\n%s", n, logs.String())
+	}
 }
