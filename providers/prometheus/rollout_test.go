@@ -7,10 +7,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/providers/fake"
 	"github.com/canaryctl/canaryctl/providers/prometheus"
 	"github.com/canaryctl/canaryctl/providers/prometheus/promtest"
 	"github.com/canaryctl/canaryctl/providers/proxy"
@@ -186,4 +188,73 @@ func TestRolloutWithPrometheusMetrics(t *testing.T) {
 			t.Errorf("proxy state after promotion %+v does not route stable to the canary %s", st, good.canary)
 		}
 	})
+}
+
+// TestRolloutCountsFailedQueriesTowardTheErrorLimit: a Prometheus that answers 503 makes every
+// measurement fail; the engine tolerates consecutiveErrorLimit-1 of them, then rolls back, and
+// the gateway ends with all traffic on stable.
+func TestRolloutCountsFailedQueriesTowardTheErrorLimit(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		calls.Add(1)
+		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(down.Close)
+	spec, err := rollout.ParseSpec(strings.NewReader(`version: 1
+service: shop
+stable: {addresses: ["http://127.0.0.1:1"]}
+deploy:
+  baseline: {type: static, addresses: ["http://127.0.0.1:2"]}
+  canary: {type: static, addresses: ["http://127.0.0.1:3"]}
+gateway: {type: builtin, listen: "127.0.0.1:0"}
+analysis:
+  resolution: 1s
+  consecutiveErrorLimit: 2
+  metrics:
+    - {name: p99, kind: latency, quantile: 0.99, direction: increase, group: latency}
+steps:
+  - {weight: 10, warmup: 0s, interval: 1s, duration: 30s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := prometheus.New(prometheus.Config{URL: down.URL, Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	store, err := rollout.OpenStore(rollout.StoreConfig{Root: root, Service: spec.Service})
+	if err != nil {
+		t.Fatal(err)
+	}
+	judge, err := rollout.NewKayentaJudge(rollout.KayentaJudgeConfig{Analysis: spec.Analysis})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := fake.NewGateway()
+	eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: gw, Metrics: metrics, Deployer: fake.NewDeployer(),
+		Judge: judge, Store: store, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, err := eng.Run(ctx)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if out.Phase != rollout.RolledBack || !strings.Contains(out.Reason, "2 consecutive errors") || !strings.Contains(out.Reason, "503") {
+		t.Fatalf("outcome %+v, want RolledBack after 2 consecutive errors naming the 503", out)
+	}
+	if s := gw.Current(); s != (providers.Split{}) {
+		t.Errorf("split after rollback %v, want all on stable", s)
+	}
+	if n := calls.Load(); n < 2 {
+		t.Errorf("%d queries, want at least 2", n)
+	}
 }
