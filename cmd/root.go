@@ -46,6 +46,7 @@ func DefaultEnv() *Env {
 // commands lists the constructors of every subcommand; each lives in its own file.
 var commands = []func(*Env) *cobra.Command{
 	newVersionCmd,
+	newSimulateCmd,
 	newJudgeCmd,
 	newRunCmd,
 	newStatusCmd,
