@@ -36,6 +36,9 @@ const InstallHint = "the prometheus binary is required by this integration test:
 // Binary finds the prometheus binary: $PROMETHEUS_BIN, PATH, then /usr/bin/prometheus.
 func Binary() (string, error) {
 	if b := os.Getenv("PROMETHEUS_BIN"); b != "" {
+		if _, err := os.Stat(b); err != nil {
+			return "", fmt.Errorf("PROMETHEUS_BIN=%s: %w; %s", b, err, InstallHint)
+		}
 		return b, nil
 	}
 	if b, err := exec.LookPath("prometheus"); err == nil {
