@@ -1,0 +1,486 @@
+package tui
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/rollout"
+)
+
+// Glyphs of the traffic bar: distinct shapes, so the bar reads without colors (NO_COLOR).
+const (
+	glyphStable   = "░"
+	glyphBaseline = "▒"
+	glyphCanary   = "█"
+)
+
+// View renders the screen. It reads only the model (no clock, no I/O).
+func (m Model) View() string {
+	w, h := max(m.width, 20), max(m.height, 4)
+	var top []string
+	top = append(top, m.header(w)...)
+	var body []string
+	if m.mode == modeHelp {
+		body = m.fullHelp(w)
+	} else if m.snap.State != nil {
+		top = append(top, m.traffic(w)...)
+		top = append(top, m.metrics(w)...)
+		rest := h - len(top) - 2 // status line and key help
+		chartRows, eventRows := layout(rest)
+		if chartRows > 0 {
+			body = append(body, m.chart(w, chartRows)...)
+		}
+		if eventRows > 0 {
+			body = append(body, m.events(w, eventRows)...)
+		}
+	}
+	lines := append(top, body...)
+	if len(lines) > h-2 {
+		lines = lines[:h-2]
+	}
+	for len(lines) < h-2 {
+		lines = append(lines, "")
+	}
+	lines = append(lines, m.statusLine(w), m.keyHelp(w))
+	for i, l := range lines {
+		lines[i] = ansi.Truncate(l, w, "…")
+	}
+	return strings.Join(lines, "\n")
+}
+
+// layout shares the rows left under the metrics between the score chart (title, plot rows, step
+// labels) and the events (title, lines).
+func layout(rest int) (chartRows, eventRows int) {
+	if rest < 4 {
+		return 0, max(rest-1, 0)
+	}
+	chartRows = min(max((rest-3)/2, 2), 10)
+	eventRows = rest - chartRows - 2
+	if eventRows < 2 { // not even a title and one event: give the rows to the chart
+		chartRows += max(eventRows, 0)
+		eventRows = 0
+	}
+	return chartRows, eventRows
+}
+
+func (m Model) header(w int) []string {
+	s := m.st
+	st := m.snap.State
+	title := s.title.Render("canaryctl")
+	if st == nil {
+		msg := "waiting for the rollout of " + m.cfg.Service + " to write its state…"
+		if m.snap.Err != nil {
+			msg = oneLine(m.snap.Err.Error())
+		}
+		return []string{s.title.Render("canaryctl "+m.cfg.Title) + "  " + m.cfg.Service, s.dim.Render(msg)}
+	}
+	parts := []string{title, s.bold.Render(st.Service), s.phase(st.Phase).Render(string(st.Phase))}
+	if st.Steps > 0 {
+		step := fmt.Sprintf("step %d/%d", st.Step+1, st.Steps)
+		if st.Step < len(st.Weights) {
+			step += " (" + pct(st.Weights[st.Step]) + ")"
+		}
+		parts = append(parts, step)
+	}
+	parts = append(parts, "elapsed "+clock(m.elapsed()))
+	runner := ""
+	switch {
+	case st.Phase.Terminal():
+	case m.snap.Held && m.snap.PID > 0:
+		runner = fmt.Sprintf("pid %d", m.snap.PID)
+	case !m.snap.Held:
+		runner = s.warn.Render("no process runs it")
+	}
+	if runner != "" {
+		parts = append(parts, runner)
+	}
+	lines := []string{strings.Join(parts, s.dim.Render(" · "))}
+	lines = append(lines, s.dim.Render("next: ")+m.next())
+	if st.Reason != "" {
+		lines = append(lines, s.dim.Render("why:  ")+oneLine(st.Reason))
+	}
+	return lines
+}
+
+func (m Model) elapsed() time.Duration {
+	st := m.snap.State
+	if st == nil || st.StartedAt.IsZero() {
+		return 0
+	}
+	end := m.now
+	if st.Phase.Terminal() && !st.FinishedAt.IsZero() {
+		end = st.FinishedAt
+	}
+	return max(end.Sub(st.StartedAt), 0)
+}
+
+// next says what happens next and when.
+func (m Model) next() string {
+	st := m.snap.State
+	spec := m.cfg.Spec
+	in := func(t time.Time) string {
+		d := t.Sub(m.now).Round(time.Second)
+		if d < 0 {
+			d = 0
+		}
+		return fmt.Sprintf("in %s (%s)", d, hms(t))
+	}
+	after := func() string {
+		if st.Step+1 < st.Steps && st.Step+1 < len(st.Weights) {
+			return fmt.Sprintf("step %d/%d (%s)", st.Step+2, st.Steps, pct(st.Weights[st.Step+1]))
+		}
+		return "promotion"
+	}
+	switch st.Phase {
+	case rollout.Pending, rollout.Deploying:
+		return "deploying baseline and canary, then step 1 with split 0 until they are ready"
+	case rollout.Progressing:
+		return fmt.Sprintf("setting the split of step %d/%d, then warm-up", st.Step+1, st.Steps)
+	case rollout.Analyzing:
+		var b strings.Builder
+		if !st.NextAnalysisAt.IsZero() {
+			b.WriteString("judge " + in(st.NextAnalysisAt))
+		} else {
+			b.WriteString("judge soon")
+		}
+		if spec != nil && st.Step < len(spec.Steps) && !st.StepStartedAt.IsZero() {
+			end := st.StepStartedAt.Add(spec.Steps[st.Step].Duration)
+			b.WriteString(" · step ends " + in(end) + " → " + after())
+		} else {
+			b.WriteString(" · then " + after())
+		}
+		return b.String()
+	case rollout.Paused:
+		kind := "paused"
+		if st.Pause != nil {
+			kind = st.Pause.Kind + " pause"
+		}
+		s := kind + ", split held: r resume · P promote · a abort"
+		if spec != nil && spec.PauseTimeout > 0 && st.Pause != nil {
+			s += "; rolls back " + in(st.Pause.Since.Add(spec.PauseTimeout)) + " (pauseTimeout)"
+		}
+		return s
+	case rollout.Promoting:
+		return "canary becomes stable at the gateway; baseline and old stable go"
+	case rollout.RollingBack:
+		return "deleting canary and baseline targets: all traffic back to stable"
+	}
+	end := fmt.Sprintf("ended %s at %s", st.Phase, hms(st.FinishedAt))
+	if m.cfg.ExitOnDone {
+		return end
+	}
+	return end + " · q to leave"
+}
+
+// traffic renders the split as a bar and exact percentages.
+func (m Model) traffic(w int) []string {
+	s := m.st
+	sp := m.snap.State.Split
+	barW := max(w-2, 10)
+	canary := cells(sp.Canary, barW)
+	baseline := cells(sp.Baseline, barW)
+	stable := max(barW-canary-baseline, 0)
+	bar := s.stable.Render(strings.Repeat(glyphStable, stable)) +
+		s.baseline.Render(strings.Repeat(glyphBaseline, baseline)) +
+		s.canary.Render(strings.Repeat(glyphCanary, canary))
+	legend := fmt.Sprintf("%s stable %s   %s baseline %s   %s canary %s",
+		s.stable.Render(glyphStable), providers.Percent(sp.Stable()),
+		s.baseline.Render(glyphBaseline), providers.Percent(sp.Baseline),
+		s.canary.Render(glyphCanary), providers.Percent(sp.Canary))
+	return []string{"▕" + bar + "▏", " " + legend}
+}
+
+// cells is the bar width of bp basis points: at least one cell for any traffic at all.
+func cells(bp, width int) int {
+	if bp <= 0 {
+		return 0
+	}
+	return max(int(math.Round(float64(bp)*float64(width)/float64(providers.BasisPoints))), 1)
+}
+
+// lastJudged is the latest interval with metric results.
+func lastJudged(ivs []rollout.Interval) *rollout.Interval {
+	for i := len(ivs) - 1; i >= 0; i-- {
+		if len(ivs[i].Metrics) > 0 {
+			return &ivs[i]
+		}
+	}
+	return nil
+}
+
+// metrics renders the last judgement: one row per metric.
+func (m Model) metrics(w int) []string {
+	s := m.st
+	st := m.snap.State
+	iv := lastJudged(st.Intervals)
+	if iv == nil {
+		return []string{s.bold.Render("metrics") + s.dim.Render(" · no judgement yet")}
+	}
+	title := fmt.Sprintf("%s · step %d interval %d · requests baseline %d canary %d · score %s",
+		s.bold.Render("metrics"), iv.Step+1, iv.Index, iv.Baseline, iv.Canary,
+		s.verdict(iv.Verdict).Render(fmtScore(float64(iv.Score))+" "+string(iv.Verdict)))
+	if iv.Final {
+		title += " · final"
+	}
+	wide := w >= 100
+	cols := []int{12, 12, 12, 7, 17} // metric, baseline, canary, class, CI
+	if wide {
+		cols = []int{16, 14, 14, 7, 10, 22}
+	}
+	var hdr []string
+	if wide {
+		hdr = []string{"metric", "baseline", "canary", "ratio", "class", "CI canary−baseline"}
+	} else {
+		hdr = []string{"metric", "baseline", "canary", "class", "CI canary−base"}
+	}
+	row := func(cells []string, styles []lipgloss.Style) string {
+		var b strings.Builder
+		for i, c := range cells {
+			txt := ansi.Truncate(c, cols[i]-1, "…")
+			pad := strings.Repeat(" ", max(cols[i]-lipgloss.Width(txt), 0))
+			if styles != nil {
+				txt = styles[i].Render(txt)
+			}
+			b.WriteString(txt + pad)
+		}
+		return b.String()
+	}
+	lines := []string{title, s.dim.Render(row(hdr, nil) + "reason")}
+	for _, mr := range iv.Metrics {
+		unit := m.unit(mr.Name)
+		b := fmt.Sprintf("%s (%d)", fmtValue(float64(mr.BaselineMean), unit), mr.BaselineCount)
+		c := fmt.Sprintf("%s (%d)", fmtValue(float64(mr.CanaryMean), unit), mr.CanaryCount)
+		ci := "–"
+		if mr.CILower != nil && mr.CIUpper != nil {
+			ci = fmt.Sprintf("[%s, %s]", fmtNum(float64(*mr.CILower)), fmtNum(float64(*mr.CIUpper))) + unit
+		}
+		name := mr.Name
+		if mr.Critical {
+			name += "*"
+		}
+		plain := s.plain
+		var cells []string
+		var sty []lipgloss.Style
+		if wide {
+			cells = []string{name, b, c, fmtNum(float64(mr.Ratio)), mr.Classification, ci}
+			sty = []lipgloss.Style{plain, plain, plain, plain, s.class(mr.Classification), plain}
+		} else {
+			cells = []string{name, b, c, mr.Classification, ci}
+			sty = []lipgloss.Style{plain, plain, plain, s.class(mr.Classification), plain}
+		}
+		lines = append(lines, row(cells, sty)+oneLine(mr.Reason))
+	}
+	return lines
+}
+
+// unit of a metric's values, from the spec: ms for latency, % for error rates.
+func (m Model) unit(name string) string {
+	if m.cfg.Spec == nil {
+		return ""
+	}
+	for _, ms := range m.cfg.Spec.Analysis.Metrics {
+		if ms.Name == name {
+			switch ms.Kind {
+			case providers.LatencyQuantile:
+				return "ms"
+			case providers.ErrorRate:
+				return "%"
+			}
+		}
+	}
+	return ""
+}
+
+func (m Model) thresholds() (pass, marginal float64, ok bool) {
+	if m.cfg.Spec == nil {
+		return 0, 0, false
+	}
+	th := m.cfg.Spec.Analysis.Thresholds
+	return th.Pass, th.Marginal, true
+}
+
+// chart renders the score history: title, rows of bars, step labels.
+func (m Model) chart(w, rows int) []string {
+	s := m.st
+	pass, marginal, ok := m.thresholds()
+	title := s.bold.Render("score per interval")
+	if ok {
+		title += s.dim.Render(fmt.Sprintf(" · pass ≥ %s (─) · fail ≤ %s (┈)", fmtScore(pass), fmtScore(marginal)))
+	} else {
+		pass, marginal = math.NaN(), math.NaN()
+	}
+	out := []string{title}
+	return append(out, renderChart(m.snap.State.Intervals, chartConfig{
+		width: w, rows: rows, pass: pass, marginal: marginal, styles: s,
+	})...)
+}
+
+// events renders the latest events of this run.
+func (m Model) events(w, n int) []string {
+	s := m.st
+	var evs []rollout.Event
+	for _, ev := range m.snap.Events {
+		if ev.RunID == m.snap.State.RunID {
+			evs = append(evs, ev)
+		}
+	}
+	lines := []string{s.bold.Render("events") + s.dim.Render(fmt.Sprintf(" · %d", len(evs)))}
+	if k := len(evs) - (n - 1); k > 0 {
+		evs = evs[k:]
+	}
+	for _, ev := range evs {
+		lines = append(lines, s.dim.Render(hms(ev.Time))+" "+FormatEvent(ev))
+	}
+	return lines
+}
+
+func (m Model) statusLine(w int) string {
+	s := m.st
+	if m.mode == modeConfirm {
+		q := fmt.Sprintf("Promote %s now, skipping the remaining steps? y/n", m.service())
+		if m.confirm == rollout.ActionAbort {
+			q = fmt.Sprintf("Abort %s: delete canary and baseline targets, all traffic to stable? y/n", m.service())
+		}
+		return s.ask.Render(q)
+	}
+	if m.status != "" {
+		return s.warn.Render(m.status)
+	}
+	if m.snap.Err != nil {
+		return s.bad.Render(oneLine(m.snap.Err.Error()))
+	}
+	return ""
+}
+
+func (m Model) service() string {
+	if m.snap.State != nil {
+		return m.snap.State.Service
+	}
+	return m.cfg.Service
+}
+
+func (m Model) keyHelp(w int) string {
+	if m.mode == modeConfirm {
+		return m.help.ShortHelpView(confirmKeys{m.keys}.ShortHelp())
+	}
+	return m.help.ShortHelpView(m.keys.ShortHelp())
+}
+
+func (m Model) fullHelp(w int) []string {
+	s := m.st
+	lines := []string{"", s.bold.Render("keys")}
+	lines = append(lines, strings.Split(m.help.FullHelpView(m.keys.FullHelp()), "\n")...)
+	lines = append(lines, "",
+		"p r P a send the same request as canaryctl pause/resume/promote/abort;",
+		"the rollout applies it within a tick. P and a ask first. q leaves the",
+		"monitor only: the rollout goes on (canaryctl watch re-attaches).",
+		"traffic: "+glyphStable+" stable "+glyphBaseline+" baseline "+glyphCanary+" canary. metrics: means of the series points",
+		"(count) in the last judgement; * critical. chart: each judgement's score",
+		"against the pass (─) and marginal (┈) thresholds; × a failed judgement.",
+		"", s.dim.Render("any key: back"))
+	return lines
+}
+
+// FormatEvent renders an event on one line (without its time).
+func FormatEvent(ev rollout.Event) string {
+	switch ev.Type {
+	case rollout.EvTransition:
+		s := fmt.Sprintf("%s → %s", ev.From, ev.Phase)
+		if ev.Reason != "" {
+			s += ": " + oneLine(ev.Reason)
+		}
+		return s
+	case rollout.EvInterval:
+		if iv := ev.Interval; iv != nil {
+			s := fmt.Sprintf("judged step %d interval %d: ", iv.Step+1, iv.Index)
+			if iv.Verdict == rollout.VerdictError {
+				return s + "error: " + oneLine(iv.Error)
+			}
+			return s + fmt.Sprintf("score %s %s (requests baseline %d canary %d)", fmtScore(float64(iv.Score)), iv.Verdict, iv.Baseline, iv.Canary)
+		}
+	case rollout.EvControl:
+		if c := ev.Control; c != nil {
+			s := fmt.Sprintf("%s by %s", c.Action, c.By)
+			if ev.Reason != "" {
+				s += ": " + oneLine(ev.Reason)
+			}
+			return s
+		}
+	case rollout.EvIntent:
+		if in := ev.Intent; in != nil {
+			switch {
+			case in.Split != nil:
+				return fmt.Sprintf("gateway %s %s", in.Op, in.Split)
+			case in.Cohort != "":
+				return fmt.Sprintf("gateway %s %s %s", in.Op, in.Cohort, strings.Join(in.Addrs, ","))
+			}
+			return "gateway " + in.Op
+		}
+	}
+	s := ev.Type
+	if ev.Reason != "" {
+		s += ": " + oneLine(ev.Reason)
+	}
+	return s
+}
+
+func pct(w float64) string {
+	bp, err := providers.PercentToBP(w)
+	if err != nil {
+		return fmt.Sprintf("%v%%", w)
+	}
+	return providers.Percent(bp)
+}
+
+func fmtScore(f float64) string {
+	if math.IsNaN(f) {
+		return "–"
+	}
+	return fmt.Sprintf("%.4g", f)
+}
+
+func fmtNum(f float64) string {
+	switch {
+	case math.IsNaN(f):
+		return "–"
+	case f != 0 && math.Abs(f) < 0.01:
+		return fmt.Sprintf("%.1e", f)
+	}
+	return fmt.Sprintf("%.3g", f)
+}
+
+func fmtValue(f float64, unit string) string {
+	if math.IsNaN(f) {
+		return "–"
+	}
+	switch unit {
+	case "%":
+		return fmt.Sprintf("%.2f%%", f)
+	case "ms":
+		return fmt.Sprintf("%.1fms", f)
+	}
+	return fmtNum(f)
+}
+
+// hms is a time of day in UTC.
+func hms(t time.Time) string {
+	if t.IsZero() {
+		return "--:--:--"
+	}
+	return t.UTC().Format("15:04:05")
+}
+
+// clock renders a duration as m:ss or h:mm:ss.
+func clock(d time.Duration) string {
+	sec := int(d / time.Second)
+	if sec >= 3600 {
+		return fmt.Sprintf("%d:%02d:%02d", sec/3600, sec/60%60, sec%60)
+	}
+	return fmt.Sprintf("%d:%02d", sec/60, sec%60)
+}
