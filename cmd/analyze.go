@@ -52,14 +52,15 @@ type analyzeOptions struct {
 func newAnalyzeCmd(env *Env) *cobra.Command {
 	o := &analyzeOptions{env: env}
 	c := &cobra.Command{
-		Use:   "analyze --prometheus URL (--spec rollout.yaml | --canary-config kayenta.json) --start T --end T",
+		Use:   "analyze [--prometheus URL] (--spec rollout.yaml | --canary-config kayenta.json) --start T [--end T]",
 		Short: "Judge a past window from Prometheus, without touching any gateway",
 		Long: `analyze fetches baseline and canary series for a past window from a Prometheus-compatible API
 (Prometheus, Thanos, Mimir, VictoriaMetrics) and judges them with the Kayenta judge, printing the
 same Kayenta CanaryJudgeResult as "canaryctl judge".
 
 The metrics come either from a rollout spec (--spec: its analysis.metrics, with the latency and
-error_rate kinds rendered from a query set, see --query-set), or from a Kayenta canary config
+error_rate kinds rendered from a query set, see --query-set; the server, credentials and query
+settings of its metrics.prometheus section are used unless --prometheus is given), or from a Kayenta canary config
 (--canary-config) whose metrics use Kayenta's Prometheus query fields (metricName with
 labelBindings/groupByFields, customInlineTemplate or customFilterTemplate) with the scopes given by
 --control-scope and --experiment-scope; the PromQL is built as Kayenta builds it.
@@ -114,6 +115,14 @@ CANARYCTL_PROMETHEUS_PASSWORD.`,
 	f.Float64Var(&o.pass, "pass", judge.DefaultThresholds.Pass, "score needed to pass")
 	f.Float64Var(&o.marginal, "marginal", judge.DefaultThresholds.Marginal, "score needed to be marginal rather than fail")
 	f.StringVarP(&o.output, "output", "o", "", "output format: json or text (default text on a terminal, json otherwise)")
+	_ = c.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{"json", "text"}, cobra.ShellCompDirectiveNoFileComp
+	})
+	_ = c.RegisterFlagCompletionFunc("query-set", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return prometheus.QuerySetNames(), cobra.ShellCompDirectiveNoFileComp
+	})
+	_ = c.MarkFlagFilename("spec", "yaml", "yml")
+	_ = c.MarkFlagFilename("canary-config", "json")
 	return c
 }
 
