@@ -58,6 +58,7 @@ var commands = []func(*Env) *cobra.Command{
 	newProxyCmd,
 	newDemoServiceCmd,
 	newDemoCmd,
+	newWatchCmd,
 	newCompletionCmd,
 }
 
