@@ -30,6 +30,7 @@ type demoOptions struct {
 	spinnaker bool
 	stateDir  string
 	events    string
+	tui       bool
 }
 
 func newDemoCmd(env *Env) *cobra.Command {
@@ -55,6 +56,7 @@ func newDemoCmd(env *Env) *cobra.Command {
 	f.BoolVar(&o.spinnaker, "spinnaker", false, "print one SPINNAKER_CONFIG_JSON={...} line on stdout at the end")
 	f.StringVar(&o.stateDir, "state-dir", "", "keep state, events and logs in this directory (default: a temporary one, removed at the end)")
 	f.StringVar(&o.events, "events", "", "append every event as a JSON line to FILE")
+	f.BoolVar(&o.tui, "tui", false, "show the live monitor (as canaryctl watch) while the demo runs")
 	return c
 }
 
@@ -102,6 +104,9 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 		return fmt.Errorf("demo: embedded spec %s: %w", demo.SpecPath, err)
 	}
 	spec.Deploy.Canary.Vars["behaviour"] = string(scenario)
+	if o.tui && env.StdoutIsTerminal {
+		return runDemoTUI(ctx, env, o, spec)
+	}
 
 	root := o.stateDir
 	if root == "" {

@@ -38,6 +38,7 @@ type runOptions struct {
 	stateDir      string
 	onInterrupt   string
 	detachOnPause bool
+	tui           bool
 }
 
 func newRunCmd(env *Env) *cobra.Command {
@@ -73,6 +74,7 @@ marginal, 130 interrupted (after traffic went back to stable).`,
 	f.BoolVar(&o.spinnaker, "spinnaker", false, "print one line SPINNAKER_CONFIG_JSON={...} on stdout at the end")
 	f.StringVar(&o.stateDir, "state-dir", "", "state directory (default $CANARYCTL_STATE_DIR or "+DefaultStateDir+")")
 	f.StringVar(&o.onInterrupt, "on-interrupt", "rollback", "on SIGINT/SIGTERM: rollback (all traffic to stable) or pause (hold the split)")
+	f.BoolVar(&o.tui, "tui", false, "show the live monitor (as canaryctl watch) while the rollout runs; plain progress when stdout is not a terminal")
 	f.BoolVar(&o.detachOnPause, "detach-on-pause", false, "exit 4 when the rollout pauses (approval or marginal) instead of holding it; continue with run --resume")
 	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.RegisterFlagCompletionFunc("on-interrupt", cobra.FixedCompletions([]string{"rollback", "pause"}, cobra.ShellCompDirectiveNoFileComp))
@@ -117,6 +119,9 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 	store, err := rollout.OpenStore(rollout.StoreConfig{Root: dir, Service: spec.Service})
 	if err != nil {
 		return err
+	}
+	if o.tui && env.StdoutIsTerminal {
+		return runRolloutTUI(ctx, env, o, dir, spec)
 	}
 	var events io.Writer
 	if o.eventsFile != "" {

@@ -261,7 +261,7 @@ func (m Model) metrics(w int) []string {
 			ci = fmt.Sprintf("[%s, %s]", fmtNum(float64(*mr.CILower)), fmtNum(float64(*mr.CIUpper))) + unit
 		}
 		name := mr.Name
-		if mr.Critical {
+		if mr.Critical || m.critical(mr.Name) {
 			name += "*"
 		}
 		plain := s.plain
@@ -277,6 +277,19 @@ func (m Model) metrics(w int) []string {
 		lines = append(lines, row(cells, sty)+oneLine(mr.Reason))
 	}
 	return lines
+}
+
+// critical reports whether the spec marks the metric critical.
+func (m Model) critical(name string) bool {
+	if m.cfg.Spec == nil {
+		return false
+	}
+	for _, ms := range m.cfg.Spec.Analysis.Metrics {
+		if ms.Name == name {
+			return ms.Critical
+		}
+	}
+	return false
 }
 
 // unit of a metric's values, from the spec: ms for latency, % for error rates.

@@ -1,0 +1,281 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/spf13/cobra"
+
+	"github.com/canaryctl/canaryctl/cmd/tui"
+	"github.com/canaryctl/canaryctl/rollout"
+)
+
+// tuiLogFile is where run --tui, demo --tui and watch send logs and progress lines while the screen
+// is up, in the service's state directory.
+const tuiLogFile = "canaryctl.log"
+
+type watchOptions struct {
+	stateDir string
+	poll     time.Duration
+	plain    bool
+}
+
+func newWatchCmd(env *Env) *cobra.Command {
+	o := &watchOptions{}
+	c := &cobra.Command{
+		Use:   "watch [SERVICE]",
+		Short: "Watch and steer a running rollout: live screen with split, metrics, scores and events",
+		Long: `watch attaches to the rollout of SERVICE in the state directory, whichever process runs it, and shows
+a live screen: phase, step, elapsed time and what happens next; the traffic split; the last judgement per
+metric (baseline vs canary, classification, confidence interval, reason); the score of every interval
+against the pass and marginal thresholds; the latest events.
+
+Keys: p pause, r resume, P promote (asks first), a abort and roll back (asks first), ? help, q leave the
+monitor (the rollout goes on). The keys send the same requests as canaryctl pause/resume/promote/abort.
+NO_COLOR turns colors off. Logs go to SERVICE/` + tuiLogFile + ` in the state directory, never over the screen.
+
+When stdout is not a terminal (or with --plain) watch prints one line per new event instead and exits
+when the rollout ends, with the exit code of canaryctl run: 0 promoted, 3 rolled back, 1 failed,
+130 interrupted. On a terminal it exits 0 when you leave a running rollout, else per the final phase.`,
+		Example: "  canaryctl watch checkout\n  canaryctl watch --state-dir /var/lib/canaryctl | tee rollout.log",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runWatch(cmd.Context(), env, o, args)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.stateDir, "state-dir", "", "state directory (default $CANARYCTL_STATE_DIR or "+DefaultStateDir+")")
+	f.DurationVar(&o.poll, "poll", 200*time.Millisecond, "how often to read state.json and events.jsonl")
+	f.BoolVar(&o.plain, "plain", false, "print progress lines even when stdout is a terminal")
+	return c
+}
+
+func runWatch(ctx context.Context, env *Env, o *watchOptions, args []string) error {
+	if o.poll < 10*time.Millisecond || o.poll > time.Minute {
+		return usageErrorf("--poll %s: use 10ms..1m", o.poll)
+	}
+	store, err := openControlStore(env, &controlOptions{stateDir: o.stateDir}, args)
+	if err != nil {
+		return err
+	}
+	dir := stateDir(env, o.stateDir)
+	service := filepath.Base(store.Dir())
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	updates := tui.Poll(pctx, tui.PollConfig{Store: store, Interval: o.poll})
+
+	if o.plain || !env.StdoutIsTerminal {
+		st, err := tui.Follow(ctx, tui.FollowConfig{Updates: updates, Out: env.Stdout})
+		if err != nil {
+			return fmt.Errorf("watch %s: %w", service, err)
+		}
+		return stateExit(st)
+	}
+
+	logf, err := os.OpenFile(filepath.Join(store.Dir(), tuiLogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("watch: open log file: %w", err)
+	}
+	defer logf.Close()
+	cenv := logEnv(env, logf)
+	m := tui.New(tui.Config{
+		Service:  service,
+		Spec:     savedSpec(store),
+		Updates:  updates,
+		Control:  tuiController(cenv, dir, service),
+		Ctx:      ctx,
+		Renderer: tui.NewRenderer(env.Stdout, env.Getenv("NO_COLOR") != ""),
+		Title:    "watch",
+	})
+	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(env.Stdin), tea.WithOutput(env.Stdout), tea.WithAltScreen())
+	final, err := p.Run()
+	if err != nil && !errors.Is(err, tea.ErrProgramKilled) && !errors.Is(err, tea.ErrInterrupted) {
+		return fmt.Errorf("watch %s: %w", service, err)
+	}
+	fm, _ := final.(tui.Model)
+	st := fm.State()
+	if st == nil {
+		st, _ = store.LoadState()
+	}
+	if st != nil {
+		fmt.Fprintln(env.Stderr, stateLine(st))
+	}
+	if st != nil && st.Phase.Terminal() {
+		return stateExit(st)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil // left the monitor; the rollout goes on
+}
+
+// stateExit maps a rollout's recorded end to the exit code, as run does.
+func stateExit(st *rollout.State) error {
+	if st == nil {
+		return errors.New("watch: no rollout state was read")
+	}
+	if !st.Phase.Terminal() {
+		return withExitCode(ExitMarginal, fmt.Errorf("the rollout of %s stopped %s: %s", st.Service, st.Phase, oneLine(st.Reason)))
+	}
+	return outcomeError(rollout.Outcome{Phase: st.Phase, Verdict: st.Verdict, Score: st.Score, Reason: st.Reason, Interrupted: st.Interrupted})
+}
+
+func stateLine(st *rollout.State) string {
+	s := fmt.Sprintf("%s: %s, step %d/%d, %s", st.Service, st.Phase, st.Step+1, st.Steps, st.Split)
+	if st.Reason != "" {
+		s += ": " + st.Reason
+	}
+	return oneLine(s)
+}
+
+// savedSpec reads spec.yaml from the state directory; nil when missing or unreadable (the screen then
+// shows what state.json holds).
+func savedSpec(store *rollout.Store) *rollout.Spec {
+	raw, err := os.ReadFile(store.SpecPath())
+	if err != nil {
+		return nil
+	}
+	spec, err := rollout.ParseSpec(bytes.NewReader(raw))
+	if err != nil {
+		return nil
+	}
+	return spec
+}
+
+// logEnv is env with stderr and the logger sent to w, so nothing writes over the screen.
+func logEnv(env *Env, w io.Writer) *Env {
+	e := *env
+	e.Stderr = w
+	e.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return &e
+}
+
+// tuiController sends the monitor's key actions through runControl, the function behind canaryctl
+// pause/resume/promote/abort, and returns what it printed.
+func tuiController(env *Env, dir, service string) tui.Controller {
+	return tui.ControllerFunc(func(ctx context.Context, a rollout.Action) (string, error) {
+		var out bytes.Buffer
+		e := *env
+		e.Stdout = &out
+		err := runControl(ctx, &e, &controlOptions{stateDir: dir, wait: 15 * time.Second, reason: "from the monitor"}, a, []string{service})
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		note := lines[len(lines)-1]
+		var st *exitStatus
+		if errors.As(err, &st) && st.err == nil {
+			err = nil // a rejected request: the note says why
+		}
+		return note, err
+	})
+}
+
+// tuiRun is a rollout that this process runs while the monitor shows it (run --tui, demo --tui).
+type tuiRun struct {
+	root    string
+	service string
+	spec    *rollout.Spec
+	title   string
+	run     func(ctx context.Context, env *Env) error
+}
+
+// runWithTUI runs r.run with its stdout kept for the end and its stderr and logs in the state
+// directory's log file, while the monitor shows the rollout. Leaving the monitor (q) lets the rollout
+// go on with plain progress lines on stderr; ctrl+c in the monitor is SIGINT for the rollout.
+func runWithTUI(ctx context.Context, env *Env, r tuiRun) error {
+	store, err := rollout.OpenStore(rollout.StoreConfig{Root: r.root, Service: r.service})
+	if err != nil {
+		return err
+	}
+	logPath := filepath.Join(store.Dir(), tuiLogFile)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open log file: %w", err)
+	}
+	defer logf.Close()
+	renv := logEnv(env, logf)
+	var stdout bytes.Buffer // the run's results, printed once the screen is gone
+	renv.Stdout = &stdout
+	renv.StdoutIsTerminal = false
+
+	rctx, interrupt := context.WithCancel(ctx)
+	defer interrupt()
+	var runErr error
+	finished := make(chan struct{})
+	pctx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPoll()
+	updates := tui.Poll(pctx, tui.PollConfig{Store: store})
+	m := tui.New(tui.Config{
+		Service:    r.service,
+		Spec:       r.spec,
+		Updates:    updates,
+		Control:    tuiController(renv, r.root, r.service),
+		Ctx:        ctx,
+		Renderer:   tui.NewRenderer(env.Stdout, env.Getenv("NO_COLOR") != ""),
+		Title:      r.title,
+		ExitOnDone: true,
+	})
+	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(env.Stdin), tea.WithOutput(env.Stdout), tea.WithAltScreen())
+	go func() {
+		runErr = r.run(rctx, renv)
+		close(finished)
+		p.Send(tui.Done{Err: runErr})
+	}()
+	final, perr := p.Run()
+	if fm, ok := final.(tui.Model); ok && fm.Interrupted() {
+		interrupt() // ctrl+c in the monitor: what SIGINT does to run
+	}
+	select {
+	case <-finished:
+	default:
+		fmt.Fprintf(env.Stderr, "%s: monitor closed, the rollout goes on (log %s; canaryctl watch %s re-attaches)\n", r.service, logPath, r.service)
+		if perr != nil && !errors.Is(perr, tea.ErrProgramKilled) && !errors.Is(perr, tea.ErrInterrupted) {
+			fmt.Fprintf(env.Stderr, "%s: monitor: %v\n", r.service, perr)
+		}
+		fctx, stopFollow := context.WithCancel(ctx)
+		go func() { <-finished; stopFollow() }()
+		_, _ = tui.Follow(fctx, tui.FollowConfig{Updates: updates, Out: env.Stderr})
+		<-finished
+		stopFollow()
+	}
+	stopPoll()
+	_, _ = env.Stdout.Write(stdout.Bytes())
+	if st, err := store.LoadState(); err == nil {
+		fmt.Fprintf(env.Stderr, "%s (log %s)\n", stateLine(st), logPath)
+	}
+	return runErr
+}
+
+// runRolloutTUI is run --tui: the same rollout with the monitor on the screen.
+func runRolloutTUI(ctx context.Context, env *Env, o *runOptions, dir string, spec *rollout.Spec) error {
+	if o.specFile == "-" {
+		return usageErrorf("--tui needs the keyboard on stdin: pass the spec with --spec FILE, not -")
+	}
+	inner := *o
+	inner.tui = false
+	return runWithTUI(ctx, env, tuiRun{root: dir, service: spec.Service, spec: spec, title: "run",
+		run: func(ctx context.Context, env *Env) error { return runRollout(ctx, env, &inner) }})
+}
+
+// runDemoTUI is demo --tui: the same demo with the monitor on the screen.
+func runDemoTUI(ctx context.Context, env *Env, o *demoOptions, spec *rollout.Spec) error {
+	inner := *o
+	inner.tui = false
+	if inner.stateDir == "" {
+		dir, err := os.MkdirTemp("", "canaryctl-demo-")
+		if err != nil {
+			return fmt.Errorf("demo: create state directory: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		inner.stateDir = dir
+	}
+	return runWithTUI(ctx, env, tuiRun{root: inner.stateDir, service: spec.Service, spec: spec, title: "demo",
+		run: func(ctx context.Context, env *Env) error { return runDemo(ctx, env, &inner) }})
+}

@@ -1,0 +1,170 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/canaryctl/canaryctl/rollout"
+)
+
+// tmuxSession drives a real canaryctl in a tmux pane of its own server (-L socket).
+type tmuxSession struct {
+	t      *testing.T
+	socket string
+	last   string
+}
+
+func (s *tmuxSession) tmux(args ...string) (string, error) {
+	out, err := exec.Command("tmux", append([]string{"-L", s.socket, "-f", "/dev/null"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func (s *tmuxSession) keys(keys ...string) {
+	s.t.Helper()
+	if out, err := s.tmux(append([]string{"send-keys", "-t", "tui"}, keys...)...); err != nil {
+		s.t.Fatalf("tmux send-keys %v: %v: %s", keys, err, out)
+	}
+}
+
+// waitScreen polls the pane until cond holds for its text, or fails at the deadline.
+func (s *tmuxSession) waitScreen(ctx context.Context, what string, cond func(screen string) bool) string {
+	s.t.Helper()
+	for {
+		if out, err := s.tmux("capture-pane", "-p", "-t", "tui"); err == nil {
+			s.last = out
+			if cond(out) {
+				return out
+			}
+		}
+		select {
+		case <-ctx.Done():
+			s.t.Fatalf("screen never showed %s; last screen:\n%s", what, s.last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func readState(t *testing.T, path string) *rollout.State {
+	t.Helper()
+	for range 20 { // state.json is replaced atomically; a read error is a real one, retried briefly
+		st, err := rollout.LoadStateFile(path)
+		if err == nil {
+			return st
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("read %s", path)
+	return nil
+}
+
+func contains(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestTUIDemoInTmux drives the real binary: canaryctl demo --tui in an 80x24 tmux pane. The screen
+// shows the phases advancing; p holds the split (state.json does not change across more than one
+// analysis interval); r resumes; a plus y rolls back and the process exits 3.
+func TestTUIDemoInTmux(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Fatal("tmux is not installed; this test needs it: apt-get install -y tmux")
+	}
+	if testing.Short() {
+		t.Skip("drives the ~40 s demo; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "canaryctl")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/canaryctl/canaryctl/cmd/canaryctl").CombinedOutput(); err != nil {
+		t.Fatalf("build canaryctl: %v\n%s", err, out)
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	s := &tmuxSession{t: t, socket: "canaryctl-tui-" + hex.EncodeToString(rnd[:])}
+	t.Cleanup(func() { _, _ = s.tmux("kill-server") })
+
+	stateDir := filepath.Join(dir, "state")
+	exitFile := filepath.Join(dir, "exit-code")
+	statePath := filepath.Join(stateDir, "demo", "state.json")
+	script := fmt.Sprintf("cd %q && NO_COLOR=1 %q demo --tui --state-dir %q; echo $? > %q.tmp && mv %q.tmp %q",
+		dir, bin, stateDir, exitFile, exitFile, exitFile)
+	if out, err := s.tmux("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", "sh", "-c", script); err != nil {
+		t.Fatalf("tmux new-session: %v: %s", err, out)
+	}
+
+	// The phases advance on the screen: step 1 is judged, then step 2 starts.
+	s.waitScreen(ctx, "step 1 being analyzed", func(sc string) bool { return contains(sc, "Analyzing", "step 1/3 (2.5%)") })
+	s.waitScreen(ctx, "a judgement of step 1", func(sc string) bool { return contains(sc, "judged step 1 interval 1") })
+	screen := s.waitScreen(ctx, "step 2 being analyzed", func(sc string) bool {
+		return contains(sc, "Analyzing", "step 2/3 (10%)", "stable 80%", "canary 10%")
+	})
+	t.Logf("screen at step 2:\n%s", screen)
+
+	// p holds the step: the screen says Paused, and state.json keeps its split and judges nothing for
+	// longer than the longest analysis interval of the demo (4 s).
+	s.keys("p")
+	s.waitScreen(ctx, "Paused", func(sc string) bool { return contains(sc, "Paused", "split held") })
+	held := readState(t, statePath)
+	if held.Phase != rollout.Paused || held.Split.Canary != 1000 || held.Split.Baseline != 1000 {
+		t.Fatalf("after p: phase %s split %s, want Paused at 10%%/10%%", held.Phase, held.Split)
+	}
+	until := time.Now().Add(5 * time.Second)
+	for time.Now().Before(until) {
+		st := readState(t, statePath)
+		if st.Phase != rollout.Paused || st.Split != held.Split || len(st.Intervals) != len(held.Intervals) || st.Step != held.Step {
+			t.Fatalf("while paused: phase %s split %s step %d intervals %d, want them held (%s %s %d %d)",
+				st.Phase, st.Split, st.Step, len(st.Intervals), held.Phase, held.Split, held.Step, len(held.Intervals))
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("deadline while checking the pause")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+
+	// r resumes: the step restarts.
+	s.keys("r")
+	s.waitScreen(ctx, "the resumed step", func(sc string) bool { return contains(sc, "resumed by") && !strings.Contains(sc, "Paused ·") })
+
+	// a asks; y rolls back: all traffic on stable, exit code 3.
+	s.keys("a")
+	s.waitScreen(ctx, "the abort question", func(sc string) bool { return contains(sc, "Abort demo", "y/n") })
+	s.keys("y")
+	var code []byte
+	for {
+		if b, err := os.ReadFile(exitFile); err == nil {
+			code = bytes.TrimSpace(b)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("canaryctl demo --tui did not exit after abort; last screen:\n%s", s.last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if string(code) != "3" {
+		t.Fatalf("exit code %q after abort, want 3 (rolled back); last screen:\n%s", code, s.last)
+	}
+	st := readState(t, statePath)
+	if st.Phase != rollout.RolledBack || st.Split.Canary != 0 || st.Split.Baseline != 0 || !strings.Contains(st.Reason, "aborted by") {
+		t.Fatalf("after abort: phase %s split %s reason %q", st.Phase, st.Split, st.Reason)
+	}
+	logb, _ := os.ReadFile(filepath.Join(stateDir, "demo", tuiLogFile))
+	if !bytes.Contains(logb, []byte("ROLLED BACK")) {
+		t.Errorf("the demo's stderr did not go to %s:\n%s", tuiLogFile, logb)
+	}
+}
