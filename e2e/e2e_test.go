@@ -498,8 +498,9 @@ func TestKillAndResume(t *testing.T) {
 	t.Logf("killed canaryctl run (pid %d) in step %d, split %s", first.cmd.Process.Pid, st.Step+1, st.Split)
 	// Nobody rolled back: the external proxy still sends the step's share to the canary, whose
 	// process (in a process group of its own) survived.
-	if pids := serviceProcs("k2"); len(pids) != 1 {
-		t.Fatalf("canary processes after SIGKILL: %v, want 1", pids)
+	canary := serviceProcs("k2")
+	if len(canary) != 1 {
+		t.Fatalf("canary processes after SIGKILL: %v, want 1", canary)
 	}
 
 	r := run(t, 2*time.Minute, env, "run", "--spec", spec, "--state-dir", dir, "--resume", "-o", "json")
@@ -514,8 +515,8 @@ func TestKillAndResume(t *testing.T) {
 		t.Errorf("resumed rollout ended %s: %s", rep.Phase, rep.Reason)
 	}
 	// The resumed run adopted the canary instead of starting a second one, and tore the baseline down.
-	if pids := serviceProcs("k2"); len(pids) != 1 {
-		t.Errorf("canary processes after promotion: %v, want the one adopted", pids)
+	if pids := serviceProcs("k2"); len(pids) != 1 || pids[0] != canary[0] {
+		t.Errorf("canary processes after promotion: %v, want the one adopted (pid %d)", pids, canary[0])
 	}
 	assertNoServices(t, "k1")
 }
