@@ -17,6 +17,10 @@ help: ## list the targets
 build: ## build bin/canaryctl (static, -trimpath, version stamped)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/canaryctl ./cmd/canaryctl
 
+IMAGE ?= canaryctl:$(VERSION)
+image: ## container image (IMAGE=canaryctl:VERSION): static binary, non-root, distroless (needs docker)
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) -t $(IMAGE) .
+
 demo: ## run the main job: a demo rollout on embedded defaults
 	$(GO) run ./cmd/canaryctl demo
 
@@ -50,4 +54,4 @@ fuzz: ## run every fuzz target for FUZZTIME each
 ci: fmt-check vet race ## what CI runs: format check, vet, race-enabled tests
 	@echo "ci: all checks passed"
 
-.PHONY: help build demo test race vet lint fmt-check tidy-check bench fuzz ci
+.PHONY: help build image demo test race vet lint fmt-check tidy-check bench fuzz ci
