@@ -65,7 +65,7 @@ analysis:
   resolution: 1s
   thresholds: {pass: 95, marginal: 75}
   metrics:
-    - {name: p99-latency, kind: latency, quantile: 0.99, direction: increase, mustHaveData: true, group: latency, effectSize: {allowedIncrease: 1.5}}
+    - {name: p99-latency, kind: latency, quantile: 0.99, direction: increase, mustHaveData: true, group: latency, effectSize: {allowedIncrease: 2}}
     - {name: 5xx-rate, kind: error_rate, direction: increase, critical: true, nanStrategy: remove, group: errors}
 steps:
   - {weight: 20, warmup: 1s, interval: 8s, duration: 9s}
