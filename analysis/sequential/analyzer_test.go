@@ -268,3 +268,19 @@ func FuzzAnalyzer(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkAnalyzerObserve measures one look with 50 canary and 50 baseline requests.
+func BenchmarkAnalyzerObserve(b *testing.B) {
+	a, _ := New(Config{})
+	c, bl := newTraffic(1, 0.005, 0, 0), newTraffic(2, 0.005, 0, 0)
+	batches := make([]Batch, 64)
+	for i := range batches {
+		batches[i] = Batch{Canary: c.samples(50), Baseline: bl.samples(50), StableRequests: 1900, StableErrors: 9}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		a.Observe(batches[i%len(batches)])
+		i++
+	}
+}

@@ -56,7 +56,7 @@ func TestLatencyModel(t *testing.T) {
 	st := newStream(tr, 1, rand.NewPCG(1, 2))
 	m := canaryModel{sc: Scenario{P99Factor: 1.5}, q90: tr.LatencyQuantile(0.9), q99: tr.LatencyQuantile(0.99)}
 	var base, canary []float64
-	for len(base) < 200000 {
+	for len(base) < 200000/raceScale {
 		sec := st.next()
 		if sec.load != 1 {
 			continue
@@ -167,7 +167,7 @@ func TestRunDeterministicAndMeetsTargetsOnASmallSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Rollouts: 40, Seed: 7, Traffic: DefaultTraffic(), Schedule: DefaultSchedule(),
+	cfg := Config{Rollouts: 40 / raceScale, Seed: 7, Traffic: DefaultTraffic(), Schedule: DefaultSchedule(),
 		Sequential: sequential.DefaultConfig(), Kayenta: k}
 	a, err := Run(t.Context(), cfg)
 	if err != nil {
