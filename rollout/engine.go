@@ -351,6 +351,7 @@ func (e *Engine) Wake() time.Time { return e.wake }
 // (SIGINT/SIGTERM) the rollout rolls back (or pauses with OnInterrupt pause) before Run returns.
 func (e *Engine) Run(ctx context.Context) (Outcome, error) {
 	for {
+		before := e.State().Phase
 		if _, err := e.Tick(ctx); err != nil {
 			return e.outcome(), err
 		}
@@ -363,12 +364,12 @@ func (e *Engine) Run(ctx context.Context) (Outcome, error) {
 			o.Detached = true
 			return o, nil
 		}
-		wait := e.cfg.PollInterval
-		if d := e.wake.Sub(e.now()); d < wait {
-			wait = max(d, 0)
+		if st.Phase != before {
+			continue // the next phase's handler runs at once
 		}
-		if wait == 0 {
-			continue
+		wait := e.cfg.PollInterval
+		if d := e.wake.Sub(e.now()); d > 0 && d < wait {
+			wait = d
 		}
 		var done <-chan struct{}
 		if !e.interrupted {
@@ -395,7 +396,11 @@ func (e *Engine) Tick(ctx context.Context) (Phase, error) {
 	}
 	if ctx.Err() != nil && !e.interrupted {
 		e.interrupted = true
-		return e.interrupt()
+		next, err := e.interrupt()
+		if next != phase || err != nil {
+			return next, err
+		}
+		// Rolling back or promoting already: the handler goes on below, ignoring the cancellation.
 	}
 	if e.interrupted {
 		ctx = context.WithoutCancel(ctx)
