@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,6 +117,9 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 	spec, err := rollout.ParseSpec(bytes.NewReader(raw))
 	if err != nil {
 		return err // *SpecError(s): exit 2, before anything is deployed
+	}
+	if err := resolveWebhookURLs(env, spec); err != nil {
+		return err
 	}
 	store, err := rollout.OpenStore(rollout.StoreConfig{Root: dir, Service: spec.Service})
 	if err != nil {
@@ -394,10 +399,31 @@ func adminToken(env *Env, g rollout.GatewaySpec) (string, error) {
 	name := g.TokenEnv
 	if name == "" {
 		name = "CANARYCTL_PROXY_TOKEN"
+		// The variable `canaryctl proxy` itself reads works too.
+		if env.Getenv(name) == "" && env.Getenv("CANARYCTL_ADMIN_TOKEN") != "" {
+			name = "CANARYCTL_ADMIN_TOKEN"
+		}
 	}
 	t := env.Getenv(name)
 	if t == "" {
-		return "", usageErrorf("gateway.admin needs a token: set %s, or gateway.tokenEnv / gateway.tokenFile", name)
+		return "", usageErrorf("gateway.admin needs a token: set %s (or CANARYCTL_ADMIN_TOKEN), or gateway.tokenEnv / gateway.tokenFile", name)
 	}
 	return t, nil
+}
+
+// resolveWebhookURLs reads the URL of every webhook that names an environment variable (urlEnv).
+func resolveWebhookURLs(env *Env, spec *rollout.Spec) error {
+	hooks := slices.Clone(spec.Notify.Webhooks)
+	for i, h := range hooks {
+		if h.URLEnv == "" {
+			continue
+		}
+		u, err := url.Parse(env.Getenv(h.URLEnv))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return usageErrorf("notifications.webhooks[%d].urlEnv: $%s does not hold an http(s) URL; export the webhook URL in it", i, h.URLEnv)
+		}
+		hooks[i].URL = u.String()
+	}
+	spec.Notify.Webhooks = hooks
+	return nil
 }

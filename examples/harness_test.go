@@ -160,7 +160,12 @@ func newCluster(t *testing.T, canaryStatus int) *cluster {
 	c := &cluster{}
 	c.canaryStatus.Store(int32(canaryStatus))
 	serve := func(status func() int) *httptest.Server {
-		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status()) }))
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			// A service takes a moment to answer; without it a loaded test machine's scheduling
+			// noise would be all that P99 latency measures.
+			time.Sleep(2 * time.Millisecond)
+			w.WriteHeader(status())
+		}))
 		t.Cleanup(s.Close)
 		return s
 	}

@@ -165,6 +165,9 @@ type NotificationsSpec struct {
 // WebhookSpec is one webhook.
 type WebhookSpec struct {
 	URL string `yaml:"url" json:"url"`
+	// URLEnv names an environment variable that holds the URL instead (a Slack webhook URL is a
+	// secret; it then stays out of the spec and the state directory). Set url or urlEnv.
+	URLEnv string `yaml:"urlEnv,omitempty" json:"urlEnv,omitempty"`
 	// On lists the events that trigger it: promoted, rolledBack, failed, paused, started (default: all
 	// but started).
 	On []string `yaml:"on,omitempty" json:"on,omitempty"`
@@ -408,8 +411,14 @@ func (s *Spec) Validate() error {
 	}
 	for i, w := range s.Notify.Webhooks {
 		p := fmt.Sprintf("notifications.webhooks[%d]", i)
-		if err := checkURL(w.URL); err != nil {
-			bad(p+".url", "%v", err)
+		switch {
+		case w.URLEnv != "" && w.URL != "":
+			bad(p+".urlEnv", "set either url or urlEnv, not both")
+		case w.URLEnv != "":
+		default:
+			if err := checkURL(w.URL); err != nil {
+				bad(p+".url", "%v", err)
+			}
 		}
 		for j, ev := range w.On {
 			if !contains(notifyEvents, ev) {
