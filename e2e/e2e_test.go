@@ -256,12 +256,13 @@ type demoOut struct {
 
 func parseDemo(t *testing.T, stdout string) (demoOut, map[string]any) {
 	t.Helper()
-	dec := json.NewDecoder(strings.NewReader(stdout))
+	src := strings.NewReader(stdout)
+	dec := json.NewDecoder(src)
 	var d demoOut
 	if err := dec.Decode(&d); err != nil {
 		t.Fatalf("demo -o json: %v\n%s", err, stdout)
 	}
-	rest, _ := io.ReadAll(dec.Buffered())
+	rest, _ := io.ReadAll(io.MultiReader(dec.Buffered(), src))
 	lines := strings.Split(strings.TrimSpace(string(rest)), "\n")
 	var spin map[string]any
 	if len(lines) != 1 || !strings.HasPrefix(lines[0], rollout.SpinnakerPrefix) {
