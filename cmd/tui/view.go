@@ -161,9 +161,9 @@ func (m Model) next() string {
 		if st.Pause != nil {
 			kind = st.Pause.Kind + " pause"
 		}
-		s := kind + ", split held: r resume · P promote · a abort"
+		s := kind + ", split held until r, P or a"
 		if spec != nil && spec.PauseTimeout > 0 && st.Pause != nil {
-			s += "; rolls back " + in(st.Pause.Since.Add(spec.PauseTimeout)) + " (pauseTimeout)"
+			s = kind + ", split held · rollback at pauseTimeout " + in(st.Pause.Since.Add(spec.PauseTimeout))
 		}
 		return s
 	case rollout.Promoting:
