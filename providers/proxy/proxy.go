@@ -83,6 +83,8 @@ type Proxy struct {
 	needInfo       bool
 	transport      http.RoundTripper
 	closeIdle      func()
+	fastOn         bool // the fast path is on unless Config.Transport replaces the transport
+	fast           fastConfig
 	rp             *httputil.ReverseProxy
 	metrics        *metrics
 	samples        *ring
@@ -187,6 +189,9 @@ func New(cfg Config) (*Proxy, error) {
 	if p.transport == nil {
 		tr := newTransport(cfg)
 		p.transport, p.closeIdle = tr, tr.CloseIdleConnections
+		p.fastOn = true
+		p.fast.dialer = net.Dialer{Timeout: dialTimeout(cfg), KeepAlive: 30 * time.Second}
+		p.fast.rht, p.fast.idle, p.fast.perHost = tr.ResponseHeaderTimeout, tr.IdleConnTimeout, tr.MaxIdleConnsPerHost
 	}
 	p.metrics = newMetrics()
 	capacity := cfg.SampleCapacity
@@ -205,11 +210,15 @@ func New(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
-func newTransport(cfg Config) *http.Transport {
-	dial := cfg.DialTimeout
-	if dial <= 0 {
-		dial = 2 * time.Second
+func dialTimeout(cfg Config) time.Duration {
+	if cfg.DialTimeout <= 0 {
+		return 2 * time.Second
 	}
+	return cfg.DialTimeout
+}
+
+func newTransport(cfg Config) *http.Transport {
+	dial := dialTimeout(cfg)
 	rht := cfg.ResponseHeaderTimeout
 	if rht <= 0 {
 		rht = 60 * time.Second
@@ -243,6 +252,10 @@ func (p *Proxy) Close() error {
 	if p.closeIdle != nil {
 		p.closeIdle()
 	}
+	p.fast.upstreams.Range(func(k, _ any) bool {
+		k.(*upstream).pool.closeIdle()
+		return true
+	})
 	return nil
 }
 
@@ -263,7 +276,7 @@ func (p *Proxy) resolve(addrs []string) ([]*upstream, error) {
 		seen[key] = true
 		up := p.known[key]
 		if up == nil {
-			up = &upstream{raw: key, url: u}
+			up = newUpstream(key, u)
 			p.known[key] = up
 		}
 		out = append(out, up)
@@ -447,6 +460,7 @@ type call struct {
 	byRule bool
 	up     *upstream
 	status int
+	abort  bool // the upstream broke off the body: abort the client's response after recording
 	ctx    callCtx
 }
 
@@ -521,14 +535,25 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.metrics.fallback.Add(1)
 	}
 	c := &call{t: t, cohort: ci, byRule: byRule, up: up, status: http.StatusBadGateway}
-	if up != nil {
-		c.ctx = callCtx{Context: r.Context(), c: c}
-		p.rp.ServeHTTP(w, r.WithContext(&c.ctx))
-	} else {
+	switch {
+	case up == nil:
 		http.Error(w, "no upstream", http.StatusBadGateway)
+	case p.fastOn && up.fast && fastOK(r):
+		p.serveFast(w, r, c)
+	default:
+		p.serveRP(w, r, c)
 	}
 	end := p.now()
 	p.record(end, end.Sub(start), c.status, c.cohort, c.byRule)
+	if c.abort {
+		panic(http.ErrAbortHandler) // the server closes the client connection without logging
+	}
+}
+
+// serveRP proxies through the httputil.ReverseProxy (everything the fast path does not take).
+func (p *Proxy) serveRP(w http.ResponseWriter, r *http.Request, c *call) {
+	c.ctx = callCtx{Context: r.Context(), c: c}
+	p.rp.ServeHTTP(w, r.WithContext(&c.ctx))
 }
 
 func (p *Proxy) record(end time.Time, lat time.Duration, status, ci int, byRule bool) {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -37,6 +38,11 @@ func cohortIndex(c providers.Cohort) (int, bool) {
 type upstream struct {
 	raw string
 	url *url.URL
+	// hostport is the dial address; fast is set when the fast path may serve this upstream
+	// (plain http, no base path); pool holds its idle fast-path connections.
+	hostport string
+	fast     bool
+	pool     connPool
 	// downUntil is the UnixNano time until which the upstream is skipped after refusing a
 	// connection; 0 when healthy.
 	downUntil atomic.Int64
@@ -69,6 +75,14 @@ func (u *upstream) ok() {
 	if u.downUntil.Load() != 0 {
 		u.downUntil.Store(0)
 	}
+}
+
+func newUpstream(raw string, u *url.URL) *upstream {
+	hp := u.Host
+	if u.Port() == "" {
+		hp = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+	}
+	return &upstream{raw: raw, url: u, hostport: hp, fast: u.Scheme == "http" && (u.Path == "" || u.Path == "/") && u.RawPath == ""}
 }
 
 // parseUpstream validates a base URL such as "http://127.0.0.1:9002".

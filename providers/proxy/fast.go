@@ -1,0 +1,363 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The fast path proxies the common request — GET, HEAD or OPTIONS without a body, not an
+// upgrade, to a plain-http upstream without a base path — on the handler's own goroutine over a
+// keep-alive connection pool of its own: the request head is written straight from the incoming
+// request and the answer read with http.ReadResponse. Compared with httputil.ReverseProxy over
+// http.Transport it saves the request clone, the client trace, the transport's read and write
+// goroutines with their channel hand-offs and most per-request allocations. Everything else
+// (bodies, upgrades, https upstreams, base paths, 100-continue) takes the ReverseProxy.
+//
+// Only idempotent methods without a body are taken, so a request that met a stale keep-alive
+// connection is simply sent again on a new one, like http.Transport does.
+
+// fastOK reports whether r may take the fast path (the upstream side is checked per upstream).
+func fastOK(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		return false
+	}
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.ProtoMajor != 1 {
+		return false
+	}
+	h := r.Header
+	return len(h["Upgrade"]) == 0 && len(h["Expect"]) == 0 && len(h["Content-Length"]) == 0
+}
+
+// connPool keeps idle keep-alive connections to one upstream, newest first.
+type connPool struct {
+	mu   sync.Mutex
+	idle []*upConn
+}
+
+type upConn struct {
+	nc     net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt int64
+}
+
+func (cp *connPool) get(now, maxIdle int64) *upConn {
+	cp.mu.Lock()
+	for n := len(cp.idle); n > 0; n = len(cp.idle) {
+		uc := cp.idle[n-1]
+		cp.idle[n-1] = nil
+		cp.idle = cp.idle[:n-1]
+		if now-uc.idleAt < maxIdle {
+			cp.mu.Unlock()
+			return uc
+		}
+		_ = uc.nc.Close()
+	}
+	cp.mu.Unlock()
+	return nil
+}
+
+// put returns uc to the pool, or closes it when the pool holds limit connections.
+func (cp *connPool) put(uc *upConn, now int64, limit int) {
+	uc.idleAt = now
+	cp.mu.Lock()
+	if len(cp.idle) < limit {
+		cp.idle = append(cp.idle, uc)
+		cp.mu.Unlock()
+		return
+	}
+	cp.mu.Unlock()
+	_ = uc.nc.Close()
+}
+
+func (cp *connPool) closeIdle() {
+	cp.mu.Lock()
+	idle := cp.idle
+	cp.idle = nil
+	cp.mu.Unlock()
+	for _, uc := range idle {
+		_ = uc.nc.Close()
+	}
+}
+
+// fastConfig holds the transport settings of the fast path.
+type fastConfig struct {
+	dialer    net.Dialer
+	rht       time.Duration
+	idle      time.Duration
+	perHost   int
+	upstreams sync.Map // *upstream -> struct{}, for closing idle connections
+}
+
+var errStale = errors.New("stale keep-alive connection")
+
+// serveFast proxies r (which passed fastOK) to c.up, retrying refused connections on other
+// upstreams like the retrier does. It sets c.status, c.cohort and c.up.
+func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, c *call) {
+	ctx := r.Context()
+	for attempt := 0; ; attempt++ {
+		uc, fresh, err := p.fastConn(ctx, c.up)
+		if err == nil {
+			var resp *http.Response
+			resp, err = p.fastRoundTrip(ctx, uc, r, c.up)
+			if err == nil {
+				p.fastCopy(w, r, c, uc, resp)
+				return
+			}
+			_ = uc.nc.Close()
+			if !fresh && ctx.Err() == nil && isStale(err) {
+				// The upstream closed an idle connection: send again on a new one (idempotent, no body).
+				if uc, err = p.dial(ctx, c.up); err == nil {
+					if resp, err = p.fastRoundTrip(ctx, uc, r, c.up); err == nil {
+						p.fastCopy(w, r, c, uc, resp)
+						return
+					}
+					_ = uc.nc.Close()
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			c.status = 499 // client went away (nginx's convention)
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		if !isDialError(err) {
+			c.status = http.StatusBadGateway
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.status = http.StatusGatewayTimeout
+			}
+			p.log.Debug("proxy error", "cohort", cohortNames[c.cohort], "upstream", c.up.raw, "err", err)
+			w.WriteHeader(c.status)
+			return
+		}
+		now := p.now().UnixNano()
+		d := c.up.fail(now, p.backoffBase, p.backoffMax)
+		p.metrics.refused.Add(1)
+		p.log.Warn("upstream refused connection; backing off", "upstream", c.up.raw, "cohort", cohortNames[c.cohort], "backoff", d, "err", err)
+		ci, next := c.t.next(c.cohort, c.up, now)
+		if attempt >= 2 || next == nil {
+			c.status = http.StatusBadGateway
+			w.WriteHeader(c.status)
+			return
+		}
+		if ci != c.cohort {
+			p.metrics.fallback.Add(1)
+		}
+		c.cohort, c.up = ci, next
+		if !next.fast {
+			p.serveRP(w, r, c)
+			return
+		}
+	}
+}
+
+func isStale(err error) bool {
+	return errors.Is(err, errStale) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// fastConn returns an idle connection to u, or a new one (fresh).
+func (p *Proxy) fastConn(ctx context.Context, u *upstream) (uc *upConn, fresh bool, err error) {
+	if uc := u.pool.get(p.now().UnixNano(), int64(p.fast.idle)); uc != nil {
+		return uc, false, nil
+	}
+	uc, err = p.dial(ctx, u)
+	return uc, true, err
+}
+
+func (p *Proxy) dial(ctx context.Context, u *upstream) (*upConn, error) {
+	nc, err := p.fast.dialer.DialContext(ctx, "tcp", u.hostport)
+	if err != nil {
+		return nil, err
+	}
+	p.fast.upstreams.Store(u, struct{}{})
+	return &upConn{nc: nc, br: bufio.NewReaderSize(nc, 8<<10), bw: bufio.NewWriterSize(nc, 4<<10)}, nil
+}
+
+// hopHeaders are removed in both directions (RFC 9110 7.6.1), as httputil.ReverseProxy does.
+var hopHeaders = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func isHop(k string) bool {
+	for _, h := range hopHeaders {
+		if k == h {
+			return true
+		}
+	}
+	return false
+}
+
+// connectionListed reports whether header k is named in a Connection header (hop-by-hop too).
+func connectionListed(conn []string, k string) bool {
+	for _, v := range conn {
+		for f := range strings.SplitSeq(v, ",") {
+			if textproto.TrimString(f) != "" && strings.EqualFold(textproto.TrimString(f), k) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// fastRoundTrip writes the request head to uc and reads the response head.
+func (p *Proxy) fastRoundTrip(ctx context.Context, uc *upConn, r *http.Request, u *upstream) (*http.Response, error) {
+	stop := context.AfterFunc(ctx, func() { _ = uc.nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	bw := uc.bw
+	bw.WriteString(r.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(r.URL.RequestURI())
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	if p.preserveHost {
+		bw.WriteString(r.Host)
+	} else {
+		bw.WriteString(u.url.Host)
+	}
+	bw.WriteString("\r\n")
+	conn := r.Header["Connection"]
+	for k, vv := range r.Header {
+		switch k {
+		case "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+			continue
+		case "Te":
+			// like ReverseProxy: keep "Te: trailers" only
+			for _, v := range vv {
+				if strings.EqualFold(textproto.TrimString(v), "trailers") {
+					bw.WriteString("Te: trailers\r\n")
+					break
+				}
+			}
+			continue
+		}
+		if isHop(k) || (len(conn) > 0 && connectionListed(conn, k)) {
+			continue
+		}
+		for _, v := range vv {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	bw.WriteString("X-Forwarded-For: ")
+	if p.trustForwarded {
+		if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+			bw.WriteString(strings.Join(prior, ", "))
+			bw.WriteString(", ")
+		}
+	}
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		bw.WriteString(ip)
+	}
+	bw.WriteString("\r\nX-Forwarded-Host: ")
+	bw.WriteString(r.Host)
+	if r.TLS != nil {
+		bw.WriteString("\r\nX-Forwarded-Proto: https\r\n\r\n")
+	} else {
+		bw.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, errors.Join(errStale, err)
+	}
+	if p.fast.rht > 0 {
+		_ = uc.nc.SetReadDeadline(time.Now().Add(p.fast.rht))
+	}
+	for {
+		resp, err := http.ReadResponse(uc.br, r)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			continue // informational (103 Early Hints): skip, as for a request without a body
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return nil, errors.New("upstream switched protocols on a request that asked for no upgrade")
+		}
+		if p.fast.rht > 0 {
+			_ = uc.nc.SetReadDeadline(time.Time{})
+		}
+		return resp, nil
+	}
+}
+
+// fastCopy writes resp to w and returns uc to the pool when the body was read to its end.
+func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *upConn, resp *http.Response) {
+	c.status = resp.StatusCode
+	ctx := r.Context()
+	stop := context.AfterFunc(ctx, func() { _ = uc.nc.SetDeadline(time.Unix(1, 0)) })
+	dst := w.Header()
+	conn := resp.Header["Connection"]
+	for k, vv := range resp.Header {
+		if isHop(k) || (len(conn) > 0 && connectionListed(conn, k)) {
+			continue
+		}
+		dst[k] = vv
+	}
+	if len(resp.Trailer) > 0 {
+		names := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			names = append(names, k)
+		}
+		dst["Trailer"] = []string{strings.Join(names, ", ")}
+	}
+	w.WriteHeader(resp.StatusCode)
+	stream := resp.ContentLength == -1 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	readErr, writeErr := copyBody(w, resp.Body, stream)
+	stop()
+	if readErr == nil && writeErr == nil {
+		for k, vv := range resp.Trailer {
+			dst[http.TrailerPrefix+k] = vv
+		}
+		_ = resp.Body.Close() // read to EOF: cheap, keeps the connection usable
+		if !resp.Close && ctx.Err() == nil {
+			u := c.up
+			u.ok()
+			u.pool.put(uc, p.now().UnixNano(), p.fast.perHost)
+			return
+		}
+		_ = uc.nc.Close()
+		return
+	}
+	_ = uc.nc.Close()
+	if readErr != nil && ctx.Err() == nil {
+		// The upstream broke off mid-body: abort the client's response too, so it is not taken as whole.
+		p.log.Debug("upstream broke off the response body", "upstream", c.up.raw, "err", readErr)
+		c.abort = true
+	}
+}
+
+// copyBody copies the body with a pooled buffer, flushing after every write when stream is set.
+func copyBody(w http.ResponseWriter, body io.Reader, stream bool) (readErr, writeErr error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil, werr
+			}
+			if stream {
+				_ = http.NewResponseController(w).Flush()
+			}
+		}
+		if err == io.EOF {
+			return nil, nil
+		}
+		if err != nil {
+			return err, nil
+		}
+	}
+}
