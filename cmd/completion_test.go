@@ -1,9 +1,11 @@
 package cmd
 
 import (
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -138,4 +140,59 @@ func TestBashCompletionLoadsAndCompletes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHelperCompletionShim is not a test: it is canaryctl for the shell (see TestBashCompletesWithTheBinary).
+func TestHelperCompletionShim(t *testing.T) {
+	if os.Getenv("CANARYCTL_COMPLETION_SHIM") != "1" {
+		t.Skip("helper process")
+	}
+	os.Exit(Main(flag.Args()))
+}
+
+// TestBashCompletesWithTheBinary runs real completion in bash with bash-completion: the script calls
+// `canaryctl __complete ...`, here a shim that runs this test binary as canaryctl.
+func TestBashCompletesWithTheBinary(t *testing.T) {
+	t.Parallel()
+	const lib = "/usr/share/bash-completion/bash_completion"
+	if _, err := os.Stat(lib); err != nil {
+		t.Skip("bash-completion not installed")
+	}
+	dir := t.TempDir()
+	shim := "#!/bin/sh\nCANARYCTL_COMPLETION_SHIM=1 exec " + os.Args[0] + " -test.run='^TestHelperCompletionShim$' -- \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "canaryctl"), []byte(shim), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		words []string
+		want  string
+	}{
+		{"flag values", []string{"canaryctl", "run", "--output", ""}, "text json"},
+		{"subcommand", []string{"canaryctl", "compl"}, "completion"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			script := "source " + lib + "\nsource <(canaryctl completion bash)\n" +
+				"COMP_WORDS=(" + strings.Join(quoteAll(tc.words), " ") + ")\nCOMP_CWORD=" + strconv.Itoa(len(tc.words)-1) + "\n" +
+				"COMP_LINE=\"${COMP_WORDS[*]}\"\nCOMP_POINT=${#COMP_LINE}\n" +
+				"__start_canaryctl canaryctl \"${COMP_WORDS[COMP_CWORD]}\" \"${COMP_WORDS[COMP_CWORD-1]}\" 2>/dev/null\n" +
+				"echo \"${COMPREPLY[*]}\"\n"
+			c := exec.CommandContext(t.Context(), "bash", "--norc", "--noprofile", "-c", script)
+			c.Env = append(os.Environ(), "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+			out, err := c.Output()
+			if got := strings.TrimSpace(string(out)); err != nil || got != tc.want {
+				t.Fatalf("bash completes %q to %q (%v), want %q", tc.words, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func quoteAll(words []string) []string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		out[i] = "'" + w + "'"
+	}
+	return out
 }
