@@ -34,8 +34,9 @@ func newStatusCmd(env *Env) *cobra.Command {
 		Long: `status reads SERVICE's state.json in the state directory and shows the phase, step, split, last score
 and verdict, why the rollout is where it is, and whether a process is running it. SERVICE may be left out when
 the state directory holds one rollout. -o json prints state.json (schema in rollout/README.md).`,
-		Example: "  canaryctl status checkout\n  canaryctl status -o json --state-dir /var/lib/canaryctl",
-		Args:    cobra.MaximumNArgs(1),
+		Example:           "  canaryctl status checkout\n  canaryctl status -o json --state-dir /var/lib/canaryctl",
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeServices(env, o),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.output != "text" && o.output != "json" {
 				return usageErrorf("--output %q: use text or json", o.output)
@@ -91,8 +92,9 @@ func newControlCmd(env *Env, action rollout.Action, short, long string) *cobra.C
 		Short: short,
 		Long: short + ".\n\n" + long + "\n\nThe request is written to the state directory (" + "SERVICE/control/" +
 			"); the command waits up to --wait for the running rollout to apply it and prints the new phase.",
-		Example: fmt.Sprintf("  canaryctl %s checkout\n  canaryctl %s checkout --state-dir /var/lib/canaryctl --reason \"ticket OPS-42\"", name, name),
-		Args:    cobra.MaximumNArgs(1),
+		Example:           fmt.Sprintf("  canaryctl %s checkout\n  canaryctl %s checkout --state-dir /var/lib/canaryctl --reason \"ticket OPS-42\"", name, name),
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeServices(env, o),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runControl(cmd.Context(), env, o, action, args)
 		},
@@ -102,6 +104,24 @@ func newControlCmd(env *Env, action rollout.Action, short, long string) *cobra.C
 	f.StringVar(&o.reason, "reason", "", "why (recorded in events.jsonl and the rollout's reason)")
 	f.DurationVar(&o.wait, "wait", 30*time.Second, "how long to wait for the running rollout to apply the request (0: do not wait)")
 	return c
+}
+
+// completeServices completes SERVICE with the rollouts of the state directory.
+func completeServices(env *Env, o *controlOptions) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		dir := stateDir(env, o.stateDir)
+		entries, _ := os.ReadDir(dir)
+		var names []string
+		for _, e := range entries {
+			if _, err := os.Stat(filepath.Join(dir, e.Name(), "state.json")); err == nil {
+				names = append(names, e.Name())
+			}
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	}
 }
 
 // openControlStore finds the service's state directory: the argument, or the only rollout there.
