@@ -301,9 +301,14 @@ func (e *Engine) Resume(ctx context.Context) error {
 		e.cfg.Store.Unlock()
 		return fmt.Errorf("resume rollout: state is for service %q, spec for %q", st.Service, e.spec.Service)
 	}
-	if st.Steps != len(e.spec.Steps) {
+	weights := make([]float64, len(e.spec.Steps))
+	for i, s := range e.spec.Steps {
+		weights[i] = s.Weight
+	}
+	if !slices.Equal(st.Weights, weights) {
 		e.cfg.Store.Unlock()
-		return fmt.Errorf("resume rollout: the recorded rollout has %d steps, the spec %d; resume with the spec it started with (%s)", st.Steps, len(e.spec.Steps), e.cfg.Store.SpecPath())
+		return fmt.Errorf("resume rollout: the recorded rollout has steps %s, the spec %s; resume with the spec it started with (%s)",
+			stepList(st.Weights), stepList(weights), e.cfg.Store.SpecPath())
 	}
 	if st.Intervals == nil {
 		st.Intervals = []Interval{}

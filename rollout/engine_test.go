@@ -777,6 +777,12 @@ func TestStartRefusesUnfinishedAndLockedRollouts(t *testing.T) {
 		t.Fatalf("Resume while locked: %v", err)
 	}
 	h.eng.Close()
+	changed := testSpec()
+	changed.Steps[1].Weight = 20
+	e3, _ := New(Config{Spec: changed, Gateway: h.gw, Metrics: h.metrics, Deployer: h.deployer, Judge: h.judge, Store: other, Clock: h.clock})
+	if err := e3.Resume(t.Context()); err == nil || !strings.Contains(err.Error(), "steps 2.5% -> 10% -> 100%, the spec 2.5% -> 20% -> 100%") {
+		t.Fatalf("Resume with other steps: %v", err)
+	}
 	err := e2.Start(t.Context())
 	var ue *UnfinishedError
 	if !errors.As(err, &ue) || ue.Phase != Analyzing {
