@@ -229,17 +229,26 @@ func runWithTUI(ctx context.Context, env *Env, r tuiRun) error {
 		p.Send(tui.Done{Err: runErr})
 	}()
 	final, perr := p.Run()
+	interrupted := ctx.Err() != nil || errors.Is(perr, tea.ErrInterrupted)
 	if fm, ok := final.(tui.Model); ok && fm.Interrupted() {
-		interrupt() // ctrl+c in the monitor: what SIGINT does to run
+		interrupted = true
+	}
+	if interrupted {
+		interrupt() // ctrl+c in the monitor, or SIGINT/SIGTERM: what they do to run
 	}
 	select {
 	case <-finished:
 	default:
-		fmt.Fprintf(env.Stderr, "%s: monitor closed, the rollout goes on (log %s; canaryctl watch %s re-attaches)\n", r.service, logPath, r.service)
+		if interrupted {
+			fmt.Fprintf(env.Stderr, "%s: interrupted; the rollout is rolling back (or pausing with --on-interrupt pause); log %s\n", r.service, logPath)
+		} else {
+			fmt.Fprintf(env.Stderr, "%s: monitor closed, the rollout goes on (log %s; canaryctl watch %s re-attaches)\n", r.service, logPath, r.service)
+		}
 		if perr != nil && !errors.Is(perr, tea.ErrProgramKilled) && !errors.Is(perr, tea.ErrInterrupted) {
 			fmt.Fprintf(env.Stderr, "%s: monitor: %v\n", r.service, perr)
 		}
-		fctx, stopFollow := context.WithCancel(ctx)
+		// The progress goes on after a signal too: the rollback is what the user wants to see.
+		fctx, stopFollow := context.WithCancel(context.WithoutCancel(ctx))
 		go func() { <-finished; stopFollow() }()
 		_, _ = tui.Follow(fctx, tui.FollowConfig{Updates: updates, Out: env.Stderr})
 		<-finished
