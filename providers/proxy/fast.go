@@ -107,21 +107,31 @@ var errStale = errors.New("stale keep-alive connection")
 // upstreams like the retrier does. It sets c.status, c.cohort and c.up.
 func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, c *call) {
 	ctx := r.Context()
+	// One watcher per request: when the client goes away, whatever upstream connection is in use
+	// gets a past deadline, so a blocked read or write returns at once.
+	stop := context.AfterFunc(ctx, func() {
+		if uc := c.conn.Load(); uc != nil {
+			_ = uc.nc.SetDeadline(time.Unix(1, 0))
+		}
+	})
+	defer stop()
 	for attempt := 0; ; attempt++ {
 		uc, fresh, err := p.fastConn(ctx, c.up)
 		if err == nil {
 			var resp *http.Response
-			resp, err = p.fastRoundTrip(ctx, uc, r, c.up)
+			c.conn.Store(uc)
+			resp, err = p.fastRoundTrip(uc, r, c.up)
 			if err == nil {
-				p.fastCopy(w, r, c, uc, resp)
+				p.fastCopy(w, r, c, uc, resp, stop)
 				return
 			}
 			_ = uc.nc.Close()
 			if !fresh && ctx.Err() == nil && isStale(err) {
 				// The upstream closed an idle connection: send again on a new one (idempotent, no body).
 				if uc, err = p.dial(ctx, c.up); err == nil {
-					if resp, err = p.fastRoundTrip(ctx, uc, r, c.up); err == nil {
-						p.fastCopy(w, r, c, uc, resp)
+					c.conn.Store(uc)
+					if resp, err = p.fastRoundTrip(uc, r, c.up); err == nil {
+						p.fastCopy(w, r, c, uc, resp, stop)
 						return
 					}
 					_ = uc.nc.Close()
@@ -212,13 +222,15 @@ func connectionListed(conn []string, k string) bool {
 }
 
 // fastRoundTrip writes the request head to uc and reads the response head.
-func (p *Proxy) fastRoundTrip(ctx context.Context, uc *upConn, r *http.Request, u *upstream) (*http.Response, error) {
-	stop := context.AfterFunc(ctx, func() { _ = uc.nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+func (p *Proxy) fastRoundTrip(uc *upConn, r *http.Request, u *upstream) (*http.Response, error) {
 	bw := uc.bw
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
-	bw.WriteString(r.URL.RequestURI())
+	if strings.HasPrefix(r.RequestURI, "/") {
+		bw.WriteString(r.RequestURI) // origin-form target as the client sent it
+	} else {
+		bw.WriteString(r.URL.RequestURI()) // absolute-form or "*"
+	}
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	if p.preserveHost {
 		bw.WriteString(r.Host)
@@ -292,11 +304,11 @@ func (p *Proxy) fastRoundTrip(ctx context.Context, uc *upConn, r *http.Request, 
 	}
 }
 
-// fastCopy writes resp to w and returns uc to the pool when the body was read to its end.
-func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *upConn, resp *http.Response) {
+// fastCopy writes resp to w and returns uc to the pool when the body was read to its end and the
+// client watcher (stop) never fired on it.
+func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *upConn, resp *http.Response, stop func() bool) {
 	c.status = resp.StatusCode
 	ctx := r.Context()
-	stop := context.AfterFunc(ctx, func() { _ = uc.nc.SetDeadline(time.Unix(1, 0)) })
 	dst := w.Header()
 	conn := resp.Header["Connection"]
 	for k, vv := range resp.Header {
@@ -315,13 +327,13 @@ func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *up
 	w.WriteHeader(resp.StatusCode)
 	stream := resp.ContentLength == -1 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	readErr, writeErr := copyBody(w, resp.Body, stream)
-	stop()
+	watched := stop() // true: the watcher never ran, so uc has no past deadline
 	if readErr == nil && writeErr == nil {
 		for k, vv := range resp.Trailer {
 			dst[http.TrailerPrefix+k] = vv
 		}
 		_ = resp.Body.Close() // read to EOF: cheap, keeps the connection usable
-		if !resp.Close && ctx.Err() == nil {
+		if !resp.Close && watched && ctx.Err() == nil {
 			u := c.up
 			u.ok()
 			u.pool.put(uc, p.now().UnixNano(), p.fast.perHost)

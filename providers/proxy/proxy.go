@@ -5,6 +5,16 @@
 //
 // The routing table is immutable and swapped atomically, so changes apply from the next request
 // while in-flight requests finish where they started.
+//
+// Bodiless GET, HEAD and OPTIONS requests to plain-http upstreams take a fast path (fast.go) on
+// the handler goroutine with its own keep-alive pool; everything else goes through
+// httputil.ReverseProxy over a tuned http.Transport.
+//
+// Memory bound of the per-request samples: a fixed ring of Config.SampleCapacity slots (rounded
+// up to a power of two) of 32 bytes each, allocated once in New — 8 MiB (8,388,608 bytes) at the
+// default DefaultSampleCapacity of 262,144 samples, whatever the request rate; the newest sample
+// overwrites the oldest. A Requests call copies the samples of its window out as
+// providers.Request values of 64 bytes each (at most 16 MiB for a full default ring).
 package proxy
 
 import (
@@ -460,7 +470,8 @@ type call struct {
 	byRule bool
 	up     *upstream
 	status int
-	abort  bool // the upstream broke off the body: abort the client's response after recording
+	abort  bool                   // the upstream broke off the body: abort the client's response after recording
+	conn   atomic.Pointer[upConn] // fast path: the upstream connection in use, for the client watcher
 	ctx    callCtx
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/canaryctl/canaryctl/providers"
 )
@@ -104,6 +105,26 @@ func TestSampleRingIsBounded(t *testing.T) {
 	}
 	if got := r.collect(base.Add(15*time.Second), base.Add(17*time.Second)); len(got) != 2 {
 		t.Fatalf("window [15s,17s) holds %d samples, want 2", len(got))
+	}
+}
+
+// TestSampleRingMemoryBound checks the number the package doc and README state: 32 bytes a slot,
+// 8 MiB at the default capacity, allocated once whatever the request rate. Not parallel:
+// AllocsPerRun needs the test to itself.
+func TestSampleRingMemoryBound(t *testing.T) {
+	if got := unsafe.Sizeof(slot{}); got != 32 {
+		t.Fatalf("a sample slot takes %d bytes; update DefaultSampleCapacity's doc and README.md", got)
+	}
+	r := newRing(DefaultSampleCapacity)
+	if got := uintptr(len(r.slots)) * unsafe.Sizeof(slot{}); got != 8<<20 {
+		t.Fatalf("ring at default capacity holds %d bytes, documented 8 MiB", got)
+	}
+	if got := len(newRing(1000).slots); got != 1024 {
+		t.Fatalf("capacity 1000 gives %d slots, want it rounded up to 1024", got)
+	}
+	allocs := testing.AllocsPerRun(1000, func() { r.add(1, 2, 200, iCanary, false) })
+	if allocs != 0 {
+		t.Fatalf("adding a sample allocates %v times", allocs)
 	}
 }
 
