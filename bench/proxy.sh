@@ -39,7 +39,7 @@ done
 mkdir -p "$OUTDIR/raw" "$OUTDIR/run/tmp"
 RUN="$OUTDIR/run"
 CSV="$OUTDIR/results.csv"
-echo "rep,mode,proxy,conns,rps,p50_ms,p99_ms,errors,canary_pct" >"$CSV"
+echo "rep,mode,proxy,conns,rps,p50_ms,p99_ms,errors,canary_pct,cpu_us_per_req,load1" >"$CSV"
 
 echo "building canaryctl and the upstream..."
 if [[ -n ${CANARYCTL_BIN:-} ]]; then cp "$CANARYCTL_BIN" "$RUN/canaryctl"   # a prebuilt binary
@@ -71,6 +71,9 @@ wait_port() { # port pid
     done; echo "port $1 never opened" >&2; return 1
 }
 busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# pgcpu PGID: CPU clock ticks (user+system) used so far by the processes of one process group.
+# (processes may exit while /proc is read: their lines are just missing)
+pgcpu() { { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v g="$1" '$5 == g { t += $14 + $15 } END { print t + 0 }'; }
 
 nginx_conf() { # workers -> file
     cat >"$RUN/nginx.conf" <<CONF
@@ -128,15 +131,20 @@ one() { # rep mode proxy
     for c in $CONNS; do
         local raw="$OUTDIR/raw/r$rep-$mode-$name-c$c.txt" s1 c1 s2 c2
         s1=$(curl -s "127.0.0.1:$STABLE_PORT/__count"); c1=$(curl -s "127.0.0.1:$CANARY_PORT/__count")
+        local cpu1="" cpu2="" load; [[ -n $pp ]] && cpu1=$(pgcpu "$pp")
+        load=$(cut -d' ' -f1 /proc/loadavg)
         timeout $(( ${DURATION%s} + 30 )) "${w[@]}" wrk -t"$THREADS" -c"$c" -d"$DURATION" --latency "$url" >"$raw" 2>&1 || true
+        [[ -n $pp ]] && cpu2=$(pgcpu "$pp")
         s2=$(curl -s "127.0.0.1:$STABLE_PORT/__count"); c2=$(curl -s "127.0.0.1:$CANARY_PORT/__count")
-        local rps p50 p99 errs pct
+        local rps p50 p99 errs pct us=""
         rps=$(awk '/^Requests\/sec:/{print $2}' "$raw")
         p50=$(ms "$(awk '$1=="50%"{print $2}' "$raw")"); p99=$(ms "$(awk '$1=="99%"{print $2}' "$raw")")
         errs=$(awk '/Non-2xx/{n+=$NF} /Socket errors/{gsub(",","");n+=$4+$6+$8+$10} END{print n+0}' "$raw")
         pct=$(awk -v a="$s1" -v b="$s2" -v c="$c1" -v d="$c2" 'BEGIN{t=(b-a)+(d-c); if (t>0) printf "%.2f", (d-c)/t*100}')
-        echo "$rep,$mode,$name,$c,${rps:-0},$p50,$p99,$errs,$pct" >>"$CSV"
-        printf '  r%s %-6s %-9s c=%-3s %9s req/s  p50 %6s ms  p99 %7s ms  canary %5s%%  errors %s\n' "$rep" "$mode" "$name" "$c" "${rps:-?}" "$p50" "$p99" "$pct" "$errs"
+        # proxy CPU per request: clock ticks of its process group over the requests the upstreams served
+        [[ -n $pp ]] && us=$(awk -v t=$((cpu2 - cpu1)) -v hz="$(getconf CLK_TCK)" -v n=$(( (s2 - s1) + (c2 - c1) )) 'BEGIN{if (n>0) printf "%.1f", t/hz*1e6/n}')
+        echo "$rep,$mode,$name,$c,${rps:-0},$p50,$p99,$errs,$pct,$us,$load" >>"$CSV"
+        printf '  r%s %-6s %-9s c=%-3s %9s req/s  p50 %6s ms  p99 %7s ms  canary %5s%%  errors %s  cpu %6s us/req  load %s\n' "$rep" "$mode" "$name" "$c" "${rps:-?}" "$p50" "$p99" "$pct" "$errs" "${us:--}" "$load"
     done
     [[ -n $pp ]] && stop "$pp"
     stop "$u1"; stop "$u2"
@@ -159,17 +167,17 @@ for rep in $(seq "$REPS"); do
 done
 
 # Summary: mean req/s and p99 per proxy, and canaryctl/nginx ratios paired within each rep.
-awk -F, 'NR>1 { k=$2 FS $4; rps[k FS $3]+=$5; p99[k FS $3]+=$7; n[k FS $3]++; keys[k]=1
+awk -F, 'NR>1 { k=$2 FS $4; rps[k FS $3]+=$5; p99[k FS $3]+=$7; cpu[k FS $3]+=$10; n[k FS $3]++; keys[k]=1
                  r[$1 FS k FS $3]=$5; q[$1 FS k FS $3]=$7; reps[$1]=1 }
 END {
-  printf "\n| mode | conns | proxy | req/s (mean) | p99 ms (mean) | req/s x nginx (per rep) | p99 x nginx (per rep) |\n|---|---|---|---|---|---|---|\n"
+  printf "\n| mode | conns | proxy | req/s (mean) | p99 ms (mean) | req/s x nginx (per rep) | p99 x nginx (per rep) | CPU us/req (mean) |\n|---|---|---|---|---|---|---|---|\n"
   for (k in keys) for (pi=1; pi<=3; pi++) {
     split("direct nginx canaryctl", P, " "); p=P[pi]; if (!n[k FS p]) continue
     rr=""; qq=""
     for (rep in reps) if ((rep FS k FS p) in r && (rep FS k FS "nginx") in r && r[rep FS k FS "nginx"]>0) {
       rr=rr sprintf("%.2f ", r[rep FS k FS p]/r[rep FS k FS "nginx"]); qq=qq sprintf("%.2f ", q[rep FS k FS p]/q[rep FS k FS "nginx"]) }
     split(k, kk, FS)
-    printf "| %s | %s | %s | %.0f | %.2f | %s| %s|\n", kk[1], kk[2], p, rps[k FS p]/n[k FS p], p99[k FS p]/n[k FS p], rr, qq
+    printf "| %s | %s | %s | %.0f | %.2f | %s| %s| %s |\n", kk[1], kk[2], p, rps[k FS p]/n[k FS p], p99[k FS p]/n[k FS p], rr, qq, (p=="direct" ? "-" : sprintf("%.1f", cpu[k FS p]/n[k FS p]))
   }
 }' "$CSV" | tee "$OUTDIR/summary.md"
 echo "results: $OUTDIR"
