@@ -16,6 +16,44 @@ import (
 	"github.com/canaryctl/canaryctl/rollout"
 )
 
+// buildCanaryctl builds the real binary into dir.
+func buildCanaryctl(ctx context.Context, t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "canaryctl")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/canaryctl/canaryctl/cmd/canaryctl").CombinedOutput(); err != nil {
+		t.Fatalf("build canaryctl: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// newTmuxSession makes a tmux server of the test's own (unique -L socket), killed at the end.
+func newTmuxSession(t *testing.T) *tmuxSession {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Fatal("tmux is not installed; this test needs it: apt-get install -y tmux")
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	s := &tmuxSession{t: t, socket: "canaryctl-tui-" + hex.EncodeToString(rnd[:])}
+	t.Cleanup(func() { _, _ = s.tmux("kill-server") })
+	return s
+}
+
+// waitFile waits for a file the shell in the pane writes when the command exits.
+func waitFile(ctx context.Context, s *tmuxSession, path string) string {
+	s.t.Helper()
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			return string(bytes.TrimSpace(b))
+		}
+		select {
+		case <-ctx.Done():
+			s.t.Fatalf("the command did not exit; last screen:\n%s", s.last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // tmuxSession drives a real canaryctl in a tmux pane of its own server (-L socket).
 type tmuxSession struct {
 	t      *testing.T
@@ -88,14 +126,8 @@ func TestTUIDemoInTmux(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "canaryctl")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/canaryctl/canaryctl/cmd/canaryctl").CombinedOutput(); err != nil {
-		t.Fatalf("build canaryctl: %v\n%s", err, out)
-	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	s := &tmuxSession{t: t, socket: "canaryctl-tui-" + hex.EncodeToString(rnd[:])}
-	t.Cleanup(func() { _, _ = s.tmux("kill-server") })
+	bin := buildCanaryctl(ctx, t, dir)
+	s := newTmuxSession(t)
 
 	stateDir := filepath.Join(dir, "state")
 	exitFile := filepath.Join(dir, "exit-code")
@@ -144,19 +176,8 @@ func TestTUIDemoInTmux(t *testing.T) {
 	s.keys("a")
 	s.waitScreen(ctx, "the abort question", func(sc string) bool { return contains(sc, "Abort demo", "y/n") })
 	s.keys("y")
-	var code []byte
-	for {
-		if b, err := os.ReadFile(exitFile); err == nil {
-			code = bytes.TrimSpace(b)
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("canaryctl demo --tui did not exit after abort; last screen:\n%s", s.last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	if string(code) != "3" {
+	code := waitFile(ctx, s, exitFile)
+	if code != "3" {
 		t.Fatalf("exit code %q after abort, want 3 (rolled back); last screen:\n%s", code, s.last)
 	}
 	st := readState(t, statePath)
@@ -166,5 +187,75 @@ func TestTUIDemoInTmux(t *testing.T) {
 	logb, _ := os.ReadFile(filepath.Join(stateDir, "demo", tuiLogFile))
 	if !bytes.Contains(logb, []byte("ROLLED BACK")) {
 		t.Errorf("the demo's stderr did not go to %s:\n%s", tuiLogFile, logb)
+	}
+}
+
+// TestWatchInTmux attaches canaryctl watch (on a terminal) to a rollout "run" by this test, which holds
+// the lock and plays the engine: p in the monitor posts a pause request in the state directory (the
+// path of canaryctl pause), the test applies it and the screen shows the result; P then n posts
+// nothing; q leaves with exit 0 and the rollout untouched.
+func TestWatchInTmux(t *testing.T) {
+	s := newTmuxSession(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	bin := buildCanaryctl(ctx, t, dir)
+	w := newWatchWorld(t)
+	if err := w.store.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.store.Unlock()
+	w.st.PID = os.Getpid()
+	w.save(t, rollout.Progressing, rollout.Analyzing, "step 2/3: stable 80% baseline 10% canary 10%")
+
+	exitFile := filepath.Join(dir, "exit-code")
+	script := fmt.Sprintf("NO_COLOR=1 %q watch --state-dir %q checkout; echo $? > %q.tmp && mv %q.tmp %q", bin, w.dir, exitFile, exitFile, exitFile)
+	if out, err := s.tmux("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", "sh", "-c", script); err != nil {
+		t.Fatalf("tmux new-session: %v: %s", err, out)
+	}
+	s.waitScreen(ctx, "the rollout", func(sc string) bool {
+		return contains(sc, "checkout · Analyzing · step 2/3 (10%)", fmt.Sprintf("pid %d", os.Getpid()), "stable 80%", "Progressing → Analyzing")
+	})
+
+	s.keys("p")
+	var req rollout.ControlRequest
+	waitFor(t, ctx, func() bool {
+		reqs, err := w.store.PendingControls()
+		if err != nil || len(reqs) == 0 {
+			return false
+		}
+		req = reqs[0]
+		return true
+	})
+	if req.Action != rollout.ActionPause || req.Reason != "from the monitor" {
+		t.Fatalf("control request %+v, want a pause from the monitor", req)
+	}
+	w.st.Pause = &rollout.PauseInfo{Kind: rollout.PauseUser, Reason: "paused", Since: time.Now()}
+	w.save(t, rollout.Analyzing, rollout.Paused, "paused by "+req.By)
+	ev := rollout.Event{V: 1, Time: time.Now(), Service: "checkout", RunID: w.st.RunID, Type: rollout.EvControl, Phase: rollout.Paused, Control: &req, Reason: "applied"}
+	if err := w.store.AppendEvent(&ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.store.AckControl(req.ID); err != nil {
+		t.Fatal(err)
+	}
+	s.waitScreen(ctx, "the applied pause", func(sc string) bool {
+		return contains(sc, "checkout · Paused", "checkout: pause applied; phase Paused")
+	})
+
+	s.keys("P")
+	s.waitScreen(ctx, "the promote question", func(sc string) bool { return contains(sc, "Promote checkout now", "y/n") })
+	s.keys("n")
+	s.waitScreen(ctx, "the cancelled promote", func(sc string) bool { return contains(sc, "promote cancelled") })
+	if reqs, _ := w.store.PendingControls(); len(reqs) != 0 {
+		t.Fatalf("a cancelled promote posted %+v", reqs)
+	}
+
+	s.keys("q")
+	if code := waitFile(ctx, s, exitFile); code != "0" {
+		t.Fatalf("watch exit %s after q on a running rollout, want 0; last screen:\n%s", code, s.last)
+	}
+	if st := readState(t, filepath.Join(w.dir, "checkout", "state.json")); st.Phase != rollout.Paused {
+		t.Fatalf("leaving the monitor changed the rollout: %s", st.Phase)
 	}
 }
