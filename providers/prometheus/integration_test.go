@@ -18,7 +18,7 @@ func TestRealPrometheus(t *testing.T) {
 	t.Parallel()
 	sc := promtest.RunScenario(t, promtest.ScenarioConfig{
 		BaselineDelay: 2 * time.Millisecond, CanaryDelay: 150 * time.Millisecond, CanaryErrorEvery: 10,
-		Duration: 10 * time.Second,
+		Duration: 10 * time.Second, AppMetrics: true,
 	})
 	t.Logf("load: %d requests in %v", sc.Requests, sc.End.Sub(sc.Start).Round(time.Millisecond))
 	p, err := prometheus.New(prometheus.Config{URL: sc.Prometheus.URL, MinWindow: 3 * time.Second, Timeout: 10 * time.Second})
@@ -66,6 +66,28 @@ func TestRealPrometheus(t *testing.T) {
 	if !errors.As(err, &qe) || !qe.InvalidInput() {
 		t.Errorf("preflight of a syntax error = %v, want a QueryError with InvalidInput", err)
 	}
+	// The app-labels set over the upstreams' own histogram (client_golang naming, cohort in "track").
+	app, err := prometheus.New(prometheus.Config{URL: sc.Prometheus.URL, QuerySet: "app-labels", AppMetric: "http_request_duration_seconds",
+		CohortLabel: "track", MinWindow: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alat, err := app.Pair(t.Context(), providers.Metric{Name: "app-p99", Kind: providers.LatencyQuantile, Quantile: 0.99}, w)
+	if err != nil {
+		t.Fatalf("app-labels latency: %v", err)
+	}
+	abl, acl := median(alat.Baseline), median(alat.Canary)
+	aer, err := app.Pair(t.Context(), providers.Metric{Name: "app-errors", Kind: providers.ErrorRate}, w)
+	if err != nil {
+		t.Fatalf("app-labels error rate: %v", err)
+	}
+	abe, ace := median(aer.Baseline), median(aer.Canary)
+	t.Logf("app-labels: P99 medians baseline %.2f ms, canary %.2f ms; 5xx baseline %.2f %%, canary %.2f %%", abl, acl, abe, ace)
+	if !(abl > 0 && abl < acl) || !(acl >= 150 && acl < 400) || abe != 0 || ace < 5 || ace > 15 {
+		t.Errorf("app-labels medians: P99 %.2f / %.2f ms, 5xx %.2f / %.2f %%; want baseline below canary, canary 150-400 ms, 0 and ~10 %%",
+			abl, acl, abe, ace)
+	}
+
 	// No series for a cohort label value nobody has.
 	_, err = p.Pair(t.Context(), providers.Metric{Name: "none", Kind: providers.Query,
 		Query: `sum(rate(canaryctl_proxy_requests_total{cohort="{{.Cohort}}-absent"}[3s]))`}, w)

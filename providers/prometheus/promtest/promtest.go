@@ -211,6 +211,10 @@ type ScenarioConfig struct {
 	Duration    time.Duration
 	Concurrency int
 	MaxRequests int
+	// AppMetrics makes the upstreams export their own request histogram, as an application
+	// instrumented with client_golang's promhttp would: http_request_duration_seconds{track,code},
+	// track being the cohort (stable, baseline, canary). Prometheus scrapes it too.
+	AppMetrics bool
 }
 
 // Scenario is a proxy in front of real upstreams under load, scraped by a real Prometheus.
@@ -240,9 +244,17 @@ func RunScenario(t testing.TB, cfg ScenarioConfig) *Scenario {
 	if cfg.Duration <= 0 {
 		cfg.Duration = 10 * time.Second
 	}
-	upstream := func(delay time.Duration, errEvery int) string {
+	appHist := newAppHistogram()
+	upstream := func(track providers.Cohort, delay time.Duration, errEvery int) string {
 		var n atomic.Int64
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			began := time.Now()
+			code := http.StatusOK
+			defer func() {
+				if cfg.AppMetrics {
+					appHist.observe(string(track), strconv.Itoa(code), time.Since(began).Seconds())
+				}
+			}()
 			if delay > 0 {
 				tm := time.NewTimer(delay)
 				select {
@@ -252,7 +264,8 @@ func RunScenario(t testing.TB, cfg ScenarioConfig) *Scenario {
 				}
 			}
 			if errEvery > 0 && n.Add(1)%int64(errEvery) == 0 {
-				http.Error(w, "canary failure", http.StatusInternalServerError)
+				code = http.StatusInternalServerError
+				http.Error(w, "canary failure", code)
 				return
 			}
 			fmt.Fprintln(w, "ok")
@@ -262,9 +275,9 @@ func RunScenario(t testing.TB, cfg ScenarioConfig) *Scenario {
 	}
 	p, err := proxy.New(proxy.Config{
 		Upstreams: map[providers.Cohort][]string{
-			providers.Stable:   {upstream(cfg.BaselineDelay, 0)},
-			providers.Baseline: {upstream(cfg.BaselineDelay, 0)},
-			providers.Canary:   {upstream(cfg.CanaryDelay, cfg.CanaryErrorEvery)},
+			providers.Stable:   {upstream(providers.Stable, cfg.BaselineDelay, 0)},
+			providers.Baseline: {upstream(providers.Baseline, cfg.BaselineDelay, 0)},
+			providers.Canary:   {upstream(providers.Canary, cfg.CanaryDelay, cfg.CanaryErrorEvery)},
 		},
 		Split: cfg.Split,
 	})
@@ -277,11 +290,17 @@ func RunScenario(t testing.TB, cfg ScenarioConfig) *Scenario {
 	metrics := httptest.NewServer(p.MetricsHandler())
 	t.Cleanup(metrics.Close)
 
-	prom := Start(t, strings.TrimPrefix(metrics.URL, "http://"))
+	targets := []string{strings.TrimPrefix(metrics.URL, "http://")}
+	if cfg.AppMetrics {
+		app := httptest.NewServer(appHist)
+		t.Cleanup(app.Close)
+		targets = append(targets, strings.TrimPrefix(app.URL, "http://"))
+	}
+	server := Start(t, targets...)
 	// Wait for the first scrape so the load's first seconds are seen.
-	prom.WaitUp(t, 1)
+	server.WaitUp(t, len(targets))
 
-	s := &Scenario{Prometheus: prom, Proxy: p, ProxyURL: front.URL, Start: time.Now()}
+	s := &Scenario{Prometheus: server, Proxy: p, ProxyURL: front.URL, Start: time.Now()}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration)
 	defer cancel()
 	var sent atomic.Int64
@@ -304,7 +323,7 @@ func RunScenario(t testing.TB, cfg ScenarioConfig) *Scenario {
 	// Two more scrapes so the last step of the window has its samples.
 	end := s.End
 	if err := poll(15*time.Second, 200*time.Millisecond, func() (bool, error) {
-		return scrapedAfter(prom.URL, end.Add(1500*time.Millisecond)), nil
+		return scrapedAfter(server.URL, end.Add(1500*time.Millisecond)), nil
 	}); err != nil {
 		t.Fatalf("prometheus did not scrape after the load: %v", err)
 	}
@@ -326,4 +345,62 @@ func hasData(base, query string) bool {
 // scrapedAfter reports whether the newest scrape of the proxy is later than t.
 func scrapedAfter(base string, t time.Time) bool {
 	return hasData(base, fmt.Sprintf(`timestamp(up{job="canaryctl"}) > %d`, t.Unix()))
+}
+
+// appHistogram is an application's request histogram in Prometheus's text format, the shape
+// client_golang's promhttp exports: http_request_duration_seconds{track,code}. (A few lines here
+// rather than pulling client_golang's instrumentation packages into go.mod for a test helper.)
+type appHistogram struct {
+	mu     sync.Mutex
+	bounds []float64
+	series map[[2]string]*appSeries
+}
+
+type appSeries struct {
+	buckets     []uint64
+	sum         float64
+	count       uint64
+	track, code string
+}
+
+func newAppHistogram() *appHistogram {
+	h := &appHistogram{series: map[[2]string]*appSeries{}}
+	for b := 0.0005; b < 20; b *= 1.25 {
+		h.bounds = append(h.bounds, b)
+	}
+	return h
+}
+
+func (h *appHistogram) observe(track, code string, v float64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k := [2]string{track, code}
+	s := h.series[k]
+	if s == nil {
+		s = &appSeries{buckets: make([]uint64, len(h.bounds)), track: track, code: code}
+		h.series[k] = s
+	}
+	for i, b := range h.bounds {
+		if v <= b {
+			s.buckets[i]++
+		}
+	}
+	s.sum += v
+	s.count++
+}
+
+func (h *appHistogram) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	fmt.Fprintln(w, "# TYPE http_request_duration_seconds histogram")
+	for _, s := range h.series {
+		l := fmt.Sprintf(`track=%q,code=%q`, s.track, s.code)
+		for i, b := range h.bounds {
+			fmt.Fprintf(w, "http_request_duration_seconds_bucket{%s,le=%q} %d\n", l, strconv.FormatFloat(b, 'g', -1, 64), s.buckets[i])
+		}
+		fmt.Fprintf(w, "http_request_duration_seconds_bucket{%s,le=\"+Inf\"} %d\n", l, s.count)
+		fmt.Fprintf(w, "http_request_duration_seconds_sum{%s} %g\n", l, s.sum)
+		fmt.Fprintf(w, "http_request_duration_seconds_count{%s} %d\n", l, s.count)
+	}
 }
