@@ -38,6 +38,9 @@ type QueryRanger interface {
 	QueryRange(ctx context.Context, query string, r v1.Range, opts ...v1.Option) (model.Value, v1.Warnings, v1.Infos, error)
 }
 
+// v1.API satisfies QueryRanger (client_golang v1.25.0: QueryRange also returns Infos).
+var _ QueryRanger = v1.API(nil)
+
 // Errors matched with errors.Is (besides providers.ErrNoData for an empty answer).
 var (
 	// ErrManySeries: a query returned more than one series; it must aggregate to one per cohort.
