@@ -80,7 +80,7 @@ type Schedule struct {
 func DefaultSchedule() Schedule {
 	return Schedule{Steps: []float64{2.5, 10}, Duration: 5 * time.Minute, Interval: time.Minute,
 		Warmup: 30 * time.Second, Resolution: 10 * time.Second, Pass: 95, Marginal: 75,
-		MinBake: time.Minute, MaxBake: 15 * time.Minute, ExpandFactor: 3}
+		MinBake: sequential.DefaultMinBake, MaxBake: sequential.DefaultMaxBake, ExpandFactor: sequential.DefaultExpandFactor}
 }
 
 func (s Schedule) validate() error {
@@ -473,7 +473,7 @@ func (s *sequentialMode) look(sec second, q int) bool {
 		s.res.outcome = RolledBack
 	case v == sequential.Pass && s.elapsed >= s.minBake,
 		v == sequential.NeedMoreData && s.step < len(s.sch.Steps)-1 && s.elapsed >= s.duration &&
-			s.elapsed%(10*looksPerSecond) == 0 && s.a.SafeToExpand(s.sch.ExpandFactor):
+			s.elapsed%int(sequential.ExpandCheckEvery/time.Second*looksPerSecond) == 0 && s.a.SafeToExpand(s.sch.ExpandFactor):
 		s.step++
 		s.elapsed = 0
 		if s.step < len(s.sch.Steps) {

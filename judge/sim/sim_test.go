@@ -236,3 +236,10 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestLooksMatchTheEngineLookInterval(t *testing.T) {
+	t.Parallel()
+	if got := time.Duration(looksPerSecond) * sequential.DefaultLookInterval; got != time.Second {
+		t.Fatalf("looksPerSecond %d x sequential.DefaultLookInterval %s = %s, want 1s", looksPerSecond, sequential.DefaultLookInterval, got)
+	}
+}
