@@ -105,7 +105,8 @@ type request struct {
 	at         float64 // when in its second it finished, in [0, 1)
 }
 
-// looksPerSecond is how often per second the sequential mode looks (a batch every 250 ms).
+// looksPerSecond is how often per second the sequential mode looks (a batch every 250 ms, the
+// engine's sequential.DefaultLookInterval; sim_test.go checks that the two agree).
 const looksPerSecond = 4
 
 // second is one second of traffic, generated once and replayed to every judging mode.
