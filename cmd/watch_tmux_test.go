@@ -114,7 +114,7 @@ func contains(s string, subs ...string) bool {
 }
 
 // TestTUIDemoInTmux drives the real binary: canaryctl demo --tui in an 80x24 tmux pane. The screen
-// shows the phases advancing; p holds the split (state.json does not change across more than one
+// shows the phases advancing and a judgement; p holds the split (state.json does not change across more than one
 // analysis interval); r resumes; a plus y rolls back and the process exits 3.
 func TestTUIDemoInTmux(t *testing.T) {
 	if _, err := exec.LookPath("tmux"); err != nil {
@@ -138,21 +138,22 @@ func TestTUIDemoInTmux(t *testing.T) {
 		t.Fatalf("tmux new-session: %v: %s", err, out)
 	}
 
-	// The phases advance on the screen: step 1 is judged, then step 2 starts.
-	s.waitScreen(ctx, "step 1 being analyzed", func(sc string) bool { return contains(sc, "Analyzing", "step 1/3 (2.5%)") })
-	s.waitScreen(ctx, "a judgement of step 1", func(sc string) bool { return contains(sc, "judged step 1 interval 1") })
-	screen := s.waitScreen(ctx, "step 2 being analyzed", func(sc string) bool {
-		return contains(sc, "Analyzing", "step 2/3 (10%)", "stable 80%", "canary 10%")
+	// The phases advance on the screen: Deploying, Progressing, Analyzing (the events panel shows the
+	// transitions), then step 1 is judged. The step that follows depends on the engine's decision mode
+	// (a sequential step may wait for more data), so the test goes on from wherever the rollout is.
+	s.waitScreen(ctx, "step 1 being analyzed", func(sc string) bool {
+		return contains(sc, "Analyzing", "step 1/3 (2.5%)", "stable 95%", "Progressing → Analyzing")
 	})
-	t.Logf("screen at step 2:\n%s", screen)
+	screen := s.waitScreen(ctx, "a judgement of step 1", func(sc string) bool { return contains(sc, "judged step 1 interval 1") })
+	t.Logf("screen after the first judgement:\n%s", screen)
 
 	// p holds the step: the screen says Paused, and state.json keeps its split and judges nothing for
 	// longer than the longest analysis interval of the demo (4 s).
 	s.keys("p")
 	s.waitScreen(ctx, "Paused", func(sc string) bool { return contains(sc, "Paused", "split held") })
 	held := readState(t, statePath)
-	if held.Phase != rollout.Paused || held.Split.Canary != 1000 || held.Split.Baseline != 1000 {
-		t.Fatalf("after p: phase %s split %s, want Paused at 10%%/10%%", held.Phase, held.Split)
+	if held.Phase != rollout.Paused || held.Split.Canary == 0 || held.Split.Baseline == 0 {
+		t.Fatalf("after p: phase %s split %s, want Paused with canary and baseline traffic", held.Phase, held.Split)
 	}
 	until := time.Now().Add(5 * time.Second)
 	for time.Now().Before(until) {

@@ -67,7 +67,10 @@ func renderChart(ivs []rollout.Interval, c chartConfig) []string {
 			switch {
 			case math.IsNaN(score):
 				if r == 0 {
-					cell = "×"
+					cell = "·" // a judgement without a score (e.g. "need more data")
+					if iv.Verdict == rollout.VerdictError {
+						cell = "×"
+					}
 				}
 			case score >= lo+band:
 				cell = "█"

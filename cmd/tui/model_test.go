@@ -349,16 +349,17 @@ func TestChart(t *testing.T) {
 		{Step: 0, Score: 50, Verdict: rollout.VerdictFail},
 		{Step: 1, Score: rollout.Number(math.NaN()), Verdict: rollout.VerdictError},
 		{Step: 1, Score: 0, Verdict: rollout.VerdictFail},
+		{Step: 2, Score: rollout.Number(math.NaN()), Verdict: "need-more-data"},
 	}
 	lines := renderChart(ivs, chartConfig{width: 40, rows: 4, pass: 95, marginal: 60, styles: newStyles(PlainRenderer())})
 	// Each interval is a bar colW-1 = 2 cells wide and a gap that carries the threshold lines.
 	got := strings.Join(lines, "\n")
 	for i, w := range []string{
-		" 95┤" + "██─" + "───" + "───" + "───",
-		" 60┤" + "██┈" + "┈┈┈" + "┈┈┈" + "┈┈┈",
-		"   ┤" + "██ " + "██ " + "   " + "   ",
-		"  0┤" + "██ " + "██ " + "×× " + "▁▁ ",
-		"    " + "1  " + "   " + "2  " + "   " + " step",
+		" 95┤" + "██─" + "───" + "───" + "───" + "───",
+		" 60┤" + "██┈" + "┈┈┈" + "┈┈┈" + "┈┈┈" + "┈┈┈",
+		"   ┤" + "██ " + "██ " + "   " + "   " + "   ",
+		"  0┤" + "██ " + "██ " + "×× " + "▁▁ " + "·· ",
+		"    " + "1  " + "   " + "2  " + "   " + "3  " + " step",
 	} {
 		if lines[i] != w {
 			t.Errorf("line %d = %q, want %q\nchart:\n%s", i, lines[i], w, got)

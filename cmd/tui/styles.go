@@ -84,7 +84,7 @@ func (s styles) verdict(v rollout.Verdict) lipgloss.Style {
 	case rollout.VerdictFail, rollout.VerdictError:
 		return s.bad
 	}
-	return s.dim
+	return s.warn // verdicts without a score, e.g. "need more data"
 }
 
 func (s styles) class(c string) lipgloss.Style {

@@ -395,7 +395,7 @@ func (m Model) fullHelp(w int) []string {
 		"monitor only: the rollout goes on (canaryctl watch re-attaches).",
 		"traffic: "+glyphStable+" stable "+glyphBaseline+" baseline "+glyphCanary+" canary. metrics: means of the series points",
 		"(count) in the last judgement; * critical. chart: each judgement's score",
-		"against the pass (─) and marginal (┈) thresholds; × a failed judgement.",
+		"against pass (─) and marginal (┈); × failed judgement, · no score yet.",
 		"", s.dim.Render("any key: back"))
 	return lines
 }
