@@ -24,9 +24,9 @@ import (
 const tuiLogFile = "canaryctl.log"
 
 type watchOptions struct {
-	stateDir string
-	poll     time.Duration
-	plain    bool
+	ctl   controlOptions // the state directory, shared with the completion of SERVICE
+	poll  time.Duration
+	plain bool
 }
 
 func newWatchCmd(env *Env) *cobra.Command {
@@ -51,9 +51,10 @@ when the rollout ends, with the exit code of canaryctl run: 0 promoted, 3 rolled
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runWatch(cmd.Context(), env, o, args)
 		},
+		ValidArgsFunction: completeServices(env, &o.ctl),
 	}
 	f := c.Flags()
-	f.StringVar(&o.stateDir, "state-dir", "", "state directory (default $CANARYCTL_STATE_DIR or "+DefaultStateDir+")")
+	f.StringVar(&o.ctl.stateDir, "state-dir", "", "state directory (default $CANARYCTL_STATE_DIR or "+DefaultStateDir+")")
 	f.DurationVar(&o.poll, "poll", 200*time.Millisecond, "how often to read state.json and events.jsonl")
 	f.BoolVar(&o.plain, "plain", false, "print progress lines even when stdout is a terminal")
 	return c
@@ -63,11 +64,11 @@ func runWatch(ctx context.Context, env *Env, o *watchOptions, args []string) err
 	if o.poll < 10*time.Millisecond || o.poll > time.Minute {
 		return usageErrorf("--poll %s: use 10ms..1m", o.poll)
 	}
-	store, err := openControlStore(env, &controlOptions{stateDir: o.stateDir}, args)
+	store, err := openControlStore(env, &o.ctl, args)
 	if err != nil {
 		return err
 	}
-	dir := stateDir(env, o.stateDir)
+	dir := stateDir(env, o.ctl.stateDir)
 	service := filepath.Base(store.Dir())
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()

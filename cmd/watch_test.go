@@ -123,6 +123,10 @@ func TestWatchUsageErrors(t *testing.T) {
 		{"unknown service", []string{"--state-dir", w.dir, "payments"}, "no rollout of payments"},
 		{"bad poll", []string{"--state-dir", w.dir, "--poll", "1ns"}, "--poll 1ns: use 10ms..1m"},
 	}
+	code, out, _ := rtRun(t.Context(), nil, "__complete", "watch", "--state-dir", w.dir, "")
+	if code != 0 || !strings.HasPrefix(out, "checkout\n") {
+		t.Errorf("completion of SERVICE: %d %q", code, out)
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
