@@ -111,6 +111,8 @@ type Config struct {
 	Deployer Deployer
 	Judge    Judge
 	Store    *Store
+	// Requests is the gateway's request log, required by analysis.mode sequential.
+	Requests RequestLog
 	// SpecYAML is saved beside the state on Start (for resume and abort); optional.
 	SpecYAML []byte
 	Clock    Clock        // default: the real clock
@@ -162,6 +164,8 @@ type Engine struct {
 
 	resumed     bool
 	interrupted bool
+
+	seq seqState // analysis.mode sequential (sequential.go)
 }
 
 // New checks the configuration and builds an engine. Call Start or Resume next.
@@ -179,6 +183,8 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("new engine: judge is nil")
 	case cfg.Store == nil:
 		return nil, errors.New("new engine: store is nil")
+	case cfg.Requests == nil && cfg.Spec.Analysis.Mode == ModeSequential:
+		return nil, fmt.Errorf("new engine: %w", errNoRequestLog)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
@@ -695,10 +701,17 @@ func (e *Engine) handleProgressing(ctx context.Context) (Phase, string) {
 	e.st.NextAnalysisAt = now.Add(min(step.Warmup+step.Interval, step.Duration))
 	e.st.ConsecutiveErrors = 0
 	e.mu.Unlock()
+	if e.sequentialMode() {
+		e.startLooks(now, step)
+		return Analyzing, fmt.Sprintf("step %d/%d: %s, sequential looks every %s", st.Step+1, st.Steps, target, e.spec.Analysis.Sequential.LookInterval)
+	}
 	return Analyzing, fmt.Sprintf("step %d/%d: %s, warm-up %s", st.Step+1, st.Steps, target, step.Warmup)
 }
 
 func (e *Engine) handleAnalyzing(ctx context.Context) (Phase, string) {
+	if e.sequentialMode() {
+		return e.handleLook(ctx)
+	}
 	st := e.State()
 	step := e.spec.Steps[st.Step]
 	now := e.now()

@@ -30,6 +30,8 @@ func testSpec() *Spec {
 			Canary:   deploy.Target{Type: deploy.Static, Addresses: []string{"http://127.0.0.1:18002"}},
 		},
 		Gateway: GatewaySpec{Type: "builtin", Listen: "127.0.0.1:18080"},
+		// These tests drive the Kayenta mode with a fake judge; sequential_test.go drives the default.
+		Analysis: AnalysisSpec{Mode: ModeKayenta},
 	}
 	for _, w := range []float64{2.5, 10, 100} {
 		s.Steps = append(s.Steps, StepSpec{Weight: w, Duration: 3 * time.Minute, Interval: time.Minute, Warmup: 30 * time.Second})

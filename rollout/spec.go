@@ -71,6 +71,13 @@ type MetricsSpec struct {
 // AnalysisSpec is the Kayenta canary configuration: metrics with their per-metric settings,
 // score thresholds and the tolerance for flaky measurements.
 type AnalysisSpec struct {
+	// Mode is how steps are judged: "sequential" (request-level, always-valid tests, looked at every
+	// lookInterval; the default for per-request metrics sources builtin and kong-log) or "kayenta"
+	// (per-interval series, Mann-Whitney judge; the default, and the only mode, for prometheus).
+	Mode string `yaml:"mode" json:"mode"`
+	// Sequential configures mode sequential (see sequential.go).
+	Sequential SequentialSpec `yaml:"sequential" json:"sequential"`
+	// Metrics, Thresholds and Resolution configure mode kayenta.
 	Metrics    []MetricSpec `yaml:"metrics" json:"metrics"`
 	Thresholds Thresholds   `yaml:"thresholds" json:"thresholds"`
 	// Resolution is the width of one point of the series compared by Mann-Whitney (default 10s).
@@ -335,6 +342,7 @@ func (s *Spec) SetDefaults() {
 	if a.ConsecutiveErrorLimit == 0 {
 		a.ConsecutiveErrorLimit = DefaultConsecutiveErrorLimit
 	}
+	s.setSequentialDefaults()
 	if s.Steps == nil {
 		for _, w := range DefaultStepWeights {
 			s.Steps = append(s.Steps, StepSpec{Weight: w, Warmup: DefaultStepWarmup})
@@ -400,6 +408,7 @@ func (s *Spec) Validate() error {
 	s.validateGateway(bad)
 	s.validateAnalysis(bad)
 	s.validateSteps(bad)
+	s.validateSequential(bad)
 	if s.OnMarginal != "pause" && s.OnMarginal != "rollback" {
 		bad("onMarginal", "unknown value %q; use pause or rollback", s.OnMarginal)
 	}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/canaryctl/canaryctl/analysis/sequential"
 	"github.com/canaryctl/canaryctl/providers"
 )
 
@@ -146,6 +147,11 @@ type Interval struct {
 	Final    bool            `json:"final,omitempty"`
 	Metrics  []MetricResult  `json:"metrics,omitempty"`
 	Error    string          `json:"error,omitempty"`
+	// Reason is the sentence of a sequential look (analysis.mode sequential); Sequential its full
+	// explanation: per test what was compared, the requests, the effect, the interval, the tolerance
+	// and margin, the e-values and the requests still needed.
+	Reason     string             `json:"reason,omitempty"`
+	Sequential *sequential.Report `json:"sequential,omitempty"`
 }
 
 // MetricResult is one metric's classification in one judgement, with its numbers and the reason.

@@ -1,0 +1,421 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/canaryctl/canaryctl/analysis/sequential"
+	"github.com/canaryctl/canaryctl/providers"
+)
+
+// Judging modes (analysis.mode).
+const (
+	ModeSequential = "sequential"
+	ModeKayenta    = "kayenta"
+)
+
+// Modes lists the judging modes.
+var Modes = []string{ModeSequential, ModeKayenta}
+
+// VerdictNeedMoreData: a sequential look that could neither fail nor pass the canary yet.
+const VerdictNeedMoreData Verdict = "need-more-data"
+
+// PauseNeedMoreData: a step still undecided at analysis.sequential.maxBake paused the rollout.
+// canaryctl promote (or resume) accepts the step, canaryctl abort rolls back.
+const PauseNeedMoreData = "need-more-data"
+
+// SequentialSpec configures analysis.mode sequential: request-level tests of package
+// analysis/sequential (5xx rate, a 5xx guard against baseline plus stable, latency median and tail),
+// looked at every LookInterval. Zero fields take the defaults, which are the simulator's (canaryctl
+// simulate), so its published table describes these settings.
+type SequentialSpec struct {
+	// Alpha bounds the probability of rolling back a canary that is no worse than the baseline, over
+	// the whole rollout however often it looks (default 0.01).
+	Alpha float64 `yaml:"alpha" json:"alpha"`
+	// Beta bounds, per metric, the probability of passing a canary worse by the margin (default 0.05).
+	Beta float64 `yaml:"beta" json:"beta"`
+	// The margins are the minimum detectable effects: a step passes when the data exclude a regression
+	// this large. ErrorMargin is the 5xx-rate increase in percentage points (default 1).
+	ErrorMargin float64 `yaml:"errorMargin" json:"errorMargin"`
+	// MedianMargin is the increase, in percentage points, of the share of canary requests slower than
+	// the baseline's median (default 10: from 50% to 60%; +20 ms on an 80 ms median is about +20).
+	MedianMargin float64 `yaml:"medianMargin" json:"medianMargin"`
+	// TailQuantile is the latency quantile watched for tail regressions (default 0.99).
+	TailQuantile float64 `yaml:"tailQuantile" json:"tailQuantile"`
+	// TailMargin is the increase, in percentage points, of the share of canary requests slower than
+	// the baseline's TailQuantile (default 1: from 1% to 2%). Explanations give the thresholds in ms.
+	TailMargin float64 `yaml:"tailMargin" json:"tailMargin"`
+	// GuardRatio is the canary/control 5xx rate ratio tolerated by the fast guard (default 1.5).
+	GuardRatio float64 `yaml:"guardRatio" json:"guardRatio"`
+	// LookInterval: how often new requests are fetched and judged (default 250ms).
+	LookInterval time.Duration `yaml:"lookInterval" json:"lookInterval"`
+	// MinBake: a pass advances a step only after it baked this long, or its duration if shorter
+	// (default 1m).
+	MinBake time.Duration `yaml:"minBake" json:"minBake"`
+	// MaxBake: a step still undecided after its duration is extended up to MaxBake, then the rollout
+	// pauses; lack of data never fails a canary (default 15m).
+	MaxBake time.Duration `yaml:"maxBake" json:"maxBake"`
+	// ExpandFactor: an undecided step that baked its duration moves on to the next step (never from the
+	// last) when the data exclude ExpandFactor times every margin (default 3).
+	ExpandFactor float64 `yaml:"expandFactor" json:"expandFactor"`
+}
+
+// perRequestSource reports whether the metrics source gives per-request data.
+func perRequestSource(metricsType string) bool {
+	return metricsType == "builtin" || metricsType == "kong-log"
+}
+
+func (s *Spec) setSequentialDefaults() {
+	a := &s.Analysis
+	if a.Mode == "" {
+		a.Mode = ModeKayenta
+		if perRequestSource(s.Metrics.Type) {
+			a.Mode = ModeSequential
+		}
+	}
+	q := &a.Sequential
+	d := sequential.DefaultConfig()
+	def := func(v *float64, x float64) {
+		if *v == 0 {
+			*v = x
+		}
+	}
+	def(&q.Alpha, d.Alpha)
+	def(&q.Beta, d.Beta)
+	def(&q.ErrorMargin, 100*d.ErrorMargin)
+	def(&q.MedianMargin, 100*d.MedianMargin)
+	def(&q.TailQuantile, d.TailQuantile)
+	def(&q.TailMargin, 100*d.TailMargin)
+	def(&q.GuardRatio, d.GuardRatio)
+	def(&q.ExpandFactor, sequential.DefaultExpandFactor)
+	if q.LookInterval == 0 {
+		q.LookInterval = sequential.DefaultLookInterval
+	}
+	if q.MinBake == 0 {
+		q.MinBake = sequential.DefaultMinBake
+	}
+	if q.MaxBake == 0 {
+		q.MaxBake = sequential.DefaultMaxBake
+	}
+}
+
+// analyzerConfig converts the spec's units (percentage points) to the analyzer's (fractions).
+func (q SequentialSpec) analyzerConfig() sequential.Config {
+	return sequential.Config{Alpha: q.Alpha, Beta: q.Beta, ErrorMargin: q.ErrorMargin / 100,
+		MedianMargin: q.MedianMargin / 100, TailQuantile: q.TailQuantile, TailMargin: q.TailMargin / 100,
+		GuardRatio: q.GuardRatio}
+}
+
+func (s *Spec) validateSequential(bad func(string, string, ...any)) {
+	a := s.Analysis
+	if !contains(Modes, a.Mode) {
+		bad("analysis.mode", "unknown mode %q; use %s", a.Mode, strings.Join(Modes, " or "))
+		return
+	}
+	if a.Mode != ModeSequential {
+		return
+	}
+	if !perRequestSource(s.Metrics.Type) {
+		bad("analysis.mode", "sequential judges individual requests, which metrics.type %s does not give; use mode kayenta or a per-request metrics source (builtin, kong-log)", s.Metrics.Type)
+	}
+	q := a.Sequential
+	p := "analysis.sequential."
+	open01 := func(field string, v float64, eg string) {
+		if !(v > 0 && v < 1) {
+			bad(p+field, "%v must be between 0 and 1 (exclusive), e.g. %s", v, eg)
+		}
+	}
+	points := func(field string, v, hi float64, eg string) {
+		if !(v > 0 && v < hi) {
+			bad(p+field, "%v must be in percentage points between 0 and %.4g (exclusive), e.g. %s", v, hi, eg)
+		}
+	}
+	open01("alpha", q.Alpha, "0.01")
+	open01("beta", q.Beta, "0.05")
+	points("errorMargin", q.ErrorMargin, 100, "1 for +1 percentage point of 5xx")
+	points("medianMargin", q.MedianMargin, 50, "10 for 60% of canary requests above the baseline's median")
+	open01("tailQuantile", q.TailQuantile, "0.99")
+	if q.TailQuantile > 0 && q.TailQuantile < 1 {
+		points("tailMargin", q.TailMargin, 100*(1-q.TailQuantile), "1 for 2% of canary requests above the baseline's P99")
+	}
+	if !(q.GuardRatio >= 1 && q.GuardRatio <= 1024) {
+		bad(p+"guardRatio", "%v must be between 1 and 1024, e.g. 1.5", q.GuardRatio)
+	}
+	if !(q.ExpandFactor >= 1) || math.IsInf(q.ExpandFactor, 0) {
+		bad(p+"expandFactor", "%v must be at least 1, e.g. 3", q.ExpandFactor)
+	}
+	if q.LookInterval < 10*time.Millisecond || q.LookInterval > time.Minute {
+		bad(p+"lookInterval", "%s is out of range; use 10ms..1m, e.g. 250ms", q.LookInterval)
+	}
+	if q.MinBake < 0 {
+		bad(p+"minBake", "%s is negative; use a duration such as 1m", q.MinBake)
+	}
+	if q.MaxBake < q.MinBake {
+		bad(p+"maxBake", "%s is shorter than minBake (%s); make it at least minBake, e.g. 15m", q.MaxBake, q.MinBake)
+	}
+	for i, st := range s.Steps {
+		if q.MaxBake < st.Duration {
+			bad(p+"maxBake", "%s is shorter than steps[%d].duration (%s); make it at least the longest step, e.g. 15m", q.MaxBake, i, st.Duration)
+			break
+		}
+	}
+}
+
+// seqState is the engine's in-memory state of mode sequential. It is not saved: a resumed rollout
+// restarts its step with a new analyzer (Resume turns Analyzing into Progressing).
+type seqState struct {
+	a *sequential.Analyzer
+	// cursor: requests before it were fed to the analyzer (or fell between steps).
+	cursor time.Time
+	// lastRecord: when the step last recorded an interval; nextExpand: when SafeToExpand is asked next.
+	lastRecord, nextExpand time.Time
+	looks                  int
+	canary, baseline       int // requests of the step fed to the analyzer
+	extended               bool
+}
+
+func (e *Engine) sequentialMode() bool { return e.spec.Analysis.Mode == ModeSequential }
+
+// startLooks is called when a step's split is set: looking starts at once (the tests need no
+// warm-up; the step's warmup and interval are not used by the statistics, the interval paces the
+// recorded intervals and progress lines).
+func (e *Engine) startLooks(now time.Time, step StepSpec) {
+	e.seq.cursor, e.seq.lastRecord = now, now
+	e.seq.nextExpand = now.Add(step.Duration)
+	e.seq.looks, e.seq.canary, e.seq.baseline, e.seq.extended = 0, 0, 0, false
+	e.mu.Lock()
+	e.st.NextAnalysisAt = now.Add(e.spec.Analysis.Sequential.LookInterval)
+	e.mu.Unlock()
+}
+
+// batchOf turns the gateway's requests into the analyzer's batch. Requests routed by a rule are not a
+// random sample and stay out; a 5xx or no answer (502) is a failure.
+func batchOf(reqs []providers.Request) sequential.Batch {
+	var b sequential.Batch
+	for _, r := range reqs {
+		if r.ByRule {
+			continue
+		}
+		failed := r.Status >= 500
+		s := sequential.Sample{LatencyMS: float64(r.Latency) / float64(time.Millisecond), Failed: failed}
+		switch r.Cohort {
+		case providers.Canary:
+			b.Canary = append(b.Canary, s)
+		case providers.Baseline:
+			b.Baseline = append(b.Baseline, s)
+		case providers.Stable:
+			b.StableRequests++
+			if failed {
+				b.StableErrors++
+			}
+		}
+	}
+	return b
+}
+
+// handleLook is Analyzing in mode sequential: one look per LookInterval.
+func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
+	st := e.State()
+	step := e.spec.Steps[st.Step]
+	q := e.spec.Analysis.Sequential
+	now := e.now()
+	if now.Before(st.NextAnalysisAt) {
+		e.wake = st.NextAnalysisAt
+		return Analyzing, ""
+	}
+	where := fmt.Sprintf("step %d/%d (%s)", st.Step+1, st.Steps, pct(step.Weight))
+	if e.seq.a == nil {
+		a, err := sequential.New(q.analyzerConfig())
+		if err != nil {
+			return RollingBack, where + ": " + err.Error()
+		}
+		e.seq.a = a
+	}
+	if e.seq.cursor.IsZero() || e.seq.cursor.Before(st.StepStartedAt) {
+		e.startLooks(st.StepStartedAt, step)
+	}
+	var reqs []providers.Request
+	err := e.call(ctx, func(c context.Context) (err error) {
+		reqs, err = e.cfg.Requests.Requests(c, e.seq.cursor, now)
+		return err
+	})
+	if err != nil {
+		return e.lookError(st, step, now, where, err)
+	}
+	e.seq.cursor = now
+	b := batchOf(reqs)
+	v := e.seq.a.Observe(b)
+	e.seq.looks++
+	e.seq.canary += len(b.Canary)
+	e.seq.baseline += len(b.Baseline)
+	e.mu.Lock()
+	e.st.ConsecutiveErrors = 0
+	e.st.NextAnalysisAt = now.Add(q.LookInterval)
+	e.mu.Unlock()
+	e.wake = now.Add(q.LookInterval)
+
+	elapsed := now.Sub(st.StepStartedAt)
+	last := st.Step+1 >= st.Steps
+	where = fmt.Sprintf("%s look %d after %s", where, e.seq.looks, elapsed.Round(100*time.Millisecond))
+	switch {
+	case v == sequential.Fail:
+		rep := e.record(st, now, VerdictFail, true, "")
+		return RollingBack, fmt.Sprintf("%s: %s: %s", where, rep.Reason, decisionReasons(rep, sequential.Fail))
+	case v == sequential.Pass && elapsed >= min(q.MinBake, step.Duration):
+		rep := e.record(st, now, VerdictPass, true, "")
+		return e.stepPassed(fmt.Sprintf("%s: step passed: %s", where, rep.Reason))
+	case !last && !now.Before(e.seq.nextExpand):
+		e.seq.nextExpand = now.Add(sequential.ExpandCheckEvery)
+		if v == sequential.NeedMoreData && e.seq.a.SafeToExpand(q.ExpandFactor) {
+			rep := e.record(st, now, VerdictNeedMoreData, true, fmt.Sprintf("; the data exclude %g times every margin: moving on", q.ExpandFactor))
+			return e.stepPassed(fmt.Sprintf("%s: undecided after the step's %s, but the data exclude %g times every margin; moving on to the larger step: %s",
+				where, step.Duration, q.ExpandFactor, rep.Reason))
+		}
+	}
+	if elapsed >= q.MaxBake {
+		rep := e.record(st, now, verdictOf(v), true, fmt.Sprintf("; paused at maxBake %s", q.MaxBake))
+		reason := fmt.Sprintf("%s: still undecided at maxBake %s (never failed for lack of data): %s; run canaryctl promote %s to accept the step or canaryctl abort %s",
+			where, q.MaxBake, rep.Reason, st.Service, st.Service)
+		e.setPause(PauseNeedMoreData, reason)
+		return Paused, reason
+	}
+	if elapsed >= step.Duration && !e.seq.extended {
+		e.seq.extended = true
+		rep := e.record(st, now, verdictOf(v), false, fmt.Sprintf("; step extended beyond its %s, up to maxBake %s", step.Duration, q.MaxBake))
+		e.log.Info("step extended", "step", st.Step+1, "maxBake", q.MaxBake, "moreRequests", rep.MoreRequests)
+		return Analyzing, ""
+	}
+	if !now.Before(e.seq.lastRecord.Add(step.Interval)) {
+		e.record(st, now, verdictOf(v), false, "")
+	}
+	return Analyzing, ""
+}
+
+func verdictOf(v sequential.Verdict) Verdict {
+	switch v {
+	case sequential.Fail:
+		return VerdictFail
+	case sequential.Pass:
+		return VerdictPass
+	}
+	return VerdictNeedMoreData
+}
+
+// lookError counts a failed fetch; the next look retries the same window (nothing is lost) after a
+// backoff that doubles from LookInterval up to the step's interval.
+func (e *Engine) lookError(st State, step StepSpec, now time.Time, where string, err error) (Phase, string) {
+	iv := Interval{Step: st.Step, Index: e.stepIntervals(st) + 1, At: now, Start: e.seq.cursor, End: now, Split: st.Split,
+		Score: Number(math.NaN()), Verdict: VerdictError, Error: fmt.Sprintf("read requests: %v", err)}
+	e.mu.Lock()
+	e.st.Intervals = append(e.st.Intervals, iv)
+	e.st.ConsecutiveErrors++
+	errs := e.st.ConsecutiveErrors
+	wait := e.spec.Analysis.Sequential.LookInterval
+	for i := 1; i < errs && wait < step.Interval; i++ {
+		wait *= 2
+	}
+	e.st.NextAnalysisAt = now.Add(min(wait, step.Interval))
+	e.mu.Unlock()
+	e.emit(&Event{Type: EvError, Reason: iv.Error})
+	e.progress(st, iv)
+	e.emit(&Event{Type: EvInterval, Interval: &iv})
+	if limit := e.spec.Analysis.ConsecutiveErrorLimit; errs >= limit {
+		return RollingBack, fmt.Sprintf("%s: %d consecutive errors (limit %d): %s", where, errs, limit, iv.Error)
+	}
+	e.wake = now.Add(min(wait, step.Interval))
+	if err := e.save(); err != nil {
+		return RollingBack, where + ": " + err.Error()
+	}
+	return Analyzing, ""
+}
+
+func (e *Engine) stepIntervals(st State) int {
+	n := 0
+	for _, iv := range st.Intervals {
+		if iv.Step == st.Step && !iv.At.Before(st.StepStartedAt) {
+			n++
+		}
+	}
+	return n
+}
+
+// record adds an interval with the analyzer's explanation to the state, prints the progress line,
+// emits the event and saves the state.
+func (e *Engine) record(st State, now time.Time, v Verdict, final bool, note string) sequential.Report {
+	rep := e.seq.a.Report()
+	e.seq.lastRecord = now
+	iv := Interval{Step: st.Step, Index: e.stepIntervals(st) + 1, At: now, Start: st.StepStartedAt, End: now,
+		Split: st.Split, Baseline: e.seq.baseline, Canary: e.seq.canary, Score: Number(math.NaN()), Verdict: v,
+		Final: final, Metrics: decisionMetrics(rep), Reason: rep.Reason + note, Sequential: &rep}
+	e.mu.Lock()
+	e.st.Intervals = append(e.st.Intervals, iv)
+	e.st.Verdict = v
+	e.mu.Unlock()
+	e.seqProgress(st, iv)
+	e.emit(&Event{Type: EvInterval, Interval: &iv})
+	if err := e.save(); err != nil {
+		e.log.Error("save state", "err", err)
+	}
+	return rep
+}
+
+// decisionMetrics shows each test's decision as a metric result (the TUI's metrics table): the
+// values of the cohorts in %, the sample sizes, the effect and its confidence-sequence interval in
+// percentage points (the guard: rate ratio, lower bound only) and the sentence.
+func decisionMetrics(rep sequential.Report) []MetricResult {
+	out := make([]MetricResult, 0, len(rep.Decisions))
+	for _, d := range rep.Decisions {
+		class := "Pass"
+		switch {
+		case d.Verdict == sequential.Fail:
+			class = "High"
+		case d.Verdict == sequential.NeedMoreData && d.Metric != sequential.MetricGuard:
+			class = "NeedMoreData"
+		}
+		ratio := math.NaN()
+		if d.BaselineValue > 0 {
+			ratio = d.CanaryValue / d.BaselineValue
+		}
+		lo, est := Number(d.Lower), Number(d.Effect)
+		mr := MetricResult{Name: d.Metric, Group: d.Metric, Classification: class, Critical: d.Metric == sequential.MetricGuard,
+			Reason: d.Reason, BaselineMean: Number(d.BaselineValue), CanaryMean: Number(d.CanaryValue),
+			BaselineCount: int(d.Baseline), CanaryCount: int(d.Canary), Ratio: Number(ratio), Estimate: &est}
+		if d.Upper != nil {
+			hi := Number(*d.Upper)
+			mr.CILower, mr.CIUpper = &lo, &hi
+		}
+		out = append(out, mr)
+	}
+	return out
+}
+
+func decisionReasons(rep sequential.Report, v sequential.Verdict) string {
+	var parts []string
+	for _, d := range rep.Decisions {
+		if d.Verdict == v {
+			parts = append(parts, d.Reason)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// seqProgress prints the progress line of a recorded interval.
+func (e *Engine) seqProgress(st State, iv Interval) {
+	if e.cfg.Progress == nil {
+		return
+	}
+	line := fmt.Sprintf("%s step %d/%d %s | look %d, %s into the step | requests baseline %d canary %d | %s | %s",
+		st.Service, st.Step+1, st.Steps, st.Split, e.seq.looks, iv.At.Sub(st.StepStartedAt).Round(100*time.Millisecond),
+		iv.Baseline, iv.Canary, iv.Verdict, iv.Reason)
+	if iv.Verdict == VerdictFail && iv.Sequential != nil {
+		line += " | " + decisionReasons(*iv.Sequential, sequential.Fail)
+	}
+	fmt.Fprintln(e.cfg.Progress, oneLine(line))
+}
+
+// errNoRequestLog: mode sequential without a request log.
+var errNoRequestLog = errors.New("analysis.mode sequential needs a request log (Config.Requests)")
