@@ -212,7 +212,7 @@ func runWithTUI(ctx context.Context, env *Env, r tuiRun) error {
 	finished := make(chan struct{})
 	pctx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPoll()
-	updates := tui.Poll(pctx, tui.PollConfig{Store: store})
+	updates := tui.Poll(pctx, tui.PollConfig{Store: store, Self: true})
 	m := tui.New(tui.Config{
 		Service:    r.service,
 		Spec:       r.spec,

@@ -45,6 +45,12 @@ type PollConfig struct {
 	Store Store
 	// Interval between two looks at state.json and events.jsonl (default 200ms).
 	Interval time.Duration
+	// HolderEvery: how often to probe the rollout's lock for the process running it (default 1s).
+	// The probe takes a shared flock for an instant, during which a starting run cannot take the lock,
+	// so it is done seldom.
+	HolderEvery time.Duration
+	// Self: this process runs the rollout (run --tui); the lock is not probed.
+	Self bool
 }
 
 // Poll watches a rollout's state directory from any process: every Interval it looks at state.json
@@ -59,7 +65,10 @@ func Poll(ctx context.Context, cfg PollConfig) <-chan Snapshot {
 	out := make(chan Snapshot, 1)
 	go func() {
 		defer close(out)
-		p := &poller{store: cfg.Store}
+		if cfg.HolderEvery <= 0 {
+			cfg.HolderEvery = time.Second
+		}
+		p := &poller{store: cfg.Store, holderEvery: cfg.HolderEvery, self: cfg.Self, now: time.Now}
 		t := time.NewTicker(cfg.Interval)
 		defer t.Stop()
 		for {
@@ -93,6 +102,11 @@ type poller struct {
 	partial []byte // a torn last line, completed by the next read
 	last    Snapshot
 	started bool
+
+	holderEvery time.Duration
+	self        bool
+	now         func() time.Time
+	probedAt    time.Time
 }
 
 func stamp(path string) fileStamp {
@@ -140,9 +154,20 @@ func (p *poller) look() (Snapshot, bool) {
 			changed = true
 		}
 	}
-	if held, pid, err := p.store.Holder(); err == nil && (held != snap.Held || pid != snap.PID) {
-		snap.Held, snap.PID = held, pid
-		changed = true
+	switch {
+	case p.self:
+		if !snap.Held {
+			snap.Held, snap.PID = true, os.Getpid()
+			changed = true
+		}
+	case p.now == nil || p.now().Sub(p.probedAt) >= p.holderEvery:
+		if p.now != nil {
+			p.probedAt = p.now()
+		}
+		if held, pid, err := p.store.Holder(); err == nil && (held != snap.Held || pid != snap.PID) {
+			snap.Held, snap.PID = held, pid
+			changed = true
+		}
 	}
 	p.last = snap
 	return snap, changed

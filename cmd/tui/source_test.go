@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -150,5 +151,40 @@ func TestFollowPrintsEventsAndReturnsTheEnd(t *testing.T) {
 	cancel()
 	if _, err := Follow(ctx, FollowConfig{Updates: make(chan Snapshot), Out: &out}); err == nil {
 		t.Fatal("cancelled Follow returned no error")
+	}
+}
+
+// TestPollerLockProbe: the lock is probed at most every holderEvery (the probe briefly blocks a run
+// from taking the lock), and not at all when this process runs the rollout.
+func TestPollerLockProbe(t *testing.T) {
+	t.Parallel()
+	store := openStore(t)
+	if err := store.SaveState(analyzingState()); err != nil {
+		t.Fatal(err)
+	}
+	self := &poller{store: store, self: true}
+	if snap, _ := self.look(); !snap.Held || snap.PID != os.Getpid() {
+		t.Fatalf("self: held %v pid %d", snap.Held, snap.PID)
+	}
+	clock := t0
+	p := &poller{store: store, holderEvery: time.Second, now: func() time.Time { return clock }}
+	if snap, _ := p.look(); snap.Held {
+		t.Fatal("nobody holds the lock yet")
+	}
+	runner, err := rollout.OpenStore(rollout.StoreConfig{Root: filepath.Dir(filepath.Dir(store.EventsPath())), Service: "checkout"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runner.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	defer runner.Unlock()
+	clock = clock.Add(500 * time.Millisecond)
+	if snap, _ := p.look(); snap.Held {
+		t.Fatal("probed again before holderEvery")
+	}
+	clock = clock.Add(500 * time.Millisecond)
+	if snap, changed := p.look(); !snap.Held || snap.PID != os.Getpid() || !changed {
+		t.Fatalf("after holderEvery: held %v pid %d changed %v", snap.Held, snap.PID, changed)
 	}
 }
