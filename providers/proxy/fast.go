@@ -263,17 +263,27 @@ func (p *Proxy) fastRoundTrip(uc *upConn, r *http.Request, u *upstream) (*http.R
 			bw.WriteString("\r\n")
 		}
 	}
-	bw.WriteString("X-Forwarded-For: ")
+	// X-Forwarded-For: the client IP, after the incoming list when that is trusted (as SetXForwarded).
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = ""
+	}
+	var prior []string
 	if p.trustForwarded {
-		if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+		prior = r.Header["X-Forwarded-For"]
+	}
+	if len(prior) > 0 || ip != "" {
+		bw.WriteString("X-Forwarded-For: ")
+		if len(prior) > 0 {
 			bw.WriteString(strings.Join(prior, ", "))
-			bw.WriteString(", ")
+			if ip != "" {
+				bw.WriteString(", ")
+			}
 		}
-	}
-	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		bw.WriteString(ip)
+		bw.WriteString("\r\n")
 	}
-	bw.WriteString("\r\nX-Forwarded-Host: ")
+	bw.WriteString("X-Forwarded-Host: ")
 	bw.WriteString(r.Host)
 	if r.TLS != nil {
 		bw.WriteString("\r\nX-Forwarded-Proto: https\r\n\r\n")
@@ -308,6 +318,7 @@ func (p *Proxy) fastRoundTrip(uc *upConn, r *http.Request, u *upstream) (*http.R
 // client watcher (stop) never fired on it.
 func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *upConn, resp *http.Response, stop func() bool) {
 	c.status = resp.StatusCode
+	c.up.ok() // it answered: any back-off is over
 	ctx := r.Context()
 	dst := w.Header()
 	conn := resp.Header["Connection"]
@@ -334,9 +345,7 @@ func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *up
 		}
 		_ = resp.Body.Close() // read to EOF: cheap, keeps the connection usable
 		if !resp.Close && watched && ctx.Err() == nil {
-			u := c.up
-			u.ok()
-			u.pool.put(uc, p.now().UnixNano(), p.fast.perHost)
+			c.up.pool.put(uc, p.now().UnixNano(), p.fast.perHost)
 			return
 		}
 		_ = uc.nc.Close()

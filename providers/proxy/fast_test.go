@@ -217,3 +217,55 @@ func TestFastPathAndReverseProxyPaths(t *testing.T) {
 		t.Errorf("base-path upstream got %q, want the joined path /base/q", got)
 	}
 }
+
+// TestForwardedHeadersSameOnBothPaths: X-Forwarded-*, Host and TrustForwarded/PreserveHost give
+// the same upstream view whether a request takes the fast path (GET) or the ReverseProxy (POST).
+func TestForwardedHeadersSameOnBothPaths(t *testing.T) {
+	t.Parallel()
+	type seen struct{ xff, host, proto, fhost string }
+	got := make(chan seen, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		got <- seen{strings.Join(r.Header.Values("X-Forwarded-For"), "|"), r.Host, r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host")}
+	}))
+	t.Cleanup(up.Close)
+	upHost := strings.TrimPrefix(up.URL, "http://")
+	for _, tc := range []struct {
+		name      string
+		trust     bool
+		preserve  bool
+		wantXFF   string
+		wantHost  string
+		clientXFF string
+	}{
+		{"defaults replace a spoofed list", false, false, "127.0.0.1", upHost, "6.6.6.6"},
+		{"trusted list is appended to", true, false, "6.6.6.6, 127.0.0.1", upHost, "6.6.6.6"},
+		{"preserve host", false, true, "127.0.0.1", "front.example", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, srv := startProxy(t, Config{Upstreams: map[providers.Cohort][]string{"stable": {up.URL}},
+				TrustForwarded: tc.trust, PreserveHost: tc.preserve})
+			for _, method := range []string{"GET", "POST"} {
+				var body io.Reader = http.NoBody
+				if method == "POST" {
+					body = strings.NewReader("x")
+				}
+				req, _ := http.NewRequest(method, srv.URL+"/", body)
+				req.Host = "front.example"
+				if tc.clientXFF != "" {
+					req.Header.Set("X-Forwarded-For", tc.clientXFF)
+				}
+				resp, err := testClient().Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				s := <-got
+				if s.xff != tc.wantXFF || s.host != tc.wantHost || s.proto != "http" || s.fhost != "front.example" {
+					t.Errorf("%s: upstream saw XFF %q Host %q Proto %q XFH %q; want XFF %q Host %q Proto http XFH front.example",
+						method, s.xff, s.host, s.proto, s.fhost, tc.wantXFF, tc.wantHost)
+				}
+			}
+		})
+	}
+}
