@@ -376,7 +376,7 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 	if p.quiet {
 		progress = nil
 	}
-	eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: gw, Metrics: metrics, Deployer: deployer, Judge: judge,
+	eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: gw, Metrics: metrics, Requests: reqLog, Deployer: deployer, Judge: judge,
 		Store: p.store, SpecYAML: p.raw, Logger: log, Progress: progress, Events: p.events,
 		OnInterrupt: p.onInterrupt, DetachOnPause: p.detachOnPause})
 	if err != nil {

@@ -84,6 +84,7 @@ gateway:
   kong: {admin: %s, service: web, propagation: 50ms, timeout: 2s, log: {flush: 100ms}}
 metrics: {type: kong-log}
 analysis:
+  mode: kayenta # the pipeline through Kong; sequential judging is tested in rollout
   resolution: 1s
   thresholds: {pass: 95, marginal: 75}
   metrics:

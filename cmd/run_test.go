@@ -130,6 +130,8 @@ deploy:
   canary: {type: static, addresses: [%q]}
 gateway: {type: builtin, admin: %q}
 analysis:
+  # Kayenta mode on these short steps; the sequential default is tested in rollout and by the demo.
+  mode: kayenta
   resolution: 1s
   # The end-to-end tests check the pipeline, not latency sensitivity: identical servers on a loaded
   # shared machine can differ by 50%% in P99, so latency only fails beyond 10x.

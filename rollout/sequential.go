@@ -165,6 +165,20 @@ func (s *Spec) validateSequential(bad func(string, string, ...any)) {
 	}
 }
 
+// requestLag is how far behind the clock looks read the request log, so that a request that finished
+// before a look but reached the log after it is not skipped: Kong's http-log batches entries for up
+// to its flush delay (default 1s); the built-in proxy records a request as it finishes.
+func (s *Spec) requestLag() time.Duration {
+	if s.Metrics.Type == "kong-log" {
+		flush := time.Second
+		if k := s.Gateway.Kong; k != nil && k.Log != nil && k.Log.Flush > 0 {
+			flush = k.Log.Flush
+		}
+		return flush + 250*time.Millisecond
+	}
+	return 50 * time.Millisecond
+}
+
 // seqState is the engine's in-memory state of mode sequential. It is not saved: a resumed rollout
 // restarts its step with a new analyzer (Resume turns Analyzing into Progressing).
 type seqState struct {
@@ -238,15 +252,19 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 	if e.seq.cursor.IsZero() || e.seq.cursor.Before(st.StepStartedAt) {
 		e.startLooks(st.StepStartedAt, step)
 	}
+	until := now.Add(-e.spec.requestLag())
+	if until.Before(e.seq.cursor) {
+		until = e.seq.cursor
+	}
 	var reqs []providers.Request
 	err := e.call(ctx, func(c context.Context) (err error) {
-		reqs, err = e.cfg.Requests.Requests(c, e.seq.cursor, now)
+		reqs, err = e.cfg.Requests.Requests(c, e.seq.cursor, until)
 		return err
 	})
 	if err != nil {
 		return e.lookError(st, step, now, where, err)
 	}
-	e.seq.cursor = now
+	e.seq.cursor = until
 	b := batchOf(reqs)
 	v := e.seq.a.Observe(b)
 	e.seq.looks++
@@ -408,8 +426,8 @@ func (e *Engine) seqProgress(st State, iv Interval) {
 	if e.cfg.Progress == nil {
 		return
 	}
-	line := fmt.Sprintf("%s step %d/%d %s | look %d, %s into the step | requests baseline %d canary %d | %s | %s",
-		st.Service, st.Step+1, st.Steps, st.Split, e.seq.looks, iv.At.Sub(st.StepStartedAt).Round(100*time.Millisecond),
+	line := fmt.Sprintf("%s step %d/%d %s | interval %d (look %d, %s into the step) | requests baseline %d canary %d | %s | %s",
+		st.Service, st.Step+1, st.Steps, st.Split, iv.Index, e.seq.looks, iv.At.Sub(st.StepStartedAt).Round(100*time.Millisecond),
 		iv.Baseline, iv.Canary, iv.Verdict, iv.Reason)
 	if iv.Verdict == VerdictFail && iv.Sequential != nil {
 		line += " | " + decisionReasons(*iv.Sequential, sequential.Fail)
