@@ -286,8 +286,9 @@ func TestDemo(t *testing.T) {
 		reason   string
 	}{
 		{scenario: "good", code: 0, phase: rollout.Promoted, reason: "canary is the new stable"},
-		{scenario: "slow", code: 3, phase: rollout.RolledBack, reason: "p99-latency High"},
-		{scenario: "errors", code: 3, phase: rollout.RolledBack, reason: "5xx-rate High (critical)"},
+		// analysis.mode sequential (the default for the demo's builtin metrics) names the failed test
+		{scenario: "slow", code: 3, phase: rollout.RolledBack, reason: "the canary is worse on latency-"},
+		{scenario: "errors", code: 3, phase: rollout.RolledBack, reason: "the canary is worse on 5xx-"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.scenario, func(t *testing.T) {
@@ -391,6 +392,7 @@ deploy:
 gateway: %s
 metrics: {type: builtin}
 analysis:
+  mode: kayenta # these tests check the pipeline with a 5xx-only Kayenta judge; TestDemo runs the sequential default
   resolution: 1s
   metrics:
     - {name: 5xx-rate, kind: error_rate, direction: increase, critical: true, nanStrategy: remove, group: errors}

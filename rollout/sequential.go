@@ -426,7 +426,7 @@ func (e *Engine) seqProgress(st State, iv Interval) {
 	if e.cfg.Progress == nil {
 		return
 	}
-	line := fmt.Sprintf("%s step %d/%d %s | interval %d (look %d, %s into the step) | requests baseline %d canary %d | %s | %s",
+	line := fmt.Sprintf("%s step %d/%d %s | interval %d | look %d, %s into the step | requests baseline %d canary %d | %s | %s",
 		st.Service, st.Step+1, st.Steps, st.Split, iv.Index, e.seq.looks, iv.At.Sub(st.StepStartedAt).Round(100*time.Millisecond),
 		iv.Baseline, iv.Canary, iv.Verdict, iv.Reason)
 	if iv.Verdict == VerdictFail && iv.Sequential != nil {
