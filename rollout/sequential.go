@@ -189,6 +189,7 @@ type seqState struct {
 	lastRecord, nextExpand time.Time
 	looks                  int
 	canary, baseline       int // requests of the step fed to the analyzer
+	cohorts                cohortTallies
 	extended               bool
 }
 
@@ -201,6 +202,7 @@ func (e *Engine) startLooks(now time.Time, step StepSpec) {
 	e.seq.cursor, e.seq.lastRecord = now, now
 	e.seq.nextExpand = now.Add(step.Duration)
 	e.seq.looks, e.seq.canary, e.seq.baseline, e.seq.extended = 0, 0, 0, false
+	e.seq.cohorts = cohortTallies{}
 	e.mu.Lock()
 	e.st.NextAnalysisAt = now.Add(e.spec.Analysis.Sequential.LookInterval)
 	e.mu.Unlock()
@@ -266,6 +268,7 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 	}
 	e.seq.cursor = until
 	b := batchOf(reqs)
+	e.seq.cohorts.observe(b)
 	v := e.seq.a.Observe(b)
 	e.seq.looks++
 	e.seq.canary += len(b.Canary)
@@ -368,7 +371,8 @@ func (e *Engine) record(st State, now time.Time, v Verdict, final bool, note str
 	e.seq.lastRecord = now
 	iv := Interval{Step: st.Step, Index: e.stepIntervals(st) + 1, At: now, Start: st.StepStartedAt, End: now,
 		Split: st.Split, Baseline: e.seq.baseline, Canary: e.seq.canary, Score: Number(math.NaN()), Verdict: v,
-		Final: final, Metrics: decisionMetrics(rep), Reason: rep.Reason + note, Sequential: &rep}
+		Final: final, Metrics: decisionMetrics(rep), Reason: rep.Reason + note, Sequential: &rep,
+		Cohorts: e.seq.cohorts.stats()}
 	e.mu.Lock()
 	e.st.Intervals = append(e.st.Intervals, iv)
 	e.st.Verdict = v
@@ -392,7 +396,7 @@ func decisionMetrics(rep sequential.Report) []MetricResult {
 		case d.Verdict == sequential.Fail:
 			class = "High"
 		case d.Verdict == sequential.NeedMoreData && d.Metric != sequential.MetricGuard:
-			class = "NeedMoreData"
+			class = "Undecided"
 		}
 		ratio := math.NaN()
 		if d.BaselineValue > 0 {

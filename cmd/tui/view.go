@@ -228,6 +228,10 @@ func (m Model) metrics(w int) []string {
 	if iv.Final {
 		title += " · final"
 	}
+	var why []string
+	if iv.Reason != "" { // analysis.mode sequential: the look's sentence
+		why = []string{s.dim.Render("why:  ") + ansi.Truncate(oneLine(iv.Reason), max(w-6, 20), "…")}
+	}
 	wide := w >= 100
 	cols := []int{12, 12, 12, 7, 17} // metric, baseline, canary, class, CI
 	if wide {
@@ -251,7 +255,8 @@ func (m Model) metrics(w int) []string {
 		}
 		return b.String()
 	}
-	lines := []string{title, s.dim.Render(row(hdr, nil) + "reason")}
+	lines := append([]string{title}, why...)
+	lines = append(lines, s.dim.Render(row(hdr, nil)+"reason"))
 	for _, mr := range iv.Metrics {
 		unit := m.unit(mr.Name)
 		b := fmt.Sprintf("%s (%d)", fmtValue(float64(mr.BaselineMean), unit), mr.BaselineCount)
@@ -414,6 +419,9 @@ func FormatEvent(ev rollout.Event) string {
 			s := fmt.Sprintf("judged step %d interval %d: ", iv.Step+1, iv.Index)
 			if iv.Verdict == rollout.VerdictError {
 				return s + "error: " + oneLine(iv.Error)
+			}
+			if iv.Reason != "" { // analysis.mode sequential: no score, a sentence
+				return s + fmt.Sprintf("%s (requests baseline %d canary %d): %s", iv.Verdict, iv.Baseline, iv.Canary, oneLine(iv.Reason))
 			}
 			return s + fmt.Sprintf("score %s %s (requests baseline %d canary %d)", fmtScore(float64(iv.Score)), iv.Verdict, iv.Baseline, iv.Canary)
 		}
