@@ -822,7 +822,13 @@ func (e *Engine) analyze(ctx context.Context, st State, step StepSpec, now time.
 		}
 		pairs = append(pairs, MetricPair{Metric: m, Pair: p})
 	}
-	if sc, ok := e.cfg.Metrics.(SampleCounter); ok {
+	if cs, ok := e.cfg.Metrics.(CohortSummarizer); ok {
+		err := e.call(ctx, func(c context.Context) (err error) { iv.Cohorts, err = cs.Cohorts(c, w); return err })
+		if err != nil {
+			e.log.Warn("summarize cohorts", "err", err)
+		}
+		iv.Baseline, iv.Canary = iv.Cohorts[providers.Baseline].Requests, iv.Cohorts[providers.Canary].Requests
+	} else if sc, ok := e.cfg.Metrics.(SampleCounter); ok {
 		err := e.call(ctx, func(c context.Context) (err error) { iv.Baseline, iv.Canary, err = sc.Samples(c, w); return err })
 		if err != nil {
 			e.log.Warn("count samples", "err", err)

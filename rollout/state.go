@@ -152,6 +152,9 @@ type Interval struct {
 	// and margin, the e-values and the requests still needed.
 	Reason     string             `json:"reason,omitempty"`
 	Sequential *sequential.Report `json:"sequential,omitempty"`
+	// Cohorts: baseline's and canary's requests in the window (count, P50, P99, 5xx rate), for
+	// request-based metrics sources; in mode sequential, the requests of the step's looks so far.
+	Cohorts map[providers.Cohort]CohortStats `json:"cohorts,omitempty"`
 }
 
 // MetricResult is one metric's classification in one judgement, with its numbers and the reason.
