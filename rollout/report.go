@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/canaryctl/canaryctl/analysis/sequential"
 	"github.com/canaryctl/canaryctl/providers"
 )
 
@@ -163,18 +164,28 @@ func (r Report) WriteJUnit(w io.Writer) error {
 			c := junitCase{Name: fmt.Sprintf("interval %d", iv.Index), Classname: suite.Name, Time: secs(d),
 				SystemOut: fmt.Sprintf("split %s; samples baseline %d canary %d; score %s; verdict %s",
 					iv.Split, iv.Baseline, iv.Canary, fmtScore(float64(iv.Score)), iv.Verdict)}
-			switch iv.Verdict {
-			case VerdictFail:
+			if iv.Reason != "" { // analysis.mode sequential: the look's sentence instead of a score
+				c.SystemOut = fmt.Sprintf("split %s; requests baseline %d canary %d; verdict %s; %s", iv.Split, iv.Baseline, iv.Canary, iv.Verdict, iv.Reason)
+			}
+			switch {
+			case iv.Verdict == VerdictFail && iv.Sequential != nil:
+				c.Failure = &junitMessage{Message: iv.Reason, Type: "fail", Text: decisionReasons(*iv.Sequential, sequential.Fail)}
+				suite.Fail++
+			case iv.Verdict == VerdictNeedMoreData && iv.Final && iv.Sequential != nil && iv.Sequential.Verdict == sequential.NeedMoreData &&
+				i == len(s.Intervals)-1 && s.Outcome != "passed" && s.Outcome != "accepted":
+				c.Failure = &junitMessage{Message: iv.Reason, Type: "need-more-data", Text: iv.Reason}
+				suite.Fail++
+			case iv.Verdict == VerdictFail:
 				c.Failure = &junitMessage{Message: fmt.Sprintf("score %s <= marginal %s", fmtScore(float64(iv.Score)), fmtScore(r.Thresholds.Marginal)),
 					Type: "fail", Text: failReasons(iv.Metrics)}
 				suite.Fail++
-			case VerdictMarginal:
+			case iv.Verdict == VerdictMarginal:
 				if iv.Final {
 					c.Failure = &junitMessage{Message: fmt.Sprintf("final score %s below pass %s", fmtScore(float64(iv.Score)), fmtScore(r.Thresholds.Pass)),
 						Type: "marginal", Text: failReasons(iv.Metrics)}
 					suite.Fail++
 				}
-			case VerdictError:
+			case iv.Verdict == VerdictError:
 				c.Error = &junitMessage{Message: iv.Error, Type: "error"}
 				suite.Errors++
 			}

@@ -234,6 +234,23 @@ func TestSequentialBadCanaryRollsBackWithinSeconds(t *testing.T) {
 			if !strings.Contains(h.progress.String(), "| fail |") {
 				t.Errorf("no progress line for the failing look:\n%s", h.progress.String())
 			}
+			// the JSON report and JUnit carry the explanation
+			rep := NewReport(spec, st)
+			var js, ju strings.Builder
+			if err := rep.WriteJSON(&js); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{`"sequential": {`, `"verdict": "fail"`, `"compared": "`, `"lowerLevel": `, `"tolerance": `, `"eValue": `, `"outcome": "failed"`} {
+				if !strings.Contains(js.String(), want) {
+					t.Errorf("JSON report lacks %s", want)
+				}
+			}
+			if err := rep.WriteJUnit(&ju); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(ju.String(), `<failure message="fail: the canary is worse on `+tc.metric) || strings.Contains(ju.String(), "score n/a") {
+				t.Errorf("JUnit does not explain the failing look:\n%s", ju.String())
+			}
 		})
 	}
 }
@@ -275,6 +292,13 @@ func TestSequentialLowTrafficExtendsThenPauses(t *testing.T) {
 	}
 	if sp, _ := gw.Split(t.Context()); sp != spec.SplitFor(0) {
 		t.Errorf("paused split %v, want step 1's %v held", sp, spec.SplitFor(0))
+	}
+	var ju strings.Builder
+	if err := NewReport(spec, st).WriteJUnit(&ju); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(ju.String(), `type="need-more-data"`) != 1 {
+		t.Errorf("JUnit should report the paused step as one need-more-data failure:\n%s", ju.String())
 	}
 	// promote accepts the undecided step; the next step starts
 	h.post(ActionPromote)
