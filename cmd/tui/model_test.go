@@ -72,7 +72,11 @@ func analyzingState() *rollout.State {
 			{Step: 0, Index: 1, At: at(5), Score: 100, Verdict: rollout.VerdictPass, Baseline: 20, Canary: 19, Metrics: metricsFor(21, 22, 0, 0, "Pass")},
 			{Step: 0, Index: 2, At: at(9), Score: 80, Verdict: rollout.VerdictMarginal, Baseline: 41, Canary: 40, Final: true, Metrics: metricsFor(21, 35, 0, 0, "High")},
 			{Step: 1, Index: 1, At: at(15), Score: rollout.Number(math.NaN()), Verdict: rollout.VerdictError, Error: "fetch p99-latency: timeout"},
-			{Step: 1, Index: 2, At: at(21), Score: 100, Verdict: rollout.VerdictPass, Baseline: 240, Canary: 236, Metrics: metricsFor(23.3, 24.1, 0, 0.42, "Pass")},
+			{Step: 1, Index: 2, At: at(21), Score: 100, Verdict: rollout.VerdictPass, Baseline: 240, Canary: 236, Metrics: metricsFor(23.3, 24.1, 0, 0.42, "Pass"),
+				Cohorts: map[providers.Cohort]rollout.CohortStats{
+					providers.Baseline: {Requests: 240, P50Ms: 12.3, P99Ms: 31.25, ErrorRatePct: 0},
+					providers.Canary:   {Requests: 236, P50Ms: 12.9, P99Ms: 1234.5, ErrorRatePct: 100.0 / 236},
+				}},
 		},
 	}
 }
@@ -310,7 +314,8 @@ func TestViewShowsWhatMatters(t *testing.T) {
 		"checkout", "Analyzing", "step 2/3 (10%)", "elapsed 0:23", "pid 4242",
 		"judge in 1s (10:00:24)", "step ends in 0s (10:00:23) → step 3/3 (100%)",
 		"stable 80%", "baseline 10%", "canary 10%",
-		"step 2 interval 2", "requests baseline 240 canary 236", "23.3ms (5)", "24.1ms (5)", "0.42% (5)", "[-2.5, 4.25]ms",
+		"step 2 interval 2 · score 100 pass",
+		"▒|█ req 240|236 · p50 12.3|12.9ms · p99 31.2|1234.5ms · 5xx 0.00|0.42%", "23.3ms (5)", "24.1ms (5)", "0.42% (5)", "[-2.5, 4.25]ms",
 		"5xx-rate*", "pass ≥ 95", "fail ≤ 75", "×",
 		"Progressing → Analyzing",
 	} {
@@ -433,6 +438,8 @@ func TestGolden(t *testing.T) {
 		{"paused_confirm_abort_80x24", 80, 24, paused, "a", "y/n"},
 		{"rolledback_80x24", 80, 24, rolled, "", "q to leave"},
 		{"help_80x24", 80, 24, analyzingState(), "?", "any key: back"},
+		{"sequential_80x24", 80, 24, sequentialState(), "", "events"},
+		{"sequential_120x40", 120, 40, sequentialState(), "", "events"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

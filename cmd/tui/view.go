@@ -60,7 +60,7 @@ func layout(rest int) (chartRows, eventRows int) {
 	if rest < 4 {
 		return 0, max(rest-1, 0)
 	}
-	chartRows = min(max((rest-3)/2, 2), 10)
+	chartRows = min(max((rest-2)/2, 2), 10) // 80x24 keeps 3 plot rows, room for pass and marginal
 	eventRows = rest - chartRows - 2
 	if eventRows < 2 { // not even a title and one event: give the rows to the chart
 		chartRows += max(eventRows, 0)
@@ -222,8 +222,13 @@ func (m Model) metrics(w int) []string {
 	if iv == nil {
 		return []string{s.bold.Render("metrics") + s.dim.Render(" · no judgement yet")}
 	}
-	title := fmt.Sprintf("%s · step %d interval %d · requests baseline %d canary %d · score %s",
-		s.bold.Render("metrics"), iv.Step+1, iv.Index, iv.Baseline, iv.Canary,
+	cohorts := m.cohorts(iv, w)
+	requests := fmt.Sprintf(" · requests baseline %d canary %d", iv.Baseline, iv.Canary)
+	if cohorts != nil { // the cohort rows count them
+		requests = ""
+	}
+	title := fmt.Sprintf("%s · step %d interval %d%s · score %s",
+		s.bold.Render("metrics"), iv.Step+1, iv.Index, requests,
 		s.verdict(iv.Verdict).Render(fmtScore(float64(iv.Score))+" "+string(iv.Verdict)))
 	if iv.Final {
 		title += " · final"
@@ -256,6 +261,7 @@ func (m Model) metrics(w int) []string {
 		return b.String()
 	}
 	lines := append([]string{title}, why...)
+	lines = append(lines, cohorts...)
 	lines = append(lines, s.dim.Render(row(hdr, nil)+"reason"))
 	for _, mr := range iv.Metrics {
 		unit := m.unit(mr.Name)
@@ -282,6 +288,67 @@ func (m Model) metrics(w int) []string {
 		lines = append(lines, row(cells, sty)+oneLine(mr.Reason))
 	}
 	return lines
+}
+
+// compactHeight: below it the cohort summaries take one line instead of two, leaving the score chart
+// its threshold rows at 80x24.
+const compactHeight = 32
+
+// cohorts renders the interval's request summaries (request-based metrics sources); nil without them
+// (Prometheus). On a short screen one line pairs the values as baseline|canary; otherwise one row
+// per cohort with its traffic-bar glyph, aligned so that the two read as columns.
+func (m Model) cohorts(iv *rollout.Interval, w int) []string {
+	if len(iv.Cohorts) == 0 {
+		return nil
+	}
+	s := m.st
+	if m.height < compactHeight {
+		b, okB := iv.Cohorts[providers.Baseline]
+		c, okC := iv.Cohorts[providers.Canary]
+		nan := rollout.CohortStats{P50Ms: rollout.Number(math.NaN()), P99Ms: rollout.Number(math.NaN()), ErrorRatePct: rollout.Number(math.NaN())}
+		req := func(cs rollout.CohortStats, ok bool) string {
+			if !ok {
+				return "–"
+			}
+			return fmt.Sprint(cs.Requests)
+		}
+		if !okB {
+			b = nan
+		}
+		if !okC {
+			c = nan
+		}
+		pair := func(x, y rollout.Number, unit string) string { // 12.3|12.9ms, 12.3ms|–
+			xs, ys := fmtValue(float64(x), unit), fmtValue(float64(y), unit)
+			if !math.IsNaN(float64(y)) {
+				xs = strings.TrimSuffix(xs, unit)
+			}
+			return xs + "|" + ys
+		}
+		line := fmt.Sprintf("req %s|%s · p50 %s · p99 %s · 5xx %s", req(b, okB), req(c, okC),
+			pair(b.P50Ms, c.P50Ms, "ms"), pair(b.P99Ms, c.P99Ms, "ms"), pair(b.ErrorRatePct, c.ErrorRatePct, "%"))
+		legend := s.baseline.Render(glyphBaseline) + "|" + s.canary.Render(glyphCanary)
+		if words := " baseline|canary:"; lipgloss.Width(legend+words+" "+line) <= w {
+			legend += words
+		}
+		return []string{legend + " " + line}
+	}
+	var out []string
+	for _, c := range []struct {
+		cohort providers.Cohort
+		label  string
+	}{
+		{providers.Baseline, s.baseline.Render(glyphBaseline) + " baseline"},
+		{providers.Canary, s.canary.Render(glyphCanary) + " canary  "},
+	} {
+		cs, ok := iv.Cohorts[c.cohort]
+		if !ok {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s %7d req · p50 %9s · p99 %9s · 5xx %7s", c.label, cs.Requests,
+			fmtValue(float64(cs.P50Ms), "ms"), fmtValue(float64(cs.P99Ms), "ms"), fmtValue(float64(cs.ErrorRatePct), "%")))
+	}
+	return out
 }
 
 // critical reports whether the spec marks the metric critical.
@@ -398,8 +465,9 @@ func (m Model) fullHelp(w int) []string {
 		"p r P a send the same request as canaryctl pause/resume/promote/abort;",
 		"the rollout applies it within a tick. P and a ask first. q leaves the",
 		"monitor only: the rollout goes on (canaryctl watch re-attaches).",
-		"traffic: "+glyphStable+" stable "+glyphBaseline+" baseline "+glyphCanary+" canary. metrics: means of the series points",
-		"(count) in the last judgement; * critical. chart: each judgement's score",
+		"traffic: "+glyphStable+" stable "+glyphBaseline+" baseline "+glyphCanary+" canary. metrics: the last judgement's",
+		"requests per cohort (P50, P99, 5xx; builtin and kong-log sources), then per",
+		"metric its values (count); * critical. chart: each judgement's score",
 		"against pass (─) and marginal (┈); × failed judgement, · no score yet.",
 		"", s.dim.Render("any key: back"))
 	return lines
