@@ -35,10 +35,11 @@ import (
 // QueryRanger is the one method of client_golang's v1.API that the provider needs; v1.API
 // satisfies it, and tests substitute a small fake.
 type QueryRanger interface {
-	QueryRange(ctx context.Context, query string, r v1.Range, opts ...v1.Option) (model.Value, v1.Warnings, v1.Infos, error)
+	QueryRange(ctx context.Context, query string, r v1.Range, opts ...v1.Option) (model.Value, v1.Warnings, error)
 }
 
-// v1.API satisfies QueryRanger (client_golang v1.25.0: QueryRange also returns Infos).
+// v1.API satisfies QueryRanger (client_golang v1.23.2; v1.25 added an Infos result, so a move
+// to it changes this signature).
 var _ QueryRanger = v1.API(nil)
 
 // Errors matched with errors.Is (besides providers.ErrNoData for an empty answer).
@@ -358,7 +359,7 @@ func (p *Provider) queryRange(ctx context.Context, name string, c providers.Coho
 	backoff := p.cfg.Backoff
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
-		val, warnings, _, err := p.api.QueryRange(actx, q, r, v1.WithTimeout(p.cfg.Timeout))
+		val, warnings, err := p.api.QueryRange(actx, q, r, v1.WithTimeout(p.cfg.Timeout))
 		cancel()
 		if len(warnings) > 0 {
 			p.log.Warn("prometheus returned warnings", "metric", name, "cohort", string(c), "warnings", []string(warnings))

@@ -322,8 +322,8 @@ func TestPairRejectsBadWindows(t *testing.T) {
 // stubRanger answers every query with an empty matrix.
 type stubRanger struct{}
 
-func (stubRanger) QueryRange(context.Context, string, v1.Range, ...v1.Option) (model.Value, v1.Warnings, v1.Infos, error) {
-	return model.Matrix{}, nil, nil, nil
+func (stubRanger) QueryRange(context.Context, string, v1.Range, ...v1.Option) (model.Value, v1.Warnings, error) {
+	return model.Matrix{}, nil, nil
 }
 
 // TestPairCatchesTheSameSeriesOnceThereIsData: the check the preflight cannot do before the

@@ -91,6 +91,7 @@ deploy:
   canary: {type: static, addresses: ["%s"]}
 gateway: {type: builtin, listen: "127.0.0.1:0"}
 analysis:
+  mode: kayenta # Prometheus series; sequential (the builtin default) needs the proxy's request log
   resolution: 1s
   thresholds: {pass: 95, marginal: 75}
   metrics:
@@ -209,6 +210,7 @@ deploy:
   canary: {type: static, addresses: ["http://127.0.0.1:3"]}
 gateway: {type: builtin, listen: "127.0.0.1:0"}
 analysis:
+  mode: kayenta # Prometheus series; sequential (the builtin default) needs the proxy's request log
   resolution: 1s
   consecutiveErrorLimit: 2
   metrics:
