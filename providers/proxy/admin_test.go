@@ -175,8 +175,8 @@ func TestClientDrivesAdminAPI(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`canaryctl_proxy_requests_total{cohort="canary",code="200",route="split"} 10`,
-		`canaryctl_proxy_requests_total{cohort="stable",code="200",route="split"} 20`,
+		`canaryctl_proxy_requests_total{code="200",cohort="canary",route="split"} 10`,
+		`canaryctl_proxy_requests_total{code="200",cohort="stable",route="split"} 20`,
 		`canaryctl_proxy_request_duration_seconds_count{cohort="baseline",route="split"} 10`,
 		`# TYPE canaryctl_proxy_request_duration_seconds histogram`,
 	} {

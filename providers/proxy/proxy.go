@@ -1,7 +1,7 @@
 // Package proxy is canaryctl's built-in gateway: a weighted HTTP reverse proxy with three cohorts
 // (stable, baseline, canary), an exact split in basis points or sticky hash buckets, routing
-// rules evaluated before the split, an admin API, Prometheus metrics and an in-memory log of
-// per-request samples for request-level analysis.
+// rules evaluated before the split, an admin API, Prometheus metrics (client_golang, one registry
+// per proxy; metrics.go) and an in-memory log of per-request samples for request-level analysis.
 //
 // The routing table is immutable and swapped atomically, so changes apply from the next request
 // while in-flight requests finish where they started.
@@ -203,7 +203,7 @@ func New(cfg Config) (*Proxy, error) {
 		p.fast.dialer = net.Dialer{Timeout: dialTimeout(cfg), KeepAlive: 30 * time.Second}
 		p.fast.rht, p.fast.idle, p.fast.perHost = tr.ResponseHeaderTimeout, tr.IdleConnTimeout, tr.MaxIdleConnsPerHost
 	}
-	p.metrics = newMetrics()
+	p.metrics = newMetrics(p.log)
 	capacity := cfg.SampleCapacity
 	if capacity <= 0 {
 		capacity = DefaultSampleCapacity
@@ -460,7 +460,7 @@ func (p *Proxy) Requests(_ context.Context, since, until time.Time) ([]providers
 
 // MetricsHandler serves the Prometheus metrics of this proxy (its own registry).
 func (p *Proxy) MetricsHandler() http.Handler {
-	return metricsHandler(p.metrics)
+	return p.metrics.handler
 }
 
 // call is the per-request routing decision, carried through the ReverseProxy in the context.
@@ -573,8 +573,7 @@ func (p *Proxy) record(end time.Time, lat time.Duration, status, ci int, byRule 
 		route = 1
 	}
 	p.served[ci][route].Add(1)
-	p.metrics.count(ci, route, status)
-	p.metrics.latency[ci][route].observe(lat)
+	p.metrics.observe(ci, route, status, lat)
 	p.samples.add(end.UnixNano(), lat, status, ci, byRule)
 }
 
