@@ -283,7 +283,7 @@ func TestUpdateDoneAndResize(t *testing.T) {
 // TestViewFitsEverySize: the screen never has more lines than the terminal nor wider ones.
 func TestViewFitsEverySize(t *testing.T) {
 	t.Parallel()
-	states := map[string]*rollout.State{"analyzing": analyzingState(), "waiting": nil}
+	states := map[string]*rollout.State{"analyzing": analyzingState(), "sequential": sequentialState(), "waiting": nil}
 	for name, st := range states {
 		for w := 20; w <= 200; w += 7 {
 			for h := 4; h <= 60; h += 3 {
