@@ -51,6 +51,10 @@ type SequentialSpec struct {
 	TailMargin float64 `yaml:"tailMargin" json:"tailMargin"`
 	// GuardRatio is the canary/control 5xx rate ratio tolerated by the fast guard (default 1.5).
 	GuardRatio float64 `yaml:"guardRatio" json:"guardRatio"`
+	// ThresholdSamples: baseline requests that estimate the latency thresholds (median, tail quantile)
+	// before the latency tests start (default 100, at least 10). Fewer start sooner with a noisier
+	// threshold; the error control holds either way (the threshold only uses earlier requests).
+	ThresholdSamples int `yaml:"thresholdSamples" json:"thresholdSamples"`
 	// LookInterval: how often new requests are fetched and judged (default 250ms).
 	LookInterval time.Duration `yaml:"lookInterval" json:"lookInterval"`
 	// MinBake: a pass advances a step only after it baked this long, or its duration if shorter
@@ -92,6 +96,9 @@ func (s *Spec) setSequentialDefaults() {
 	def(&q.TailMargin, 100*d.TailMargin)
 	def(&q.GuardRatio, d.GuardRatio)
 	def(&q.ExpandFactor, sequential.DefaultExpandFactor)
+	if q.ThresholdSamples == 0 {
+		q.ThresholdSamples = d.MinThresholdSamples
+	}
 	if q.LookInterval == 0 {
 		q.LookInterval = sequential.DefaultLookInterval
 	}
@@ -107,7 +114,7 @@ func (s *Spec) setSequentialDefaults() {
 func (q SequentialSpec) analyzerConfig() sequential.Config {
 	return sequential.Config{Alpha: q.Alpha, Beta: q.Beta, ErrorMargin: q.ErrorMargin / 100,
 		MedianMargin: q.MedianMargin / 100, TailQuantile: q.TailQuantile, TailMargin: q.TailMargin / 100,
-		GuardRatio: q.GuardRatio}
+		GuardRatio: q.GuardRatio, MinThresholdSamples: q.ThresholdSamples}
 }
 
 func (s *Spec) validateSequential(bad func(string, string, ...any)) {
@@ -144,6 +151,9 @@ func (s *Spec) validateSequential(bad func(string, string, ...any)) {
 	}
 	if !(q.GuardRatio >= 1 && q.GuardRatio <= 1024) {
 		bad(p+"guardRatio", "%v must be between 1 and 1024, e.g. 1.5", q.GuardRatio)
+	}
+	if q.ThresholdSamples < 10 {
+		bad(p+"thresholdSamples", "%d must be at least 10, e.g. 100", q.ThresholdSamples)
 	}
 	if !(q.ExpandFactor >= 1) || math.IsInf(q.ExpandFactor, 0) {
 		bad(p+"expandFactor", "%v must be at least 1, e.g. 3", q.ExpandFactor)

@@ -126,7 +126,7 @@ func TestSequentialIsTheDefaultForPerRequestSources(t *testing.T) {
 	if q.Alpha != d.Alpha || q.Beta != d.Beta || q.ErrorMargin != 100*d.ErrorMargin || q.MedianMargin != 100*d.MedianMargin ||
 		q.TailMargin != 100*d.TailMargin || q.TailQuantile != d.TailQuantile || q.GuardRatio != d.GuardRatio ||
 		q.LookInterval != sequential.DefaultLookInterval || q.MinBake != sequential.DefaultMinBake ||
-		q.MaxBake != sequential.DefaultMaxBake || q.ExpandFactor != sequential.DefaultExpandFactor {
+		q.MaxBake != sequential.DefaultMaxBake || q.ExpandFactor != sequential.DefaultExpandFactor || q.ThresholdSamples != d.MinThresholdSamples {
 		t.Errorf("defaults differ from the simulator's: %+v", q)
 	}
 	a, err := sequential.New(q.analyzerConfig())
@@ -394,6 +394,7 @@ func TestSequentialSpecValidation(t *testing.T) {
 		{"tail quantile", "analysis: {sequential: {tailQuantile: 99}}\n", "analysis.sequential.tailQuantile", "e.g. 0.99"},
 		{"guard ratio", "analysis: {sequential: {guardRatio: 0.5}}\n", "analysis.sequential.guardRatio", "between 1 and 1024"},
 		{"expand factor", "analysis: {sequential: {expandFactor: 0.5}}\n", "analysis.sequential.expandFactor", "at least 1"},
+		{"threshold samples", "analysis: {sequential: {thresholdSamples: 5}}\n", "analysis.sequential.thresholdSamples", "at least 10"},
 		{"look interval", "analysis: {sequential: {lookInterval: 1ms}}\n", "analysis.sequential.lookInterval", "10ms..1m"},
 		{"min bake", "analysis: {sequential: {minBake: -1s}}\n", "analysis.sequential.minBake", "negative"},
 		{"max bake below min bake", "analysis: {sequential: {minBake: 2m, maxBake: 1m}}\n", "analysis.sequential.maxBake", "shorter than minBake"},
