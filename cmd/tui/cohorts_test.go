@@ -140,3 +140,40 @@ func TestViewCohortRows(t *testing.T) {
 		t.Errorf("order title %d, sentence %d, cohorts %d, header %d:\n%s", i, j, k, l, v)
 	}
 }
+
+// TestFollowPrintsSentenceAndCohorts: watch --plain's line of a sequential look has its sentence and
+// the cohorts' requests, P50, P99 and 5xx rate; a judgement without summaries has no such tail.
+func TestFollowPrintsSentenceAndCohorts(t *testing.T) {
+	t.Parallel()
+	st := sequentialState()
+	evs := fixtureEvents(st)
+	kayenta := analyzingState().Intervals[0] // no cohorts
+	kayenta.Step = 0
+	evs = append(evs, rollout.Event{V: 1, Time: at(22.5), Service: st.Service, RunID: st.RunID, Type: rollout.EvInterval, Interval: &kayenta})
+	ch := make(chan Snapshot, 1)
+	ch <- Snapshot{State: st, Events: evs, NewEvents: len(evs)}
+	close(ch)
+	var out strings.Builder
+	if _, err := Follow(t.Context(), FollowConfig{Updates: ch, Out: &out}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	var look, plain string
+	for _, l := range lines {
+		if strings.Contains(l, "judged step 1 interval 3") {
+			look = l
+		}
+		if strings.Contains(l, "judged step 1 interval 1: score 100") {
+			plain = l
+		}
+	}
+	want := "10:00:22 checkout: judged step 1 interval 3: need-more-data (requests baseline 428 canary 428): " +
+		"need more data: 428 request pairs, no regression shown, not yet within every margin; about 1900 more requests per cohort " +
+		"needed for the configured minimum detectable effects | baseline|canary req 431|428 · p50 80.4|84.2ms · p99 231.9|240.6ms · 5xx 0.23|0.47%"
+	if look != want {
+		t.Errorf("look line\n%q, want\n%q\nall:\n%s", look, want, out.String())
+	}
+	if plain == "" || strings.Contains(plain, "baseline|canary") {
+		t.Errorf("judgement without summaries: %q", plain)
+	}
+}

@@ -18,7 +18,8 @@ type FollowConfig struct {
 }
 
 // Follow prints plain progress lines (stdout not a terminal): one line per new event of the
-// rollout's current run, each with its time. It returns the final state when the rollout has ended,
+// rollout's current run, each with its time; a judgement's line ends with the cohorts' requests,
+// P50, P99 and 5xx rate when the metrics source gives them. It returns the final state when the rollout has ended,
 // or the last state seen and ctx's error when ctx ends first (nil state: none was ever read).
 func Follow(ctx context.Context, cfg FollowConfig) (*rollout.State, error) {
 	if cfg.Grace <= 0 {
@@ -52,7 +53,11 @@ func Follow(ctx context.Context, cfg FollowConfig) (*rollout.State, error) {
 				if ev.RunID != runID {
 					continue
 				}
-				fmt.Fprintf(cfg.Out, "%s %s: %s\n", hms(ev.Time), ev.Service, FormatEvent(ev))
+				line := FormatEvent(ev)
+				if iv := ev.Interval; ev.Type == rollout.EvInterval && iv != nil && len(iv.Cohorts) > 0 {
+					line += " | baseline|canary " + cohortPairs(iv.Cohorts)
+				}
+				fmt.Fprintf(cfg.Out, "%s %s: %s\n", hms(ev.Time), ev.Service, line)
 				if last != nil && ev.Type == rollout.EvTransition && ev.Phase == last.Phase && ev.Phase.Terminal() {
 					ended = true
 				}

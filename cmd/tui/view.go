@@ -303,30 +303,7 @@ func (m Model) cohorts(iv *rollout.Interval, w int) []string {
 	}
 	s := m.st
 	if m.height < compactHeight {
-		b, okB := iv.Cohorts[providers.Baseline]
-		c, okC := iv.Cohorts[providers.Canary]
-		nan := rollout.CohortStats{P50Ms: rollout.Number(math.NaN()), P99Ms: rollout.Number(math.NaN()), ErrorRatePct: rollout.Number(math.NaN())}
-		req := func(cs rollout.CohortStats, ok bool) string {
-			if !ok {
-				return "–"
-			}
-			return fmt.Sprint(cs.Requests)
-		}
-		if !okB {
-			b = nan
-		}
-		if !okC {
-			c = nan
-		}
-		pair := func(x, y rollout.Number, unit string) string { // 12.3|12.9ms, 12.3ms|–
-			xs, ys := fmtValue(float64(x), unit), fmtValue(float64(y), unit)
-			if !math.IsNaN(float64(y)) {
-				xs = strings.TrimSuffix(xs, unit)
-			}
-			return xs + "|" + ys
-		}
-		line := fmt.Sprintf("req %s|%s · p50 %s · p99 %s · 5xx %s", req(b, okB), req(c, okC),
-			pair(b.P50Ms, c.P50Ms, "ms"), pair(b.P99Ms, c.P99Ms, "ms"), pair(b.ErrorRatePct, c.ErrorRatePct, "%"))
+		line := cohortPairs(iv.Cohorts)
 		legend := s.baseline.Render(glyphBaseline) + "|" + s.canary.Render(glyphCanary)
 		if words := " baseline|canary:"; lipgloss.Width(legend+words+" "+line) <= w {
 			legend += words
@@ -349,6 +326,30 @@ func (m Model) cohorts(iv *rollout.Interval, w int) []string {
 			fmtValue(float64(cs.P50Ms), "ms"), fmtValue(float64(cs.P99Ms), "ms"), fmtValue(float64(cs.ErrorRatePct), "%")))
 	}
 	return out
+}
+
+// cohortPairs renders request summaries as baseline|canary pairs:
+// "req 240|236 · p50 12.3|12.9ms · p99 31.2|1234.5ms · 5xx 0.00|0.42%"; – for what is unknown.
+func cohortPairs(cohorts map[providers.Cohort]rollout.CohortStats) string {
+	nan := rollout.Number(math.NaN())
+	get := func(c providers.Cohort) (rollout.CohortStats, string) {
+		cs, ok := cohorts[c]
+		if !ok {
+			return rollout.CohortStats{P50Ms: nan, P99Ms: nan, ErrorRatePct: nan}, "–"
+		}
+		return cs, fmt.Sprint(cs.Requests)
+	}
+	b, reqB := get(providers.Baseline)
+	c, reqC := get(providers.Canary)
+	pair := func(x, y rollout.Number, unit string) string { // 12.3|12.9ms, 12.3ms|–
+		xs, ys := fmtValue(float64(x), unit), fmtValue(float64(y), unit)
+		if !math.IsNaN(float64(y)) {
+			xs = strings.TrimSuffix(xs, unit)
+		}
+		return xs + "|" + ys
+	}
+	return fmt.Sprintf("req %s|%s · p50 %s · p99 %s · 5xx %s", reqB, reqC,
+		pair(b.P50Ms, c.P50Ms, "ms"), pair(b.P99Ms, c.P99Ms, "ms"), pair(b.ErrorRatePct, c.ErrorRatePct, "%"))
 }
 
 // critical reports whether the spec marks the metric critical.
