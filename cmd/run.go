@@ -49,9 +49,14 @@ func newRunCmd(env *Env) *cobra.Command {
 		Use:   "run --spec FILE",
 		Short: "Run a canary rollout: deploy, shift traffic in steps, judge every interval, promote or roll back",
 		Long: `run deploys a baseline and a canary beside stable, shifts traffic through the gateway in steps and
-judges every interval against the baseline (Kayenta's Mann-Whitney judge). It stops at once when a score is at
-or below the marginal threshold, deletes the canary and baseline targets (all traffic back on stable) and
-tears the deployments down; after the last step it promotes the canary.
+judges the canary against the baseline. With per-request metrics (builtin, kong-log) the default
+analysis.mode sequential judges every request as it arrives (looks every 250ms) with always-valid tests: it
+rolls back the moment a regression is shown, passes a step once the data exclude the minimum detectable
+effects, and extends an undecided step up to analysis.sequential.maxBake, then pauses (never fails for lack
+of data). analysis.mode kayenta (the default for prometheus) judges every interval with Kayenta's
+Mann-Whitney judge and stops at once when a score is at or below the marginal threshold. A rollback
+deletes the canary and baseline targets (all traffic back on stable) and tears the deployments down;
+after the last step the canary is promoted.
 
 Progress goes to stderr, one line per interval. State is kept in --state-dir/SERVICE (state.json,
 events.jsonl); canaryctl status, pause, resume, promote and abort act on the run from another terminal.
