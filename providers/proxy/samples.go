@@ -14,7 +14,11 @@ import (
 const DefaultSampleCapacity = 1 << 18
 
 // slot is one sample, written and read with atomics only (a sequence lock), so the ring needs no
-// mutex and stays race-clean. seq is 0 while a writer fills the slot, then index+1.
+// mutex and stays race-clean. seq is 0 before the slot's first sample, slotWriting while a writer fills
+// it, then index+1; a writer claims a slot with a compare-and-swap so that it has one writer at a time.
+// slotWriting marks a slot that a writer is filling; it never equals a sample's index+1.
+const slotWriting = ^uint64(0)
+
 type slot struct {
 	seq  atomic.Uint64
 	at   atomic.Int64 // UnixNano when the response finished
@@ -47,12 +51,32 @@ func packMeta(status, cohort int, byRule bool) uint64 {
 
 func (r *ring) add(at int64, lat time.Duration, status, cohort int, byRule bool) {
 	idx := r.head.Add(1) - 1
-	s := &r.slots[idx&r.mask]
-	s.seq.Store(0)
+	s := r.claim(idx)
+	if s == nil {
+		return
+	}
 	s.at.Store(at)
 	s.lat.Store(int64(lat))
 	s.meta.Store(packMeta(status, cohort, byRule))
-	s.seq.Store(idx + 1)
+	s.seq.Store(idx + 1) // publish
+}
+
+// claim reserves the slot of sample idx for one writer, or returns nil. Only one writer may fill a
+// slot at a time, or two writers that wrapped onto the same slot (a slow one a whole ring behind)
+// could interleave their fields and a reader would see a torn sample. A slot that is being written,
+// or already holds a newer sample, is left alone and the sample is dropped: the ring keeps the newest
+// samples and is lossy by design.
+func (r *ring) claim(idx uint64) *slot {
+	s := &r.slots[idx&r.mask]
+	for {
+		old := s.seq.Load()
+		if old == slotWriting || old > idx {
+			return nil
+		}
+		if s.seq.CompareAndSwap(old, slotWriting) {
+			return s
+		}
+	}
 }
 
 // collect returns the samples that finished in [since, until), oldest first. Slots being

@@ -130,9 +130,11 @@ func TestSampleRingMemoryBound(t *testing.T) {
 // one that was written whole.
 func TestSampleRingConcurrent(t *testing.T) {
 	t.Parallel()
-	r := newRing(64)
+	// A tiny ring and more writers than slots, so writers wrap onto slots still being filled: the
+	// case where unclaimed slots gave torn samples.
+	r := newRing(4)
 	var wg sync.WaitGroup
-	for w := range 4 {
+	for w := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -156,6 +158,32 @@ func TestSampleRingConcurrent(t *testing.T) {
 			return
 		default:
 		}
+	}
+}
+
+// TestSampleRingClaim steps two writers through the interleavings that tore samples when a writer a
+// whole ring behind could refill a slot another writer was filling.
+func TestSampleRingClaim(t *testing.T) {
+	t.Parallel()
+	r := newRing(4)
+	slow := r.claim(1) // writer of sample 1 is preempted mid-fill
+	if slow == nil {
+		t.Fatal("claim of a fresh slot refused")
+	}
+	if r.claim(5) != nil { // sample 5 wraps onto the same slot while it is being filled
+		t.Fatal("a second writer claimed a slot that is being filled")
+	}
+	slow.seq.Store(2) // sample 1 published
+	fast := r.claim(5)
+	if fast == nil {
+		t.Fatal("claim of a slot holding an older sample refused")
+	}
+	fast.seq.Store(6) // sample 5 published
+	if r.claim(1) != nil {
+		t.Fatal("an older sample overwrote a newer one")
+	}
+	if got := r.slots[1].seq.Load(); got != 6 {
+		t.Fatalf("slot seq = %d, want 6", got)
 	}
 }
 
