@@ -732,9 +732,11 @@ func (e *Engine) handleAnalyzing(ctx context.Context) (Phase, string) {
 		next = stepEnd
 	}
 	e.st.NextAnalysisAt = next
-	if iv.Verdict == VerdictError {
+	switch iv.Verdict {
+	case VerdictError:
 		e.st.ConsecutiveErrors++
-	} else {
+	case VerdictNeedMoreData: // not judged: neither an error nor a score
+	default:
 		e.st.ConsecutiveErrors = 0
 		score := iv.Score
 		e.st.Score = &score
@@ -750,6 +752,13 @@ func (e *Engine) handleAnalyzing(ctx context.Context) (Phase, string) {
 		if errs >= limit {
 			return RollingBack, fmt.Sprintf("%s: %d consecutive errors (limit %d): %s", where, errs, limit, iv.Error)
 		}
+		e.wake = next
+		if err := e.save(); err != nil {
+			return RollingBack, where + ": " + err.Error()
+		}
+		return Analyzing, ""
+	}
+	if iv.Verdict == VerdictNeedMoreData {
 		e.wake = next
 		if err := e.save(); err != nil {
 			return RollingBack, where + ": " + err.Error()
@@ -836,6 +845,15 @@ func (e *Engine) analyze(ctx context.Context, st State, step StepSpec, now time.
 	} else if len(pairs) > 0 {
 		iv.Baseline, iv.Canary = points(pairs[0].Pair.Baseline), points(pairs[0].Pair.Canary)
 	}
+	if !final {
+		if why := tooFewPoints(pairs); why != "" {
+			// Mann-Whitney on one or two points per cohort is noise (its interval collapses onto the
+			// range of the values): wait for the next interval rather than fail a step on it. The
+			// step's final interval is always judged, with Kayenta's own no-data rules.
+			iv.Verdict, iv.Reason = VerdictNeedMoreData, why
+			return iv
+		}
+	}
 	j, err := e.judge(ctx, pairs)
 	if err != nil {
 		iv.Error = fmt.Sprintf("judge: %v", err)
@@ -857,6 +875,20 @@ func (e *Engine) judge(ctx context.Context, pairs []MetricPair) (j Judgement, er
 	return e.cfg.Judge.Judge(ctx, pairs)
 }
 
+// minJudgePoints is the fewest points per cohort and metric a non-final interval is judged on.
+const minJudgePoints = 3
+
+// tooFewPoints says which metric has fewer than minJudgePoints points in a cohort, or "".
+func tooFewPoints(pairs []MetricPair) string {
+	for _, p := range pairs {
+		if b, c := points(p.Pair.Baseline), points(p.Pair.Canary); b < minJudgePoints || c < minJudgePoints {
+			return fmt.Sprintf("not judged yet: %s has %d baseline and %d canary points (at least %d each before the step's final interval)",
+				p.Metric.Name, b, c, minJudgePoints)
+		}
+	}
+	return ""
+}
+
 func points(xs []float64) int {
 	n := 0
 	for _, x := range xs {
@@ -873,9 +905,12 @@ func (e *Engine) progress(st State, iv Interval) {
 	}
 	line := fmt.Sprintf("%s step %d/%d %s | interval %d | samples baseline %d canary %d | ",
 		st.Service, st.Step+1, st.Steps, st.Split, iv.Index, iv.Baseline, iv.Canary)
-	if iv.Verdict == VerdictError {
+	switch iv.Verdict {
+	case VerdictError:
 		line += "error: " + iv.Error
-	} else {
+	case VerdictNeedMoreData:
+		line += fmt.Sprintf("%s | %s", iv.Verdict, iv.Reason)
+	default:
 		line += fmt.Sprintf("score %s | %s", fmtScore(float64(iv.Score)), iv.Verdict)
 		if iv.Verdict != VerdictPass {
 			line += " | " + failReasons(iv.Metrics)
