@@ -25,30 +25,12 @@ func (o *analyzeOptions) loadSpec(th *judge.Thresholds) (*judge.CanaryConfig, []
 	if !o.thresholdsSet {
 		*th = judge.Thresholds{Pass: a.Thresholds.Pass, Marginal: a.Thresholds.Marginal}
 	}
-	cc := &judge.CanaryConfig{Name: spec.Service, Judge: judge.JudgeName}
-	weights := map[string]float64{}
+	cc, _ := rollout.KayentaConfig(spec.Service, a)
 	defs := spec.MetricDefs()
 	out := make([]analyzeMetric, 0, len(a.Metrics))
 	for i, m := range a.Metrics {
-		an := judge.DefaultAnalysis()
-		an.Direction = judge.Direction(m.Direction)
-		an.NaNStrategy = judge.NaNStrategy(m.NaNStrategy)
-		an.Critical = m.Critical
-		an.MustHaveData = m.MustHaveData
-		an.EffectMeasure = judge.MeanRatio
-		an.AllowedIncrease = m.EffectSize.AllowedIncrease
-		an.AllowedDecrease = m.EffectSize.AllowedDecrease
-		an.CriticalIncrease = m.EffectSize.CriticalIncrease
-		an.CriticalDecrease = m.EffectSize.CriticalDecrease
-		cc.Metrics = append(cc.Metrics, judge.MetricConfig{Name: m.Name, Groups: []string{m.Group}, Analysis: an})
-		if m.Weight > 0 {
-			weights[m.Group] = m.Weight
-		}
 		def := defs[i]
 		out = append(out, analyzeMetric{name: m.Name, metric: &def})
-	}
-	if len(weights) > 0 {
-		cc.Classifier.GroupWeights = weights
 	}
 	if o.service == "" {
 		o.service = spec.Service

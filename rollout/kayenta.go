@@ -26,8 +26,22 @@ type KayentaJudge struct {
 
 // NewKayentaJudge builds the canary config of the analysis section.
 func NewKayentaJudge(cfg KayentaJudgeConfig) (*KayentaJudge, error) {
-	a := cfg.Analysis
-	cc := &judge.CanaryConfig{Name: "canaryctl", Judge: judge.JudgeName}
+	cc, th := KayentaConfig("canaryctl", cfg.Analysis)
+	if err := th.Validate(); err != nil {
+		return nil, fmt.Errorf("new kayenta judge: %w", err)
+	}
+	var opts []judge.Option
+	if cfg.Noise != nil {
+		opts = append(opts, judge.WithNoise(cfg.Noise))
+	}
+	return &KayentaJudge{cfg: cc, th: th, opts: opts}, nil
+}
+
+// KayentaConfig maps the analysis section to a Kayenta canary config (one metric per spec metric,
+// in its group; direction, nanStrategy, critical, mustHaveData, mean-ratio effect sizes; group
+// weights) and the score thresholds. canaryctl analyze judges past windows with the same mapping.
+func KayentaConfig(name string, a AnalysisSpec) (*judge.CanaryConfig, judge.Thresholds) {
+	cc := &judge.CanaryConfig{Name: name, Judge: judge.JudgeName}
 	weights := map[string]float64{}
 	for _, m := range a.Metrics {
 		an := judge.DefaultAnalysis()
@@ -48,15 +62,7 @@ func NewKayentaJudge(cfg KayentaJudgeConfig) (*KayentaJudge, error) {
 	if len(weights) > 0 {
 		cc.Classifier.GroupWeights = weights
 	}
-	th := judge.Thresholds{Pass: a.Thresholds.Pass, Marginal: a.Thresholds.Marginal}
-	if err := th.Validate(); err != nil {
-		return nil, fmt.Errorf("new kayenta judge: %w", err)
-	}
-	var opts []judge.Option
-	if cfg.Noise != nil {
-		opts = append(opts, judge.WithNoise(cfg.Noise))
-	}
-	return &KayentaJudge{cfg: cc, th: th, opts: opts}, nil
+	return cc, judge.Thresholds{Pass: a.Thresholds.Pass, Marginal: a.Thresholds.Marginal}
 }
 
 // Judge classifies every pair and scores the result.

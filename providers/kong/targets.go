@@ -620,27 +620,31 @@ func roundBP(w, total int) int { return (w*providers.BasisPoints*2 + total) / (2
 // canary and baseline targets are deleted (hash mode: the upstream's hashing is restored; the
 // http-log plugin canaryctl added is removed).
 func (r *Router) Rollback(ctx context.Context) error {
+	return r.finish(ctx, r.bgRollback, r.cpRollback, r.tRollback, "kong rollback done: all traffic on stable")
+}
+
+// finish runs the mode's last act of a rollout (rollback or promotion: bluegreen, canary-plugin or
+// the upstream-targets default), then removes the http-log plugin canaryctl added.
+func (r *Router) finish(ctx context.Context, bg, cp, targets func(context.Context) error, done string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.resolveLocked(ctx); err != nil {
 		return err
 	}
-	var err error
+	act := targets
 	switch r.cfg.Mode {
 	case ModeBlueGreen:
-		err = r.bgRollback(ctx)
+		act = bg
 	case ModeCanaryPlugin:
-		err = r.cpRollback(ctx)
-	default:
-		err = r.tRollback(ctx)
+		act = cp
 	}
-	if err != nil {
+	if err := act(ctx); err != nil {
 		return err
 	}
 	if err := r.disableLogLocked(ctx); err != nil {
 		return err
 	}
-	r.log.Info("kong rollback done: all traffic on stable")
+	r.log.Info(done)
 	return nil
 }
 
@@ -705,28 +709,7 @@ func (r *Router) tRollback(ctx context.Context) error {
 // baseline and the old stable targets and untags the canary's, which become the new stable. The
 // canary's weight is raised before any other is lowered, so the upstream never has zero capacity.
 func (r *Router) Promote(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.resolveLocked(ctx); err != nil {
-		return err
-	}
-	var err error
-	switch r.cfg.Mode {
-	case ModeBlueGreen:
-		err = r.bgPromote(ctx)
-	case ModeCanaryPlugin:
-		err = r.cpPromote(ctx)
-	default:
-		err = r.tPromote(ctx)
-	}
-	if err != nil {
-		return err
-	}
-	if err := r.disableLogLocked(ctx); err != nil {
-		return err
-	}
-	r.log.Info("kong promotion done: the canary is the new stable")
-	return nil
+	return r.finish(ctx, r.bgPromote, r.cpPromote, r.tPromote, "kong promotion done: the canary is the new stable")
 }
 
 func (r *Router) tPromote(ctx context.Context) error {
