@@ -62,6 +62,7 @@ metrics:
 # Kayenta's Mann-Whitney (98%% interval) needs several points a side: the first step is judged once
 # over 8 points of 1s (a 30%% 5xx canary fails there); the second, short step only has to set 50/50.
 analysis:
+%s
   resolution: 1s
   thresholds: {pass: 95, marginal: 75}
   metrics:
@@ -81,17 +82,28 @@ func TestE2E(t *testing.T) {
 		t.Skip("end-to-end rollouts take seconds")
 	}
 	t.Parallel()
-	for _, tc := range []struct {
+	// Both judging modes: kayenta (one Mann-Whitney judgement over the first step's 8 points) and
+	// sequential, the default for kong-log (request-level looks every 250 ms; shortened bake times).
+	modes := map[string]string{
+		"kayenta":    "  mode: kayenta",
+		"sequential": "  mode: sequential\n  sequential: {minBake: 2s, maxBake: 40s, expandFactor: 10, thresholdSamples: 20}",
+	}
+	type tcase struct {
 		name      string
+		mode      string
 		canaryErr float64
 		outage    bool
 		want      rollout.Phase
 		reason    string
-	}{
-		{name: "good canary is promoted", want: rollout.Promoted},
-		{name: "bad canary is rolled back", canaryErr: 0.3, want: rollout.RolledBack, reason: "5xx-rate"},
-		{name: "kong outage mid-rollout ends on stable", outage: true, want: rollout.RolledBack, reason: "kong admin API unavailable"},
-	} {
+	}
+	var cases []tcase
+	for _, mode := range []string{"kayenta", "sequential"} {
+		cases = append(cases,
+			tcase{name: mode + "/good canary is promoted", mode: mode, want: rollout.Promoted},
+			tcase{name: mode + "/bad canary is rolled back", mode: mode, canaryErr: 0.3, want: rollout.RolledBack, reason: "5xx"},
+			tcase{name: mode + "/kong outage mid-rollout ends on stable", mode: mode, outage: true, want: rollout.RolledBack, reason: "kong admin API unavailable"})
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			k := kongtest.New()
@@ -113,7 +125,7 @@ func TestE2E(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			raw := fmt.Sprintf(e2eSpec, s0.URL, s1.URL, base.URL, can.URL, k.AdminURL())
+			raw := fmt.Sprintf(e2eSpec, s0.URL, s1.URL, base.URL, can.URL, k.AdminURL(), modes[tc.mode])
 			spec, err := rollout.ParseSpec(strings.NewReader(raw))
 			if err != nil {
 				t.Fatal(err)
@@ -256,7 +268,7 @@ func assemble(t *testing.T, spec *rollout.Spec, raw []byte) (*rollout.Engine, *k
 			t.Logf("progress:\n%s", progress.String())
 		}
 	})
-	eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: opened.Router, Metrics: metrics, Deployer: deployer,
+	eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: opened.Router, Metrics: metrics, Requests: opened.Log, Deployer: deployer,
 		Judge: judge, Store: store, SpecYAML: raw, Progress: &syncWriter{w: &progress},
 		PollInterval: 50 * time.Millisecond, Backoff: 50 * time.Millisecond})
 	if err != nil {
