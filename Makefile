@@ -51,7 +51,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
 
-ci: fmt-check vet race ## what CI runs: format check, vet, race-enabled tests
+vectors: ## replay Kayenta's own test vectors (testdata/kayenta) and print how many cases ran
+	@set -o pipefail; $(GO) test -count=1 -run '^TestKayentaVectors$$' -v ./analysis/ ./judge/ | grep -E '^(ok|FAIL|--- FAIL)|kayenta vectors: ran'
+
+ci: fmt-check vet vectors race ## what CI runs: format check, vet, Kayenta vectors, race-enabled tests
 	@echo "ci: all checks passed"
 
-.PHONY: help build image demo test race vet lint fmt-check tidy-check bench fuzz ci
+.PHONY: help build image demo test race vet lint fmt-check tidy-check bench fuzz vectors ci
