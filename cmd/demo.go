@@ -120,8 +120,12 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 	infra := context.WithoutCancel(ctx) // torn down by us after the engine has put traffic back
 
 	fmt.Fprintf(env.Stderr, "canaryctl demo: scenario %s — %s\n", scenario, scenarioText[scenario])
-	fmt.Fprintf(env.Stderr, "spec: %s (embedded): service %s, steps %s, series of %s points, thresholds pass %v / marginal %v\n",
-		demo.SpecPath, spec.Service, demoSteps(spec), spec.Analysis.Resolution, spec.Analysis.Thresholds.Pass, spec.Analysis.Thresholds.Marginal)
+	judging := fmt.Sprintf("judged by Kayenta's Mann-Whitney on series of %s points, thresholds pass %v / marginal %v",
+		spec.Analysis.Resolution, spec.Analysis.Thresholds.Pass, spec.Analysis.Thresholds.Marginal)
+	if a := spec.Analysis; a.Mode == rollout.ModeSequential {
+		judging = fmt.Sprintf("judged request by request (sequential tests, alpha %v, a look every %s)", a.Sequential.Alpha, a.Sequential.LookInterval)
+	}
+	fmt.Fprintf(env.Stderr, "spec: %s (embedded): service %s, steps %s, %s\n", demo.SpecPath, spec.Service, demoSteps(spec), judging)
 
 	// Stable v1: a child process like baseline and canary, started by the same process deployer.
 	stableTarget := spec.Deploy.Baseline
