@@ -39,7 +39,8 @@ type SequentialSpec struct {
 	// Beta bounds, per metric, the probability of passing a canary worse by the margin (default 0.05).
 	Beta float64 `yaml:"beta" json:"beta"`
 	// The margins are the minimum detectable effects: a step passes when the data exclude a regression
-	// this large. ErrorMargin is the 5xx-rate increase in percentage points (default 1).
+	// this large. ErrorMargin is the 5xx-rate increase in percentage points (default 0.75, below the
+	// 1 pp the simulator must detect, so a canary exactly 1 pp worse is not passed).
 	ErrorMargin float64 `yaml:"errorMargin" json:"errorMargin"`
 	// MedianMargin is the increase, in percentage points, of the share of canary requests slower than
 	// the baseline's median (default 10: from 50% to 60%; +20 ms on an 80 ms median is about +20).

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/canaryctl/canaryctl/analysis/sequential"
 	"github.com/canaryctl/canaryctl/providers"
 	"github.com/canaryctl/canaryctl/providers/kong"
 	"github.com/canaryctl/canaryctl/providers/prometheus"
@@ -195,8 +196,9 @@ const (
 	MaxSteps                     = 20
 )
 
-// DefaultStepWeights are the default steps in percent.
-var DefaultStepWeights = []float64{2.5, 10, 100}
+// DefaultStepWeights are the default steps in percent (shared with the simulator through
+// analysis/sequential).
+var DefaultStepWeights = sequential.DefaultStepWeights()
 
 // GatewayTypes and MetricsTypes list the provider names this build knows.
 var (

@@ -55,7 +55,7 @@ type Config struct {
 
 // DefaultConfig is the configuration the simulator checks against the acceptance targets.
 func DefaultConfig() Config {
-	return Config{Alpha: 0.01, Beta: 0.05, ErrorMargin: 0.01, MedianMargin: 0.10, TailQuantile: 0.99,
+	return Config{Alpha: 0.01, Beta: 0.05, ErrorMargin: 0.0075, MedianMargin: 0.10, TailQuantile: 0.99,
 		TailMargin: 0.01, GuardRatio: 1.5, MinThresholdSamples: 100}
 }
 

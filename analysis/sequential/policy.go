@@ -20,3 +20,12 @@ const (
 	// ExpandCheckEvery: how often, after the step's duration, SafeToExpand is asked.
 	ExpandCheckEvery = 10 * time.Second
 )
+
+// DefaultStepWeights returns the engine's default steps, in percent of traffic sent to the canary
+// (rollout.DefaultStepWeights is this list). Every step is judged; a step above 50% is judged as 50%
+// canary against 50% baseline (JudgedShare), so the simulator's default schedule judges 2.5, 10 and 50.
+func DefaultStepWeights() []float64 { return []float64{2.5, 10, 100} }
+
+// JudgedShare is the canary's share of traffic, in percent, while a step of weight w is judged: the
+// baseline gets the same share, so it is w up to 50 and 50 above.
+func JudgedShare(w float64) float64 { return min(w, 50) }

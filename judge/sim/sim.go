@@ -74,11 +74,16 @@ type Schedule struct {
 	ExpandFactor float64       `json:"expandFactor"`
 }
 
-// DefaultSchedule mirrors the rollout engine's defaults (rollout.DefaultStepWeights 2.5, 10, 100;
-// 5 min steps judged every minute after a 30 s warm-up on 10 s points; pass 95, marginal 75) and adds
-// the sequential mode's bake limits.
+// DefaultSchedule is the rollout engine's default schedule: its steps (sequential.DefaultStepWeights
+// 2.5, 10, 100, every one judged, the 100% step as 50% canary against 50% baseline), 5 min steps judged
+// every minute after a 30 s warm-up on 10 s points, pass 95, marginal 75, and the sequential mode's
+// bake limits (rollout's tests check that it matches the engine's defaults).
 func DefaultSchedule() Schedule {
-	return Schedule{Steps: []float64{2.5, 10}, Duration: 5 * time.Minute, Interval: time.Minute,
+	var steps []float64
+	for _, w := range sequential.DefaultStepWeights() {
+		steps = append(steps, sequential.JudgedShare(w))
+	}
+	return Schedule{Steps: steps, Duration: 5 * time.Minute, Interval: time.Minute,
 		Warmup: 30 * time.Second, Resolution: 10 * time.Second, Pass: 95, Marginal: 75,
 		MinBake: sequential.DefaultMinBake, MaxBake: sequential.DefaultMaxBake, ExpandFactor: sequential.DefaultExpandFactor}
 }

@@ -138,7 +138,7 @@ func TestKayentaModeSchedule(t *testing.T) {
 		calls   int
 	}{
 		// judgements at 1:30, 2:30, 3:30, 4:30 and 5:00 of each 5-minute step
-		{"pass promotes after both steps", 100, Promoted, 600, 10},
+		{"pass promotes after all three steps", 100, Promoted, 900, 15},
 		{"fail-fast at the first judgement", 50, RolledBack, 90, 1},
 		{"marginal at the end of the first step pauses", 80, Paused, 300, 5},
 	}
