@@ -169,9 +169,16 @@ func TestTUIDemoInTmux(t *testing.T) {
 		}
 	}
 
+	// The monitor takes one control request at a time: like a person, wait until the status line no
+	// longer says the last one is being applied before pressing the next key.
+	idle := func(sc string) bool { return !strings.Contains(sc, "waiting for the rollout to apply") }
+
 	// r resumes: the step restarts.
+	s.waitScreen(ctx, "the pause request done", idle)
 	s.keys("r")
-	s.waitScreen(ctx, "the resumed step", func(sc string) bool { return contains(sc, "resumed by") && !strings.Contains(sc, "Paused ·") })
+	s.waitScreen(ctx, "the resumed step", func(sc string) bool {
+		return contains(sc, "resumed by") && !strings.Contains(sc, "Paused ·") && idle(sc)
+	})
 
 	// a asks; y rolls back: all traffic on stable, exit code 3.
 	s.keys("a")
