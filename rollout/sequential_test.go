@@ -89,11 +89,6 @@ func seqSpec() *Spec {
 	return s
 }
 
-func newSeqHarness(t *testing.T, spec *Spec, log *synthLog) *harness {
-	t.Helper()
-	return newHarness(t, spec, func(c *Config) { c.Requests = log })
-}
-
 // run ticks until the rollout reaches want or ends, at most n ticks.
 func (h *harness) runUntil(n int, want func(State) bool) State {
 	h.t.Helper()

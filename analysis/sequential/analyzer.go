@@ -369,13 +369,12 @@ func (a *Analyzer) Report() Report {
 		r.Decisions = append(r.Decisions, a.guardDecision())
 	}
 	r.Decisions = append(r.Decisions, a.exceedDecision(MetricMedian, &a.median), a.exceedDecision(MetricTail, &a.tail))
-	var decided, failed []string
+	var failed []string
 	for _, d := range r.Decisions {
 		switch {
 		case d.Verdict == Fail:
 			failed = append(failed, d.Metric)
-		case d.Verdict == Pass:
-			decided = append(decided, d.Metric)
+		case d.Verdict == Pass: // decided: needs no more data
 		case d.Metric != MetricGuard && (d.MorePairs > r.MoreRequests || d.MorePairs < 0) && r.MoreRequests >= 0:
 			r.MoreRequests = d.MorePairs
 		}

@@ -9,13 +9,6 @@ import (
 	"github.com/canaryctl/canaryctl/rollout"
 )
 
-// sequentialSpec is fixtureSpec in analysis.mode sequential.
-func sequentialSpec() *rollout.Spec {
-	s := fixtureSpec()
-	s.Analysis.Mode = rollout.ModeSequential
-	return s
-}
-
 // sequentialState is step 1 of 3 in analysis.mode sequential after three recorded looks, the last
 // one undecided; its texts follow analysis/sequential's explanations.
 func sequentialState() *rollout.State {

@@ -259,12 +259,12 @@ func TestUpdateControlErrorAndBusy(t *testing.T) {
 func TestUpdateDoneAndResize(t *testing.T) {
 	t.Parallel()
 	m := withSnapshot(newTestModel(nil, nil), analyzingState())
-	next, cmd := m.Update(Done{})
+	_, cmd := m.Update(Done{})
 	if cmd != nil {
 		t.Fatal("watch mode must stay on the final screen after Done")
 	}
 	m.cfg.ExitOnDone = true
-	next, cmd = m.Update(Done{Err: errors.New("run rollout: boom")})
+	next, cmd := m.Update(Done{Err: errors.New("run rollout: boom")})
 	if cmd == nil {
 		t.Fatal("run --tui must quit on Done")
 	}
