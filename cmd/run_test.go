@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/canaryctl/canaryctl/providers"
 	"github.com/canaryctl/canaryctl/providers/proxy"
+	"github.com/canaryctl/canaryctl/providers/proxy/proxytest"
 	"github.com/canaryctl/canaryctl/rollout"
 )
 
@@ -76,26 +76,8 @@ func newWorld(t *testing.T) *rtWorld {
 	ok := func() int { return 200 }
 	w.stable, w.baseline = serve(ok), serve(ok)
 	w.canary = serve(func() int { return int(w.canaryStatus.Load()) })
-	px, err := proxy.New(proxy.Config{Upstreams: map[providers.Cohort][]string{providers.Stable: {w.stable.URL}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	al, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = px.Serve(ctx, proxy.ServeConfig{Listener: l, AdminListener: al, Admin: proxy.AdminConfig{Token: rtToken}, ShutdownTimeout: time.Second})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	w.px, w.listen, w.admin = px, "http://"+l.Addr().String(), "http://"+al.Addr().String()
+	srv := proxytest.Start(t, proxy.Config{Upstreams: map[providers.Cohort][]string{providers.Stable: {w.stable.URL}}}, rtToken)
+	w.px, w.listen, w.admin = srv.Proxy, srv.URL, srv.AdminURL
 	return w
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/canaryctl/canaryctl/cmd"
 	"github.com/canaryctl/canaryctl/providers"
 	"github.com/canaryctl/canaryctl/providers/proxy"
+	"github.com/canaryctl/canaryctl/providers/proxy/proxytest"
 )
 
 // syncBuffer is a goroutine-safe buffer: a container log gets stdout and stderr interleaved.
@@ -197,26 +198,8 @@ func newCluster(t *testing.T, canaryStatus int) *cluster {
 	ok := func() int { return http.StatusOK }
 	c.stable, c.baseline = serve(ok), serve(ok)
 	c.canary = serve(func() int { return int(c.canaryStatus.Load()) })
-	px, err := proxy.New(proxy.Config{Upstreams: map[providers.Cohort][]string{providers.Stable: {c.stable.URL}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	al, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = px.Serve(ctx, proxy.ServeConfig{Listener: l, AdminListener: al, Admin: proxy.AdminConfig{Token: adminToken}, ShutdownTimeout: time.Second})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	c.px, c.listen, c.admin = px, "http://"+l.Addr().String(), "http://"+al.Addr().String()
+	srv := proxytest.Start(t, proxy.Config{Upstreams: map[providers.Cohort][]string{providers.Stable: {c.stable.URL}}}, adminToken)
+	c.px, c.listen, c.admin = srv.Proxy, srv.URL, srv.AdminURL
 	return c
 }
 
