@@ -56,16 +56,45 @@ func refusedURL(t testing.TB) string {
 	return "http://" + addr
 }
 
-// startProxy builds a proxy from cfg and serves it on 127.0.0.1.
-func startProxy(t testing.TB, cfg Config) (*Proxy, *httptest.Server) {
+// served is a proxy serving on 127.0.0.1 through Serve.
+type served struct{ URL string }
+
+// startProxy builds a proxy from cfg and serves it on 127.0.0.1 with Serve (the h1 loop, handing
+// off to net/http what it does not take).
+func startProxy(t testing.TB, cfg Config) (*Proxy, *served) {
+	t.Helper()
+	return startProxyFront(t, cfg, false)
+}
+
+// fronts names the two ways Serve can take client connections, for tests that run on both.
+var fronts = []struct {
+	name        string
+	netHTTPOnly bool
+}{{"h1", false}, {"net-http", true}}
+
+// startProxyFront is startProxy with the choice of front: the h1 loop, or net/http only.
+func startProxyFront(t testing.TB, cfg Config, netHTTPOnly bool) (*Proxy, *served) {
 	t.Helper()
 	p, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	srv := httptest.NewServer(p)
-	t.Cleanup(func() { srv.Close(); _ = p.Close() })
-	return p, srv
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- p.Serve(ctx, ServeConfig{Listener: ln, ShutdownTimeout: 5 * time.Second, NetHTTPOnly: netHTTPOnly})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return p, &served{URL: "http://" + ln.Addr().String()}
 }
 
 func testClient() *http.Client {

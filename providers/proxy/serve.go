@@ -22,6 +22,10 @@ type ServeConfig struct {
 	// ShutdownTimeout bounds the graceful drain after ctx is cancelled (default 15 s).
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+	// NetHTTPOnly serves every request through net/http (ServeHTTP) instead of the proxy's own
+	// HTTP/1.1 loop (h1.go) — an escape hatch should a client depend on something the loop does
+	// differently, and the baseline of the benchmarks.
+	NetHTTPOnly bool
 }
 
 // Serve runs the proxy (and the admin API) until ctx is cancelled, then stops accepting, lets
@@ -45,20 +49,37 @@ func (p *Proxy) Serve(ctx context.Context, cfg ServeConfig) error {
 		grace = 15 * time.Second
 	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
-	servers := []*http.Server{{Handler: p, ReadHeaderTimeout: rht, IdleTimeout: idle, ErrorLog: errLog}}
-	listeners := []net.Listener{cfg.Listener}
+	data := &http.Server{Handler: p, ReadHeaderTimeout: rht, IdleTimeout: idle, ErrorLog: errLog}
+	type server struct {
+		serve    func() error
+		shutdown func(context.Context) error
+	}
+	var servers []server
+	if p.fastOn && !cfg.NetHTTPOnly {
+		// the h1 loop (h1.go) takes the connections and hands what it does not serve to data
+		h1 := newH1Server(p, data, cfg.Listener.Addr(), rht, idle)
+		servers = append(servers,
+			server{func() error { return h1.serve(cfg.Listener) }, func(ctx context.Context) error {
+				h1.closing.Store(true)
+				_ = cfg.Listener.Close()
+				return h1.shutdown(ctx)
+			}},
+			server{func() error { return data.Serve(h1.handoff) }, data.Shutdown})
+	} else {
+		servers = append(servers, server{func() error { return data.Serve(cfg.Listener) }, data.Shutdown})
+	}
 	if cfg.AdminListener != nil {
 		h, err := p.AdminHandler(cfg.Admin)
 		if err != nil {
 			return fmt.Errorf("proxy: serve admin API: %w", err)
 		}
-		servers = append(servers, &http.Server{Handler: h, ReadHeaderTimeout: rht, ReadTimeout: 30 * time.Second,
-			WriteTimeout: 60 * time.Second, IdleTimeout: idle, ErrorLog: errLog})
-		listeners = append(listeners, cfg.AdminListener)
+		admin := &http.Server{Handler: h, ReadHeaderTimeout: rht, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 60 * time.Second, IdleTimeout: idle, ErrorLog: errLog}
+		servers = append(servers, server{func() error { return admin.Serve(cfg.AdminListener) }, admin.Shutdown})
 	}
 	errc := make(chan error, len(servers))
-	for i, s := range servers {
-		go func() { errc <- s.Serve(listeners[i]) }()
+	for _, s := range servers {
+		go func() { errc <- s.serve() }()
 	}
 	log.Info("proxy listening", "addr", cfg.Listener.Addr().String())
 	if cfg.AdminListener != nil {
@@ -73,7 +94,7 @@ func (p *Proxy) Serve(ctx context.Context, cfg ServeConfig) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
 	for _, s := range servers {
-		if err := s.Shutdown(sctx); err != nil && first == nil {
+		if err := s.shutdown(sctx); err != nil && first == nil {
 			first = fmt.Errorf("proxy: graceful shutdown: %w", err)
 		}
 	}

@@ -1,0 +1,995 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The data plane's own HTTP/1.1 server loop (Serve). It reads each request head straight from the
+// connection's buffer and proxies the common request — GET, HEAD or OPTIONS over HTTP/1.1 without a
+// body, an upgrade or an Expect, to plain-http upstreams — without building an *http.Request, a
+// header map, a context or a response writer, and without net/http's per-request background read.
+// Everything it does not take is handed, with the bytes already read, to a net/http server running
+// ServeHTTP on the same connection (which then keeps that connection): requests with bodies,
+// upgrades, HTTP/1.0, TLS, https upstreams, odd or oversized heads. The hand-off happens before
+// anything is answered, so a client never sees which server answered.
+//
+// The parser is deliberately strict: a head it does not fully understand (bare LF, obs-fold, a
+// space before the colon, control bytes, any Content-Length or Transfer-Encoding, several Host
+// lines, a Connection header naming other headers) is never interpreted here but handed to
+// net/http, which answers or rejects it as it would without this loop. That keeps request smuggling
+// out of the picture: this loop only forwards requests that have no body by every reading.
+//
+// Differences from ServeHTTP that a user can see: a client that goes away while the upstream is
+// still working is noticed when its answer is written (there is no background read), so the
+// upstream request runs to its end (bounded by the response header timeout), as with nginx's
+// proxy_ignore_client_abort.
+
+const (
+	h1ReadBuf     = 8 << 10  // client read buffer: the largest request head served here (nginx: 8 KiB)
+	h1WriteBuf    = 4 << 10  // client write buffer
+	upReadBuf     = 16 << 10 // upstream read buffer: the largest response head (nginx's default: 4-8 KiB)
+	h1MaxHeaders  = 100
+	connIdle      = 0
+	connActive    = 1
+	connClosing   = 2
+	chunkLineMax  = 4 << 10
+	badGatewayMsg = "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n"
+)
+
+var (
+	h1Readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, h1ReadBuf) }}
+	h1Writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, h1WriteBuf) }}
+)
+
+// h1Server accepts the data plane's connections and serves them with serveConn.
+type h1Server struct {
+	p        *Proxy
+	rht      time.Duration
+	idle     time.Duration
+	fallback *http.Server
+	handoff  *connListener
+	closing  atomic.Bool
+	mu       sync.Mutex
+	conns    map[*h1Conn]struct{}
+	wg       sync.WaitGroup
+}
+
+type h1Conn struct {
+	nc     net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	remote string // RemoteAddr as net/http spells it
+	ip     string // client IP for X-Forwarded-For
+	state  atomic.Int32
+}
+
+func newH1Server(p *Proxy, fallback *http.Server, addr net.Addr, rht, idle time.Duration) *h1Server {
+	return &h1Server{p: p, rht: rht, idle: idle, fallback: fallback, handoff: newConnListener(addr),
+		conns: map[*h1Conn]struct{}{}}
+}
+
+// serve accepts connections from ln until it is closed; the fallback server must be serving
+// s.handoff.
+func (s *h1Server) serve(ln net.Listener) error {
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return http.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+				// like net/http: back off on temporary accept errors (fd exhaustion)
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.p.log.Warn("accept error; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if _, ok := nc.(*tls.Conn); ok {
+			s.handoff.put(nc) // TLS (and ALPN) is net/http's business
+			continue
+		}
+		c := &h1Conn{nc: nc, remote: nc.RemoteAddr().String()}
+		if ip, _, err := net.SplitHostPort(c.remote); err == nil {
+			c.ip = ip
+		}
+		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			_ = nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(c)
+	}
+}
+
+// shutdown stops the loop gracefully: idle connections are closed at once, active ones after
+// their current response; when ctx ends first, the rest are closed.
+func (s *h1Server) shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	for c := range s.conns {
+		if c.state.CompareAndSwap(connIdle, connClosing) {
+			_ = c.nc.SetReadDeadline(time.Unix(1, 0)) // wakes the idle read
+		}
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			_ = c.nc.Close()
+		}
+		s.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+func (s *h1Server) forget(c *h1Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+func (s *h1Server) serveConn(c *h1Conn) {
+	defer s.forget(c)
+	c.br = h1Readers.Get().(*bufio.Reader)
+	c.br.Reset(c.nc)
+	c.bw = h1Writers.Get().(*bufio.Writer)
+	c.bw.Reset(c.nc)
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			_ = c.nc.Close()
+			c.br.Reset(nil)
+			h1Readers.Put(c.br)
+		}
+		c.bw.Reset(nil)
+		h1Writers.Put(c.bw)
+	}()
+	var h h1Head
+	for {
+		if c.br.Buffered() == 0 {
+			// wait for the next request (idle), then give its head ReadHeaderTimeout to arrive
+			if s.idle > 0 {
+				_ = c.nc.SetReadDeadline(time.Now().Add(s.idle))
+			}
+			if _, err := c.br.Peek(1); err != nil {
+				return
+			}
+		}
+		if !c.state.CompareAndSwap(connIdle, connActive) {
+			return // shutting down
+		}
+		if s.rht > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(s.rht))
+		}
+		n, err := readHead(c.br, &h)
+		if err != nil {
+			return // timeout or closed mid-head: nothing can be answered
+		}
+		if n == 0 || !s.p.fastTable(s.p.table.Load()) {
+			// not ours to interpret: net/http gets the connection with everything read so far
+			_ = c.nc.SetReadDeadline(time.Time{})
+			handedOff = true
+			s.handoff.put(&prefixConn{Conn: c.nc, r: c.br})
+			return
+		}
+		_ = c.nc.SetReadDeadline(time.Time{})
+		keep := s.p.serveH1(c, &h, s.closing.Load())
+		_, _ = c.br.Discard(n)
+		if !keep || !c.state.CompareAndSwap(connActive, connIdle) || s.closing.Load() {
+			return
+		}
+	}
+}
+
+// h1Head is a parsed request head; its slices point into the connection's read buffer and are
+// valid until the next read from it.
+type h1Head struct {
+	method, target, host []byte
+	close                bool // Connection: close
+	xff                  [][]byte
+	lines                [h1MaxHeaders][2][]byte // name, value (trimmed)
+	nlines               int
+}
+
+// readHead reads one request head into h and returns its length, or 0 when the request is not
+// one this loop serves (hand it off). An error means the connection is unusable.
+func readHead(br *bufio.Reader, h *h1Head) (int, error) {
+	var buf []byte
+	for {
+		b, err := br.Peek(br.Buffered())
+		if err != nil {
+			return 0, err
+		}
+		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
+			buf = b[:i+4]
+			break
+		}
+		if len(b) >= h1ReadBuf {
+			return 0, nil // larger than our buffer: net/http reads up to its own limit
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return 0, nil
+			}
+			return 0, err
+		}
+	}
+	if !parseHead(buf, h) {
+		return 0, nil
+	}
+	return len(buf), nil
+}
+
+// parseHead parses buf (a complete head ending in CRLFCRLF) and reports whether this loop may
+// serve the request.
+func parseHead(buf []byte, h *h1Head) bool {
+	h.method, h.target, h.host, h.close, h.xff, h.nlines = nil, nil, nil, false, h.xff[:0], 0
+	// request line: METHOD SP origin-form SP HTTP/1.1
+	eol := bytes.Index(buf, []byte("\r\n"))
+	line := buf[:eol]
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 <= 0 {
+		return false
+	}
+	h.method = line[:sp1]
+	switch string(h.method) {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		return false
+	}
+	rest := line[sp1+1:]
+	sp2 := bytes.IndexByte(rest, ' ')
+	if sp2 <= 0 || string(rest[sp2+1:]) != "HTTP/1.1" {
+		return false
+	}
+	h.target = rest[:sp2]
+	if h.target[0] != '/' {
+		return false
+	}
+	for _, c := range h.target {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	pos := eol + 2
+	for pos < len(buf)-2 {
+		eol := bytes.Index(buf[pos:], []byte("\r\n"))
+		line := buf[pos : pos+eol]
+		pos += eol + 2
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || h.nlines == h1MaxHeaders {
+			return false // obs-fold (leading space) fails the token check below; no colon: not a header
+		}
+		name := line[:colon]
+		for _, c := range name {
+			if !isTokenByte(c) {
+				return false
+			}
+		}
+		value := trimOWS(line[colon+1:])
+		for _, c := range value {
+			if (c < ' ' && c != '\t') || c == 0x7f {
+				return false // includes a bare CR or LF inside the line
+			}
+		}
+		switch {
+		case asciiEqualFold(name, "Host"):
+			if h.host != nil || len(value) == 0 || !validHost(value) {
+				return false
+			}
+			h.host = value
+			continue
+		case asciiEqualFold(name, "Content-Length"), asciiEqualFold(name, "Transfer-Encoding"),
+			asciiEqualFold(name, "Upgrade"), asciiEqualFold(name, "Expect"), asciiEqualFold(name, "HTTP2-Settings"):
+			return false
+		case asciiEqualFold(name, "Connection"):
+			for tok := range bytes.SplitSeq(value, []byte(",")) {
+				tok = trimOWS(tok)
+				switch {
+				case asciiEqualFold(tok, "close"):
+					h.close = true
+				case len(tok) == 0, asciiEqualFold(tok, "keep-alive"):
+				default:
+					return false // names other hop-by-hop headers: let ReverseProxy handle it
+				}
+			}
+			continue
+		case asciiEqualFold(name, "X-Forwarded-For"):
+			h.xff = append(h.xff, value)
+			continue
+		}
+		h.lines[h.nlines] = [2][]byte{name, value}
+		h.nlines++
+	}
+	return h.host != nil
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// isTokenByte reports whether c may appear in a header name (RFC 9110 5.6.2 tchar).
+func isTokenByte(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
+
+// asciiEqualFold compares b with s ignoring ASCII case.
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		if lower(b[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + ('a' - 'A')
+	}
+	return c
+}
+
+// validHost reports whether a Host value has only the bytes a host[:port] may have (reg-name,
+// IP literal, port); anything else is left to net/http, which answers 400.
+func validHost(b []byte) bool {
+	for _, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		default:
+			switch c {
+			case '-', '.', '_', '~', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ':', '[', ']', '%':
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// skipRequestHeader reports whether a client header is not forwarded as is: hop-by-hop headers
+// (RFC 9110 7.6.1) and the forwarding headers this proxy writes itself. Te is kept only as
+// "Te: trailers", like ReverseProxy.
+func skipRequestHeader(name, value []byte) bool {
+	switch len(name) {
+	case 2:
+		return asciiEqualFold(name, "Te") && !asciiEqualFold(value, "trailers")
+	case 7:
+		return asciiEqualFold(name, "Trailer")
+	case 10:
+		return asciiEqualFold(name, "Keep-Alive")
+	case 16:
+		return asciiEqualFold(name, "Proxy-Connection") || asciiEqualFold(name, "X-Forwarded-Host")
+	case 17:
+		return asciiEqualFold(name, "X-Forwarded-Proto")
+	case 18:
+		return asciiEqualFold(name, "Proxy-Authenticate")
+	case 19:
+		return asciiEqualFold(name, "Proxy-Authorization")
+	}
+	return false
+}
+
+// fastTable reports whether every upstream of t can be served by the h1 loop.
+func (p *Proxy) fastTable(t *table) bool {
+	if !p.fastOn {
+		return false
+	}
+	for _, ups := range t.upstreams {
+		for _, u := range ups {
+			if !u.fast {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// request builds an *http.Request from h for the routing rules (only when rules or hashing need one).
+func (h *h1Head) request(remote string) *http.Request {
+	hd := make(http.Header, h.nlines+1)
+	for _, l := range h.lines[:h.nlines] {
+		k := textproto.CanonicalMIMEHeaderKey(string(l[0]))
+		hd[k] = append(hd[k], string(l[1]))
+	}
+	for _, v := range h.xff {
+		hd["X-Forwarded-For"] = append(hd["X-Forwarded-For"], string(v))
+	}
+	target := string(h.target)
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		u = &url.URL{Path: target}
+	}
+	return &http.Request{Method: string(h.method), URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: hd, Host: string(h.host), RemoteAddr: remote, RequestURI: target}
+}
+
+// serveH1 proxies one request of the h1 loop and reports whether the client connection stays open.
+func (p *Proxy) serveH1(c *h1Conn, h *h1Head, closing bool) (keep bool) {
+	start := p.now()
+	t := p.table.Load()
+	var want int
+	var byRule bool
+	if p.needInfo {
+		want, byRule = p.decide(t, h.request(c.remote))
+	} else {
+		want = int(t.wheel[p.wheelPos.Add(1)%uint64(len(t.wheel))])
+	}
+	ci, up := t.route(want, start.UnixNano())
+	if ci != want {
+		p.metrics.fallback.Add(1)
+	}
+	keep = !h.close && !closing
+	status := http.StatusBadGateway
+	if up == nil {
+		keep = writeStatus(c.bw, status, keep)
+	} else {
+		status, ci, keep = p.proxyH1(c, h, t, ci, up, keep)
+	}
+	end := p.now()
+	p.record(end, end.Sub(start), status, ci, byRule)
+	return keep
+}
+
+// writeStatus answers with an empty response of the given status.
+func writeStatus(bw *bufio.Writer, status int, keep bool) bool {
+	if status == http.StatusBadGateway {
+		bw.WriteString(badGatewayMsg)
+	} else {
+		bw.WriteString("HTTP/1.1 ")
+		bw.WriteString(strconv.Itoa(status))
+		bw.WriteByte(' ')
+		bw.WriteString(http.StatusText(status))
+		bw.WriteString("\r\nContent-Length: 0\r\n")
+	}
+	if !keep {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+	return bw.Flush() == nil && keep
+}
+
+// proxyH1 sends the request to up (retrying refused connections on other upstreams, and a stale
+// keep-alive connection once on a new one) and copies the answer to the client. It returns the
+// status to record, the cohort that served and whether the client connection stays open.
+func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, keep bool) (int, int, bool) {
+	for attempt := 0; ; attempt++ {
+		uc, fresh, err := p.fastConn(context.Background(), up)
+		if err == nil {
+			var rh respHead
+			err = p.roundTripH1(uc, c, h, up, &rh)
+			if err != nil && !fresh && isStale(err) {
+				_ = uc.nc.Close()
+				if uc, err = p.dial(context.Background(), up); err == nil {
+					err = p.roundTripH1(uc, c, h, up, &rh)
+				}
+			}
+			if err == nil {
+				up.ok()
+				return rh.status, ci, p.copyResponseH1(c, h, up, uc, &rh, keep)
+			}
+			if uc != nil {
+				_ = uc.nc.Close()
+			}
+		}
+		if errors.Is(err, errClientGone) {
+			return 499, ci, false // nginx's convention; nobody to answer
+		}
+		if !isDialError(err) {
+			status := http.StatusBadGateway
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				status = http.StatusGatewayTimeout
+			}
+			p.log.Debug("proxy error", "cohort", cohortNames[ci], "upstream", up.raw, "err", err)
+			return status, ci, writeStatus(c.bw, status, keep)
+		}
+		now := p.now().UnixNano()
+		d := up.fail(now, p.backoffBase, p.backoffMax)
+		p.metrics.refused.Add(1)
+		p.log.Warn("upstream refused connection; backing off", "upstream", up.raw, "cohort", cohortNames[ci], "backoff", d, "err", err)
+		nci, next := t.next(ci, up, now)
+		if attempt >= 2 || next == nil {
+			return http.StatusBadGateway, ci, writeStatus(c.bw, http.StatusBadGateway, keep)
+		}
+		if nci != ci {
+			p.metrics.fallback.Add(1)
+		}
+		ci, up = nci, next
+	}
+}
+
+// respHead is the parsed head of an upstream response; its slices point into the upstream
+// connection's read buffer until the head is discarded.
+type respHead struct {
+	status  int
+	head    []byte // the whole head, CRLFCRLF included
+	rest    []byte // status line after "HTTP/1.x "
+	http10  bool
+	close   bool // Connection: close, or HTTP/1.0 without keep-alive
+	clen    int64
+	chunked bool
+	conn    [][]byte // other tokens of the Connection header (headers to drop)
+}
+
+var (
+	errUpstreamHead = errors.New("malformed response head from upstream")
+	errClientGone   = errors.New("client went away while the upstream was answering")
+)
+
+// watchClientAfter is how long an answer may take before the h1 loop watches for the client leaving.
+const watchClientAfter = 200 * time.Millisecond
+
+// roundTripH1 writes the request head to uc and reads the response head into rh (skipping
+// informational responses).
+func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *respHead) error {
+	bw := uc.bw
+	bw.Write(h.method)
+	bw.WriteByte(' ')
+	bw.Write(h.target)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	if p.preserveHost {
+		bw.Write(h.host)
+	} else {
+		bw.WriteString(up.url.Host)
+	}
+	bw.WriteString("\r\n")
+	for _, l := range h.lines[:h.nlines] {
+		if skipRequestHeader(l[0], l[1]) {
+			continue
+		}
+		bw.Write(l[0])
+		bw.WriteString(": ")
+		bw.Write(l[1])
+		bw.WriteString("\r\n")
+	}
+	// X-Forwarded-For: the client IP, after the incoming list when that is trusted (as SetXForwarded).
+	if (p.trustForwarded && len(h.xff) > 0) || c.ip != "" {
+		bw.WriteString("X-Forwarded-For: ")
+		if p.trustForwarded {
+			for i, v := range h.xff {
+				if i > 0 {
+					bw.WriteString(", ")
+				}
+				bw.Write(v)
+			}
+			if len(h.xff) > 0 && c.ip != "" {
+				bw.WriteString(", ")
+			}
+		}
+		bw.WriteString(c.ip)
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("X-Forwarded-Host: ")
+	bw.Write(h.host)
+	bw.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
+	if err := bw.Flush(); err != nil {
+		return errors.Join(errStale, err)
+	}
+	// Wait for the answer. A quick one needs nothing more; when it takes longer than
+	// watchClientAfter, a watcher notices a client that leaves meanwhile and ends the wait
+	// (errClientGone), as ServeHTTP's request context does.
+	var deadline time.Time
+	if p.fast.rht > 0 {
+		deadline = time.Now().Add(p.fast.rht)
+	}
+	first := time.Now().Add(watchClientAfter)
+	if !deadline.IsZero() && deadline.Before(first) {
+		first = deadline
+	}
+	_ = uc.nc.SetReadDeadline(first)
+	var gone atomic.Bool
+	watching, stop := false, func() {}
+	defer func() { stop(); _ = uc.nc.SetReadDeadline(time.Time{}) }()
+	for {
+		err := readRespHead(uc.br, rh)
+		if err != nil && !watching && errors.Is(err, os.ErrDeadlineExceeded) && (deadline.IsZero() || time.Now().Before(deadline)) {
+			// the slow case: wait the rest of the timeout, watching the client
+			watching = true
+			_ = uc.nc.SetReadDeadline(deadline)
+			stop = watchClient(c.nc, func() {
+				gone.Store(true)
+				_ = uc.nc.SetReadDeadline(time.Unix(1, 0))
+			})
+			continue
+		}
+		if err != nil {
+			if gone.Load() {
+				return errClientGone
+			}
+			return err
+		}
+		if rh.status >= 200 {
+			return nil
+		}
+		if rh.status == http.StatusSwitchingProtocols {
+			return errors.New("upstream switched protocols on a request that asked for no upgrade")
+		}
+		_, _ = uc.br.Discard(len(rh.head)) // informational (103 Early Hints): skip
+	}
+}
+
+// readRespHead reads (without consuming) one response head from br into rh.
+func readRespHead(br *bufio.Reader, rh *respHead) error {
+	var buf []byte
+	for {
+		b, err := br.Peek(max(br.Buffered(), 1))
+		if err != nil {
+			return err
+		}
+		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
+			buf = b[:i+4]
+			break
+		}
+		if len(b) >= br.Size() {
+			return fmt.Errorf("%w: head larger than %d bytes", errUpstreamHead, br.Size())
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil {
+			return err
+		}
+	}
+	*rh = respHead{head: buf, clen: -1, conn: rh.conn[:0]}
+	eol := bytes.Index(buf, []byte("\r\n"))
+	line := buf[:eol]
+	switch {
+	case len(line) >= 12 && string(line[:9]) == "HTTP/1.1 ":
+	case len(line) >= 12 && string(line[:9]) == "HTTP/1.0 ":
+		rh.http10, rh.close = true, true
+	default:
+		return fmt.Errorf("%w: status line %q", errUpstreamHead, line)
+	}
+	rh.rest = line[9:]
+	code := rh.rest[:3]
+	if code[0] < '1' || code[0] > '5' || code[1] < '0' || code[1] > '9' || code[2] < '0' || code[2] > '9' ||
+		(len(rh.rest) > 3 && rh.rest[3] != ' ') {
+		return fmt.Errorf("%w: status line %q", errUpstreamHead, line)
+	}
+	rh.status = int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')
+	keepAlive, sawLength := false, false
+	for pos := eol + 2; pos < len(buf)-2; {
+		eol := bytes.Index(buf[pos:], []byte("\r\n"))
+		line := buf[pos : pos+eol]
+		pos += eol + 2
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || bytes.IndexByte(line, '\n') >= 0 || bytes.IndexByte(line, '\r') >= 0 {
+			return fmt.Errorf("%w: header line %q", errUpstreamHead, line)
+		}
+		name, value := line[:colon], trimOWS(line[colon+1:])
+		for _, c := range name {
+			if !isTokenByte(c) {
+				return fmt.Errorf("%w: header name %q", errUpstreamHead, name)
+			}
+		}
+		switch {
+		case asciiEqualFold(name, "Content-Length"):
+			n, err := strconv.ParseInt(string(value), 10, 64)
+			if err != nil || n < 0 || (rh.clen >= 0 && rh.clen != n) {
+				return fmt.Errorf("%w: Content-Length %q", errUpstreamHead, value)
+			}
+			rh.clen, sawLength = n, true
+		case asciiEqualFold(name, "Transfer-Encoding"):
+			if !asciiEqualFold(value, "chunked") || rh.chunked {
+				return fmt.Errorf("%w: Transfer-Encoding %q (only chunked is relayed)", errUpstreamHead, value)
+			}
+			rh.chunked = true
+		case asciiEqualFold(name, "Connection"):
+			for tok := range bytes.SplitSeq(value, []byte(",")) {
+				tok = trimOWS(tok)
+				switch {
+				case asciiEqualFold(tok, "close"):
+					rh.close = true
+				case asciiEqualFold(tok, "keep-alive"):
+					keepAlive = true
+				case len(tok) > 0:
+					rh.conn = append(rh.conn, tok)
+				}
+			}
+		}
+	}
+	if rh.http10 && keepAlive && !rh.chunked && rh.clen >= 0 {
+		rh.close = false
+	}
+	if rh.chunked {
+		rh.clen = -1 // Transfer-Encoding overrides Content-Length (RFC 9112 6.3), and the connection is suspect
+		rh.close = rh.close || sawLength
+	}
+	return nil
+}
+
+// skipResponseHeader reports whether an upstream response header is dropped: hop-by-hop headers
+// and those the Connection header names. Transfer-Encoding is written by copyResponseH1.
+func skipResponseHeader(name []byte, rh *respHead) bool {
+	switch {
+	case asciiEqualFold(name, "Connection"), asciiEqualFold(name, "Keep-Alive"),
+		asciiEqualFold(name, "Proxy-Connection"), asciiEqualFold(name, "Transfer-Encoding"),
+		asciiEqualFold(name, "Upgrade"), asciiEqualFold(name, "Proxy-Authenticate"),
+		asciiEqualFold(name, "Te"):
+		return true
+	case asciiEqualFold(name, "Trailer"):
+		return !rh.chunked // trailers are relayed only with a chunked body
+	case asciiEqualFold(name, "Content-Length"):
+		return rh.chunked
+	}
+	for _, tok := range rh.conn {
+		if bytes.EqualFold(name, tok) {
+			return true
+		}
+	}
+	return false
+}
+
+// copyResponseH1 writes the response head and body to the client, returns uc to the pool when its
+// body was read to the end, and reports whether the client connection stays open.
+func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, rh *respHead, keep bool) bool {
+	bw := c.bw
+	noBody := rh.status == http.StatusNoContent || rh.status == http.StatusNotModified || string(h.method) == http.MethodHead
+	untilClose := !noBody && !rh.chunked && rh.clen < 0
+	bw.WriteString("HTTP/1.1 ")
+	bw.Write(rh.rest)
+	bw.WriteString("\r\n")
+	eol := bytes.Index(rh.head, []byte("\r\n"))
+	for pos := eol + 2; pos < len(rh.head)-2; {
+		eol := bytes.Index(rh.head[pos:], []byte("\r\n"))
+		line := rh.head[pos : pos+eol+2]
+		pos += eol + 2
+		if skipResponseHeader(line[:bytes.IndexByte(line, ':')], rh) {
+			continue
+		}
+		bw.Write(line)
+	}
+	if rh.chunked || untilClose {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if !keep {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+	_, _ = uc.br.Discard(len(rh.head))
+	var readErr, writeErr error
+	switch {
+	case noBody:
+	case rh.chunked:
+		readErr, writeErr = relayChunked(uc.br, bw)
+	case untilClose:
+		readErr, writeErr = relayUntilClose(uc.br, bw)
+	default:
+		readErr, writeErr = relayN(uc.br, bw, rh.clen)
+	}
+	if writeErr == nil {
+		writeErr = bw.Flush()
+	}
+	if readErr == nil && writeErr == nil && !rh.close && !untilClose {
+		up.pool.put(uc, p.now().UnixNano(), p.fast.perHost)
+	} else {
+		_ = uc.nc.Close()
+	}
+	if readErr != nil {
+		// The upstream broke off mid-body: close the client connection too, so the truncated
+		// response is not taken as whole.
+		p.log.Debug("upstream broke off the response body", "upstream", up.raw, "err", readErr)
+		return false
+	}
+	return keep && writeErr == nil
+}
+
+// fill makes br have buffered data, flushing bw first when a read would wait for the upstream
+// (so streamed responses reach the client as they come).
+func fill(br *bufio.Reader, bw *bufio.Writer) (readErr, writeErr error) {
+	if br.Buffered() > 0 {
+		return nil, nil
+	}
+	if bw.Buffered() > 0 {
+		if err := bw.Flush(); err != nil {
+			return nil, err
+		}
+	}
+	_, err := br.Peek(1)
+	return err, nil
+}
+
+// relayN copies n body bytes.
+func relayN(br *bufio.Reader, bw *bufio.Writer, n int64) (readErr, writeErr error) {
+	for n > 0 {
+		if readErr, writeErr = fill(br, bw); readErr != nil || writeErr != nil {
+			if readErr == io.EOF {
+				readErr = io.ErrUnexpectedEOF
+			}
+			return readErr, writeErr
+		}
+		b, _ := br.Peek(int(min(n, int64(br.Buffered()))))
+		if _, err := bw.Write(b); err != nil {
+			return nil, err
+		}
+		_, _ = br.Discard(len(b))
+		n -= int64(len(b))
+	}
+	return nil, nil
+}
+
+// relayChunked copies a chunked body as it is, framing and trailers included, checking the framing
+// so the end of the body (and the reuse of the connection) is known exactly.
+func relayChunked(br *bufio.Reader, bw *bufio.Writer) (readErr, writeErr error) {
+	line := func() ([]byte, error, error) {
+		if re, we := fill(br, bw); re != nil || we != nil {
+			return nil, re, we
+		}
+		l, err := br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				err = fmt.Errorf("%w: chunk line longer than %d bytes", errUpstreamHead, br.Size())
+			}
+			return nil, err, nil
+		}
+		if len(l) < 2 || l[len(l)-2] != '\r' || len(l) > chunkLineMax {
+			return nil, fmt.Errorf("%w: chunk line %q", errUpstreamHead, l), nil
+		}
+		return l, nil, nil
+	}
+	for {
+		l, re, we := line()
+		if re != nil || we != nil {
+			return eofUnexpected(re), we
+		}
+		size := l[:len(l)-2]
+		if i := bytes.IndexByte(size, ';'); i >= 0 {
+			size = size[:i]
+		}
+		n, err := strconv.ParseUint(string(trimOWS(size)), 16, 62)
+		if err != nil {
+			return fmt.Errorf("%w: chunk size %q", errUpstreamHead, size), nil
+		}
+		if _, err := bw.Write(l); err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			for { // trailer section, up to the empty line
+				l, re, we := line()
+				if re != nil || we != nil {
+					return eofUnexpected(re), we
+				}
+				if _, err := bw.Write(l); err != nil {
+					return nil, err
+				}
+				if len(l) == 2 {
+					return nil, nil
+				}
+			}
+		}
+		if re, we := relayN(br, bw, int64(n)); re != nil || we != nil {
+			return re, we
+		}
+		l, re, we = line()
+		if re != nil || we != nil {
+			return eofUnexpected(re), we
+		}
+		if len(l) != 2 {
+			return fmt.Errorf("%w: chunk not followed by CRLF", errUpstreamHead), nil
+		}
+		if _, err := bw.Write(l); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func eofUnexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// relayUntilClose copies a body delimited by the end of the connection, chunking it for the client.
+func relayUntilClose(br *bufio.Reader, bw *bufio.Writer) (readErr, writeErr error) {
+	for {
+		re, we := fill(br, bw)
+		if we != nil {
+			return nil, we
+		}
+		if re == io.EOF {
+			_, err := bw.WriteString("0\r\n\r\n")
+			return nil, err
+		}
+		if re != nil {
+			return re, nil
+		}
+		b, _ := br.Peek(br.Buffered())
+		bw.WriteString(strconv.FormatInt(int64(len(b)), 16))
+		bw.WriteString("\r\n")
+		bw.Write(b)
+		if _, err := bw.WriteString("\r\n"); err != nil {
+			return nil, err
+		}
+		_, _ = br.Discard(len(b))
+	}
+}
+
+// prefixConn is a handed-off connection: reads drain what the h1 loop had buffered first.
+type prefixConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// connListener feeds handed-off connections to the fallback net/http server.
+type connListener struct {
+	addr   net.Addr
+	ch     chan net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func newConnListener(addr net.Addr) *connListener {
+	return &connListener{addr: addr, ch: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *connListener) put(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.closed:
+		_ = c.Close()
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return l.addr }

@@ -1,0 +1,44 @@
+//go:build unix
+
+package proxy
+
+import (
+	"errors"
+	"net"
+	"syscall"
+	"time"
+)
+
+// watchClient calls gone (at most once) when the client closes or resets nc, without consuming
+// anything it sends: it waits for nc to become readable and peeks. Pipelined data means the
+// client is still there and ends the watch. stop ends the watch and waits for it.
+func watchClient(nc net.Conn, gone func()) (stop func()) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return func() {}
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var b [1]byte
+		_ = rc.Read(func(fd uintptr) bool {
+			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			switch {
+			case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR):
+				return false // nothing yet: wait until readable (or the deadline stop sets)
+			case err != nil || n == 0:
+				gone() // reset, or an orderly close (EOF)
+			}
+			return true
+		})
+	}()
+	return func() {
+		_ = nc.SetReadDeadline(time.Unix(1, 0)) // wakes the wait
+		<-done
+		_ = nc.SetReadDeadline(time.Time{})
+	}
+}
