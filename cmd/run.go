@@ -221,6 +221,9 @@ func outcomeError(out rollout.Outcome) error {
 
 func summaryLine(r rollout.Report) string {
 	s := fmt.Sprintf("%s: %s", r.Service, r.Phase)
+	if r.Control != "" && r.Control != rollout.ControlBaseline {
+		s += " (control: " + r.Control + ")"
+	}
 	if r.Score != nil {
 		s += fmt.Sprintf(" (last score %s, %s)", fmtNumber(*r.Score), r.Verdict)
 	}
@@ -346,7 +349,7 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 	var metrics rollout.Metrics
 	switch spec.Metrics.Type {
 	case "builtin", "kong-log":
-		m, err := rollout.NewRequestMetrics(rollout.RequestMetricsConfig{Log: reqLog, Series: proxy.Series})
+		m, err := rollout.NewRequestMetrics(rollout.RequestMetricsConfig{Log: reqLog, Series: proxy.Series, Control: spec.ControlCohort()})
 		if err != nil {
 			return nil, err
 		}
@@ -356,6 +359,7 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 		if err != nil {
 			return nil, err
 		}
+		pcfg.Control = spec.ControlCohort() // analysis.control stable: stable's series are the control
 		m, err := prometheus.New(pcfg)
 		if err != nil {
 			return nil, err
@@ -368,7 +372,7 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 	default:
 		return nil, usageErrorf("metrics.type %q is not available in this build (valid: %s)", spec.Metrics.Type, strings.Join(rollout.MetricsTypes, ", "))
 	}
-	deployer, err := deploy.New(spec.Deploy, deploy.Options{Service: spec.Service, Logger: log,
+	deployer, err := spec.NewDeployer(deploy.Options{Service: spec.Service, Logger: log,
 		LogDir: filepath.Join(p.store.Dir(), "logs"), StateDir: filepath.Join(p.store.Dir(), "deploy")})
 	if err != nil {
 		return nil, err

@@ -24,19 +24,20 @@ type CohortStats struct {
 }
 
 // CohortSummarizer is optionally implemented by a Metrics source with per-request data: it
-// summarizes the requests baseline and canary served in a window (Interval.Cohorts; the interval's
-// sample counts come from it too).
+// summarizes the requests the control (baseline, or stable with analysis.control stable) and the
+// canary served in a window, keyed by their cohorts (Interval.Cohorts; the interval's sample counts
+// come from it too).
 type CohortSummarizer interface {
 	Cohorts(ctx context.Context, w providers.Window) (map[providers.Cohort]CohortStats, error)
 }
 
-// Cohorts reads the window's requests and summarizes baseline and canary.
+// Cohorts reads the window's requests and summarizes the control and the canary.
 func (r *RequestMetrics) Cohorts(ctx context.Context, w providers.Window) (map[providers.Cohort]CohortStats, error) {
 	reqs, err := r.cfg.Log.Requests(ctx, w.Start, w.End)
 	if err != nil {
 		return nil, fmt.Errorf("read request log: %w", err)
 	}
-	var t cohortTallies
+	t := cohortTallies{control: r.cfg.Control}
 	for _, q := range reqs {
 		if q.ByRule {
 			continue
@@ -85,12 +86,24 @@ func (t *cohortTally) stats() CohortStats {
 	return CohortStats{Requests: t.requests, P50Ms: Number(p[0]), P99Ms: Number(p[1]), ErrorRatePct: Number(rate)}
 }
 
-// cohortTallies accumulates baseline's and canary's requests; stable's are not kept.
-type cohortTallies struct{ baseline, canary cohortTally }
+// cohortTallies accumulates the control's and the canary's requests; the control is the baseline
+// (or stable with analysis.control stable: control set to providers.Stable); other cohorts'
+// requests are not kept.
+type cohortTallies struct {
+	control          providers.Cohort // "" = baseline
+	baseline, canary cohortTally      // baseline: the control's
+}
+
+func (t *cohortTallies) controlCohort() providers.Cohort {
+	if t.control == "" {
+		return providers.Baseline
+	}
+	return t.control
+}
 
 func (t *cohortTallies) add(c providers.Cohort, ms float64, failed bool) {
 	switch c {
-	case providers.Baseline:
+	case t.controlCohort():
 		t.baseline.add(ms, failed)
 	case providers.Canary:
 		t.canary.add(ms, failed)
@@ -98,10 +111,11 @@ func (t *cohortTallies) add(c providers.Cohort, ms float64, failed bool) {
 }
 
 func (t *cohortTallies) stats() map[providers.Cohort]CohortStats {
-	return map[providers.Cohort]CohortStats{providers.Baseline: t.baseline.stats(), providers.Canary: t.canary.stats()}
+	return map[providers.Cohort]CohortStats{t.controlCohort(): t.baseline.stats(), providers.Canary: t.canary.stats()}
 }
 
-// observe adds a sequential look's batch (requests routed by a rule are already left out).
+// observe adds a sequential look's batch (requests routed by a rule are already left out; its
+// Baseline side is the control's).
 func (t *cohortTallies) observe(b sequential.Batch) {
 	for _, s := range b.Baseline {
 		t.baseline.add(s.LatencyMS, s.Failed)

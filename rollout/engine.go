@@ -166,6 +166,9 @@ type Engine struct {
 	interrupted bool
 
 	seq seqState // analysis.mode sequential (sequential.go)
+
+	// ctrl: before/after judging: the window of stable this process observed before the switch.
+	ctrl *TimeWindow
 }
 
 // New checks the configuration and builds an engine. Call Start or Resume next.
@@ -185,6 +188,13 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("new engine: store is nil")
 	case cfg.Requests == nil && cfg.Spec.Analysis.Mode == ModeSequential:
 		return nil, fmt.Errorf("new engine: %w", errNoRequestLog)
+	}
+	if cr, ok := cfg.Metrics.(ControlReader); ok && cr.Control() != cfg.Spec.ControlCohort() {
+		return nil, fmt.Errorf("new engine: the metrics source reads %s as the control, but analysis.control is %s; build it with the spec's control (Spec.ControlCohort)",
+			cr.Control(), cfg.Spec.ControlCohort())
+	}
+	if _, ok := cfg.Metrics.(CohortSeries); cfg.Spec.BeforeAfter() && !ok {
+		return nil, fmt.Errorf("new engine: %w", errNoCohortSeries)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
@@ -267,6 +277,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		Phase:         Pending,
 		Steps:         len(e.spec.Steps),
 		Weights:       weights,
+		Control:       e.spec.Analysis.Control,
 		Intervals:     []Interval{},
 		StartedAt:     now,
 	}
@@ -276,7 +287,10 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.cfg.Store.Unlock()
 		return err
 	}
-	e.emit(&Event{Type: EvStarted, Reason: fmt.Sprintf("%d steps: %s", len(weights), stepList(weights))})
+	if e.spec.ControlDefaulted() {
+		e.log.Info("analysis.control defaults to stable: no baseline is deployed", "gatewayMode", e.spec.noBaselineMode(), "control", e.spec.ControlNote())
+	}
+	e.emit(&Event{Type: EvStarted, Reason: fmt.Sprintf("%d steps: %s; control: %s", len(weights), stepList(weights), e.spec.ControlNote())})
 	e.notify(ctx, EventStarted, "")
 	return nil
 }
@@ -315,6 +329,11 @@ func (e *Engine) Resume(ctx context.Context) error {
 		e.cfg.Store.Unlock()
 		return fmt.Errorf("resume rollout: the recorded rollout has steps %s, the spec %s; resume with the spec it started with (%s)",
 			stepList(st.Weights), stepList(weights), e.cfg.Store.SpecPath())
+	}
+	if c := st.Control; c != "" && c != e.spec.Analysis.Control || c == "" && !e.spec.HasBaseline() {
+		e.cfg.Store.Unlock()
+		return fmt.Errorf("resume rollout: the recorded rollout compares the canary with %s, the spec with %s; resume with the spec it started with (%s)",
+			cmpOr(c, ControlBaseline), e.spec.Analysis.Control, e.cfg.Store.SpecPath())
 	}
 	if st.Intervals == nil {
 		st.Intervals = []Interval{}
@@ -440,6 +459,9 @@ func (e *Engine) handle(ctx context.Context, phase Phase) (next Phase, reason st
 	}()
 	switch phase {
 	case Pending:
+		if !e.spec.HasBaseline() {
+			return Deploying, "deploying the canary (control: stable, no baseline)"
+		}
 		return Deploying, "deploying baseline and canary"
 	case Deploying:
 		return e.handleDeploying(ctx)
@@ -628,7 +650,7 @@ func (e *Engine) ensure(ctx context.Context) error {
 	if e.ready {
 		return nil
 	}
-	for _, c := range []providers.Cohort{providers.Baseline, providers.Canary} {
+	for _, c := range e.deployedCohorts() {
 		addrs, err := e.cfg.Deployer.Deploy(ctx, c)
 		if err != nil {
 			return fmt.Errorf("deploy %s: %w", c, err)
@@ -649,7 +671,7 @@ func (e *Engine) ensure(ctx context.Context) error {
 		providers.Baseline: st.Addresses[providers.Baseline],
 		providers.Canary:   st.Addresses[providers.Canary],
 	}
-	for _, c := range providers.Cohorts {
+	for _, c := range e.gatewayCohorts() {
 		if err := e.intend(Intent{Op: "set-upstreams", Cohort: c, Addrs: ups[c]}); err != nil {
 			return err
 		}
@@ -675,6 +697,9 @@ func (e *Engine) handleDeploying(ctx context.Context) (Phase, string) {
 	e.st.Step = 0
 	e.mu.Unlock()
 	st := e.State()
+	if !e.spec.HasBaseline() {
+		return Progressing, fmt.Sprintf("deployed canary %v; control: stable (no baseline)", st.Addresses[providers.Canary])
+	}
 	return Progressing, fmt.Sprintf("deployed baseline %v and canary %v", st.Addresses[providers.Baseline], st.Addresses[providers.Canary])
 }
 
@@ -691,6 +716,11 @@ func (e *Engine) handleProgressing(ctx context.Context) (Phase, string) {
 	if err := e.ensure(ctx); err != nil {
 		return RollingBack, fmt.Sprintf("step %d: %v", st.Step+1, err)
 	}
+	if e.spec.BeforeAfter() {
+		if done, next, reason := e.observeControl(ctx, st, step); !done {
+			return next, reason
+		}
+	}
 	target := e.spec.SplitFor(st.Step)
 	if err := e.setSplit(ctx, target); err != nil {
 		return RollingBack, fmt.Sprintf("step %d: %v", st.Step+1, err)
@@ -703,9 +733,13 @@ func (e *Engine) handleProgressing(ctx context.Context) (Phase, string) {
 	e.mu.Unlock()
 	if e.sequentialMode() {
 		e.startLooks(now, step)
-		return Analyzing, fmt.Sprintf("step %d/%d: %s, sequential looks every %s", st.Step+1, st.Steps, target, e.spec.Analysis.Sequential.LookInterval)
+		return Analyzing, fmt.Sprintf("step %d/%d: %s, sequential looks every %s", st.Step+1, st.Steps, e.splitText(target), e.spec.Analysis.Sequential.LookInterval)
 	}
-	return Analyzing, fmt.Sprintf("step %d/%d: %s, warm-up %s", st.Step+1, st.Steps, target, step.Warmup)
+	if e.ctrl != nil && e.spec.BeforeAfter() {
+		return Analyzing, fmt.Sprintf("step %d/%d: %s, warm-up %s; judged against stable observed %s..%s before the switch", st.Step+1, st.Steps,
+			e.splitText(target), step.Warmup, e.ctrl.Start.Format(time.RFC3339), e.ctrl.End.Format(time.RFC3339))
+	}
+	return Analyzing, fmt.Sprintf("step %d/%d: %s, warm-up %s", st.Step+1, st.Steps, e.splitText(target), step.Warmup)
 }
 
 func (e *Engine) handleAnalyzing(ctx context.Context) (Phase, string) {
@@ -804,8 +838,12 @@ func (e *Engine) stepPassed(reason string) (Phase, string) {
 // analyze fetches every metric for the window and judges it.
 func (e *Engine) analyze(ctx context.Context, st State, step StepSpec, now time.Time, final bool) Interval {
 	start := st.StepStartedAt.Add(step.Warmup)
-	if step.Lookback > 0 && now.Add(-step.Lookback).After(start) {
-		start = now.Add(-step.Lookback)
+	lookback := step.Lookback
+	if e.spec.BeforeAfter() {
+		lookback = step.Interval // the same length as the control window
+	}
+	if lookback > 0 && now.Add(-lookback).After(start) {
+		start = now.Add(-lookback)
 	}
 	index := 1
 	for _, iv := range st.Intervals {
@@ -816,11 +854,21 @@ func (e *Engine) analyze(ctx context.Context, st State, step StepSpec, now time.
 	iv := Interval{Step: st.Step, Index: index, At: now, Start: start, End: now, Split: st.Split, Final: final,
 		Score: Number(math.NaN()), Verdict: VerdictError}
 	w := providers.Window{Start: start, End: now, Step: e.spec.Analysis.Resolution}
+	beforeAfter := e.spec.BeforeAfter() && e.ctrl != nil
+	if beforeAfter {
+		cw := *e.ctrl
+		iv.ControlWindow = &cw
+	}
 	pairs := make([]MetricPair, 0, len(e.spec.Analysis.Metrics))
 	for _, m := range e.spec.Analysis.Metrics {
 		def := providers.Metric{Name: m.Name, Kind: m.Kind, Quantile: m.Quantile, Query: m.Query}
 		var p providers.Pair
-		err := e.call(ctx, func(c context.Context) (err error) { p, err = e.cfg.Metrics.Pair(c, def, w); return err })
+		var err error
+		if beforeAfter {
+			p, err = e.fetchBeforeAfter(ctx, def, w)
+		} else {
+			err = e.call(ctx, func(c context.Context) (err error) { p, err = e.cfg.Metrics.Pair(c, def, w); return err })
+		}
 		if errors.Is(err, providers.ErrNoData) {
 			p, err = providers.Pair{}, nil
 		}
@@ -831,13 +879,19 @@ func (e *Engine) analyze(ctx context.Context, st State, step StepSpec, now time.
 		}
 		pairs = append(pairs, MetricPair{Metric: m, Pair: p})
 	}
+	control := e.spec.ControlCohort()
 	if cs, ok := e.cfg.Metrics.(CohortSummarizer); ok {
-		err := e.call(ctx, func(c context.Context) (err error) { iv.Cohorts, err = cs.Cohorts(c, w); return err })
+		var err error
+		if beforeAfter {
+			iv.Cohorts, err = e.cohortsBeforeAfter(ctx, cs, w)
+		} else {
+			err = e.call(ctx, func(c context.Context) (err error) { iv.Cohorts, err = cs.Cohorts(c, w); return err })
+		}
 		if err != nil {
 			e.log.Warn("summarize cohorts", "err", err)
 		}
-		iv.Baseline, iv.Canary = iv.Cohorts[providers.Baseline].Requests, iv.Cohorts[providers.Canary].Requests
-	} else if sc, ok := e.cfg.Metrics.(SampleCounter); ok {
+		iv.Baseline, iv.Canary = iv.Cohorts[control].Requests, iv.Cohorts[providers.Canary].Requests
+	} else if sc, ok := e.cfg.Metrics.(SampleCounter); ok && !beforeAfter {
 		err := e.call(ctx, func(c context.Context) (err error) { iv.Baseline, iv.Canary, err = sc.Samples(c, w); return err })
 		if err != nil {
 			e.log.Warn("count samples", "err", err)
@@ -903,8 +957,8 @@ func (e *Engine) progress(st State, iv Interval) {
 	if e.cfg.Progress == nil {
 		return
 	}
-	line := fmt.Sprintf("%s step %d/%d %s | interval %d | samples baseline %d canary %d | ",
-		st.Service, st.Step+1, st.Steps, st.Split, iv.Index, iv.Baseline, iv.Canary)
+	line := fmt.Sprintf("%s step %d/%d %s | interval %d | samples %s %d canary %d | ",
+		st.Service, st.Step+1, st.Steps, e.splitText(st.Split), iv.Index, e.controlLabel(), iv.Baseline, iv.Canary)
 	switch iv.Verdict {
 	case VerdictError:
 		line += "error: " + iv.Error
@@ -973,6 +1027,9 @@ func (e *Engine) handlePromoting(ctx context.Context) (Phase, string) {
 		e.st.Intent = nil
 		e.st.Split = providers.Split{}
 		e.mu.Unlock()
+		if !e.spec.HasBaseline() {
+			return Promoted, fmt.Sprintf("canary is the new stable (%v)", st.Addresses[providers.Canary])
+		}
 		e.teardown(context.WithoutCancel(ctx), providers.Baseline)
 		return Promoted, fmt.Sprintf("canary is the new stable (%v); baseline torn down", st.Addresses[providers.Canary])
 	}
@@ -1031,7 +1088,9 @@ func (e *Engine) handleRollingBack(ctx context.Context) (Phase, string) {
 	} else {
 		e.teardown(ctx, providers.Canary)
 	}
-	e.teardown(ctx, providers.Baseline)
+	if e.spec.HasBaseline() {
+		e.teardown(ctx, providers.Baseline)
+	}
 	return RolledBack, reason
 }
 
@@ -1164,6 +1223,25 @@ func fmtScore(f float64) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.4g", f)
+}
+
+// controlLabel names the control cohort in progress lines: baseline or stable.
+func (e *Engine) controlLabel() string { return string(e.spec.ControlCohort()) }
+
+// splitText renders a split; without a baseline its (zero) share is left out.
+func (e *Engine) splitText(s providers.Split) string {
+	if e.spec.HasBaseline() || s.Baseline != 0 {
+		return s.String()
+	}
+	return fmt.Sprintf("stable %s canary %s", providers.Percent(s.Stable()), providers.Percent(s.Canary))
+}
+
+// cmpOr returns s, or def when s is empty.
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func pct(w float64) string {

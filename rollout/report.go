@@ -17,17 +17,23 @@ import (
 // Report is the final report of a rollout (`run -o json`): every interval with every metric's
 // classification, numbers and reason, grouped by step.
 type Report struct {
-	SchemaVersion int          `json:"schemaVersion"`
-	Service       string       `json:"service"`
-	RunID         string       `json:"runId"`
-	Phase         Phase        `json:"phase"`
-	Verdict       Verdict      `json:"verdict,omitempty"`
-	Score         *Number      `json:"score,omitempty"`
-	Reason        string       `json:"reason,omitempty"`
-	Interrupted   bool         `json:"interrupted,omitempty"`
-	StartedAt     time.Time    `json:"startedAt"`
-	FinishedAt    time.Time    `json:"finishedAt,omitzero"`
-	Thresholds    Thresholds   `json:"thresholds"`
+	SchemaVersion int        `json:"schemaVersion"`
+	Service       string     `json:"service"`
+	RunID         string     `json:"runId"`
+	Phase         Phase      `json:"phase"`
+	Verdict       Verdict    `json:"verdict,omitempty"`
+	Score         *Number    `json:"score,omitempty"`
+	Reason        string     `json:"reason,omitempty"`
+	Interrupted   bool       `json:"interrupted,omitempty"`
+	StartedAt     time.Time  `json:"startedAt"`
+	FinishedAt    time.Time  `json:"finishedAt,omitzero"`
+	Thresholds    Thresholds `json:"thresholds"`
+	// Control is what the canary was compared with: baseline or stable (analysis.control); the
+	// intervals' baseline values and samples are the control's. ControlNote says why, in a sentence;
+	// ControlWindow is the window of stable observed before a before/after switch (bluegreen).
+	Control       string       `json:"control"`
+	ControlNote   string       `json:"controlNote"`
+	ControlWindow *TimeWindow  `json:"controlWindow,omitempty"`
 	Steps         []StepReport `json:"steps"`
 }
 
@@ -44,7 +50,11 @@ type StepReport struct {
 func NewReport(spec *Spec, st State) Report {
 	r := Report{SchemaVersion: StateSchemaVersion, Service: st.Service, RunID: st.RunID, Phase: st.Phase,
 		Verdict: st.Verdict, Score: st.Score, Reason: st.Reason, Interrupted: st.Interrupted,
-		StartedAt: st.StartedAt, FinishedAt: st.FinishedAt, Thresholds: spec.Analysis.Thresholds}
+		StartedAt: st.StartedAt, FinishedAt: st.FinishedAt, Thresholds: spec.Analysis.Thresholds,
+		Control: spec.Analysis.Control, ControlNote: spec.ControlNote(), ControlWindow: st.ControlWindow}
+	if r.Control == "" {
+		r.Control = ControlBaseline
+	}
 	for i, s := range spec.Steps {
 		sr := StepReport{Index: i, Weight: s.Weight, Split: spec.SplitFor(i), Intervals: []Interval{}}
 		for _, iv := range st.Intervals {

@@ -78,7 +78,8 @@ func (s *Spec) setSequentialDefaults() {
 	a := &s.Analysis
 	if a.Mode == "" {
 		a.Mode = ModeKayenta
-		if perRequestSource(s.Metrics.Type) {
+		// Before/after judging (bluegreen) has no concurrent streams for the sequential tests.
+		if perRequestSource(s.Metrics.Type) && !s.BeforeAfter() {
 			a.Mode = ModeSequential
 		}
 	}
@@ -213,15 +214,17 @@ func (e *Engine) startLooks(now time.Time, step StepSpec) {
 	e.seq.cursor, e.seq.lastRecord = now, now
 	e.seq.nextExpand = now.Add(step.Duration)
 	e.seq.looks, e.seq.canary, e.seq.baseline, e.seq.extended = 0, 0, 0, false
-	e.seq.cohorts = cohortTallies{}
+	e.seq.cohorts = cohortTallies{control: e.spec.ControlCohort()}
 	e.mu.Lock()
 	e.st.NextAnalysisAt = now.Add(e.spec.Analysis.Sequential.LookInterval)
 	e.mu.Unlock()
 }
 
 // batchOf turns the gateway's requests into the analyzer's batch. Requests routed by a rule are not a
-// random sample and stay out; a 5xx or no answer (502) is a failure.
-func batchOf(reqs []providers.Request) sequential.Batch {
+// random sample and stay out; a 5xx or no answer (502) is a failure. The control cohort (baseline,
+// or stable with analysis.control stable) is the analyzer's Baseline side; with a stable control
+// the guard's "stable" part is empty (stable is already the control).
+func batchOf(reqs []providers.Request, control providers.Cohort) sequential.Batch {
 	var b sequential.Batch
 	for _, r := range reqs {
 		if r.ByRule {
@@ -232,7 +235,7 @@ func batchOf(reqs []providers.Request) sequential.Batch {
 		switch r.Cohort {
 		case providers.Canary:
 			b.Canary = append(b.Canary, s)
-		case providers.Baseline:
+		case control:
 			b.Baseline = append(b.Baseline, s)
 		case providers.Stable:
 			b.StableRequests++
@@ -278,7 +281,7 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 		return e.lookError(st, step, now, where, err)
 	}
 	e.seq.cursor = until
-	b := batchOf(reqs)
+	b := batchOf(reqs, e.spec.ControlCohort())
 	e.seq.cohorts.observe(b)
 	v := e.seq.a.Observe(b)
 	e.seq.looks++
@@ -441,9 +444,9 @@ func (e *Engine) seqProgress(st State, iv Interval) {
 	if e.cfg.Progress == nil {
 		return
 	}
-	line := fmt.Sprintf("%s step %d/%d %s | interval %d | look %d, %s into the step | requests baseline %d canary %d | %s | %s",
-		st.Service, st.Step+1, st.Steps, st.Split, iv.Index, e.seq.looks, iv.At.Sub(st.StepStartedAt).Round(100*time.Millisecond),
-		iv.Baseline, iv.Canary, iv.Verdict, iv.Reason)
+	line := fmt.Sprintf("%s step %d/%d %s | interval %d | look %d, %s into the step | requests %s %d canary %d | %s | %s",
+		st.Service, st.Step+1, st.Steps, e.splitText(st.Split), iv.Index, e.seq.looks, iv.At.Sub(st.StepStartedAt).Round(100*time.Millisecond),
+		e.controlLabel(), iv.Baseline, iv.Canary, iv.Verdict, iv.Reason)
 	if iv.Verdict == VerdictFail && iv.Sequential != nil {
 		line += " | " + decisionReasons(*iv.Sequential, sequential.Fail)
 	}

@@ -43,6 +43,10 @@ type Spec struct {
 	// PauseTimeout bounds how long a paused rollout holds its split before rolling back (default 1h).
 	PauseTimeout time.Duration     `yaml:"pauseTimeout" json:"pauseTimeout"`
 	Notify       NotificationsSpec `yaml:"notifications" json:"notifications"`
+
+	// controlDefaulted: analysis.control was left out and set to stable because the gateway mode
+	// has no baseline cohort (see control.go).
+	controlDefaulted bool
 }
 
 // StableSpec: the addresses of the stable instances, registered at the gateway as the stable cohort.
@@ -76,6 +80,10 @@ type AnalysisSpec struct {
 	// lookInterval; the default for per-request metrics sources builtin and kong-log) or "kayenta"
 	// (per-interval series, Mann-Whitney judge; the default, and the only mode, for prometheus).
 	Mode string `yaml:"mode" json:"mode"`
+	// Control is what the canary is compared with: "baseline" (a fresh copy of stable deployed beside
+	// the canary, the default) or "stable" (no baseline; stable's own traffic is the control; the
+	// default, and the only choice, for gateway.kong.mode canary-plugin and bluegreen). See control.go.
+	Control string `yaml:"control" json:"control"`
 	// Sequential configures mode sequential (see sequential.go).
 	Sequential SequentialSpec `yaml:"sequential" json:"sequential"`
 	// Metrics, Thresholds and Resolution configure mode kayenta.
@@ -344,6 +352,7 @@ func (s *Spec) SetDefaults() {
 	if a.ConsecutiveErrorLimit == 0 {
 		a.ConsecutiveErrorLimit = DefaultConsecutiveErrorLimit
 	}
+	s.setControlDefault()
 	s.setSequentialDefaults()
 	if s.Steps == nil {
 		for _, w := range DefaultStepWeights {
@@ -398,18 +407,11 @@ func (s *Spec) Validate() error {
 			bad(fmt.Sprintf("stable.addresses[%d]", i), "%v", err)
 		}
 	}
-	if err := s.Deploy.Validate(); err != nil {
-		for _, e := range flatten(err) {
-			var ce *deploy.ConfigError
-			if errors.As(e, &ce) {
-				e = &SpecError{Field: ce.Field, Msg: ce.Msg}
-			}
-			errs = append(errs, e)
-		}
-	}
+	errs = append(errs, s.validateDeploy(bad)...)
 	s.validateGateway(bad)
 	s.validateAnalysis(bad)
 	s.validateSteps(bad)
+	s.validateControl(bad)
 	s.validateSequential(bad)
 	if s.OnMarginal != "pause" && s.OnMarginal != "rollback" {
 		bad("onMarginal", "unknown value %q; use pause or rollback", s.OnMarginal)
@@ -636,11 +638,20 @@ func (s *Spec) validateSteps(bad func(string, string, ...any)) {
 }
 
 // SplitFor returns the split of step i: canary and baseline each get the step's weight; when twice the
-// weight exceeds 100%, canary and baseline get 50% each and stable none.
+// weight exceeds 100%, canary and baseline get 50% each and stable none. With analysis.control
+// stable there is no baseline: the canary gets the same share (at most 50%, so that stable, the
+// control, keeps at least as much traffic) and stable the rest; before/after judging
+// (gateway.kong.mode bluegreen) switches the canary's one step to 100%.
 func (s *Spec) SplitFor(i int) providers.Split {
 	bp, _ := providers.PercentToBP(s.Steps[i].Weight)
+	if s.BeforeAfter() {
+		return providers.Split{Canary: bp}
+	}
 	if 2*bp > providers.BasisPoints {
 		bp = providers.BasisPoints / 2
+	}
+	if !s.HasBaseline() {
+		return providers.Split{Canary: bp}
 	}
 	return providers.Split{Canary: bp, Baseline: bp}
 }

@@ -73,6 +73,13 @@ type State struct {
 	Step    int       `json:"step"`
 	Steps   int       `json:"steps"`
 	Weights []float64 `json:"weights"`
+	// Control: what the canary is compared with, "baseline" or "stable" (analysis.control; empty in
+	// states written before the field existed: baseline). Interval.Baseline, Cohorts and the
+	// metrics' baseline values hold the control's data.
+	Control string `json:"control,omitempty"`
+	// ControlWindow: before/after judging (gateway.kong.mode bluegreen): when stable was observed
+	// before the switch; every interval of the canary is compared with it.
+	ControlWindow *TimeWindow `json:"controlWindow,omitempty"`
 	// StepStartedAt: when the current step's split was set; zero before.
 	StepStartedAt time.Time `json:"stepStartedAt,omitzero"`
 	// NextAnalysisAt: when the next judgement of the step is due.
@@ -155,6 +162,9 @@ type Interval struct {
 	// Cohorts: baseline's and canary's requests in the window (count, P50, P99, 5xx rate), for
 	// request-based metrics sources; in mode sequential, the requests of the step's looks so far.
 	Cohorts map[providers.Cohort]CohortStats `json:"cohorts,omitempty"`
+	// ControlWindow: before/after judging: the window of stable the canary's window [Start, End)
+	// was compared with.
+	ControlWindow *TimeWindow `json:"controlWindow,omitempty"`
 }
 
 // MetricResult is one metric's classification in one judgement, with its numbers and the reason.

@@ -22,7 +22,7 @@ func (r *Router) bgSetUpstreams(ctx context.Context, c providers.Cohort, addrs [
 	case providers.Stable:
 		return nil // blue: whatever the service points at now
 	case providers.Baseline:
-		return fmt.Errorf("kong: mode bluegreen switches all traffic at once and has no baseline cohort; remove the baseline from the rollout or use mode targets: %w", ErrUnsupported)
+		return fmt.Errorf("kong: mode bluegreen switches all traffic at once and has no baseline cohort; compare the canary with stable (analysis.control: stable, the default for this mode) or use mode targets: %w", ErrUnsupported)
 	}
 	if len(addrs) == 0 {
 		return errors.New("kong: set canary upstreams: no address given")
@@ -173,9 +173,11 @@ func (r *Router) bgPromote(ctx context.Context) error {
 func (r *Router) cpSetUpstreams(_ context.Context, c providers.Cohort, addrs []string) error {
 	switch c {
 	case providers.Stable:
+		// Kong sends stable's share to the Service's host: nothing to register (SetUpstreams gives
+		// the addresses to the kong-log receiver, which attributes requests to them as stable).
 		return nil
 	case providers.Baseline:
-		return fmt.Errorf("kong: mode canary-plugin sends traffic to the service or to one canary host and has no baseline cohort; remove the baseline from the rollout or use mode targets: %w", ErrUnsupported)
+		return fmt.Errorf("kong: mode canary-plugin sends traffic to the service or to one canary host and has no baseline cohort; compare the canary with stable (analysis.control: stable, the default for this mode) or use mode targets: %w", ErrUnsupported)
 	}
 	if len(addrs) != 1 {
 		return fmt.Errorf("kong: mode canary-plugin sends the canary share to one upstream_host:upstream_port, got %d addresses; put the canary instances behind one address (e.g. a Kong upstream or a load balancer)", len(addrs))

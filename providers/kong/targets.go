@@ -321,7 +321,9 @@ func (r *Router) SetUpstreams(ctx context.Context, c providers.Cohort, addrs []s
 	if err != nil {
 		return err
 	}
-	if r.cfg.Log != nil && c != providers.Stable {
+	// Stable's targets are learnt from the upstream when it is resolved; in canary-plugin mode the
+	// Service may point at a plain host, so stable is what the rollout says it is.
+	if r.cfg.Log != nil && (c != providers.Stable || r.cfg.Mode == ModeCanaryPlugin) {
 		if err := r.cfg.Log.SetCohort(c, norm); err != nil {
 			return fmt.Errorf("kong: register %s targets with the kong-log receiver: %w", c, err)
 		}

@@ -61,6 +61,10 @@ type Config struct {
 	// CohortValues maps a cohort to its value of CohortLabel when they differ from the cohort
 	// names, e.g. {canary: "v2", baseline: "v1-baseline"}.
 	CohortValues map[providers.Cohort]string
+	// Control is the cohort rendered for the control side of a Pair (Kayenta's control, Pair.Baseline):
+	// providers.Baseline (default) or providers.Stable (a rollout's analysis.control stable: no
+	// baseline is deployed and the canary is compared with stable's series).
+	Control providers.Cohort
 	// Selector holds extra label matchers joined into .Selector, e.g. `namespace="shop"`.
 	Selector string
 	// Service is the service name, available to templates as .Service (and, when set, matched by
@@ -174,6 +178,12 @@ func (cfg Config) withDefaults() (Config, error) {
 		if !c.Valid() {
 			return cfg, configErrorf("cohortValues", "unknown cohort %q (valid: stable, baseline, canary)", c)
 		}
+	}
+	if cfg.Control == "" {
+		cfg.Control = providers.Baseline
+	}
+	if cfg.Control != providers.Baseline && cfg.Control != providers.Stable {
+		return cfg, configErrorf("control", "%q: the control is baseline or stable", cfg.Control)
 	}
 	if cfg.QuerySet == "" {
 		cfg.QuerySet = "builtin"

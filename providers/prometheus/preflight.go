@@ -40,7 +40,7 @@ const preflightSteps = 4
 func (p *Provider) Preflight(ctx context.Context, metrics []providers.Metric, w providers.Window) error {
 	var errs []error
 	for _, m := range metrics {
-		bq, err := p.Render(m, providers.Baseline, w)
+		bq, err := p.Render(m, p.cfg.Control, w)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -76,7 +76,7 @@ func (p *Provider) PreflightQueries(ctx context.Context, name, baselineQuery, ca
 	if !w.Start.IsZero() && w.Start.After(probe.Start) && !w.Start.After(end) {
 		probe.Start = w.Start
 	}
-	bv, err := p.queryRange(ctx, name, providers.Baseline, baselineQuery, probe)
+	bv, err := p.queryRange(ctx, name, p.cfg.Control, baselineQuery, probe)
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func (p *Provider) PreflightQueries(ctx context.Context, name, baselineQuery, ca
 	for _, x := range []struct {
 		c providers.Cohort
 		m model.Matrix
-	}{{providers.Baseline, bm}, {providers.Canary, cm}} {
+	}{{p.cfg.Control, bm}, {providers.Canary, cm}} {
 		if len(x.m) > 1 {
 			return &ConfigError{Field: field, Err: fmt.Errorf("%w: %s returns %d series (%s); aggregate them to one, e.g. sum by (le) (...) or avg(...)",
 				ErrManySeries, x.c, len(x.m), seriesNames(x.m, 3))}

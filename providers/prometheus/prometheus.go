@@ -204,15 +204,33 @@ func (p *Provider) parse(src string) (*template.Template, error) {
 	return t, nil
 }
 
-// Pair fetches metric m for baseline and canary over window w, one value per step (NaN where a
-// step has no sample). Latency is in milliseconds and error rate in percent when they come from a
+// Control returns the cohort rendered for the control side of a Pair (Config.Control).
+func (p *Provider) Control() providers.Cohort { return p.cfg.Control }
+
+// CohortSeries fetches metric m for cohort c alone over window w (before/after judging compares
+// stable's series before a switch with the canary's after it). An empty answer is
+// providers.ErrNoData (wrapped).
+func (p *Provider) CohortSeries(ctx context.Context, m providers.Metric, c providers.Cohort, w providers.Window) ([]float64, error) {
+	if err := checkWindow(w); err != nil {
+		return nil, err
+	}
+	q, err := p.Render(m, c, w)
+	if err != nil {
+		return nil, err
+	}
+	vals, _, err := p.series(ctx, m.Name, c, q, w)
+	return vals, err
+}
+
+// Pair fetches metric m for the control (baseline, or stable with Config.Control) and the canary
+// over window w, one value per step (NaN where a step has no sample). Latency is in milliseconds and error rate in percent when they come from a
 // query set; a query-kind metric is returned as the query computes it. An empty answer for
 // either cohort is providers.ErrNoData (wrapped).
 func (p *Provider) Pair(ctx context.Context, m providers.Metric, w providers.Window) (providers.Pair, error) {
 	if err := checkWindow(w); err != nil {
 		return providers.Pair{}, err
 	}
-	bq, err := p.Render(m, providers.Baseline, w)
+	bq, err := p.Render(m, p.cfg.Control, w)
 	if err != nil {
 		return providers.Pair{}, err
 	}
@@ -224,7 +242,7 @@ func (p *Provider) Pair(ctx context.Context, m providers.Metric, w providers.Win
 }
 
 // PairQueries fetches two already rendered queries (e.g. built from a Kayenta config by
-// BuildKayentaQuery) as baseline (control) and canary (experiment).
+// BuildKayentaQuery) as control (baseline, or stable with Config.Control) and canary (experiment).
 func (p *Provider) PairQueries(ctx context.Context, name, baselineQuery, canaryQuery string, w providers.Window) (providers.Pair, error) {
 	if err := checkWindow(w); err != nil {
 		return providers.Pair{}, err
@@ -235,7 +253,7 @@ func (p *Provider) PairQueries(ctx context.Context, name, baselineQuery, canaryQ
 		bs, cs     *model.SampleStream
 		bErr, cErr error
 	)
-	wg.Go(func() { bv, bs, bErr = p.series(ctx, name, providers.Baseline, baselineQuery, w) })
+	wg.Go(func() { bv, bs, bErr = p.series(ctx, name, p.cfg.Control, baselineQuery, w) })
 	wg.Go(func() { cv, cs, cErr = p.series(ctx, name, providers.Canary, canaryQuery, w) })
 	wg.Wait()
 	// A query error outranks no data: it counts toward the caller's error limit.

@@ -1,0 +1,261 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/providers/kong"
+	"github.com/canaryctl/canaryctl/rollout/deploy"
+)
+
+// The controls (analysis.control): what the canary is compared with.
+const (
+	// ControlBaseline: a fresh copy of the stable version deployed beside the canary with the same
+	// share of traffic (Kayenta's recommendation; the default).
+	ControlBaseline = "baseline"
+	// ControlStable: no baseline is deployed; the canary is compared with the stable instances that
+	// serve the rest of the traffic (or, with gateway.kong.mode bluegreen, with stable observed for
+	// one interval before the switch).
+	ControlStable = "stable"
+)
+
+// Controls lists the valid values of analysis.control.
+var Controls = []string{ControlBaseline, ControlStable}
+
+// noBaselineMode returns the Kong mode of the spec when that mode has no baseline cohort
+// (canary-plugin, bluegreen), or "".
+func (s *Spec) noBaselineMode() kong.Mode {
+	if s.Gateway.Type != "kong" || s.Gateway.Kong == nil {
+		return ""
+	}
+	switch m := s.Gateway.Kong.Mode; m {
+	case kong.ModeCanaryPlugin, kong.ModeBlueGreen:
+		return m
+	}
+	return ""
+}
+
+// BeforeAfter reports whether steps are judged before/after: the gateway never serves stable and
+// canary at the same time (gateway.kong.mode bluegreen), so the canary's windows are compared with
+// one window of stable observed before the switch.
+func (s *Spec) BeforeAfter() bool { return s.noBaselineMode() == kong.ModeBlueGreen }
+
+// ControlCohort is the cohort the canary is compared with: providers.Baseline or providers.Stable.
+// Its data fill providers.Pair.Baseline (the judge's "control" side, whatever the cohort).
+func (s *Spec) ControlCohort() providers.Cohort {
+	if s.Analysis.Control == ControlStable {
+		return providers.Stable
+	}
+	return providers.Baseline
+}
+
+// HasBaseline reports whether a baseline is deployed (analysis.control baseline).
+func (s *Spec) HasBaseline() bool { return s.ControlCohort() == providers.Baseline }
+
+// ControlNote says in one sentence what the canary is compared with and why (reports, the log).
+func (s *Spec) ControlNote() string {
+	switch {
+	case s.HasBaseline():
+		return "baseline: a fresh copy of the stable version deployed beside the canary with the same share of traffic"
+	case s.BeforeAfter():
+		return "stable, before/after: gateway.kong.mode bluegreen never serves stable and canary at once, so every interval of the canary is compared with one interval of stable observed just before the switch (no baseline is deployed)"
+	case s.controlDefaulted:
+		return fmt.Sprintf("stable: gateway.kong.mode %s has no baseline cohort, so analysis.control defaults to stable and the canary is compared with the stable instances serving the rest of the traffic (no baseline is deployed)", s.noBaselineMode())
+	}
+	return "stable (analysis.control: stable): the canary is compared with the stable instances serving the rest of the traffic (no baseline is deployed)"
+}
+
+// setControlDefault fills analysis.control: stable for the Kong modes without a baseline cohort,
+// baseline otherwise.
+func (s *Spec) setControlDefault() {
+	if s.Analysis.Control != "" {
+		return
+	}
+	s.Analysis.Control = ControlBaseline
+	if s.noBaselineMode() != "" {
+		s.Analysis.Control = ControlStable
+		s.controlDefaulted = true
+	}
+}
+
+// ControlDefaulted reports whether analysis.control was left out and set to stable because the
+// gateway mode has no baseline cohort (the engine logs it once).
+func (s *Spec) ControlDefaulted() bool { return s.controlDefaulted }
+
+// validateDeploy checks deploy: both cohorts with a baseline control, the canary alone (and no
+// baseline section) with a stable one.
+func (s *Spec) validateDeploy(bad func(string, string, ...any)) []error {
+	var err error
+	if s.HasBaseline() || !contains(Controls, s.Analysis.Control) {
+		err = s.Deploy.Validate()
+	} else {
+		err = s.Deploy.Canary.Validate("deploy.canary")
+		if !reflect.ValueOf(s.Deploy.Baseline).IsZero() {
+			why := "analysis.control is stable"
+			if s.controlDefaulted {
+				why += fmt.Sprintf(" (the default for gateway.kong.mode %s)", s.noBaselineMode())
+			}
+			bad("deploy.baseline", "not deployed because %s; remove deploy.baseline, or set analysis.control: baseline with a gateway mode that has a baseline", why)
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	var out []error
+	for _, e := range flatten(err) {
+		var ce *deploy.ConfigError
+		if errors.As(e, &ce) {
+			e = &SpecError{Field: ce.Field, Msg: ce.Msg}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// validateControl checks analysis.control against the gateway and the steps.
+func (s *Spec) validateControl(bad func(string, string, ...any)) {
+	c := s.Analysis.Control
+	if !contains(Controls, c) {
+		bad("analysis.control", "unknown control %q; use baseline (a fresh copy of stable, the default) or stable", c)
+		return
+	}
+	mode := s.noBaselineMode()
+	if mode != "" && c == ControlBaseline {
+		bad("analysis.control", "gateway.kong.mode %s has no baseline cohort; remove analysis.control (it defaults to stable for this mode) or use gateway.kong.mode targets", mode)
+	}
+	if !s.BeforeAfter() {
+		return
+	}
+	if len(s.Steps) != 1 || s.Steps[0].Weight != 100 {
+		bad("steps", "gateway.kong.mode bluegreen switches all traffic at once; use steps: [{weight: 100}] (the canary is judged against stable observed before the switch) or gateway.kong.mode targets for gradual steps")
+	}
+	if s.Analysis.Mode == ModeSequential {
+		bad("analysis.mode", "sequential compares canary and control requests served at the same time, which gateway.kong.mode bluegreen never has; use analysis.mode: kayenta (before/after windows) or leave analysis.mode out")
+	}
+	for i, st := range s.Steps {
+		if st.Lookback != 0 && st.Lookback != st.Interval {
+			bad(fmt.Sprintf("steps[%d].lookback", i), "before/after judging compares windows of one interval (%s) each; leave lookback out", st.Interval)
+		}
+	}
+}
+
+// NewDeployer builds the deployer of the spec's cohorts: baseline and canary, or the canary alone
+// when analysis.control is stable.
+func (s *Spec) NewDeployer(opts deploy.Options) (*deploy.Deployer, error) {
+	if s.HasBaseline() {
+		return deploy.New(s.Deploy, opts)
+	}
+	return deploy.NewTargets(map[providers.Cohort]deploy.Target{providers.Canary: s.Deploy.Canary}, opts)
+}
+
+// deployedCohorts are the cohorts the engine deploys and tears down.
+func (e *Engine) deployedCohorts() []providers.Cohort {
+	if e.spec.HasBaseline() {
+		return []providers.Cohort{providers.Baseline, providers.Canary}
+	}
+	return []providers.Cohort{providers.Canary}
+}
+
+// gatewayCohorts are the cohorts registered at the gateway.
+func (e *Engine) gatewayCohorts() []providers.Cohort {
+	if e.spec.HasBaseline() {
+		return providers.Cohorts
+	}
+	return []providers.Cohort{providers.Stable, providers.Canary}
+}
+
+// ControlReader is implemented by metrics sources that know which cohort they read as the control
+// (RequestMetrics, the Prometheus provider); the engine refuses one that disagrees with the spec.
+type ControlReader interface {
+	Control() providers.Cohort
+}
+
+// CohortSeries is implemented by metrics sources that fetch one cohort's series over a window.
+// Before/after judging (gateway.kong.mode bluegreen) needs it: the control's window and the
+// canary's are different time ranges.
+type CohortSeries interface {
+	CohortSeries(ctx context.Context, m providers.Metric, c providers.Cohort, w providers.Window) ([]float64, error)
+}
+
+// TimeWindow is a judged time range.
+type TimeWindow struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
+// observeControl is Progressing of a before/after step until its control window has been observed:
+// all traffic on stable (the split is set to zero first, e.g. after a resume found the switch made),
+// for one interval. The window is kept in memory and in the state; a resumed run observes a new
+// one, since a request log does not survive the process.
+func (e *Engine) observeControl(ctx context.Context, st State, step StepSpec) (done bool, next Phase, reason string) {
+	now := e.now()
+	if e.ctrl == nil {
+		if st.Split != (providers.Split{}) {
+			if err := e.setSplit(ctx, providers.Split{}); err != nil {
+				return false, RollingBack, fmt.Sprintf("step %d: observe stable before the switch: %v", st.Step+1, err)
+			}
+			now = e.now()
+		}
+		w := TimeWindow{Start: now, End: now.Add(step.Interval)}
+		e.ctrl = &w
+		e.mu.Lock()
+		e.st.ControlWindow = &w
+		e.mu.Unlock()
+		e.log.Info("observing stable before the switch (before/after judging)", "from", w.Start, "until", w.End)
+		e.wake = w.End
+		if err := e.save(); err != nil {
+			return false, RollingBack, fmt.Sprintf("step %d: %v", st.Step+1, err)
+		}
+		return false, Progressing, ""
+	}
+	if now.Before(e.ctrl.End) {
+		e.wake = e.ctrl.End
+		return false, Progressing, ""
+	}
+	return true, "", ""
+}
+
+// fetchBeforeAfter fetches every metric for a before/after interval: stable over the control window,
+// the canary over w.
+func (e *Engine) fetchBeforeAfter(ctx context.Context, def providers.Metric, w providers.Window) (providers.Pair, error) {
+	cs, ok := e.cfg.Metrics.(CohortSeries)
+	if !ok {
+		return providers.Pair{}, errNoCohortSeries
+	}
+	cw := providers.Window{Start: e.ctrl.Start, End: e.ctrl.End, Step: w.Step}
+	var p providers.Pair
+	err := e.call(ctx, func(c context.Context) (err error) {
+		p.Baseline, err = cs.CohortSeries(c, def, providers.Stable, cw)
+		return err
+	})
+	if err != nil && !errors.Is(err, providers.ErrNoData) {
+		return providers.Pair{}, fmt.Errorf("stable before the switch: %w", err)
+	}
+	err = e.call(ctx, func(c context.Context) (err error) {
+		p.Canary, err = cs.CohortSeries(c, def, providers.Canary, w)
+		return err
+	})
+	if err != nil && !errors.Is(err, providers.ErrNoData) {
+		return providers.Pair{}, fmt.Errorf("canary: %w", err)
+	}
+	return p, nil
+}
+
+// cohortsBeforeAfter summarizes stable over the control window and the canary over w.
+func (e *Engine) cohortsBeforeAfter(ctx context.Context, cs CohortSummarizer, w providers.Window) (map[providers.Cohort]CohortStats, error) {
+	cw := providers.Window{Start: e.ctrl.Start, End: e.ctrl.End, Step: w.Step}
+	var before, after map[providers.Cohort]CohortStats
+	if err := e.call(ctx, func(c context.Context) (err error) { before, err = cs.Cohorts(c, cw); return err }); err != nil {
+		return nil, err
+	}
+	if err := e.call(ctx, func(c context.Context) (err error) { after, err = cs.Cohorts(c, w); return err }); err != nil {
+		return nil, err
+	}
+	return map[providers.Cohort]CohortStats{providers.Stable: before[providers.Stable], providers.Canary: after[providers.Canary]}, nil
+}
+
+var errNoCohortSeries = errors.New("before/after judging needs a metrics source that fetches one cohort at a time (builtin, kong-log or prometheus)")
