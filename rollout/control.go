@@ -90,11 +90,13 @@ func (s *Spec) ControlDefaulted() bool { return s.controlDefaulted }
 // baseline section) with a stable one.
 func (s *Spec) validateDeploy(bad func(string, string, ...any)) []error {
 	var err error
-	if s.HasBaseline() || !contains(Controls, s.Analysis.Control) {
+	noBaseline := reflect.ValueOf(s.Deploy.Baseline).IsZero()
+	switch {
+	case s.HasBaseline() || !contains(Controls, s.Analysis.Control):
 		err = s.Deploy.Validate()
-	} else {
+	default:
 		err = s.Deploy.Canary.Validate("deploy.canary")
-		if !reflect.ValueOf(s.Deploy.Baseline).IsZero() {
+		if !noBaseline {
 			why := "analysis.control is stable"
 			if s.controlDefaulted {
 				why += fmt.Sprintf(" (the default for gateway.kong.mode %s)", s.noBaselineMode())
@@ -109,7 +111,11 @@ func (s *Spec) validateDeploy(bad func(string, string, ...any)) []error {
 	for _, e := range flatten(err) {
 		var ce *deploy.ConfigError
 		if errors.As(e, &ce) {
-			e = &SpecError{Field: ce.Field, Msg: ce.Msg}
+			msg := ce.Msg
+			if noBaseline && ce.Field == "deploy.baseline.type" {
+				msg += "; or set analysis.control: stable to deploy no baseline and compare the canary with stable itself"
+			}
+			e = &SpecError{Field: ce.Field, Msg: msg}
 		}
 		out = append(out, e)
 	}
