@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -178,6 +179,10 @@ func (s *h1Server) serveConn(c *h1Conn) {
 	var h h1Head
 	for {
 		if c.br.Buffered() == 0 {
+			// Let the other connections run first: by the time this one reads again, the client's
+			// next request has often arrived, which saves a read that would find nothing (EAGAIN)
+			// and a trip through the poller (bench/RESULTS.md: 3.4 -> 2.3 reads per request).
+			runtime.Gosched()
 			// wait for the next request (idle), then give its head ReadHeaderTimeout to arrive
 			if s.idle > 0 {
 				_ = c.nc.SetReadDeadline(time.Now().Add(s.idle))
@@ -613,6 +618,7 @@ func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *
 	if err := bw.Flush(); err != nil {
 		return errors.Join(errStale, err)
 	}
+	runtime.Gosched() // as in serveConn: give the upstream time to answer before reading
 	// Wait for the answer. A quick one needs nothing more; when it takes longer than
 	// watchClientAfter, a watcher notices a client that leaves meanwhile and ends the wait
 	// (errClientGone), as ServeHTTP's request context does.
