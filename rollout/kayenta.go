@@ -19,7 +19,9 @@ type KayentaJudgeConfig struct {
 // KayentaJudge judges with package judge (Kayenta's NetflixACAJudge), configured from the spec's
 // metrics: direction, critical, mustHaveData, nanStrategy, effect sizes (meanRatio), group and weight.
 type KayentaJudge struct {
-	cfg  *judge.CanaryConfig
+	// control names the control in explanations: baseline, or stable (analysis.control).
+	control string
+	cfg     *judge.CanaryConfig
 	th   judge.Thresholds
 	opts []judge.Option
 }
@@ -34,7 +36,11 @@ func NewKayentaJudge(cfg KayentaJudgeConfig) (*KayentaJudge, error) {
 	if cfg.Noise != nil {
 		opts = append(opts, judge.WithNoise(cfg.Noise))
 	}
-	return &KayentaJudge{cfg: cc, th: th, opts: opts}, nil
+	control := cfg.Analysis.Control
+	if control == "" {
+		control = ControlBaseline
+	}
+	return &KayentaJudge{control: control, cfg: cc, th: th, opts: opts}, nil
 }
 
 // KayentaConfig maps the analysis section to a Kayenta canary config (one metric per spec metric,
@@ -97,7 +103,7 @@ func (k *KayentaJudge) Judge(_ context.Context, pairs []MetricPair) (Judgement, 
 			lo, hi, est := Number(w.CILower), Number(w.CIUpper), Number(w.Estimate)
 			mr.CILower, mr.CIUpper, mr.Estimate = &lo, &hi, &est
 		}
-		if why := explain(r); why != "" {
+		if why := explain(r, k.control); why != "" {
 			if mr.Reason == "" {
 				mr.Reason = why
 			} else {
@@ -109,21 +115,22 @@ func (k *KayentaJudge) Judge(_ context.Context, pairs []MetricPair) (Judgement, 
 	return out, nil
 }
 
-// explain gives a short reason for a classification Kayenta left without one.
-func explain(r judge.MetricResult) string {
+// explain gives a short reason for a classification Kayenta left without one; control names
+// Kayenta's control (baseline or stable).
+func explain(r judge.MetricResult, control string) string {
 	w := r.Why
 	switch w.Stage {
 	case judge.StageNoData:
-		return fmt.Sprintf("no data (canary %d points, baseline %d)", w.CanaryCount, w.BaselineCount)
+		return fmt.Sprintf("no data (canary %d points, %s %d)", w.CanaryCount, control, w.BaselineCount)
 	case judge.StageIdentical, judge.StageSingleValue:
-		return "canary and baseline hold the same values"
+		return "canary and " + control + " hold the same values"
 	case judge.StageCompared:
 		ratio := "n/a"
 		if !math.IsNaN(w.Ratio) && !math.IsInf(w.Ratio, 0) {
 			ratio = fmt.Sprintf("%.3g", w.Ratio)
 		}
-		return fmt.Sprintf("canary mean %.3g vs baseline %.3g (ratio %s), shift %.3g (98%% CI %.3g..%.3g)",
-			float64(r.ExperimentMetadata.Stats.Mean), float64(r.ControlMetadata.Stats.Mean), ratio, w.Estimate, w.CILower, w.CIUpper)
+		return fmt.Sprintf("canary mean %.3g vs %s %.3g (ratio %s), shift %.3g (98%% CI %.3g..%.3g)",
+			float64(r.ExperimentMetadata.Stats.Mean), control, float64(r.ControlMetadata.Stats.Mean), ratio, w.Estimate, w.CILower, w.CIUpper)
 	case judge.StageError:
 		if w.Err != nil {
 			return w.Err.Error()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -381,7 +382,7 @@ func (e *Engine) stepIntervals(st State) int {
 // record adds an interval with the analyzer's explanation to the state, prints the progress line,
 // emits the event and saves the state.
 func (e *Engine) record(st State, now time.Time, v Verdict, final bool, note string) sequential.Report {
-	rep := e.seq.a.Report()
+	rep := e.controlWords(e.seq.a.Report())
 	e.seq.lastRecord = now
 	iv := Interval{Step: st.Step, Index: e.stepIntervals(st) + 1, At: now, Start: st.StepStartedAt, End: now,
 		Split: st.Split, Baseline: e.seq.baseline, Canary: e.seq.canary, Score: Number(math.NaN()), Verdict: v,
@@ -395,6 +396,23 @@ func (e *Engine) record(st State, now time.Time, v Verdict, final bool, note str
 	e.emit(&Event{Type: EvInterval, Interval: &iv})
 	if err := e.save(); err != nil {
 		e.log.Error("save state", "err", err)
+	}
+	return rep
+}
+
+// controlWords names stable, not baseline, in the analyzer's sentences when stable is the control
+// (analysis.control stable): the analyzer calls its control side "baseline", and the guard's
+// "baseline plus stable" is stable alone then.
+func (e *Engine) controlWords(rep sequential.Report) sequential.Report {
+	if e.spec.HasBaseline() {
+		return rep
+	}
+	r := strings.NewReplacer("baseline+stable", "stable", "baseline plus stable", "stable", "baseline", "stable")
+	rep.Reason = r.Replace(rep.Reason)
+	rep.Decisions = slices.Clone(rep.Decisions)
+	for i := range rep.Decisions {
+		rep.Decisions[i].Reason = r.Replace(rep.Decisions[i].Reason)
+		rep.Decisions[i].Compared = r.Replace(rep.Decisions[i].Compared)
 	}
 	return rep
 }
