@@ -22,8 +22,8 @@ type KayentaJudge struct {
 	// control names the control in explanations: baseline, or stable (analysis.control).
 	control string
 	cfg     *judge.CanaryConfig
-	th   judge.Thresholds
-	opts []judge.Option
+	th      judge.Thresholds
+	opts    []judge.Option
 }
 
 // NewKayentaJudge builds the canary config of the analysis section.
