@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/canaryctl/canaryctl/providers"
@@ -75,5 +78,47 @@ func BenchmarkProxyRecord(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		p.record(now, 1234567, 200, iStable, false)
+	}
+}
+
+// BenchmarkServeFront: whole requests over loopback — keep-alive client connections to Serve, a
+// loopback upstream — through the h1 loop and through net/http only, so the two fronts can be
+// compared on one machine (bench/proxy.sh compares with nginx).
+func BenchmarkServeFront(b *testing.B) {
+	body := strings.Repeat("x", 64)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, body)
+	}))
+	defer up.Close()
+	for _, f := range fronts {
+		b.Run(f.name, func(b *testing.B) {
+			_, srv := startProxyFront(b, Config{Upstreams: map[providers.Cohort][]string{"stable": {up.URL}}}, f.netHTTPOnly)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req := &http.Request{Method: "GET"}
+				for pb.Next() {
+					if _, err := io.WriteString(c, "GET /bench HTTP/1.1\r\nHost: bench\r\n\r\n"); err != nil {
+						b.Error(err)
+						return
+					}
+					resp, err := http.ReadResponse(br, req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != 200 {
+						b.Errorf("status %d, %v", resp.StatusCode, err)
+						return
+					}
+				}
+			})
+		})
 	}
 }

@@ -104,9 +104,19 @@ func TestFastPathAbortsTruncatedBody(t *testing.T) {
 }
 
 // TestFastPathClientGoesAway: when the client disconnects while the upstream is still thinking,
-// the upstream connection is closed (its request context ends) and the sample says 499.
+// the upstream connection is closed (its request context ends) and the sample says 499 — on both
+// fronts (the h1 loop watches the client once an answer takes longer than watchClientAfter).
 func TestFastPathClientGoesAway(t *testing.T) {
 	t.Parallel()
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			testClientGoesAway(t, f.netHTTPOnly)
+		})
+	}
+}
+
+func testClientGoesAway(t *testing.T, netHTTPOnly bool) {
 	gone := make(chan struct{})
 	arrived := make(chan struct{}, 1)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -118,7 +128,7 @@ func TestFastPathClientGoesAway(t *testing.T) {
 		}
 	}))
 	t.Cleanup(up.Close)
-	p, srv := startProxy(t, Config{Upstreams: map[providers.Cohort][]string{"stable": {up.URL}}})
+	p, srv := startProxyFront(t, Config{Upstreams: map[providers.Cohort][]string{"stable": {up.URL}}}, netHTTPOnly)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)

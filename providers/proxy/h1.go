@@ -691,6 +691,9 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 	default:
 		return fmt.Errorf("%w: status line %q", errUpstreamHead, line)
 	}
+	if bytes.IndexByte(line, '\n') >= 0 || bytes.IndexByte(line, '\r') >= 0 {
+		return fmt.Errorf("%w: bare CR or LF in status line %q", errUpstreamHead, line)
+	}
 	rh.rest = line[9:]
 	code := rh.rest[:3]
 	if code[0] < '1' || code[0] > '5' || code[1] < '0' || code[1] > '9' || code[2] < '0' || code[2] > '9' ||
@@ -811,7 +814,8 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 	if writeErr == nil {
 		writeErr = bw.Flush()
 	}
-	if readErr == nil && writeErr == nil && !rh.close && !untilClose {
+	// (bytes beyond the body mean the upstream does not frame its answers as it says: not reused)
+	if readErr == nil && writeErr == nil && !rh.close && !untilClose && uc.br.Buffered() == 0 {
 		up.pool.put(uc, p.now().UnixNano(), p.fast.perHost)
 	} else {
 		_ = uc.nc.Close()

@@ -15,8 +15,21 @@ import (
 	"github.com/canaryctl/canaryctl/providers"
 )
 
+// TestForwardedAndHopByHopHeaders runs on both fronts, with and without a request Connection header
+// naming another header (which the h1 loop hands to net/http).
 func TestForwardedAndHopByHopHeaders(t *testing.T) {
 	t.Parallel()
+	for _, f := range fronts {
+		for _, named := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/connection-names-header=%v", f.name, named), func(t *testing.T) {
+				t.Parallel()
+				testForwardedAndHopByHop(t, f.netHTTPOnly, named)
+			})
+		}
+	}
+}
+
+func testForwardedAndHopByHop(t *testing.T, netHTTPOnly, connectionNamesHeader bool) {
 	seen := make(chan http.Header, 1)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := r.Header.Clone()
@@ -28,10 +41,14 @@ func TestForwardedAndHopByHopHeaders(t *testing.T) {
 		w.Header().Set("X-End", "kept")
 	}))
 	defer up.Close()
-	_, srv := startProxy(t, Config{Upstreams: map[providers.Cohort][]string{"stable": {up.URL}}})
+	_, srv := startProxyFront(t, Config{Upstreams: map[providers.Cohort][]string{"stable": {up.URL}}}, netHTTPOnly)
 	req := newReq(t, srv.URL+"/a?b=c")
-	req.Header.Set("Connection", "X-Hop")
-	req.Header.Set("X-Hop", "drop-me")
+	if connectionNamesHeader {
+		req.Header.Set("Connection", "X-Hop")
+		req.Header.Set("X-Hop", "drop-me")
+	}
+	req.Header.Set("Keep-Alive", "timeout=1")
+	req.Header.Set("Proxy-Authorization", "Basic eDp5")
 	req.Header.Set("X-Forwarded-For", "6.6.6.6") // spoofed: not trusted by default
 	req.Header.Set("X-Keep", "yes")
 	resp, err := testClient().Do(req)
@@ -45,6 +62,8 @@ func TestForwardedAndHopByHopHeaders(t *testing.T) {
 		{"X-Forwarded-Proto", h.Get("X-Forwarded-Proto"), "http"},
 		{"X-Forwarded-Host", h.Get("X-Forwarded-Host"), strings.TrimPrefix(srv.URL, "http://")},
 		{"hop-by-hop request header", h.Get("X-Hop"), ""},
+		{"keep-alive request header", h.Get("Keep-Alive"), ""},
+		{"proxy-authorization request header", h.Get("Proxy-Authorization"), ""},
 		{"end-to-end request header", h.Get("X-Keep"), "yes"},
 		{"host sent upstream", h.Get("Host"), strings.TrimPrefix(up.URL, "http://")},
 		{"hop-by-hop response header", resp.Header.Get("X-Secret-Hop"), ""},
@@ -61,6 +80,15 @@ func TestForwardedAndHopByHopHeaders(t *testing.T) {
 // so the proxy does not buffer the stream.
 func TestServerSentEventsStream(t *testing.T) {
 	t.Parallel()
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			testServerSentEvents(t, f.netHTTPOnly)
+		})
+	}
+}
+
+func testServerSentEvents(t *testing.T, netHTTPOnly bool) {
 	next := make(chan struct{})
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -75,7 +103,7 @@ func TestServerSentEventsStream(t *testing.T) {
 		}
 	}))
 	defer up.Close()
-	_, srv := startProxy(t, Config{Upstreams: map[providers.Cohort][]string{"stable": {up.URL}}})
+	_, srv := startProxyFront(t, Config{Upstreams: map[providers.Cohort][]string{"stable": {up.URL}}}, netHTTPOnly)
 	resp, err := testClient().Do(newReq(t, srv.URL+"/events"))
 	if err != nil {
 		t.Fatal(err)

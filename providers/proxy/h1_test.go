@@ -1,0 +1,430 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
+)
+
+// TestParseHeadServesOnlyPlainBodilessRequests: the h1 loop takes a request only when every reading
+// of it is a bodiless GET/HEAD/OPTIONS with one Host; everything else is handed to net/http.
+func TestParseHeadServesOnlyPlainBodilessRequests(t *testing.T) {
+	t.Parallel()
+	many := "GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X-N: 1\r\n", h1MaxHeaders+1) + "\r\n"
+	for _, tc := range []struct {
+		name  string
+		head  string
+		serve bool
+		close bool
+	}{
+		{"plain get", "GET /a?b=c HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n", true, false},
+		{"head", "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", true, false},
+		{"options", "OPTIONS /x HTTP/1.1\r\nHost: x\r\n\r\n", true, false},
+		{"connection close", "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", true, true},
+		{"connection keep-alive", "GET / HTTP/1.1\r\nHost: x\r\nconnection: Keep-Alive\r\n\r\n", true, false},
+		{"empty header value", "GET / HTTP/1.1\r\nHost: x\r\nX-E:\r\n\r\n", true, false},
+		{"post", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n", false, false},
+		{"get with content-length 0", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", false, false},
+		{"get with transfer-encoding", "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", false, false},
+		{"http/1.0", "GET / HTTP/1.0\r\nHost: x\r\n\r\n", false, false},
+		{"absolute form", "GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n", false, false},
+		{"asterisk", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", false, false},
+		{"no host", "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", false, false},
+		{"two hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", false, false},
+		{"host with space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", false, false},
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n 2\r\n\r\n", false, false},
+		{"space before colon", "GET / HTTP/1.1\r\nHost: a\r\nX-A : 1\r\n\r\n", false, false},
+		{"bare LF in value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\nContent-Length: 5\r\n\r\n", false, false},
+		{"bare CR in value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\rX\r\n\r\n", false, false},
+		{"control byte in target", "GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n", false, false},
+		{"non-ascii target", "GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", false, false},
+		{"extra space in request line", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", false, false},
+		{"upgrade", "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", false, false},
+		{"expect", "GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n", false, false},
+		{"connection names a header", "GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Hop\r\n\r\n", false, false},
+		{"header without colon", "GET / HTTP/1.1\r\nHost: a\r\nX-A\r\n\r\n", false, false},
+		{"lower-case method", "get / HTTP/1.1\r\nHost: a\r\n\r\n", false, false},
+		{"too many headers", many, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var h h1Head
+			if got := parseHead([]byte(tc.head), &h); got != tc.serve {
+				t.Fatalf("parseHead = %v, want %v", got, tc.serve)
+			}
+			if tc.serve && h.close != tc.close {
+				t.Fatalf("close = %v, want %v", h.close, tc.close)
+			}
+		})
+	}
+}
+
+// TestReadHeadLimits: a head larger than the read buffer is handed off, not truncated.
+func TestReadHeadLimits(t *testing.T) {
+	t.Parallel()
+	big := "GET / HTTP/1.1\r\nHost: a\r\nCookie: " + strings.Repeat("c", h1ReadBuf) + "\r\n\r\n"
+	br := bufio.NewReaderSize(strings.NewReader(big), h1ReadBuf)
+	var h h1Head
+	if n, err := readHead(br, &h); n != 0 || err != nil {
+		t.Fatalf("readHead of a %d-byte head = %d, %v; want a hand-off (0, nil)", len(big), n, err)
+	}
+	if br.Buffered() == 0 {
+		t.Fatal("readHead consumed the head it handed off")
+	}
+	// A head that arrives in pieces is read whole.
+	pr, pw := io.Pipe()
+	go func() {
+		for _, part := range []string{"GET /p", "iece HTTP/1.1\r\nHo", "st: a\r\n", "\r\n"} {
+			_, _ = io.WriteString(pw, part)
+		}
+	}()
+	br = bufio.NewReaderSize(pr, h1ReadBuf)
+	n, err := readHead(br, &h)
+	if err != nil || n != len("GET /piece HTTP/1.1\r\nHost: a\r\n\r\n") || string(h.target) != "/piece" {
+		t.Fatalf("readHead of a split head = %d, %v, target %q", n, err, h.target)
+	}
+}
+
+// scriptedUpstream is a loopback upstream that answers each request with the raw bytes registered for
+// its path (closing the connection after answers whose key ends in "!"). It counts connections.
+type scriptedUpstream struct {
+	url   string
+	conns atomic.Int32
+}
+
+func newScriptedUpstream(t *testing.T, answers map[string]string) *scriptedUpstream {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &scriptedUpstream{url: "http://" + ln.Addr().String()}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u.conns.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					body, _ := io.ReadAll(req.Body)
+					a, closeAfter := answers[req.URL.Path], false
+					if a == "" {
+						a, closeAfter = answers[req.URL.Path+"!"], true
+					}
+					if a == "" {
+						a = fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.Method)+1+len(body), req.Method+" "+string(body))
+					}
+					if req.Method == http.MethodHead {
+						a = a[:strings.Index(a, "\r\n\r\n")+4] // the head only, as a server must
+					}
+					if _, err := io.WriteString(c, a); err != nil || closeAfter {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return u
+}
+
+// rawClient is one keep-alive client connection to the proxy.
+type rawClient struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t *testing.T, proxyURL string) *rawClient {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(proxyURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	return &rawClient{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+// do sends a request and reads the answer whole (body and trailers).
+func (rc *rawClient) do(method, path, extra, body string) (*http.Response, string) {
+	rc.t.Helper()
+	head := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: front\r\n%s", method, path, extra)
+	if body != "" {
+		head += fmt.Sprintf("Content-Length: %d\r\n", len(body))
+	}
+	if _, err := io.WriteString(rc.c, head+"\r\n"+body); err != nil {
+		rc.t.Fatalf("%s %s: write: %v", method, path, err)
+	}
+	return rc.read(method)
+}
+
+func (rc *rawClient) read(method string) (*http.Response, string) {
+	rc.t.Helper()
+	resp, err := http.ReadResponse(rc.br, &http.Request{Method: method})
+	if err != nil {
+		rc.t.Fatalf("%s: read response: %v", method, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		rc.t.Fatalf("%s: read body: %v", method, err)
+	}
+	return resp, string(b)
+}
+
+// TestH1RelaysEveryResponseFraming: one keep-alive client connection carries answers of every
+// framing — length, chunked with extensions and trailers, delimited by close, HTTP/1.0, no body,
+// informational first — and the broken ones become 502s; the connection stays usable throughout.
+func TestH1RelaysEveryResponseFraming(t *testing.T) {
+	t.Parallel()
+	up := newScriptedUpstream(t, map[string]string{
+		"/cl":      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello",
+		"/chunked": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n",
+		"/until-close!": "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close",
+		"/http10!":      "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"/204":          "HTTP/1.1 204 No Content\r\nX-B: 2\r\n\r\n",
+		"/304":          "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+		"/early":        "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"/hop":          "HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n",
+		"/te-and-cl!":   "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+		"/bad-status!":  "HTTX/1.1 200 OK\r\n\r\n",
+		"/two-lengths!": "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx",
+		"/gzip-te!":     "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+		"/huge-head!":   "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", upReadBuf) + "\r\nContent-Length: 0\r\n\r\n",
+		"/bad-chunk!":   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n",
+	})
+	p, srv := startProxy(t, Config{Upstreams: map[providers.Cohort][]string{"stable": {up.url}}})
+	rc := dialRaw(t, srv.URL)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body         string
+		check        func(*http.Response) string
+		want         string
+	}{
+		{"GET", "/cl", 200, "hello", func(r *http.Response) string {
+			return fmt.Sprintf("X-A=%s length=%d", r.Header.Get("X-A"), r.ContentLength)
+		}, "X-A=1 length=5"},
+		{"GET", "/chunked", 200, "hello world", func(r *http.Response) string {
+			return "trailer X-Sum=" + r.Trailer.Get("X-Sum")
+		}, "trailer X-Sum=11"},
+		{"GET", "/until-close", 200, "until close", func(r *http.Response) string {
+			return fmt.Sprintf("transfer-encoding=%v", r.TransferEncoding)
+		}, "transfer-encoding=[chunked]"},
+		{"GET", "/http10", 200, "ok", func(r *http.Response) string { return r.Proto }, "HTTP/1.1"},
+		{"GET", "/204", 204, "", func(r *http.Response) string { return "X-B=" + r.Header.Get("X-B") }, "X-B=2"},
+		{"GET", "/304", 304, "", func(r *http.Response) string { return "ETag=" + r.Header.Get("ETag") }, `ETag="x"`},
+		{"HEAD", "/cl", 200, "", func(r *http.Response) string { return fmt.Sprintf("length=%d", r.ContentLength) }, "length=5"},
+		{"GET", "/early", 200, "ok", nil, ""},
+		{"GET", "/hop", 200, "", func(r *http.Response) string {
+			return fmt.Sprintf("X-Secret=%q Keep-Alive=%q", r.Header.Get("X-Secret"), r.Header.Get("Keep-Alive"))
+		}, `X-Secret="" Keep-Alive=""`},
+		{"GET", "/te-and-cl", 200, "ok", nil, ""},
+		{"GET", "/bad-status", 502, "", nil, ""},
+		{"GET", "/two-lengths", 502, "", nil, ""},
+		{"GET", "/gzip-te", 502, "", nil, ""},
+		{"GET", "/huge-head", 502, "", nil, ""},
+		{"GET", "/cl", 200, "hello", nil, ""},
+	} {
+		resp, body := rc.do(tc.method, tc.path, "", "")
+		if resp.StatusCode != tc.status || body != tc.body {
+			t.Errorf("%s %s: %d %q, want %d %q", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.body)
+		}
+		if resp.Close {
+			t.Fatalf("%s %s: the proxy closes the client connection", tc.method, tc.path)
+		}
+		if tc.check != nil {
+			if got := tc.check(resp); got != tc.want {
+				t.Errorf("%s %s: %s, want %s", tc.method, tc.path, got, tc.want)
+			}
+		}
+	}
+	// A chunked body that breaks its framing mid-way aborts the client connection: the head was
+	// already sent, so a 502 is no longer possible and a whole-looking answer would be a lie.
+	if _, err := io.WriteString(rc.c, "GET /bad-chunk HTTP/1.1\r\nHost: front\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(rc.br, &http.Request{Method: "GET"})
+	if err == nil {
+		if _, err = io.ReadAll(resp.Body); err == nil {
+			t.Fatal("a broken chunked body reached the client as a complete answer")
+		}
+	}
+	reqs, _ := p.Requests(t.Context(), time.Now().Add(-time.Minute), time.Now().Add(time.Second))
+	if want := 15 + 1; len(reqs) != want {
+		t.Errorf("%d samples recorded, want %d", len(reqs), want)
+	}
+}
+
+// TestH1ReusesUpstreamConnections: keep-alive answers go back to the pool; answers that end with
+// the connection (HTTP/1.0, Connection: close, close-delimited) do not.
+func TestH1ReusesUpstreamConnections(t *testing.T) {
+	t.Parallel()
+	up := newScriptedUpstream(t, map[string]string{
+		"/cl":     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"/close!": "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+	})
+	_, srv := startProxy(t, Config{Upstreams: map[providers.Cohort][]string{"stable": {up.url}}})
+	rc := dialRaw(t, srv.URL)
+	for range 5 {
+		rc.do("GET", "/cl", "", "")
+	}
+	if n := up.conns.Load(); n != 1 {
+		t.Fatalf("5 keep-alive requests used %d upstream connections, want 1", n)
+	}
+	rc.do("GET", "/close", "", "")
+	rc.do("GET", "/cl", "", "")
+	if n := up.conns.Load(); n != 2 {
+		t.Fatalf("after Connection: close the proxy used %d upstream connections, want 2", n)
+	}
+}
+
+// TestH1PipelinedAndHandedOffRequests: pipelined requests are answered in order; a request the
+// loop does not take (a POST with a body) hands the connection to net/http mid-way, and the
+// requests after it are still answered on the same connection.
+func TestH1PipelinedAndHandedOffRequests(t *testing.T) {
+	t.Parallel()
+	up := newScriptedUpstream(t, map[string]string{"/a": "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na",
+		"/b": "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"})
+	_, srv := startProxy(t, Config{Upstreams: map[providers.Cohort][]string{"stable": {up.url}}})
+	rc := dialRaw(t, srv.URL)
+	if _, err := io.WriteString(rc.c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"+
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody"+"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []struct{ method, body string }{{"GET", "a"}, {"GET", "b"}, {"POST", "POST body"}, {"GET", "a"}} {
+		resp, body := rc.read(want.method)
+		if resp.StatusCode != 200 || body != want.body {
+			t.Fatalf("answer %d: %d %q, want 200 %q", i, resp.StatusCode, body, want.body)
+		}
+	}
+	// Connection: close is honoured: the answer says so and the connection ends.
+	resp, body := rc.do("GET", "/a", "Connection: close\r\n", "")
+	if !resp.Close || body != "a" {
+		t.Fatalf("Connection: close answer: close=%v body %q", resp.Close, body)
+	}
+	if _, err := rc.br.ReadByte(); err != io.EOF {
+		t.Fatalf("connection still open after Connection: close (%v)", err)
+	}
+}
+
+// TestH1MatchesNetHTTPForRoutingRules: with rules and sticky hashing (which need a full request),
+// the h1 loop routes exactly as ServeHTTP does.
+func TestH1MatchesNetHTTPForRoutingRules(t *testing.T) {
+	t.Parallel()
+	stable, canary := newBackend(t, "stable"), newBackend(t, "canary")
+	cfg := func() Config {
+		return Config{Upstreams: map[providers.Cohort][]string{"stable": {stable.url()}, "canary": {canary.url()}},
+			Split: providers.Split{Canary: 2500}, HashOn: "header:X-User",
+			Rules: []Rule{{Match: Match{Query: "use_canary", Equals: []string{"true"}}, Cohort: providers.Canary},
+				{Match: Match{Header: "X-Canary", Equals: []string{"never"}}, Cohort: providers.Stable}}}
+	}
+	results := map[bool][]string{}
+	for _, f := range fronts {
+		_, srv := startProxyFront(t, cfg(), f.netHTTPOnly)
+		rc := dialRaw(t, srv.URL)
+		for i := range 40 {
+			extra := fmt.Sprintf("X-User: user-%d\r\n", i)
+			path := "/"
+			switch i % 4 {
+			case 1:
+				path = "/?use_canary=true"
+			case 2:
+				extra += "X-Canary: never\r\n"
+			}
+			resp, _ := rc.do("GET", path, extra, "")
+			results[f.netHTTPOnly] = append(results[f.netHTTPOnly], resp.Header.Get("X-Upstream"))
+		}
+	}
+	if a, b := strings.Join(results[false], ","), strings.Join(results[true], ","); a != b {
+		t.Fatalf("h1 routed\n%s\nnet/http routed\n%s", a, b)
+	}
+	if !strings.Contains(strings.Join(results[false], ","), "canary") {
+		t.Fatal("no request reached the canary: the rules did not run")
+	}
+}
+
+// FuzzParseHead: whatever the h1 loop accepts, net/http reads as the same bodiless request (method,
+// target, Host), so the loop never forwards a request that another reader would frame differently.
+func FuzzParseHead(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"HEAD /x?y=1 HTTP/1.1\r\nHost: a:80\r\nConnection: close\r\nX-A: b\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nX: 1\n\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		i := bytes.Index(b, []byte("\r\n\r\n"))
+		if i < 0 {
+			return
+		}
+		b = b[:i+4]
+		var h h1Head
+		if !parseHead(b, &h) {
+			return
+		}
+		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b)))
+		if err != nil {
+			t.Fatalf("h1 accepted a head net/http rejects (%v): %q", err, b)
+		}
+		if req.Method != string(h.method) || req.RequestURI != string(h.target) || req.Host != string(h.host) {
+			t.Fatalf("h1 read %s %s host %s, net/http %s %s host %s: %q", h.method, h.target, h.host, req.Method, req.RequestURI, req.Host, b)
+		}
+		if req.ContentLength != 0 || len(req.TransferEncoding) != 0 {
+			t.Fatalf("h1 accepted a request net/http frames with a body: %q", b)
+		}
+		if req.Close != h.close {
+			t.Fatalf("h1 close=%v, net/http %v: %q", h.close, req.Close, b)
+		}
+	})
+}
+
+// FuzzReadRespHead: an upstream head the h1 loop accepts is read by net/http with the same status
+// and framing (or rejected by both in the cases the loop refuses).
+func FuzzReadRespHead(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.0 204 No Content\r\nConnection: keep-alive\r\n\r\n",
+		"HTTP/1.1 404 \r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var rh respHead
+		if readRespHead(bufio.NewReaderSize(bytes.NewReader(b), upReadBuf), &rh) != nil {
+			return
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(rh.head)), &http.Request{Method: "GET"})
+		if err != nil {
+			return // net/http is stricter on some status lines; the loop relays them as sent
+		}
+		if resp.StatusCode != rh.status {
+			t.Fatalf("status %d, net/http %d: %q", rh.status, resp.StatusCode, rh.head)
+		}
+		chunked := len(resp.TransferEncoding) > 0
+		if chunked != rh.chunked || (!chunked && rh.status >= 200 && rh.status != 204 && rh.status != 304 && resp.ContentLength != rh.clen) {
+			t.Fatalf("framing chunked=%v length=%d, net/http chunked=%v length=%d: %q", rh.chunked, rh.clen, chunked, resp.ContentLength, rh.head)
+		}
+	})
+}
