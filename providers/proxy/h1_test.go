@@ -195,8 +195,8 @@ func (rc *rawClient) read(method string) (*http.Response, string) {
 func TestH1RelaysEveryResponseFraming(t *testing.T) {
 	t.Parallel()
 	up := newScriptedUpstream(t, map[string]string{
-		"/cl":      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello",
-		"/chunked": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n",
+		"/cl":           "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello",
+		"/chunked":      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n",
 		"/until-close!": "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close",
 		"/http10!":      "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
 		"/204":          "HTTP/1.1 204 No Content\r\nX-B: 2\r\n\r\n",
