@@ -852,7 +852,7 @@ func (e *Engine) analyze(ctx context.Context, st State, step StepSpec, now time.
 		}
 	}
 	iv := Interval{Step: st.Step, Index: index, At: now, Start: start, End: now, Split: st.Split, Final: final,
-		Score: Number(math.NaN()), Verdict: VerdictError}
+		Score: Number(math.NaN()), Verdict: VerdictError, Control: e.intervalControl()}
 	w := providers.Window{Start: start, End: now, Step: e.spec.Analysis.Resolution}
 	beforeAfter := e.spec.BeforeAfter() && e.ctrl != nil
 	if beforeAfter {
@@ -1223,6 +1223,14 @@ func fmtScore(f float64) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.4g", f)
+}
+
+// intervalControl is Interval.Control: "stable" for a stable control, empty for a baseline.
+func (e *Engine) intervalControl() string {
+	if e.spec.HasBaseline() {
+		return ""
+	}
+	return ControlStable
 }
 
 // controlLabel names the control cohort in progress lines: baseline or stable.

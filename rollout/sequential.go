@@ -345,7 +345,7 @@ func verdictOf(v sequential.Verdict) Verdict {
 // backoff that doubles from LookInterval up to the step's interval.
 func (e *Engine) lookError(st State, step StepSpec, now time.Time, where string, err error) (Phase, string) {
 	iv := Interval{Step: st.Step, Index: e.stepIntervals(st) + 1, At: now, Start: e.seq.cursor, End: now, Split: st.Split,
-		Score: Number(math.NaN()), Verdict: VerdictError, Error: fmt.Sprintf("read requests: %v", err)}
+		Score: Number(math.NaN()), Verdict: VerdictError, Error: fmt.Sprintf("read requests: %v", err), Control: e.intervalControl()}
 	e.mu.Lock()
 	e.st.Intervals = append(e.st.Intervals, iv)
 	e.st.ConsecutiveErrors++
@@ -387,7 +387,7 @@ func (e *Engine) record(st State, now time.Time, v Verdict, final bool, note str
 	iv := Interval{Step: st.Step, Index: e.stepIntervals(st) + 1, At: now, Start: st.StepStartedAt, End: now,
 		Split: st.Split, Baseline: e.seq.baseline, Canary: e.seq.canary, Score: Number(math.NaN()), Verdict: v,
 		Final: final, Metrics: decisionMetrics(rep), Reason: rep.Reason + note, Sequential: &rep,
-		Cohorts: e.seq.cohorts.stats()}
+		Cohorts: e.seq.cohorts.stats(), Control: e.intervalControl()}
 	e.mu.Lock()
 	e.st.Intervals = append(e.st.Intervals, iv)
 	e.st.Verdict = v

@@ -165,6 +165,10 @@ type Interval struct {
 	// ControlWindow: before/after judging: the window of stable the canary's window [Start, End)
 	// was compared with.
 	ControlWindow *TimeWindow `json:"controlWindow,omitempty"`
+	// Control is "stable" when stable, not a baseline, was the control (analysis.control stable):
+	// Baseline (baselineSamples), the metrics' baseline values and Cohorts then hold stable's data.
+	// Absent for a baseline control.
+	Control string `json:"control,omitempty"`
 }
 
 // MetricResult is one metric's classification in one judgement, with its numbers and the reason.

@@ -55,7 +55,7 @@ func Follow(ctx context.Context, cfg FollowConfig) (*rollout.State, error) {
 				}
 				line := FormatEvent(ev)
 				if iv := ev.Interval; ev.Type == rollout.EvInterval && iv != nil && len(iv.Cohorts) > 0 {
-					line += " | baseline|canary " + cohortPairs(iv.Cohorts)
+					line += " | " + controlName(iv) + "|canary " + cohortPairs(iv.Cohorts)
 				}
 				fmt.Fprintf(cfg.Out, "%s %s: %s\n", hms(ev.Time), ev.Service, line)
 				if last != nil && ev.Type == rollout.EvTransition && ev.Phase == last.Phase && ev.Phase.Terminal() {

@@ -137,8 +137,12 @@ func (m Model) next() string {
 		}
 		return "promotion"
 	}
+	stableControl := st.Control == rollout.ControlStable
 	switch st.Phase {
 	case rollout.Pending, rollout.Deploying:
+		if stableControl {
+			return "deploying the canary (control: stable, no baseline), then step 1 with split 0 until it is ready"
+		}
 		return "deploying baseline and canary, then step 1 with split 0 until they are ready"
 	case rollout.Progressing:
 		return fmt.Sprintf("setting the split of step %d/%d, then warm-up", st.Step+1, st.Steps)
@@ -167,8 +171,14 @@ func (m Model) next() string {
 		}
 		return s
 	case rollout.Promoting:
+		if stableControl {
+			return "canary becomes stable at the gateway; old stable goes"
+		}
 		return "canary becomes stable at the gateway; baseline and old stable go"
 	case rollout.RollingBack:
+		if stableControl {
+			return "removing the canary from the gateway: all traffic back to stable"
+		}
 		return "deleting canary and baseline targets: all traffic back to stable"
 	}
 	end := fmt.Sprintf("ended %s at %s", st.Phase, hms(st.FinishedAt))
@@ -193,6 +203,11 @@ func (m Model) traffic(w int) []string {
 		s.stable.Render(glyphStable), providers.Percent(sp.Stable()),
 		s.baseline.Render(glyphBaseline), providers.Percent(sp.Baseline),
 		s.canary.Render(glyphCanary), providers.Percent(sp.Canary))
+	if m.snap.State.Control == rollout.ControlStable && sp.Baseline == 0 {
+		legend = fmt.Sprintf("%s stable %s (the control, no baseline)   %s canary %s",
+			s.stable.Render(glyphStable), providers.Percent(sp.Stable()),
+			s.canary.Render(glyphCanary), providers.Percent(sp.Canary))
+	}
 	return []string{"▕" + bar + "▏", " " + legend}
 }
 
@@ -223,7 +238,8 @@ func (m Model) metrics(w int) []string {
 		return []string{s.bold.Render("metrics") + s.dim.Render(" · no judgement yet")}
 	}
 	cohorts := m.cohorts(iv, w)
-	requests := fmt.Sprintf(" · requests baseline %d canary %d", iv.Baseline, iv.Canary)
+	ctl := controlName(iv)
+	requests := fmt.Sprintf(" · requests %s %d canary %d", ctl, iv.Baseline, iv.Canary)
 	if cohorts != nil { // the cohort rows count them
 		requests = ""
 	}
@@ -244,9 +260,13 @@ func (m Model) metrics(w int) []string {
 	}
 	var hdr []string
 	if wide {
-		hdr = []string{"metric", "baseline", "canary", "ratio", "class", "CI canary−baseline"}
+		hdr = []string{"metric", ctl, "canary", "ratio", "class", "CI canary−" + ctl}
 	} else {
-		hdr = []string{"metric", "baseline", "canary", "class", "CI canary−base"}
+		short := "base"
+		if ctl != rollout.ControlBaseline {
+			short = ctl
+		}
+		hdr = []string{"metric", ctl, "canary", "class", "CI canary−" + short}
 	}
 	row := func(cells []string, styles []lipgloss.Style) string {
 		var b strings.Builder
@@ -302,10 +322,17 @@ func (m Model) cohorts(iv *rollout.Interval, w int) []string {
 		return nil
 	}
 	s := m.st
+	control, controlLabel := providers.Baseline, s.baseline.Render(glyphBaseline)+" baseline"
+	if iv.Control == rollout.ControlStable {
+		control, controlLabel = providers.Stable, s.stable.Render(glyphStable)+" stable  "
+	}
 	if m.height < compactHeight {
 		line := cohortPairs(iv.Cohorts)
 		legend := s.baseline.Render(glyphBaseline) + "|" + s.canary.Render(glyphCanary)
-		if words := " baseline|canary:"; lipgloss.Width(legend+words+" "+line) <= w {
+		if control == providers.Stable {
+			legend = s.stable.Render(glyphStable) + "|" + s.canary.Render(glyphCanary)
+		}
+		if words := " " + string(control) + "|canary:"; lipgloss.Width(legend+words+" "+line) <= w {
 			legend += words
 		}
 		return []string{legend + " " + line}
@@ -315,7 +342,7 @@ func (m Model) cohorts(iv *rollout.Interval, w int) []string {
 		cohort providers.Cohort
 		label  string
 	}{
-		{providers.Baseline, s.baseline.Render(glyphBaseline) + " baseline"},
+		{control, controlLabel},
 		{providers.Canary, s.canary.Render(glyphCanary) + " canary  "},
 	} {
 		cs, ok := iv.Cohorts[c.cohort]
@@ -328,7 +355,16 @@ func (m Model) cohorts(iv *rollout.Interval, w int) []string {
 	return out
 }
 
-// cohortPairs renders request summaries as baseline|canary pairs:
+// controlName names the interval's control: baseline, or stable (analysis.control stable).
+func controlName(iv *rollout.Interval) string {
+	if iv.Control == rollout.ControlStable {
+		return rollout.ControlStable
+	}
+	return rollout.ControlBaseline
+}
+
+// cohortPairs renders request summaries as control|canary pairs (the control is the baseline, or
+// stable when the summaries hold stable's requests):
 // "req 240|236 · p50 12.3|12.9ms · p99 31.2|1234.5ms · 5xx 0.00|0.42%"; – for what is unknown.
 func cohortPairs(cohorts map[providers.Cohort]rollout.CohortStats) string {
 	nan := rollout.Number(math.NaN())
@@ -339,7 +375,11 @@ func cohortPairs(cohorts map[providers.Cohort]rollout.CohortStats) string {
 		}
 		return cs, fmt.Sprint(cs.Requests)
 	}
-	b, reqB := get(providers.Baseline)
+	control := providers.Baseline
+	if _, ok := cohorts[providers.Stable]; ok {
+		control = providers.Stable
+	}
+	b, reqB := get(control)
 	c, reqC := get(providers.Canary)
 	pair := func(x, y rollout.Number, unit string) string { // 12.3|12.9ms, 12.3ms|–
 		xs, ys := fmtValue(float64(x), unit), fmtValue(float64(y), unit)
@@ -489,10 +529,11 @@ func FormatEvent(ev rollout.Event) string {
 			if iv.Verdict == rollout.VerdictError {
 				return s + "error: " + oneLine(iv.Error)
 			}
+			ctl := controlName(iv)
 			if iv.Reason != "" { // analysis.mode sequential: no score, a sentence
-				return s + fmt.Sprintf("%s (requests baseline %d canary %d): %s", iv.Verdict, iv.Baseline, iv.Canary, oneLine(iv.Reason))
+				return s + fmt.Sprintf("%s (requests %s %d canary %d): %s", iv.Verdict, ctl, iv.Baseline, iv.Canary, oneLine(iv.Reason))
 			}
-			return s + fmt.Sprintf("score %s %s (requests baseline %d canary %d)", fmtScore(float64(iv.Score)), iv.Verdict, iv.Baseline, iv.Canary)
+			return s + fmt.Sprintf("score %s %s (requests %s %d canary %d)", fmtScore(float64(iv.Score)), iv.Verdict, ctl, iv.Baseline, iv.Canary)
 		}
 	case rollout.EvControl:
 		if c := ev.Control; c != nil {
