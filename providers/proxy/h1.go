@@ -194,10 +194,15 @@ func (s *h1Server) serveConn(c *h1Conn) {
 		if !c.state.CompareAndSwap(connIdle, connActive) {
 			return // shutting down
 		}
-		if s.rht > 0 {
-			_ = c.nc.SetReadDeadline(time.Now().Add(s.rht))
-		}
-		n, err := readHead(c.br, &h)
+		// Usually the whole head is already buffered; otherwise the rest gets ReadHeaderTimeout.
+		// The read deadline is left as it is while the request is proxied (nothing reads the
+		// client meanwhile but watchClient, for which it is only an end), and reset before the
+		// next wait.
+		n, err := readHead(c.br, &h, func() {
+			if s.rht > 0 {
+				_ = c.nc.SetReadDeadline(time.Now().Add(s.rht))
+			}
+		})
 		if err != nil {
 			return // timeout or closed mid-head: nothing can be answered
 		}
@@ -208,7 +213,6 @@ func (s *h1Server) serveConn(c *h1Conn) {
 			s.handoff.put(&prefixConn{Conn: c.nc, r: c.br})
 			return
 		}
-		_ = c.nc.SetReadDeadline(time.Time{})
 		keep := s.p.serveH1(c, &h, s.closing.Load())
 		_, _ = c.br.Discard(n)
 		if !keep || !c.state.CompareAndSwap(connActive, connIdle) || s.closing.Load() {
@@ -228,10 +232,11 @@ type h1Head struct {
 }
 
 // readHead reads one request head into h and returns its length, or 0 when the request is not
-// one this loop serves (hand it off). An error means the connection is unusable.
-func readHead(br *bufio.Reader, h *h1Head) (int, error) {
+// one this loop serves (hand it off). An error means the connection is unusable. beforeWait is
+// called once, before the first read that has to wait for more of the head.
+func readHead(br *bufio.Reader, h *h1Head, beforeWait func()) (int, error) {
 	var buf []byte
-	for {
+	for waited := false; ; waited = true {
 		b, err := br.Peek(br.Buffered())
 		if err != nil {
 			return 0, err
@@ -242,6 +247,9 @@ func readHead(br *bufio.Reader, h *h1Head) (int, error) {
 		}
 		if len(b) >= h1ReadBuf {
 			return 0, nil // larger than our buffer: net/http reads up to its own limit
+		}
+		if !waited {
+			beforeWait()
 		}
 		if _, err := br.Peek(len(b) + 1); err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -74,7 +75,7 @@ func TestReadHeadLimits(t *testing.T) {
 	big := "GET / HTTP/1.1\r\nHost: a\r\nCookie: " + strings.Repeat("c", h1ReadBuf) + "\r\n\r\n"
 	br := bufio.NewReaderSize(strings.NewReader(big), h1ReadBuf)
 	var h h1Head
-	if n, err := readHead(br, &h); n != 0 || err != nil {
+	if n, err := readHead(br, &h, func() {}); n != 0 || err != nil {
 		t.Fatalf("readHead of a %d-byte head = %d, %v; want a hand-off (0, nil)", len(big), n, err)
 	}
 	if br.Buffered() == 0 {
@@ -88,7 +89,7 @@ func TestReadHeadLimits(t *testing.T) {
 		}
 	}()
 	br = bufio.NewReaderSize(pr, h1ReadBuf)
-	n, err := readHead(br, &h)
+	n, err := readHead(br, &h, func() {})
 	if err != nil || n != len("GET /piece HTTP/1.1\r\nHost: a\r\n\r\n") || string(h.target) != "/piece" {
 		t.Fatalf("readHead of a split head = %d, %v, target %q", n, err, h.target)
 	}
@@ -427,4 +428,50 @@ func FuzzReadRespHead(f *testing.F) {
 			t.Fatalf("framing chunked=%v length=%d, net/http chunked=%v length=%d: %q", rh.chunked, rh.clen, chunked, resp.ContentLength, rh.head)
 		}
 	})
+}
+
+// TestH1HeadAndIdleTimeouts: a client that starts a head and stalls is cut off after
+// ReadHeaderTimeout; an idle keep-alive connection after IdleTimeout.
+func TestH1HeadAndIdleTimeouts(t *testing.T) {
+	t.Parallel()
+	up := newScriptedUpstream(t, map[string]string{"/a": "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"})
+	p, err := New(Config{Upstreams: map[providers.Cohort][]string{"stable": {up.url}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- p.Serve(ctx, ServeConfig{Listener: ln, ReadHeaderTimeout: 200 * time.Millisecond, IdleTimeout: 400 * time.Millisecond})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	for _, tc := range []struct {
+		name  string
+		first string // sent before waiting
+		limit time.Duration
+	}{
+		{"stalled head", "GET /a HTTP/1.1\r\nHo", 200 * time.Millisecond},
+		{"idle after a request", "GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 400 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := dialRaw(t, "http://"+ln.Addr().String())
+			start := time.Now()
+			if _, err := io.WriteString(rc.c, tc.first); err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasSuffix(tc.first, "\r\n\r\n") {
+				rc.read("GET")
+			}
+			if _, err := io.Copy(io.Discard, rc.br); err != nil {
+				t.Fatalf("connection ended with %v, want a close by the server", err)
+			}
+			if waited := time.Since(start); waited < tc.limit || waited > tc.limit+3*time.Second {
+				t.Fatalf("closed after %v, want about %v", waited, tc.limit)
+			}
+		})
+	}
 }
