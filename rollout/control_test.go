@@ -392,6 +392,54 @@ func TestBeforeAfter(t *testing.T) {
 	}
 }
 
+// TestBeforeAfterRestartObservesAgain: a before/after step restarted after a pause (and a resumed
+// run) switches back to blue and observes a new control window before switching again.
+func TestBeforeAfterRestartObservesAgain(t *testing.T) {
+	t.Parallel()
+	gw := GatewaySpec{Type: "kong", Kong: &kong.Spec{Admin: "http://127.0.0.1:8001", Service: "checkout", Mode: kong.ModeBlueGreen, GreenUpstream: "checkout-green"}}
+	spec := noBaselineSpec(t, gw, "kong-log", 100)
+	log := &timedLog{}
+	log.steady(providers.Stable, t0, 2*time.Hour, 10)
+	log.steady(providers.Canary, t0, 2*time.Hour, 10)
+	rm, err := NewRequestMetrics(RequestMetricsConfig{Log: log, Series: meanSeries, Control: spec.ControlCohort()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, spec, func(c *Config) { c.Metrics = rm })
+	h.until(Analyzing)
+	first := *h.eng.State().ControlWindow
+	h.post(ActionPause)
+	h.until(Paused)
+	h.clock.Advance(10 * time.Minute)
+	h.post(ActionResume)
+	h.until(Progressing)
+	h.tick(t.Context())
+	st := h.eng.State()
+	if h.gw.Current() != (providers.Split{}) || st.ControlWindow == nil || !st.ControlWindow.Start.After(first.End) {
+		t.Fatalf("after resume: split %v, control window %v (first %v): want blue again and a new window", h.gw.Current(), st.ControlWindow, first)
+	}
+	second := *st.ControlWindow
+	// a crash and run --resume: a new process observes again
+	h.until(Analyzing)
+	h.eng.Close()
+	h.open()
+	if err := h.eng.Resume(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	h.until(Analyzing)
+	third := *h.eng.State().ControlWindow
+	if third.Start.Before(second.End) || third == second {
+		t.Fatalf("after run --resume the control window is %v, want one after %v", third, second)
+	}
+	if got := h.finish(); got != Promoted {
+		t.Fatalf("ended %s: %s", got, h.eng.State().Reason)
+	}
+	want := []providers.Split{{}, {Canary: 10000}, {}, {Canary: 10000}, {}, {Canary: 10000}}
+	if hist := h.gw.SplitHistory(); len(hist) < len(want) || !slices.Equal(hist[:len(want)], want) {
+		t.Errorf("splits %v, want %v first: blue before every control window", hist, want)
+	}
+}
+
 // TestBeforeAfterNeedsCohortSeries: a metrics source that can only fetch both cohorts over one
 // window cannot judge before/after; the engine refuses it before anything is deployed.
 func TestBeforeAfterNeedsCohortSeries(t *testing.T) {

@@ -1194,6 +1194,9 @@ func (e *Engine) restartStep() {
 	e.st.StepStartedAt = time.Time{}
 	e.st.NextAnalysisAt = time.Time{}
 	e.mu.Unlock()
+	// A restarted before/after step observes stable afresh: an old control window would add the
+	// pause to the drift between the windows.
+	e.ctrl = nil
 }
 
 // failReasons summarizes the metrics that did not pass.
