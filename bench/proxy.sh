@@ -11,7 +11,7 @@
 #           core, so req/s ranks the proxies by CPU cost per request (nginx: 1 worker, Go: GOMAXPROCS=1)
 #   free    nothing pinned (nginx: 2 workers, Go: GOMAXPROCS=2)
 # Other knobs: DURATION=10s WARMUP=2s THREADS=2 UPSTREAM_SIZE=64 OUTDIR=bench/results/<stamp>
-#   CANARYCTL_GOGC=400 (GOGC for canaryctl) PROXIES="direct nginx canaryctl"
+#   CANARYCTL_GOGC= (GOGC for canaryctl; default: the runtime default) PROXIES="direct nginx canaryctl"
 #   CANARYCTL_BIN=path (use a prebuilt canaryctl instead of building ./cmd/canaryctl)
 # Needs: wrk, nginx, taskset, curl, go. Everything listens on 127.0.0.1; every wrk run is bounded
 # by -d and by `timeout`; every server started is stopped (by its own process group) on exit.
@@ -28,7 +28,7 @@ PROXIES=${PROXIES:-"direct nginx canaryctl"}
 PROXY_CPUS=${PROXY_CPUS:-0}
 WRK_CPUS=${WRK_CPUS:-1}
 UPSTREAM_SIZE=${UPSTREAM_SIZE:-64}
-CANARYCTL_GOGC=${CANARYCTL_GOGC:-400}
+CANARYCTL_GOGC=${CANARYCTL_GOGC:-}
 OUTDIR=${OUTDIR:-$ROOT/bench/results/$(date -u +%Y%m%d-%H%M%S)}
 STABLE_PORT=18181 CANARY_PORT=18182 NGINX_PORT=18190 CANARYCTL_PORT=18191 ADMIN_PORT=18192
 declare -A PORT=([direct]=$STABLE_PORT [nginx]=$NGINX_PORT [canaryctl]=$CANARYCTL_PORT)
@@ -119,7 +119,7 @@ one() { # rep mode proxy
     case $name in
     nginx) nginx_conf "$workers"; nginx -t -q -p "$RUN" -e "$RUN/nginx-error.log" -c "$RUN/nginx.conf"
         start nginx "$cpus" nginx -p "$RUN" -e "$RUN/nginx-error.log" -c "$RUN/nginx.conf"; pp=$LAST ;;
-    canaryctl) start canaryctl "$cpus" env GOMAXPROCS="$workers" GOGC="$CANARYCTL_GOGC" CANARYCTL_ADMIN_TOKEN=bench "$RUN/canaryctl" proxy \
+    canaryctl) start canaryctl "$cpus" env GOMAXPROCS="$workers" ${CANARYCTL_GOGC:+GOGC="$CANARYCTL_GOGC"} CANARYCTL_ADMIN_TOKEN=bench "$RUN/canaryctl" proxy \
             --listen "127.0.0.1:$CANARYCTL_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" \
             --stable "http://127.0.0.1:$STABLE_PORT" --canary "http://127.0.0.1:$CANARY_PORT" --canary-percent 5; pp=$LAST ;;
     esac
