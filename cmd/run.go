@@ -56,7 +56,9 @@ effects, and extends an undecided step up to analysis.sequential.maxBake, then p
 of data). analysis.mode kayenta (the default for prometheus) judges every interval with Kayenta's
 Mann-Whitney judge and stops at once when a score is at or below the marginal threshold. A rollback
 deletes the canary and baseline targets (all traffic back on stable) and tears the deployments down;
-after the last step the canary is promoted.
+after the last step the canary is promoted. With analysis.control stable (the default for Kong's
+canary-plugin and bluegreen modes) no baseline is deployed and the canary is compared with stable; Kong
+bluegreen is judged before/after: one interval of stable before the switch against each interval after.
 
 Progress goes to stderr, one line per interval. State is kept in --state-dir/SERVICE (state.json,
 events.jsonl); canaryctl status, pause, resume, promote and abort act on the run from another terminal.
