@@ -334,7 +334,7 @@ func (o *proxyOptions) run(cmd *cobra.Command) error {
 		return fmt.Errorf("proxy: listen on %s: %w", fc.Listen, err)
 	}
 	sc := proxy.ServeConfig{Listener: ln, Admin: adminCfg, ReadHeaderTimeout: fc.Timeouts.ReadHeader,
-		ShutdownTimeout: fc.Timeouts.Shutdown, Logger: o.env.Logger}
+		ShutdownTimeout: fc.Timeouts.Shutdown, Logger: o.env.Logger, NetHTTPOnly: fc.NetHTTPOnly}
 	if admin {
 		aln, err := net.Listen("tcp", fc.AdminListen)
 		if err != nil {

@@ -3,14 +3,13 @@ package proxy
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/canaryctl/canaryctl/internal/yamlerr"
 	"github.com/canaryctl/canaryctl/providers"
 )
 
@@ -44,6 +43,9 @@ type FileConfig struct {
 		Max  time.Duration `yaml:"max"`
 	} `yaml:"backoff"`
 	SampleCapacity int `yaml:"sampleCapacity"`
+	// NetHTTPOnly serves every request through net/http instead of the proxy's HTTP/1.1 loop
+	// (ServeConfig.NetHTTPOnly).
+	NetHTTPOnly bool `yaml:"netHTTPOnly"`
 }
 
 // ParseFileConfig decodes a YAML configuration strictly: unknown fields are errors naming them.
@@ -52,7 +54,7 @@ func ParseFileConfig(data []byte) (*FileConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(fc); err != nil && !errors.Is(err, io.EOF) {
-		return nil, &ConfigError{Field: "config file", Err: fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))}
+		return nil, &ConfigError{Field: "config file", Err: errors.New(yamlerr.Describe(data, err))}
 	}
 	if err := fc.validate(); err != nil {
 		return nil, err

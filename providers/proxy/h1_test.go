@@ -475,3 +475,27 @@ func TestH1HeadAndIdleTimeouts(t *testing.T) {
 		})
 	}
 }
+
+// TestFileConfigNetHTTPOnly: the YAML switch that turns the h1 loop off is read strictly.
+func TestFileConfigNetHTTPOnly(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		yaml string
+		want bool
+		err  string
+	}{
+		{"upstreams: {stable: [http://127.0.0.1:1]}\n", false, ""},
+		{"upstreams: {stable: [http://127.0.0.1:1]}\nnetHTTPOnly: true\n", true, ""},
+		{"upstreams: {stable: [http://127.0.0.1:1]}\nnetHTTPOnly: maybe\n", false, "netHTTPOnly"},
+	} {
+		fc, err := ParseFileConfig([]byte(tc.yaml))
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: error %v, want one naming %s", tc.yaml, err, tc.err)
+		case tc.err == "" && err != nil:
+			t.Errorf("%q: %v", tc.yaml, err)
+		case tc.err == "" && fc.NetHTTPOnly != tc.want:
+			t.Errorf("%q: NetHTTPOnly %v, want %v", tc.yaml, fc.NetHTTPOnly, tc.want)
+		}
+	}
+}

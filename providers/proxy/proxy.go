@@ -6,9 +6,11 @@
 // The routing table is immutable and swapped atomically, so changes apply from the next request
 // while in-flight requests finish where they started.
 //
-// Bodiless GET, HEAD and OPTIONS requests to plain-http upstreams take a fast path (fast.go) on
-// the handler goroutine with its own keep-alive pool; everything else goes through
-// httputil.ReverseProxy over a tuned http.Transport.
+// Serve takes client connections with the proxy's own HTTP/1.1 loop (h1.go): bodiless GET, HEAD
+// and OPTIONS requests to plain-http upstreams are parsed and proxied there without allocating,
+// over a keep-alive pool of its own; any other request hands its connection to a net/http server
+// running ServeHTTP. In ServeHTTP, the same kind of request takes a fast path (fast.go) over the
+// same pool; everything else goes through httputil.ReverseProxy over a tuned http.Transport.
 //
 // Memory bound of the per-request samples: a fixed ring of Config.SampleCapacity slots (rounded
 // up to a power of two) of 32 bytes each, allocated once in New — 8 MiB (8,388,608 bytes) at the
