@@ -51,4 +51,3 @@ func TestDescribe(t *testing.T) {
 		})
 	}
 }
-
