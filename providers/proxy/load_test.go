@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,7 +30,7 @@ func loadDuration(t *testing.T) time.Duration {
 	return 5 * time.Second
 }
 
-// TestLoadSplitChangesRollbackPromote: 8 clients send requests for the whole run while the admin
+// TestLoadSplitChangesRollbackPromote: 8 clients (one sending POST bodies) send requests for the whole run while the admin
 // API changes the split every 100 ms, rolls back once and promotes once; no client request fails.
 func TestLoadSplitChangesRollbackPromote(t *testing.T) {
 	dur := loadDuration(t)
@@ -70,13 +71,20 @@ func TestLoadSplitChangesRollbackPromote(t *testing.T) {
 	var sent, failed atomic.Int64
 	var wg sync.WaitGroup
 	c := testClient()
-	for range workers {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil && sent.Load() < maxRequests {
 				sent.Add(1)
-				resp, err := c.Get(srv.URL + "/load")
+				// worker 0 sends bodies, which the h1 loop hands to net/http on the same connection
+				var resp *http.Response
+				var err error
+				if w == 0 {
+					resp, err = c.Post(srv.URL+"/load", "text/plain", strings.NewReader("body"))
+				} else {
+					resp, err = c.Get(srv.URL + "/load")
+				}
 				if err != nil {
 					failed.Add(1)
 					t.Errorf("request failed: %v", err)
