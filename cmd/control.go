@@ -305,6 +305,13 @@ func formatStatus(st *rollout.State, held bool, pid int, now time.Time) string {
 		fmt.Fprintf(&b, "step:      %d/%d (%s)\n", st.Step+1, st.Steps, weightPct(st.Weights[st.Step]))
 	}
 	fmt.Fprintf(&b, "split:     %s\n", st.Split)
+	if st.Control == rollout.ControlStable {
+		b.WriteString("control:   stable (no baseline: the canary is compared with stable)\n")
+		if w := st.ControlWindow; w != nil {
+			fmt.Fprintf(&b, "before:    stable observed %s..%s, before the switch (before/after judging)\n",
+				w.Start.UTC().Format(time.RFC3339), w.End.UTC().Format(time.RFC3339))
+		}
+	}
 	if st.Score != nil {
 		fmt.Fprintf(&b, "score:     %s (%s)\n", fmtNumber(*st.Score), st.Verdict)
 	} else if n := len(st.Intervals); n > 0 && st.Intervals[n-1].Reason != "" {
