@@ -485,7 +485,7 @@ func (p *Proxy) serveH1(c *h1Conn, h *h1Head, closing bool) (keep bool) {
 	if up == nil {
 		keep = writeStatus(c.bw, status, keep)
 	} else {
-		status, ci, keep = p.proxyH1(c, h, t, ci, up, keep)
+		status, ci, keep = p.proxyH1(c, h, t, ci, up, keep, start.UnixNano())
 	}
 	end := p.now()
 	p.record(end, end.Sub(start), status, ci, byRule)
@@ -513,9 +513,15 @@ func writeStatus(bw *bufio.Writer, status int, keep bool) bool {
 // proxyH1 sends the request to up (retrying refused connections on other upstreams, and a stale
 // keep-alive connection once on a new one) and copies the answer to the client. It returns the
 // status to record, the cohort that served and whether the client connection stays open.
-func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, keep bool) (int, int, bool) {
+func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, keep bool, now int64) (int, int, bool) {
 	for attempt := 0; ; attempt++ {
-		uc, fresh, err := p.fastConn(context.Background(), up)
+		// (now, the request's start, stands in for the clock in the pool: its idle timeout is 90 s)
+		var err error
+		uc := up.pool.get(now, int64(p.fast.idle))
+		fresh := uc == nil
+		if fresh {
+			uc, err = p.dial(context.Background(), up)
+		}
 		if err == nil {
 			var rh respHead
 			err = p.roundTripH1(uc, c, h, up, &rh)
@@ -527,7 +533,7 @@ func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, ke
 			}
 			if err == nil {
 				up.ok()
-				return rh.status, ci, p.copyResponseH1(c, h, up, uc, &rh, keep)
+				return rh.status, ci, p.copyResponseH1(c, h, up, uc, &rh, keep, now)
 			}
 			if uc != nil {
 				_ = uc.nc.Close()
@@ -631,10 +637,11 @@ func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *
 	// watchClientAfter, a watcher notices a client that leaves meanwhile and ends the wait
 	// (errClientGone), as ServeHTTP's request context does.
 	var deadline time.Time
+	now := time.Now()
 	if p.fast.rht > 0 {
-		deadline = time.Now().Add(p.fast.rht)
+		deadline = now.Add(p.fast.rht)
 	}
-	first := time.Now().Add(watchClientAfter)
+	first := now.Add(watchClientAfter)
 	if !deadline.IsZero() && deadline.Before(first) {
 		first = deadline
 	}
@@ -784,7 +791,7 @@ func skipResponseHeader(name []byte, rh *respHead) bool {
 
 // copyResponseH1 writes the response head and body to the client, returns uc to the pool when its
 // body was read to the end, and reports whether the client connection stays open.
-func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, rh *respHead, keep bool) bool {
+func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, rh *respHead, keep bool, now int64) bool {
 	bw := c.bw
 	noBody := rh.status == http.StatusNoContent || rh.status == http.StatusNotModified || string(h.method) == http.MethodHead
 	untilClose := !noBody && !rh.chunked && rh.clen < 0
@@ -824,7 +831,7 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 	}
 	// (bytes beyond the body mean the upstream does not frame its answers as it says: not reused)
 	if readErr == nil && writeErr == nil && !rh.close && !untilClose && uc.br.Buffered() == 0 {
-		up.pool.put(uc, p.now().UnixNano(), p.fast.perHost)
+		up.pool.put(uc, now, p.fast.perHost)
 	} else {
 		_ = uc.nc.Close()
 	}
