@@ -248,6 +248,34 @@ func batchOf(reqs []providers.Request, control providers.Cohort) sequential.Batc
 	return b
 }
 
+// thinControl keeps the paired tests contemporaneous when stable is the control: stable serves many
+// times the canary's requests, and the analyzer pairs requests in arrival order, keeping the unpaired
+// ones for later, so the surplus would pile up and the canary would be paired with ever older stable
+// requests. Per look, as many stable requests as canary ones are kept for pairing, evenly spaced in
+// arrival order (chosen by position only, never by value, so the tests stay valid); the rest count
+// in the 5xx guard as "stable" requests, which therefore still sees all of stable's traffic.
+func thinControl(b sequential.Batch) sequential.Batch {
+	n, m := len(b.Canary), len(b.Baseline)
+	if m <= n {
+		return b
+	}
+	kept := make([]sequential.Sample, 0, n)
+	next := 0 // index of the next kept sample: i*m/n for i = 0..n-1
+	for j, s := range b.Baseline {
+		if len(kept) < n && j == next {
+			kept = append(kept, s)
+			next = (len(kept) * m) / n
+			continue
+		}
+		b.StableRequests++
+		if s.Failed {
+			b.StableErrors++
+		}
+	}
+	b.Baseline = kept
+	return b
+}
+
 // handleLook is Analyzing in mode sequential: one look per LookInterval.
 func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 	st := e.State()
@@ -284,10 +312,13 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 	e.seq.cursor = until
 	b := batchOf(reqs, e.spec.ControlCohort())
 	e.seq.cohorts.observe(b)
-	v := e.seq.a.Observe(b)
-	e.seq.looks++
 	e.seq.canary += len(b.Canary)
 	e.seq.baseline += len(b.Baseline)
+	if !e.spec.HasBaseline() {
+		b = thinControl(b)
+	}
+	v := e.seq.a.Observe(b)
+	e.seq.looks++
 	e.mu.Lock()
 	e.st.ConsecutiveErrors = 0
 	e.st.NextAnalysisAt = now.Add(q.LookInterval)
