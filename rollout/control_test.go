@@ -13,6 +13,7 @@ import (
 
 	"github.com/canaryctl/canaryctl/analysis/sequential"
 	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/providers/fake"
 	"github.com/canaryctl/canaryctl/providers/kong"
 	"github.com/canaryctl/canaryctl/rollout/deploy"
 )
@@ -488,6 +489,51 @@ func TestBatchOfControl(t *testing.T) {
 			if len(b.Baseline) != tc.control0 || len(b.Canary) != tc.canary || b.StableRequests != int64(tc.stableN) || b.StableErrors != int64(tc.stableErrors) ||
 				b.Baseline[0].LatencyMS != tc.firstControlMS {
 				t.Errorf("batch %+v", b)
+			}
+		})
+	}
+}
+
+// TestSequentialStableControl: mode sequential against stable (no baseline): a good canary passes
+// every step, one with 10% 5xx is rolled back within seconds, and the sentences name stable.
+func TestSequentialStableControl(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		rps       float64
+		canaryErr float64
+		want      Phase
+	}{
+		{"good canary passes every step", 4000, 0.005, Promoted},
+		{"10% 5xx rolled back", 200, 0.10, RolledBack},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			spec := testSpec()
+			spec.Deploy.Baseline = deploy.Target{}
+			spec.Analysis.Mode, spec.Analysis.Control = "", ControlStable
+			spec.SetDefaults()
+			if err := spec.Validate(); err != nil || spec.Analysis.Mode != ModeSequential {
+				t.Fatalf("spec: %v, mode %s", err, spec.Analysis.Mode)
+			}
+			gw := fake.NewGateway()
+			log := newSynthLog(gw, tc.rps, tc.canaryErr, 5)
+			h := newHarness(t, spec, func(c *Config) { c.Requests = log; c.Gateway = gw })
+			st := h.runUntil(20000, terminal)
+			if st.Phase != tc.want {
+				t.Fatalf("phase %s: %s", st.Phase, st.Reason)
+			}
+			last := st.Intervals[len(st.Intervals)-1]
+			if last.Control != ControlStable || last.Cohorts[providers.Stable].Requests == 0 || last.Baseline <= last.Canary {
+				t.Errorf("last interval: control %q, cohorts %v, requests stable %d canary %d: want stable's (many more)", last.Control, last.Cohorts, last.Baseline, last.Canary)
+			}
+			if strings.Contains(h.progress.String(), "baseline") || !strings.Contains(h.progress.String(), "| requests stable ") {
+				t.Errorf("progress lines must name stable, not baseline:\n%s", h.progress.String())
+			}
+			if tc.want == RolledBack {
+				if took := last.At.Sub(last.Start); took > 30*time.Second || !strings.Contains(st.Reason, "vs stable") {
+					t.Errorf("rolled back after %s: %s", took, st.Reason)
+				}
 			}
 		})
 	}
