@@ -260,11 +260,16 @@ gateway:
   type: kong
   kong: {admin: %s, service: web, mode: bluegreen, greenUpstream: web-green, propagation: 50ms, timeout: 2s, log: {flush: 100ms}}
 metrics: {type: kong-log}
-analysis: # mode kayenta and control stable are this mode's defaults
-%ssteps:
+# mode kayenta and control stable are this mode's defaults. Only the 5xx rate is judged: latency
+# before and after the switch drifts on a shared test machine (the weakness of before/after judging).
+analysis:
+  resolution: 1s
+  metrics:
+    - {name: 5xx-rate, kind: error_rate, direction: increase, critical: true, nanStrategy: remove, group: errors}
+steps:
   - {weight: 100, warmup: 1s, interval: 6s, duration: 7s}
 onMarginal: rollback
-`, stable.URL, can.URL, k.AdminURL(), kongModeMetrics), 0o644); err != nil {
+`, stable.URL, can.URL, k.AdminURL()), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			load := startKongLoad(k)
