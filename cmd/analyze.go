@@ -276,6 +276,7 @@ func (o *analyzeOptions) promConfig() (prometheus.Config, error) {
 			// Another server (--prometheus) with the spec's query settings.
 			cfg.QuerySet, cfg.CohortLabel, cfg.CohortValues, cfg.Selector = sp.QuerySet, sp.CohortLabel, sp.CohortValues, sp.Selector
 			cfg.ServiceLabel, cfg.AppMetric, cfg.MinWindow = sp.ServiceLabel, sp.AppMetric, sp.MinWindow
+			cfg.Control = sp.Control // the spec's analysis.control
 		}
 		// Query flags given on the command line win over the spec.
 		if o.changed("query-set") {

@@ -40,6 +40,7 @@ func (o *analyzeOptions) loadSpec(th *judge.Thresholds) (*judge.CanaryConfig, []
 		if err != nil {
 			return nil, nil, fmt.Errorf("--spec %s: metrics.prometheus: %w", o.spec, err)
 		}
+		cfg.Control = spec.ControlCohort() // analysis.control stable: stable's series are the control
 		o.specProm = &cfg
 	}
 	return cc, out, nil
