@@ -193,7 +193,7 @@ func (p *Proxy) dial(ctx context.Context, u *upstream) (*upConn, error) {
 		return nil, err
 	}
 	p.fast.upstreams.Store(u, struct{}{})
-	return &upConn{nc: nc, br: bufio.NewReaderSize(nc, 8<<10), bw: bufio.NewWriterSize(nc, 4<<10)}, nil
+	return &upConn{nc: nc, br: bufio.NewReaderSize(nc, upReadBuf), bw: bufio.NewWriterSize(nc, 4<<10)}, nil
 }
 
 // hopHeaders are removed in both directions (RFC 9110 7.6.1), as httputil.ReverseProxy does.
@@ -241,8 +241,8 @@ func (p *Proxy) fastRoundTrip(uc *upConn, r *http.Request, u *upstream) (*http.R
 	conn := r.Header["Connection"]
 	for k, vv := range r.Header {
 		switch k {
-		case "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
-			continue
+		case "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded":
+			continue // replaced below, as ReverseProxy does (Forwarded is dropped)
 		case "Te":
 			// like ReverseProxy: keep "Te: trailers" only
 			for _, v := range vv {
@@ -344,7 +344,9 @@ func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *up
 			dst[http.TrailerPrefix+k] = vv
 		}
 		_ = resp.Body.Close() // read to EOF: cheap, keeps the connection usable
-		if !resp.Close && watched && ctx.Err() == nil {
+		// not reused after a HEAD whose answer declared a body: the server may still send it
+		headBody := r.Method == http.MethodHead && (resp.ContentLength > 0 || len(resp.TransferEncoding) > 0)
+		if !resp.Close && watched && ctx.Err() == nil && !headBody {
 			c.up.pool.put(uc, p.now().UnixNano(), p.fast.perHost)
 			return
 		}
@@ -356,6 +358,7 @@ func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *up
 		// The upstream broke off mid-body: abort the client's response too, so it is not taken as whole.
 		p.log.Debug("upstream broke off the response body", "upstream", c.up.raw, "err", readErr)
 		c.abort = true
+		c.status = http.StatusBadGateway // a truncated answer is the upstream's failure
 	}
 }
 

@@ -78,6 +78,7 @@ type h1Conn struct {
 	remote string // RemoteAddr as net/http spells it
 	ip     string // client IP for X-Forwarded-For
 	state  atomic.Int32
+	up     atomic.Pointer[upConn] // the upstream connection in use, for a forced shutdown
 }
 
 func newH1Server(p *Proxy, fallback *http.Server, addr net.Addr, rht, idle time.Duration) *h1Server {
@@ -96,8 +97,9 @@ func (s *h1Server) serve(ln net.Listener) error {
 				return http.ErrServerClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
-				// like net/http: back off on temporary accept errors (fd exhaustion)
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+				errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED) {
+				// like net/http: back off on temporary accept errors (descriptor or memory exhaustion)
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				s.p.log.Warn("accept error; retrying", "err", err, "delay", delay)
 				time.Sleep(delay)
@@ -144,9 +146,13 @@ func (s *h1Server) shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		// grace is over: close what is left, unblocking requests that wait for an upstream
 		s.mu.Lock()
 		for c := range s.conns {
 			_ = c.nc.Close()
+			if uc := c.up.Load(); uc != nil {
+				_ = uc.nc.SetDeadline(time.Unix(1, 0))
+			}
 		}
 		s.mu.Unlock()
 		return ctx.Err()
@@ -177,15 +183,22 @@ func (s *h1Server) serveConn(c *h1Conn) {
 		h1Writers.Put(c.bw)
 	}()
 	var h h1Head
-	for {
+	for first := true; ; first = false {
 		if c.br.Buffered() == 0 {
 			// Let the other connections run first: by the time this one reads again, the client's
 			// next request has often arrived, which saves a read that would find nothing (EAGAIN)
 			// and a trip through the poller (bench/RESULTS.md: 3.4 -> 2.3 reads per request).
 			runtime.Gosched()
-			// wait for the next request (idle), then give its head ReadHeaderTimeout to arrive
-			if s.idle > 0 {
-				_ = c.nc.SetReadDeadline(time.Now().Add(s.idle))
+			// Wait for the next request: IdleTimeout between requests, ReadHeaderTimeout for the
+			// first (as net/http: a silent new connection is not kept for the idle time).
+			if wait := s.idle; wait > 0 || s.rht > 0 {
+				if first && s.rht > 0 {
+					wait = s.rht
+				}
+				_ = c.nc.SetReadDeadline(time.Now().Add(wait))
+			}
+			if c.state.Load() == connClosing || s.closing.Load() {
+				return // shutdown came between the check below and the deadline just set
 			}
 			if _, err := c.br.Peek(1); err != nil {
 				return
@@ -290,9 +303,12 @@ func parseHead(buf []byte, h *h1Head) bool {
 	if h.target[0] != '/' {
 		return false
 	}
-	for _, c := range h.target {
+	for i, c := range h.target {
 		if c <= ' ' || c >= 0x7f {
 			return false
+		}
+		if c == '%' && (i+2 >= len(h.target) || !isHex(h.target[i+1]) || !isHex(h.target[i+2])) {
+			return false // a bad escape: net/http answers 400
 		}
 	}
 	pos := eol + 2
@@ -346,6 +362,20 @@ func parseHead(buf []byte, h *h1Head) bool {
 		h.nlines++
 	}
 	return h.host != nil
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// digits reports whether b is 1*DIGIT (RFC 9110 8.6: no sign, no space).
+func digits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 func trimOWS(b []byte) []byte {
@@ -409,7 +439,7 @@ func validHost(b []byte) bool {
 }
 
 // skipRequestHeader reports whether a client header is not forwarded as is: hop-by-hop headers
-// (RFC 9110 7.6.1) and the forwarding headers this proxy writes itself. Te is kept only as
+// (RFC 9110 7.6.1) and the forwarding headers this proxy writes itself (Forwarded included). Te is kept only as
 // "Te: trailers", like ReverseProxy.
 func skipRequestHeader(name, value []byte) bool {
 	switch len(name) {
@@ -417,6 +447,8 @@ func skipRequestHeader(name, value []byte) bool {
 		return asciiEqualFold(name, "Te") && !asciiEqualFold(value, "trailers")
 	case 7:
 		return asciiEqualFold(name, "Trailer")
+	case 9:
+		return asciiEqualFold(name, "Forwarded") // RFC 7239: replaced by X-Forwarded-*, as ReverseProxy does
 	case 10:
 		return asciiEqualFold(name, "Keep-Alive")
 	case 16:
@@ -482,12 +514,16 @@ func (p *Proxy) serveH1(c *h1Conn, h *h1Head, closing bool) (keep bool) {
 	}
 	keep = !h.close && !closing
 	status := http.StatusBadGateway
+	var reuse *upConn
 	if up == nil {
 		keep = writeStatus(c.bw, status, keep)
 	} else {
-		status, ci, keep = p.proxyH1(c, h, t, ci, up, keep, start.UnixNano())
+		status, ci, keep, reuse, up = p.proxyH1(c, h, t, ci, up, keep, start.UnixNano())
 	}
 	end := p.now()
+	if reuse != nil {
+		up.pool.put(reuse, end.UnixNano(), p.fast.perHost)
+	}
 	p.record(end, end.Sub(start), status, ci, byRule)
 	return keep
 }
@@ -512,8 +548,9 @@ func writeStatus(bw *bufio.Writer, status int, keep bool) bool {
 
 // proxyH1 sends the request to up (retrying refused connections on other upstreams, and a stale
 // keep-alive connection once on a new one) and copies the answer to the client. It returns the
-// status to record, the cohort that served and whether the client connection stays open.
-func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, keep bool, now int64) (int, int, bool) {
+// status to record, the cohort that served, whether the client connection stays open, and the
+// upstream connection to return to its upstream's pool (nil when none).
+func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, keep bool, now int64) (status, cohort int, keepClient bool, reuse *upConn, from *upstream) {
 	for attempt := 0; ; attempt++ {
 		// (now, the request's start, stands in for the clock in the pool: its idle timeout is 90 s)
 		var err error
@@ -523,24 +560,29 @@ func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, ke
 			uc, err = p.dial(context.Background(), up)
 		}
 		if err == nil {
+			c.up.Store(uc)
 			var rh respHead
 			err = p.roundTripH1(uc, c, h, up, &rh)
 			if err != nil && !fresh && isStale(err) {
 				_ = uc.nc.Close()
 				if uc, err = p.dial(context.Background(), up); err == nil {
+					c.up.Store(uc)
 					err = p.roundTripH1(uc, c, h, up, &rh)
 				}
 			}
 			if err == nil {
 				up.ok()
-				return rh.status, ci, p.copyResponseH1(c, h, up, uc, &rh, keep, now)
+				status, keep, reuse := p.copyResponseH1(c, h, up, uc, &rh, keep)
+				c.up.Store(nil)
+				return status, ci, keep, reuse, up
 			}
+			c.up.Store(nil)
 			if uc != nil {
 				_ = uc.nc.Close()
 			}
 		}
 		if errors.Is(err, errClientGone) {
-			return 499, ci, false // nginx's convention; nobody to answer
+			return 499, ci, false, nil, nil // nginx's convention; nobody to answer
 		}
 		if !isDialError(err) {
 			status := http.StatusBadGateway
@@ -548,7 +590,7 @@ func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, ke
 				status = http.StatusGatewayTimeout
 			}
 			p.log.Debug("proxy error", "cohort", cohortNames[ci], "upstream", up.raw, "err", err)
-			return status, ci, writeStatus(c.bw, status, keep)
+			return status, ci, writeStatus(c.bw, status, keep), nil, nil
 		}
 		now := p.now().UnixNano()
 		d := up.fail(now, p.backoffBase, p.backoffMax)
@@ -556,7 +598,7 @@ func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, ke
 		p.log.Warn("upstream refused connection; backing off", "upstream", up.raw, "cohort", cohortNames[ci], "backoff", d, "err", err)
 		nci, next := t.next(ci, up, now)
 		if attempt >= 2 || next == nil {
-			return http.StatusBadGateway, ci, writeStatus(c.bw, http.StatusBadGateway, keep)
+			return http.StatusBadGateway, ci, writeStatus(c.bw, http.StatusBadGateway, keep), nil, nil
 		}
 		if nci != ci {
 			p.metrics.fallback.Add(1)
@@ -731,10 +773,15 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 				return fmt.Errorf("%w: header name %q", errUpstreamHead, name)
 			}
 		}
+		for _, c := range value {
+			if (c < ' ' && c != '\t') || c == 0x7f {
+				return fmt.Errorf("%w: control byte in header %q", errUpstreamHead, name)
+			}
+		}
 		switch {
 		case asciiEqualFold(name, "Content-Length"):
 			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 || (rh.clen >= 0 && rh.clen != n) {
+			if !digits(value) || err != nil || (rh.clen >= 0 && rh.clen != n) {
 				return fmt.Errorf("%w: Content-Length %q", errUpstreamHead, value)
 			}
 			rh.clen, sawLength = n, true
@@ -757,7 +804,11 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 			}
 		}
 	}
-	if rh.http10 && keepAlive && !rh.chunked && rh.clen >= 0 {
+	if rh.http10 && rh.chunked {
+		// RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message means its framing is faulty
+		return fmt.Errorf("%w: Transfer-Encoding in an HTTP/1.0 answer", errUpstreamHead)
+	}
+	if rh.http10 && keepAlive && rh.clen >= 0 {
 		rh.close = false
 	}
 	if rh.chunked {
@@ -789,9 +840,10 @@ func skipResponseHeader(name []byte, rh *respHead) bool {
 	return false
 }
 
-// copyResponseH1 writes the response head and body to the client, returns uc to the pool when its
-// body was read to the end, and reports whether the client connection stays open.
-func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, rh *respHead, keep bool, now int64) bool {
+// copyResponseH1 writes the response head and body to the client. It returns the status to record
+// (502 when the upstream broke off the body), whether the client connection stays open, and uc
+// when it may go back to the pool (else it is closed).
+func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, rh *respHead, keep bool) (status int, keepClient bool, reuse *upConn) {
 	bw := c.bw
 	noBody := rh.status == http.StatusNoContent || rh.status == http.StatusNotModified || string(h.method) == http.MethodHead
 	untilClose := !noBody && !rh.chunked && rh.clen < 0
@@ -808,7 +860,7 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 		}
 		bw.Write(line)
 	}
-	if rh.chunked || untilClose {
+	if (rh.chunked || untilClose) && rh.status != http.StatusNoContent {
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
 	if !keep {
@@ -816,37 +868,63 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 	}
 	bw.WriteString("\r\n")
 	_, _ = uc.br.Discard(len(rh.head))
+	// A body that is not all there yet may take long (a stream): from the first wait for it, a
+	// watcher ends the relay if the client leaves, as while waiting for the head.
+	stop := func() {}
+	var gone atomic.Bool
+	r := relay{br: uc.br, bw: bw, onWait: func() {
+		stop = watchClient(c.nc, func() {
+			gone.Store(true)
+			_ = uc.nc.SetReadDeadline(time.Unix(1, 0))
+		})
+	}}
 	var readErr, writeErr error
 	switch {
 	case noBody:
 	case rh.chunked:
-		readErr, writeErr = relayChunked(uc.br, bw)
+		readErr, writeErr = r.chunked()
 	case untilClose:
-		readErr, writeErr = relayUntilClose(uc.br, bw)
+		readErr, writeErr = r.untilClose()
 	default:
-		readErr, writeErr = relayN(uc.br, bw, rh.clen)
+		readErr, writeErr = r.n(rh.clen)
 	}
+	stop()
 	if writeErr == nil {
 		writeErr = bw.Flush()
 	}
-	// (bytes beyond the body mean the upstream does not frame its answers as it says: not reused)
-	if readErr == nil && writeErr == nil && !rh.close && !untilClose && uc.br.Buffered() == 0 {
-		up.pool.put(uc, now, p.fast.perHost)
+	// Reused only at a clean message boundary: bytes beyond the body, or a head that declared a
+	// body the request or status does not allow (a server that may still send it), mean the
+	// upstream does not frame its answers as it says.
+	declared := rh.chunked || rh.clen > 0
+	if readErr == nil && writeErr == nil && !rh.close && !untilClose && uc.br.Buffered() == 0 && !(noBody && declared) {
+		reuse = uc
 	} else {
 		_ = uc.nc.Close()
 	}
-	if readErr != nil {
+	switch {
+	case readErr != nil && gone.Load():
+		return 499, false, reuse // the client left mid-body (nginx's convention)
+	case readErr != nil:
 		// The upstream broke off mid-body: close the client connection too, so the truncated
-		// response is not taken as whole.
+		// response is not taken as whole, and count it as the upstream's failure.
 		p.log.Debug("upstream broke off the response body", "upstream", up.raw, "err", readErr)
-		return false
+		return http.StatusBadGateway, false, reuse
 	}
-	return keep && writeErr == nil
+	return rh.status, keep && writeErr == nil, reuse
+}
+
+// relay copies a body from the upstream's reader br to the client's writer bw.
+type relay struct {
+	br *bufio.Reader
+	bw *bufio.Writer
+	// onWait, when set, is called (once) the first time the relay has to wait for the upstream.
+	onWait func()
 }
 
 // fill makes br have buffered data, flushing bw first when a read would wait for the upstream
 // (so streamed responses reach the client as they come).
-func fill(br *bufio.Reader, bw *bufio.Writer) (readErr, writeErr error) {
+func (r *relay) fill() (readErr, writeErr error) {
+	br, bw := r.br, r.bw
 	if br.Buffered() > 0 {
 		return nil, nil
 	}
@@ -855,14 +933,19 @@ func fill(br *bufio.Reader, bw *bufio.Writer) (readErr, writeErr error) {
 			return nil, err
 		}
 	}
+	if r.onWait != nil {
+		r.onWait()
+		r.onWait = nil
+	}
 	_, err := br.Peek(1)
 	return err, nil
 }
 
-// relayN copies n body bytes.
-func relayN(br *bufio.Reader, bw *bufio.Writer, n int64) (readErr, writeErr error) {
+// n copies n body bytes.
+func (r *relay) n(n int64) (readErr, writeErr error) {
+	br, bw := r.br, r.bw
 	for n > 0 {
-		if readErr, writeErr = fill(br, bw); readErr != nil || writeErr != nil {
+		if readErr, writeErr = r.fill(); readErr != nil || writeErr != nil {
 			if readErr == io.EOF {
 				readErr = io.ErrUnexpectedEOF
 			}
@@ -878,11 +961,12 @@ func relayN(br *bufio.Reader, bw *bufio.Writer, n int64) (readErr, writeErr erro
 	return nil, nil
 }
 
-// relayChunked copies a chunked body as it is, framing and trailers included, checking the framing
+// chunked copies a chunked body as it is, framing and trailers included, checking the framing
 // so the end of the body (and the reuse of the connection) is known exactly.
-func relayChunked(br *bufio.Reader, bw *bufio.Writer) (readErr, writeErr error) {
+func (r *relay) chunked() (readErr, writeErr error) {
+	br, bw := r.br, r.bw
 	line := func() ([]byte, error, error) {
-		if re, we := fill(br, bw); re != nil || we != nil {
+		if re, we := r.fill(); re != nil || we != nil {
 			return nil, re, we
 		}
 		l, err := br.ReadSlice('\n')
@@ -902,12 +986,18 @@ func relayChunked(br *bufio.Reader, bw *bufio.Writer) (readErr, writeErr error) 
 		if re != nil || we != nil {
 			return eofUnexpected(re), we
 		}
+		// chunk-size = 1*HEXDIG, then chunk extensions after BWS ";" (RFC 9112 7.1.1); anything
+		// else (a sign, a leading space) is refused, since readers disagree on it
 		size := l[:len(l)-2]
-		if i := bytes.IndexByte(size, ';'); i >= 0 {
-			size = size[:i]
+		end := 0
+		for end < len(size) && isHex(size[end]) {
+			end++
 		}
-		n, err := strconv.ParseUint(string(trimOWS(size)), 16, 62)
-		if err != nil {
+		if rest := trimOWS(size[end:]); len(rest) > 0 && rest[0] != ';' {
+			end = 0
+		}
+		n, err := strconv.ParseUint(string(size[:end]), 16, 62)
+		if end == 0 || err != nil {
 			return fmt.Errorf("%w: chunk size %q", errUpstreamHead, size), nil
 		}
 		if _, err := bw.Write(l); err != nil {
@@ -927,7 +1017,7 @@ func relayChunked(br *bufio.Reader, bw *bufio.Writer) (readErr, writeErr error) 
 				}
 			}
 		}
-		if re, we := relayN(br, bw, int64(n)); re != nil || we != nil {
+		if re, we := r.n(int64(n)); re != nil || we != nil {
 			return re, we
 		}
 		l, re, we = line()
@@ -950,10 +1040,11 @@ func eofUnexpected(err error) error {
 	return err
 }
 
-// relayUntilClose copies a body delimited by the end of the connection, chunking it for the client.
-func relayUntilClose(br *bufio.Reader, bw *bufio.Writer) (readErr, writeErr error) {
+// untilClose copies a body delimited by the end of the connection, chunking it for the client.
+func (r *relay) untilClose() (readErr, writeErr error) {
+	br, bw := r.br, r.bw
 	for {
-		re, we := fill(br, bw)
+		re, we := r.fill()
 		if we != nil {
 			return nil, we
 		}
@@ -982,6 +1073,15 @@ type prefixConn struct {
 }
 
 func (c *prefixConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// CloseWrite half-closes a TCP connection, which net/http uses to let a client read an error
+// answer before the connection is reset.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
 
 // connListener feeds handed-off connections to the fallback net/http server.
 type connListener struct {

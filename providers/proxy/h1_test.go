@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -371,6 +372,8 @@ func FuzzParseHead(f *testing.F) {
 		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nX: 1\n\r\n\r\n",
+		"GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a%2Fb?q=%41 HTTP/1.1\r\nHost: a\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -408,6 +411,7 @@ func FuzzReadRespHead(f *testing.F) {
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
 		"HTTP/1.0 204 No Content\r\nConnection: keep-alive\r\n\r\n",
 		"HTTP/1.1 404 \r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -418,13 +422,16 @@ func FuzzReadRespHead(f *testing.F) {
 		}
 		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(rh.head)), &http.Request{Method: "GET"})
 		if err != nil {
-			return // net/http is stricter on some status lines; the loop relays them as sent
+			t.Fatalf("the loop accepts a head net/http rejects (%v): %q", err, rh.head)
 		}
 		if resp.StatusCode != rh.status {
 			t.Fatalf("status %d, net/http %d: %q", rh.status, resp.StatusCode, rh.head)
 		}
+		if rh.status < 200 || rh.status == 204 || rh.status == 304 {
+			return // no body whatever the head says (informational answers are skipped)
+		}
 		chunked := len(resp.TransferEncoding) > 0
-		if chunked != rh.chunked || (!chunked && rh.status >= 200 && rh.status != 204 && rh.status != 304 && resp.ContentLength != rh.clen) {
+		if chunked != rh.chunked || (!chunked && resp.ContentLength != rh.clen) {
 			t.Fatalf("framing chunked=%v length=%d, net/http chunked=%v length=%d: %q", rh.chunked, rh.clen, chunked, resp.ContentLength, rh.head)
 		}
 	})
@@ -497,5 +504,108 @@ func TestFileConfigNetHTTPOnly(t *testing.T) {
 		case tc.err == "" && fc.NetHTTPOnly != tc.want:
 			t.Errorf("%q: NetHTTPOnly %v, want %v", tc.yaml, fc.NetHTTPOnly, tc.want)
 		}
+	}
+}
+
+// stallingUpstream sends a response head and part of a body (then reports on started), and stalls
+// until the proxy closes its connection (then reports on closed).
+func stallingUpstream(t *testing.T) (url string, started, closed <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	ch, st := make(chan struct{}, 4), make(chan struct{}, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst part")
+				st <- struct{}{}
+				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				_, _ = br.ReadByte() // returns when the proxy closes the connection
+				ch <- struct{}{}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String(), st, ch
+}
+
+// TestStalledBodyClientLeaves: a client that leaves while the upstream's body stalls frees the
+// upstream connection at once, on both fronts.
+func TestStalledBodyClientLeaves(t *testing.T) {
+	t.Parallel()
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			up, started, closed := stallingUpstream(t)
+			_, srv := startProxyFront(t, Config{Upstreams: map[providers.Cohort][]string{"stable": {up}}}, f.netHTTPOnly)
+			rc := dialRaw(t, srv.URL)
+			if _, err := io.WriteString(rc.c, "GET /stall HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			<-started
+			time.Sleep(50 * time.Millisecond) // let the proxy reach the stalled body
+			_ = rc.c.Close()
+			select {
+			case <-closed:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the upstream connection is still open 5 s after the client left")
+			}
+		})
+	}
+}
+
+// TestShutdownEndsStalledRequests: when the grace period ends, requests still waiting for an
+// upstream are ended and Serve returns, on both fronts.
+func TestShutdownEndsStalledRequests(t *testing.T) {
+	t.Parallel()
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			up, started, closed := stallingUpstream(t)
+			p, err := New(Config{Upstreams: map[providers.Cohort][]string{"stable": {up}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() {
+				done <- p.Serve(ctx, ServeConfig{Listener: ln, ShutdownTimeout: 300 * time.Millisecond, NetHTTPOnly: f.netHTTPOnly})
+			}()
+			rc := dialRaw(t, "http://"+ln.Addr().String())
+			if _, err := io.WriteString(rc.c, "GET /stall HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			<-started
+			time.Sleep(50 * time.Millisecond) // let the proxy reach the stalled body
+			cancel()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("Serve returned %v, want the grace period's deadline", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Serve still running 5 s after a 300 ms grace period")
+			}
+			select {
+			case <-closed:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the stalled upstream connection outlived Serve")
+			}
+		})
 	}
 }

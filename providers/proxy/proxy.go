@@ -548,6 +548,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.metrics.fallback.Add(1)
 	}
 	c := &call{t: t, cohort: ci, byRule: byRule, up: up, status: http.StatusBadGateway}
+	recorded := false
+	defer func() {
+		// ReverseProxy aborts a response whose upstream body broke off by panicking with
+		// http.ErrAbortHandler: record it as the upstream's failure, then let the server abort.
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler && !recorded {
+				end := p.now()
+				p.record(end, end.Sub(start), http.StatusBadGateway, c.cohort, c.byRule)
+			}
+			panic(v)
+		}
+	}()
 	switch {
 	case up == nil:
 		http.Error(w, "no upstream", http.StatusBadGateway)
@@ -558,6 +570,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	end := p.now()
 	p.record(end, end.Sub(start), c.status, c.cohort, c.byRule)
+	recorded = true
 	if c.abort {
 		panic(http.ErrAbortHandler) // the server closes the client connection without logging
 	}

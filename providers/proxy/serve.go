@@ -64,9 +64,9 @@ func (p *Proxy) Serve(ctx context.Context, cfg ServeConfig) error {
 				_ = cfg.Listener.Close()
 				return h1.shutdown(ctx)
 			}},
-			server{func() error { return data.Serve(h1.handoff) }, data.Shutdown})
+			server{func() error { return data.Serve(h1.handoff) }, shutdownOrClose(data)})
 	} else {
-		servers = append(servers, server{func() error { return data.Serve(cfg.Listener) }, data.Shutdown})
+		servers = append(servers, server{func() error { return data.Serve(cfg.Listener) }, shutdownOrClose(data)})
 	}
 	if cfg.AdminListener != nil {
 		h, err := p.AdminHandler(cfg.Admin)
@@ -100,4 +100,16 @@ func (p *Proxy) Serve(ctx context.Context, cfg ServeConfig) error {
 	}
 	_ = p.Close()
 	return first
+}
+
+// shutdownOrClose shuts s down gracefully and, when the grace period ends first, closes its
+// connections, which cancels the requests still running (and their upstream calls).
+func shutdownOrClose(s *http.Server) func(context.Context) error {
+	return func(ctx context.Context) error {
+		err := s.Shutdown(ctx)
+		if err != nil {
+			_ = s.Close()
+		}
+		return err
+	}
 }
