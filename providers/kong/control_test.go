@@ -73,3 +73,37 @@ func TestNoBaselineModesAttributeStable(t *testing.T) {
 		})
 	}
 }
+
+// TestTargetsWithoutBaseline: mode targets also runs a rollout compared with stable (analysis.control
+// stable): only the canary's target is added, the split has no baseline share and reads back exactly,
+// and a rollback leaves the stable targets with their weights.
+func TestTargetsWithoutBaseline(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	r := newRouter(t, f.config(ModeTargets))
+	if err := r.SetUpstreams(ctx(t), providers.Stable, []string{f.stable[0].URL, f.stable[1].URL}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SetUpstreams(ctx(t), providers.Canary, []string{f.canary.URL}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []providers.Split{{Canary: 250}, {Canary: 1000}, {Canary: 5000}} {
+		if err := r.SetSplit(ctx(t), want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.Split(ctx(t))
+		if err != nil || got != want {
+			t.Fatalf("split %v (%v), want %v", got, err, want)
+		}
+	}
+	if ts := f.kong.Targets("web-up"); len(ts) != 3 {
+		t.Fatalf("targets %+v: want the two stable ones and the canary", ts)
+	}
+	if err := r.Rollback(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	ts := f.kong.Targets("web-up")
+	if len(ts) != 2 || ts[0].Weight != 100 || ts[1].Weight != 100 {
+		t.Fatalf("after rollback %+v: want the stable targets at weight 100", ts)
+	}
+}
