@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/canaryctl/canaryctl/analysis/sequential"
+	"github.com/canaryctl/canaryctl/internal/yamlerr"
 	"github.com/canaryctl/canaryctl/providers"
 	"github.com/canaryctl/canaryctl/providers/kong"
 	"github.com/canaryctl/canaryctl/providers/prometheus"
@@ -286,7 +287,7 @@ func ParseSpec(r io.Reader) (*Spec, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &SpecError{Field: "(file)", Msg: "empty; start from the example in rollout/README.md"}
 		}
-		return nil, &SpecError{Field: "(yaml)", Msg: oneLine(err.Error()) + "; fix the YAML (field names are case-sensitive, see rollout/README.md)"}
+		return nil, &SpecError{Field: "(yaml)", Msg: oneLine(yamlerr.Describe(data, err)) + "; fix the YAML (field names are case-sensitive, see rollout/README.md)"}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {

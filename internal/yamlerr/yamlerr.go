@@ -70,26 +70,34 @@ func walk(n *yaml.Node, path string, paths map[int][]string) {
 	}
 }
 
-// commonPath is the deepest path that all paths on a line lie under: the field itself on a line
-// with one, the enclosing field when a flow collection puts several on one line (yaml.v3 reports
-// lines, not columns).
+// commonPath names the field of a line: the deepest path when the paths on it form one chain (a
+// list item and its first key), their common ancestor when a flow collection puts sibling fields on
+// one line (yaml.v3 reports lines, not columns).
 func commonPath(ps []string) string {
 	if len(ps) == 0 {
 		return ""
 	}
-	common := ps[0]
+	common, siblings := ps[0], false
 	for _, p := range ps[1:] {
 		switch {
-		case strings.HasPrefix(p, common+".") || strings.HasPrefix(p, common+"[") || p == common:
-		case strings.HasPrefix(common, p+".") || strings.HasPrefix(common, p+"["):
-			common = p
-		default:
-			for common != "" && !strings.HasPrefix(p, common+".") && !strings.HasPrefix(p, common+"[") && p != common {
+		case under(p, common): // one chain ("- weight: x": the item and its key): the deepest
+			if !siblings {
+				common = p
+			}
+		case under(common, p):
+		default: // siblings: their common ancestor, from then on
+			siblings = true
+			for common != "" && !under(p, common) {
 				common = parent(common)
 			}
 		}
 	}
 	return common
+}
+
+// under reports whether path p is q or lies under it.
+func under(p, q string) bool {
+	return p == q || strings.HasPrefix(p, q+".") || strings.HasPrefix(p, q+"[")
 }
 
 // parent drops the last segment of a path ("a.b[2]" -> "a.b", "a.b" -> "a").
