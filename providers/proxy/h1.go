@@ -851,6 +851,9 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 	untilClose := !noBody && !rh.chunked && rh.clen < 0
 	bw.WriteString("HTTP/1.1 ")
 	bw.Write(rh.rest)
+	if len(rh.rest) == 3 {
+		bw.WriteByte(' ') // "HTTP/1.1 200" without a reason: the space after the code is required
+	}
 	bw.WriteString("\r\n")
 	eol := bytes.Index(rh.head, []byte("\r\n"))
 	for pos := eol + 2; pos < len(rh.head)-2; {

@@ -198,6 +198,7 @@ func TestH1RelaysEveryResponseFraming(t *testing.T) {
 	t.Parallel()
 	up := newScriptedUpstream(t, map[string]string{
 		"/cl":           "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello",
+		"/no-reason":    "HTTP/1.1 201\r\nContent-Length: 0\r\n\r\n",
 		"/chunked":      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n",
 		"/until-close!": "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close",
 		"/http10!":      "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
@@ -235,6 +236,7 @@ func TestH1RelaysEveryResponseFraming(t *testing.T) {
 		{"GET", "/304", 304, "", func(r *http.Response) string { return "ETag=" + r.Header.Get("ETag") }, `ETag="x"`},
 		{"HEAD", "/cl", 200, "", func(r *http.Response) string { return fmt.Sprintf("length=%d", r.ContentLength) }, "length=5"},
 		{"GET", "/early", 200, "ok", nil, ""},
+		{"GET", "/no-reason", 201, "", func(r *http.Response) string { return r.Status }, "201 "},
 		{"GET", "/hop", 200, "", func(r *http.Response) string {
 			return fmt.Sprintf("X-Secret=%q Keep-Alive=%q", r.Header.Get("X-Secret"), r.Header.Get("Keep-Alive"))
 		}, `X-Secret="" Keep-Alive=""`},
@@ -270,7 +272,7 @@ func TestH1RelaysEveryResponseFraming(t *testing.T) {
 		}
 	}
 	reqs, _ := p.Requests(t.Context(), time.Now().Add(-time.Minute), time.Now().Add(time.Second))
-	if want := 15 + 1; len(reqs) != want {
+	if want := 16 + 1; len(reqs) != want {
 		t.Errorf("%d samples recorded, want %d", len(reqs), want)
 	}
 }
