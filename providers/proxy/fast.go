@@ -193,7 +193,8 @@ func (p *Proxy) dial(ctx context.Context, u *upstream) (*upConn, error) {
 		return nil, err
 	}
 	p.fast.upstreams.Store(u, struct{}{})
-	return &upConn{nc: nc, br: bufio.NewReaderSize(nc, upReadBuf), bw: bufio.NewWriterSize(nc, 4<<10)}, nil
+	uio := connIO(nc)
+	return &upConn{nc: nc, br: bufio.NewReaderSize(uio, upReadBuf), bw: bufio.NewWriterSize(uio, 4<<10)}, nil
 }
 
 // hopHeaders are removed in both directions (RFC 9110 7.6.1), as httputil.ReverseProxy does.

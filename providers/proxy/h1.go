@@ -169,9 +169,10 @@ func (s *h1Server) forget(c *h1Conn) {
 func (s *h1Server) serveConn(c *h1Conn) {
 	defer s.forget(c)
 	c.br = h1Readers.Get().(*bufio.Reader)
-	c.br.Reset(c.nc)
+	cio := connIO(c.nc)
+	c.br.Reset(cio)
 	c.bw = h1Writers.Get().(*bufio.Writer)
-	c.bw.Reset(c.nc)
+	c.bw.Reset(cio)
 	handedOff := false
 	defer func() {
 		if !handedOff {

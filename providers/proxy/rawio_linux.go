@@ -1,0 +1,103 @@
+//go:build linux
+
+package proxy
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// rawIO reads and writes a socket with raw read(2)/write(2) calls on its non-blocking
+// descriptor, waiting on Go's poller only when a call would block (EAGAIN), so deadlines work as
+// on the net.Conn itself.
+//
+// Why: a syscall made through the runtime's entersyscall is one sysmon may take the P away from
+// when it lasts over 20 µs — and a loopback write often does, because the woken peer runs first on
+// the way out of the call. With one P (a pinned core) that hand-off costs thread switches and keeps
+// sysmon waking every few tens of µs (8% of the proxy's CPU in bench/RESULTS.md). A read or write on
+// a non-blocking socket never blocks, so it need not be announced to the scheduler.
+type rawIO struct {
+	rc syscall.RawConn
+}
+
+// newRawIO returns a reader/writer for nc, or nil when nc has no raw descriptor.
+func newRawIO(nc net.Conn) *rawIO {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return &rawIO{rc: rc}
+}
+
+func (r *rawIO) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	var n int
+	var errno syscall.Errno
+	err := r.rc.Read(func(fd uintptr) bool {
+		for {
+			m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+			switch e {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false // wait until readable
+			}
+			n, errno = int(m), e
+			return true
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return 0, os.NewSyscallError("read", errno)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (r *rawIO) Write(b []byte) (int, error) {
+	done := 0
+	var errno syscall.Errno
+	err := r.rc.Write(func(fd uintptr) bool {
+		for done < len(b) {
+			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[done])), uintptr(len(b)-done))
+			switch e {
+			case 0:
+				done += int(m)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false // wait until writable
+			default:
+				errno = e
+				return true
+			}
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return done, err
+	case errno != 0:
+		return done, os.NewSyscallError("write", errno)
+	}
+	return done, nil
+}
+
+// connIO is what the h1 loop and the upstream pool read and write nc through.
+func connIO(nc net.Conn) io.ReadWriter {
+	if r := newRawIO(nc); r != nil {
+		return r
+	}
+	return nc
+}
