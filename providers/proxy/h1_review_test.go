@@ -4,7 +4,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -19,42 +18,6 @@ import (
 
 	"github.com/canaryctl/canaryctl/providers"
 )
-
-func stableOnly(u string) Config {
-	return Config{Upstreams: map[providers.Cohort][]string{"stable": {u}}}
-}
-
-// serveFor runs Serve on 127.0.0.1 with sc and returns its address and a stop that reports how
-// long Serve took to return.
-func serveFor(t *testing.T, cfg Config, sc ServeConfig) (addr string, stop func() (time.Duration, error)) {
-	t.Helper()
-	p, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sc.Listener == nil {
-		if sc.Listener, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, sc) }()
-	var once sync.Once
-	var took time.Duration
-	var serveErr error
-	stop = func() (time.Duration, error) {
-		once.Do(func() {
-			start := time.Now()
-			cancel()
-			serveErr = <-done
-			took = time.Since(start)
-		})
-		return took, serveErr
-	}
-	t.Cleanup(func() { stop() })
-	return sc.Listener.Addr().String(), stop
-}
 
 // flakyListener fails its first Accept with a temporary error.
 type flakyListener struct {

@@ -105,45 +105,30 @@ type scriptedUpstream struct {
 
 func newScriptedUpstream(t *testing.T, answers map[string]string) *scriptedUpstream {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &scriptedUpstream{url: "http://" + ln.Addr().String()}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
+	u := &scriptedUpstream{}
+	u.url = rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		u.conns.Add(1)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			u.conns.Add(1)
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					body, _ := io.ReadAll(req.Body)
-					a, closeAfter := answers[req.URL.Path], false
-					if a == "" {
-						a, closeAfter = answers[req.URL.Path+"!"], true
-					}
-					if a == "" {
-						a = fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.Method)+1+len(body), req.Method+" "+string(body))
-					}
-					if req.Method == http.MethodHead {
-						a = a[:strings.Index(a, "\r\n\r\n")+4] // the head only, as a server must
-					}
-					if _, err := io.WriteString(c, a); err != nil || closeAfter {
-						return
-					}
-				}
-			}()
+			body, _ := io.ReadAll(req.Body)
+			a, closeAfter := answers[req.URL.Path], false
+			if a == "" {
+				a, closeAfter = answers[req.URL.Path+"!"], true
+			}
+			if a == "" {
+				a = fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.Method)+1+len(body), req.Method+" "+string(body))
+			}
+			if req.Method == http.MethodHead {
+				a = a[:strings.Index(a, "\r\n\r\n")+4] // the head only, as a server must
+			}
+			if _, err := io.WriteString(c, a); err != nil || closeAfter {
+				return
+			}
 		}
-	}()
+	})
 	return u
 }
 
@@ -444,20 +429,7 @@ func FuzzReadRespHead(f *testing.F) {
 func TestH1HeadAndIdleTimeouts(t *testing.T) {
 	t.Parallel()
 	up := newScriptedUpstream(t, map[string]string{"/a": "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"})
-	p, err := New(Config{Upstreams: map[providers.Cohort][]string{"stable": {up.url}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		done <- p.Serve(ctx, ServeConfig{Listener: ln, ReadHeaderTimeout: 200 * time.Millisecond, IdleTimeout: 400 * time.Millisecond})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	addr, _ := serveFor(t, stableOnly(up.url), ServeConfig{ReadHeaderTimeout: 200 * time.Millisecond, IdleTimeout: 400 * time.Millisecond})
 	for _, tc := range []struct {
 		name  string
 		first string // sent before waiting
@@ -467,7 +439,7 @@ func TestH1HeadAndIdleTimeouts(t *testing.T) {
 		{"idle after a request", "GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 400 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rc := dialRaw(t, "http://"+ln.Addr().String())
+			rc := dialRaw(t, "http://"+addr)
 			start := time.Now()
 			if _, err := io.WriteString(rc.c, tc.first); err != nil {
 				t.Fatal(err)
@@ -513,33 +485,18 @@ func TestFileConfigNetHTTPOnly(t *testing.T) {
 // until the proxy closes its connection (then reports on closed).
 func stallingUpstream(t *testing.T) (url string, started, closed <-chan struct{}) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
 	ch, st := make(chan struct{}, 4), make(chan struct{}, 4)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err != nil {
-					return
-				}
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst part")
-				st <- struct{}{}
-				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				_, _ = br.ReadByte() // returns when the proxy closes the connection
-				ch <- struct{}{}
-			}()
+	url = rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
 		}
-	}()
-	return "http://" + ln.Addr().String(), st, ch
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst part")
+		st <- struct{}{}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _ = br.ReadByte() // returns when the proxy closes the connection
+		ch <- struct{}{}
+	})
+	return url, st, ch
 }
 
 // TestStalledBodyClientLeaves: a client that leaves while the upstream's body stalls frees the
@@ -575,33 +532,15 @@ func TestShutdownEndsStalledRequests(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			t.Parallel()
 			up, started, closed := stallingUpstream(t)
-			p, err := New(Config{Upstreams: map[providers.Cohort][]string{"stable": {up}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(t.Context())
-			done := make(chan error, 1)
-			go func() {
-				done <- p.Serve(ctx, ServeConfig{Listener: ln, ShutdownTimeout: 300 * time.Millisecond, NetHTTPOnly: f.netHTTPOnly})
-			}()
-			rc := dialRaw(t, "http://"+ln.Addr().String())
+			addr, stop := serveFor(t, stableOnly(up), ServeConfig{ShutdownTimeout: 300 * time.Millisecond, NetHTTPOnly: f.netHTTPOnly})
+			rc := dialRaw(t, "http://"+addr)
 			if _, err := io.WriteString(rc.c, "GET /stall HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 				t.Fatal(err)
 			}
 			<-started
 			time.Sleep(50 * time.Millisecond) // let the proxy reach the stalled body
-			cancel()
-			select {
-			case err := <-done:
-				if !errors.Is(err, context.DeadlineExceeded) {
-					t.Fatalf("Serve returned %v, want the grace period's deadline", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("Serve still running 5 s after a 300 ms grace period")
+			if took, err := stop(); !errors.Is(err, context.DeadlineExceeded) || took > 5*time.Second {
+				t.Fatalf("Serve returned %v after %v, want the grace period's deadline soon after 300 ms", err, took)
 			}
 			select {
 			case <-closed:

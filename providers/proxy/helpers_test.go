@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,26 +77,54 @@ var fronts = []struct {
 // startProxyFront is startProxy with the choice of front: the h1 loop, or net/http only.
 func startProxyFront(t testing.TB, cfg Config, netHTTPOnly bool) (*Proxy, *served) {
 	t.Helper()
+	p, addr, _ := serveProxy(t, cfg, ServeConfig{ShutdownTimeout: 5 * time.Second, NetHTTPOnly: netHTTPOnly})
+	return p, &served{URL: "http://" + addr}
+}
+
+func stableOnly(u string) Config {
+	return Config{Upstreams: map[providers.Cohort][]string{"stable": {u}}}
+}
+
+// serveFor runs Serve on 127.0.0.1 (or sc.Listener) with sc and returns its address and a stop
+// that reports how long Serve took to return and what it returned (it also runs at cleanup).
+func serveFor(t testing.TB, cfg Config, sc ServeConfig) (addr string, stop func() (time.Duration, error)) {
+	t.Helper()
+	_, addr, stop = serveProxy(t, cfg, sc)
+	return addr, stop
+}
+
+func serveProxy(t testing.TB, cfg Config, sc ServeConfig) (p *Proxy, addr string, stop func() (time.Duration, error)) {
+	t.Helper()
 	p, err := New(cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	if sc.Listener == nil {
+		if sc.Listener, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- p.Serve(ctx, ServeConfig{Listener: ln, ShutdownTimeout: 5 * time.Second, NetHTTPOnly: netHTTPOnly})
-	}()
+	go func() { done <- p.Serve(ctx, sc) }()
+	var once sync.Once
+	var took time.Duration
+	var serveErr error
+	stop = func() (time.Duration, error) {
+		once.Do(func() {
+			start := time.Now()
+			cancel()
+			serveErr = <-done
+			took = time.Since(start)
+		})
+		return took, serveErr
+	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if _, err := stop(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return p, &served{URL: "http://" + ln.Addr().String()}
+	return p, sc.Listener.Addr().String(), stop
 }
 
 func testClient() *http.Client {
