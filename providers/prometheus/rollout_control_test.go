@@ -1,7 +1,6 @@
 package prometheus_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -69,40 +68,11 @@ func TestRolloutWithPrometheusStableControl(t *testing.T) {
 			if err != nil || !strings.Contains(q, `cohort="stable"`) {
 				t.Fatalf("control query %q (%v): want the stable cohort", q, err)
 			}
-			root := t.TempDir()
-			store, err := rollout.OpenStore(rollout.StoreConfig{Root: root, Service: spec.Service})
+			dep, err := spec.NewDeployer(deploy.Options{Service: spec.Service, LogDir: t.TempDir()})
 			if err != nil {
 				t.Fatal(err)
 			}
-			dep, err := spec.NewDeployer(deploy.Options{Service: spec.Service, LogDir: root})
-			if err != nil {
-				t.Fatal(err)
-			}
-			judge, err := rollout.NewKayentaJudge(rollout.KayentaJudgeConfig{Analysis: spec.Analysis})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var progress strings.Builder
-			eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: s.px, Metrics: metrics, Deployer: dep, Judge: judge,
-				Store: store, Progress: &progress, PollInterval: 100 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { eng.Close() })
-			ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
-			defer cancel()
-			stopLoad, cancelLoad := context.WithCancel(ctx)
-			wait := s.load(stopLoad)
-			if err := eng.Start(ctx); err != nil {
-				t.Fatalf("start: %v", err)
-			}
-			out, err := eng.Run(ctx)
-			cancelLoad()
-			wait()
-			t.Logf("progress:\n%s", progress.String())
-			if err != nil {
-				t.Fatalf("run: %v", err)
-			}
+			out, eng := s.runEngine(t, spec, metrics, dep)
 			if out.Phase != tc.want {
 				t.Fatalf("outcome %+v, want %s", out, tc.want)
 			}

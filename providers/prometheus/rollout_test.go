@@ -58,6 +58,42 @@ func newRolloutSite(t *testing.T, canaryDelay time.Duration) *rolloutSite {
 }
 
 // load sends requests through the proxy from 4 clients until ctx ends (at most 20000).
+// runEngine runs a rollout of spec through this site's proxy with metrics and dep, under load, and
+// returns its outcome and the engine (for its state).
+func (s *rolloutSite) runEngine(t *testing.T, spec *rollout.Spec, metrics rollout.Metrics, dep rollout.Deployer) (rollout.Outcome, *rollout.Engine) {
+	t.Helper()
+	store, err := rollout.OpenStore(rollout.StoreConfig{Root: t.TempDir(), Service: spec.Service})
+	if err != nil {
+		t.Fatal(err)
+	}
+	judge, err := rollout.NewKayentaJudge(rollout.KayentaJudgeConfig{Analysis: spec.Analysis})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress strings.Builder
+	eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: s.px, Metrics: metrics, Deployer: dep, Judge: judge,
+		Store: store, Progress: &progress, PollInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
+	defer cancel()
+	stopLoad, cancelLoad := context.WithCancel(ctx)
+	wait := s.load(stopLoad)
+	if err := eng.Start(ctx); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	out, err := eng.Run(ctx)
+	cancelLoad()
+	wait()
+	t.Logf("progress:\n%s", progress.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return out, eng
+}
+
 func (s *rolloutSite) load(ctx context.Context) (wait func()) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -127,40 +163,11 @@ func TestRolloutWithPrometheusMetrics(t *testing.T) {
 		if err := metrics.Preflight(t.Context(), spec.MetricDefs(), providers.Window{End: time.Now(), Step: time.Second}); err != nil {
 			t.Fatalf("preflight: %v", err)
 		}
-		root := t.TempDir()
-		store, err := rollout.OpenStore(rollout.StoreConfig{Root: root, Service: spec.Service})
+		dep, err := deploy.New(spec.Deploy, deploy.Options{Service: spec.Service, LogDir: t.TempDir()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		dep, err := deploy.New(spec.Deploy, deploy.Options{Service: spec.Service, LogDir: root})
-		if err != nil {
-			t.Fatal(err)
-		}
-		judge, err := rollout.NewKayentaJudge(rollout.KayentaJudgeConfig{Analysis: spec.Analysis})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var progress strings.Builder
-		eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: s.px, Metrics: metrics, Deployer: dep, Judge: judge,
-			Store: store, Progress: &progress, PollInterval: 100 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { eng.Close() })
-		ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
-		defer cancel()
-		stopLoad, cancelLoad := context.WithCancel(ctx)
-		wait := s.load(stopLoad)
-		if err := eng.Start(ctx); err != nil {
-			t.Fatalf("start: %v", err)
-		}
-		out, err := eng.Run(ctx)
-		cancelLoad()
-		wait()
-		t.Logf("progress:\n%s", progress.String())
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
+		out, _ := s.runEngine(t, spec, metrics, dep)
 		return out, spec
 	}
 
