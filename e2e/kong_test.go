@@ -110,6 +110,20 @@ func kongEntities(t *testing.T, k *kongtest.Server, entities ...[2]any) {
 }
 
 // reportOf parses `run -o json`.
+// runUnderKongLoad runs `canaryctl run --spec spec -o json` while clients send requests through k,
+// checks the exit code and returns the run, the answers per cohort during it and the JSON report.
+func runUnderKongLoad(t *testing.T, k *kongtest.Server, spec, dir string, code int) (result, map[string]int, map[string]any) {
+	t.Helper()
+	load := startKongLoad(k)
+	r := run(t, 90*time.Second, nil, "run", "--spec", spec, "--state-dir", filepath.Join(dir, "state"), "-o", "json")
+	during := load.end()
+	t.Logf("answers during the run %v; stderr:\n%s", during, r.stderr)
+	if r.code != code {
+		t.Fatalf("exit %d, want %d", r.code, code)
+	}
+	return r, during, reportOf(t, r)
+}
+
 func reportOf(t *testing.T, r result) map[string]any {
 	t.Helper()
 	var rep map[string]any
@@ -176,14 +190,7 @@ onMarginal: rollback
 `, stable.URL, can.URL, k.AdminURL(), tc.mode, kongModeMetrics), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			load := startKongLoad(k)
-			r := run(t, 90*time.Second, nil, "run", "--spec", spec, "--state-dir", filepath.Join(dir, "state"), "-o", "json")
-			during := load.end()
-			t.Logf("answers during the run %v; stderr:\n%s", during, r.stderr)
-			if r.code != tc.code {
-				t.Fatalf("exit %d, want %d", r.code, tc.code)
-			}
-			rep := reportOf(t, r)
+			r, during, rep := runUnderKongLoad(t, k, spec, dir, tc.code)
 			if rep["control"] != "stable" || !strings.Contains(fmt.Sprint(rep["controlNote"]), "canary-plugin has no baseline cohort") {
 				t.Errorf("report control %v (%v), want stable by default for canary-plugin", rep["control"], rep["controlNote"])
 			}
@@ -272,14 +279,7 @@ onMarginal: rollback
 `, stable.URL, can.URL, k.AdminURL()), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			load := startKongLoad(k)
-			r := run(t, 90*time.Second, nil, "run", "--spec", spec, "--state-dir", filepath.Join(dir, "state"), "-o", "json")
-			during := load.end()
-			t.Logf("answers during the run %v; stderr:\n%s", during, r.stderr)
-			if r.code != tc.code {
-				t.Fatalf("exit %d, want %d", r.code, tc.code)
-			}
-			rep := reportOf(t, r)
+			r, during, rep := runUnderKongLoad(t, k, spec, dir, tc.code)
 			cw, _ := rep["controlWindow"].(map[string]any)
 			if rep["control"] != "stable" || cw == nil || !strings.Contains(fmt.Sprint(rep["controlNote"]), "before/after") {
 				t.Fatalf("report control %v window %v note %v; want stable before/after", rep["control"], rep["controlWindow"], rep["controlNote"])
