@@ -152,18 +152,11 @@ func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, c *call) {
 			w.WriteHeader(c.status)
 			return
 		}
-		now := p.now().UnixNano()
-		d := c.up.fail(now, p.backoffBase, p.backoffMax)
-		p.metrics.refused.Add(1)
-		p.log.Warn("upstream refused connection; backing off", "upstream", c.up.raw, "cohort", cohortNames[c.cohort], "backoff", d, "err", err)
-		ci, next := c.t.next(c.cohort, c.up, now)
-		if attempt >= 2 || next == nil {
+		ci, next := p.refused(c.t, c.cohort, c.up, err, attempt < 2)
+		if next == nil {
 			c.status = http.StatusBadGateway
 			w.WriteHeader(c.status)
 			return
-		}
-		if ci != c.cohort {
-			p.metrics.fallback.Add(1)
 		}
 		c.cohort, c.up = ci, next
 		if !next.fast {

@@ -505,17 +505,12 @@ func (h *h1Head) request(remote string) *http.Request {
 func (p *Proxy) serveH1(c *h1Conn, h *h1Head, closing bool) (keep bool) {
 	start := p.now()
 	t := p.table.Load()
-	var want int
-	var byRule bool
+	var r *http.Request // built only for rules and sticky hashing
 	if p.needInfo {
-		want, byRule = p.decide(t, h.request(c.remote))
-	} else {
-		want = int(t.wheel[p.wheelPos.Add(1)%uint64(len(t.wheel))])
+		r = h.request(c.remote)
 	}
-	ci, up := t.route(want, start.UnixNano())
-	if ci != want {
-		p.metrics.fallback.Add(1)
-	}
+	want, byRule := p.decide(t, r)
+	ci, up := p.route(t, want, start.UnixNano())
 	keep = !h.close && !closing
 	status := http.StatusBadGateway
 	var reuse *upConn
@@ -596,16 +591,9 @@ func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, ke
 			p.log.Debug("proxy error", "cohort", cohortNames[ci], "upstream", up.raw, "err", err)
 			return status, ci, writeStatus(c.bw, status, keep), nil, nil
 		}
-		now := p.now().UnixNano()
-		d := up.fail(now, p.backoffBase, p.backoffMax)
-		p.metrics.refused.Add(1)
-		p.log.Warn("upstream refused connection; backing off", "upstream", up.raw, "cohort", cohortNames[ci], "backoff", d, "err", err)
-		nci, next := t.next(ci, up, now)
-		if attempt >= 2 || next == nil {
+		nci, next := p.refused(t, ci, up, err, attempt < 2)
+		if next == nil {
 			return http.StatusBadGateway, ci, writeStatus(c.bw, http.StatusBadGateway, keep), nil, nil
-		}
-		if nci != ci {
-			p.metrics.fallback.Add(1)
 		}
 		ci, up = nci, next
 	}

@@ -497,8 +497,17 @@ func callFrom(ctx context.Context) *call {
 	return c
 }
 
+// route picks the upstream for cohort want in t, counting a fallback when want has no healthy one.
+func (p *Proxy) route(t *table, want int, now int64) (int, *upstream) {
+	ci, up := t.route(want, now)
+	if ci != want {
+		p.metrics.fallback.Add(1)
+	}
+	return ci, up
+}
+
 // decide chooses the cohort of a request: deny list, rules, allow list, then the split (sticky
-// bucket or the exact wheel).
+// bucket or the exact wheel). r is only read when rules or hashing are configured (needInfo).
 func (p *Proxy) decide(t *table, r *http.Request) (ci int, byRule bool) {
 	if !p.needInfo {
 		return int(t.wheel[p.wheelPos.Add(1)%providers.BasisPoints]), false
@@ -543,10 +552,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := p.now()
 	t := p.table.Load()
 	want, byRule := p.decide(t, r)
-	ci, up := t.route(want, start.UnixNano())
-	if ci != want {
-		p.metrics.fallback.Add(1)
-	}
+	ci, up := p.route(t, want, start.UnixNano())
 	c := &call{t: t, cohort: ci, byRule: byRule, up: up, status: http.StatusBadGateway}
 	recorded := false
 	defer func() {
@@ -648,19 +654,9 @@ func (rt *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !isDialError(err) {
 			return nil, err
 		}
-		now := p.now().UnixNano()
-		d := c.up.fail(now, p.backoffBase, p.backoffMax)
-		p.metrics.refused.Add(1)
-		p.log.Warn("upstream refused connection; backing off", "upstream", c.up.raw, "cohort", cohortNames[c.cohort], "backoff", d, "err", err)
-		if attempt >= 2 || (req.Body != nil && req.Body != http.NoBody) {
-			return nil, err
-		}
-		ci, next := c.t.next(c.cohort, c.up, now)
+		ci, next := p.refused(c.t, c.cohort, c.up, err, attempt < 2 && (req.Body == nil || req.Body == http.NoBody))
 		if next == nil {
 			return nil, err
-		}
-		if ci != c.cohort {
-			p.metrics.fallback.Add(1)
 		}
 		c.cohort, c.up = ci, next
 		req = req.Clone(req.Context())
@@ -669,6 +665,25 @@ func (rt *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 			req.Host = ""
 		}
 	}
+}
+
+// refused handles an upstream that refused a connection (err): it backs the upstream off and,
+// when retry is set, returns the upstream to try next — another of the same cohort, else stable's
+// (counted as a fallback) — or nil when there is none or no retry. Every proxy path (the h1 loop,
+// the fast path, ReverseProxy's transport) fails over through here.
+func (p *Proxy) refused(t *table, ci int, up *upstream, err error, retry bool) (int, *upstream) {
+	now := p.now().UnixNano()
+	d := up.fail(now, p.backoffBase, p.backoffMax)
+	p.metrics.refused.Add(1)
+	p.log.Warn("upstream refused connection; backing off", "upstream", up.raw, "cohort", cohortNames[ci], "backoff", d, "err", err)
+	if !retry {
+		return ci, nil
+	}
+	nci, next := t.next(ci, up, now)
+	if next != nil && nci != ci {
+		p.metrics.fallback.Add(1)
+	}
+	return nci, next
 }
 
 // isDialError reports whether err happened before the request was sent: a refused or failed
