@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/canaryctl/canaryctl/providers"
 )
 
 // flakyListener fails its first Accept with a temporary error.
@@ -193,10 +191,7 @@ func TestTruncatedBodyRecordedAsFailure(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, _ = io.Copy(io.Discard, rc.br) // the proxy closes the connection mid-body
-			var reqs []providers.Request
-			for deadline := time.Now().Add(5 * time.Second); len(reqs) == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-				reqs, _ = p.Requests(t.Context(), since, time.Now().Add(time.Second))
-			}
+			reqs := samples(t, p, since, 1)
 			if len(reqs) != 1 || reqs[0].Status != http.StatusBadGateway {
 				t.Errorf("%s %s: recorded %v, want one 502", f.name, m.method, reqs)
 			}

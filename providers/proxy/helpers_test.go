@@ -164,3 +164,21 @@ func three(t testing.TB) (stable, baseline, canary *backend, ups map[providers.C
 		providers.Stable: {stable.url()}, providers.Baseline: {baseline.url()}, providers.Canary: {canary.url()},
 	}
 }
+
+// samples returns the request samples recorded since since, polling for up to 5 s until there are
+// at least n: a sample is recorded just after the answer is sent, so the client may see the answer
+// first.
+func samples(t testing.TB, p *Proxy, since time.Time, n int) []providers.Request {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		reqs, err := p.Requests(t.Context(), since, time.Now().Add(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(reqs) >= n || time.Now().After(deadline) {
+			return reqs
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

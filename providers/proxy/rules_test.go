@@ -86,7 +86,7 @@ func TestRulesRouteBeforeTheSplit(t *testing.T) {
 			if got := get(t, c, req); got != tc.want {
 				t.Fatalf("routed to %q, want %q", got, tc.want)
 			}
-			reqs, _ := p.Requests(t.Context(), before, time.Now().Add(time.Second))
+			reqs := samples(t, p, before, 1)
 			if len(reqs) == 0 {
 				t.Fatal("request not recorded")
 			}
