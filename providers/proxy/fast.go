@@ -50,6 +50,8 @@ type upConn struct {
 	nc     net.Conn
 	br     *bufio.Reader
 	bw     *bufio.Writer
+	rw     io.ReadWriter // what br and bw read and write through (connIO)
+	head   []byte        // the h1 loop's request head, built here and sent with writeThenWait
 	idleAt int64
 }
 
@@ -187,7 +189,7 @@ func (p *Proxy) dial(ctx context.Context, u *upstream) (*upConn, error) {
 	}
 	p.fast.upstreams.Store(u, struct{}{})
 	uio := connIO(nc)
-	return &upConn{nc: nc, br: bufio.NewReaderSize(uio, upReadBuf), bw: bufio.NewWriterSize(uio, 4<<10)}, nil
+	return &upConn{nc: nc, br: bufio.NewReaderSize(uio, upReadBuf), bw: bufio.NewWriterSize(uio, 4<<10), rw: uio}, nil
 }
 
 // hopHeaders are removed in both directions (RFC 9110 7.6.1), as httputil.ReverseProxy does.

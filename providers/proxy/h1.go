@@ -189,9 +189,9 @@ func (s *h1Server) serveConn(c *h1Conn) {
 			// Let the other connections run first: by the time this one reads again, the client's
 			// next request has often arrived, which saves a read that would find nothing (EAGAIN)
 			// and a trip through the poller (bench/RESULTS.md: about 10% less CPU per request).
-			// A second yield, before reading the upstream's answer, saved as much again but
-			// widened the latency tail (p99 1.7-1.9x nginx's instead of 1.35-1.45x): a yielded
-			// goroutine waits in the global run queue behind newly ready ones.
+			// (The upstream's answer is waited for differently, without a read first: a yield
+			// there saved as much but widened the latency tail, as a yielded goroutine waits in
+			// the global run queue behind newly ready ones — see roundTripH1.)
 			runtime.Gosched()
 			// Wait for the next request: IdleTimeout between requests, ReadHeaderTimeout for the
 			// first (as net/http: a silent new connection is not kept for the idle time).
@@ -623,49 +623,46 @@ const watchClientAfter = 200 * time.Millisecond
 // roundTripH1 writes the request head to uc and reads the response head into rh (skipping
 // informational responses).
 func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *respHead) error {
-	bw := uc.bw
-	bw.Write(h.method)
-	bw.WriteByte(' ')
-	bw.Write(h.target)
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	b := append(uc.head[:0], h.method...)
+	b = append(b, ' ')
+	b = append(b, h.target...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
 	if p.preserveHost {
-		bw.Write(h.host)
+		b = append(b, h.host...)
 	} else {
-		bw.WriteString(up.url.Host)
+		b = append(b, up.url.Host...)
 	}
-	bw.WriteString("\r\n")
+	b = append(b, "\r\n"...)
 	for _, l := range h.lines[:h.nlines] {
 		if skipRequestHeader(l[0], l[1]) {
 			continue
 		}
-		bw.Write(l[0])
-		bw.WriteString(": ")
-		bw.Write(l[1])
-		bw.WriteString("\r\n")
+		b = append(b, l[0]...)
+		b = append(b, ": "...)
+		b = append(b, l[1]...)
+		b = append(b, "\r\n"...)
 	}
 	// X-Forwarded-For: the client IP, after the incoming list when that is trusted (as SetXForwarded).
 	if (p.trustForwarded && len(h.xff) > 0) || c.ip != "" {
-		bw.WriteString("X-Forwarded-For: ")
+		b = append(b, "X-Forwarded-For: "...)
 		if p.trustForwarded {
 			for i, v := range h.xff {
 				if i > 0 {
-					bw.WriteString(", ")
+					b = append(b, ", "...)
 				}
-				bw.Write(v)
+				b = append(b, v...)
 			}
 			if len(h.xff) > 0 && c.ip != "" {
-				bw.WriteString(", ")
+				b = append(b, ", "...)
 			}
 		}
-		bw.WriteString(c.ip)
-		bw.WriteString("\r\n")
+		b = append(b, c.ip...)
+		b = append(b, "\r\n"...)
 	}
-	bw.WriteString("X-Forwarded-Host: ")
-	bw.Write(h.host)
-	bw.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
-	if err := bw.Flush(); err != nil {
-		return errors.Join(errStale, err)
-	}
+	b = append(b, "X-Forwarded-Host: "...)
+	b = append(b, h.host...)
+	b = append(b, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
+	uc.head = b
 	// Wait for the answer. A quick one needs nothing more; when it takes longer than
 	// watchClientAfter, a watcher notices a client that leaves meanwhile and ends the wait
 	// (errClientGone), as ServeHTTP's request context does.
@@ -679,6 +676,14 @@ func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *
 		first = deadline
 	}
 	_ = uc.nc.SetReadDeadline(first)
+	// The answer cannot be there before the request is: send it and wait for the answer without
+	// the read that would find nothing. (Measured: that read failed with EAGAIN on 0.9 of every
+	// request; the client's side is different — after the yield in serveConn its next request is
+	// usually there already, and waiting first there was slower: bench/RESULTS.md.)
+	if err := writeThenWait(uc.rw, b); err != nil {
+		_ = uc.nc.SetReadDeadline(time.Time{})
+		return errors.Join(errStale, err)
+	}
 	var gone atomic.Bool
 	watching, stop := false, func() {}
 	defer func() { stop(); _ = uc.nc.SetReadDeadline(time.Time{}) }()

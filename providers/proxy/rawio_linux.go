@@ -94,6 +94,59 @@ func (r *rawIO) Write(b []byte) (int, error) {
 	return done, nil
 }
 
+// writeThenWait writes all of b and then waits until the socket is readable, without the read
+// that would find nothing in between: it is for a request whose answer cannot be there yet (the
+// peer has not seen the request), where read-then-wait costs a read(2) that fails with EAGAIN.
+//
+// The write is made inside the read operation, after the poller's read readiness has been
+// reset, so the answer's readiness cannot be lost: it arrives after the reset and either wakes the
+// wait or marks the descriptor ready for it. (Waiting first without a write in between could
+// sleep through data whose readiness was consumed earlier.) A write that would block, or a wait
+// that fails (deadline, close), returns early: the caller's next Read does the usual
+// read-then-wait and reports the condition, so the only error returned is the write's.
+func (r *rawIO) writeThenWait(b []byte) error {
+	done, called, wrote := 0, false, false
+	var errno syscall.Errno
+	_ = r.rc.Read(func(fd uintptr) bool {
+		if wrote {
+			return true // readable (or a spurious wake-up: the next Read waits again)
+		}
+		called = true
+		for done < len(b) {
+			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[done])), uintptr(len(b)-done))
+			switch e {
+			case 0:
+				done += int(m)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return true // no room: finish with Write, which waits for room
+			default:
+				errno = e
+				return true
+			}
+		}
+		wrote = true
+		return false // wait for the answer
+	})
+	switch {
+	case errno != 0:
+		return os.NewSyscallError("write", errno)
+	case !called || done < len(b):
+		_, err := r.Write(b[done:])
+		return err
+	}
+	return nil
+}
+
+// writeThenWait writes b to w; on a raw socket it also waits for an answer (rawIO.writeThenWait).
+func writeThenWait(w io.Writer, b []byte) error {
+	if r, ok := w.(*rawIO); ok {
+		return r.writeThenWait(b)
+	}
+	_, err := w.Write(b)
+	return err
+}
+
 // connIO is what the h1 loop and the upstream pool read and write nc through.
 func connIO(nc net.Conn) io.ReadWriter {
 	if r := newRawIO(nc); r != nil {

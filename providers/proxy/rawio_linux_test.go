@@ -5,6 +5,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -89,4 +90,106 @@ func TestRawIO(t *testing.T) {
 	if !errors.Is(werr, syscall.EPIPE) && !errors.Is(werr, syscall.ECONNRESET) {
 		t.Fatalf("Write to a closed peer: %v, want EPIPE or ECONNRESET", werr)
 	}
+}
+
+// TestWriteThenWait: the request is written whole and the answer is read after the wait, however
+// fast it comes (a lost readiness would show as a read that times out); a write larger than the
+// socket buffers still arrives whole; a peer that never answers ends the following Read at the
+// deadline, and one that is gone makes it fail at once instead of waiting for the deadline.
+func TestWriteThenWait(t *testing.T) {
+	t.Parallel()
+	t.Run("answers", func(t *testing.T) {
+		t.Parallel()
+		client, server := tcpPair(t)
+		rw := connIO(client).(*rawIO)
+		go func() { // echo each 8-byte request at once
+			b := make([]byte, 8)
+			for {
+				if _, err := io.ReadFull(server, b); err != nil {
+					return
+				}
+				if _, err := server.Write(b); err != nil {
+					return
+				}
+			}
+		}()
+		buf := make([]byte, 8)
+		for i := range 3000 {
+			req := []byte(fmt.Sprintf("%08d", i))
+			_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if err := writeThenWait(rw, req); err != nil {
+				t.Fatalf("request %d: writeThenWait: %v", i, err)
+			}
+			if _, err := io.ReadFull(rw, buf); err != nil || !bytes.Equal(buf, req) {
+				t.Fatalf("request %d: read %q, %v; want %q", i, buf, err, req)
+			}
+		}
+	})
+	t.Run("big", func(t *testing.T) {
+		t.Parallel()
+		client, server := tcpPair(t)
+		data := bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB: the write has to wait for room
+		go func() {
+			b, _ := io.ReadAll(io.LimitReader(server, int64(len(data))))
+			_, _ = server.Write([]byte(fmt.Sprint(len(b))))
+		}()
+		_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if err := writeThenWait(connIO(client), data); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 16)
+		n, err := connIO(client).Read(b)
+		if err != nil || string(b[:n]) != fmt.Sprint(len(data)) {
+			t.Fatalf("peer got %q bytes (%v), want %d", b[:n], err, len(data))
+		}
+	})
+	t.Run("silent peer", func(t *testing.T) {
+		t.Parallel()
+		client, server := tcpPair(t)
+		_ = client.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		rw := connIO(client)
+		if err := writeThenWait(rw, []byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 4)
+		if _, err := io.ReadFull(server, b); err != nil || string(b) != "ping" {
+			t.Fatalf("peer read %q, %v", b, err)
+		}
+		if _, err := rw.Read(b); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Read after an unanswered request: %v, want os.ErrDeadlineExceeded", err)
+		}
+		// a deadline already past: the request still goes out, the Read reports the timeout
+		if err := writeThenWait(rw, []byte("pong")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(server, b); err != nil || string(b) != "pong" {
+			t.Fatalf("peer read %q, %v", b, err)
+		}
+		if _, err := rw.Read(b); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Read: %v, want os.ErrDeadlineExceeded", err)
+		}
+	})
+	t.Run("peer gone", func(t *testing.T) {
+		t.Parallel()
+		client, server := tcpPair(t)
+		_ = server.Close()
+		time.Sleep(20 * time.Millisecond) // the FIN is in: a read now would see EOF at once
+		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		rw := connIO(client)
+		start := time.Now()
+		err := writeThenWait(rw, []byte("hello"))
+		if err == nil {
+			_, err = rw.Read(make([]byte, 8))
+		}
+		if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("request to a closed peer: %v, want EOF, ECONNRESET or EPIPE", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("noticing the closed peer took %v", d)
+		}
+		_ = client.Close()
+		if err := writeThenWait(rw, []byte("x")); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("writeThenWait on a closed connection: %v, want net.ErrClosed", err)
+		}
+	})
 }
