@@ -49,9 +49,8 @@ type connPool struct {
 type upConn struct {
 	nc     net.Conn
 	br     *bufio.Reader
-	bw     *bufio.Writer
-	rw     io.ReadWriter // what br and bw read and write through (connIO)
-	head   []byte        // the h1 loop's request head, built here and sent with writeThenWait
+	rw     io.ReadWriter // what br reads through and requests are written to (connIO)
+	head   []byte        // the request head being sent (roundTripH1, fastRoundTrip)
 	idleAt int64
 }
 
@@ -189,7 +188,7 @@ func (p *Proxy) dial(ctx context.Context, u *upstream) (*upConn, error) {
 	}
 	p.fast.upstreams.Store(u, struct{}{})
 	uio := connIO(nc)
-	return &upConn{nc: nc, br: bufio.NewReaderSize(uio, upReadBuf), bw: bufio.NewWriterSize(uio, 4<<10), rw: uio}, nil
+	return &upConn{nc: nc, br: bufio.NewReaderSize(uio, upReadBuf), rw: uio}, nil
 }
 
 // hopHeaders are removed in both directions (RFC 9110 7.6.1), as httputil.ReverseProxy does.
@@ -219,21 +218,21 @@ func connectionListed(conn []string, k string) bool {
 
 // fastRoundTrip writes the request head to uc and reads the response head.
 func (p *Proxy) fastRoundTrip(uc *upConn, r *http.Request, u *upstream) (*http.Response, error) {
-	bw := uc.bw
-	bw.WriteString(r.Method)
-	bw.WriteByte(' ')
+	b := uc.head[:0]
+	b = append(b, r.Method...)
+	b = append(b, ' ')
 	if strings.HasPrefix(r.RequestURI, "/") {
-		bw.WriteString(r.RequestURI) // origin-form target as the client sent it
+		b = append(b, r.RequestURI...) // origin-form target as the client sent it
 	} else {
-		bw.WriteString(r.URL.RequestURI()) // absolute-form or "*"
+		b = append(b, r.URL.RequestURI()...) // absolute-form or "*"
 	}
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	b = append(b, " HTTP/1.1\r\nHost: "...)
 	if p.preserveHost {
-		bw.WriteString(r.Host)
+		b = append(b, r.Host...)
 	} else {
-		bw.WriteString(u.url.Host)
+		b = append(b, u.url.Host...)
 	}
-	bw.WriteString("\r\n")
+	b = append(b, "\r\n"...)
 	conn := r.Header["Connection"]
 	for k, vv := range r.Header {
 		switch k {
@@ -243,7 +242,7 @@ func (p *Proxy) fastRoundTrip(uc *upConn, r *http.Request, u *upstream) (*http.R
 			// like ReverseProxy: keep "Te: trailers" only
 			for _, v := range vv {
 				if strings.EqualFold(textproto.TrimString(v), "trailers") {
-					bw.WriteString("Te: trailers\r\n")
+					b = append(b, "Te: trailers\r\n"...)
 					break
 				}
 			}
@@ -253,10 +252,10 @@ func (p *Proxy) fastRoundTrip(uc *upConn, r *http.Request, u *upstream) (*http.R
 			continue
 		}
 		for _, v := range vv {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
 		}
 	}
 	// X-Forwarded-For: the client IP, after the incoming list when that is trusted (as SetXForwarded).
@@ -269,28 +268,35 @@ func (p *Proxy) fastRoundTrip(uc *upConn, r *http.Request, u *upstream) (*http.R
 		prior = r.Header["X-Forwarded-For"]
 	}
 	if len(prior) > 0 || ip != "" {
-		bw.WriteString("X-Forwarded-For: ")
+		b = append(b, "X-Forwarded-For: "...)
 		if len(prior) > 0 {
-			bw.WriteString(strings.Join(prior, ", "))
+			for i, v := range prior {
+				if i > 0 {
+					b = append(b, ", "...)
+				}
+				b = append(b, v...)
+			}
 			if ip != "" {
-				bw.WriteString(", ")
+				b = append(b, ", "...)
 			}
 		}
-		bw.WriteString(ip)
-		bw.WriteString("\r\n")
+		b = append(b, ip...)
+		b = append(b, "\r\n"...)
 	}
-	bw.WriteString("X-Forwarded-Host: ")
-	bw.WriteString(r.Host)
+	b = append(b, "X-Forwarded-Host: "...)
+	b = append(b, r.Host...)
 	if r.TLS != nil {
-		bw.WriteString("\r\nX-Forwarded-Proto: https\r\n\r\n")
+		b = append(b, "\r\nX-Forwarded-Proto: https\r\n\r\n"...)
 	} else {
-		bw.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
+		b = append(b, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
 	}
-	if err := bw.Flush(); err != nil {
-		return nil, errors.Join(errStale, err)
-	}
+	uc.head = b
 	if p.fast.rht > 0 {
 		_ = uc.nc.SetReadDeadline(time.Now().Add(p.fast.rht))
+	}
+	// the answer cannot be there before the request is: no read first (see roundTripH1)
+	if err := writeThenWait(uc.rw, b); err != nil {
+		return nil, errors.Join(errStale, err)
 	}
 	for {
 		resp, err := http.ReadResponse(uc.br, r)
