@@ -305,6 +305,17 @@ func TestControlStableRollout(t *testing.T) {
 			if rep["control"] != "stable" || !strings.Contains(rep["controlNote"].(string), "no baseline is deployed") {
 				t.Errorf("report control %v note %v", rep["control"], rep["controlNote"])
 			}
+			// the CI and Spinnaker outputs name the control too
+			var ju strings.Builder
+			if err := NewReport(spec, st).WriteJUnit(&ju); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(ju.String(), "; samples stable ") || strings.Contains(ju.String(), "samples baseline") {
+				t.Errorf("JUnit cases must name stable as the control:\n%s", ju.String())
+			}
+			if line := NewReport(spec, st).SpinnakerLine(); !strings.Contains(line, `"control":"stable"`) {
+				t.Errorf("Spinnaker line lacks the control: %s", line)
+			}
 			if tc.want == RolledBack && !slices.Contains(h.deployer.Calls(), "Teardown canary") {
 				t.Errorf("rollback did not tear the canary down: %v", h.deployer.Calls())
 			}

@@ -28,6 +28,9 @@ type Report struct {
 	StartedAt     time.Time  `json:"startedAt"`
 	FinishedAt    time.Time  `json:"finishedAt,omitzero"`
 	Thresholds    Thresholds `json:"thresholds"`
+	// Mode is how the steps were judged (analysis.mode): kayenta (interval scores) or sequential
+	// (request-level looks; intervals carry a decision and no score).
+	Mode string `json:"mode"`
 	// Control is what the canary was compared with: baseline or stable (analysis.control); the
 	// intervals' baseline values and samples are the control's. ControlNote says why, in a sentence;
 	// ControlWindow is the window of stable observed before a before/after switch (bluegreen).
@@ -51,9 +54,12 @@ func NewReport(spec *Spec, st State) Report {
 	r := Report{SchemaVersion: StateSchemaVersion, Service: st.Service, RunID: st.RunID, Phase: st.Phase,
 		Verdict: st.Verdict, Score: st.Score, Reason: st.Reason, Interrupted: st.Interrupted,
 		StartedAt: st.StartedAt, FinishedAt: st.FinishedAt, Thresholds: spec.Analysis.Thresholds,
-		Control: spec.Analysis.Control, ControlNote: spec.ControlNote(), ControlWindow: st.ControlWindow}
+		Mode: spec.Analysis.Mode, Control: spec.Analysis.Control, ControlNote: spec.ControlNote(), ControlWindow: st.ControlWindow}
 	if r.Control == "" {
 		r.Control = ControlBaseline
+	}
+	if r.Mode == "" {
+		r.Mode = ModeKayenta
 	}
 	for i, s := range spec.Steps {
 		sr := StepReport{Index: i, Weight: s.Weight, Split: spec.SplitFor(i), Intervals: []Interval{}}
@@ -172,10 +178,10 @@ func (r Report) WriteJUnit(w io.Writer) error {
 			d := iv.At.Sub(from).Seconds()
 			dur += math.Max(d, 0)
 			c := junitCase{Name: fmt.Sprintf("interval %d", iv.Index), Classname: suite.Name, Time: secs(d),
-				SystemOut: fmt.Sprintf("split %s; samples baseline %d canary %d; score %s; verdict %s",
-					iv.Split, iv.Baseline, iv.Canary, fmtScore(float64(iv.Score)), iv.Verdict)}
+				SystemOut: fmt.Sprintf("split %s; samples %s %d canary %d; score %s; verdict %s",
+					iv.Split, r.Control, iv.Baseline, iv.Canary, fmtScore(float64(iv.Score)), iv.Verdict)}
 			if iv.Reason != "" { // analysis.mode sequential: the look's sentence instead of a score
-				c.SystemOut = fmt.Sprintf("split %s; requests baseline %d canary %d; verdict %s; %s", iv.Split, iv.Baseline, iv.Canary, iv.Verdict, iv.Reason)
+				c.SystemOut = fmt.Sprintf("split %s; requests %s %d canary %d; verdict %s; %s", iv.Split, r.Control, iv.Baseline, iv.Canary, iv.Verdict, iv.Reason)
 			}
 			switch {
 			case iv.Verdict == VerdictFail && iv.Sequential != nil:
@@ -254,6 +260,8 @@ type Spinnaker struct {
 	RunID       string          `json:"runId"`
 	Phase       Phase           `json:"phase"`
 	Promoted    bool            `json:"promoted"`
+	Mode        string          `json:"mode,omitempty"`    // kayenta or sequential (no scores then)
+	Control     string          `json:"control,omitempty"` // baseline or stable: what the canary was compared with
 	Verdict     Verdict         `json:"verdict,omitempty"`
 	Score       *Number         `json:"score,omitempty"`
 	Reason      string          `json:"reason,omitempty"`
@@ -266,18 +274,26 @@ type SpinnakerStep struct {
 	Weight    float64 `json:"weight"`
 	Outcome   string  `json:"outcome"`
 	Intervals int     `json:"intervals"`
-	Score     *Number `json:"score,omitempty"` // of the last interval with a score
+	Score     *Number `json:"score,omitempty"` // of the last interval with a score (none in sequential mode)
+}
+
+// scoreOf is n, or nil when n is not a number (a sequential look, an unjudged interval): Spinnaker
+// expressions compare scores with numbers, and null is not one.
+func scoreOf(n *Number) *Number {
+	if n == nil || math.IsNaN(float64(*n)) || math.IsInf(float64(*n), 0) {
+		return nil
+	}
+	return n
 }
 
 // SpinnakerLine renders the report as exactly one line "SPINNAKER_CONFIG_JSON={...}" with a newline.
 func (r Report) SpinnakerLine() string {
 	s := Spinnaker{Service: r.Service, RunID: r.RunID, Phase: r.Phase, Promoted: r.Phase == Promoted,
-		Verdict: r.Verdict, Score: r.Score, Reason: oneLine(r.Reason), Interrupted: r.Interrupted, Steps: []SpinnakerStep{}}
+		Mode: r.Mode, Control: r.Control, Verdict: r.Verdict, Score: scoreOf(r.Score), Reason: oneLine(r.Reason), Interrupted: r.Interrupted, Steps: []SpinnakerStep{}}
 	for _, st := range r.Steps {
 		ss := SpinnakerStep{Weight: st.Weight, Outcome: st.Outcome, Intervals: len(st.Intervals)}
 		for _, iv := range st.Intervals {
-			if iv.Verdict != VerdictError {
-				n := iv.Score
+			if n := iv.Score; iv.Verdict != VerdictError && scoreOf(&n) != nil {
 				ss.Score = &n
 			}
 		}

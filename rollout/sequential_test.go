@@ -246,6 +246,10 @@ func TestSequentialBadCanaryRollsBackWithinSeconds(t *testing.T) {
 			if !strings.Contains(ju.String(), `<failure message="fail: the canary is worse on `+tc.metric) || strings.Contains(ju.String(), "score n/a") {
 				t.Errorf("JUnit does not explain the failing look:\n%s", ju.String())
 			}
+			// Spinnaker: the mode is said, and a look has no score — none is sent rather than null
+			if line := rep.SpinnakerLine(); !strings.Contains(line, `"mode":"sequential"`) || strings.Contains(line, `"score"`) {
+				t.Errorf("Spinnaker line %s: want mode sequential and no score", line)
+			}
 		})
 	}
 }
