@@ -166,15 +166,15 @@ for rep in $(seq "$REPS"); do
     done
 done
 
-# Summary: mean req/s and p99 per proxy, and canaryctl/nginx ratios paired within each rep.
+# Summary: mean req/s and p99 per proxy, and the ratios to nginx paired within each rep, in rep order.
 awk -F, 'NR>1 { k=$2 FS $4; rps[k FS $3]+=$5; p99[k FS $3]+=$7; cpu[k FS $3]+=$10; n[k FS $3]++; keys[k]=1
-                 r[$1 FS k FS $3]=$5; q[$1 FS k FS $3]=$7; reps[$1]=1 }
+                 r[$1 FS k FS $3]=$5; q[$1 FS k FS $3]=$7; if ($1+0 > maxrep) maxrep=$1+0 }
 END {
   printf "\n| mode | conns | proxy | req/s (mean) | p99 ms (mean) | req/s x nginx (per rep) | p99 x nginx (per rep) | CPU us/req (mean) |\n|---|---|---|---|---|---|---|---|\n"
   for (k in keys) for (pi=1; pi<=3; pi++) {
     split("direct nginx canaryctl", P, " "); p=P[pi]; if (!n[k FS p]) continue
     rr=""; qq=""
-    for (rep in reps) if ((rep FS k FS p) in r && (rep FS k FS "nginx") in r && r[rep FS k FS "nginx"]>0) {
+    for (rep=1; rep<=maxrep; rep++) if ((rep FS k FS p) in r && (rep FS k FS "nginx") in r && r[rep FS k FS "nginx"]>0) {
       rr=rr sprintf("%.2f ", r[rep FS k FS p]/r[rep FS k FS "nginx"]); qq=qq sprintf("%.2f ", q[rep FS k FS p]/q[rep FS k FS "nginx"]) }
     split(k, kk, FS)
     printf "| %s | %s | %s | %.0f | %.2f | %s| %s| %s |\n", kk[1], kk[2], p, rps[k FS p]/n[k FS p], p99[k FS p]/n[k FS p], rr, qq, (p=="direct" ? "-" : sprintf("%.1f", cpu[k FS p]/n[k FS p]))
