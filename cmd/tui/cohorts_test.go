@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/canaryctl/canaryctl/analysis/sequential"
 	"github.com/canaryctl/canaryctl/providers"
 	"github.com/canaryctl/canaryctl/rollout"
 )
@@ -14,9 +15,21 @@ import (
 func sequentialState() *rollout.State {
 	split := providers.Split{Canary: 250, Baseline: 250}
 	nan := rollout.Number(math.NaN())
-	look := func(idx int, sec float64, n int, v rollout.Verdict, reason string, cohorts map[providers.Cohort]rollout.CohortStats, ms []rollout.MetricResult) rollout.Interval {
+	// the analyzer's report of a look: evidence of no regression (pass e-values) growing with n
+	report := func(n int, pass5xx, passTail float64) *sequential.Report {
+		const fail, pass = 1 - 0.01/3, 0.95 // confidence levels: fail at 1/(1-level)
+		d := func(metric string, v sequential.Verdict, e, pe float64) sequential.Decision {
+			return sequential.Decision{Metric: metric, Verdict: v, Canary: int64(n), Baseline: int64(n),
+				LowerLevel: fail, UpperLevel: pass, EValue: e, PassEValue: pe}
+		}
+		guard := sequential.Decision{Metric: sequential.MetricGuard, Verdict: sequential.NeedMoreData, LowerLevel: 0.999, EValue: 0.21}
+		return &sequential.Report{Verdict: sequential.NeedMoreData, CanaryRequests: int64(n), BaselineRequests: int64(n),
+			Decisions: []sequential.Decision{d(sequential.MetricErrors, sequential.NeedMoreData, 0.8, pass5xx), guard,
+				d(sequential.MetricMedian, sequential.Pass, 0.3, 25), d(sequential.MetricTail, sequential.NeedMoreData, 1.1, passTail)}}
+	}
+	look := func(idx int, sec float64, n int, v rollout.Verdict, reason string, cohorts map[providers.Cohort]rollout.CohortStats, ms []rollout.MetricResult, seq *sequential.Report) rollout.Interval {
 		return rollout.Interval{Step: 0, Index: idx, At: at(sec), Start: at(2), End: at(sec), Split: split, Baseline: n, Canary: n,
-			Score: nan, Verdict: v, Reason: reason, Metrics: ms, Cohorts: cohorts}
+			Score: nan, Verdict: v, Reason: reason, Metrics: ms, Cohorts: cohorts, Sequential: seq}
 	}
 	cohorts := map[providers.Cohort]rollout.CohortStats{
 		providers.Baseline: {Requests: 431, P50Ms: 80.4, P99Ms: 231.9, ErrorRatePct: 100 * 1.0 / 431},
@@ -46,9 +59,9 @@ func sequentialState() *rollout.State {
 		StepStartedAt: at(2), NextAnalysisAt: at(23.25), StartedAt: t0, UpdatedAt: at(22),
 		Verdict: rollout.VerdictNeedMoreData, Reason: "step 1/3: stable 95% baseline 2.5% canary 2.5%",
 		Intervals: []rollout.Interval{
-			look(1, 9, 147, rollout.VerdictNeedMoreData, "need more data: 147 request pairs, no regression shown, not yet within every margin; about 2900 more requests per cohort needed for the configured minimum detectable effects", early, metrics),
-			look(2, 16, 290, rollout.VerdictNeedMoreData, "need more data: 290 request pairs, no regression shown, not yet within every margin; about 2300 more requests per cohort needed for the configured minimum detectable effects", early, metrics),
-			look(3, 22, 428, rollout.VerdictNeedMoreData, "need more data: 428 request pairs, no regression shown, not yet within every margin; about 1900 more requests per cohort needed for the configured minimum detectable effects", cohorts, metrics),
+			look(1, 9, 147, rollout.VerdictNeedMoreData, "need more data: 147 request pairs, no regression shown, not yet within every margin; about 2900 more requests per cohort needed for the configured minimum detectable effects", early, metrics, report(147, 2, 1.5)),
+			look(2, 16, 290, rollout.VerdictNeedMoreData, "need more data: 290 request pairs, no regression shown, not yet within every margin; about 2300 more requests per cohort needed for the configured minimum detectable effects", early, metrics, report(290, 4, 3)),
+			look(3, 22, 428, rollout.VerdictNeedMoreData, "need more data: 428 request pairs, no regression shown, not yet within every margin; about 1900 more requests per cohort needed for the configured minimum detectable effects", cohorts, metrics, report(428, 6, 5)),
 		},
 	}
 }

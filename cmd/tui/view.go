@@ -431,9 +431,28 @@ func (m Model) thresholds() (pass, marginal float64, ok bool) {
 	return th.Pass, th.Marginal, true
 }
 
-// chart renders the score history: title, rows of bars, step labels.
+// sequential reports whether the rollout is judged by sequential looks (analysis.mode sequential):
+// from its looks once there are some, else from the spec.
+func (m Model) sequential() bool {
+	for _, iv := range m.snap.State.Intervals {
+		if iv.Sequential != nil {
+			return true
+		}
+	}
+	return m.cfg.Spec != nil && m.cfg.Spec.Analysis.Mode == rollout.ModeSequential
+}
+
+// chart renders the score history (in mode sequential: each look's progress toward a decision):
+// title, rows of bars, step labels.
 func (m Model) chart(w, rows int) []string {
 	s := m.st
+	if m.sequential() {
+		title := s.bold.Render("evidence per look") +
+			s.dim.Render(" · "+glyphTowardPass+" toward pass · "+glyphTowardRollback+" toward rollback · ─ decided")
+		return append([]string{title}, renderChart(m.snap.State.Intervals, chartConfig{
+			width: w, rows: rows, pass: 100, marginal: math.NaN(), styles: s, value: lookBar,
+		})...)
+	}
 	pass, marginal, ok := m.thresholds()
 	title := s.bold.Render("score per interval")
 	if ok {
@@ -510,6 +529,8 @@ func (m Model) fullHelp(w int) []string {
 		"requests per cohort (P50, P99, 5xx; builtin and kong-log sources), then per",
 		"metric its values (count); * critical. chart: each judgement's score",
 		"against pass (─) and marginal (┈); × failed judgement, · no score yet.",
+		"sequential mode: each look's evidence, on a log scale, toward passing the",
+		"step ("+glyphTowardPass+") or rolling back ("+glyphTowardRollback+"); a bar at ─ decided it.",
 		"", s.dim.Render("any key: back"))
 	return lines
 }
