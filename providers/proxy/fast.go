@@ -51,7 +51,7 @@ type upConn struct {
 	br     *bufio.Reader
 	rw     io.ReadWriter // what br reads through and requests are written to (connIO)
 	head   []byte        // the request head being sent (roundTripH1, fastRoundTrip)
-	idleAt int64
+	idleAt int64         // when it last went into the pool; 0 for a connection never pooled
 }
 
 func (cp *connPool) get(now, maxIdle int64) *upConn {
@@ -295,7 +295,7 @@ func (p *Proxy) fastRoundTrip(uc *upConn, r *http.Request, u *upstream) (*http.R
 		_ = uc.nc.SetReadDeadline(time.Now().Add(p.fast.rht))
 	}
 	// the answer cannot be there before the request is: no read first (see roundTripH1)
-	if err := writeThenWait(uc.rw, b); err != nil {
+	if err := writeThenWait(uc.rw, b, uc.idleAt != 0); err != nil {
 		return nil, errors.Join(errStale, err)
 	}
 	for {

@@ -104,14 +104,26 @@ func (r *rawIO) Write(b []byte) (int, error) {
 // sleep through data whose readiness was consumed earlier.) A write that would block, or a wait
 // that fails (deadline, close), returns early: the caller's next Read does the usual
 // read-then-wait and reports the condition, so the only error returned is the write's.
-func (r *rawIO) writeThenWait(b []byte) error {
-	done, called, wrote := 0, false, false
+//
+// The reset also drops a readiness the poller saw before it: bytes or a FIN that arrived while a
+// pooled connection sat idle (an upstream that half-closes and reads on). Nothing new may come
+// after the request then, so on a connection that was idle (idle set) a peek first looks for such
+// input, and when there is any the request is sent without the wait: the caller's Read sees it at
+// once (an EOF is a stale connection, sent again on a new one).
+func (r *rawIO) writeThenWait(b []byte, idle bool) error {
+	done, called, wrote, pending := 0, false, false, false
 	var errno syscall.Errno
 	_ = r.rc.Read(func(fd uintptr) bool {
 		if wrote {
 			return true // readable (or a spurious wake-up: the next Read waits again)
 		}
 		called = true
+		if idle {
+			var one [1]byte
+			_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&one[0])), 1,
+				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+			pending = e != syscall.EAGAIN // data, EOF or an error (EINTR too: then simply no wait)
+		}
 		for done < len(b) {
 			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[done])), uintptr(len(b)-done))
 			switch e {
@@ -126,7 +138,7 @@ func (r *rawIO) writeThenWait(b []byte) error {
 			}
 		}
 		wrote = true
-		return false // wait for the answer
+		return pending // wait for the answer, unless input is there already
 	})
 	switch {
 	case errno != 0:
@@ -139,9 +151,10 @@ func (r *rawIO) writeThenWait(b []byte) error {
 }
 
 // writeThenWait writes b to w; on a raw socket it also waits for an answer (rawIO.writeThenWait).
-func writeThenWait(w io.Writer, b []byte) error {
+// idle says that the connection sat in the pool since its last answer.
+func writeThenWait(w io.Writer, b []byte, idle bool) error {
 	if r, ok := w.(*rawIO); ok {
-		return r.writeThenWait(b)
+		return r.writeThenWait(b, idle)
 	}
 	_, err := w.Write(b)
 	return err

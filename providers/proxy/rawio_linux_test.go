@@ -117,7 +117,7 @@ func TestWriteThenWait(t *testing.T) {
 		for i := range 3000 {
 			req := []byte(fmt.Sprintf("%08d", i))
 			_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
-			if err := writeThenWait(rw, req); err != nil {
+			if err := writeThenWait(rw, req, i%2 == 1); err != nil {
 				t.Fatalf("request %d: writeThenWait: %v", i, err)
 			}
 			if _, err := io.ReadFull(rw, buf); err != nil || !bytes.Equal(buf, req) {
@@ -134,7 +134,7 @@ func TestWriteThenWait(t *testing.T) {
 			_, _ = server.Write([]byte(fmt.Sprint(len(b))))
 		}()
 		_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if err := writeThenWait(connIO(client), data); err != nil {
+		if err := writeThenWait(connIO(client), data, false); err != nil {
 			t.Fatal(err)
 		}
 		b := make([]byte, 16)
@@ -148,7 +148,7 @@ func TestWriteThenWait(t *testing.T) {
 		client, server := tcpPair(t)
 		_ = client.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 		rw := connIO(client)
-		if err := writeThenWait(rw, []byte("ping")); err != nil {
+		if err := writeThenWait(rw, []byte("ping"), false); err != nil {
 			t.Fatal(err)
 		}
 		b := make([]byte, 4)
@@ -159,7 +159,7 @@ func TestWriteThenWait(t *testing.T) {
 			t.Fatalf("Read after an unanswered request: %v, want os.ErrDeadlineExceeded", err)
 		}
 		// a deadline already past: the request still goes out, the Read reports the timeout
-		if err := writeThenWait(rw, []byte("pong")); err != nil {
+		if err := writeThenWait(rw, []byte("pong"), true); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := io.ReadFull(server, b); err != nil || string(b) != "pong" {
@@ -167,6 +167,30 @@ func TestWriteThenWait(t *testing.T) {
 		}
 		if _, err := rw.Read(b); !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("Read: %v, want os.ErrDeadlineExceeded", err)
+		}
+	})
+	t.Run("half-closed idle peer", func(t *testing.T) {
+		// a FIN that came while the connection was idle: its readiness is gone after the reset and
+		// nothing follows the request, so only the peek (idle) keeps this from waiting 5 s
+		t.Parallel()
+		client, server := tcpPair(t)
+		_ = server.(*net.TCPConn).CloseWrite()
+		time.Sleep(20 * time.Millisecond) // the FIN is in and the poller has seen it
+		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		rw := connIO(client)
+		start := time.Now()
+		if err := writeThenWait(rw, []byte("hello"), true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rw.Read(make([]byte, 8)); err != io.EOF {
+			t.Fatalf("Read after the request to a half-closed peer: %v, want EOF", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("noticing the half-closed peer took %v", d)
+		}
+		b := make([]byte, 5)
+		if _, err := io.ReadFull(server, b); err != nil || string(b) != "hello" {
+			t.Fatalf("peer read %q, %v: the request is still sent", b, err)
 		}
 	})
 	t.Run("peer gone", func(t *testing.T) {
@@ -177,7 +201,7 @@ func TestWriteThenWait(t *testing.T) {
 		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
 		rw := connIO(client)
 		start := time.Now()
-		err := writeThenWait(rw, []byte("hello"))
+		err := writeThenWait(rw, []byte("hello"), false)
 		if err == nil {
 			_, err = rw.Read(make([]byte, 8))
 		}
@@ -188,7 +212,7 @@ func TestWriteThenWait(t *testing.T) {
 			t.Fatalf("noticing the closed peer took %v", d)
 		}
 		_ = client.Close()
-		if err := writeThenWait(rw, []byte("x")); !errors.Is(err, net.ErrClosed) {
+		if err := writeThenWait(rw, []byte("x"), true); !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("writeThenWait on a closed connection: %v, want net.ErrClosed", err)
 		}
 	})

@@ -12,7 +12,7 @@ import (
 func connIO(nc net.Conn) io.ReadWriter { return nc }
 
 // writeThenWait writes b to w (rawio_linux.go also waits for the answer there).
-func writeThenWait(w io.Writer, b []byte) error {
+func writeThenWait(w io.Writer, b []byte, _ bool) error {
 	_, err := w.Write(b)
 	return err
 }

@@ -1,0 +1,68 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestHalfClosedKeepAliveIsRetriedAtOnce: an upstream that answers with keep-alive and then
+// half-closes the connection (FIN, but it keeps reading, as a lingering close does) leaves a
+// connection in the pool whose end-of-stream was already seen by the poller. The next request on it
+// must see that EOF at once and be sent again on a new connection, as before writeThenWait: it
+// must not wait for an answer that never comes (the h1 loop waited watchClientAfter, the net/http
+// front the whole response-header timeout and then answered 504).
+func TestHalfClosedKeepAliveIsRetriedAtOnce(t *testing.T) {
+	t.Parallel()
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			halfClosed := make(chan struct{}, 1)
+			first := make(chan struct{}, 1)
+			first <- struct{}{}
+			up := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+				isFirst := false
+				select {
+				case <-first:
+					isFirst = true
+				default:
+				}
+				for {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+						return
+					}
+					if isFirst {
+						_ = c.(*net.TCPConn).CloseWrite()
+						halfClosed <- struct{}{}
+						_, _ = io.Copy(io.Discard, br) // reads on, answers nothing
+						return
+					}
+				}
+			})
+			cfg := stableOnly(up)
+			cfg.ResponseHeaderTimeout = 2 * time.Second
+			_, srv := startProxyFront(t, cfg, f.netHTTPOnly)
+			rc := dialRaw(t, srv.URL)
+			if resp, body := rc.do("GET", "/", "", ""); resp.StatusCode != http.StatusOK || body != "ok" {
+				t.Fatalf("first request: %d %q", resp.StatusCode, body)
+			}
+			<-halfClosed
+			time.Sleep(20 * time.Millisecond) // the FIN is in and the poller has seen it
+			start := time.Now()
+			resp, body := rc.do("GET", "/", "", "")
+			took := time.Since(start)
+			if resp.StatusCode != http.StatusOK || body != "ok" {
+				t.Fatalf("request on the half-closed connection: %d %q after %v, want 200 from a new connection", resp.StatusCode, body, took)
+			}
+			if took >= watchClientAfter*3/4 {
+				t.Fatalf("request on the half-closed connection took %v: the EOF already there was not seen", took)
+			}
+		})
+	}
+}
