@@ -104,6 +104,18 @@ type fastConfig struct {
 
 var errStale = errors.New("stale keep-alive connection")
 
+// maxKeptHead is the largest request head buffer an upstream connection keeps for its next
+// request; a larger one (net/http takes heads up to 1 MiB) is dropped after use.
+const maxKeptHead = 16 << 10
+
+// keepHead is b to build the next request head in, or nil when b has grown larger than maxKeptHead.
+func keepHead(b []byte) []byte {
+	if cap(b) > maxKeptHead {
+		return nil
+	}
+	return b
+}
+
 // serveFast proxies r (which passed fastOK) to c.up, retrying refused connections on other
 // upstreams like the retrier does. It sets c.status, c.cohort and c.up.
 func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, c *call) {
@@ -290,7 +302,7 @@ func (p *Proxy) fastRoundTrip(uc *upConn, r *http.Request, u *upstream) (*http.R
 	} else {
 		b = append(b, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
 	}
-	uc.head = b
+	uc.head = keepHead(b)
 	if p.fast.rht > 0 {
 		_ = uc.nc.SetReadDeadline(time.Now().Add(p.fast.rht))
 	}

@@ -662,7 +662,7 @@ func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *
 	b = append(b, "X-Forwarded-Host: "...)
 	b = append(b, h.host...)
 	b = append(b, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
-	uc.head = b
+	uc.head = keepHead(b)
 	// Wait for the answer. A quick one needs nothing more; when it takes longer than
 	// watchClientAfter, a watcher notices a client that leaves meanwhile and ends the wait
 	// (errClientGone), as ServeHTTP's request context does.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -64,5 +65,41 @@ func TestHalfClosedKeepAliveIsRetriedAtOnce(t *testing.T) {
 				t.Fatalf("request on the half-closed connection took %v: the EOF already there was not seen", took)
 			}
 		})
+	}
+}
+
+// TestLargeRequestHeadNotKeptOnPooledConn: the request head is built in a buffer kept with the
+// upstream connection for the next request; a client's huge head (net/http takes up to 1 MiB) must
+// not stay pinned to every pooled connection it passed through (before the buffer was a fixed
+// 4 KiB bufio.Writer).
+func TestLargeRequestHeadNotKeptOnPooledConn(t *testing.T) {
+	t.Parallel()
+	up := newScriptedUpstream(t, nil)
+	p, srv := startProxyFront(t, stableOnly(up.url), true)
+	rc := dialRaw(t, srv.URL)
+	big := "X-Big: " + strings.Repeat("a", 512<<10) + "\r\n"
+	if resp, body := rc.do("GET", "/", big, ""); resp.StatusCode != http.StatusOK || body != "GET " {
+		t.Fatalf("GET with a 512 KiB header: %d %q", resp.StatusCode, body)
+	}
+	u := p.table.Load().upstreams[iStable][0]
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		u.pool.mu.Lock()
+		var kept int
+		n := len(u.pool.idle)
+		for _, uc := range u.pool.idle {
+			kept = max(kept, cap(uc.head))
+		}
+		u.pool.mu.Unlock()
+		if n > 0 {
+			if kept > maxKeptHead {
+				t.Fatalf("a pooled connection keeps a %d-byte head buffer, want at most %d", kept, maxKeptHead)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the upstream connection was not pooled")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
