@@ -38,7 +38,8 @@ const (
 	glyphTowardRollback = "▒"
 )
 
-// lookBar is the bar of a sequential look: how far its tests got toward a decision (lookProgress).
+// lookBar is the bar of a sequential look: how far its tests got toward a decision (lookProgress);
+// without a direction yet it is drawn as toward passing, in the undecided color.
 func lookBar(iv rollout.Interval) (float64, rollout.Verdict, string, []string) {
 	if iv.Sequential == nil {
 		return math.NaN(), iv.Verdict, glyphTowardPass, eighths
@@ -67,14 +68,19 @@ func lookProgress(r *sequential.Report) (float64, rollout.Verdict) {
 	if !paired {
 		pass = 0
 	}
-	if fail == 0 && pass == 0 {
-		return 0, rollout.VerdictNeedMoreData // no evidence either way yet
+	if max(fail, pass) < weakEvidence {
+		// e-values wander around 1 before the data say anything: no direction yet
+		return 100 * max(fail, pass), rollout.VerdictNeedMoreData
 	}
 	if fail >= pass {
 		return 100 * fail, rollout.VerdictFail
 	}
 	return 100 * pass, rollout.VerdictPass
 }
+
+// weakEvidence is the share of the way to a threshold below which a look's bar shows no direction:
+// an e-value of 1.8 against a threshold of 100 (or 1.45 against 20) is what noise gives.
+const weakEvidence = 0.125
 
 // evidence is log(e)/log(1/(1-level)) within [0, 1]: 1 when the test decided that way.
 func evidence(e, level float64, decided bool) float64 {

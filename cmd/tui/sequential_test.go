@@ -54,6 +54,7 @@ func TestLookProgress(t *testing.T) {
 	}{
 		{"no tests", nil, 0, rollout.VerdictNeedMoreData},
 		{"no evidence either way", []sequential.Decision{paired(sequential.NeedMoreData, 0.5, 1), guard(sequential.NeedMoreData, 0.2)}, 0, rollout.VerdictNeedMoreData},
+		{"weak evidence has no direction", []sequential.Decision{paired(sequential.NeedMoreData, 1.5, 1)}, 100 * math.Log(1.5) / math.Log(100), rollout.VerdictNeedMoreData},
 		{"half way to a rollback", []sequential.Decision{paired(sequential.NeedMoreData, 10, 1)}, 50, rollout.VerdictFail},
 		{"the guard failed", []sequential.Decision{paired(sequential.NeedMoreData, 1, 10), guard(sequential.Fail, 3)}, 100, rollout.VerdictFail},
 		{"the weakest paired test sets the pass side", []sequential.Decision{paired(sequential.Pass, 1, 30), paired(sequential.NeedMoreData, 1, math.Sqrt(20))}, 50, rollout.VerdictPass},
