@@ -133,9 +133,9 @@ func TestClientDrivesAdminAPI(t *testing.T) {
 	if canary.served.Load() != 10 || baseline.served.Load() != 10 {
 		t.Fatalf("50/50 split served canary %d baseline %d of 20", canary.served.Load(), baseline.served.Load())
 	}
-	reqs, err := cl.Requests(ctx, since, time.Now().Add(time.Second))
-	if err != nil || len(reqs) != 20 {
-		t.Fatalf("Requests = %d, %v; want 20", len(reqs), err)
+	// (the last sample is recorded just after its answer is sent: wait for it)
+	if reqs := samples(t, cl, since, 20); len(reqs) != 20 {
+		t.Fatalf("Requests = %d; want 20", len(reqs))
 	}
 	st, err := cl.State(ctx)
 	must(err)
@@ -167,21 +167,32 @@ func TestClientDrivesAdminAPI(t *testing.T) {
 			t.Fatalf("after promote routed to %s, want the promoted canary", got)
 		}
 	}
-	// metrics through the admin listener
-	req, _ := http.NewRequest("GET", admin.URL+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	resp, err := http.DefaultClient.Do(req)
-	must(err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
+	// metrics through the admin listener (polled: the last request is counted just after its
+	// answer is sent)
+	wants := []string{
 		`canaryctl_proxy_requests_total{code="200",cohort="canary",route="split"} 10`,
 		`canaryctl_proxy_requests_total{code="200",cohort="stable",route="split"} 20`,
 		`canaryctl_proxy_request_duration_seconds_count{cohort="baseline",route="split"} 10`,
 		`# TYPE canaryctl_proxy_request_duration_seconds histogram`,
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("metrics lack %q", want)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		req, _ := http.NewRequest("GET", admin.URL+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		resp, err := http.DefaultClient.Do(req)
+		must(err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var missing []string
+		for _, want := range wants {
+			if !strings.Contains(string(body), want) {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack %q", missing)
 		}
 	}
 }

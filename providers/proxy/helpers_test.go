@@ -167,8 +167,10 @@ func three(t testing.TB) (stable, baseline, canary *backend, ups map[providers.C
 
 // samples returns the request samples recorded since since, polling for up to 5 s until there are
 // at least n: a sample is recorded just after the answer is sent, so the client may see the answer
-// first.
-func samples(t testing.TB, p *Proxy, since time.Time, n int) []providers.Request {
+// first. p is the proxy itself or a Client of its admin API.
+func samples(t testing.TB, p interface {
+	Requests(ctx context.Context, since, until time.Time) ([]providers.Request, error)
+}, since time.Time, n int) []providers.Request {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
