@@ -360,7 +360,8 @@ func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *up
 		_ = resp.Body.Close() // read to EOF: cheap, keeps the connection usable
 		// not reused after a HEAD whose answer declared a body: the server may still send it
 		headBody := r.Method == http.MethodHead && (resp.ContentLength > 0 || len(resp.TransferEncoding) > 0)
-		if !resp.Close && watched && ctx.Err() == nil && !headBody {
+		// nor with bytes after the answer: they would be taken for the next request's answer
+		if !resp.Close && watched && ctx.Err() == nil && !headBody && uc.br.Buffered() == 0 {
 			c.up.pool.put(uc, p.now().UnixNano(), p.fast.perHost)
 			return
 		}

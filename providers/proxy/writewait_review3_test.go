@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -101,5 +102,42 @@ func TestLargeRequestHeadNotKeptOnPooledConn(t *testing.T) {
 			t.Fatal("the upstream connection was not pooled")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestExtraBytesAfterAnswerNotTakenForNextAnswer: an upstream that sends more than the framed
+// answer (here a whole second response nobody asked for) leaves bytes behind; a connection with
+// such bytes must not be pooled, or the next request is "answered" with them without waiting for
+// its own answer (a response desync). The h1 loop checks this; the net/http front's fast path
+// pooled the connection.
+func TestExtraBytesAfterAnswerNotTakenForNextAnswer(t *testing.T) {
+	t.Parallel()
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			var served atomic.Int32
+			up := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+				for {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					a := "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh"
+					if served.Add(1) == 1 {
+						a = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray"
+					}
+					if _, err := io.WriteString(c, a); err != nil {
+						return
+					}
+				}
+			})
+			_, srv := startProxyFront(t, stableOnly(up), f.netHTTPOnly)
+			rc := dialRaw(t, srv.URL)
+			if resp, body := rc.do("GET", "/", "", ""); resp.StatusCode != http.StatusOK || body != "ok" {
+				t.Fatalf("first request: %d %q", resp.StatusCode, body)
+			}
+			if resp, body := rc.do("GET", "/", "", ""); resp.StatusCode != http.StatusOK || body != "fresh" {
+				t.Fatalf("second request: %d %q, want its own answer \"fresh\"", resp.StatusCode, body)
+			}
+		})
 	}
 }
