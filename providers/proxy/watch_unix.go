@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// watchClient calls gone (at most once) when the client closes or resets nc, without consuming
-// anything it sends: it waits for nc to become readable and peeks. Pipelined data means the
+// watchClient calls gone (at most once) when the client closes or resets nc, or nc is closed here,
+// without consuming anything it sends: it waits for nc to become readable and peeks. Pipelined data means the
 // client is still there and ends the watch. stop ends the watch and waits for it.
 func watchClient(nc net.Conn, gone func()) (stop func()) {
 	sc, ok := nc.(syscall.Conn)
@@ -25,7 +25,7 @@ func watchClient(nc net.Conn, gone func()) (stop func()) {
 	go func() {
 		defer close(done)
 		var b [1]byte
-		_ = rc.Read(func(fd uintptr) bool {
+		err := rc.Read(func(fd uintptr) bool {
 			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 			switch {
 			case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR):
@@ -35,6 +35,9 @@ func watchClient(nc net.Conn, gone func()) (stop func()) {
 			}
 			return true
 		})
+		if errors.Is(err, net.ErrClosed) {
+			gone() // closed on this side (a forced shutdown): nobody is left to answer
+		}
 	}()
 	return func() {
 		_ = nc.SetReadDeadline(time.Unix(1, 0)) // wakes the wait
