@@ -54,8 +54,10 @@ type Config struct {
 	JWT JWTConfig
 	// PreserveHost sends the client's Host header upstream instead of the upstream's host.
 	PreserveHost bool
-	// TrustForwarded keeps the client's X-Forwarded-For/-Proto/-Host (behind a trusted load
-	// balancer) and appends to them; by default they are replaced.
+	// TrustForwarded keeps the client's X-Forwarded-For (behind a trusted load balancer) and
+	// appends the client's address to it; by default it is replaced by that address.
+	// X-Forwarded-Host and X-Forwarded-Proto are always set from the request as received, and
+	// Forwarded is dropped.
 	TrustForwarded bool
 	// DialTimeout, ResponseHeaderTimeout and IdleConnTimeout tune the upstream transport
 	// (defaults 2 s, 60 s, 90 s); MaxIdleConnsPerHost defaults to 1024.

@@ -107,8 +107,8 @@ func (r *rawIO) Write(b []byte) (int, error) {
 //
 // The reset also drops a readiness the poller saw before it: bytes or a FIN that arrived while a
 // pooled connection sat idle (an upstream that half-closes and reads on). Nothing new may come
-// after the request then, so on a connection that was idle (idle set) a peek first looks for such
-// input, and when there is any the request is sent without the wait: the caller's Read sees it at
+// after the request then, so on a connection that sat idle long enough for that to happen (idle set;
+// the caller decides: peekAfterIdle) a peek first looks for such input, and when there is any the request is sent without the wait: the caller's Read sees it at
 // once (an EOF is a stale connection, sent again on a new one).
 func (r *rawIO) writeThenWait(b []byte, idle bool) error {
 	done, called, wrote, pending := 0, false, false, false

@@ -178,3 +178,43 @@ func TestShutdownEndsRequestsWaitingForAHead(t *testing.T) {
 		})
 	}
 }
+
+// TestHalfClosedRightAfterAnswer: an upstream that half-closes at once after a keep-alive answer
+// (without Connection: close) leaves a connection that may be reused before peekAfterIdle, so
+// without the check for input. That request costs at most about one watchClientAfter, on both
+// fronts, and is then sent again on a new connection: it must not fail, nor wait for the
+// response-header timeout.
+func TestHalfClosedRightAfterAnswer(t *testing.T) {
+	t.Parallel()
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			var conns atomic.Int32
+			up := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+				conns.Add(1)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+					return
+				}
+				_ = c.(*net.TCPConn).CloseWrite()
+				_, _ = io.Copy(io.Discard, br) // reads on, answers nothing
+			})
+			cfg := stableOnly(up)
+			cfg.ResponseHeaderTimeout = 5 * time.Second
+			_, srv := startProxyFront(t, cfg, f.netHTTPOnly)
+			rc := dialRaw(t, srv.URL)
+			for i := range 5 {
+				start := time.Now()
+				resp, body := rc.do("GET", "/", "", "")
+				if took := time.Since(start); resp.StatusCode != http.StatusOK || body != "ok" || took > 2*time.Second {
+					t.Fatalf("request %d: %d %q after %v, want 200 within about %v", i, resp.StatusCode, body, took, watchClientAfter)
+				}
+			}
+			if n := conns.Load(); n < 5 {
+				t.Errorf("%d upstream connections for 5 requests: the half-closed ones were reused", n)
+			}
+		})
+	}
+}
