@@ -66,24 +66,31 @@ func (r *rawIO) Read(b []byte) (int, error) {
 	return n, nil
 }
 
+// writeFD writes b[*done:] to the non-blocking fd, advancing *done, until all of it is written, the
+// socket is full (full), or the write fails (errno).
+func writeFD(fd uintptr, b []byte, done *int) (full bool, errno syscall.Errno) {
+	for *done < len(b) {
+		m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[*done])), uintptr(len(b)-*done))
+		switch e {
+		case 0:
+			*done += int(m)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return true, 0
+		default:
+			return false, e
+		}
+	}
+	return false, 0
+}
+
 func (r *rawIO) Write(b []byte) (int, error) {
 	done := 0
 	var errno syscall.Errno
 	err := r.rc.Write(func(fd uintptr) bool {
-		for done < len(b) {
-			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[done])), uintptr(len(b)-done))
-			switch e {
-			case 0:
-				done += int(m)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // wait until writable
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
+		var full bool
+		full, errno = writeFD(fd, b, &done)
+		return !full // a full socket: wait until writable
 	})
 	switch {
 	case err != nil:
@@ -124,18 +131,9 @@ func (r *rawIO) writeThenWait(b []byte, idle bool) error {
 				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 			pending = e != syscall.EAGAIN // data, EOF or an error (EINTR too: then simply no wait)
 		}
-		for done < len(b) {
-			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[done])), uintptr(len(b)-done))
-			switch e {
-			case 0:
-				done += int(m)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return true // no room: finish with Write, which waits for room
-			default:
-				errno = e
-				return true
-			}
+		var full bool
+		if full, errno = writeFD(fd, b, &done); full || errno != 0 {
+			return true // no room (finish with Write, which waits for room), or an error
 		}
 		wrote = true
 		return pending // wait for the answer, unless input is there already
