@@ -484,13 +484,19 @@ func TestFileConfigNetHTTPOnly(t *testing.T) {
 // stallingUpstream sends a response head and part of a body (then reports on started), and stalls
 // until the proxy closes its connection (then reports on closed).
 func stallingUpstream(t *testing.T) (url string, started, closed <-chan struct{}) {
+	return stallUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst part")
+}
+
+// stallUpstream is an upstream that answers every request with part (maybe nothing) and then
+// stalls; started and closed as for stallingUpstream.
+func stallUpstream(t *testing.T, part string) (url string, started, closed <-chan struct{}) {
 	t.Helper()
 	ch, st := make(chan struct{}, 4), make(chan struct{}, 4)
 	url = rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
 		if _, err := http.ReadRequest(br); err != nil {
 			return
 		}
-		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst part")
+		_, _ = io.WriteString(c, part)
 		st <- struct{}{}
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		_, _ = br.ReadByte() // returns when the proxy closes the connection
@@ -525,28 +531,44 @@ func TestStalledBodyClientLeaves(t *testing.T) {
 }
 
 // TestShutdownEndsStalledRequests: when the grace period ends, requests still waiting for an
-// upstream are ended and Serve returns, on both fronts.
+// upstream are ended and Serve returns, on both fronts: a stalled body, and a response head not
+// come yet — also when the grace period ends within the first watchClientAfter of that wait (the
+// past deadline the shutdown sets must not be taken for the end of that first wait, which extended
+// the deadline to the response-header timeout and watched a client connection the shutdown had
+// already closed: the upstream call outlived Serve by up to 60 s).
 func TestShutdownEndsStalledRequests(t *testing.T) {
 	t.Parallel()
-	for _, f := range fronts {
-		t.Run(f.name, func(t *testing.T) {
-			t.Parallel()
-			up, started, closed := stallingUpstream(t)
-			addr, stop := serveFor(t, stableOnly(up), ServeConfig{ShutdownTimeout: 300 * time.Millisecond, NetHTTPOnly: f.netHTTPOnly})
-			rc := dialRaw(t, "http://"+addr)
-			if _, err := io.WriteString(rc.c, "GET /stall HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-				t.Fatal(err)
-			}
-			<-started
-			time.Sleep(50 * time.Millisecond) // let the proxy reach the stalled body
-			if took, err := stop(); !errors.Is(err, context.DeadlineExceeded) || took > 5*time.Second {
-				t.Fatalf("Serve returned %v after %v, want the grace period's deadline soon after 300 ms", err, took)
-			}
-			select {
-			case <-closed:
-			case <-time.After(5 * time.Second):
-				t.Fatal("the stalled upstream connection outlived Serve")
-			}
-		})
+	cases := []struct {
+		name  string
+		part  string // what the upstream sends before it stalls
+		grace time.Duration
+	}{
+		{"body", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst part", 300 * time.Millisecond},
+		{"head", "", 20 * time.Millisecond},
+	}
+	for _, tc := range cases {
+		for _, f := range fronts {
+			t.Run(tc.name+"/"+f.name, func(t *testing.T) {
+				t.Parallel()
+				up, started, closed := stallUpstream(t, tc.part)
+				addr, stop := serveFor(t, stableOnly(up), ServeConfig{ShutdownTimeout: tc.grace, NetHTTPOnly: f.netHTTPOnly})
+				rc := dialRaw(t, "http://"+addr)
+				if _, err := io.WriteString(rc.c, "GET /stall HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				<-started
+				if tc.part != "" {
+					time.Sleep(50 * time.Millisecond) // let the proxy reach the stalled body
+				}
+				if took, err := stop(); !errors.Is(err, context.DeadlineExceeded) || took > 5*time.Second {
+					t.Fatalf("Serve returned %v after %v, want the grace period's deadline soon after %v", err, took, tc.grace)
+				}
+				select {
+				case <-closed:
+				case <-time.After(3 * time.Second):
+					t.Fatal("the stalled upstream connection outlived Serve by 3 s")
+				}
+			})
+		}
 	}
 }

@@ -142,43 +142,6 @@ func TestExtraBytesAfterAnswerNotTakenForNextAnswer(t *testing.T) {
 	}
 }
 
-// TestShutdownEndsRequestsWaitingForAHead: a forced shutdown (the grace period over) ends a request
-// that waits for an upstream's response head, also within its first watchClientAfter: the past
-// deadline the shutdown sets on the upstream connection must not be taken for the end of that
-// first wait (which extended the deadline to the response-header timeout and watched a client
-// connection the shutdown had already closed, so the upstream call outlived Serve by up to 60 s).
-func TestShutdownEndsRequestsWaitingForAHead(t *testing.T) {
-	t.Parallel()
-	for _, f := range fronts {
-		t.Run(f.name, func(t *testing.T) {
-			t.Parallel()
-			started, closed := make(chan struct{}, 1), make(chan struct{}, 1)
-			up := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
-				if _, err := http.ReadRequest(br); err != nil {
-					return
-				}
-				started <- struct{}{}
-				_, _ = io.Copy(io.Discard, br) // never answers; returns when the proxy closes
-				closed <- struct{}{}
-			})
-			addr, stop := serveFor(t, stableOnly(up), ServeConfig{ShutdownTimeout: 20 * time.Millisecond, NetHTTPOnly: f.netHTTPOnly})
-			rc := dialRaw(t, "http://"+addr)
-			if _, err := io.WriteString(rc.c, "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-				t.Fatal(err)
-			}
-			<-started
-			if took, _ := stop(); took > watchClientAfter {
-				t.Logf("Serve took %v to return", took) // the grace period must end inside the first wait
-			}
-			select {
-			case <-closed:
-			case <-time.After(3 * time.Second):
-				t.Fatal("the upstream call outlived Serve by 3 s")
-			}
-		})
-	}
-}
-
 // TestHalfClosedRightAfterAnswer: an upstream that half-closes at once after a keep-alive answer
 // (without Connection: close) leaves a connection that may be reused before peekAfterIdle, so
 // without the check for input. That request costs at most about one watchClientAfter, on both
