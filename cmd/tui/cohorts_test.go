@@ -109,7 +109,7 @@ func TestViewCohortRows(t *testing.T) {
 			not:  []string{"█ canary  "}},
 		{name: "sequential look: sentence then cohorts then the tests", st: sequentialState(), w: 120,
 			want: []string{
-				"metrics · step 1 interval 3 · score – need-more-data",
+				"metrics · step 1 interval 3 · verdict need-more-data",
 				"why:  need more data: 428 request pairs",
 				"▒ baseline     431 req · p50    80.4ms · p99   231.9ms · 5xx   0.23%",
 				"█ canary       428 req · p50    84.2ms · p99   240.6ms · 5xx   0.47%",

@@ -243,9 +243,13 @@ func (m Model) metrics(w int) []string {
 	if cohorts != nil { // the cohort rows count them
 		requests = ""
 	}
-	title := fmt.Sprintf("%s · step %d interval %d%s · score %s",
-		s.bold.Render("metrics"), iv.Step+1, iv.Index, requests,
-		s.verdict(iv.Verdict).Render(fmtScore(float64(iv.Score))+" "+string(iv.Verdict)))
+	verdict := fmtScore(float64(iv.Score)) + " " + string(iv.Verdict)
+	label := "score"
+	if iv.Sequential != nil { // a sequential look: a verdict, no score
+		verdict, label = string(iv.Verdict), "verdict"
+	}
+	title := fmt.Sprintf("%s · step %d interval %d%s · %s %s",
+		s.bold.Render("metrics"), iv.Step+1, iv.Index, requests, label, s.verdict(iv.Verdict).Render(verdict))
 	if iv.Final {
 		title += " · final"
 	}
