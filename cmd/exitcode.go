@@ -13,7 +13,7 @@ const (
 	ExitUsage       = 2   // bad flags, invalid config, spec or input
 	ExitFail        = 3   // judge verdict Fail, rollout rolled back
 	ExitMarginal    = 4   // judge verdict Marginal, rollout paused awaiting approval
-	ExitInterrupted = 130 // SIGINT/SIGTERM (after traffic went back to stable)
+	ExitInterrupted = 130 // SIGINT/SIGTERM/SIGHUP (after traffic went back to stable)
 )
 
 // invalidInput is implemented by errors that mean "the user's input is wrong" (judge.ConfigError,

@@ -50,7 +50,7 @@ token required) reads and changes the split, sets upstreams, rolls back and prom
 subcommands below are its client. Prometheus metrics are served at /metrics on the admin listener.
 
 Flags override the fields of the YAML --config file. Exit codes: 0 after a graceful shutdown
-(SIGINT/SIGTERM), 1 on a runtime error, 2 on a bad flag or config.`,
+(SIGINT/SIGTERM/SIGHUP), 1 on a runtime error, 2 on a bad flag or config.`,
 		Example: `  CANARYCTL_ADMIN_TOKEN=s3cret canaryctl proxy --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:8081 \
     --stable http://127.0.0.1:9001 --canary http://127.0.0.1:9002 --canary-percent 2.5
   canaryctl proxy --config proxy.yaml --admin-token-file /run/secrets/admin
@@ -70,7 +70,7 @@ Flags override the fields of the YAML --config file. Exit codes: 0 after a grace
 	f.StringVar(&o.hashOn, "hash-on", "", "sticky cohorts: none, ip, header:NAME, cookie:NAME or consumer (verified JWT sub)")
 	f.BoolVar(&o.preserveHost, "preserve-host", false, "send the client's Host header upstream")
 	f.BoolVar(&o.adminInsecure, "admin-insecure", false, "serve the admin API without a token (only on a loopback address)")
-	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may finish after SIGINT/SIGTERM")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may finish after SIGINT/SIGTERM/SIGHUP")
 	pf := c.PersistentFlags()
 	pf.StringVar(&o.adminToken, "admin-token", "", "admin API bearer token (or --admin-token-file, or env CANARYCTL_ADMIN_TOKEN)")
 	pf.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the admin API bearer token")

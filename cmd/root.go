@@ -100,10 +100,12 @@ func Run(ctx context.Context, env *Env, args []string) int {
 	return code
 }
 
-// Main runs canaryctl with the process environment; SIGINT/SIGTERM cancel the context so commands can
-// return traffic to stable before they exit.
+// Main runs canaryctl with the process environment; SIGINT/SIGTERM/SIGHUP cancel the context so
+// commands can return traffic to stable before they exit. (SIGHUP is a closed terminal or an ended
+// tmux or ssh session: by default it would end the process at once, leaving the split on the canary
+// and, in the demo, its child processes running.)
 func Main(args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	return Run(ctx, DefaultEnv(), args)
 }

@@ -62,7 +62,7 @@ bluegreen is judged before/after: one interval of stable before the switch again
 
 Progress goes to stderr, one line per interval. State is kept in --state-dir/SERVICE (state.json,
 events.jsonl); canaryctl status, pause, resume, promote and abort act on the run from another terminal.
-SIGINT/SIGTERM roll back before exiting (or pause with --on-interrupt pause).
+SIGINT/SIGTERM/SIGHUP roll back before exiting (or pause with --on-interrupt pause).
 
 Exit codes: 0 promoted, 1 error, 2 invalid spec or usage, 3 rolled back, 4 paused awaiting approval or
 marginal, 130 interrupted (after traffic went back to stable).`,
@@ -82,7 +82,7 @@ marginal, 130 interrupted (after traffic went back to stable).`,
 	f.StringVar(&o.junitFile, "junit", "", "write a JUnit XML report to FILE at the end")
 	f.BoolVar(&o.spinnaker, "spinnaker", false, "print one line SPINNAKER_CONFIG_JSON={...} on stdout at the end")
 	f.StringVar(&o.stateDir, "state-dir", "", "state directory (default $CANARYCTL_STATE_DIR or "+DefaultStateDir+")")
-	f.StringVar(&o.onInterrupt, "on-interrupt", "rollback", "on SIGINT/SIGTERM: rollback (all traffic to stable) or pause (hold the split)")
+	f.StringVar(&o.onInterrupt, "on-interrupt", "rollback", "on SIGINT/SIGTERM/SIGHUP: rollback (all traffic to stable) or pause (hold the split)")
 	f.BoolVar(&o.tui, "tui", false, "show the live monitor (as canaryctl watch) while the rollout runs; plain progress when stdout is not a terminal")
 	f.BoolVar(&o.detachOnPause, "detach-on-pause", false, "exit 4 when the rollout pauses (approval or marginal) instead of holding it; continue with run --resume")
 	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))

@@ -235,7 +235,7 @@ func runWithTUI(ctx context.Context, env *Env, r tuiRun) error {
 		interrupted = true
 	}
 	if interrupted {
-		interrupt() // ctrl+c in the monitor, or SIGINT/SIGTERM: what they do to run
+		interrupt() // ctrl+c in the monitor, or SIGINT/SIGTERM/SIGHUP: what they do to run
 	}
 	select {
 	case <-finished:

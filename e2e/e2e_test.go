@@ -273,7 +273,8 @@ func TestDemo(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	t.Cleanup(func() { assertNoServices(t, "v1", "v2") }) // after every scenario has ended
-	t.Run("interrupted", testDemoInterrupted)
+	t.Run("interrupted", func(t *testing.T) { testDemoInterrupted(t, os.Interrupt) })
+	t.Run("hung-up", func(t *testing.T) { testDemoInterrupted(t, syscall.SIGHUP) }) // a closed terminal
 	tests := []struct {
 		scenario string
 		code     int
@@ -327,9 +328,9 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-// A SIGINT in the middle of a step sends traffic back to stable, stops every demo process and
-// exits 130.
-func testDemoInterrupted(t *testing.T) {
+// A SIGINT (or a SIGHUP: the terminal closed) in the middle of a step sends traffic back to stable,
+// stops every demo process and exits 130.
+func testDemoInterrupted(t *testing.T, sig os.Signal) {
 	t.Parallel()
 	p := start(t, nil, "demo", "--scenario", "good", "--state-dir", t.TempDir())
 	deadline := time.Now().Add(time.Minute)
@@ -339,7 +340,7 @@ func testDemoInterrupted(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	if code := p.wait(t, time.Minute); code != 130 {

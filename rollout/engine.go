@@ -94,7 +94,7 @@ type realClock struct{}
 func (realClock) Now() time.Time                         { return time.Now() }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
-// InterruptAction is what a SIGINT/SIGTERM does to a running rollout.
+// InterruptAction is what a SIGINT/SIGTERM/SIGHUP does to a running rollout.
 type InterruptAction string
 
 // The interrupt actions.
@@ -378,7 +378,7 @@ func (e *Engine) now() time.Time { return e.cfg.Clock.Now() }
 func (e *Engine) Wake() time.Time { return e.wake }
 
 // Run ticks the engine until the rollout ends, or pauses with DetachOnPause. When ctx is cancelled
-// (SIGINT/SIGTERM) the rollout rolls back (or pauses with OnInterrupt pause) before Run returns.
+// (SIGINT/SIGTERM/SIGHUP) the rollout rolls back (or pauses with OnInterrupt pause) before Run returns.
 func (e *Engine) Run(ctx context.Context) (Outcome, error) {
 	for {
 		before := e.State().Phase
@@ -486,7 +486,7 @@ func (e *Engine) interrupt() (Phase, error) {
 	e.st.Interrupted = true
 	e.mu.Unlock()
 	if e.cfg.OnInterrupt == InterruptPause && (st.Phase == Progressing || st.Phase == Analyzing || st.Phase == Paused) {
-		reason := "interrupted (SIGINT/SIGTERM): paused holding the split; continue with run --resume or end with canaryctl abort"
+		reason := "interrupted (SIGINT/SIGTERM/SIGHUP): paused holding the split; continue with run --resume or end with canaryctl abort"
 		if st.Phase == Paused {
 			return Paused, e.save()
 		}
@@ -502,7 +502,7 @@ func (e *Engine) interrupt() (Phase, error) {
 		e.log.Warn("interrupted while promoting: finishing the promotion")
 		return Promoting, e.save()
 	}
-	return RollingBack, e.transition(RollingBack, "interrupted (SIGINT/SIGTERM): sending all traffic back to stable")
+	return RollingBack, e.transition(RollingBack, "interrupted (SIGINT/SIGTERM/SIGHUP): sending all traffic back to stable")
 }
 
 // transition moves to next after checking the table, saves the state and emits the event.

@@ -104,7 +104,7 @@ type State struct {
 	Verdict Verdict `json:"verdict,omitempty"`
 	// Reason: why the rollout is where it is (set on pause, rollback, promotion, failure).
 	Reason string `json:"reason,omitempty"`
-	// Interrupted: a SIGINT/SIGTERM started the rollback or pause.
+	// Interrupted: a SIGINT/SIGTERM/SIGHUP started the rollback or pause.
 	Interrupted bool       `json:"interrupted,omitempty"`
 	Intervals   []Interval `json:"intervals"`
 	StartedAt   time.Time  `json:"startedAt"`
@@ -129,7 +129,7 @@ const (
 	PauseUser      = "user"      // canaryctl pause
 	PauseApproval  = "approval"  // a step with approval: true waits to start
 	PauseMarginal  = "marginal"  // a step ended marginal and onMarginal is pause
-	PauseInterrupt = "interrupt" // SIGINT/SIGTERM with --on-interrupt pause
+	PauseInterrupt = "interrupt" // SIGINT/SIGTERM/SIGHUP with --on-interrupt pause
 )
 
 // PauseInfo says why and since when a rollout is paused.
