@@ -285,6 +285,10 @@ func abortDetached(ctx context.Context, env *Env, store *rollout.Store) error {
 		return fmt.Errorf("abort: %w", err)
 	}
 	defer rt.eng.Close()
+	if err := claimGateway(ctx, rt, spec.Service, rt.eng.State().RunID, true, false); err != nil {
+		return fmt.Errorf("abort: %w", err)
+	}
+	defer finishOwnership(ctx, env, rt)
 	out, err := rt.eng.Run(context.WithoutCancel(ctx))
 	if err != nil {
 		return fmt.Errorf("abort: %w", err)

@@ -41,6 +41,7 @@ type runOptions struct {
 	onInterrupt   string
 	detachOnPause bool
 	tui           bool
+	forceTakeover bool
 }
 
 func newRunCmd(env *Env) *cobra.Command {
@@ -84,6 +85,7 @@ marginal, 130 interrupted (after traffic went back to stable).`,
 	f.StringVar(&o.stateDir, "state-dir", "", "state directory (default $CANARYCTL_STATE_DIR or "+DefaultStateDir+")")
 	f.StringVar(&o.onInterrupt, "on-interrupt", "rollback", "on SIGINT/SIGTERM/SIGHUP: rollback (all traffic to stable) or pause (hold the split)")
 	f.BoolVar(&o.tui, "tui", false, "show the live monitor (as canaryctl watch) while the rollout runs; plain progress when stdout is not a terminal")
+	f.BoolVar(&o.forceTakeover, "force-takeover", false, "start even though another run's ownership lease at the gateway expired unfinished (it may have left traffic on its canary)")
 	f.BoolVar(&o.detachOnPause, "detach-on-pause", false, "exit 4 when the rollout pauses (approval or marginal) instead of holding it; continue with run --resume")
 	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.RegisterFlagCompletionFunc("on-interrupt", cobra.FixedCompletions([]string{"rollback", "pause"}, cobra.ShellCompDirectiveNoFileComp))
@@ -145,20 +147,16 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 		events = f
 	}
 	rt, err := buildRollout(ctx, env, rolloutParts{spec: spec, raw: raw, store: store, events: events,
-		onInterrupt: rollout.InterruptAction(o.onInterrupt), detachOnPause: o.detachOnPause})
+		onInterrupt: rollout.InterruptAction(o.onInterrupt), detachOnPause: o.detachOnPause, runID: newRunID(time.Now())})
 	if err != nil {
 		return err
 	}
 	defer rt.close()
-	if o.resume {
-		err = rt.eng.Resume(ctx)
-	} else {
-		err = rt.eng.Start(ctx)
-	}
-	if err != nil {
+	if err := startOrResume(ctx, rt, spec.Service, o); err != nil {
 		return err
 	}
 	defer rt.eng.Close()
+	defer finishOwnership(ctx, env, rt)
 	if st := rt.eng.State(); o.resume && st.Phase.Terminal() {
 		fmt.Fprintf(env.Stderr, "%s: the recorded rollout already ended %s\n", spec.Service, st.Phase)
 	}
@@ -269,11 +267,14 @@ type rolloutParts struct {
 	onInterrupt   rollout.InterruptAction
 	detachOnPause bool
 	quiet         bool // no progress lines (control commands)
+	runID         string
 }
 
 // assembly is an engine with the providers it drives and what must be stopped at the end.
 type assembly struct {
 	eng     *rollout.Engine
+	keeper  *rollout.Keeper // the ownership lease at the gateway (ownership.go)
+	runID   string          // a new run's id
 	closers []func()
 }
 
@@ -302,6 +303,7 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 	var (
 		gw     rollout.Gateway
 		reqLog rollout.RequestLog
+		owner  providers.Owner // nil for the embedded proxy: its listener excludes a second run
 	)
 	switch spec.Gateway.Type {
 	case "builtin":
@@ -332,7 +334,7 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 			if err != nil {
 				return nil, fmt.Errorf("proxy admin client: %w", err)
 			}
-			gw, reqLog = cl, cl
+			gw, reqLog, owner = cl, cl, cl
 		}
 	case "kong":
 		k, err := kong.Open(ctx, kong.OpenConfig{Spec: spec.Gateway.Kong, RolloutID: spec.Service,
@@ -341,13 +343,15 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 			return nil, err
 		}
 		rt.closers = append(rt.closers, k.Close)
-		gw = k.Router
+		gw, owner = k.Router, k.Router
 		if k.Log != nil {
 			reqLog = k.Log
 		}
 	default:
 		return nil, usageErrorf("gateway.type %q is not available in this build (valid: %s)", spec.Gateway.Type, strings.Join(rollout.GatewayTypes, ", "))
 	}
+	rt.keeper = rollout.NewKeeper(owner, leaseTTL(spec), log)
+	gw = rollout.FenceGateway(gw, rt.keeper)
 	var metrics rollout.Metrics
 	switch spec.Metrics.Type {
 	case "builtin", "kong-log":
@@ -389,11 +393,11 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 	}
 	eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: gw, Metrics: metrics, Requests: reqLog, Deployer: deployer, Judge: judge,
 		Store: p.store, SpecYAML: p.raw, Logger: log, Progress: progress, Events: p.events,
-		OnInterrupt: p.onInterrupt, DetachOnPause: p.detachOnPause})
+		OnInterrupt: p.onInterrupt, DetachOnPause: p.detachOnPause, RunID: p.runID, Fence: rt.keeper.Err})
 	if err != nil {
 		return nil, err
 	}
-	rt.eng = eng
+	rt.eng, rt.runID = eng, p.runID
 	return rt, nil
 }
 

@@ -139,6 +139,9 @@ type Config struct {
 	PromoteAttempts int
 	// RunID names this rollout (default: derived from the start time).
 	RunID string
+	// Fence, if set, is checked before every tick: an error (the ownership lease was lost, see
+	// Keeper and FenceStore) ends Run at once, without touching the gateway or the state again.
+	Fence func() error
 }
 
 // Outcome is how Run ended.
@@ -423,6 +426,11 @@ func (e *Engine) Tick(ctx context.Context) (Phase, error) {
 	phase := e.State().Phase
 	if phase.Terminal() {
 		return phase, nil
+	}
+	if e.cfg.Fence != nil {
+		if err := e.cfg.Fence(); err != nil {
+			return phase, fmt.Errorf("stopped in %s: %w", phase, err)
+		}
 	}
 	if ctx.Err() != nil && !e.interrupted {
 		e.interrupted = true

@@ -97,8 +97,9 @@ func (p *Proxy) AdminHandler(cfg AdminConfig) (http.Handler, error) {
 		writeResult(w, reqs, err)
 	})
 	mux.Handle("GET /metrics", p.MetricsHandler())
+	guarded := (&owners{now: p.now}).wrap(mux) // owner lease (owner.go)
 	if cfg.NoAuth {
-		return mux, nil
+		return guarded, nil
 	}
 	want := sha256.Sum256([]byte(cfg.Token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -109,7 +110,7 @@ func (p *Proxy) AdminHandler(cfg AdminConfig) (http.Handler, error) {
 			writeError(w, http.StatusUnauthorized, kindUnauthorized, errors.New("missing or wrong bearer token"))
 			return
 		}
-		mux.ServeHTTP(w, r)
+		guarded.ServeHTTP(w, r)
 	}), nil
 }
 

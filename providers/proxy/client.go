@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/canaryctl/canaryctl/providers"
@@ -31,6 +32,8 @@ type Client struct {
 	base  *url.URL
 	token string
 	hc    *http.Client
+	// owner is the token of the owner lease this client holds (owner_client.go), sent with every write.
+	owner atomic.Pointer[string]
 }
 
 // ErrUnauthorized: the admin API rejected the token.
@@ -55,6 +58,10 @@ func (e *APIError) Is(target error) bool {
 		return target == providers.ErrNotFound
 	case kindUnauthorized:
 		return target == ErrUnauthorized
+	case kindOwned:
+		return target == providers.ErrOwned
+	case kindLeaseLost:
+		return target == providers.ErrLeaseLost
 	}
 	return false
 }
@@ -93,6 +100,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if t := c.owner.Load(); t != nil && method != http.MethodGet {
+		req.Header.Set(OwnerTokenHeader, *t)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -1,0 +1,76 @@
+package cmd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/rollout"
+)
+
+// newRunID names a new rollout: its start time and a random suffix, so that two runners that start
+// the same second on two machines never share a run id (a shared id lets one take over the other's
+// lease).
+func newRunID(now time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102T150405.000Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// claimGateway takes the service at the gateway for the run: a new run (resume false) only when no
+// other run holds it (or, with force, its lease expired); a resumed run (holding the state store's
+// lock) takes over the lease of its own run.
+func claimGateway(ctx context.Context, rt *assembly, service, runID string, resume, force bool) error {
+	c := providers.Claim{Service: service, RunID: runID, Holder: rollout.ThisHolder(), Resume: resume, Force: force}
+	if err := rt.keeper.Claim(ctx, c); err != nil {
+		return fmt.Errorf("%s: %w", service, err)
+	}
+	return nil
+}
+
+// finishOwnership releases the gateway when the rollout ended; a paused or stopped one keeps its
+// lease until it expires (the next runner resumes or aborts it).
+func finishOwnership(ctx context.Context, env *Env, rt *assembly) {
+	if rt.eng.State().Phase.Terminal() {
+		if err := rt.keeper.Release(context.WithoutCancel(ctx)); err != nil {
+			fmt.Fprintf(env.Stderr, "warning: %v (it expires by itself within %s)\n", err, rt.keeper.TTL())
+		}
+		return
+	}
+	rt.keeper.Stop()
+}
+
+// startOrResume claims the gateway and starts the rollout, or resumes it and then takes over its
+// lease. A new run is refused before anything is deployed while another run owns the service.
+func startOrResume(ctx context.Context, rt *assembly, service string, o *runOptions) error {
+	if o.resume {
+		if err := rt.eng.Resume(ctx); err != nil {
+			return err
+		}
+		st := rt.eng.State()
+		if st.Phase.Terminal() {
+			return nil
+		}
+		if err := claimGateway(ctx, rt, service, st.RunID, true, o.forceTakeover); err != nil {
+			rt.eng.Close()
+			return err
+		}
+		return nil
+	}
+	if err := claimGateway(ctx, rt, service, rt.runID, false, o.forceTakeover); err != nil {
+		return err
+	}
+	if err := rt.eng.Start(ctx); err != nil {
+		_ = rt.keeper.Release(context.WithoutCancel(ctx))
+		return err
+	}
+	return nil
+}
+
+// leaseTTL is the spec's state.leaseTTL, or the default.
+func leaseTTL(spec *rollout.Spec) time.Duration {
+	return rollout.DefaultLeaseTTL
+}

@@ -1,0 +1,269 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/user"
+	"sync"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
+)
+
+// DefaultLeaseTTL is how long a lease (at the gateway, and in etcd) outlives its holder's last
+// renewal: a crashed runner holds the service this long at most, and a paused or partitioned one
+// stops acting within it.
+const DefaultLeaseTTL = 15 * time.Second
+
+// ThisHolder identifies this process (host, pid, user) in a lease.
+func ThisHolder() providers.Holder {
+	h := providers.Holder{PID: os.Getpid(), User: "unknown"}
+	h.Host, _ = os.Hostname()
+	if u, err := user.Current(); err == nil {
+		h.User = u.Username
+	}
+	return h
+}
+
+// Keeper holds this runner's ownership lease at the gateway: it claims it, renews it every third of
+// its TTL in the background, and reports its loss. Err is checked before every gateway call (see
+// FenceGateway) and by the engine before every tick, on the monotonic clock: a runner paused (SIGSTOP)
+// or cut off past its lease finds it lost the moment it runs again, before it touches anything.
+type Keeper struct {
+	owner providers.Owner
+	ttl   time.Duration
+	log   *slog.Logger
+
+	mu         sync.Mutex
+	lease      *providers.Lease
+	validUntil time.Time // send time of the last successful claim or renewal + ttl (monotonic)
+	lost       error
+	stop       chan struct{}
+	done       chan struct{}
+}
+
+// NewKeeper returns a Keeper for owner (nil: the gateway keeps no lease; Err is then always nil).
+func NewKeeper(owner providers.Owner, ttl time.Duration, log *slog.Logger) *Keeper {
+	if ttl <= 0 {
+		ttl = DefaultLeaseTTL
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Keeper{owner: owner, ttl: ttl, log: log}
+}
+
+// TTL is the lease's time to live.
+func (k *Keeper) TTL() time.Duration { return k.ttl }
+
+// Claim takes the lease and starts renewing it. A gateway without ownership (nil owner, Kong dbless)
+// is not an error: the state store's lock is then the only exclusion.
+func (k *Keeper) Claim(ctx context.Context, c providers.Claim) error {
+	if k.owner == nil {
+		return nil
+	}
+	c.TTL = k.ttl
+	sent := time.Now()
+	l, err := k.owner.Claim(ctx, c)
+	if err != nil {
+		if errors.Is(err, providers.ErrNoOwnership) {
+			k.log.Info("the gateway keeps no ownership lease in this mode", "err", err)
+			return nil
+		}
+		return fmt.Errorf("claim %s at the gateway: %w", c.Service, err)
+	}
+	k.mu.Lock()
+	k.lease, k.validUntil, k.lost = &l, sent.Add(k.ttl), nil
+	k.stop, k.done = make(chan struct{}), make(chan struct{})
+	k.mu.Unlock()
+	go k.renew(k.stop, k.done)
+	return nil
+}
+
+func (k *Keeper) renew(stop, done chan struct{}) {
+	defer close(done)
+	every := k.ttl / 3
+	t := time.NewTimer(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		k.mu.Lock()
+		l := *k.lease
+		until := k.validUntil
+		k.mu.Unlock()
+		sent := time.Now()
+		if !sent.Before(until) {
+			k.setLost(fmt.Errorf("%w: not renewed within %s", providers.ErrLeaseLost, k.ttl))
+			return
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), until)
+		nl, err := k.owner.Renew(ctx, l, k.ttl)
+		cancel()
+		switch {
+		case errors.Is(err, providers.ErrLeaseLost):
+			k.setLost(err)
+			return
+		case err != nil:
+			k.log.Warn("renew the gateway lease; retrying", "err", err, "validFor", time.Until(until).Round(time.Millisecond))
+			t.Reset(min(every, max(time.Until(until)/2, 50*time.Millisecond)))
+			continue
+		}
+		k.mu.Lock()
+		if k.lost == nil {
+			k.lease, k.validUntil = &nl, sent.Add(k.ttl)
+		}
+		k.mu.Unlock()
+		t.Reset(every)
+	}
+}
+
+func (k *Keeper) setLost(err error) {
+	k.mu.Lock()
+	if k.lost == nil {
+		k.lost = err
+	}
+	k.mu.Unlock()
+	k.log.Error("lost the ownership lease: this runner stops touching the gateway", "err", err)
+}
+
+// Err is nil while the lease is held (or the gateway keeps none); an error wrapping
+// providers.ErrLeaseLost once it was lost or not renewed in time.
+func (k *Keeper) Err() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.lease == nil {
+		return nil
+	}
+	if k.lost != nil {
+		return k.lost
+	}
+	if !time.Now().Before(k.validUntil) {
+		k.lost = fmt.Errorf("%w: the lease ran out at %s before it was renewed (was this process paused?)", providers.ErrLeaseLost, k.validUntil.Format(time.RFC3339))
+		return k.lost
+	}
+	return nil
+}
+
+// deadline is when the lease runs out unless renewed (zero: no lease).
+func (k *Keeper) deadline() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.lease == nil {
+		return time.Time{}
+	}
+	return k.validUntil
+}
+
+// Lease returns the held lease (nil: none).
+func (k *Keeper) Lease() *providers.Lease {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.lease == nil {
+		return nil
+	}
+	l := *k.lease
+	return &l
+}
+
+// Stop ends the renewal and leaves the lease to expire (the rollout is paused or this runner failed:
+// the next runner resumes or aborts it).
+func (k *Keeper) Stop() {
+	k.mu.Lock()
+	stop, done := k.stop, k.done
+	k.stop = nil
+	k.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-done
+	}
+}
+
+// Release ends the renewal and gives the service up at the gateway (the rollout ended).
+func (k *Keeper) Release(ctx context.Context) error {
+	k.Stop()
+	l := k.Lease()
+	if l == nil || k.Err() != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := k.owner.Release(ctx, *l); err != nil {
+		return fmt.Errorf("release the gateway lease: %w", err)
+	}
+	k.mu.Lock()
+	k.lease = nil
+	k.mu.Unlock()
+	return nil
+}
+
+// FenceGateway wraps gw so that no call is made once fence reports an error, and no call outlives
+// the lease: each runs on a context that ends when the lease would run out unless renewed.
+func FenceGateway(gw Gateway, k *Keeper) Gateway { return &fencedGateway{gw: gw, k: k} }
+
+type fencedGateway struct {
+	gw Gateway
+	k  *Keeper
+}
+
+func (f *fencedGateway) ctx(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if err := f.k.Err(); err != nil {
+		return nil, nil, err
+	}
+	if d := f.k.deadline(); !d.IsZero() {
+		c, cancel := context.WithDeadline(ctx, d)
+		return c, cancel, nil
+	}
+	return ctx, func() {}, nil
+}
+
+func (f *fencedGateway) SetUpstreams(ctx context.Context, c providers.Cohort, addrs []string) error {
+	cctx, cancel, err := f.ctx(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return f.gw.SetUpstreams(cctx, c, addrs)
+}
+
+func (f *fencedGateway) SetSplit(ctx context.Context, s providers.Split) error {
+	cctx, cancel, err := f.ctx(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return f.gw.SetSplit(cctx, s)
+}
+
+func (f *fencedGateway) Split(ctx context.Context) (providers.Split, error) {
+	cctx, cancel, err := f.ctx(ctx)
+	if err != nil {
+		return providers.Split{}, err
+	}
+	defer cancel()
+	return f.gw.Split(cctx)
+}
+
+func (f *fencedGateway) Rollback(ctx context.Context) error {
+	cctx, cancel, err := f.ctx(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return f.gw.Rollback(cctx)
+}
+
+func (f *fencedGateway) Promote(ctx context.Context) error {
+	cctx, cancel, err := f.ctx(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return f.gw.Promote(cctx)
+}
