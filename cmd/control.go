@@ -20,6 +20,7 @@ import (
 )
 
 type controlOptions struct {
+	spec     string // abort --spec FILE: recover from the gateway alone (recover.go)
 	stateDir string
 	reason   string
 	wait     time.Duration
@@ -41,13 +42,14 @@ the state directory holds one rollout. -o json prints state.json (schema in roll
 			if o.output != "text" && o.output != "json" {
 				return usageErrorf("--output %q: use text or json", o.output)
 			}
-			store, err := openControlStore(env, o, args)
+			store, closeStore, err := openAnyControlStore(env, o, args)
 			if err != nil {
 				return err
 			}
+			defer closeStore()
 			st, err := store.LoadState()
 			if err != nil {
-				return fmt.Errorf("status: %w", err)
+				return fmt.Errorf("status: %w", recoveryHint(err, store))
 			}
 			if o.output == "json" {
 				enc := json.NewEncoder(env.Stdout)
@@ -96,10 +98,16 @@ func newControlCmd(env *Env, action rollout.Action, short, long string) *cobra.C
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeServices(env, o),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.spec != "" {
+				return abortFromSpec(cmd.Context(), env, o, args)
+			}
 			return runControl(cmd.Context(), env, o, action, args)
 		},
 	}
 	f := c.Flags()
+	if action == rollout.ActionAbort {
+		f.StringVar(&o.spec, "spec", "", "recover without state: restore stable at the gateway named by this spec and tear its deployments down (the state is missing, unreadable or on a lost machine)")
+	}
 	f.StringVar(&o.stateDir, "state-dir", "", "state directory (default $CANARYCTL_STATE_DIR or "+DefaultStateDir+")")
 	f.StringVar(&o.reason, "reason", "", "why (recorded in events.jsonl and the rollout's reason)")
 	f.DurationVar(&o.wait, "wait", 30*time.Second, "how long to wait for the running rollout to apply the request (0: do not wait)")
@@ -173,15 +181,16 @@ func requester(env *Env) string {
 }
 
 func runControl(ctx context.Context, env *Env, o *controlOptions, action rollout.Action, args []string) error {
-	store, err := openControlStore(env, o, args)
+	store, closeStore, err := openAnyControlStore(env, o, args)
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	st, err := store.LoadState()
 	if err != nil {
-		return fmt.Errorf("%s: %w", action, err)
+		return fmt.Errorf("%s: %w", action, recoveryHint(err, store))
 	}
-	if st.Phase.Terminal() {
+	if st.Phase.Terminal() && !(st.Phase == rollout.Failed && action == rollout.ActionAbort) {
 		return fmt.Errorf("%s: the rollout of %s already ended %s: %s", action, st.Service, st.Phase, st.Reason)
 	}
 	req, err := store.PostControl(rollout.ControlRequest{Action: action, By: requester(env), Reason: o.reason})
@@ -204,25 +213,11 @@ func runControl(ctx context.Context, env *Env, o *controlOptions, action rollout
 		fmt.Fprintf(env.Stdout, "%s: %s request %s sent to process %d\n", st.Service, action, req.ID, pid)
 		return nil
 	}
-	deadline := time.NewTimer(o.wait)
-	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		pending, err := store.PendingControls()
-		if err != nil {
-			return err
-		}
-		if !containsRequest(pending, req.ID) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-deadline.C:
+	if err := waitApplied(ctx, store, req.ID, o.wait); err != nil {
+		if errors.Is(err, errNotApplied) {
 			return fmt.Errorf("%s: process %d did not apply the request within %s; it stays queued (see canaryctl status %s)", action, pid, o.wait, st.Service)
-		case <-tick.C:
 		}
+		return err
 	}
 	return reportControl(env, store, req, action)
 }
@@ -237,7 +232,7 @@ func containsRequest(reqs []rollout.ControlRequest, id string) bool {
 }
 
 // reportControl prints what the engine made of the request (from events.jsonl) and the phase after it.
-func reportControl(env *Env, store *rollout.Store, req rollout.ControlRequest, action rollout.Action) error {
+func reportControl(env *Env, store rollout.StateStore, req rollout.ControlRequest, action rollout.Action) error {
 	note := "applied"
 	if evs, err := store.ReadEvents(); err == nil {
 		for i := len(evs) - 1; i >= 0; i-- {
@@ -264,8 +259,8 @@ func reportControl(env *Env, store *rollout.Store, req rollout.ControlRequest, a
 
 // abortDetached rolls back a rollout that no process runs: it takes the lock, rebuilds the gateway and
 // deployer from the saved spec and runs the engine, which applies the queued abort first.
-func abortDetached(ctx context.Context, env *Env, store *rollout.Store) error {
-	raw, err := os.ReadFile(store.SpecPath())
+func abortDetached(ctx context.Context, env *Env, store rollout.StateStore) error {
+	raw, err := store.LoadSpec()
 	if err != nil {
 		return fmt.Errorf("abort: no saved spec to reach the gateway (%w); run canaryctl run --resume --spec FILE, it applies the queued abort", err)
 	}
@@ -285,6 +280,9 @@ func abortDetached(ctx context.Context, env *Env, store *rollout.Store) error {
 		return fmt.Errorf("abort: %w", err)
 	}
 	defer rt.eng.Close()
+	if err := rt.eng.Reopen("aborted after Failed: retrying the rollback"); err != nil {
+		return fmt.Errorf("abort: %w", err)
+	}
 	if err := claimGateway(ctx, rt, spec.Service, rt.eng.State().RunID, true, false); err != nil {
 		return fmt.Errorf("abort: %w", err)
 	}

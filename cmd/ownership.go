@@ -46,11 +46,28 @@ func finishOwnership(ctx context.Context, env *Env, rt *assembly) {
 // startOrResume claims the gateway and starts the rollout, or resumes it and then takes over its
 // lease. A new run is refused before anything is deployed while another run owns the service.
 func startOrResume(ctx context.Context, rt *assembly, service string, o *runOptions) error {
+	if o.standby {
+		w, ok := rt.store.(interface{ LockWait(context.Context) error })
+		if !o.resume || !ok {
+			return usageErrorf("--standby needs --resume and the etcd state store (state.type etcd or CANARYCTL_ETCD_ENDPOINTS)")
+		}
+		if err := w.LockWait(ctx); err != nil {
+			return fmt.Errorf("%s: wait to take the rollout over: %w", service, err)
+		}
+	}
 	if o.resume {
 		if err := rt.eng.Resume(ctx); err != nil {
 			return err
 		}
 		st := rt.eng.State()
+		if st.Phase == rollout.Failed {
+			// The rollback could not be confirmed: traffic may still reach the canary. Retry it.
+			if err := rt.eng.Reopen("resumed after Failed (" + st.Reason + "): retrying the rollback"); err != nil {
+				rt.eng.Close()
+				return err
+			}
+			st = rt.eng.State()
+		}
 		if st.Phase.Terminal() {
 			return nil
 		}
@@ -71,6 +88,4 @@ func startOrResume(ctx context.Context, rt *assembly, service string, o *runOpti
 }
 
 // leaseTTL is the spec's state.leaseTTL, or the default.
-func leaseTTL(spec *rollout.Spec) time.Duration {
-	return rollout.DefaultLeaseTTL
-}
+func leaseTTL(spec *rollout.Spec) time.Duration { return spec.State.Lease() }

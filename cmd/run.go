@@ -42,6 +42,7 @@ type runOptions struct {
 	detachOnPause bool
 	tui           bool
 	forceTakeover bool
+	standby       bool
 }
 
 func newRunCmd(env *Env) *cobra.Command {
@@ -86,6 +87,7 @@ marginal, 130 interrupted (after traffic went back to stable).`,
 	f.StringVar(&o.onInterrupt, "on-interrupt", "rollback", "on SIGINT/SIGTERM/SIGHUP: rollback (all traffic to stable) or pause (hold the split)")
 	f.BoolVar(&o.tui, "tui", false, "show the live monitor (as canaryctl watch) while the rollout runs; plain progress when stdout is not a terminal")
 	f.BoolVar(&o.forceTakeover, "force-takeover", false, "start even though another run's ownership lease at the gateway expired unfinished (it may have left traffic on its canary)")
+	f.BoolVar(&o.standby, "standby", false, "with --resume and the etcd store: wait until the running process stops (its lease expires), then take the rollout over")
 	f.BoolVar(&o.detachOnPause, "detach-on-pause", false, "exit 4 when the rollout pauses (approval or marginal) instead of holding it; continue with run --resume")
 	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.RegisterFlagCompletionFunc("on-interrupt", cobra.FixedCompletions([]string{"rollback", "pause"}, cobra.ShellCompDirectiveNoFileComp))
@@ -130,10 +132,11 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 	if err := resolveWebhookURLs(env, spec); err != nil {
 		return err
 	}
-	store, err := rollout.OpenStore(rollout.StoreConfig{Root: dir, Service: spec.Service})
+	store, closeStore, err := openStateStore(env, dir, spec.Service, spec)
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	if o.tui && env.StdoutIsTerminal {
 		return runRolloutTUI(ctx, env, o, dir, spec)
 	}
@@ -153,7 +156,7 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 	}
 	defer rt.close()
 	if err := startOrResume(ctx, rt, spec.Service, o); err != nil {
-		return err
+		return recoveryHint(err, store)
 	}
 	defer rt.eng.Close()
 	defer finishOwnership(ctx, env, rt)
@@ -181,9 +184,14 @@ func readSpecSource(env *Env, o *runOptions, dir string) ([]byte, error) {
 		if !rollout.ValidServiceName(o.service) {
 			return nil, usageErrorf("--service %q is not a service name", o.service)
 		}
-		raw, err := os.ReadFile(filepath.Join(dir, o.service, "spec.yaml"))
+		store, closeStore, err := openStateStore(env, dir, o.service, nil)
 		if err != nil {
-			return nil, usageErrorf("no saved spec for %s in %s (%v); pass --spec FILE", o.service, dir, errors.Unwrap(err))
+			return nil, err
+		}
+		defer closeStore()
+		raw, err := store.LoadSpec()
+		if err != nil {
+			return nil, usageErrorf("no saved spec for %s in %s (%v); pass --spec FILE", o.service, store.SpecPath(), err)
 		}
 		return raw, nil
 	case o.specFile == "":
@@ -262,7 +270,7 @@ func writeReports(env *Env, o *runOptions, r rollout.Report) error {
 type rolloutParts struct {
 	spec          *rollout.Spec
 	raw           []byte
-	store         *rollout.Store
+	store         rollout.StateStore
 	events        io.Writer
 	onInterrupt   rollout.InterruptAction
 	detachOnPause bool
@@ -275,6 +283,7 @@ type assembly struct {
 	eng     *rollout.Engine
 	keeper  *rollout.Keeper // the ownership lease at the gateway (ownership.go)
 	runID   string          // a new run's id
+	store   rollout.StateStore
 	closers []func()
 }
 
@@ -351,7 +360,8 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 		return nil, usageErrorf("gateway.type %q is not available in this build (valid: %s)", spec.Gateway.Type, strings.Join(rollout.GatewayTypes, ", "))
 	}
 	rt.keeper = rollout.NewKeeper(owner, leaseTTL(spec), log)
-	gw = rollout.FenceGateway(gw, rt.keeper)
+	fences := rollout.Fences{rt.keeper, storeFence(p.store)}
+	gw = rollout.FenceGateway(gw, fences...)
 	var metrics rollout.Metrics
 	switch spec.Metrics.Type {
 	case "builtin", "kong-log":
@@ -393,11 +403,11 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 	}
 	eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: gw, Metrics: metrics, Requests: reqLog, Deployer: deployer, Judge: judge,
 		Store: p.store, SpecYAML: p.raw, Logger: log, Progress: progress, Events: p.events,
-		OnInterrupt: p.onInterrupt, DetachOnPause: p.detachOnPause, RunID: p.runID, Fence: rt.keeper.Err})
+		OnInterrupt: p.onInterrupt, DetachOnPause: p.detachOnPause, RunID: p.runID, Fence: fences.Err})
 	if err != nil {
 		return nil, err
 	}
-	rt.eng, rt.runID = eng, p.runID
+	rt.eng, rt.runID, rt.store = eng, p.runID, p.store
 	return rt, nil
 }
 

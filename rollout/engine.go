@@ -110,7 +110,7 @@ type Config struct {
 	Metrics  Metrics
 	Deployer Deployer
 	Judge    Judge
-	Store    *Store
+	Store    StateStore
 	// Requests is the gateway's request log, required by analysis.mode sequential.
 	Requests RequestLog
 	// SpecYAML is saved beside the state on Start (for resume and abort); optional.

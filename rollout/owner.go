@@ -151,8 +151,8 @@ func (k *Keeper) Err() error {
 	return nil
 }
 
-// deadline is when the lease runs out unless renewed (zero: no lease).
-func (k *Keeper) deadline() time.Time {
+// Deadline is when the lease runs out unless renewed (zero: no lease).
+func (k *Keeper) Deadline() time.Time {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.lease == nil {
@@ -203,20 +203,50 @@ func (k *Keeper) Release(ctx context.Context) error {
 	return nil
 }
 
-// FenceGateway wraps gw so that no call is made once fence reports an error, and no call outlives
-// the lease: each runs on a context that ends when the lease would run out unless renewed.
-func FenceGateway(gw Gateway, k *Keeper) Gateway { return &fencedGateway{gw: gw, k: k} }
+// FenceGateway wraps gw so that no call is made once a fence reports an error, and no call outlives
+// a lease: each runs on a context that ends when the first lease would run out unless renewed.
+func FenceGateway(gw Gateway, fences ...Fence) Gateway { return &fencedGateway{gw: gw, fences: fences} }
+
+// Fences combines fences: the first error, the earliest deadline.
+type Fences []Fence
+
+// Err is the first fence's error.
+func (fs Fences) Err() error {
+	for _, f := range fs {
+		if f == nil {
+			continue
+		}
+		if err := f.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Deadline is the earliest deadline (zero: none).
+func (fs Fences) Deadline() time.Time {
+	var d time.Time
+	for _, f := range fs {
+		if f == nil {
+			continue
+		}
+		if fd := f.Deadline(); !fd.IsZero() && (d.IsZero() || fd.Before(d)) {
+			d = fd
+		}
+	}
+	return d
+}
 
 type fencedGateway struct {
-	gw Gateway
-	k  *Keeper
+	gw     Gateway
+	fences Fences
 }
 
 func (f *fencedGateway) ctx(ctx context.Context) (context.Context, context.CancelFunc, error) {
-	if err := f.k.Err(); err != nil {
+	if err := f.fences.Err(); err != nil {
 		return nil, nil, err
 	}
-	if d := f.k.deadline(); !d.IsZero() {
+	if d := f.fences.Deadline(); !d.IsZero() {
 		c, cancel := context.WithDeadline(ctx, d)
 		return c, cancel, nil
 	}

@@ -44,6 +44,8 @@ type Spec struct {
 	// PauseTimeout bounds how long a paused rollout holds its split before rolling back (default 1h).
 	PauseTimeout time.Duration     `yaml:"pauseTimeout" json:"pauseTimeout"`
 	Notify       NotificationsSpec `yaml:"notifications" json:"notifications"`
+	// State selects the state store (spec_state.go): local directory (default) or etcd.
+	State StateSpec `yaml:"state,omitempty" json:"state,omitzero"`
 
 	// controlDefaulted: analysis.control was left out and set to stable because the gateway mode
 	// has no baseline cohort (see control.go).
@@ -414,6 +416,7 @@ func (s *Spec) Validate() error {
 	s.validateSteps(bad)
 	s.validateControl(bad)
 	s.validateSequential(bad)
+	s.validateState(bad)
 	if s.OnMarginal != "pause" && s.OnMarginal != "rollback" {
 		bad("onMarginal", "unknown value %q; use pause or rollback", s.OnMarginal)
 	}

@@ -41,15 +41,21 @@ var (
 	ErrNoState = errors.New("no rollout state")
 	// ErrLocked: another process runs the rollout of this service.
 	ErrLocked = errors.New("rollout is locked by another process")
+	// ErrCorruptState: the stored state cannot be read (truncated, edited, another schema).
+	ErrCorruptState = errors.New("corrupt state")
 )
 
 // LockedError says which process holds the lock.
 type LockedError struct {
 	Service string
 	PID     int
+	Holder  string // user@host pid N, when the store knows it (etcd)
 }
 
 func (e *LockedError) Error() string {
+	if e.Holder != "" {
+		return fmt.Sprintf("rollout of %s is run by %s; use canaryctl status/pause/resume/promote/abort to act on it, or wait with run --resume --standby to take it over when that runner stops", e.Service, e.Holder)
+	}
 	if e.PID > 0 {
 		return fmt.Sprintf("rollout of %s is run by process %d; use canaryctl status/pause/resume/promote/abort to act on it", e.Service, e.PID)
 	}
@@ -186,17 +192,17 @@ func LoadStateFile(path string) (*State, error) {
 // DecodeState parses state JSON and checks its schema version.
 func DecodeState(data []byte) (*State, error) {
 	if len(data) > maxStateLen {
-		return nil, fmt.Errorf("decode state: larger than %d bytes", maxStateLen)
+		return nil, fmt.Errorf("decode state: %w: larger than %d bytes", ErrCorruptState, maxStateLen)
 	}
 	var st State
 	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("decode state: %w", err)
+		return nil, fmt.Errorf("decode state: %w: %w", ErrCorruptState, err)
 	}
 	if st.SchemaVersion != StateSchemaVersion {
 		return nil, fmt.Errorf("decode state: schema version %d is not supported (this build reads %d)", st.SchemaVersion, StateSchemaVersion)
 	}
 	if !st.Phase.Valid() {
-		return nil, fmt.Errorf("decode state: unknown phase %q", st.Phase)
+		return nil, fmt.Errorf("decode state: %w: unknown phase %q", ErrCorruptState, st.Phase)
 	}
 	return &st, nil
 }

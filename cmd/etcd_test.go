@@ -1,0 +1,239 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/rollout"
+	"github.com/canaryctl/canaryctl/rollout/etcdtest"
+)
+
+const etcdTTL = 2 * time.Second
+
+// etcdWorld is an external proxy world whose rollouts keep their state in a real etcd.
+type etcdWorld struct {
+	*rtWorld
+	etcd *etcdtest.Server
+	obs  *rollout.EtcdStore // reads the rollout as any machine would
+}
+
+func newEtcdWorld(t *testing.T) *etcdWorld {
+	t.Helper()
+	srv := etcdtest.Start(t)
+	w := &etcdWorld{rtWorld: newWorld(t), etcd: srv}
+	obs, err := rollout.OpenEtcdStore(rollout.EtcdStoreConfig{Endpoints: []string{srv.Endpoint()}, Prefix: "/ci", Service: "shop", LocalDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { obs.Close() })
+	w.obs = obs
+	return w
+}
+
+// vars: the proxy token and the etcd store, as a second machine without the spec has them.
+func (w *etcdWorld) vars() map[string]string {
+	return map[string]string{"CANARYCTL_PROXY_TOKEN": rtToken, "CANARYCTL_ETCD_ENDPOINTS": w.etcd.Endpoint(), "CANARYCTL_ETCD_PREFIX": "/ci"}
+}
+
+// etcdSpec writes the world's spec with the etcd store and steps.
+func (w *etcdWorld) etcdSpec(t *testing.T, steps string, ttl time.Duration) string {
+	t.Helper()
+	spec := w.spec(t, steps)
+	raw, _ := os.ReadFile(spec)
+	// Errors only: the pipeline under kill -9 is tested here, not latency sensitivity.
+	s := strings.Replace(string(raw), "    - {name: p99-latency, kind: latency, quantile: 0.99, mustHaveData: true, effectSize: {allowedIncrease: 10}}\n", "", 1)
+	// Deployments whose teardown takes 3 s hold Promoting and RollingBack long enough to be killed in.
+	s = strings.ReplaceAll(s, "{type: static, ", `{type: exec, command: "true", teardown: "sleep 3", `)
+	s += fmt.Sprintf("state: {type: etcd, endpoints: [%q], prefix: /ci, leaseTTL: %s}\n", w.etcd.Endpoint(), ttl)
+	if err := os.WriteFile(spec, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return spec
+}
+
+// waitState polls etcd until ok(state) holds.
+func (w *etcdWorld) waitState(t *testing.T, what string, ok func(*rollout.State) bool) *rollout.State {
+	t.Helper()
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		st, err := w.obs.LoadState()
+		if err == nil && ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("etcd state never %s (last %+v, %v)", what, st, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestEtcdTakeover: a runner SIGKILLed in each phase is taken over by a standby on another state
+// directory (another machine: it has no spec, only the etcd endpoint) within leaseTTL + 5 s, which
+// finishes the rollout with no traffic left on the canary.
+func TestEtcdTakeover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end rollouts take seconds")
+	}
+	etcdtest.Binary(t)
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		phase     rollout.Phase
+		steps     string
+		abort     bool // abort from a third machine once analyzing
+		approve   bool // the rollout waits for approval: promote it from a third machine
+		code      int
+	}{
+		{name: "deploying", phase: rollout.Deploying, steps: fastSteps, code: ExitOK},
+		{name: "analyzing", phase: rollout.Analyzing, steps: fastSteps, code: ExitOK},
+		{name: "paused for approval", phase: rollout.Paused, steps: "  - {weight: 10, duration: 2s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 2s, interval: 1s, warmup: 0s, approval: true}\n", approve: true, code: ExitOK},
+		{name: "promoting", phase: rollout.Promoting, steps: "  - {weight: 10, duration: 2s, interval: 1s, warmup: 0s}\n", code: ExitOK},
+		{name: "rolling back", phase: rollout.RollingBack, steps: fastSteps, abort: true, code: ExitFail},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newEtcdWorld(t)
+			ctx, stop := context.WithCancel(t.Context())
+			defer stop()
+			go w.load(ctx, 100, 8000)
+			spec := w.etcdSpec(t, tc.steps, etcdTTL)
+			a, aout := rtChild(t, map[string]string{"CANARYCTL_PROXY_TOKEN": rtToken}, "run", "--spec", spec, "--state-dir", t.TempDir())
+			// The standby (another machine: its own state dir, the spec read from etcd) waits.
+			w.waitState(t, "started", func(*rollout.State) bool { return true })
+			b, bout := rtChild(t, w.vars(), "run", "--resume", "--service", "shop", "--standby", "--state-dir", t.TempDir())
+			if tc.abort {
+				w.waitState(t, "analyzing", func(s *rollout.State) bool { return s.Phase == rollout.Analyzing })
+				if code, out, serr := rtRun(t.Context(), w.vars(), "abort", "shop", "--state-dir", t.TempDir()); code != ExitOK {
+					t.Fatalf("abort from a third machine: %d %s %s", code, out, serr)
+				}
+			}
+			st := w.waitState(t, "in "+string(tc.phase), func(s *rollout.State) bool { return s.Phase == tc.phase })
+			if err := a.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killed := time.Now()
+			_ = a.Wait()
+			t.Logf("killed the runner in %s (step %d, split %s)", st.Phase, st.Step+1, st.Split)
+			if !st.Phase.Terminal() {
+				took := w.waitState(t, "written by the standby", func(s *rollout.State) bool { return s.PID == b.Process.Pid })
+				if d := time.Since(killed); d > etcdTTL+5*time.Second {
+					t.Errorf("the standby took over after %s, want within leaseTTL + 5s (%s)", d, etcdTTL+5*time.Second)
+				} else {
+					t.Logf("taken over in %s (phase %s)", d.Round(time.Millisecond), took.Phase)
+				}
+			}
+			if tc.approve {
+				w.waitState(t, "paused by the standby", func(s *rollout.State) bool { return s.Phase == rollout.Paused && s.PID == b.Process.Pid })
+				code, out, serr := rtRun(t.Context(), w.vars(), "promote", "shop", "--state-dir", t.TempDir())
+				if code != ExitOK {
+					t.Fatalf("promote from a third machine: %d %s %s", code, out, serr)
+				}
+			}
+			err := b.Wait()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			}
+			if code != tc.code {
+				t.Fatalf("standby exit %d, want %d\nstandby:\n%s\nfirst runner:\n%s", code, tc.code, bout, aout)
+			}
+			if s, _ := w.px.Split(t.Context()); s != (providers.Split{}) {
+				t.Fatalf("split after the standby finished: %v", s)
+			}
+			final, _ := w.obs.LoadState()
+			if tc.code == ExitOK && !strings.Contains(w.pxState(t), w.canary.URL) {
+				t.Errorf("canary not promoted: %s (state %+v)", w.pxState(t), final)
+			}
+		})
+	}
+}
+
+// TestEtcdPausedRunnerCannotWrite: a runner SIGSTOPped past its lease is taken over; after SIGCONT
+// it writes no state and makes no gateway call: it stops with "lease lost", and the new runner
+// finishes undisturbed.
+func TestEtcdPausedRunnerCannotWrite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end rollouts take seconds")
+	}
+	etcdtest.Binary(t)
+	t.Parallel()
+	w := newEtcdWorld(t)
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	go w.load(ctx, 100, 8000)
+	spec := w.etcdSpec(t, "  - {weight: 10, duration: 4s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 2s, interval: 1s, warmup: 0s}\n", etcdTTL)
+	a, aout := rtChild(t, map[string]string{"CANARYCTL_PROXY_TOKEN": rtToken}, "run", "--spec", spec, "--state-dir", t.TempDir())
+	w.waitState(t, "analyzing", func(s *rollout.State) bool { return s.Phase == rollout.Analyzing })
+	b, bout := rtChild(t, w.vars(), "run", "--resume", "--service", "shop", "--standby", "--state-dir", t.TempDir())
+	if err := a.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	w.waitState(t, "written by the standby", func(s *rollout.State) bool { return s.PID == b.Process.Pid })
+	if err := a.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	aerr := a.Wait()
+	if aerr == nil || !strings.Contains(aout.String(), "lease lost") {
+		t.Fatalf("the resumed runner: %v, want an exit saying lease lost:\n%s", aerr, aout)
+	}
+	for _, bad := range []string{"rolling back", "RolledBack", "lease_lost"} {
+		if strings.Contains(aout.String(), bad) {
+			t.Errorf("the resumed runner's output has %q: it acted after losing the lease:\n%s", bad, aout)
+		}
+	}
+	if err := b.Wait(); err != nil {
+		t.Fatalf("the new runner: %v\n%s", err, bout)
+	}
+	evs, err := w.obs.ReadEvents()
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := false
+	for _, ev := range evs {
+		if ev.Type == rollout.EvResumed {
+			took = true
+		}
+		if took && ev.Type == rollout.EvTransition && ev.Phase == rollout.RollingBack {
+			t.Errorf("a rollback after the takeover: %+v", ev)
+		}
+	}
+	if !strings.Contains(w.pxState(t), w.canary.URL) {
+		t.Errorf("canary not promoted: %s", w.pxState(t))
+	}
+}
+
+// TestEtcdRestartMidRollout: etcd restarts while a step is judged; the runner keeps its lock (the
+// lease survives a restart shorter than its TTL), loses no write, and promotes.
+func TestEtcdRestartMidRollout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end rollouts take seconds")
+	}
+	etcdtest.Binary(t)
+	t.Parallel()
+	w := newEtcdWorld(t)
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	go w.load(ctx, 100, 8000)
+	// A single-member etcd restarts in about 1.5 s here (start, then an election timeout): a lease
+	// of 6 s outlives it, so the runner keeps its lock.
+	spec := w.etcdSpec(t, "  - {weight: 10, duration: 4s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 2s, interval: 1s, warmup: 0s}\n", 6*time.Second)
+	a, aout := rtChild(t, map[string]string{"CANARYCTL_PROXY_TOKEN": rtToken}, "run", "--spec", spec, "--state-dir", t.TempDir())
+	st := w.waitState(t, "analyzing", func(s *rollout.State) bool { return s.Phase == rollout.Analyzing && len(s.Intervals) > 0 })
+	w.etcd.Restart()
+	if err := a.Wait(); err != nil {
+		t.Fatalf("runner across an etcd restart: %v\n%s", err, aout)
+	}
+	final, err := w.obs.LoadState()
+	if err != nil || final.Phase != rollout.Promoted || final.RunID != st.RunID || len(final.Intervals) < len(st.Intervals) {
+		t.Fatalf("final state %+v %v", final, err)
+	}
+}
