@@ -85,12 +85,12 @@ func TestEtcdTakeover(t *testing.T) {
 	etcdtest.Binary(t)
 	t.Parallel()
 	for _, tc := range []struct {
-		name      string
-		phase     rollout.Phase
-		steps     string
-		abort     bool // abort from a third machine once analyzing
-		approve   bool // the rollout waits for approval: promote it from a third machine
-		code      int
+		name    string
+		phase   rollout.Phase
+		steps   string
+		abort   bool // abort from a third machine once analyzing
+		approve bool // the rollout waits for approval: promote it from a third machine
+		code    int
 	}{
 		{name: "deploying", phase: rollout.Deploying, steps: fastSteps, code: ExitOK},
 		{name: "analyzing", phase: rollout.Analyzing, steps: fastSteps, code: ExitOK},
