@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/canaryctl/canaryctl/providers"
@@ -89,3 +90,35 @@ func startOrResume(ctx context.Context, rt *assembly, service string, o *runOpti
 
 // leaseTTL is the spec's state.leaseTTL, or the default.
 func leaseTTL(spec *rollout.Spec) time.Duration { return spec.State.Lease() }
+
+// retryRun applies --run-id (or $CANARYCTL_RUN_ID): when the store holds a rollout with that id, this
+// run continues it (waiting for the previous attempt's lease with the etcd store) or reports how it
+// ended, instead of starting a second rollout; any other id starts a new rollout with it.
+func retryRun(env *Env, o *runOptions, store rollout.StateStore) error {
+	if o.runID == "" {
+		o.runID = env.Getenv("CANARYCTL_RUN_ID")
+	}
+	if o.runID == "" || o.resume {
+		return nil
+	}
+	if strings.ContainsAny(o.runID, ",/ ") || len(o.runID) > 128 {
+		return usageErrorf("--run-id %q: use at most 128 characters without ',', '/' or spaces (e.g. the CI job's name)", o.runID)
+	}
+	st, err := store.LoadState()
+	if err != nil || st.RunID != o.runID {
+		return nil // a new rollout named o.runID (an unreadable state refuses it in Start)
+	}
+	fmt.Fprintf(env.Stderr, "%s: run %s is recorded (%s): continuing it instead of starting another\n", st.Service, st.RunID, st.Phase)
+	o.resume = true
+	if _, ok := store.(interface{ LockWait(context.Context) error }); ok && !st.Phase.Terminal() {
+		o.standby = true // the previous attempt's lease may still run: wait for it
+	}
+	return nil
+}
+
+func cmpOr(s, def string) string {
+	if s != "" {
+		return s
+	}
+	return def
+}

@@ -43,6 +43,7 @@ type runOptions struct {
 	tui           bool
 	forceTakeover bool
 	standby       bool
+	runID         string
 }
 
 func newRunCmd(env *Env) *cobra.Command {
@@ -87,6 +88,7 @@ marginal, 130 interrupted (after traffic went back to stable).`,
 	f.StringVar(&o.onInterrupt, "on-interrupt", "rollback", "on SIGINT/SIGTERM/SIGHUP: rollback (all traffic to stable) or pause (hold the split)")
 	f.BoolVar(&o.tui, "tui", false, "show the live monitor (as canaryctl watch) while the rollout runs; plain progress when stdout is not a terminal")
 	f.BoolVar(&o.forceTakeover, "force-takeover", false, "start even though another run's ownership lease at the gateway expired unfinished (it may have left traffic on its canary)")
+	f.StringVar(&o.runID, "run-id", "", "name the run (default $CANARYCTL_RUN_ID, else the start time): when the service's recorded rollout has this id, continue it (or report how it ended) instead of starting another; a retried CI job passes its job name")
 	f.BoolVar(&o.standby, "standby", false, "with --resume and the etcd store: wait until the running process stops (its lease expires), then take the rollout over")
 	f.BoolVar(&o.detachOnPause, "detach-on-pause", false, "exit 4 when the rollout pauses (approval or marginal) instead of holding it; continue with run --resume")
 	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
@@ -137,7 +139,13 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 		return err
 	}
 	defer closeStore()
+	if err := retryRun(env, o, store); err != nil {
+		return err
+	}
 	if o.tui && env.StdoutIsTerminal {
+		if _, ok := store.(*rollout.Store); !ok {
+			return usageErrorf("--tui shows a local state directory; with the etcd store follow the run's progress lines (or canaryctl status SERVICE)")
+		}
 		return runRolloutTUI(ctx, env, o, dir, spec)
 	}
 	var events io.Writer
@@ -150,7 +158,7 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 		events = f
 	}
 	rt, err := buildRollout(ctx, env, rolloutParts{spec: spec, raw: raw, store: store, events: events,
-		onInterrupt: rollout.InterruptAction(o.onInterrupt), detachOnPause: o.detachOnPause, runID: newRunID(time.Now())})
+		onInterrupt: rollout.InterruptAction(o.onInterrupt), detachOnPause: o.detachOnPause, runID: cmpOr(o.runID, newRunID(time.Now()))})
 	if err != nil {
 		return err
 	}

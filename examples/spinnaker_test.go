@@ -6,17 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/canaryctl/canaryctl/cmd"
+	"github.com/canaryctl/canaryctl/rollout"
+	"github.com/canaryctl/canaryctl/rollout/etcdtest"
 )
 
 // The rules by which Spinnaker turns a Run Job's container log into stage outputs (clouddriver's
@@ -205,8 +210,8 @@ type jobRun struct {
 func checkSpinnakerExample(t *testing.T, ex spinnakerExample, secrets map[string]string) jobRun {
 	t.Helper()
 	job, cm := ex.job, ex.configMap
-	if job["kind"] != "Job" || dig(job, "spec", "backoffLimit") != 0 || dig(job, "spec", "template", "spec", "restartPolicy") != "Never" {
-		t.Fatalf("job.yaml: want kind Job, backoffLimit 0, restartPolicy Never")
+	if job["kind"] != "Job" || dig(job, "spec", "template", "spec", "restartPolicy") != "Never" {
+		t.Fatalf("job.yaml: want kind Job, restartPolicy Never")
 	}
 	// The pipeline applies this very ConfigMap and runs this very Job.
 	deploy, runJob := stage(t, ex.pipeline, "deployManifest"), stage(t, ex.pipeline, "runJobManifest")
@@ -241,6 +246,13 @@ func checkSpinnakerExample(t *testing.T, ex spinnakerExample, secrets map[string
 		name := e["name"].(string)
 		if v, ok := e["value"].(string); ok {
 			jr.env[name] = v
+			continue
+		}
+		if fp, _ := dig(e, "valueFrom", "fieldRef", "fieldPath").(string); fp != "" {
+			if fp != "metadata.labels['job-name']" {
+				t.Fatalf("env %s: fieldRef %q unknown to the test", name, fp)
+			}
+			jr.env[name] = jobName // Kubernetes labels a Job's pods with its name
 			continue
 		}
 		key, _ := dig(e, "valueFrom", "secretKeyRef", "key").(string)
@@ -299,10 +311,12 @@ func TestSpinnakerRunJob(t *testing.T) {
 		wantStatus   string
 		wantPhase    string
 		wantPromoted bool
+		evicted      bool // the first attempt's pod is SIGKILLed mid-step; the Job's retry runs
 	}{
-		{"promoted", 200, false, cmd.ExitOK, "SUCCEEDED", "Promoted", true},
-		{"rolled back", 500, false, cmd.ExitFail, "TERMINAL", "RolledBack", false},
-		{"invalid spec", 200, true, cmd.ExitUsage, "TERMINAL", "NotStarted", false},
+		{"promoted", 200, false, cmd.ExitOK, "SUCCEEDED", "Promoted", true, false},
+		{"rolled back", 500, false, cmd.ExitFail, "TERMINAL", "RolledBack", false, false},
+		{"invalid spec", 200, true, cmd.ExitUsage, "TERMINAL", "NotStarted", false, false},
+		{"evicted then retried", 200, false, cmd.ExitOK, "SUCCEEDED", "Promoted", true, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -316,6 +330,12 @@ func TestSpinnakerRunJob(t *testing.T) {
 			dep["canary"].(map[string]any)["addresses"] = []any{c.canary.URL}
 			spec["gateway"].(map[string]any)["admin"] = c.admin
 			shorten(spec)
+			// The spec's etcd is a real one on this machine, without TLS; a short lease.
+			srv := etcdtest.Start(t)
+			if spec["state"].(map[string]any)["type"] != "etcd" {
+				t.Fatal("the example's spec does not keep its state in etcd")
+			}
+			spec["state"] = map[string]any{"type": "etcd", "endpoints": []any{srv.Endpoint()}, "prefix": "/spinnaker", "leaseTTL": "2s"}
 			if tc.breakSpec {
 				spec["steps"] = []any{map[string]any{"weight": 150}}
 			}
@@ -331,6 +351,9 @@ func TestSpinnakerRunJob(t *testing.T) {
 			go load(ctx, c.listen+"/", 300, 20000)
 
 			var containerLog syncBuffer
+			if tc.evicted {
+				evict(t, args, jr.env, srv.Endpoint(), "/spinnaker", dig(spec, "service").(string))
+			}
 			code := canaryctl(t.Context(), args, jr.env, &containerLog, &containerLog)
 			log := containerLog.String()
 			if code != tc.wantExit {
@@ -357,6 +380,9 @@ func TestSpinnakerRunJob(t *testing.T) {
 					t.Errorf("the pipeline reads outputs.%s; the job's log does not provide it: %v", ref, out)
 				}
 			}
+			if tc.evicted && !strings.Contains(log, "is recorded (") {
+				t.Errorf("the retry did not continue the evicted attempt's run:\n%s", log)
+			}
 			if _, ok := out["score"].(float64); !ok {
 				t.Errorf("outputs.score %v is not a number", out["score"])
 			}
@@ -374,4 +400,58 @@ func TestSpinnakerRunJob(t *testing.T) {
 			}
 		})
 	}
+}
+
+// jobName is the Job's name as Kubernetes labels its pods (Spinnaker's suffix included).
+const jobName = "checkout-canary-x7k2p"
+
+// TestHelperJobPod runs canaryctl as a separate process: the first attempt of the Job's pod.
+func TestHelperJobPod(t *testing.T) {
+	if os.Getenv("CANARYCTL_TEST_POD") != "1" {
+		t.Skip("helper process")
+	}
+	var args []string
+	_ = json.Unmarshal([]byte(os.Getenv("CANARYCTL_TEST_ARGS")), &args)
+	os.Exit(cmd.Main(args))
+}
+
+// evict runs the job's container as a process until its rollout is judging the first step, then
+// SIGKILLs it, as a node eviction or an OOM kill does.
+func evict(t *testing.T, args []string, vars map[string]string, endpoint, prefix, service string) {
+	t.Helper()
+	a, _ := json.Marshal(args)
+	pod := exec.Command(os.Args[0], "-test.run=^TestHelperJobPod$")
+	pod.Env = append(os.Environ(), "CANARYCTL_TEST_POD=1", "CANARYCTL_TEST_ARGS="+string(a))
+	for k, v := range vars {
+		pod.Env = append(pod.Env, k+"="+v)
+	}
+	var out syncBuffer
+	pod.Stdout, pod.Stderr = &out, &out
+	if err := pod.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pod.Process.Kill(); _ = pod.Wait() })
+	obs, err := rollout.OpenEtcdStore(rollout.EtcdStoreConfig{Endpoints: []string{endpoint}, Prefix: prefix, Service: service, LocalDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := obs.LoadState()
+		if err == nil && st.Phase == rollout.Analyzing && len(st.Intervals) > 0 {
+			if st.RunID != jobName {
+				t.Fatalf("the run is named %q, want the job's name %q", st.RunID, jobName)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first attempt never judged a step: %+v %v\n%s", st, err, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := pod.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = pod.Wait()
 }
