@@ -98,8 +98,9 @@ func TestEtcdTakeover(t *testing.T) {
 		{name: "promoting", phase: rollout.Promoting, steps: "  - {weight: 10, duration: 2s, interval: 1s, warmup: 0s}\n", code: ExitOK},
 		{name: "rolling back", phase: rollout.RollingBack, steps: fastSteps, abort: true, code: ExitFail},
 	} {
+		// One case at a time: each runs two canaryctl processes, an etcd and load; in parallel they
+		// would load the machine for the other packages' latency-judging tests.
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
 			w := newEtcdWorld(t)
 			ctx, stop := context.WithCancel(t.Context())
 			defer stop()

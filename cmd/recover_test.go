@@ -1,10 +1,15 @@
 package cmd
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -138,5 +143,80 @@ func TestRecovery(t *testing.T) {
 				t.Fatalf("phase after %s: %+v", then, got)
 			}
 		})
+	}
+}
+
+// TestAbortSpecKong: a runner SIGKILLed mid-step against Kong leaves its canary and baseline targets;
+// abort --spec from an empty state directory (another machine) deletes them once the runner's lease
+// expired, and removes the ownership marker.
+func TestAbortSpecKong(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end rollouts take seconds")
+	}
+	t.Parallel()
+	ctx, stop := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	k, spec := kongWorld(t, ctx, &wg)
+	raw, _ := os.ReadFile(spec)
+	raw = bytes.Replace(raw, []byte("duration: 3s}"), []byte("duration: 30s}"), 1)
+	if err := os.WriteFile(spec, append(raw, []byte("state: {leaseTTL: 2s}\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	child, out := rtChild(t, nil, "run", "--spec", spec, "--state-dir", dir)
+	waitStateIn(t, dir, "web", rollout.Analyzing)
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	targets := func() []string {
+		var page struct {
+			Data []struct {
+				Target string   `json:"target"`
+				Weight int      `json:"weight"`
+				Tags   []string `json:"tags"`
+			} `json:"data"`
+		}
+		resp, err := http.Get(k.AdminURL() + "/upstreams/web-up/targets")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+			t.Fatal(err)
+		}
+		var ts []string
+		for _, d := range page.Data {
+			ts = append(ts, fmt.Sprintf("%s w%d %v", d.Target, d.Weight, d.Tags))
+		}
+		return ts
+	}
+	if ts := targets(); len(ts) != 3 {
+		t.Fatalf("after the crash want stable, baseline and canary targets, got %v (runner output %s)", ts, out)
+	}
+	empty := t.TempDir()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, sout, serr := rtRun(t.Context(), nil, "abort", "--spec", spec, "--state-dir", empty)
+		if code == ExitOK && strings.Contains(sout, "RolledBack") {
+			break
+		}
+		if !strings.Contains(serr, "owned at the gateway") || time.Now().After(deadline) {
+			t.Fatalf("abort --spec: %d %q %q", code, sout, serr)
+		}
+		time.Sleep(200 * time.Millisecond) // the crashed runner's lease (2s) is running out
+	}
+	if ts := targets(); len(ts) != 1 || strings.Contains(ts[0], "canaryctl") {
+		t.Fatalf("targets after abort --spec: %v, want the stable one only", ts)
+	}
+	resp, err := http.Get(k.AdminURL() + "/upstreams/canaryctl-owner.web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("ownership marker after abort --spec: %d, want 404", resp.StatusCode)
 	}
 }

@@ -447,6 +447,11 @@ func (e *Engine) Tick(ctx context.Context) (Phase, error) {
 		return e.State().Phase, err
 	}
 	next, reason := e.handle(ctx, phase)
+	if e.cfg.Fence != nil && next != phase {
+		if err := e.cfg.Fence(); err != nil { // lost during the handler: its outcome is not ours to record
+			return phase, fmt.Errorf("stopped in %s: %w", phase, err)
+		}
+	}
 	if next != phase {
 		if err := e.transition(next, reason); err != nil {
 			return e.State().Phase, err
