@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -174,6 +176,15 @@ func TestEtcdPausedRunnerCannotWrite(t *testing.T) {
 	spec := w.etcdSpec(t, "  - {weight: 10, duration: 4s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 2s, interval: 1s, warmup: 0s}\n", etcdTTL)
 	a, aout := rtChild(t, map[string]string{"CANARYCTL_PROXY_TOKEN": rtToken}, "run", "--spec", spec, "--state-dir", t.TempDir())
 	w.waitState(t, "analyzing", func(s *rollout.State) bool { return s.Phase == rollout.Analyzing })
+	// Every state written from now on, in order, by pid.
+	var mu sync.Mutex
+	var writers []int
+	wctx, stopWatch := context.WithCancel(t.Context())
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		_ = w.obs.WatchState(wctx, func(st *rollout.State) { mu.Lock(); writers = append(writers, st.PID); mu.Unlock() })
+	}()
 	b, bout := rtChild(t, w.vars(), "run", "--resume", "--service", "shop", "--standby", "--state-dir", t.TempDir())
 	if err := a.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -194,16 +205,24 @@ func TestEtcdPausedRunnerCannotWrite(t *testing.T) {
 	if err := b.Wait(); err != nil {
 		t.Fatalf("the new runner: %v\n%s", err, bout)
 	}
+	stopWatch()
+	<-watched
+	mu.Lock()
+	took := slices.Index(writers, b.Process.Pid)
+	if took < 0 || slices.Contains(writers[took:], a.Process.Pid) {
+		t.Errorf("state writers in order %v: the paused runner %d wrote after the takeover by %d", writers, a.Process.Pid, b.Process.Pid)
+	}
+	mu.Unlock()
 	evs, err := w.obs.ReadEvents()
 	if err != nil {
 		t.Fatal(err)
 	}
-	took := false
+	resumed := false
 	for _, ev := range evs {
 		if ev.Type == rollout.EvResumed {
-			took = true
+			resumed = true
 		}
-		if took && ev.Type == rollout.EvTransition && ev.Phase == rollout.RollingBack {
+		if resumed && ev.Type == rollout.EvTransition && ev.Phase == rollout.RollingBack {
 			t.Errorf("a rollback after the takeover: %+v", ev)
 		}
 	}
