@@ -1,0 +1,112 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/providers/fake"
+)
+
+// scriptedOwner is a gateway owner whose renewals answer what the test says.
+type scriptedOwner struct {
+	mu      sync.Mutex
+	renew   error
+	renews  int
+	release int
+}
+
+func (o *scriptedOwner) Claim(_ context.Context, c providers.Claim) (providers.Lease, error) {
+	return providers.Lease{Service: c.Service, RunID: c.RunID, Token: "t", Expires: time.Now().Add(c.TTL)}, nil
+}
+
+func (o *scriptedOwner) Renew(_ context.Context, l providers.Lease, ttl time.Duration) (providers.Lease, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.renews++
+	if o.renew != nil {
+		return l, o.renew
+	}
+	l.Expires = time.Now().Add(ttl)
+	return l, nil
+}
+
+func (o *scriptedOwner) Release(context.Context, providers.Lease) error {
+	o.mu.Lock()
+	o.release++
+	o.mu.Unlock()
+	return nil
+}
+
+func (o *scriptedOwner) set(err error) { o.mu.Lock(); o.renew = err; o.mu.Unlock() }
+func (o *scriptedOwner) count() int    { o.mu.Lock(); defer o.mu.Unlock(); return o.renews }
+
+// waitFor polls cond (the keeper works on the real clock) for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestKeeper(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		renew error
+	}{
+		{"taken over", fmt.Errorf("%w: 409", providers.ErrLeaseLost)},
+		{"gateway unreachable past the ttl", errors.New("connection refused")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := &scriptedOwner{}
+			const ttl = 300 * time.Millisecond
+			k := NewKeeper(o, ttl, nil)
+			if err := k.Claim(t.Context(), providers.Claim{Service: "shop", RunID: "r"}); err != nil {
+				t.Fatal(err)
+			}
+			defer k.Stop()
+			gw := fake.NewGateway()
+			fenced := FenceGateway(gw, Fences{k, nil})
+			// Renewals keep the lease past several TTLs.
+			waitFor(t, "renewed 4 times", func() bool { return o.count() >= 4 })
+			if err := k.Err(); err != nil {
+				t.Fatalf("renewed lease reported lost: %v", err)
+			}
+			if err := fenced.SetUpstreams(t.Context(), providers.Canary, []string{"http://127.0.0.1:1"}); err != nil {
+				t.Fatal(err)
+			}
+			o.set(tc.renew)
+			waitFor(t, "lost", func() bool { return k.Err() != nil })
+			if !errors.Is(k.Err(), providers.ErrLeaseLost) {
+				t.Fatalf("Err %v, want ErrLeaseLost", k.Err())
+			}
+			calls := len(gw.Calls())
+			if err := fenced.Rollback(t.Context()); !errors.Is(err, providers.ErrLeaseLost) {
+				t.Fatalf("a gateway call after the loss: %v", err)
+			}
+			if len(gw.Calls()) != calls {
+				t.Fatalf("the fenced gateway was called after the loss: %v", gw.Calls()[calls:])
+			}
+			if err := k.Release(t.Context()); err != nil || o.release != 0 {
+				t.Fatalf("release of a lost lease: %v, %d releases sent", err, o.release)
+			}
+		})
+	}
+	t.Run("no owner", func(t *testing.T) {
+		t.Parallel()
+		k := NewKeeper(nil, time.Second, nil)
+		if err := k.Claim(t.Context(), providers.Claim{}); err != nil || k.Err() != nil || !k.Deadline().IsZero() {
+			t.Fatalf("a gateway without ownership: %v %v %v", err, k.Err(), k.Deadline())
+		}
+	})
+}
