@@ -57,8 +57,13 @@ the state directory holds one rollout. -o json prints state.json (schema in roll
 				return enc.Encode(st)
 			}
 			held, pid, _ := store.Holder()
-			_, err = fmt.Fprint(env.Stdout, formatStatus(st, held, pid, env.Now()))
-			return err
+			if _, err := fmt.Fprint(env.Stdout, formatStatus(st, held, pid, env.Now())); err != nil {
+				return err
+			}
+			if h, ok := store.(interface{ HolderText() string }); ok && held && !st.Phase.Terminal() {
+				fmt.Fprintf(env.Stdout, "holder:    %s (etcd lease)\n", h.HolderText())
+			}
+			return nil
 		},
 	}
 	c.Flags().StringVar(&o.stateDir, "state-dir", "", "state directory (default $CANARYCTL_STATE_DIR or "+DefaultStateDir+")")

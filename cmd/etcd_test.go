@@ -135,7 +135,11 @@ func TestEtcdTakeover(t *testing.T) {
 			}
 			if tc.approve {
 				w.waitState(t, "paused by the standby", func(s *rollout.State) bool { return s.Phase == rollout.Paused && s.PID == b.Process.Pid })
-				code, out, serr := rtRun(t.Context(), w.vars(), "promote", "shop", "--state-dir", t.TempDir())
+				code, out, serr := rtRun(t.Context(), w.vars(), "status", "shop")
+				if code != ExitOK || !strings.Contains(out, "phase:     Paused") || !strings.Contains(out, fmt.Sprintf("pid %d (etcd lease)", b.Process.Pid)) {
+					t.Fatalf("status from a third machine: %d\n%s%s", code, out, serr)
+				}
+				code, out, serr = rtRun(t.Context(), w.vars(), "promote", "shop", "--state-dir", t.TempDir())
 				if code != ExitOK {
 					t.Fatalf("promote from a third machine: %d %s %s", code, out, serr)
 				}

@@ -186,7 +186,7 @@ func (s *EtcdStore) lock(ctx context.Context, wait bool) error {
 			_, pid, herr := s.Holder()
 			le := &LockedError{Service: s.cfg.Service, PID: pid}
 			if herr == nil {
-				le.Holder = s.holderText()
+				le.Holder = s.HolderText()
 			}
 			return le
 		}
@@ -331,8 +331,8 @@ func (s *EtcdStore) Holder() (bool, int, error) {
 	return true, h.PID, nil
 }
 
-// holderText describes the holder for messages ("" when unknown).
-func (s *EtcdStore) holderText() string {
+// HolderText describes the holder for messages: user@host pid N ("" when unknown).
+func (s *EtcdStore) HolderText() string {
 	ctx, cancel := s.opCtx()
 	defer cancel()
 	resp, err := s.cli.Get(ctx, s.key(etcdOwner))
