@@ -76,6 +76,7 @@ type EtcdStore struct {
 	mx         *concurrency.Mutex
 	validUntil time.Time
 	lost       error
+	lostCh     chan struct{} // closed when lost is set
 	stop       chan struct{}
 	done       chan struct{}
 
@@ -204,7 +205,7 @@ func (s *EtcdStore) lock(ctx context.Context, wait bool) error {
 		return fmt.Errorf("etcd: record the lock holder: %w", err)
 	}
 	s.mu.Lock()
-	s.sess, s.mx, s.validUntil, s.lost = sess, mx, sent.Add(time.Duration(ttl)*time.Second), nil
+	s.sess, s.mx, s.validUntil, s.lost, s.lostCh = sess, mx, sent.Add(time.Duration(ttl)*time.Second), nil, make(chan struct{})
 	s.stop, s.done = make(chan struct{}), make(chan struct{})
 	s.mu.Unlock()
 	go s.keepTrack(sess, grant.ID, time.Duration(ttl)*time.Second, s.stop, s.done)
@@ -252,6 +253,7 @@ func (s *EtcdStore) setLost(err error) {
 	first := s.lost == nil
 	if first {
 		s.lost = err
+		close(s.lostCh)
 	}
 	s.mu.Unlock()
 	if first {
@@ -273,9 +275,17 @@ func (s *EtcdStore) Err() error {
 	if !time.Now().Before(s.validUntil) {
 		s.lost = fmt.Errorf("%w: the etcd lease ran out at %s before it was confirmed (was this process paused, or etcd unreachable?)",
 			providers.ErrLeaseLost, s.validUntil.Format(time.RFC3339))
+		close(s.lostCh)
 		return s.lost
 	}
 	return nil
+}
+
+// Lost is closed when the lock's lease is lost (nil while not locked).
+func (s *EtcdStore) Lost() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lostCh
 }
 
 // Deadline is when the lease may run out unless confirmed (zero: not locked).

@@ -110,3 +110,40 @@ func TestKeeper(t *testing.T) {
 		}
 	})
 }
+
+// blockingGateway's SetSplit waits until its context ends and says why.
+type blockingGateway struct {
+	*fake.Gateway
+	started chan struct{}
+}
+
+func (g *blockingGateway) SetSplit(ctx context.Context, _ providers.Split) error {
+	close(g.started)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestFencedCallEndsWhenTheLeaseIsLost: a gateway call in flight when the lease is taken over is
+// cancelled at once, not at the lease's deadline.
+func TestFencedCallEndsWhenTheLeaseIsLost(t *testing.T) {
+	t.Parallel()
+	o := &scriptedOwner{}
+	k := NewKeeper(o, time.Minute, nil) // a deadline far away: only the loss can end the call
+	if err := k.Claim(t.Context(), providers.Claim{Service: "shop", RunID: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	defer k.Stop()
+	gw := &blockingGateway{Gateway: fake.NewGateway(), started: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { done <- FenceGateway(gw, k).SetSplit(t.Context(), providers.Split{}) }()
+	<-gw.started
+	k.setLost(fmt.Errorf("%w: taken over", providers.ErrLeaseLost))
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("the call ended with %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call in flight outlived the loss of the lease")
+	}
+}

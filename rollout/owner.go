@@ -41,6 +41,7 @@ type Keeper struct {
 	lease      *providers.Lease
 	validUntil time.Time // send time of the last successful claim or renewal + ttl (monotonic)
 	lost       error
+	lostCh     chan struct{} // closed when lost is set
 	stop       chan struct{}
 	done       chan struct{}
 }
@@ -76,7 +77,7 @@ func (k *Keeper) Claim(ctx context.Context, c providers.Claim) error {
 		return fmt.Errorf("claim %s at the gateway: %w", c.Service, err)
 	}
 	k.mu.Lock()
-	k.lease, k.validUntil, k.lost = &l, sent.Add(k.ttl), nil
+	k.lease, k.validUntil, k.lost, k.lostCh = &l, sent.Add(k.ttl), nil, make(chan struct{})
 	k.stop, k.done = make(chan struct{}), make(chan struct{})
 	k.mu.Unlock()
 	go k.renew(k.stop, k.done)
@@ -128,6 +129,7 @@ func (k *Keeper) setLost(err error) {
 	k.mu.Lock()
 	if k.lost == nil {
 		k.lost = err
+		close(k.lostCh)
 	}
 	k.mu.Unlock()
 	k.log.Error("lost the ownership lease: this runner stops touching the gateway", "err", err)
@@ -146,6 +148,7 @@ func (k *Keeper) Err() error {
 	}
 	if !time.Now().Before(k.validUntil) {
 		k.lost = fmt.Errorf("%w: the lease ran out at %s before it was renewed (was this process paused?)", providers.ErrLeaseLost, k.validUntil.Format(time.RFC3339))
+		close(k.lostCh)
 		return k.lost
 	}
 	return nil
@@ -159,6 +162,13 @@ func (k *Keeper) Deadline() time.Time {
 		return time.Time{}
 	}
 	return k.validUntil
+}
+
+// Lost is closed when the lease is lost (nil before a claim).
+func (k *Keeper) Lost() <-chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.lostCh
 }
 
 // Lease returns the held lease (nil: none).
@@ -246,11 +256,31 @@ func (f *fencedGateway) ctx(ctx context.Context) (context.Context, context.Cance
 	if err := f.fences.Err(); err != nil {
 		return nil, nil, err
 	}
+	c, cancel := ctx, context.CancelFunc(func() {})
 	if d := f.fences.Deadline(); !d.IsZero() {
-		c, cancel := context.WithDeadline(ctx, d)
-		return c, cancel, nil
+		c, cancel = context.WithDeadline(ctx, d)
 	}
-	return ctx, func() {}, nil
+	// A lease lost during the call (revoked, taken over) ends it at once.
+	for _, fe := range f.fences {
+		l, ok := fe.(interface{ Lost() <-chan struct{} })
+		if !ok {
+			continue
+		}
+		if ch := l.Lost(); ch != nil {
+			var cc context.CancelFunc
+			c, cc = context.WithCancel(c)
+			inner := cancel
+			go func(c context.Context) {
+				select {
+				case <-ch:
+					cc()
+				case <-c.Done():
+				}
+			}(c)
+			cancel = func() { cc(); inner() }
+		}
+	}
+	return c, cancel, nil
 }
 
 func (f *fencedGateway) SetUpstreams(ctx context.Context, c providers.Cohort, addrs []string) error {
