@@ -85,12 +85,12 @@ func requestsCounted(t *testing.T, p *Proxy, cohort, code, route string) float64
 func TestClientBodyErrorsAreTheClients(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		name      string
-		raw       string
-		half      bool   // close the sending side after raw
-		want      string // status answered, "" for none expected (client gone)
-		code      string // status counted
-		mayReach  bool // the request may reach the upstream (when false, it must not)
+		name     string
+		raw      string
+		half     bool   // close the sending side after raw
+		want     string // status answered, "" for none expected (client gone)
+		code     string // status counted
+		mayReach bool   // the request may reach the upstream (when false, it must not)
 	}{
 		{"negative chunk size", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nabcde\r\n0\r\n\r\n", false, "400", "400", false},
 		{"chunk size not hex", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabcde\r\n0\r\n\r\n", false, "400", "400", false},
