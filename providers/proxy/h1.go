@@ -223,6 +223,13 @@ func (s *h1Server) serveConn(c *h1Conn) {
 		if err != nil {
 			return // timeout or closed mid-head: nothing can be answered
 		}
+		if h.refuse {
+			// Content-Length and Transfer-Encoding together: a smuggling attempt or a broken
+			// client. RFC 9112 6.3: the connection must be closed; nginx answers 400 (net/http
+			// would go by Transfer-Encoding and keep the connection).
+			writeStatus(c.bw, http.StatusBadRequest, false)
+			return
+		}
 		if n == 0 || !s.p.fastTable(s.p.table.Load()) {
 			// not ours to interpret: net/http gets the connection with everything read so far
 			_ = c.nc.SetReadDeadline(time.Time{})
@@ -243,6 +250,7 @@ func (s *h1Server) serveConn(c *h1Conn) {
 type h1Head struct {
 	method, target, host []byte
 	close                bool // Connection: close
+	refuse               bool // a head not served here that no one may serve (answer 400, close)
 	xff                  [][]byte
 	lines                [h1MaxHeaders][2][]byte // name, value (trimmed)
 	nlines               int
@@ -253,6 +261,7 @@ type h1Head struct {
 // called once, before the first read that has to wait for more of the head.
 func readHead(br *bufio.Reader, h *h1Head, beforeWait func()) (int, error) {
 	var buf []byte
+	h.refuse = false
 	for waited := false; ; waited = true {
 		b, err := br.Peek(br.Buffered())
 		if err != nil {
@@ -276,15 +285,32 @@ func readHead(br *bufio.Reader, h *h1Head, beforeWait func()) (int, error) {
 		}
 	}
 	if !parseHead(buf, h) {
+		h.refuse = conflictingFraming(buf)
 		return 0, nil
 	}
 	return len(buf), nil
 }
 
+// conflictingFraming reports whether a request head has both Content-Length and Transfer-Encoding
+// (a head parseHead did not take: it is looked at only on the way to net/http).
+func conflictingFraming(head []byte) bool {
+	cl, te := false, false
+	for i, line := range bytes.Split(head, []byte("\n")) {
+		colon := bytes.IndexByte(line, ':')
+		if i == 0 || colon <= 0 {
+			continue
+		}
+		name := line[:colon]
+		cl = cl || asciiEqualFold(name, "Content-Length")
+		te = te || asciiEqualFold(name, "Transfer-Encoding")
+	}
+	return cl && te
+}
+
 // parseHead parses buf (a complete head ending in CRLFCRLF) and reports whether this loop may
 // serve the request.
 func parseHead(buf []byte, h *h1Head) bool {
-	h.method, h.target, h.host, h.close, h.xff, h.nlines = nil, nil, nil, false, h.xff[:0], 0
+	h.method, h.target, h.host, h.close, h.refuse, h.xff, h.nlines = nil, nil, nil, false, false, h.xff[:0], 0
 	// request line: METHOD SP origin-form SP HTTP/1.1
 	eol := bytes.Index(buf, []byte("\r\n"))
 	line := buf[:eol]

@@ -601,6 +601,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(v)
 		}
 	}()
+	if len(r.TransferEncoding) > 0 {
+		// After a chunked body the connection is not read again: net/http cannot tell whether the
+		// head also had a Content-Length (it drops it), and with both, RFC 9112 6.3 requires
+		// closing — the bytes after the chunked body may be a request smuggled past a front proxy
+		// that went by the length. (The h1 loop sees the head and answers 400, as nginx.)
+		w.Header().Set("Connection", "close")
+	}
 	if up != nil && r.Body != nil && r.Body != http.NoBody {
 		// the body (all of it when short) before the upstream: the client's errors are its own
 		var err error
