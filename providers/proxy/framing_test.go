@@ -144,3 +144,41 @@ func TestBareLFHeads(t *testing.T) {
 		})
 	}
 }
+
+// TestUpgradeKeepsBytesSentWithTheHead (issue 15, item 7): bytes a client sends in the same write
+// as its upgrade request (before the 101) belong to the upgraded stream and must reach the
+// upstream after its 101; ReverseProxy dropped them (it copies from the hijacked connection and
+// not from the server's buffer that already held them). Both fronts.
+func TestUpgradeKeepsBytesSentWithTheHead(t *testing.T) {
+	t.Parallel()
+	up := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		if _, err := io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"); err != nil {
+			return
+		}
+		line, err := br.ReadString('\n') // echo one line back, upper-cased
+		if err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, strings.ToUpper(line))
+	})
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			_, srv := startProxyFront(t, stableOnly(up), f.netHTTPOnly)
+			rc := dialRaw(t, srv.URL)
+			if _, err := io.WriteString(rc.c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nearly bytes\n"); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(rc.br, nil)
+			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade answered %v, %v", resp, err)
+			}
+			if line, err := rc.br.ReadString('\n'); err != nil || line != "EARLY BYTES\n" {
+				t.Fatalf("echo %q, %v: the bytes sent with the upgrade head did not reach the upstream", line, err)
+			}
+		})
+	}
+}
