@@ -169,7 +169,7 @@ func (s *h1Server) forget(c *h1Conn) {
 func (s *h1Server) serveConn(c *h1Conn) {
 	defer s.forget(c)
 	c.br = h1Readers.Get().(*bufio.Reader)
-	cio := connIO(c.nc)
+	cio := clientIO(c.nc, s.p.sendTimeout)
 	c.br.Reset(cio)
 	c.bw = h1Writers.Get().(*bufio.Writer)
 	c.bw.Reset(cio)
@@ -223,11 +223,18 @@ func (s *h1Server) serveConn(c *h1Conn) {
 		if err != nil {
 			return // timeout or closed mid-head: nothing can be answered
 		}
+		if h.refuse {
+			// Content-Length and Transfer-Encoding together: a smuggling attempt or a broken
+			// client. RFC 9112 6.3: the connection must be closed; nginx answers 400 (net/http
+			// would go by Transfer-Encoding and keep the connection).
+			writeStatus(c.bw, http.StatusBadRequest, false)
+			return
+		}
 		if n == 0 || !s.p.fastTable(s.p.table.Load()) {
 			// not ours to interpret: net/http gets the connection with everything read so far
 			_ = c.nc.SetReadDeadline(time.Time{})
 			handedOff = true
-			s.handoff.put(&prefixConn{Conn: c.nc, r: c.br})
+			s.handoff.put(&prefixConn{Conn: &sendConn{Conn: c.nc, timeout: s.p.sendTimeout}, r: c.br})
 			return
 		}
 		keep := s.p.serveH1(c, &h, s.closing.Load())
@@ -243,6 +250,7 @@ func (s *h1Server) serveConn(c *h1Conn) {
 type h1Head struct {
 	method, target, host []byte
 	close                bool // Connection: close
+	refuse               bool // a head not served here that no one may serve (answer 400, close)
 	xff                  [][]byte
 	lines                [h1MaxHeaders][2][]byte // name, value (trimmed)
 	nlines               int
@@ -253,6 +261,7 @@ type h1Head struct {
 // called once, before the first read that has to wait for more of the head.
 func readHead(br *bufio.Reader, h *h1Head, beforeWait func()) (int, error) {
 	var buf []byte
+	h.refuse = false
 	for waited := false; ; waited = true {
 		b, err := br.Peek(br.Buffered())
 		if err != nil {
@@ -261,6 +270,12 @@ func readHead(br *bufio.Reader, h *h1Head, beforeWait func()) (int, error) {
 		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
 			buf = b[:i+4]
 			break
+		}
+		if i := lfHeadEnd(b); i >= 0 {
+			// a head ended by a bare LF (RFC 9112 2.2 lets a recipient accept LF alone): not one
+			// this loop parses, but not one to wait on either — net/http reads it
+			h.refuse = conflictingFraming(b[:i])
+			return 0, nil
 		}
 		if len(b) >= h1ReadBuf {
 			return 0, nil // larger than our buffer: net/http reads up to its own limit
@@ -276,15 +291,52 @@ func readHead(br *bufio.Reader, h *h1Head, beforeWait func()) (int, error) {
 		}
 	}
 	if !parseHead(buf, h) {
+		h.refuse = conflictingFraming(buf)
 		return 0, nil
 	}
 	return len(buf), nil
 }
 
+// lfHeadEnd returns the length of the head at the start of b that ends in an empty line with a
+// bare LF on either side ("\n\n" or "\n\r\n"), or -1. It is only called when b holds no
+// "\r\n\r\n".
+func lfHeadEnd(b []byte) int {
+	for i := bytes.IndexByte(b, '\n'); i >= 0 && i+1 < len(b); {
+		switch {
+		case b[i+1] == '\n':
+			return i + 2
+		case b[i+1] == '\r' && i+2 < len(b) && b[i+2] == '\n':
+			return i + 3
+		}
+		j := bytes.IndexByte(b[i+1:], '\n')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return -1
+}
+
+// conflictingFraming reports whether a request head has both Content-Length and Transfer-Encoding
+// (a head parseHead did not take: it is looked at only on the way to net/http).
+func conflictingFraming(head []byte) bool {
+	cl, te := false, false
+	for i, line := range bytes.Split(head, []byte("\n")) {
+		colon := bytes.IndexByte(line, ':')
+		if i == 0 || colon <= 0 {
+			continue
+		}
+		name := line[:colon]
+		cl = cl || asciiEqualFold(name, "Content-Length")
+		te = te || asciiEqualFold(name, "Transfer-Encoding")
+	}
+	return cl && te
+}
+
 // parseHead parses buf (a complete head ending in CRLFCRLF) and reports whether this loop may
 // serve the request.
 func parseHead(buf []byte, h *h1Head) bool {
-	h.method, h.target, h.host, h.close, h.xff, h.nlines = nil, nil, nil, false, h.xff[:0], 0
+	h.method, h.target, h.host, h.close, h.refuse, h.xff, h.nlines = nil, nil, nil, false, false, h.xff[:0], 0
 	// request line: METHOD SP origin-form SP HTTP/1.1
 	eol := bytes.Index(buf, []byte("\r\n"))
 	line := buf[:eol]
@@ -314,6 +366,9 @@ func parseHead(buf []byte, h *h1Head) bool {
 		if c == '%' && (i+2 >= len(h.target) || !isHex(h.target[i+1]) || !isHex(h.target[i+2])) {
 			return false // a bad escape: net/http answers 400
 		}
+		if c == '.' && h.target[i-1] == '/' || c == '%' && h.target[i+1] == '2' && lower(h.target[i+2]) == 'e' {
+			return false // maybe a dot segment: ServeHTTP refuses paths that climb above the root
+		}
 	}
 	pos := eol + 2
 	for pos < len(buf)-2 {
@@ -325,16 +380,21 @@ func parseHead(buf []byte, h *h1Head) bool {
 			return false // obs-fold (leading space) fails the token check below; no colon: not a header
 		}
 		name := line[:colon]
+		under := false
 		for _, c := range name {
 			if !isTokenByte(c) {
 				return false
 			}
+			under = under || c == '_'
 		}
 		value := trimOWS(line[colon+1:])
 		for _, c := range value {
 			if (c < ' ' && c != '\t') || c == 0x7f {
 				return false // includes a bare CR or LF inside the line
 			}
+		}
+		if under {
+			continue // dropped, as nginx does (dropUnderscoreHeaders)
 		}
 		switch {
 		case asciiEqualFold(name, "Host"):
@@ -514,16 +574,21 @@ func (p *Proxy) serveH1(c *h1Conn, h *h1Head, closing bool) (keep bool) {
 	keep = !h.close && !closing
 	status := http.StatusBadGateway
 	var reuse *upConn
+	client := false
 	if up == nil {
 		keep = writeStatus(c.bw, status, keep)
 	} else {
-		status, ci, keep, reuse, up = p.proxyH1(c, h, t, ci, up, keep, start.UnixNano())
+		status, ci, keep, reuse, up, client = p.proxyH1(c, h, t, ci, up, keep, start.UnixNano())
 	}
 	end := p.now()
 	if reuse != nil {
 		up.pool.put(reuse, end.UnixNano(), p.fast.perHost)
 	}
-	p.record(end, end.Sub(start), status, ci, byRule)
+	if client {
+		p.recordClientError(end, end.Sub(start), status, ci, byRule)
+	} else {
+		p.record(end, end.Sub(start), status, ci, byRule)
+	}
 	return keep
 }
 
@@ -549,7 +614,7 @@ func writeStatus(bw *bufio.Writer, status int, keep bool) bool {
 // keep-alive connection once on a new one) and copies the answer to the client. It returns the
 // status to record, the cohort that served, whether the client connection stays open, and the
 // upstream connection to return to its upstream's pool (nil when none).
-func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, keep bool, now int64) (status, cohort int, keepClient bool, reuse *upConn, from *upstream) {
+func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, keep bool, now int64) (status, cohort int, keepClient bool, reuse *upConn, from *upstream, client bool) {
 	for attempt := 0; ; attempt++ {
 		// (now, the request's start, stands in for the clock in the pool: its idle timeout is 90 s)
 		var err error
@@ -571,9 +636,9 @@ func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, ke
 			}
 			if err == nil {
 				up.ok()
-				status, keep, reuse := p.copyResponseH1(c, h, up, uc, &rh, keep)
+				status, keep, reuse, client := p.copyResponseH1(c, h, up, uc, &rh, keep)
 				c.up.Store(nil)
-				return status, ci, keep, reuse, up
+				return status, ci, keep, reuse, up, client
 			}
 			c.up.Store(nil)
 			if uc != nil {
@@ -581,7 +646,9 @@ func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, ke
 			}
 		}
 		if errors.Is(err, errClientGone) {
-			return 499, ci, false, nil, nil // nginx's convention; nobody to answer
+			// nginx's convention; nobody to answer. Kept in the analysis: the upstream was slow enough
+			// for the client to give up, and that wait is its latency.
+			return statusClientClosed, ci, false, nil, nil, false
 		}
 		if !isDialError(err) {
 			status := http.StatusBadGateway
@@ -589,11 +656,11 @@ func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, ke
 				status = http.StatusGatewayTimeout
 			}
 			p.log.Debug("proxy error", "cohort", cohortNames[ci], "upstream", up.raw, "err", err)
-			return status, ci, writeStatus(c.bw, status, keep), nil, nil
+			return status, ci, writeStatus(c.bw, status, keep), nil, nil, false
 		}
 		nci, next := p.refused(t, ci, up, err, attempt < 2)
 		if next == nil {
-			return http.StatusBadGateway, ci, writeStatus(c.bw, http.StatusBadGateway, keep), nil, nil
+			return http.StatusBadGateway, ci, writeStatus(c.bw, http.StatusBadGateway, keep), nil, nil, false
 		}
 		ci, up = nci, next
 	}
@@ -606,6 +673,7 @@ type respHead struct {
 	head    []byte // the whole head, CRLFCRLF included
 	rest    []byte // status line after "HTTP/1.x "
 	http10  bool
+	lf      bool // some line of the head ends in a bare LF (relayed with CRLF)
 	close   bool // Connection: close, or HTTP/1.0 without keep-alive
 	clen    int64
 	chunked bool
@@ -680,7 +748,7 @@ func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *
 	// the read that would find nothing. (Measured: that read failed with EAGAIN on 0.9 of every
 	// request; the client's side is different — after the yield in serveConn its next request is
 	// usually there already, and waiting first there was slower: bench/RESULTS.md.)
-	if err := writeThenWait(uc.rw, b, uc.checkInput); err != nil {
+	if err := writeThenWait(uc.rw, b, uc.reused); err != nil {
 		_ = uc.nc.SetReadDeadline(time.Time{})
 		return errors.Join(errStale, err)
 	}
@@ -706,6 +774,9 @@ func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *
 			return err
 		}
 		if rh.status >= 200 {
+			if uc.reused && overrun(uc.br, rh, h.method) {
+				return errors.Join(errStale, errOverrun)
+			}
 			return nil
 		}
 		if rh.status == http.StatusSwitchingProtocols {
@@ -713,6 +784,29 @@ func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *
 		}
 		_, _ = uc.br.Discard(len(rh.head)) // informational (103 Early Hints): skip
 	}
+}
+
+// errOverrun: the first read of an answer on a reused connection held more than the whole answer.
+// Nothing was sent to the client yet; the request goes out again on a new connection.
+var errOverrun = errors.New("upstream sent more than its answer on a reused connection")
+
+// overrun reports whether br holds more than the answer whose head rh is — bytes after a complete
+// answer, which no request asked for (one request is outstanding at a time). The connection is out
+// of step: either the answer is stray bytes that came after this request was sent (the tail of an
+// earlier, badly framed answer: then this request's answer is what follows) or the tail is. On a
+// reused connection it cannot be told which, so the caller sends the request again on a new one (a
+// new connection has no earlier answer: there the answer is relayed and the connection closed).
+// Answers whose end is not yet buffered (long or chunked bodies) are not checked.
+func overrun(br *bufio.Reader, rh *respHead, method []byte) bool {
+	n := int64(len(rh.head))
+	switch {
+	case rh.status == http.StatusNoContent || rh.status == http.StatusNotModified || string(method) == http.MethodHead:
+	case rh.clen >= 0 && !rh.chunked:
+		n += rh.clen
+	default:
+		return false
+	}
+	return int64(br.Buffered()) > n
 }
 
 // readRespHead reads (without consuming) one response head from br into rh.
@@ -727,6 +821,10 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 			buf = b[:i+4]
 			break
 		}
+		if i := lfHeadEnd(b); i >= 0 {
+			buf = b[:i] // ended by a bare LF: read as net/http would, relayed with CRLFs
+			break
+		}
 		if len(b) >= br.Size() {
 			return fmt.Errorf("%w: head larger than %d bytes", errUpstreamHead, br.Size())
 		}
@@ -735,8 +833,7 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 		}
 	}
 	*rh = respHead{head: buf, clen: -1, conn: rh.conn[:0]}
-	eol := bytes.Index(buf, []byte("\r\n"))
-	line := buf[:eol]
+	line, pos := headLine(buf, 0, rh)
 	switch {
 	case len(line) >= 12 && string(line[:9]) == "HTTP/1.1 ":
 	case len(line) >= 12 && string(line[:9]) == "HTTP/1.0 ":
@@ -744,8 +841,8 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 	default:
 		return fmt.Errorf("%w: status line %q", errUpstreamHead, line)
 	}
-	if bytes.IndexByte(line, '\n') >= 0 || bytes.IndexByte(line, '\r') >= 0 {
-		return fmt.Errorf("%w: bare CR or LF in status line %q", errUpstreamHead, line)
+	if bytes.IndexByte(line, '\r') >= 0 {
+		return fmt.Errorf("%w: bare CR in status line %q", errUpstreamHead, line)
 	}
 	rh.rest = line[9:]
 	code := rh.rest[:3]
@@ -755,12 +852,16 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 	}
 	rh.status = int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')
 	keepAlive, sawLength := false, false
-	for pos := eol + 2; pos < len(buf)-2; {
-		eol := bytes.Index(buf[pos:], []byte("\r\n"))
-		line := buf[pos : pos+eol]
-		pos += eol + 2
+	for {
+		line, pos = headLine(buf, pos, rh)
+		if len(line) == 0 {
+			// the empty line that ends the head (before the "\r\n\r\n" found, which may be in
+			// the body after a head ended by bare LFs)
+			rh.head = buf[:pos]
+			break
+		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || bytes.IndexByte(line, '\n') >= 0 || bytes.IndexByte(line, '\r') >= 0 {
+		if colon <= 0 || bytes.IndexByte(line, '\r') >= 0 {
 			return fmt.Errorf("%w: header line %q", errUpstreamHead, line)
 		}
 		name, value := line[:colon], trimOWS(line[colon+1:])
@@ -814,6 +915,18 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 	return nil
 }
 
+// headLine returns the line of a head starting at pos, without its end (CRLF, or a bare LF, which
+// sets rh.lf), and the position after it.
+func headLine(buf []byte, pos int, rh *respHead) (line []byte, next int) {
+	eol := bytes.IndexByte(buf[pos:], '\n')
+	line, next = buf[pos:pos+eol], pos+eol+1
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		return line[:n-1], next
+	}
+	rh.lf = true
+	return line, next
+}
+
 // skipResponseHeader reports whether an upstream response header is dropped: hop-by-hop headers
 // and those the Connection header names. Transfer-Encoding is written by copyResponseH1.
 func skipResponseHeader(name []byte, rh *respHead) bool {
@@ -826,7 +939,8 @@ func skipResponseHeader(name []byte, rh *respHead) bool {
 	case asciiEqualFold(name, "Trailer"):
 		return !rh.chunked // trailers are relayed only with a chunked body
 	case asciiEqualFold(name, "Content-Length"):
-		return rh.chunked
+		// none with a chunked body, nor on a 204 (RFC 9110 8.6: a client could wait for the body)
+		return rh.chunked || rh.status == http.StatusNoContent
 	}
 	for _, tok := range rh.conn {
 		if bytes.EqualFold(name, tok) {
@@ -837,9 +951,10 @@ func skipResponseHeader(name []byte, rh *respHead) bool {
 }
 
 // copyResponseH1 writes the response head and body to the client. It returns the status to record
-// (502 when the upstream broke off the body), whether the client connection stays open, and uc
-// when it may go back to the pool (else it is closed).
-func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, rh *respHead, keep bool) (status int, keepClient bool, reuse *upConn) {
+// (502 when the upstream broke off the body), whether the client connection stays open, uc when
+// it may go back to the pool (else it is closed), and whether the client failed (client: it did
+// not take the answer).
+func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, rh *respHead, keep bool) (status int, keepClient bool, reuse *upConn, client bool) {
 	bw := c.bw
 	noBody := rh.status == http.StatusNoContent || rh.status == http.StatusNotModified || string(h.method) == http.MethodHead
 	untilClose := !noBody && !rh.chunked && rh.clen < 0
@@ -849,15 +964,30 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 		bw.WriteByte(' ') // "HTTP/1.1 200" without a reason: the space after the code is required
 	}
 	bw.WriteString("\r\n")
-	eol := bytes.Index(rh.head, []byte("\r\n"))
-	for pos := eol + 2; pos < len(rh.head)-2; {
-		eol := bytes.Index(rh.head[pos:], []byte("\r\n"))
-		line := rh.head[pos : pos+eol+2]
-		pos += eol + 2
-		if skipResponseHeader(line[:bytes.IndexByte(line, ':')], rh) {
-			continue
+	if rh.lf {
+		// a head with bare LFs: each line relayed with CRLF
+		_, pos := headLine(rh.head, 0, rh)
+		for {
+			var line []byte
+			if line, pos = headLine(rh.head, pos, rh); len(line) == 0 {
+				break
+			}
+			if !skipResponseHeader(line[:bytes.IndexByte(line, ':')], rh) {
+				bw.Write(line)
+				bw.WriteString("\r\n")
+			}
 		}
-		bw.Write(line)
+	} else {
+		eol := bytes.Index(rh.head, []byte("\r\n"))
+		for pos := eol + 2; pos < len(rh.head)-2; {
+			eol := bytes.Index(rh.head[pos:], []byte("\r\n"))
+			line := rh.head[pos : pos+eol+2]
+			pos += eol + 2
+			if skipResponseHeader(line[:bytes.IndexByte(line, ':')], rh) {
+				continue
+			}
+			bw.Write(line)
+		}
 	}
 	if (rh.chunked || untilClose) && rh.status != http.StatusNoContent {
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
@@ -901,15 +1031,16 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 		_ = uc.nc.Close()
 	}
 	switch {
-	case readErr != nil && gone.Load():
-		return 499, false, reuse // the client left mid-body (nginx's convention)
+	case writeErr != nil || (readErr != nil && gone.Load()):
+		// the client left mid-answer or stopped taking it (nginx's 499): its failure, not the upstream's
+		return statusClientClosed, false, reuse, true
 	case readErr != nil:
 		// The upstream broke off mid-body: close the client connection too, so the truncated
 		// response is not taken as whole, and count it as the upstream's failure.
 		p.log.Debug("upstream broke off the response body", "upstream", up.raw, "err", readErr)
-		return http.StatusBadGateway, false, reuse
+		return http.StatusBadGateway, false, reuse, false
 	}
-	return rh.status, keep && writeErr == nil, reuse
+	return rh.status, keep, reuse, false
 }
 
 // relay copies a body from the upstream's reader br to the client's writer bw.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -21,6 +22,24 @@ import (
 // a non-blocking socket never blocks, so it need not be announced to the scheduler.
 type rawIO struct {
 	rc syscall.RawConn
+	// nc and send: when send is set, a write that has to wait for room waits at most send between
+	// two writes that make progress (a client connection: nginx's send_timeout); the deadline is
+	// set only then, so writes that do not wait cost nothing more.
+	nc   net.Conn
+	send time.Duration
+
+	// The callbacks given to rc and their state live here, made once per connection: a closure
+	// made per call, with the variables it captures, would be three or four allocations per
+	// request. A connection has at most one read and one write (or writeThenWait) at a time.
+	readFn, writeFn, wtwFn func(fd uintptr) bool
+	rb                     []byte
+	rn                     int
+	rerrno                 syscall.Errno
+	wb                     []byte
+	wdone, warmedAt        int
+	werrno                 syscall.Errno
+	called, wrote, pending bool
+	reused                 bool
 }
 
 // newRawIO returns a reader/writer for nc, or nil when nc has no raw descriptor.
@@ -33,28 +52,33 @@ func newRawIO(nc net.Conn) *rawIO {
 	if err != nil {
 		return nil
 	}
-	return &rawIO{rc: rc}
+	r := &rawIO{rc: rc}
+	r.readFn, r.writeFn, r.wtwFn = r.readOnce, r.writeOnce, r.writeThenWaitOnce
+	return r
+}
+
+func (r *rawIO) readOnce(fd uintptr) bool {
+	for {
+		m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.rb[0])), uintptr(len(r.rb)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // wait until readable
+		}
+		r.rn, r.rerrno = int(m), e
+		return true
+	}
 }
 
 func (r *rawIO) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait until readable
-			}
-			n, errno = int(m), e
-			return true
-		}
-	})
+	r.rb, r.rn, r.rerrno = b, 0, 0
+	err := r.rc.Read(r.readFn)
+	n, errno := r.rn, r.rerrno
+	r.rb = nil
 	switch {
 	case err != nil:
 		return 0, err
@@ -84,14 +108,25 @@ func writeFD(fd uintptr, b []byte, done *int) (full bool, errno syscall.Errno) {
 	return false, 0
 }
 
+func (r *rawIO) writeOnce(fd uintptr) bool {
+	var full bool
+	full, r.werrno = writeFD(fd, r.wb, &r.wdone)
+	if full && r.send > 0 && r.wdone != r.warmedAt {
+		// (re)arm the send timeout for the wait that follows: the peer has taken what came before
+		_ = r.nc.SetWriteDeadline(time.Now().Add(r.send))
+		r.warmedAt = r.wdone
+	}
+	return !full // a full socket: wait until writable
+}
+
 func (r *rawIO) Write(b []byte) (int, error) {
-	done := 0
-	var errno syscall.Errno
-	err := r.rc.Write(func(fd uintptr) bool {
-		var full bool
-		full, errno = writeFD(fd, b, &done)
-		return !full // a full socket: wait until writable
-	})
+	r.wb, r.wdone, r.warmedAt, r.werrno = b, 0, -1, 0
+	err := r.rc.Write(r.writeFn)
+	done, errno := r.wdone, r.werrno
+	if r.warmedAt >= 0 {
+		_ = r.nc.SetWriteDeadline(time.Time{})
+	}
+	r.wb = nil
 	switch {
 	case err != nil:
 		return done, err
@@ -112,33 +147,22 @@ func (r *rawIO) Write(b []byte) (int, error) {
 // that fails (deadline, close), returns early: the caller's next Read does the usual
 // read-then-wait and reports the condition, so the only error returned is the write's.
 //
-// The reset also drops a readiness the poller saw before it: bytes or a FIN that arrived while a
-// pooled connection sat idle (an upstream that half-closes and reads on). Nothing new may come
-// after the request then, so on a connection that sat idle long enough for that to happen (idle set;
-// the caller decides: peekAfterIdle) a peek first looks for such input, and when there is any the request is sent without the wait: the caller's Read sees it at
-// once (an EOF is a stale connection, sent again on a new one).
-func (r *rawIO) writeThenWait(b []byte, idle bool) error {
-	done, called, wrote, pending := 0, false, false, false
-	var errno syscall.Errno
-	_ = r.rc.Read(func(fd uintptr) bool {
-		if wrote {
-			return true // readable (or a spurious wake-up: the next Read waits again)
-		}
-		called = true
-		if idle {
-			var one [1]byte
-			_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&one[0])), 1,
-				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-			pending = e != syscall.EAGAIN // data, EOF or an error (EINTR too: then simply no wait)
-		}
-		var full bool
-		if full, errno = writeFD(fd, b, &done); full || errno != 0 {
-			return true // no room (finish with Write, which waits for room), or an error
-		}
-		wrote = true
-		return pending // wait for the answer, unless input is there already
-	})
+// The reset also drops a readiness the poller saw before it: bytes or a FIN that came while a
+// pooled connection sat idle. So on a reused connection (reused set) a non-consuming peek first
+// looks for such input, and when there is any nothing is written and errIdleInput is returned: the
+// caller closes the connection and sends the request on a new one. An end of stream is a stale
+// connection; bytes are worse — an answer nobody asked for (stray bytes after a badly framed
+// answer), which must never be read as the answer to this request (nginx and Go's http.Transport
+// likewise close a connection that receives data while idle). The peek is one recvfrom(2) per
+// reused connection: the price of that guarantee (bench/RESULTS.md).
+func (r *rawIO) writeThenWait(b []byte, reused bool) error {
+	r.wb, r.wdone, r.werrno, r.called, r.wrote, r.pending, r.reused = b, 0, 0, false, false, false, reused
+	_ = r.rc.Read(r.wtwFn)
+	done, errno, called, pending := r.wdone, r.werrno, r.called, r.pending
+	r.wb = nil
 	switch {
+	case pending:
+		return errIdleInput
 	case errno != 0:
 		return os.NewSyscallError("write", errno)
 	case !called || done < len(b):
@@ -148,20 +172,57 @@ func (r *rawIO) writeThenWait(b []byte, idle bool) error {
 	return nil
 }
 
+func (r *rawIO) writeThenWaitOnce(fd uintptr) bool {
+	if r.wrote {
+		return true // readable (or a spurious wake-up: the next Read waits again)
+	}
+	r.called = true
+	if r.reused {
+		var one [1]byte
+		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&one[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if r.pending = e != syscall.EAGAIN && e != syscall.EINTR; r.pending {
+			return true // data, EOF or an error: nothing is sent on this connection
+		}
+	}
+	var full bool
+	if full, r.werrno = writeFD(fd, r.wb, &r.wdone); full || r.werrno != 0 {
+		return true // no room (finish with Write, which waits for room), or an error
+	}
+	r.wrote = true
+	return false // wait for the answer
+}
+
 // writeThenWait writes b to w; on a raw socket it also waits for an answer (rawIO.writeThenWait).
-// idle says that the connection sat in the pool since its last answer.
-func writeThenWait(w io.Writer, b []byte, idle bool) error {
+// reused says that the connection comes from the pool: input already there is refused (errIdleInput).
+func writeThenWait(w io.Writer, b []byte, reused bool) error {
 	if r, ok := w.(*rawIO); ok {
-		return r.writeThenWait(b, idle)
+		return r.writeThenWait(b, reused)
+	}
+	if reused && peekInput(w) {
+		return errIdleInput
 	}
 	_, err := w.Write(b)
 	return err
 }
 
-// connIO is what the h1 loop and the upstream pool read and write nc through.
+// connIO is what the upstream pool reads and writes nc through.
 func connIO(nc net.Conn) io.ReadWriter {
 	if r := newRawIO(nc); r != nil {
 		return r
+	}
+	return nc
+}
+
+// clientIO is what the h1 loop reads and writes a client connection through: a write waits at
+// most send for the client to take more of its answer (0: no limit).
+func clientIO(nc net.Conn, send time.Duration) io.ReadWriter {
+	if r := newRawIO(nc); r != nil {
+		r.nc, r.send = nc, send
+		return r
+	}
+	if send > 0 {
+		return &sendConn{Conn: nc, timeout: send}
 	}
 	return nc
 }
