@@ -204,6 +204,8 @@ type seqState struct {
 	canary, baseline       int // requests of the step fed to the analyzer
 	cohorts                cohortTallies
 	extended               bool
+	// ingest: what the request log lost or refused during the step's looks
+	ingest providers.Ingest
 }
 
 func (e *Engine) sequentialMode() bool { return e.spec.Analysis.Mode == ModeSequential }
@@ -216,6 +218,7 @@ func (e *Engine) startLooks(now time.Time, step StepSpec) {
 	e.seq.nextExpand = now.Add(step.Duration)
 	e.seq.looks, e.seq.canary, e.seq.baseline, e.seq.extended = 0, 0, 0, false
 	e.seq.cohorts = cohortTallies{control: e.spec.ControlCohort()}
+	e.seq.ingest = providers.Ingest{}
 	e.mu.Lock()
 	e.st.NextAnalysisAt = now.Add(e.spec.Analysis.Sequential.LookInterval)
 	e.mu.Unlock()
@@ -309,15 +312,26 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 	if err != nil {
 		return e.lookError(st, step, now, where, err)
 	}
+	from := e.seq.cursor
+	in := e.ingest(ctx, from, until)
 	e.seq.cursor = until
-	b := batchOf(reqs, e.spec.ControlCohort())
-	e.seq.cohorts.observe(b)
-	e.seq.canary += len(b.Canary)
-	e.seq.baseline += len(b.Baseline)
-	if !e.spec.HasBaseline() {
-		b = thinControl(b)
+	v := sequential.NeedMoreData
+	lossy := in != nil && in.DroppedEntries > 0
+	if in != nil {
+		e.seq.ingest.DroppedEntries += in.DroppedEntries
+		e.seq.ingest.RejectedPosts += in.RejectedPosts
+		e.seq.ingest.StaleEntries += in.StaleEntries
 	}
-	v := e.seq.a.Observe(b)
+	if !lossy { // a look missing entries the receiver dropped is left out: the loss could skew it
+		b := batchOf(reqs, e.spec.ControlCohort())
+		e.seq.cohorts.observe(b)
+		e.seq.canary += len(b.Canary)
+		e.seq.baseline += len(b.Baseline)
+		if !e.spec.HasBaseline() {
+			b = thinControl(b)
+		}
+		v = e.seq.a.Observe(b)
+	}
 	e.seq.looks++
 	e.mu.Lock()
 	e.st.ConsecutiveErrors = 0
@@ -356,8 +370,11 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 		e.log.Info("step extended", "step", st.Step+1, "maxBake", q.MaxBake, "moreRequests", rep.MoreRequests)
 		return Analyzing, ""
 	}
-	if !now.Before(e.seq.lastRecord.Add(step.Interval)) {
-		e.record(st, now, verdictOf(v), false, "")
+	if lossy {
+		e.record(st, now, VerdictNeedMoreData, false, fmt.Sprintf("; the requests of %s to %s were not used: %s",
+			from.Format("15:04:05.0"), until.Format("15:04:05.0"), in))
+	} else if !now.Before(e.seq.lastRecord.Add(step.Interval)) {
+		e.record(st, now, verdictOf(v), false, ingestNote(e.seq.ingestSoFar()))
 	}
 	return Analyzing, ""
 }
@@ -418,7 +435,7 @@ func (e *Engine) record(st State, now time.Time, v Verdict, final bool, note str
 	iv := Interval{Step: st.Step, Index: e.stepIntervals(st) + 1, At: now, Start: st.StepStartedAt, End: now,
 		Split: st.Split, Baseline: e.seq.baseline, Canary: e.seq.canary, Score: Number(math.NaN()), Verdict: v,
 		Final: final, Metrics: decisionMetrics(rep), Reason: rep.Reason + note, Sequential: &rep,
-		Cohorts: e.seq.cohorts.stats(), Control: e.intervalControl()}
+		Cohorts: e.seq.cohorts.stats(), Control: e.intervalControl(), Ingest: e.seq.ingestSoFar()}
 	e.mu.Lock()
 	e.st.Intervals = append(e.st.Intervals, iv)
 	e.st.Verdict = v
@@ -504,3 +521,12 @@ func (e *Engine) seqProgress(st State, iv Interval) {
 
 // errNoRequestLog: mode sequential without a request log.
 var errNoRequestLog = errors.New("analysis.mode sequential needs a request log (Config.Requests)")
+
+// ingestSoFar is what the request log lost or refused during the step's looks, or nil.
+func (s *seqState) ingestSoFar() *providers.Ingest {
+	if s.ingest.Zero() {
+		return nil
+	}
+	in := s.ingest
+	return &in
+}
