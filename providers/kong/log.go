@@ -110,7 +110,7 @@ type LogReceiver struct {
 }
 
 type lossBucket struct {
-	sec                     int64
+	sec                      int64
 	dropped, rejected, stale int
 }
 
@@ -433,7 +433,7 @@ func (r *LogReceiver) store(wk *logWorker, now time.Time) {
 	if len(evicted) > 0 || wk.n.stale > 0 {
 		r.lossMu.Lock()
 		for _, t := range evicted {
-			r.bucketLocked(t / 1e6).dropped++
+			r.bucketLocked(t/1e6).dropped++
 		}
 		if wk.n.stale > 0 {
 			r.bucketLocked(now.Unix()).stale += wk.n.stale

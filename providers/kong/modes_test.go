@@ -292,4 +292,3 @@ func TestKongLog(t *testing.T) {
 		}
 	}
 }
-
