@@ -374,7 +374,7 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 		e.record(st, now, VerdictNeedMoreData, false, fmt.Sprintf("; the requests of %s to %s were not used: %s",
 			from.Format("15:04:05.0"), until.Format("15:04:05.0"), in))
 	} else if !now.Before(e.seq.lastRecord.Add(step.Interval)) {
-		e.record(st, now, verdictOf(v), false, ingestNote(e.seq.ingestSoFar()))
+		e.record(st, now, verdictOf(v), false, "")
 	}
 	return Analyzing, ""
 }
@@ -432,6 +432,9 @@ func (e *Engine) stepIntervals(st State) int {
 func (e *Engine) record(st State, now time.Time, v Verdict, final bool, note string) sequential.Report {
 	rep := e.controlWords(e.seq.a.Report())
 	e.seq.lastRecord = now
+	if in := e.seq.ingestSoFar(); in != nil && !strings.Contains(note, in.String()) {
+		note += ingestNote(in) // what the request log lost or refused during the step says so
+	}
 	iv := Interval{Step: st.Step, Index: e.stepIntervals(st) + 1, At: now, Start: st.StepStartedAt, End: now,
 		Split: st.Split, Baseline: e.seq.baseline, Canary: e.seq.canary, Score: Number(math.NaN()), Verdict: v,
 		Final: final, Metrics: decisionMetrics(rep), Reason: rep.Reason + note, Sequential: &rep,
