@@ -41,3 +41,10 @@ func ingestNote(in *providers.Ingest) string {
 	}
 	return "; request log: " + in.String()
 }
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

@@ -206,6 +206,8 @@ type seqState struct {
 	extended               bool
 	// ingest: what the request log lost or refused during the step's looks
 	ingest providers.Ingest
+	// leftOut: looks left out since the last record because entries were dropped, and how many
+	leftOut, leftOutEntries int
 }
 
 func (e *Engine) sequentialMode() bool { return e.spec.Analysis.Mode == ModeSequential }
@@ -219,6 +221,7 @@ func (e *Engine) startLooks(now time.Time, step StepSpec) {
 	e.seq.looks, e.seq.canary, e.seq.baseline, e.seq.extended = 0, 0, 0, false
 	e.seq.cohorts = cohortTallies{control: e.spec.ControlCohort()}
 	e.seq.ingest = providers.Ingest{}
+	e.seq.leftOut, e.seq.leftOutEntries = 0, 0
 	e.mu.Lock()
 	e.st.NextAnalysisAt = now.Add(e.spec.Analysis.Sequential.LookInterval)
 	e.mu.Unlock()
@@ -371,10 +374,18 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 		return Analyzing, ""
 	}
 	if lossy {
-		e.record(st, now, VerdictNeedMoreData, false, fmt.Sprintf("; the requests of %s to %s were not used: %s",
-			from.Format("15:04:05.0"), until.Format("15:04:05.0"), in))
-	} else if !now.Before(e.seq.lastRecord.Add(step.Interval)) {
-		e.record(st, now, verdictOf(v), false, "")
+		e.seq.leftOut++
+		e.seq.leftOutEntries += in.DroppedEntries
+		e.log.Warn("look left out: the request log dropped entries", "step", st.Step+1, "from", from, "until", until, "dropped", in.DroppedEntries)
+	}
+	if !now.Before(e.seq.lastRecord.Add(step.Interval)) {
+		note := ""
+		if e.seq.leftOut > 0 {
+			note = fmt.Sprintf("; %d %s since the last record were not used: %d entries dropped by the receiver (overloaded or full)",
+				e.seq.leftOut, plural(e.seq.leftOut, "look", "looks"), e.seq.leftOutEntries)
+			e.seq.leftOut, e.seq.leftOutEntries = 0, 0
+		}
+		e.record(st, now, verdictOf(v), false, note)
 	}
 	return Analyzing, ""
 }
