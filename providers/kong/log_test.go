@@ -105,6 +105,10 @@ func TestLogDecode(t *testing.T) {
 		{name: "no start time", body: `{"latencies":{"request":1},"response":{"status":200},"tries":[{"ip":"10.0.0.1","port":80}]}`, n: entryCounts{received: 1, invalid: 1}},
 		{name: "status not a number", body: fmt.Sprintf(`{"started_at":%d,"response":{"status":"ok"},"tries":[{"ip":"10.0.0.1","port":80}]}`, ms), recs: 1, n: entryCounts{received: 1}, status: 502},
 		{name: "entry not an object", body: `[1,"x",null]`, n: entryCounts{received: 3, invalid: 3}},
+		{name: "truncated", body: "[" + entryJSON(now, "10.0.0.1", 80, 200) + "," + entryJSON(now, "10.0.0.1", 80, 200)[:40], err: true},
+		{name: "trailing garbage", body: "[]x", err: true},
+		{name: "nested beyond any entry", body: `[{"request":` + strings.Repeat("[", 100000) + `]}]`, err: true},
+		{name: "escaped quotes in a header", body: fmt.Sprintf(`{"request":{"headers":{"a":"x\\\"}{["}},"started_at":%d,"latencies":{"request":1,"proxy":1},"response":{"status":201},"tries":[{"ip":"10.0.0.1","port":80}]}`, ms), recs: 1, n: entryCounts{received: 1}, status: 201, latency: time.Millisecond},
 		{name: "stale (from before the receiver)", body: entryJSON(now.Add(-2*time.Hour), "10.0.0.1", 80, 500), n: entryCounts{received: 1, stale: 1}},
 	}
 	rec := newTestReceiver(t, LogConfig{})
@@ -176,6 +180,12 @@ func FuzzLogDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		wk := &logWorker{}
 		if err := rec.decode(b, wk, 0); err != nil {
+			if len(wk.recs) != 0 || wk.n != (entryCounts{}) {
+				t.Fatalf("a malformed body left %d records, counts %+v", len(wk.recs), wk.n)
+			}
+			if t0 := bytes.TrimLeft(b, " \t\r\n"); json.Valid(b) && len(t0) > 0 && (t0[0] == '[' || t0[0] == '{') {
+				t.Fatalf("valid JSON rejected: %v", err)
+			}
 			return
 		}
 		n := wk.n
