@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"unsafe"
-
 )
 
 // errNotEntries: an http-log body is a JSON object (queue.max_batch_size 1) or an array of them.
