@@ -408,37 +408,46 @@ func (r *LogReceiver) shed(w http.ResponseWriter, req *http.Request, now time.Ti
 // store appends a decoded post's records to the ring under the lock; overwritten records are
 // dropped entries of the windows they belonged to.
 func (r *LogReceiver) store(wk *logWorker, now time.Time) {
-	var evicted []int64
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	locked := false
+	lockLoss := func() {
+		if !locked {
+			locked = true
+			r.lossMu.Lock() // lock order: mu, then lossMu
+		}
+	}
+	defer func() {
+		if locked {
+			r.lossMu.Unlock()
+		}
+	}()
+	if r.full || wk.n.stale > 0 {
+		lockLoss()
+	}
 	for _, rec := range wk.recs {
 		if r.full {
-			evicted = append(evicted, r.ring[r.next].t)
+			r.bucketLocked(r.ring[r.next].t/1e6).dropped++
+			r.stats.DroppedEntries++
 		}
 		r.ring[r.next] = rec
 		r.next++
 		if r.next == len(r.ring) {
 			r.next, r.full = 0, true
+			lockLoss() // wrapped during this post
+
 		}
 	}
 	r.stats.Received += wk.n.received
 	r.stats.Unattributed += wk.n.unattributed
 	r.stats.Invalid += wk.n.invalid
 	r.stats.StaleEntries += wk.n.stale
+	if wk.n.stale > 0 {
+		r.bucketLocked(now.Unix()).stale += wk.n.stale
+	}
 	if r.changed != nil {
 		close(r.changed)
 		r.changed = nil
-	}
-	r.stats.DroppedEntries += len(evicted)
-	r.mu.Unlock()
-	if len(evicted) > 0 || wk.n.stale > 0 {
-		r.lossMu.Lock()
-		for _, t := range evicted {
-			r.bucketLocked(t/1e6).dropped++
-		}
-		if wk.n.stale > 0 {
-			r.bucketLocked(now.Unix()).stale += wk.n.stale
-		}
-		r.lossMu.Unlock()
 	}
 }
 

@@ -410,3 +410,18 @@ func TestCountEntries(t *testing.T) {
 		}
 	}
 }
+
+// TestLogReceiverWrapsWithStaleEntries: a post that both wraps the buffer and carries stale
+// entries counts both (and does not deadlock on its two locks).
+func TestLogReceiverWrapsWithStaleEntries(t *testing.T) {
+	t.Parallel()
+	rec := newTestReceiver(t, LogConfig{MaxRequests: 2})
+	now := time.Now()
+	body := "[" + entryJSON(now.Add(-2*time.Hour), "10.0.0.1", 80, 200) + "," + strings.Repeat(entryJSON(now, "10.0.0.1", 80, 200)+",", 2) + entryJSON(now, "10.0.0.2", 80, 200) + "]"
+	if got := post(t, http.DefaultClient, rec.URL(), "Bearer "+testSecret, body); got != 200 {
+		t.Fatalf("status %d", got)
+	}
+	if c := rec.Counters(); c.StaleEntries != 1 || c.DroppedEntries != 1 || c.Received != 4 {
+		t.Fatalf("counters %+v, want 1 stale, 1 evicted, 4 received", c)
+	}
+}
