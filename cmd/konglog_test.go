@@ -1,7 +1,9 @@
 package cmd
 
 import (
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -48,5 +50,39 @@ func TestStatusShowsRequestLogLosses(t *testing.T) {
 	out := formatStatus(st, true, 1, time.Now())
 	if !strings.Contains(out, "log:       4 posts rejected (no or wrong Authorization header)") {
 		t.Fatalf("status lacks the rejected posts:\n%s", out)
+	}
+}
+
+// assertSecretKept: the rollout's kong-log secret is in its state directory's kong-log.secret (mode
+// 0600) and nowhere else: not in the output, the state, the events or the logs.
+func assertSecretKept(t *testing.T, stateDir, output string) {
+	t.Helper()
+	var secret string
+	var others []string
+	err := filepath.WalkDir(stateDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if d.Name() == kongLogSecretFile {
+			b, err := os.ReadFile(p)
+			if fi, _ := d.Info(); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s: %v, mode %v; want mode 0600", p, err, fi.Mode())
+			}
+			secret = strings.TrimSpace(string(b))
+			return nil
+		}
+		others = append(others, p)
+		return nil
+	})
+	if err != nil || secret == "" {
+		t.Fatalf("no kong-log secret kept under %s (%v)", stateDir, err)
+	}
+	if strings.Contains(output, secret) {
+		t.Error("the kong-log secret was printed")
+	}
+	for _, p := range others {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), secret) {
+			t.Errorf("the kong-log secret is in %s", p)
+		}
 	}
 }

@@ -84,3 +84,18 @@ func tellManual(cfg OpenConfig, ls *LogSpec, rec *LogReceiver) {
 		"(the header values are Kong vault-referenceable: {vault://env/VAR} with VAR holding the whole \"Bearer ...\" value keeps the secret out of your config); "+
 		"posts without it are answered 401 and left out of the analysis", where, rec.URL()))
 }
+
+// problems validates the log section as NewLogReceiver would, without reading files.
+func (ls *LogSpec) problems() []*ConfigError {
+	var out []*ConfigError
+	if ls.TLS != nil && (ls.TLS.CertFile == "" || ls.TLS.KeyFile == "") {
+		out = append(out, &ConfigError{Field: "log.tls", Msg: "set both certFile and keyFile (PEM) for an https receiver"})
+	}
+	if ls.SecretFile != "" && ls.SecretEnv != "" {
+		out = append(out, &ConfigError{Field: "log.secretEnv", Msg: "set either log.secretFile or log.secretEnv, not both"})
+	}
+	if ls.TLS != nil && ls.Endpoint != "" && strings.HasPrefix(ls.Endpoint, "http://") {
+		out = append(out, &ConfigError{Field: "log.endpoint", Msg: fmt.Sprintf("%q is http, but log.tls makes the receiver serve https; use https://", ls.Endpoint)})
+	}
+	return out
+}

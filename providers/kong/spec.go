@@ -118,6 +118,9 @@ func (s *Spec) Problems() []*ConfigError {
 			out = append(out, &ConfigError{Field: "log.listen", Msg: "\"" + s.Log.Listen + "\" is not host:port; use e.g. 0.0.0.0:9900"})
 		}
 	}
+	if s.Log != nil {
+		out = append(out, s.Log.problems()...)
+	}
 	if s.Log != nil && s.Log.Endpoint != "" {
 		cfg.LogEndpoint = s.Log.Endpoint
 		if _, err := New(cfg); err != nil {
