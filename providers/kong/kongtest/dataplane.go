@@ -501,11 +501,14 @@ func (q *logQueue) send(body []byte) {
 		for k, v := range q.headers {
 			req.Header.Set(k, v)
 		}
+		if auth := logAuthorization(q.endpoint); auth != "" {
+			req.Header.Set("Authorization", auth) // the endpoint's user info wins over config.headers
+		}
 		resp, err := q.client.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			_ = resp.Body.Close()
-			if resp.StatusCode < 400 {
+			if resp.StatusCode < 300 { // kong/plugins/http-log/handler.lua: anything else is retried
 				return
 			}
 		}
