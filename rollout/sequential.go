@@ -208,6 +208,7 @@ type seqState struct {
 	ingest providers.Ingest
 	// leftOut: looks left out since the last record because entries were dropped, and how many
 	leftOut, leftOutEntries int
+	lossyPrev               bool // the last look lost entries
 }
 
 func (e *Engine) sequentialMode() bool { return e.spec.Analysis.Mode == ModeSequential }
@@ -221,7 +222,7 @@ func (e *Engine) startLooks(now time.Time, step StepSpec) {
 	e.seq.looks, e.seq.canary, e.seq.baseline, e.seq.extended = 0, 0, 0, false
 	e.seq.cohorts = cohortTallies{control: e.spec.ControlCohort()}
 	e.seq.ingest = providers.Ingest{}
-	e.seq.leftOut, e.seq.leftOutEntries = 0, 0
+	e.seq.leftOut, e.seq.leftOutEntries, e.seq.lossyPrev = 0, 0, false
 	e.mu.Lock()
 	e.st.NextAnalysisAt = now.Add(e.spec.Analysis.Sequential.LookInterval)
 	e.mu.Unlock()
@@ -316,15 +317,22 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 		return e.lookError(st, step, now, where, err)
 	}
 	from := e.seq.cursor
-	in := e.ingest(ctx, from, until)
 	e.seq.cursor = until
-	v := sequential.NeedMoreData
-	lossy := in != nil && in.DroppedEntries > 0
-	if in != nil {
-		e.seq.ingest.DroppedEntries += in.DroppedEntries
-		e.seq.ingest.RejectedPosts += in.RejectedPosts
-		e.seq.ingest.StaleEntries += in.StaleEntries
+	// What the request log lost or refused during the step so far (one range, so that nothing is
+	// counted twice): entries dropped since the last look make this look's window incomplete (they
+	// arrived after the last look read up to its cursor, so they belong here or later).
+	dropped := 0
+	if in := e.ingest(ctx, st.StepStartedAt, until); in != nil {
+		dropped = max(in.DroppedEntries-e.seq.ingest.DroppedEntries, 0)
+		e.seq.ingest.DroppedEntries = max(e.seq.ingest.DroppedEntries, in.DroppedEntries)
+		e.seq.ingest.RejectedPosts = max(e.seq.ingest.RejectedPosts, in.RejectedPosts)
+		e.seq.ingest.StaleEntries = max(e.seq.ingest.StaleEntries, in.StaleEntries)
 	}
+	v := sequential.NeedMoreData
+	// the look after one that lost entries is left out too: a dropped post held entries of up to
+	// the flush delay after the earlier look's cursor
+	lossy := dropped > 0 || e.seq.lossyPrev
+	e.seq.lossyPrev = dropped > 0
 	if !lossy { // a look missing entries the receiver dropped is left out: the loss could skew it
 		b := batchOf(reqs, e.spec.ControlCohort())
 		e.seq.cohorts.observe(b)
@@ -375,8 +383,8 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 	}
 	if lossy {
 		e.seq.leftOut++
-		e.seq.leftOutEntries += in.DroppedEntries
-		e.log.Warn("look left out: the request log dropped entries", "step", st.Step+1, "from", from, "until", until, "dropped", in.DroppedEntries)
+		e.seq.leftOutEntries += dropped
+		e.log.Warn("look left out: the request log dropped entries", "step", st.Step+1, "from", from, "until", until, "dropped", dropped)
 	}
 	if !now.Before(e.seq.lastRecord.Add(step.Interval)) {
 		note := ""
