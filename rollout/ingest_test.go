@@ -118,6 +118,13 @@ func TestKayentaIntervalsWithDroppedEntriesAreNotJudged(t *testing.T) {
 			t.Fatalf("interval %+v: want need-more-data naming the dropped entries", iv)
 		}
 	}
+	var js strings.Builder
+	if err := NewReport(spec, st).WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(js.String(), `"ingest": {`) || !strings.Contains(js.String(), `"droppedEntries": `) || !strings.Contains(js.String(), `"rejectedPosts": `) {
+		t.Errorf("the JSON report does not carry the losses:\n%s", js.String())
+	}
 	// with a receiver that keeps up, the same rollout is judged (and the fake metrics pass it)
 	log2 := &lossyLog{synthLog: newSynthLog(gw, 10, 0, 1)}
 	h2 := newHarness(t, testSpec(), func(c *Config) { c.Requests = log2; c.Gateway = gw })
