@@ -96,7 +96,7 @@ func TestE2EForgedPostsChangeNothing(t *testing.T) {
 			}))
 			t.Cleanup(tap.Close)
 			modes := map[string]string{
-				"kayenta":    "  mode: kayenta",
+				"kayenta": "  mode: kayenta",
 				// wide margins: this test is about what reaches the analysis, not about how many
 				// requests tell a 1 pp P99 difference on a loaded machine
 				"sequential": "  mode: sequential\n  sequential: {minBake: 2s, maxBake: 40s, expandFactor: 10, thresholdSamples: 20, errorMargin: 5, medianMargin: 30, tailQuantile: 0.9, tailMargin: 5}",
