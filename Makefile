@@ -45,6 +45,9 @@ tidy-check: ## fail if go.mod/go.sum are not tidy (does not rewrite them)
 bench: ## benchmarks (statistics, proxy hot path)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+bench-kong-log: ## kong-log receiver: entries/s per core, allocations, peak heap/RSS (Kong 3.x batches of 100 over loopback)
+	$(GO) test -run '^$$' -bench 'BenchmarkLog(ReceiverHTTP|Decode)' -benchtime 20000x -benchmem ./providers/kong/
+
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
@@ -57,4 +60,4 @@ vectors: ## replay Kayenta's own test vectors (testdata/kayenta) and print how m
 ci: fmt-check vet vectors race ## what CI runs: format check, vet, Kayenta vectors, race-enabled tests
 	@echo "ci: all checks passed"
 
-.PHONY: help build image demo test race vet lint fmt-check tidy-check bench fuzz vectors ci
+.PHONY: help build image demo test race vet lint fmt-check tidy-check bench bench-kong-log fuzz vectors ci

@@ -331,6 +331,10 @@ func formatStatus(st *rollout.State, held bool, pid int, now time.Time) string {
 	if st.Reason != "" {
 		fmt.Fprintf(&b, "reason:    %s\n", oneLine(st.Reason))
 	}
+	if n := len(st.Intervals); n > 0 && st.Intervals[n-1].Ingest != nil {
+		// kong-log: what the receiver dropped or rejected in the last interval's window
+		fmt.Fprintf(&b, "log:       %s\n", st.Intervals[n-1].Ingest)
+	}
 	fmt.Fprintf(&b, "intervals: %d\n", len(st.Intervals))
 	switch {
 	case st.Phase.Terminal():

@@ -158,7 +158,8 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 		events = f
 	}
 	rt, err := buildRollout(ctx, env, rolloutParts{spec: spec, raw: raw, store: store, events: events,
-		onInterrupt: rollout.InterruptAction(o.onInterrupt), detachOnPause: o.detachOnPause, runID: cmpOr(o.runID, newRunID(time.Now()))})
+		onInterrupt: rollout.InterruptAction(o.onInterrupt), detachOnPause: o.detachOnPause, runID: cmpOr(o.runID, newRunID(time.Now())),
+		fresh: !o.resume})
 	if err != nil {
 		return err
 	}
@@ -284,6 +285,7 @@ type rolloutParts struct {
 	detachOnPause bool
 	quiet         bool // no progress lines (control commands)
 	runID         string
+	fresh         bool // a new rollout (run without --resume): new per-rollout secrets
 }
 
 // assembly is an engine with the providers it drives and what must be stopped at the end.
@@ -354,8 +356,14 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 			gw, reqLog, owner = cl, cl, cl
 		}
 	case "kong":
-		k, err := kong.Open(ctx, kong.OpenConfig{Spec: spec.Gateway.Kong, RolloutID: spec.Service,
-			WithLog: spec.Metrics.Type == "kong-log", Getenv: env.Getenv, Logger: log})
+		oc := kong.OpenConfig{Spec: spec.Gateway.Kong, RolloutID: spec.Service,
+			WithLog: spec.Metrics.Type == "kong-log", Getenv: env.Getenv, Logger: log}
+		if oc.WithLog {
+			if oc.LogSecret, oc.LogSecretPath, err = kongLogSecret(p.store, p.fresh); err != nil {
+				return nil, err
+			}
+		}
+		k, err := kong.Open(ctx, oc)
 		if err != nil {
 			return nil, err
 		}

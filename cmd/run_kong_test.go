@@ -134,13 +134,14 @@ onMarginal: rollback
 					}
 				}()
 			}
-			code, _, stderr := rtRun(t.Context(), map[string]string{"CANARYCTL_KONG_TOKEN": "s3cret"},
+			code, stdout, stderr := rtRun(t.Context(), map[string]string{"CANARYCTL_KONG_TOKEN": "s3cret"},
 				"run", "--spec", spec, "--state-dir", filepath.Join(dir, "state"))
 			stop()
 			wg.Wait()
 			if code != tc.code || !strings.Contains(stderr, tc.stderr) {
 				t.Fatalf("exit %d, want %d with %q in stderr:\n%s", code, tc.code, tc.stderr, stderr)
 			}
+			assertSecretKept(t, filepath.Join(dir, "state"), stdout+stderr)
 			ts := k.Targets("web-up")
 			want := hostport(stable)
 			if tc.code == ExitOK {

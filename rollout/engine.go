@@ -805,6 +805,12 @@ func (e *Engine) handleAnalyzing(ctx context.Context) (Phase, string) {
 		}
 		return Analyzing, ""
 	}
+	if iv.Verdict == VerdictNeedMoreData && final && droppedIn(iv) {
+		reason := fmt.Sprintf("%s: the step's final window is incomplete (%s); run canaryctl promote %s to accept the step or canaryctl abort %s",
+			where, iv.Ingest, st.Service, st.Service)
+		e.setPause(PauseNeedMoreData, reason)
+		return Paused, reason
+	}
 	if iv.Verdict == VerdictNeedMoreData {
 		e.wake = next
 		if err := e.save(); err != nil {
@@ -912,6 +918,11 @@ func (e *Engine) analyze(ctx context.Context, st State, step StepSpec, now time.
 	} else if len(pairs) > 0 {
 		iv.Baseline, iv.Canary = points(pairs[0].Pair.Baseline), points(pairs[0].Pair.Canary)
 	}
+	if iv.Ingest = e.ingest(ctx, start, now); droppedIn(iv) {
+		// a window missing entries the receiver dropped is not judged: the loss could skew it
+		iv.Verdict, iv.Reason = VerdictNeedMoreData, "not judged: the request log is incomplete"+ingestNote(iv.Ingest)
+		return iv
+	}
 	if !final {
 		if why := tooFewPoints(pairs); why != "" {
 			// Mann-Whitney on one or two points per cohort is noise (its interval collapses onto the
@@ -930,6 +941,11 @@ func (e *Engine) analyze(ctx context.Context, st State, step StepSpec, now time.
 	iv.Score = Number(j.Score)
 	iv.Metrics = j.Metrics
 	iv.Verdict = VerdictFor(j.Score, e.spec.Analysis.Thresholds)
+	if note := ingestNote(iv.Ingest); note != "" && iv.Reason == "" {
+		iv.Reason = strings.TrimPrefix(note, "; ")
+	} else {
+		iv.Reason += note
+	}
 	return iv
 }
 
@@ -981,6 +997,9 @@ func (e *Engine) progress(st State, iv Interval) {
 		line += fmt.Sprintf("score %s | %s", fmtScore(float64(iv.Score)), iv.Verdict)
 		if iv.Verdict != VerdictPass {
 			line += " | " + failReasons(iv.Metrics)
+		}
+		if iv.Ingest != nil {
+			line += " | request log: " + iv.Ingest.String()
 		}
 	}
 	fmt.Fprintln(e.cfg.Progress, oneLine(line))

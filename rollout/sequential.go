@@ -204,6 +204,11 @@ type seqState struct {
 	canary, baseline       int // requests of the step fed to the analyzer
 	cohorts                cohortTallies
 	extended               bool
+	// ingest: what the request log lost or refused during the step's looks
+	ingest providers.Ingest
+	// leftOut: looks left out since the last record because entries were dropped, and how many
+	leftOut, leftOutEntries int
+	lossyPrev               bool // the last look lost entries
 }
 
 func (e *Engine) sequentialMode() bool { return e.spec.Analysis.Mode == ModeSequential }
@@ -216,6 +221,8 @@ func (e *Engine) startLooks(now time.Time, step StepSpec) {
 	e.seq.nextExpand = now.Add(step.Duration)
 	e.seq.looks, e.seq.canary, e.seq.baseline, e.seq.extended = 0, 0, 0, false
 	e.seq.cohorts = cohortTallies{control: e.spec.ControlCohort()}
+	e.seq.ingest = providers.Ingest{}
+	e.seq.leftOut, e.seq.leftOutEntries, e.seq.lossyPrev = 0, 0, false
 	e.mu.Lock()
 	e.st.NextAnalysisAt = now.Add(e.spec.Analysis.Sequential.LookInterval)
 	e.mu.Unlock()
@@ -309,15 +316,33 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 	if err != nil {
 		return e.lookError(st, step, now, where, err)
 	}
+	from := e.seq.cursor
 	e.seq.cursor = until
-	b := batchOf(reqs, e.spec.ControlCohort())
-	e.seq.cohorts.observe(b)
-	e.seq.canary += len(b.Canary)
-	e.seq.baseline += len(b.Baseline)
-	if !e.spec.HasBaseline() {
-		b = thinControl(b)
+	// What the request log lost or refused during the step so far (one range, so that nothing is
+	// counted twice): entries dropped since the last look make this look's window incomplete (they
+	// arrived after the last look read up to its cursor, so they belong here or later).
+	dropped := 0
+	if in := e.ingest(ctx, st.StepStartedAt, until); in != nil {
+		dropped = max(in.DroppedEntries-e.seq.ingest.DroppedEntries, 0)
+		e.seq.ingest.DroppedEntries = max(e.seq.ingest.DroppedEntries, in.DroppedEntries)
+		e.seq.ingest.RejectedPosts = max(e.seq.ingest.RejectedPosts, in.RejectedPosts)
+		e.seq.ingest.StaleEntries = max(e.seq.ingest.StaleEntries, in.StaleEntries)
 	}
-	v := e.seq.a.Observe(b)
+	v := sequential.NeedMoreData
+	// the look after one that lost entries is left out too: a dropped post held entries of up to
+	// the flush delay after the earlier look's cursor
+	lossy := dropped > 0 || e.seq.lossyPrev
+	e.seq.lossyPrev = dropped > 0
+	if !lossy { // a look missing entries the receiver dropped is left out: the loss could skew it
+		b := batchOf(reqs, e.spec.ControlCohort())
+		e.seq.cohorts.observe(b)
+		e.seq.canary += len(b.Canary)
+		e.seq.baseline += len(b.Baseline)
+		if !e.spec.HasBaseline() {
+			b = thinControl(b)
+		}
+		v = e.seq.a.Observe(b)
+	}
 	e.seq.looks++
 	e.mu.Lock()
 	e.st.ConsecutiveErrors = 0
@@ -356,8 +381,19 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 		e.log.Info("step extended", "step", st.Step+1, "maxBake", q.MaxBake, "moreRequests", rep.MoreRequests)
 		return Analyzing, ""
 	}
+	if lossy {
+		e.seq.leftOut++
+		e.seq.leftOutEntries += dropped
+		e.log.Warn("look left out: the request log dropped entries", "step", st.Step+1, "from", from, "until", until, "dropped", dropped)
+	}
 	if !now.Before(e.seq.lastRecord.Add(step.Interval)) {
-		e.record(st, now, verdictOf(v), false, "")
+		note := ""
+		if e.seq.leftOut > 0 {
+			note = fmt.Sprintf("; %d %s since the last record were not used: %d entries dropped by the receiver (overloaded or full)",
+				e.seq.leftOut, plural(e.seq.leftOut, "look", "looks"), e.seq.leftOutEntries)
+			e.seq.leftOut, e.seq.leftOutEntries = 0, 0
+		}
+		e.record(st, now, verdictOf(v), false, note)
 	}
 	return Analyzing, ""
 }
@@ -415,10 +451,13 @@ func (e *Engine) stepIntervals(st State) int {
 func (e *Engine) record(st State, now time.Time, v Verdict, final bool, note string) sequential.Report {
 	rep := e.controlWords(e.seq.a.Report())
 	e.seq.lastRecord = now
+	if in := e.seq.ingestSoFar(); in != nil && !strings.Contains(note, in.String()) {
+		note += ingestNote(in) // what the request log lost or refused during the step says so
+	}
 	iv := Interval{Step: st.Step, Index: e.stepIntervals(st) + 1, At: now, Start: st.StepStartedAt, End: now,
 		Split: st.Split, Baseline: e.seq.baseline, Canary: e.seq.canary, Score: Number(math.NaN()), Verdict: v,
 		Final: final, Metrics: decisionMetrics(rep), Reason: rep.Reason + note, Sequential: &rep,
-		Cohorts: e.seq.cohorts.stats(), Control: e.intervalControl()}
+		Cohorts: e.seq.cohorts.stats(), Control: e.intervalControl(), Ingest: e.seq.ingestSoFar()}
 	e.mu.Lock()
 	e.st.Intervals = append(e.st.Intervals, iv)
 	e.st.Verdict = v
@@ -504,3 +543,12 @@ func (e *Engine) seqProgress(st State, iv Interval) {
 
 // errNoRequestLog: mode sequential without a request log.
 var errNoRequestLog = errors.New("analysis.mode sequential needs a request log (Config.Requests)")
+
+// ingestSoFar is what the request log lost or refused during the step's looks, or nil.
+func (s *seqState) ingestSoFar() *providers.Ingest {
+	if s.ingest.Zero() {
+		return nil
+	}
+	in := s.ingest
+	return &in
+}

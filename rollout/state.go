@@ -169,6 +169,9 @@ type Interval struct {
 	// Baseline (baselineSamples), the metrics' baseline values and Cohorts then hold stable's data.
 	// Absent for a baseline control.
 	Control string `json:"control,omitempty"`
+	// Ingest: what the request log (kong-log) dropped, rejected or left out in the window. An
+	// interval whose entries were dropped is not judged (need-more-data).
+	Ingest *providers.Ingest `json:"ingest,omitempty"`
 }
 
 // MetricResult is one metric's classification in one judgement, with its numbers and the reason.

@@ -257,6 +257,9 @@ func (m Model) metrics(w int) []string {
 	if iv.Reason != "" { // analysis.mode sequential: the look's sentence
 		why = []string{s.dim.Render("why:  ") + ansi.Truncate(oneLine(iv.Reason), max(w-6, 20), "…")}
 	}
+	if iv.Ingest != nil { // kong-log: dropped entries, rejected posts
+		why = append(why, s.dim.Render("log:  ")+ansi.Truncate(iv.Ingest.String(), max(w-6, 20), "…"))
+	}
 	wide := w >= 100
 	cols := []int{12, 12, 12, 7, 17} // metric, baseline, canary, class, CI
 	if wide {

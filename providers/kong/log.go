@@ -1,91 +1,156 @@
 package kong
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/canaryctl/canaryctl/providers"
 )
-
-// LogEntry is the part of a Kong http-log entry (kong/pdk/log.lua serialize) the kong-log source
-// reads.
-type LogEntry struct {
-	StartedAt int64 `json:"started_at"` // ms since the epoch
-	Latencies struct {
-		Request int64 `json:"request"` // ms, first byte from the client to last byte sent
-		Kong    int64 `json:"kong"`
-		Proxy   int64 `json:"proxy"` // ms spent by the upstream; -1 when none answered
-	} `json:"latencies"`
-	Response struct {
-		Status int `json:"status"`
-	} `json:"response"`
-	Tries []struct {
-		IP   string `json:"ip"`
-		Port int    `json:"port"`
-	} `json:"tries"`
-	UpstreamURI string `json:"upstream_uri"`
-}
-
-// ParseLogBatch parses an http-log request body: one entry (queue.max_batch_size = 1) or a JSON
-// array of entries (batches).
-func ParseLogBatch(body []byte) ([]LogEntry, error) {
-	b := bytes.TrimSpace(body)
-	if len(b) == 0 {
-		return nil, errors.New("empty http-log body")
-	}
-	if b[0] == '[' {
-		var out []LogEntry
-		if err := json.Unmarshal(b, &out); err != nil {
-			return nil, fmt.Errorf("parse http-log batch: %w", err)
-		}
-		return out, nil
-	}
-	var e LogEntry
-	if err := json.Unmarshal(b, &e); err != nil {
-		return nil, fmt.Errorf("parse http-log entry: %w", err)
-	}
-	return []LogEntry{e}, nil
-}
 
 // LogConfig configures a LogReceiver.
 type LogConfig struct {
 	// Addr to listen on, default 127.0.0.1:0. Kong must be able to reach it.
 	Addr string
-	// MaxRequests bounds the requests kept in memory (default 1,000,000; the oldest go first).
+	// Secret is the bearer token Kong's http-log plugin must send (Authorization: Bearer SECRET);
+	// every other post is answered 401 and counted. Empty: a random one (NewLogSecret).
+	Secret string
+	// CertFile and KeyFile, when set, make the receiver serve https.
+	CertFile, KeyFile string
+	// MaxRequests bounds the requests kept in memory, 16 bytes each (default 4,000,000, 64 MB):
+	// the oldest go first, and are counted as dropped for the windows they belonged to.
 	MaxRequests int
+	// MaxInflight bounds the posts read and decoded at once, each with a buffer of up to MaxBody
+	// (default 4 per CPU, at least 8).
+	MaxInflight int
+	// MaxBody is the largest post accepted (default 32 MiB; Kong's batches of 100 entries are
+	// about 200 KB).
+	MaxBody int
+	// Wait is how long a post waits for a free slot before its entries are dropped and counted
+	// (default 2s).
+	Wait time.Duration
+	// Lag is how late the entries of a window may arrive (Kong's queue holds them up to its
+	// max_coalescing_delay): losses that arrive up to Lag after a window count for it (default 1.25s).
+	Lag time.Duration
 	// Resolve looks up a target's host name (default net.DefaultResolver.LookupHost), since Kong
 	// logs the IP it connected to.
 	Resolve func(ctx context.Context, host string) ([]string, error)
 	Logger  *slog.Logger
+	// Now is the clock (tests).
+	Now func() time.Time
 }
 
-// LogReceiver is the kong-log metrics source: an HTTP server for Kong's http-log plugin that
-// attributes each logged request to a cohort by the upstream target it was sent to (the last of
-// `tries`), giving request-level latency and status per cohort. It implements the rollout engine's
-// RequestLog interface.
-type LogReceiver struct {
-	cfg LogConfig
-	log *slog.Logger
-	srv *http.Server
-	ln  net.Listener
+// Defaults of LogConfig.
+const (
+	DefaultLogMaxRequests = 4_000_000
+	DefaultLogMaxBody     = 32 << 20
+	DefaultLogWait        = 2 * time.Second
+	// staleGrace: entries that finished this long before the receiver started are stale (replayed,
+	// or from a Kong node whose clock is far behind).
+	staleGrace = time.Minute
+	// lossSeconds is how far back losses are kept per second.
+	lossSeconds = 4096
+)
 
-	mu       sync.Mutex
-	cohorts  map[string]providers.Cohort // ip:port -> cohort
-	reqs     []providers.Request
-	unknown  int
-	received int
-	changed  chan struct{} // closed and replaced whenever entries arrive
+// LogStats are a receiver's counters since it started.
+type LogStats struct {
+	Received       int // entries decoded from authenticated posts
+	Unattributed   int // entries whose target is no cohort's (or that had no upstream)
+	Invalid        int // entries without a start time or a valid status
+	DroppedEntries int // entries lost: overloaded (no free slot within Wait) or evicted from a full buffer
+	RejectedPosts  int // posts answered 401
+	StaleEntries   int // entries from before the receiver started, left out
+}
+
+// LogReceiver is the kong-log metrics source: an HTTP(S) server for Kong's http-log plugin that
+// attributes each logged request to a cohort by the upstream target it was sent to (the last of
+// `tries`), giving request-level latency and status per cohort. Only posts carrying the rollout's
+// secret are read. It implements the rollout engine's RequestLog and IngestReporter interfaces.
+//
+// Ingestion decodes only the fields the analysis needs (started_at, latencies.request and .proxy,
+// response.status, the last try's ip and port) with gjson, straight from a reused buffer, into
+// 16-byte records in a fixed ring: no allocation per entry, bounded memory at any rate.
+type LogReceiver struct {
+	cfg     LogConfig
+	log     *slog.Logger
+	srv     *http.Server
+	ln      net.Listener
+	scheme  string
+	want    []byte // "Bearer SECRET"
+	started time.Time
+
+	cohorts atomic.Pointer[map[string]uint8] // ip:port -> cohort index; replaced whole by SetCohort
+	slots   chan *logWorker
+
+	mu      sync.Mutex
+	ring    []record
+	next    int  // index of the next write
+	full    bool // the ring wrapped: ring[next] is the oldest
+	stats   LogStats
+	changed chan struct{} // closed and cleared when entries arrive, if someone waits
+
+	lossMu sync.Mutex
+	loss   [lossSeconds]lossBucket
+}
+
+type lossBucket struct {
+	sec                      int64
+	dropped, rejected, stale int
+}
+
+// record is one attributed request: the time it finished (µs since the epoch), its latency (µs),
+// status and cohort.
+type record struct {
+	t      int64
+	lat    uint32
+	status uint16
+	cohort uint8
+}
+
+var cohortNames = [...]providers.Cohort{providers.Stable, providers.Baseline, providers.Canary}
+
+func cohortIndex(c providers.Cohort) (uint8, bool) {
+	for i, x := range cohortNames {
+		if x == c {
+			return uint8(i), true
+		}
+	}
+	return 0, false
+}
+
+// logWorker is one in-flight slot: its body buffer and decoded records are reused post after post.
+type logWorker struct {
+	buf  []byte
+	recs []record
+	n    entryCounts
+}
+
+type entryCounts struct{ received, unattributed, invalid, stale int }
+
+// NewLogSecret returns a random secret for the http-log plugin's Authorization header (32 bytes
+// from crypto/rand, base64url).
+func NewLogSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("kong-log: make a secret: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // NewLogReceiver listens on cfg.Addr and serves http-log posts until Close.
@@ -94,10 +159,46 @@ func NewLogReceiver(cfg LogConfig) (*LogReceiver, error) {
 		cfg.Addr = "127.0.0.1:0"
 	}
 	if cfg.MaxRequests <= 0 {
-		cfg.MaxRequests = 1_000_000
+		cfg.MaxRequests = DefaultLogMaxRequests
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = max(8, 4*runtime.GOMAXPROCS(0))
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultLogMaxBody
+	}
+	if cfg.Wait <= 0 {
+		cfg.Wait = DefaultLogWait
+	}
+	if cfg.Lag <= 0 {
+		cfg.Lag = time.Second + 250*time.Millisecond
 	}
 	if cfg.Resolve == nil {
 		cfg.Resolve = net.DefaultResolver.LookupHost
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Secret == "" {
+		s, err := NewLogSecret()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Secret = s
+	}
+	if !validSecret(cfg.Secret) {
+		return nil, &ConfigError{Field: "log.secretFile", Msg: "the kong-log secret must be 16 to 256 printable ASCII characters without spaces (it goes into an HTTP header)"}
+	}
+	var tc *tls.Config
+	if cfg.CertFile != "" || cfg.KeyFile != "" {
+		if cfg.CertFile == "" || cfg.KeyFile == "" {
+			return nil, &ConfigError{Field: "log.tls", Msg: "set both certFile and keyFile for an https receiver"}
+		}
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, &ConfigError{Field: "log.tls", Msg: fmt.Sprintf("load the receiver's certificate: %v", err)}
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -107,21 +208,56 @@ func NewLogReceiver(cfg LogConfig) (*LogReceiver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kong-log: listen on %s: %w", cfg.Addr, err)
 	}
-	r := &LogReceiver{cfg: cfg, log: logger.With("metrics", "kong-log"), ln: ln, cohorts: map[string]providers.Cohort{}, changed: make(chan struct{})}
-	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	r := &LogReceiver{
+		cfg: cfg, log: logger.With("metrics", "kong-log"), ln: ln, scheme: "http",
+		want: []byte("Bearer " + cfg.Secret), started: cfg.Now(),
+		ring:  make([]record, cfg.MaxRequests),
+		slots: make(chan *logWorker, cfg.MaxInflight),
+	}
+	empty := map[string]uint8{}
+	r.cohorts.Store(&empty)
+	for range cfg.MaxInflight {
+		r.slots <- &logWorker{}
+	}
+	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(r.log.Handler(), slog.LevelDebug)}
+	if tc != nil {
+		r.scheme = "https"
+		r.srv.TLSConfig = tc
+		ln = tls.NewListener(ln, tc)
+	}
 	go func() { _ = r.srv.Serve(ln) }()
 	return r, nil
 }
 
-// URL is the receiver's address as http://host:port/.
-func (r *LogReceiver) URL() string { return "http://" + r.ln.Addr().String() + "/" }
+func validSecret(s string) bool {
+	if len(s) < 16 || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
 
-// Close stops the server.
+// URL is the receiver's address as http(s)://host:port/.
+func (r *LogReceiver) URL() string { return r.scheme + "://" + r.ln.Addr().String() + "/" }
+
+// authorization is the header value Kong must send. It is the secret: never log it.
+func (r *LogReceiver) authorization() string { return string(r.want) }
+
+// Close stops the server: from then on nothing is accepted (a replay after the rollout finds no
+// receiver).
 func (r *LogReceiver) Close() error { return r.srv.Close() }
 
 // SetCohort maps the target addresses (host:port) of a cohort; host names are resolved to the IPs
 // Kong logs.
 func (r *LogReceiver) SetCohort(c providers.Cohort, addrs []string) error {
+	ci, ok := cohortIndex(c)
+	if !ok {
+		return fmt.Errorf("kong-log: unknown cohort %q", c)
+	}
 	keys := map[string]bool{}
 	for _, a := range addrs {
 		host, port, err := net.SplitHostPort(a)
@@ -139,91 +275,246 @@ func (r *LogReceiver) SetCohort(c providers.Cohort, addrs []string) error {
 			return fmt.Errorf("kong-log: resolve target host %q: %w", host, err)
 		}
 		for _, ip := range ips {
+			if p := net.ParseIP(ip); p != nil {
+				ip = p.String()
+			}
 			keys[net.JoinHostPort(ip, port)] = true
 		}
 	}
-	r.mu.Lock()
+	r.mu.Lock() // serializes writers of the map; readers load it without a lock
 	defer r.mu.Unlock()
-	for k, v := range r.cohorts {
-		if v == c {
-			delete(r.cohorts, k)
+	old := *r.cohorts.Load()
+	m := make(map[string]uint8, len(old)+len(keys))
+	for k, v := range old {
+		if v != ci {
+			m[k] = v
 		}
 	}
 	for k := range keys {
-		r.cohorts[k] = c
+		m[k] = ci
 	}
+	r.cohorts.Store(&m)
 	return nil
 }
 
-// ServeHTTP accepts an http-log post.
+// ServeHTTP accepts an http-log post that carries the rollout's secret.
 func (r *LogReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.Method != http.MethodPost && req.Method != http.MethodPut && req.Method != http.MethodPatch {
 		http.Error(w, "http-log receiver: POST entries here", http.StatusMethodNotAllowed)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, 64<<20))
-	if err != nil {
-		http.Error(w, "http-log receiver: body too large", http.StatusRequestEntityTooLarge)
+	now := r.cfg.Now()
+	if subtle.ConstantTimeCompare(headerBytes(req.Header.Get("Authorization")), r.want) != 1 {
+		n := r.reject(now)
+		if n&(n-1) == 0 { // the 1st, 2nd, 4th, 8th... rejection: enough to be seen, not a flood
+			r.log.Warn("kong-log: post rejected: no or wrong Authorization header (not from this rollout's http-log plugin)", "remote", req.RemoteAddr, "rejected", n)
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="canaryctl kong-log"`)
+		http.Error(w, "http-log receiver: this post lacks the rollout's Authorization header", http.StatusUnauthorized)
 		return
 	}
-	entries, err := ParseLogBatch(body)
-	if err != nil {
-		r.log.Warn("bad http-log post", "err", err)
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	var wk *logWorker
+	select {
+	case wk = <-r.slots:
+	default:
+		t := time.NewTimer(r.cfg.Wait)
+		select {
+		case wk = <-r.slots:
+			t.Stop()
+		case <-t.C:
+		case <-req.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	if wk == nil {
+		r.shed(w, req, now)
 		return
 	}
-	r.add(entries)
+	defer func() { r.slots <- wk }()
+	body, err := readBody(req.Body, wk.buf[:0], r.cfg.MaxBody, req.ContentLength)
+	if cap(body) <= r.cfg.MaxBody {
+		wk.buf = body[:0]
+	}
+	if errors.Is(err, errTooLarge) {
+		r.log.Warn("kong-log: post too large", "limit", r.cfg.MaxBody)
+		http.Error(w, "http-log receiver: body too large; lower the plugin's queue.max_batch_size", http.StatusRequestEntityTooLarge)
+		return
+	}
+	if err != nil {
+		return // the sender went away; it retries the batch
+	}
+	wk.recs = wk.recs[:0]
+	wk.n = entryCounts{}
+	if err := r.decode(body, wk, r.started.Add(-staleGrace).UnixMicro()); err != nil {
+		r.log.Warn("kong-log: bad http-log post", "err", err)
+		http.Error(w, "http-log receiver: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.store(wk, now)
 	w.WriteHeader(http.StatusOK)
 }
 
-func (r *LogReceiver) add(entries []LogEntry) {
+// headerBytes views s as bytes without copying (for the constant-time compare, read only).
+func headerBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+var errTooLarge = errors.New("body too large")
+
+// readBody reads the body into buf (grown as needed, at most limit bytes).
+func readBody(rd io.Reader, buf []byte, limit int, hint int64) ([]byte, error) {
+	if hint > int64(limit) {
+		return buf, errTooLarge
+	}
+	if hint > 0 && int(hint) > cap(buf) {
+		buf = make([]byte, 0, int(hint)+512)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) >= limit {
+				// one more byte tells a body of exactly limit bytes from a larger one
+				var one [1]byte
+				if n, _ := rd.Read(one[:]); n > 0 {
+					return buf, errTooLarge
+				}
+				return buf, nil
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		end := min(cap(buf), limit)
+		n, err := rd.Read(buf[len(buf):end])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// shed drops an authenticated post because no slot freed up within Wait: its entries are counted
+// (streamed through a small buffer, never held) and the post is answered 200, so Kong does not
+// resend what was already counted as lost.
+func (r *LogReceiver) shed(w http.ResponseWriter, req *http.Request, now time.Time) {
+	n, err := countEntries(io.LimitReader(req.Body, int64(r.cfg.MaxBody)))
+	if err != nil && n == 0 {
+		n = 1
+	}
+	total := r.drop(now.Unix(), n)
+	r.log.Warn("kong-log: receiver overloaded, entries dropped (the windows they belong to are not judged)", "dropped", n, "droppedTotal", total)
+	w.WriteHeader(http.StatusOK)
+}
+
+// store appends a decoded post's records to the ring under the lock; overwritten records are
+// dropped entries of the windows they belonged to.
+func (r *LogReceiver) store(wk *logWorker, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, e := range entries {
-		r.received++
-		if len(e.Tries) == 0 {
-			r.unknown++ // Kong answered without an upstream (no route, no peer)
-			continue
+	locked := false
+	lockLoss := func() {
+		if !locked {
+			locked = true
+			r.lossMu.Lock() // lock order: mu, then lossMu
 		}
-		last := e.Tries[len(e.Tries)-1]
-		ip := last.IP
-		if p := net.ParseIP(ip); p != nil {
-			ip = p.String()
-		}
-		c, ok := r.cohorts[net.JoinHostPort(ip, strconv.Itoa(last.Port))]
-		if !ok {
-			r.unknown++
-			continue
-		}
-		lat := e.Latencies.Proxy
-		if lat < 0 {
-			lat = e.Latencies.Request
-		}
-		status := e.Response.Status
-		if len(e.Tries) > 0 && status == 0 {
-			status = http.StatusBadGateway
-		}
-		r.reqs = append(r.reqs, providers.Request{
-			Time:    time.UnixMilli(e.StartedAt + e.Latencies.Request),
-			Cohort:  c,
-			Status:  status,
-			Latency: time.Duration(lat) * time.Millisecond,
-		})
 	}
-	if over := len(r.reqs) - r.cfg.MaxRequests; over > 0 {
-		r.reqs = append(r.reqs[:0:0], r.reqs[over:]...)
+	defer func() {
+		if locked {
+			r.lossMu.Unlock()
+		}
+	}()
+	if r.full || wk.n.stale > 0 {
+		lockLoss()
+	}
+	for _, rec := range wk.recs {
+		if r.full {
+			r.bucketLocked(r.ring[r.next].t/1e6).dropped++
+			r.stats.DroppedEntries++
+		}
+		r.ring[r.next] = rec
+		r.next++
+		if r.next == len(r.ring) {
+			r.next, r.full = 0, true
+			lockLoss() // wrapped during this post
+
+		}
+	}
+	r.stats.Received += wk.n.received
+	r.stats.Unattributed += wk.n.unattributed
+	r.stats.Invalid += wk.n.invalid
+	r.stats.StaleEntries += wk.n.stale
+	if wk.n.stale > 0 {
+		r.bucketLocked(now.Unix()).stale += wk.n.stale
 	}
 	if r.changed != nil {
 		close(r.changed)
-		r.changed = make(chan struct{})
+		r.changed = nil
 	}
+}
+
+func (r *LogReceiver) reject(now time.Time) int {
+	r.lossMu.Lock()
+	r.bucketLocked(now.Unix()).rejected++
+	r.lossMu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stats.RejectedPosts++
+	return r.stats.RejectedPosts
+}
+
+func (r *LogReceiver) drop(sec int64, n int) int {
+	r.lossMu.Lock()
+	r.bucketLocked(sec).dropped += n
+	r.lossMu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stats.DroppedEntries += n
+	return r.stats.DroppedEntries
+}
+
+// bucketLocked returns the loss bucket of second sec (reset if it held an older second).
+func (r *LogReceiver) bucketLocked(sec int64) *lossBucket {
+	b := &r.loss[uint64(sec)%lossSeconds]
+	if b.sec != sec {
+		*b = lossBucket{sec: sec}
+	}
+	return b
+}
+
+// Ingest returns what was lost or refused for the window [since, until): entries dropped or
+// evicted, posts rejected and stale entries, counted by the second they arrived (an evicted entry
+// by the second it finished), including those that arrived up to Lag after the window.
+func (r *LogReceiver) Ingest(ctx context.Context, since, until time.Time) (providers.Ingest, error) {
+	if err := ctx.Err(); err != nil {
+		return providers.Ingest{}, err
+	}
+	from, to := since.Unix(), until.Add(r.cfg.Lag).Unix()
+	if to-from >= lossSeconds {
+		from = to - lossSeconds + 1
+	}
+	var in providers.Ingest
+	r.lossMu.Lock()
+	defer r.lossMu.Unlock()
+	for s := from; s <= to; s++ {
+		b := &r.loss[uint64(s)%lossSeconds]
+		if b.sec != s {
+			continue
+		}
+		in.DroppedEntries += b.dropped
+		in.RejectedPosts += b.rejected
+		in.StaleEntries += b.stale
+	}
+	return in, nil
 }
 
 // WaitReceived blocks until at least n entries have been received in total, or ctx ends.
 func (r *LogReceiver) WaitReceived(ctx context.Context, n int) error {
 	for {
 		r.mu.Lock()
-		got, ch := r.received, r.changed
+		got := r.stats.Received
+		if r.changed == nil {
+			r.changed = make(chan struct{})
+		}
+		ch := r.changed
 		r.mu.Unlock()
 		if got >= n {
 			return nil
@@ -242,21 +533,52 @@ func (r *LogReceiver) Requests(ctx context.Context, since, until time.Time) ([]p
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	lo, hi := since.UnixMicro(), until.UnixMicro()
+	if since.IsZero() {
+		lo = 0
+	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	n := r.next
+	if r.full {
+		n = len(r.ring)
+	}
 	var out []providers.Request
-	for _, q := range r.reqs {
-		if !q.Time.Before(since) && q.Time.Before(until) {
-			out = append(out, q)
+	for i := 0; i < n; i++ {
+		q := r.ring[i]
+		if q.t >= lo && q.t < hi {
+			out = append(out, providers.Request{
+				Time: time.UnixMicro(q.t), Cohort: cohortNames[q.cohort], Status: int(q.status),
+				Latency: time.Duration(q.lat) * time.Microsecond,
+			})
 		}
 	}
+	r.mu.Unlock()
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out, nil
 }
 
 // Stats returns how many entries were received and how many could not be attributed to a cohort.
 func (r *LogReceiver) Stats() (received, unattributed int) {
+	s := r.Counters()
+	return s.Received, s.Unattributed
+}
+
+// Counters returns the receiver's counters since it started.
+func (r *LogReceiver) Counters() LogStats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.received, r.unknown
+	return r.stats
+}
+
+// key formats ip:port as net.JoinHostPort does (IPv6 in brackets) into buf for the cohort lookup,
+// without allocating.
+func key(buf []byte, ip string, port int64) []byte {
+	buf = buf[:0]
+	if strings.IndexByte(ip, ':') >= 0 && !strings.HasPrefix(ip, "[") {
+		buf = append(append(append(buf, '['), ip...), ']')
+	} else {
+		buf = append(buf, ip...)
+	}
+	buf = append(buf, ':')
+	return strconv.AppendInt(buf, port, 10)
 }

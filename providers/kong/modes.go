@@ -335,6 +335,10 @@ func (r *Router) enableLogLocked(ctx context.Context) error {
 	if p, err := r.findPlugin(ctx, "http-log"); err != nil {
 		return fmt.Errorf("kong: find the http-log plugin of service %q: %w", r.cfg.Service, err)
 	} else if p != nil {
+		// left by an earlier run of this rollout: give it this run's endpoint and secret
+		if err := r.updateLogPlugin(ctx, p.ID); err != nil {
+			return err
+		}
 		r.st.logPluginID = p.ID
 		return nil
 	}
@@ -348,11 +352,13 @@ func (r *Router) enableLogLocked(ctx context.Context) error {
 			"http_endpoint": r.cfg.LogEndpoint,
 			// batches of up to 100 entries, at most LogFlush apart (Kong's queue; array bodies)
 			"queue": map[string]any{"max_batch_size": 100, "max_coalescing_delay": flush},
+			// the rollout's secret: the receiver reads nothing else
+			"headers": r.logHeaders(false),
 		},
 		"tags": []string{TagCanaryctl, r.rolloutTag()},
 	}
 	var p pluginAnswer
-	if err := r.call(ctx, http.MethodPost, "/services/"+r.st.serviceID+"/plugins", nil, body, &p); err != nil {
+	if err := r.postLogPlugin(ctx, body, &p); err != nil {
 		if isStatus(err, http.StatusConflict) {
 			return fmt.Errorf("kong: add http-log plugin to service %q: the service already has an http-log plugin; point it at %s yourself and leave gateway.kong.logEndpoint empty: %w", r.cfg.Service, r.cfg.LogEndpoint, err)
 		}

@@ -18,6 +18,11 @@ type OpenConfig struct {
 	WithLog bool
 	Getenv  func(string) string
 	Logger  *slog.Logger
+	// LogSecret is the rollout's kong-log secret, kept in its state (the same across run --resume);
+	// empty: a random one for this run. gateway.kong.log.secretFile/secretEnv take precedence.
+	LogSecret string
+	// LogSecretPath is where LogSecret is kept, named in the message to a manual plugin's owner.
+	LogSecretPath string
 }
 
 // Opened is a Router, with the kong-log receiver when asked for.
@@ -50,7 +55,7 @@ func Open(ctx context.Context, cfg OpenConfig) (*Opened, error) {
 		if ls == nil {
 			ls = &LogSpec{}
 		}
-		rec, err := NewLogReceiver(LogConfig{Addr: ls.Listen, Logger: cfg.Logger})
+		rec, err := openLogReceiver(cfg, ls)
 		if err != nil {
 			return nil, err
 		}
@@ -62,6 +67,8 @@ func Open(ctx context.Context, cfg OpenConfig) (*Opened, error) {
 			if rc.LogEndpoint == "" {
 				rc.LogEndpoint = rec.URL()
 			}
+		} else {
+			tellManual(cfg, ls, rec)
 		}
 	}
 	r, err := New(rc)

@@ -67,6 +67,20 @@ type LogSpec struct {
 	// Flush is the plugin's queue.max_coalescing_delay (default Kong's 1s): logs arrive up to this
 	// late, so keep it well below the analysis interval.
 	Flush time.Duration `yaml:"flush,omitempty" json:"flush,omitempty"`
+	// TLS: the receiver serves https with this certificate (Kong's http-log does not verify it, but
+	// the secret no longer crosses the network in clear).
+	TLS *LogTLSSpec `yaml:"tls,omitempty" json:"tls,omitempty"`
+	// SecretFile or SecretEnv: the secret Kong must send (Authorization: Bearer SECRET), for a
+	// manual plugin whose headers you configure. Default: a random secret per rollout, kept in the
+	// rollout's state directory (kong-log.secret, mode 0600).
+	SecretFile string `yaml:"secretFile,omitempty" json:"secretFile,omitempty"`
+	SecretEnv  string `yaml:"secretEnv,omitempty" json:"secretEnv,omitempty"`
+}
+
+// LogTLSSpec is the receiver's certificate and key (PEM files).
+type LogTLSSpec struct {
+	CertFile string `yaml:"certFile" json:"certFile"`
+	KeyFile  string `yaml:"keyFile" json:"keyFile"`
 }
 
 // Config turns the spec into a Router Config; the token comes from TokenFile or the environment
@@ -103,6 +117,9 @@ func (s *Spec) Problems() []*ConfigError {
 		if _, _, err := net.SplitHostPort(s.Log.Listen); err != nil {
 			out = append(out, &ConfigError{Field: "log.listen", Msg: "\"" + s.Log.Listen + "\" is not host:port; use e.g. 0.0.0.0:9900"})
 		}
+	}
+	if s.Log != nil {
+		out = append(out, s.Log.problems()...)
 	}
 	if s.Log != nil && s.Log.Endpoint != "" {
 		cfg.LogEndpoint = s.Log.Endpoint

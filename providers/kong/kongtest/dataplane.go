@@ -150,42 +150,21 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	if len(logs) == 0 {
 		return
 	}
-	proxyLatency := int64(-1)
+	proxy := time.Duration(-1)
 	if resp != nil {
-		proxyLatency = upstreamEnd.Sub(upstreamStart).Milliseconds()
+		proxy = upstreamEnd.Sub(upstreamStart)
 	}
-	reqLatency := finished.Sub(started).Milliseconds()
-	kongLatency := reqLatency
-	if proxyLatency >= 0 {
-		kongLatency = reqLatency - proxyLatency
+	lt := make([]Try, len(tries))
+	for i, t := range tries {
+		lt[i] = Try{IP: t["ip"].(string), Port: t["port"].(int), Start: time.UnixMilli(t["balancer_start"].(int64)), Failed: t["state"] == "failed"}
 	}
-	source := "kong"
-	if resp != nil {
-		source = "upstream"
-	}
-	// kong/pdk/log.lua serialize(): the fields of the http-log entry.
-	entry := map[string]any{
-		"request": map[string]any{
-			"method": r.Method, "uri": r.URL.RequestURI(), "url": "http://" + r.Host + r.URL.RequestURI(),
-			"size": len(body), "querystring": flatQuery(r), "headers": flatHeaders(r.Header),
-		},
-		"upstream_uri": upstreamURI,
-		"response": map[string]any{
-			"status": status, "size": len(respBody), "headers": flatHeaders(w.Header()),
-		},
-		"latencies":       map[string]any{"request": reqLatency, "kong": kongLatency, "proxy": proxyLatency},
-		"tries":           tries,
-		"client_ip":       clientIP(r),
-		"started_at":      started.UnixMilli(),
-		"service":         svcCopy,
-		"route":           routeCopy,
-		"upstream_status": strconv.Itoa(status),
-		"source":          source,
-		"workspace_name":  "default",
-	}
-	if resp == nil {
-		entry["upstream_status"] = ""
-	}
+	entry := LogEntry(LogInput{
+		Method: r.Method, Host: r.Host, URI: r.URL.RequestURI(), Query: flatQuery(r), RequestHeaders: r.Header,
+		RequestSize: len(body), UpstreamURI: upstreamURI, Status: status, ResponseHeaders: w.Header(),
+		ResponseSize: len(respBody), Started: started, Request: finished.Sub(started), Proxy: proxy,
+		Tries: lt, ClientIP: clientIP(r), Service: svcCopy.(map[string]any), Route: routeCopy.(map[string]any),
+		RequestID: r.Header.Get("X-Request-Id"),
+	})
 	raw := mustJSON(entry)
 	for _, q := range logs {
 		q.add(raw)
@@ -522,11 +501,14 @@ func (q *logQueue) send(body []byte) {
 		for k, v := range q.headers {
 			req.Header.Set(k, v)
 		}
+		if auth := logAuthorization(q.endpoint); auth != "" {
+			req.Header.Set("Authorization", auth) // the endpoint's user info wins over config.headers
+		}
 		resp, err := q.client.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			_ = resp.Body.Close()
-			if resp.StatusCode < 400 {
+			if resp.StatusCode < 300 { // kong/plugins/http-log/handler.lua: anything else is retried
 				return
 			}
 		}

@@ -146,7 +146,7 @@ var pluginSchemas = map[string][]field{
 		{name: "content_type", kind: kString, def: "application/json", oneOf: []string{"application/json", "application/json; charset=utf-8"}},
 		{name: "timeout", kind: kNumber, def: 10000.0},
 		{name: "keepalive", kind: kNumber, def: 60000.0},
-		{name: "headers", kind: kMap},
+		{name: "headers", kind: kMap, check: checkLogHeaders},
 		{name: "custom_fields_by_lua", kind: kMap},
 		{name: "queue", kind: kRecord, def: map[string]any{}, nested: []field{
 			{name: "max_batch_size", kind: kInt, def: int64(1), between: between(1, 1000000)},

@@ -438,3 +438,31 @@ func TestOutage(t *testing.T) {
 		t.Fatalf("after Restore: %d", st)
 	}
 }
+
+// TestHTTPLogHeaders: config.headers is Kong 3.x's map of header name to one string, without the
+// headers Kong sets itself.
+func TestHTTPLogHeaders(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		headers any
+		ok      bool
+	}{
+		{"one string per header", map[string]any{"Authorization": "Bearer x"}, true},
+		{"an array per header (Kong 2.x)", map[string]any{"Authorization": []any{"Bearer x"}}, false},
+		{"Host", map[string]any{"Host": "x"}, false},
+		{"content-type", map[string]any{"content-type": "x"}, false},
+		{"bad name", map[string]any{"X Y": "x"}, false},
+	} {
+		s := New()
+		if _, err := s.Create("", "services", map[string]any{"name": "web", "host": "web-up"}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.Create("", "plugins", map[string]any{"name": "http-log", "service": map[string]any{"name": "web"},
+			"config": map[string]any{"http_endpoint": "http://127.0.0.1:1/", "headers": tc.headers}})
+		s.Close()
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: error %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}

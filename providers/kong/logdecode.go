@@ -1,0 +1,257 @@
+package kong
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"unsafe"
+)
+
+// errNotEntries: an http-log body is a JSON object (queue.max_batch_size 1) or an array of them.
+var errNotEntries = errors.New("the body is neither an http-log entry (a JSON object) nor an array of entries")
+
+// decode reads the entries of an http-log body (one entry, or a JSON array of them as Kong's queue
+// sends) into wk.recs, counting what it cannot use in wk.n. Only started_at, latencies.request,
+// latencies.proxy, response.status and the last of tries (ip, port) are read; everything else
+// (headers, service, route...) is skipped without being decoded (see scanner). The body is read in
+// place: no copy, no allocation per entry. A malformed body is an error and nothing of it is kept.
+// Entries that finished before staleBefore (µs since the epoch) are counted as stale, not kept.
+func (r *LogReceiver) decode(body []byte, wk *logWorker, staleBefore int64) error {
+	d := entryDecoder{s: scanner{b: body}, cohorts: *r.cohorts.Load(), wk: wk, staleBefore: staleBefore}
+	s := &d.s
+	ok := true
+	switch s.peek() {
+	case '[':
+		var more bool
+		more, ok = s.beginArray()
+		for ok && more {
+			if ok = d.entry(); ok {
+				more, ok = s.endMember(']')
+			}
+		}
+	case '{':
+		ok = d.entry()
+	default:
+		return errNotEntries
+	}
+	if !ok || s.peek() != 0 {
+		wk.recs, wk.n = wk.recs[:0], entryCounts{}
+		return fmt.Errorf("%w at byte %d", errSyntax, s.i)
+	}
+	return nil
+}
+
+type entryDecoder struct {
+	s           scanner
+	cohorts     map[string]uint8
+	wk          *logWorker
+	staleBefore int64
+	kb          [96]byte
+}
+
+// numOrSkip reads a number, or skips a value of another kind (isNum false).
+func (d *entryDecoder) numOrSkip() (v float64, isNum, ok bool) {
+	switch c := d.s.peek(); {
+	case c == '-' || (c >= '0' && c <= '9'):
+		v, ok = d.s.num()
+		return v, ok, ok
+	default:
+		return 0, false, d.s.skip()
+	}
+}
+
+// entry reads one entry into a record; false on a syntax error.
+func (d *entryDecoder) entry() bool {
+	s := &d.s
+	n := &d.wk.n
+	n.received++
+	if s.peek() != '{' {
+		n.invalid++
+		return s.skip()
+	}
+	started, request, proxy, status := 0.0, 0.0, -1.0, 0.0
+	hasStart, hasProxy, hasTry := false, false, false
+	var ip []byte
+	port := -1.0
+	more, ok := s.beginObject()
+	for ok && more {
+		var k []byte
+		if k, ok = s.key(); !ok {
+			break
+		}
+		switch string(k) {
+		case "started_at":
+			started, hasStart, ok = d.numOrSkip()
+		case "latencies":
+			ok = d.members(func(k []byte) (ok bool) {
+				switch string(k) {
+				case "request":
+					request, _, ok = d.numOrSkip()
+				case "proxy":
+					proxy, hasProxy, ok = d.numOrSkip()
+				default:
+					ok = s.skip()
+				}
+				return ok
+			})
+		case "response":
+			ok = d.members(func(k []byte) (ok bool) {
+				if string(k) == "status" {
+					status, _, ok = d.numOrSkip()
+					return ok
+				}
+				return s.skip()
+			})
+		case "tries":
+			ok = d.tries(&ip, &port, &hasTry)
+		default:
+			ok = s.skip()
+		}
+		if ok {
+			more, ok = s.endMember('}')
+		}
+	}
+	if !ok {
+		return false
+	}
+	d.record(started, request, proxy, status, hasStart, hasProxy, hasTry, ip, port)
+	return true
+}
+
+// members walks an object calling member at each key (which consumes the value), or skips a value
+// that is not an object.
+func (d *entryDecoder) members(member func(k []byte) bool) bool {
+	s := &d.s
+	if s.peek() != '{' {
+		return s.skip()
+	}
+	more, ok := s.beginObject()
+	for ok && more {
+		var k []byte
+		if k, ok = s.key(); ok {
+			if ok = member(k); ok {
+				more, ok = s.endMember('}')
+			}
+		}
+	}
+	return ok
+}
+
+// tries reads the ip and port of the last try.
+func (d *entryDecoder) tries(ip *[]byte, port *float64, hasTry *bool) bool {
+	s := &d.s
+	if s.peek() != '[' {
+		return s.skip()
+	}
+	more, ok := s.beginArray()
+	for ok && more {
+		*hasTry, *ip, *port = true, nil, -1
+		ok = d.members(func(k []byte) (ok bool) {
+			switch string(k) {
+			case "ip":
+				if s.peek() == '"' {
+					*ip, ok = s.str()
+					return ok
+				}
+			case "port":
+				*port, _, ok = d.numOrSkip()
+				return ok
+			}
+			return s.skip()
+		})
+		if ok {
+			more, ok = s.endMember(']')
+		}
+	}
+	return ok
+}
+
+// record turns an entry's fields into a record, or counts why it cannot.
+func (d *entryDecoder) record(started, request, proxy, statusF float64, hasStart, hasProxy, hasTry bool, ip []byte, portF float64) {
+	n := &d.wk.n
+	status := int(statusF)
+	if !hasStart || started <= 0 || started > 1e14 || status < 0 || status > 999 || request < 0 || request > 1e9 {
+		n.invalid++
+		return
+	}
+	// the request finished at started_at + latencies.request (ms, possibly fractional)
+	t := int64(math.Round((started + request) * 1000))
+	if t < d.staleBefore {
+		n.stale++
+		return
+	}
+	if !hasTry {
+		n.unattributed++ // Kong answered without an upstream (no route, no peer)
+		return
+	}
+	port := int64(portF)
+	c, ok := d.cohorts[string(key(d.kb[:0], unsafe.String(unsafe.SliceData(ip), len(ip)), port))]
+	if !ok {
+		// a non-canonical spelling of an address (e.g. IPv6): canonicalize, allocating only here
+		if p := net.ParseIP(string(ip)); p != nil {
+			c, ok = d.cohorts[string(key(d.kb[:0], p.String(), port))]
+		}
+		if !ok {
+			n.unattributed++
+			return
+		}
+	}
+	lat := request
+	if hasProxy && proxy >= 0 {
+		lat = proxy // the upstream's time, without Kong's own
+	}
+	if status == 0 {
+		status = http.StatusBadGateway // tried an upstream but sent no status: none answered
+	}
+	d.wk.recs = append(d.wk.recs, record{t: t, lat: uint32(min(lat*1000, math.MaxUint32)), status: uint16(status), cohort: c})
+}
+
+// countEntries counts the entries of an http-log body streamed from rd through a small buffer,
+// without keeping it: the objects directly inside a top-level array, or 1 for a top-level object.
+func countEntries(rd io.Reader) (int, error) {
+	var buf [16 << 10]byte
+	depth, n := 0, 0
+	var top byte
+	inStr, esc := false, false
+	for {
+		m, err := rd.Read(buf[:])
+		for _, c := range buf[:m] {
+			if inStr {
+				switch {
+				case esc:
+					esc = false
+				case c == '\\':
+					esc = true
+				case c == '"':
+					inStr = false
+				}
+				continue
+			}
+			switch c {
+			case '"':
+				inStr = true
+			case '{', '[':
+				if depth == 0 {
+					top = c
+					if c == '{' {
+						n = 1
+					}
+				} else if depth == 1 && top == '[' && c == '{' {
+					n++
+				}
+				depth++
+			case '}', ']':
+				depth--
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
