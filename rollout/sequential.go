@@ -162,17 +162,17 @@ func (s *Spec) validateSequential(bad func(string, string, ...any)) {
 		bad(p+"expandFactor", "%v must be at least 1, e.g. 3", q.ExpandFactor)
 	}
 	if q.LookInterval < 10*time.Millisecond || q.LookInterval > time.Minute {
-		bad(p+"lookInterval", "%s is out of range; use 10ms..1m, e.g. 250ms", q.LookInterval)
+		bad(p+"lookInterval", "%s is out of range; use 10ms..1m, e.g. 250ms", dur(q.LookInterval))
 	}
 	if q.MinBake < 0 {
-		bad(p+"minBake", "%s is negative; use a duration such as 1m", q.MinBake)
+		bad(p+"minBake", "%s is negative; use a duration such as 1m", dur(q.MinBake))
 	}
 	if q.MaxBake < q.MinBake {
-		bad(p+"maxBake", "%s is shorter than minBake (%s); make it at least minBake, e.g. 15m", q.MaxBake, q.MinBake)
+		bad(p+"maxBake", "%s is shorter than minBake (%s); make it at least minBake, e.g. 15m", dur(q.MaxBake), dur(q.MinBake))
 	}
 	for i, st := range s.Steps {
 		if q.MaxBake < st.Duration {
-			bad(p+"maxBake", "%s is shorter than steps[%d].duration (%s); make it at least the longest step, e.g. 15m", q.MaxBake, i, st.Duration)
+			bad(p+"maxBake", "%s is shorter than steps[%d].duration (%s); make it at least the longest step, e.g. 15m", dur(q.MaxBake), i, dur(st.Duration))
 			break
 		}
 	}
