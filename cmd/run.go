@@ -41,6 +41,7 @@ type runOptions struct {
 	onInterrupt   string
 	detachOnPause bool
 	tui           bool
+	dryRun        bool
 }
 
 func newRunCmd(env *Env) *cobra.Command {
@@ -84,6 +85,7 @@ marginal, 130 interrupted (after traffic went back to stable).`,
 	f.StringVar(&o.stateDir, "state-dir", "", "state directory (default $CANARYCTL_STATE_DIR or "+DefaultStateDir+")")
 	f.StringVar(&o.onInterrupt, "on-interrupt", "rollback", "on SIGINT/SIGTERM/SIGHUP: rollback (all traffic to stable) or pause (hold the split)")
 	f.BoolVar(&o.tui, "tui", false, "show the live monitor (as canaryctl watch) while the rollout runs; plain progress when stdout is not a terminal")
+	f.BoolVar(&o.dryRun, "dry-run", false, "check the spec (every problem, one per line, as canaryctl validate) and print the plan; deploy nothing")
 	f.BoolVar(&o.detachOnPause, "detach-on-pause", false, "exit 4 when the rollout pauses (approval or marginal) instead of holding it; continue with run --resume")
 	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.RegisterFlagCompletionFunc("on-interrupt", cobra.FixedCompletions([]string{"rollback", "pause"}, cobra.ShellCompDirectiveNoFileComp))
@@ -101,18 +103,23 @@ func stateDir(env *Env, flag string) string {
 }
 
 func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
-	reported := false
-	if o.spinnaker {
-		// Spinnaker gets its one line even when the rollout never started (invalid spec, lock, ...).
-		defer func() {
-			if !reported {
-				io.WriteString(env.Stdout, rollout.SpinnakerNotStarted(o.service, err))
-			}
-		}()
-	}
 	if o.output != "text" && o.output != "json" {
 		return usageErrorf("--output %q: use text or json", o.output)
 	}
+	reported, service := false, o.service
+	defer func() {
+		// Every output (JSON report, JUnit file, Spinnaker line) exists whatever happened, so that CI
+		// keeps its artifacts: a run that never started reports NotStarted with every problem.
+		if !reported && err != nil && !o.dryRun {
+			now := time.Now
+			if env.Now != nil {
+				now = env.Now
+			}
+			if werr := writeReports(env, o, rollout.NotStartedReport(service, now(), err)); werr != nil {
+				err = errors.Join(err, werr)
+			}
+		}
+	}()
 	if o.onInterrupt != "rollback" && o.onInterrupt != "pause" {
 		return usageErrorf("--on-interrupt %q: use rollback or pause", o.onInterrupt)
 	}
@@ -123,14 +130,19 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 	}
 	spec, err := rollout.ParseSpec(bytes.NewReader(raw))
 	if err != nil {
-		return err // *SpecError(s): exit 2, before anything is deployed
+		return specProblems(specName(o), err) // every problem, one per line: exit 2, before anything is deployed
+	}
+	service = spec.Service
+	if o.dryRun {
+		printPlan(env.Stdout, specName(o), spec)
+		return nil
 	}
 	if err := resolveWebhookURLs(env, spec); err != nil {
 		return err
 	}
 	store, err := rollout.OpenStore(rollout.StoreConfig{Root: dir, Service: spec.Service})
 	if err != nil {
-		return err
+		return notStarted(err)
 	}
 	if o.tui && env.StdoutIsTerminal {
 		return runRolloutTUI(ctx, env, o, dir, spec)
@@ -139,7 +151,7 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 	if o.eventsFile != "" {
 		f, err := os.OpenFile(o.eventsFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
-			return fmt.Errorf("open --events file: %w", err)
+			return usageErrorf("--events %s: %v", o.eventsFile, errors.Unwrap(err))
 		}
 		defer f.Close()
 		events = f
@@ -147,7 +159,7 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 	rt, err := buildRollout(ctx, env, rolloutParts{spec: spec, raw: raw, store: store, events: events,
 		onInterrupt: rollout.InterruptAction(o.onInterrupt), detachOnPause: o.detachOnPause})
 	if err != nil {
-		return err
+		return notStarted(err)
 	}
 	defer rt.close()
 	if o.resume {
@@ -156,7 +168,7 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 		err = rt.eng.Start(ctx)
 	}
 	if err != nil {
-		return err
+		return notStarted(err)
 	}
 	defer rt.eng.Close()
 	if st := rt.eng.State(); o.resume && st.Phase.Terminal() {
@@ -211,6 +223,8 @@ func outcomeError(out rollout.Outcome) error {
 		return nil
 	case out.Interrupted:
 		return withExitCode(ExitInterrupted, fmt.Errorf("interrupted: %s", out.Reason))
+	case out.NotStarted:
+		return withExitCode(ExitNotStarted, fmt.Errorf("could not run the rollout (no traffic reached the canary): %s", out.Reason))
 	case out.Phase == rollout.RolledBack:
 		return withExitCode(ExitFail, fmt.Errorf("rolled back: %s", out.Reason))
 	case out.Phase == rollout.Paused:

@@ -270,7 +270,7 @@ steps:
 	if !strings.HasPrefix(out, rollout.SpinnakerPrefix+`{"service":"","runId":"","phase":"NotStarted","promoted":false,"reason":"`) || strings.Count(out, "\n") != 1 {
 		t.Errorf("spinnaker line for an invalid spec: %q", out)
 	}
-	for _, want := range []string{"gateway.type: unknown gateway \"envoy\"; use one of builtin", "steps[1].weight", "steps[1].interval"} {
+	for _, want := range []string{"gateway.type (line 6): unknown gateway \"envoy\"; use one of builtin", "steps[1].weight", "steps[1].interval"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}

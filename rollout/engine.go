@@ -149,6 +149,9 @@ type Outcome struct {
 	Reason      string
 	Interrupted bool // a signal ended the run (after rollback or pause)
 	Detached    bool // Run returned while the rollout is Paused (DetachOnPause or interrupt with pause)
+	// NotStarted: the rollout could not run (deployment, gateway or metrics failed) and was rolled
+	// back before any traffic moved to the canary; nothing was judged.
+	NotStarted bool
 }
 
 // Engine runs one rollout.
@@ -414,7 +417,8 @@ func (e *Engine) Run(ctx context.Context) (Outcome, error) {
 
 func (e *Engine) outcome() Outcome {
 	st := e.State()
-	return Outcome{Phase: st.Phase, Verdict: st.Verdict, Score: st.Score, Reason: st.Reason, Interrupted: st.Interrupted}
+	return Outcome{Phase: st.Phase, Verdict: st.Verdict, Score: st.Score, Reason: st.Reason, Interrupted: st.Interrupted,
+		NotStarted: st.NotStarted && !st.Interrupted}
 }
 
 // Tick runs at most one transition: an interrupt, a control request, or the current phase's handler.
@@ -687,11 +691,11 @@ func (e *Engine) ensure(ctx context.Context) error {
 func (e *Engine) handleDeploying(ctx context.Context) (Phase, string) {
 	// Nothing may reach the new cohorts before the first step: the split starts at zero.
 	if err := e.setSplit(ctx, providers.Split{}); err != nil {
-		return RollingBack, "deploying: " + err.Error()
+		return e.notStarted("deploying: " + err.Error())
 	}
 	e.ready = false
 	if err := e.ensure(ctx); err != nil {
-		return RollingBack, "deploying: " + err.Error()
+		return e.notStarted("deploying: " + err.Error())
 	}
 	e.mu.Lock()
 	e.st.Step = 0
@@ -701,6 +705,18 @@ func (e *Engine) handleDeploying(ctx context.Context) (Phase, string) {
 		return Progressing, fmt.Sprintf("deployed canary %v; control: stable (no baseline)", st.Addresses[providers.Canary])
 	}
 	return Progressing, fmt.Sprintf("deployed baseline %v and canary %v", st.Addresses[providers.Baseline], st.Addresses[providers.Canary])
+}
+
+// notStarted rolls back a rollout that could not run (a deployment, the gateway or the metrics
+// source failed) before any traffic moved to the canary: it ends RolledBack with NotStarted set, so
+// that CI can tell a broken pipeline from a canary judged bad.
+func (e *Engine) notStarted(reason string) (Phase, string) {
+	e.mu.Lock()
+	if e.st.Split == (providers.Split{}) && len(e.st.Intervals) == 0 {
+		e.st.NotStarted = true
+	}
+	e.mu.Unlock()
+	return RollingBack, reason
 }
 
 func (e *Engine) approved(step int) bool { return slices.Contains(e.State().Approved, step) }
@@ -714,6 +730,9 @@ func (e *Engine) handleProgressing(ctx context.Context) (Phase, string) {
 		return Paused, reason
 	}
 	if err := e.ensure(ctx); err != nil {
+		if st.Step == 0 && st.StepStartedAt.IsZero() {
+			return e.notStarted(fmt.Sprintf("step %d: %v", st.Step+1, err))
+		}
 		return RollingBack, fmt.Sprintf("step %d: %v", st.Step+1, err)
 	}
 	if e.spec.BeforeAfter() {
