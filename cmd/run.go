@@ -130,6 +130,9 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 	}
 	spec, err := rollout.ParseSpec(bytes.NewReader(raw))
 	if err != nil {
+		if service == "" {
+			service = rollout.ServiceOf(raw) // the reports name the service when the spec does
+		}
 		return specProblems(specName(o), err) // every problem, one per line: exit 2, before anything is deployed
 	}
 	service = spec.Service
@@ -184,7 +187,16 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 	if runErr != nil {
 		return fmt.Errorf("run rollout of %s: %w", spec.Service, runErr)
 	}
-	return outcomeError(out)
+	return silentOutcome(outcomeError(out)) // the summary line above is the one final line
+}
+
+// silentOutcome keeps an outcome's exit code and drops its message, for commands that already printed the
+// outcome's final line (the reason once, not three times).
+func silentOutcome(err error) error {
+	if err == nil {
+		return nil
+	}
+	return withExitCode(ExitCode(err), nil)
 }
 
 // readSpecSource returns the spec's bytes: --spec FILE, stdin, or the copy saved in the state
@@ -237,6 +249,14 @@ func outcomeError(out rollout.Outcome) error {
 
 func summaryLine(r rollout.Report) string {
 	s := fmt.Sprintf("%s: %s", r.Service, r.Phase)
+	switch {
+	case r.Phase == rollout.NotStarted:
+		s += " (could not run the rollout; no traffic reached the canary; all traffic on stable)"
+	case r.Interrupted && r.Phase == rollout.RolledBack:
+		s += " (interrupted; all traffic back on stable)"
+	case r.Interrupted:
+		s += " (interrupted)"
+	}
 	if r.Control != "" && r.Control != rollout.ControlBaseline {
 		s += " (control: " + r.Control + ")"
 	}

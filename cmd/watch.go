@@ -185,6 +185,8 @@ type tuiRun struct {
 	spec    *rollout.Spec
 	title   string
 	run     func(ctx context.Context, env *Env) error
+	// ephemeral: root is removed when run returns (demo --tui without --state-dir).
+	ephemeral bool
 }
 
 // runWithTUI runs r.run with its stdout kept for the end and its stderr and logs in the state
@@ -231,8 +233,16 @@ func runWithTUI(ctx context.Context, env *Env, r tuiRun) error {
 	}()
 	final, perr := p.Run()
 	interrupted := ctx.Err() != nil || errors.Is(perr, tea.ErrInterrupted)
-	if fm, ok := final.(tui.Model); ok && fm.Interrupted() {
+	fm, ok := final.(tui.Model)
+	if ok && fm.Interrupted() {
 		interrupted = true
+	}
+	select {
+	case <-finished: // the rollout ended: the alternate screen is gone, so its last frame stays on the terminal
+		if ok && perr == nil {
+			fmt.Fprintln(env.Stdout, fm.View())
+		}
+	default:
 	}
 	if interrupted {
 		interrupt() // ctrl+c in the monitor, or SIGINT/SIGTERM/SIGHUP: what they do to run
@@ -258,7 +268,11 @@ func runWithTUI(ctx context.Context, env *Env, r tuiRun) error {
 	stopPoll()
 	_, _ = env.Stdout.Write(stdout.Bytes())
 	if st, err := store.LoadState(); err == nil {
-		fmt.Fprintf(env.Stderr, "%s (log %s)\n", stateLine(st), logPath)
+		if r.ephemeral { // the demo's temporary state directory goes with it
+			fmt.Fprintf(env.Stderr, "%s (the log went with the demo's temporary state directory; keep both with --state-dir DIR)\n", stateLine(st))
+		} else {
+			fmt.Fprintf(env.Stderr, "%s (log %s)\n", stateLine(st), logPath)
+		}
 	}
 	return runErr
 }
@@ -278,6 +292,7 @@ func runRolloutTUI(ctx context.Context, env *Env, o *runOptions, dir string, spe
 func runDemoTUI(ctx context.Context, env *Env, o *demoOptions, spec *rollout.Spec) error {
 	inner := *o
 	inner.tui = false
+	ephemeral := inner.stateDir == ""
 	if inner.stateDir == "" {
 		dir, err := os.MkdirTemp("", "canaryctl-demo-")
 		if err != nil {
@@ -286,6 +301,6 @@ func runDemoTUI(ctx context.Context, env *Env, o *demoOptions, spec *rollout.Spe
 		defer os.RemoveAll(dir)
 		inner.stateDir = dir
 	}
-	return runWithTUI(ctx, env, tuiRun{root: inner.stateDir, service: spec.Service, spec: spec, title: "demo",
+	return runWithTUI(ctx, env, tuiRun{root: inner.stateDir, service: spec.Service, spec: spec, title: "demo", ephemeral: ephemeral,
 		run: func(ctx context.Context, env *Env) error { return runDemo(ctx, env, &inner) }})
 }

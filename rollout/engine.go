@@ -1046,11 +1046,15 @@ func (e *Engine) handlePromoting(ctx context.Context) (Phase, string) {
 		e.st.Intent = nil
 		e.st.Split = providers.Split{}
 		e.mu.Unlock()
+		how := ""
+		if strings.HasPrefix(st.Reason, promotedManually) { // a person decided, not the judge: say so
+			how = st.Reason + "; "
+		}
 		if !e.spec.HasBaseline() {
-			return Promoted, fmt.Sprintf("canary is the new stable (%v)", st.Addresses[providers.Canary])
+			return Promoted, fmt.Sprintf("%scanary is the new stable (%v)", how, st.Addresses[providers.Canary])
 		}
 		e.teardown(context.WithoutCancel(ctx), providers.Baseline)
-		return Promoted, fmt.Sprintf("canary is the new stable (%v); baseline torn down", st.Addresses[providers.Canary])
+		return Promoted, fmt.Sprintf("%scanary is the new stable (%v); baseline torn down", how, st.Addresses[providers.Canary])
 	}
 	return Promoting, ""
 }
@@ -1185,12 +1189,15 @@ func (e *Engine) control(req ControlRequest) (next Phase, reason, note string) {
 		}
 		switch st.Phase {
 		case Progressing, Analyzing, Paused:
-			return Promoting, fmt.Sprintf("promoted by %s at step %d/%d, skipping the remaining steps", by, st.Step+1, st.Steps), "applied"
+			return Promoting, fmt.Sprintf("%s%s at step %d/%d, skipping the remaining steps", promotedManually, by, st.Step+1, st.Steps), "applied"
 		}
 		return "", "", fmt.Sprintf("rejected: cannot promote while %s", st.Phase)
 	}
 	return "", "", "ignored: unknown action"
 }
+
+// promotedManually starts the reason of a promotion a person asked for (canaryctl promote).
+const promotedManually = "promoted manually by "
 
 // approve answers a pause that waits for a decision: an approval step starts, a marginal step counts
 // as passed.

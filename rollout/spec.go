@@ -307,6 +307,21 @@ func ParseSpec(r io.Reader) (*Spec, error) {
 	return &s, nil
 }
 
+// ServiceOf returns the service an invalid spec names (its top-level service field, if it reads as
+// a valid name), so that the reports of a run that never started name it too; "" otherwise.
+func ServiceOf(data []byte) string {
+	var v struct {
+		Service string `yaml:"service"`
+	}
+	if yaml.Unmarshal(data, &v) != nil && v.Service == "" {
+		return ""
+	}
+	if !ValidServiceName(v.Service) {
+		return ""
+	}
+	return v.Service
+}
+
 // yamlProblems explains a failed decode: every problem of the document at once (the decoder stops
 // at the first unknown field of a step, and names Go types), each with its field path and line.
 func yamlProblems(data []byte, err error) error {
@@ -480,7 +495,7 @@ func (s *Spec) Validate() error {
 	case s.Service == "":
 		bad("service", "required; name the service, e.g. checkout")
 	case !ValidServiceName(s.Service):
-		bad("service", "%q must be 1-63 lower-case letters, digits, '.', '-' or '_', starting and ending with a letter or digit", s.Service)
+		bad("service", "%q is not a service name; use 1-63 lower-case letters, digits, '.', '-' or '_', starting and ending with a letter or digit, e.g. checkout", s.Service)
 	}
 	if len(s.Stable.Addresses) == 0 {
 		bad("stable.addresses", "required; list the URLs of the stable instances, e.g. [\"http://10.0.0.5:8080\"]")

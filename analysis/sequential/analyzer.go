@@ -391,7 +391,7 @@ func (a *Analyzer) Report() Report {
 		if r.MoreRequests > 0 {
 			more = fmt.Sprintf("about %d more requests per cohort to pass a canary no worse than the baseline (the configured minimum detectable effects)", r.MoreRequests)
 		}
-		r.Reason = fmt.Sprintf("need more data: %d request pairs, no regression shown, not yet within every margin; %s", a.canaryN, more)
+		r.Reason = fmt.Sprintf("need more data: %d request pairs so far, no regression shown, not yet within every margin; %s", a.canaryN, more)
 	}
 	return r
 }

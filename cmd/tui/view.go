@@ -9,6 +9,7 @@ import (
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/canaryctl/canaryctl/analysis/sequential"
 	"github.com/canaryctl/canaryctl/providers"
 	"github.com/canaryctl/canaryctl/rollout"
 )
@@ -288,12 +289,24 @@ func (m Model) metrics(w int) []string {
 	lines = append(lines, cohorts...)
 	lines = append(lines, s.dim.Render(row(hdr, nil)+"reason"))
 	for _, mr := range iv.Metrics {
-		unit := m.unit(mr.Name)
+		unit, ciUnit := m.unit(mr.Name), m.unit(mr.Name)
+		if d := seqDecision(iv, mr.Name); d != nil {
+			// A sequential test compares shares of requests (%); its interval bounds their
+			// difference, in percentage points.
+			unit, ciUnit = cmpOr(d.Unit, "%"), "pp"
+		}
 		b := fmt.Sprintf("%s (%d)", fmtValue(float64(mr.BaselineMean), unit), mr.BaselineCount)
 		c := fmt.Sprintf("%s (%d)", fmtValue(float64(mr.CanaryMean), unit), mr.CanaryCount)
+		if iv.Sequential != nil { // shares: as few digits as they need, so that the count fits too
+			b = fmt.Sprintf("%s%s (%d)", fmtNum(float64(mr.BaselineMean)), unit, mr.BaselineCount)
+			c = fmt.Sprintf("%s%s (%d)", fmtNum(float64(mr.CanaryMean)), unit, mr.CanaryCount)
+		}
+		if mr.BaselineCount == 0 && mr.CanaryCount == 0 { // nothing measured yet: no numbers to show
+			b, c = "– (0)", "– (0)"
+		}
 		ci := "–"
-		if mr.CILower != nil && mr.CIUpper != nil {
-			ci = fmt.Sprintf("[%s, %s]", fmtNum(float64(*mr.CILower)), fmtNum(float64(*mr.CIUpper))) + unit
+		if mr.CILower != nil && mr.CIUpper != nil && (mr.BaselineCount > 0 || mr.CanaryCount > 0) {
+			ci = fmt.Sprintf("[%s, %s]", fmtNum(float64(*mr.CILower)), fmtNum(float64(*mr.CIUpper))) + ciUnit
 		}
 		name := mr.Name
 		if mr.Critical || m.critical(mr.Name) {
@@ -410,6 +423,26 @@ func (m Model) critical(name string) bool {
 }
 
 // unit of a metric's values, from the spec: ms for latency, % for error rates.
+// seqDecision is the sequential test behind a metric row of a look, or nil (mode kayenta).
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func seqDecision(iv *rollout.Interval, name string) *sequential.Decision {
+	if iv.Sequential == nil {
+		return nil
+	}
+	for i := range iv.Sequential.Decisions {
+		if iv.Sequential.Decisions[i].Metric == name {
+			return &iv.Sequential.Decisions[i]
+		}
+	}
+	return nil
+}
+
 func (m Model) unit(name string) string {
 	if m.cfg.Spec == nil {
 		return ""
