@@ -346,10 +346,10 @@ func NotStartedReport(service string, at time.Time, err error) Report {
 	r.Reason = oneLine(err.Error())
 	var errs SpecErrors
 	if errors.As(err, &errs) {
-		r.Reason = fmt.Sprintf("invalid spec: %d problems", len(errs))
 		for _, e := range errs {
 			r.Errors = append(r.Errors, oneLine(e.Error()))
 		}
+		r.Reason = "invalid spec: " + strings.Join(r.Errors, "; ")
 		return r
 	}
 	r.Errors = []string{r.Reason}
