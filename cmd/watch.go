@@ -229,7 +229,7 @@ func runWithTUI(ctx context.Context, env *Env, r tuiRun) error {
 	go func() {
 		runErr = r.run(rctx, renv)
 		close(finished)
-		p.Send(tui.Done{Err: runErr})
+		p.Send(tui.Done{Err: shownErr(runErr)})
 	}()
 	final, perr := p.Run()
 	interrupted := ctx.Err() != nil || errors.Is(perr, tea.ErrInterrupted)
@@ -240,7 +240,7 @@ func runWithTUI(ctx context.Context, env *Env, r tuiRun) error {
 	select {
 	case <-finished: // the rollout ended: the alternate screen is gone, so its last frame stays on the terminal
 		if ok && perr == nil {
-			fmt.Fprintln(env.Stdout, fm.View())
+			fmt.Fprintln(env.Stdout, finalFrame(fm, store))
 		}
 	default:
 	}
@@ -275,6 +275,27 @@ func runWithTUI(ctx context.Context, env *Env, r tuiRun) error {
 		}
 	}
 	return runErr
+}
+
+// finalFrame is the monitor's view of the rollout as it ended: the model may have quit before the poller
+// delivered the last state and events, so they are read once more.
+func finalFrame(m tui.Model, store *rollout.Store) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if snap, ok := <-tui.Poll(ctx, tui.PollConfig{Store: store, Self: true}); ok {
+		m = m.WithSnapshot(snap)
+	}
+	return m.View()
+}
+
+// shownErr is what the monitor's status line shows of how the run ended: nothing for an outcome whose
+// final line was already printed (its exit code only).
+func shownErr(err error) error {
+	var st *exitStatus
+	if errors.As(err, &st) && st.err == nil {
+		return nil
+	}
+	return err
 }
 
 // runRolloutTUI is run --tui: the same rollout with the monitor on the screen.

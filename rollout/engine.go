@@ -512,7 +512,7 @@ func (e *Engine) interrupt() (Phase, error) {
 // transition moves to next after checking the table, saves the state and emits the event.
 func (e *Engine) transition(next Phase, reason string) error {
 	e.mu.Lock()
-	from := e.st.Phase
+	from, prevReason := e.st.Phase, e.st.Reason
 	if !CanTransition(from, next) {
 		e.mu.Unlock()
 		err := &TransitionError{From: from, To: next}
@@ -534,7 +534,11 @@ func (e *Engine) transition(next Phase, reason string) error {
 	st := e.st
 	e.mu.Unlock()
 	e.wake = time.Time{}
-	e.log.Info("phase", "from", from, "to", next, "reason", reason)
+	logReason := reason
+	if reason == prevReason && reason != "" { // RollingBack -> RolledBack keeps its reason: log it once
+		logReason = "(the same as the previous phase's)"
+	}
+	e.log.Info("phase", "from", from, "to", next, "reason", logReason)
 	err := e.save()
 	e.emit(&Event{Type: EvTransition, From: from, Phase: next, Step: st.Step, Split: st.Split, Reason: reason})
 	switch next {

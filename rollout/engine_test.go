@@ -459,8 +459,10 @@ func TestPromoteSkipsRemainingSteps(t *testing.T) {
 	if slices.ContainsFunc(h.gw.SplitHistory(), func(s providers.Split) bool { return s.Canary > 250 }) {
 		t.Errorf("steps not skipped: %v", h.gw.SplitHistory())
 	}
-	if !strings.Contains(h.eng.State().Reason, "canary is the new stable") {
-		t.Errorf("reason %q", h.eng.State().Reason)
+	// A person decided, not the judge: the final reason says so (the last look may have said
+	// need-more-data).
+	if r := h.eng.State().Reason; !strings.Contains(r, "canary is the new stable") || !strings.HasPrefix(r, "promoted manually by test at step 1/") {
+		t.Errorf("reason %q", r)
 	}
 }
 
