@@ -10,10 +10,12 @@ import (
 	"io"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +23,98 @@ import (
 	"github.com/canaryctl/canaryctl/rollout"
 	"github.com/canaryctl/canaryctl/rollout/demo"
 )
+
+// proc is a canaryctl process running in the background.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan struct{}
+}
+
+type syncBuffer struct {
+	mu      sync.Mutex
+	b       bytes.Buffer
+	written chan struct{} // gets a token after every write, for waitFor
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.written != nil {
+		select {
+		case s.written <- struct{}{}:
+		default:
+		}
+	}
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// start starts canaryctl in the background; the test's cleanup kills it if it still runs.
+func start(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	p := &proc{cmd: cmd, stderr: &syncBuffer{written: make(chan struct{}, 1)}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = io.Discard, p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-p.done:
+			case <-time.After(20 * time.Second):
+				_ = cmd.Process.Kill()
+				<-p.done
+			}
+		}
+	})
+	return p
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *proc) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		t.Fatalf("canaryctl %s still running after %s; stderr:\n%s", strings.Join(p.cmd.Args[1:], " "), timeout, p.stderr.String())
+		return -1
+	}
+}
+
+// waitFor returns the first submatch of re in the process's stderr, waiting for each write (an
+// event, not a poll) until timeout or the process's end.
+func (p *proc) waitFor(t *testing.T, re *regexp.Regexp, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		if m := re.FindStringSubmatch(p.stderr.String()); m != nil {
+			return m[1]
+		}
+		select {
+		case <-p.stderr.written:
+		case <-p.done:
+			if m := re.FindStringSubmatch(p.stderr.String()); m != nil {
+				return m[1]
+			}
+			t.Fatalf("canaryctl %s ended before printing %q; stderr:\n%s", strings.Join(p.cmd.Args[1:], " "), re, p.stderr.String())
+		case <-deadline:
+			t.Fatalf("canaryctl %s did not print %q within %s; stderr:\n%s", strings.Join(p.cmd.Args[1:], " "), re, timeout, p.stderr.String())
+		}
+	}
+}
+
+// embeddedProxy is the address `canaryctl run` prints for its embedded proxy (gateway.listen
+// 127.0.0.1:0: the process binds a free port itself; a test never hands out a port it closed).
+var embeddedProxy = regexp.MustCompile(`embedded proxy on http://(\S+) `)
 
 // waitState polls state.json until cond holds.
 func waitState(t *testing.T, dir, service string, timeout time.Duration, what string, cond func(*rollout.State) bool) *rollout.State {
