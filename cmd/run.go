@@ -148,6 +148,7 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 		return notStarted(err)
 	}
 	if o.tui && env.StdoutIsTerminal {
+		reported = true // the inner run (without --tui) writes the outputs
 		return runRolloutTUI(ctx, env, o, dir, spec)
 	}
 	var events io.Writer
