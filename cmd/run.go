@@ -253,6 +253,7 @@ func summaryLine(r rollout.Report) string {
 	switch {
 	case r.Phase == rollout.NotStarted:
 		s += " (could not run the rollout; no traffic reached the canary; all traffic on stable)"
+	case r.Interrupted && strings.HasPrefix(r.Reason, "interrupted"): // the reason says it: once
 	case r.Interrupted && r.Phase == rollout.RolledBack:
 		s += " (interrupted; all traffic back on stable)"
 	case r.Interrupted:

@@ -297,13 +297,7 @@ func TestDemo(t *testing.T) {
 func testDemoInterrupted(t *testing.T, sig os.Signal) {
 	t.Parallel()
 	p := start(t, nil, "demo", "--scenario", "good", "--state-dir", t.TempDir())
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(p.stderr.String(), "| interval 1 |") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no judgement within a minute:\n%s", p.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	p.waitFor(t, regexp.MustCompile(`(\| interval 1 \|)`), time.Minute) // a judgement: an event, not a poll
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
@@ -312,6 +306,10 @@ func testDemoInterrupted(t *testing.T, sig os.Signal) {
 	}
 	if !strings.Contains(p.stderr.String(), "RolledBack") && !strings.Contains(p.stderr.String(), "ROLLED BACK") {
 		t.Errorf("stderr does not say the rollout was rolled back:\n%s", p.stderr.String())
+	}
+	// One final line, saying it once: no "interrupted: interrupted", no error line repeating it.
+	if e := p.stderr.String(); strings.Contains(e, "interrupted: interrupted") || strings.Contains(e, "canaryctl: ") {
+		t.Errorf("the outcome is said more than once:\n%s", e)
 	}
 	// TestDemo's cleanup checks that no demo-service (v1, v2) outlived the demos.
 }
