@@ -300,7 +300,11 @@ func abortDetached(ctx context.Context, env *Env, store *rollout.Store) error {
 func formatStatus(st *rollout.State, held bool, pid int, now time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "service:   %s (run %s)\n", st.Service, st.RunID)
-	fmt.Fprintf(&b, "phase:     %s\n", st.Phase)
+	if st.NotStarted && st.Phase == rollout.RolledBack {
+		fmt.Fprintf(&b, "phase:     %s (not started: it could not run; no traffic reached the canary)\n", st.Phase)
+	} else {
+		fmt.Fprintf(&b, "phase:     %s\n", st.Phase)
+	}
 	if st.Steps > 0 && st.Step < len(st.Weights) {
 		fmt.Fprintf(&b, "step:      %d/%d (%s)\n", st.Step+1, st.Steps, weightPct(st.Weights[st.Step]))
 	}

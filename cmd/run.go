@@ -65,8 +65,11 @@ Progress goes to stderr, one line per interval. State is kept in --state-dir/SER
 events.jsonl); canaryctl status, pause, resume, promote and abort act on the run from another terminal.
 SIGINT/SIGTERM/SIGHUP roll back before exiting (or pause with --on-interrupt pause).
 
-Exit codes: 0 promoted, 1 error, 2 invalid spec or usage, 3 rolled back, 4 paused awaiting approval or
-marginal, 130 interrupted (after traffic went back to stable).`,
+Exit codes: 0 promoted, 1 error, 2 invalid spec, usage or unreadable file, 3 rolled back, 4 paused
+awaiting approval or marginal, 5 not started (a deployment, the gateway, the metrics source or the state
+directory failed before any traffic reached the canary), 130 interrupted (after traffic went back to
+stable). -o json, --junit and --spinnaker are written in every case (phase NotStarted when the rollout
+never ran). run --dry-run (or canaryctl validate) checks the spec and prints the plan.`,
 		Example: `  canaryctl run --spec rollout.yaml
   canaryctl run --spec rollout.yaml -o json --junit report.xml --spinnaker
   canaryctl run --spec rollout.yaml --resume      # after a crash, continue from the recorded phase

@@ -45,7 +45,7 @@ NO_COLOR turns colors off. Logs go to SERVICE/` + tuiLogFile + ` in the state di
 
 When stdout is not a terminal (or with --plain) watch prints one line per new event instead and exits
 when the rollout ends, with the exit code of canaryctl run: 0 promoted, 3 rolled back, 1 failed,
-130 interrupted. On a terminal it exits 0 when you leave a running rollout, else per the final phase.`,
+5 not started, 130 interrupted. On a terminal it exits 0 when you leave a running rollout, else per the final phase.`,
 		Example: "  canaryctl watch checkout\n  canaryctl watch --state-dir /var/lib/canaryctl | tee rollout.log",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -127,7 +127,8 @@ func stateExit(st *rollout.State) error {
 	if !st.Phase.Terminal() {
 		return withExitCode(ExitMarginal, fmt.Errorf("the rollout of %s stopped %s: %s", st.Service, st.Phase, oneLine(st.Reason)))
 	}
-	return outcomeError(rollout.Outcome{Phase: st.Phase, Verdict: st.Verdict, Score: st.Score, Reason: st.Reason, Interrupted: st.Interrupted})
+	return outcomeError(rollout.Outcome{Phase: st.Phase, Verdict: st.Verdict, Score: st.Score, Reason: st.Reason, Interrupted: st.Interrupted,
+		NotStarted: st.NotStarted && !st.Interrupted})
 }
 
 func stateLine(st *rollout.State) string {

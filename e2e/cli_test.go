@@ -177,6 +177,13 @@ steps:
 				if !strings.HasPrefix(last, "broken: NotStarted (could not run the rollout; no traffic reached the canary") || strings.Count(r.stderr, "exit status 7") > 3 {
 					t.Errorf("final line %q; stderr:\n%s", last, r.stderr)
 				}
+				// status and watch tell the same story from the state directory.
+				if st := run(t, 30*time.Second, nil, "status", "broken", "--state-dir", dir); !strings.Contains(st.stdout, "(not started: it could not run") {
+					t.Errorf("status:\n%s", st.stdout)
+				}
+				if w := run(t, 30*time.Second, nil, "watch", "broken", "--state-dir", dir); w.code != 5 {
+					t.Errorf("watch of a rollout that never started: exit %d, want 5; stderr:\n%s", w.code, w.stderr)
+				}
 			}
 		})
 	}
