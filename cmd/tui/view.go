@@ -322,10 +322,51 @@ func (m Model) metrics(w int) []string {
 			cells = []string{name, b, c, mr.Classification, ci}
 			sty = []lipgloss.Style{plain, plain, plain, s.class(mr.Classification), plain}
 		}
-		lines = append(lines, row(cells, sty)+oneLine(mr.Reason))
+		head, reason := row(cells, sty), oneLine(mr.Reason)
+		// On a large screen the reason of a metric that did not pass is not cut at the edge: it breaks
+		// at a space and goes on over indented lines (at most reasonLines more).
+		if m.height >= tallHeight && wide && mr.Classification != "Pass" {
+			first, rest := splitAt(reason, max(w-lipgloss.Width(head), 8))
+			lines = append(lines, head+first)
+			if rest != "" {
+				more := strings.Split(ansi.Wrap(rest, max(w-4, 20), " "), "\n")
+				if len(more) > reasonLines {
+					more = append(more[:reasonLines-1], ansi.Truncate(strings.Join(more[reasonLines-1:], " "), max(w-4, 20), "…"))
+				}
+				for _, l := range more {
+					lines = append(lines, "    "+s.dim.Render(strings.TrimSpace(l)))
+				}
+			}
+			continue
+		}
+		lines = append(lines, head+reason)
 	}
 	return lines
 }
+
+// splitAt splits plain text s into a first part of at most n runes, broken at its last space when
+// there is one in its second half, and the rest.
+func splitAt(s string, n int) (first, rest string) {
+	r := []rune(s)
+	if len(r) <= n {
+		return s, ""
+	}
+	cut := n
+	for i := n; i > n/2; i-- {
+		if r[i] == ' ' {
+			cut = i
+			break
+		}
+	}
+	return string(r[:cut]), strings.TrimSpace(string(r[cut:]))
+}
+
+// tallHeight: from this height on, the reasons of metrics that did not pass are shown whole (up to
+// reasonLines more lines each) instead of cut at the screen's edge.
+const (
+	tallHeight  = 40
+	reasonLines = 3
+)
 
 // compactHeight: below it the cohort summaries take one line instead of two, leaving the score chart
 // its threshold rows at 80x24.
