@@ -109,6 +109,24 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 	if o.tui && env.StdoutIsTerminal {
 		return runDemoTUI(ctx, env, o, spec)
 	}
+	reported := false
+	defer func() {
+		// As run: -o json and --spinnaker exist whatever happened; a demo that could not start its
+		// processes or its proxy reports NotStarted (exit 5).
+		if reported || err == nil {
+			return
+		}
+		err = notStarted(err)
+		r := rollout.NotStartedReport(spec.Service, time.Now(), err)
+		if o.output == "json" {
+			enc := json.NewEncoder(env.Stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(demoReport{Report: r, Demo: DemoResult{Scenario: string(scenario), RPS: o.rps}})
+		}
+		if o.spinnaker {
+			fmt.Fprint(env.Stdout, r.SpinnakerLine())
+		}
+	}()
 
 	root, ephemeral := o.stateDir, o.stateDir == ""
 	if ephemeral {
@@ -227,6 +245,7 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 		}
 	}
 	report := rollout.NewReport(spec, rt.eng.State())
+	reported = true
 	printDemoSummary(env.Stderr, out, res)
 	switch o.output {
 	case "json":

@@ -261,3 +261,14 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return lines[len(lines)-1]
 }
+
+// TestDemoOutputsWhenItCannotStart: the demo's -o json and --spinnaker exist when it cannot even
+// start (a state directory that cannot be created), with phase NotStarted and exit 5.
+func TestDemoOutputsWhenItCannotStart(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	r := run(t, 30*time.Second, nil, "demo", "--state-dir", "/proc/canaryctl-cannot-create", "-o", "json", "--spinnaker")
+	if r.code != 5 || !strings.Contains(r.stdout, `"phase": "NotStarted"`) || !strings.Contains(r.stdout, rollout.SpinnakerPrefix+`{"service":"demo"`) {
+		t.Errorf("exit %d, want 5 with a NotStarted report and Spinnaker line\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+}
