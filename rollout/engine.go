@@ -1141,13 +1141,19 @@ func (e *Engine) applyControls() (moved bool, err error) {
 	for _, req := range reqs {
 		next, reason, note := e.control(req)
 		r := req
+		var terr error
+		if next != "" {
+			terr = e.transition(next, reason)
+		}
+		// Acknowledged once the new phase is saved: a client that waits for the ack and then reads
+		// the state (canaryctl pause prints the phase) sees the change, not the phase before it.
 		if err := e.cfg.Store.AckControl(req.ID); err != nil {
 			e.log.Warn("ack control request", "err", err)
 		}
 		e.emit(&Event{Type: EvControl, Control: &r, Reason: note})
 		e.log.Info("control request", "action", req.Action, "by", req.By, "note", note)
 		if next != "" {
-			return true, e.transition(next, reason)
+			return true, terr
 		}
 	}
 	return false, nil
