@@ -178,8 +178,10 @@ func TestTUIDemoInTmux(t *testing.T) {
 	// r resumes: the step restarts.
 	s.waitScreen(ctx, "the pause request done", idle)
 	s.keys("r")
+	// The status line keeps "resume applied" until the next request; the "resumed by" event may have
+	// scrolled out of the events panel by the time the screen is read.
 	s.waitScreen(ctx, "the resumed step", func(sc string) bool {
-		return contains(sc, "resumed by") && !strings.Contains(sc, "Paused ·") && idle(sc)
+		return (strings.Contains(sc, "resume applied") || strings.Contains(sc, "resumed by")) && !strings.Contains(sc, "Paused ·") && idle(sc)
 	})
 
 	// a asks; y rolls back: all traffic on stable, exit code 3.
