@@ -12,7 +12,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/canaryctl (static, -trimpath, version stamped)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/canaryctl ./cmd/canaryctl
@@ -21,14 +21,18 @@ IMAGE ?= canaryctl:$(VERSION)
 image: ## container image (IMAGE=canaryctl:VERSION): static binary, non-root, distroless (needs docker)
 	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) -t $(IMAGE) .
 
-demo: ## run the main job: a demo rollout on embedded defaults
-	$(GO) run ./cmd/canaryctl demo
+SCENARIO ?= good
+demo: build ## the main job: a demo rollout on embedded defaults (SCENARIO=good|slow|errors; the built binary keeps the exit code)
+	bin/canaryctl demo --scenario $(SCENARIO)
 
-test: ## unit and integration tests
+test: ## unit and integration tests (the slow end-to-end rollouts: make e2e)
 	$(GO) test ./...
 
 race: ## tests under the race detector
 	$(GO) test -race ./...
+
+e2e: ## the slow end-to-end rollouts: the built binary runs demos, kill -9 and resume, abort, pause, Kong (about 2 min)
+	$(GO) test -tags e2e -count=1 -timeout 15m ./e2e/
 
 vet: ## go vet
 	$(GO) vet ./...
@@ -54,10 +58,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
 
-vectors: ## replay Kayenta's own test vectors (testdata/kayenta) and print how many cases ran
-	@set -o pipefail; $(GO) test -count=1 -run '^TestKayentaVectors$$' -v ./analysis/ ./judge/ | grep -E '^(ok|FAIL|--- FAIL)|kayenta vectors: ran'
+vectors: ## replay Kayenta's own test vectors (testdata/kayenta) and print the count line README.md quotes
+	@set -o pipefail; $(GO) test -count=1 -json -run '^TestKayentaVectors$$' ./analysis/ ./judge/ | $(GO) run ./internal/vectorcount testdata/kayenta/upstream
 
-ci: fmt-check vet vectors race ## what CI runs: format check, vet, Kayenta vectors, race-enabled tests
+ci: fmt-check vet vectors race ## the checks to run before a commit: format, vet, Kayenta vectors, race-enabled tests (bash .ci/run adds make e2e)
 	@echo "ci: all checks passed"
 
-.PHONY: help build image demo test race vet lint fmt-check tidy-check bench bench-kong-log fuzz vectors ci
+.PHONY: help build image demo test race e2e vet lint fmt-check tidy-check bench bench-kong-log fuzz vectors ci

@@ -112,8 +112,8 @@ CANARYCTL_PROMETHEUS_PASSWORD.`,
 	f.StringVar(&o.start, "start", "", "start of the window (RFC 3339, Unix seconds, now, or -DURATION)")
 	f.StringVar(&o.end, "end", "now", "end of the window")
 	f.DurationVar(&o.step, "step", 30*time.Second, "resolution: one point per step")
-	f.Float64Var(&o.pass, "pass", judge.DefaultThresholds.Pass, "score needed to pass")
-	f.Float64Var(&o.marginal, "marginal", judge.DefaultThresholds.Marginal, "score needed to be marginal rather than fail")
+	f.Float64Var(&o.pass, "pass", judge.DefaultThresholds.Pass, "score needed to pass (with --spec: the spec's analysis.thresholds.pass unless this flag is given)")
+	f.Float64Var(&o.marginal, "marginal", judge.DefaultThresholds.Marginal, "score needed to be marginal rather than fail (with --spec: the spec's analysis.thresholds.marginal unless given)")
 	f.StringVarP(&o.output, "output", "o", "", "output format: json or text (default text on a terminal, json otherwise)")
 	_ = c.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"json", "text"}, cobra.ShellCompDirectiveNoFileComp

@@ -19,7 +19,7 @@ func (o *analyzeOptions) loadSpec(th *judge.Thresholds) (*judge.CanaryConfig, []
 	defer f.Close()
 	spec, err := rollout.ParseSpec(f)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--spec %s: %w", o.spec, err)
+		return nil, nil, specProblems(o.spec, err)
 	}
 	a := spec.Analysis
 	if !o.thresholdsSet {

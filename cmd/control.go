@@ -307,7 +307,11 @@ func abortDetached(ctx context.Context, env *Env, store rollout.StateStore) erro
 func formatStatus(st *rollout.State, held bool, pid int, now time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "service:   %s (run %s)\n", st.Service, st.RunID)
-	fmt.Fprintf(&b, "phase:     %s\n", st.Phase)
+	if st.NotStarted && st.Phase == rollout.RolledBack {
+		fmt.Fprintf(&b, "phase:     %s (not started: it could not run; no traffic reached the canary)\n", st.Phase)
+	} else {
+		fmt.Fprintf(&b, "phase:     %s\n", st.Phase)
+	}
 	if st.Steps > 0 && st.Step < len(st.Weights) {
 		fmt.Fprintf(&b, "step:      %d/%d (%s)\n", st.Step+1, st.Steps, weightPct(st.Weights[st.Step]))
 	}
@@ -323,7 +327,8 @@ func formatStatus(st *rollout.State, held bool, pid int, now time.Time) string {
 		fmt.Fprintf(&b, "score:     %s (%s)\n", fmtNumber(*st.Score), st.Verdict)
 	} else if n := len(st.Intervals); n > 0 && st.Intervals[n-1].Reason != "" {
 		// analysis.mode sequential: no score; the last look's verdict and sentence
-		fmt.Fprintf(&b, "verdict:   %s: %s\n", st.Intervals[n-1].Verdict, oneLine(st.Intervals[n-1].Reason))
+		// After a manual decision the last look is not why the rollout ended: the reason says so.
+		fmt.Fprintf(&b, "last look: %s: %s\n", st.Intervals[n-1].Verdict, oneLine(st.Intervals[n-1].Reason))
 	}
 	if st.Pause != nil {
 		fmt.Fprintf(&b, "paused:    %s since %s (%s ago)\n", st.Pause.Kind, st.Pause.Since.UTC().Format(time.RFC3339), now.Sub(st.Pause.Since).Round(time.Second))

@@ -40,7 +40,7 @@ func newDemoCmd(env *Env) *cobra.Command {
 		Short: "Run a demo rollout on embedded defaults: good is promoted, slow and errors are rolled back",
 		Long: "demo starts a small demo service (stable v1, baseline v1, canary v2, each a child process), the\n" +
 			"built-in proxy and a load generator on loopback, and runs the real pipeline on a shortened\n" +
-			"schedule (2.5% -> 10% -> 100%, about a minute) from the embedded spec " + demo.SpecPath + ".\n\n" +
+			"schedule (2.5% -> 10% -> 100%, about 30 s at 400 requests/s) from the embedded spec " + demo.SpecPath + ".\n\n" +
 			"Scenarios: good (promoted, exit 0), slow (canary 50 ms slower on every request) and errors\n" +
 			"(canary answers 10% of requests with 500), both rolled back with the reason (exit 3).",
 		Example: "  canaryctl demo\n  canaryctl demo --scenario errors\n  canaryctl demo --scenario slow -o json > report.json",
@@ -57,6 +57,8 @@ func newDemoCmd(env *Env) *cobra.Command {
 	f.StringVar(&o.stateDir, "state-dir", "", "keep state, events and logs in this directory (default: a temporary one, removed at the end)")
 	f.StringVar(&o.events, "events", "", "append every event as a JSON line to FILE")
 	f.BoolVar(&o.tui, "tui", false, "show the live monitor (as canaryctl watch) while the demo runs")
+	_ = c.RegisterFlagCompletionFunc("scenario", cobra.FixedCompletions([]string{string(demo.Good), string(demo.Slow), string(demo.Errors)}, cobra.ShellCompDirectiveNoFileComp))
+	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	return c
 }
 
@@ -107,9 +109,27 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 	if o.tui && env.StdoutIsTerminal {
 		return runDemoTUI(ctx, env, o, spec)
 	}
+	reported := false
+	defer func() {
+		// As run: -o json and --spinnaker exist whatever happened; a demo that could not start its
+		// processes or its proxy reports NotStarted (exit 5).
+		if reported || err == nil {
+			return
+		}
+		err = notStarted(err)
+		r := rollout.NotStartedReport(spec.Service, time.Now(), err)
+		if o.output == "json" {
+			enc := json.NewEncoder(env.Stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(demoReport{Report: r, Demo: DemoResult{Scenario: string(scenario), RPS: o.rps}})
+		}
+		if o.spinnaker {
+			fmt.Fprint(env.Stdout, r.SpinnakerLine())
+		}
+	}()
 
-	root := o.stateDir
-	if root == "" {
+	root, ephemeral := o.stateDir, o.stateDir == ""
+	if ephemeral {
 		if root, err = os.MkdirTemp("", "canaryctl-demo-"); err != nil {
 			return fmt.Errorf("demo: create state directory: %w", err)
 		}
@@ -187,7 +207,17 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 		}
 	}()
 	target := "http://" + listen + "/"
-	fmt.Fprintf(env.Stderr, "stable v1 %s; load %d requests/s on %s; state and logs in %s\n", stableAddrs[0], o.rps, target, store.Dir())
+	fmt.Fprintf(env.Stderr, "stable v1 %s; load %d requests/s on %s\n", stableAddrs[0], o.rps, target)
+	// The exact command: status and watch find the rollout from any directory with it.
+	abs, aerr := filepath.Abs(root)
+	if aerr != nil {
+		abs = root
+	}
+	where := fmt.Sprintf("watch it from another terminal: canaryctl watch %s --state-dir %s", spec.Service, abs)
+	if ephemeral {
+		where += " (a temporary directory, removed at the end; keep it with --state-dir DIR)"
+	}
+	fmt.Fprintln(env.Stderr, where)
 
 	lctx, stopLoad := context.WithCancel(infra)
 	defer stopLoad()
@@ -215,6 +245,7 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 		}
 	}
 	report := rollout.NewReport(spec, rt.eng.State())
+	reported = true
 	printDemoSummary(env.Stderr, out, res)
 	switch o.output {
 	case "json":
@@ -223,8 +254,8 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 		if err := enc.Encode(demoReport{Report: report, Demo: res}); err != nil {
 			return fmt.Errorf("demo: write report: %w", err)
 		}
-	default:
-		fmt.Fprintf(env.Stdout, "%s %s\n", out.Phase, oneLine(out.Reason))
+	default: // the reason is on stderr's final line; stdout says only how it ended
+		fmt.Fprintln(env.Stdout, report.Phase)
 	}
 	if o.spinnaker {
 		fmt.Fprint(env.Stdout, report.SpinnakerLine())
@@ -232,7 +263,7 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 	if runErr != nil {
 		return fmt.Errorf("demo: %w", runErr)
 	}
-	return outcomeError(out)
+	return silentOutcome(outcomeError(out)) // printDemoSummary printed the final line
 }
 
 func printDemoSummary(w io.Writer, out rollout.Outcome, r DemoResult) {
@@ -240,7 +271,14 @@ func printDemoSummary(w io.Writer, out rollout.Outcome, r DemoResult) {
 	case rollout.Promoted:
 		fmt.Fprintf(w, "PROMOTED: %s\n", oneLine(out.Reason))
 	case rollout.RolledBack:
-		fmt.Fprintf(w, "ROLLED BACK: %s\n", oneLine(out.Reason))
+		switch {
+		case out.NotStarted:
+			fmt.Fprintf(w, "NOT STARTED (no traffic reached the canary): %s\n", oneLine(out.Reason))
+		case out.Interrupted:
+			fmt.Fprintf(w, "ROLLED BACK (interrupted): all traffic back on stable\n")
+		default:
+			fmt.Fprintf(w, "ROLLED BACK: %s\n", oneLine(out.Reason))
+		}
 	default:
 		fmt.Fprintf(w, "%s: %s\n", out.Phase, oneLine(out.Reason))
 	}

@@ -24,10 +24,9 @@ func newDemoServiceCmd(env *Env) *cobra.Command {
 		port   int
 	)
 	c := &cobra.Command{
-		Use:    "demo-service",
-		Short:  "Run the demo service that `canaryctl demo` deploys (stable, baseline, canary)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
+		Use:   "demo-service",
+		Short: "Run the demo service that `canaryctl demo` deploys (stable, baseline, canary); the CI examples use it too",
+		Args:  cobra.NoArgs,
 		Example: "  canaryctl demo-service --version v2 --behaviour slow --port 8081\n" +
 			"  PORT=8081 canaryctl demo-service --version v1",
 		RunE: func(c *cobra.Command, _ []string) error {

@@ -13,6 +13,7 @@ const (
 	ExitUsage       = 2   // bad flags, invalid config, spec or input
 	ExitFail        = 3   // judge verdict Fail, rollout rolled back
 	ExitMarginal    = 4   // judge verdict Marginal, rollout paused awaiting approval
+	ExitNotStarted  = 5   // the rollout could not run (deploy, gateway, metrics, state dir) before any traffic moved
 	ExitInterrupted = 130 // SIGINT/SIGTERM/SIGHUP (after traffic went back to stable)
 )
 
@@ -36,6 +37,13 @@ func (e *exitStatus) Unwrap() error { return e.err }
 
 // withExitCode wraps err (which may be nil for a silent verdict) with an explicit exit code.
 func withExitCode(code int, err error) error { return &exitStatus{code: code, err: err} }
+
+// notStartedError: the rollout could not run (a deployment, the gateway, the metrics source or the
+// state directory failed) and no traffic moved to the canary — a broken pipeline, not a bad canary.
+type notStartedError struct{ err error }
+
+func (e *notStartedError) Error() string { return e.err.Error() }
+func (e *notStartedError) Unwrap() error { return e.err }
 
 // usageError marks a command-line mistake.
 type usageError struct{ err error }
@@ -64,6 +72,10 @@ func ExitCode(err error) int {
 	}
 	if errors.Is(err, context.Canceled) {
 		return ExitInterrupted
+	}
+	var ns *notStartedError
+	if errors.As(err, &ns) {
+		return ExitNotStarted
 	}
 	return ExitError
 }

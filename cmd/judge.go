@@ -99,7 +99,7 @@ func runJudge(env *Env, o *judgeOptions, seeded bool) error {
 
 	cfgData, err := judgeReadInput(env, o.configPath)
 	if err != nil {
-		return fmt.Errorf("judge: read canary config: %w", err)
+		return usageErrorf("judge: --canary-config %s: %v", o.configPath, unwrapPath(err))
 	}
 	cfg, err := judge.ParseCanaryConfig(cfgData)
 	if err != nil {
@@ -107,7 +107,7 @@ func runJudge(env *Env, o *judgeOptions, seeded bool) error {
 	}
 	pairsData, err := judgeReadInput(env, o.pairsPath)
 	if err != nil {
-		return fmt.Errorf("judge: read metric set pairs: %w", err)
+		return usageErrorf("judge: --metric-pairs %s: %v", o.pairsPath, unwrapPath(err))
 	}
 	pairs, err := judge.ParseMetricSetPairs(pairsData)
 	if err != nil {
@@ -140,6 +140,16 @@ func runJudge(env *Env, o *judgeOptions, seeded bool) error {
 	default:
 		return withExitCode(ExitFail, nil)
 	}
+}
+
+// unwrapPath drops the path from an *os.PathError ("open x: no such file" -> "no such file"): the
+// message names the flag and the file already. A missing or unreadable input file is exit 2.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // judgeReadInput reads a file, or stdin for "-".

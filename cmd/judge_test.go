@@ -189,8 +189,10 @@ func TestJudgeCmdErrors(t *testing.T) {
 		{"bad-flag-value", []string{"--canary-config", judgeExampleConfig, "--metric-pairs", judgeExamplePairs, "--pass", "high"}, cmd.ExitUsage,
 			[]string{"--pass"}},
 		{"extra-argument", []string{"--canary-config", judgeExampleConfig, "--metric-pairs", judgeExamplePairs, "extra"}, cmd.ExitUsage, nil},
-		{"missing-file", []string{"--canary-config", filepath.Join(dir, "nope.json"), "--metric-pairs", judgeExamplePairs}, cmd.ExitError,
-			[]string{"read canary config", "nope.json"}},
+		{"missing-file", []string{"--canary-config", filepath.Join(dir, "nope.json"), "--metric-pairs", judgeExamplePairs}, cmd.ExitUsage,
+			[]string{"--canary-config", "nope.json", "no such file"}},
+		{"missing-pairs-file", []string{"--canary-config", judgeExampleConfig, "--metric-pairs", filepath.Join(dir, "nope.json")}, cmd.ExitUsage,
+			[]string{"--metric-pairs", "nope.json", "no such file"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -321,7 +321,7 @@ func (o *proxyOptions) run(cmd *cobra.Command) error {
 		case o.adminInsecure:
 			return usageErrorf("--admin-insecure: only allowed on a loopback --admin-listen, not %q", fc.AdminListen)
 		default:
-			return usageErrorf("--admin-token: the admin API needs a token: set --admin-token, --admin-token-file or CANARYCTL_ADMIN_TOKEN (or --admin-listen off)")
+			return usageErrorf("--admin-token: the admin API needs a token: set --admin-token, --admin-token-file or CANARYCTL_ADMIN_TOKEN; or --admin-insecure to serve it without one on loopback (trying it out); or --admin-listen off")
 		}
 	}
 	p, err := proxy.New(cfg)

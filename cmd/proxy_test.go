@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -89,14 +89,64 @@ func TestProxyCmdRejectsBadInput(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// announcer is a log writer that hands each line to a channel, so that a test waits for what the
+// process logs (an event) instead of polling it.
+type announcer struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	lines chan string
+}
+
+func (a *announcer) Write(p []byte) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.buf.Write(p)
+	for {
+		i := bytes.IndexByte(a.buf.Bytes(), '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := string(a.buf.Next(i + 1))
+		select {
+		case a.lines <- line:
+		default: // nobody waits for more lines
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+}
+
+// serveProxyCmd starts `canaryctl proxy` with its listeners on ports it binds itself (127.0.0.1:0:
+// a test never hands out a port it closed) and returns the data and admin addresses it logs once it
+// serves, and a channel with its exit code.
+func serveProxyCmd(ctx context.Context, t *testing.T, env map[string]string, args ...string) (listen, admin string, done <-chan int) {
+	t.Helper()
+	logs := &announcer{lines: make(chan string, 64)}
+	var out, errb syncBuffer
+	e := &Env{
+		Stdout: &out, Stderr: &errb, Stdin: strings.NewReader(""),
+		Getenv: func(k string) string { return env[k] },
+		Now:    time.Now,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}
+	exit := make(chan int, 1)
+	go func() {
+		exit <- Run(ctx, e, append([]string{"proxy", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...))
+	}()
+	addr := regexp.MustCompile(`msg="(proxy|admin API) listening" addr=(\S+)`)
+	for listen == "" || admin == "" {
+		select {
+		case line := <-logs.lines:
+			if m := addr.FindStringSubmatch(line); m != nil && m[1] == "proxy" {
+				listen = m[2]
+			} else if m != nil {
+				admin = m[2]
+			}
+		case code := <-exit:
+			t.Fatalf("proxy exited %d before serving: %s", code, errb.String())
+		case <-t.Context().Done():
+			t.Fatal("proxy did not serve before the test's deadline")
+		}
+	}
+	return listen, admin, exit
 }
 
 func named(t *testing.T, name string) *httptest.Server {
@@ -112,32 +162,12 @@ func named(t *testing.T, name string) *httptest.Server {
 func TestProxyCmdServesAndIsDrivenBySubcommands(t *testing.T) {
 	t.Parallel()
 	stable, canary := named(t, "stable"), named(t, "canary")
-	listen, adminAddr := freeAddr(t), freeAddr(t)
-	env := map[string]string{"CANARYCTL_ADMIN_TOKEN": "tok", "CANARYCTL_PROXY_ADMIN": "http://" + adminAddr}
 	cfg := proxyTestFile(t, "proxy.yaml", "rules:\n- name: forced\n  match: {header: X-Canary, equals: [always]}\n  cohort: canary\n")
 	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan int, 1)
-	var serverErr string
-	go func() {
-		code, _, stderr := runProxyCmd(ctx, env, "--listen", listen, "--admin-listen", adminAddr, "--config", cfg,
-			"--stable", stable.URL, "--canary", canary.URL, "--canary-percent", "50")
-		serverErr = stderr
-		done <- code
-	}()
-	// wait until the admin API answers
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, _, _ := runProxyCmd(t.Context(), env, "state")
-		if code == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			t.Fatalf("proxy did not come up: %s", serverErr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	defer cancel()
+	listen, adminAddr, done := serveProxyCmd(ctx, t, map[string]string{"CANARYCTL_ADMIN_TOKEN": "tok"}, "--config", cfg,
+		"--stable", stable.URL, "--canary", canary.URL, "--canary-percent", "50")
+	env := map[string]string{"CANARYCTL_ADMIN_TOKEN": "tok", "CANARYCTL_PROXY_ADMIN": "http://" + adminAddr}
 	hit := func(hdr string) string {
 		req, _ := http.NewRequest("GET", "http://"+listen+"/", nil)
 		if hdr != "" {
@@ -189,7 +219,6 @@ func TestProxyCmdServesAndIsDrivenBySubcommands(t *testing.T) {
 	}
 	cancel()
 	if code := <-done; code != 0 {
-		// serverErr is written before done is sent
-		t.Fatalf("proxy exit %d after shutdown: %s", code, serverErr)
+		t.Fatalf("proxy exit %d after shutdown", code)
 	}
 }

@@ -49,6 +49,7 @@ var commands = []func(*Env) *cobra.Command{
 	newSimulateCmd,
 	newJudgeCmd,
 	newRunCmd,
+	newValidateCmd,
 	newStatusCmd,
 	newPauseCmd,
 	newResumeCmd,
@@ -90,7 +91,13 @@ func Run(ctx context.Context, env *Env, args []string) int {
 	code := ExitCode(err)
 	if err != nil {
 		var st *exitStatus
-		if !(errors.As(err, &st) && st.err == nil) {
+		var se *specError
+		switch {
+		case errors.As(err, &se): // every problem of a spec on its own line
+			for _, l := range se.lines() {
+				fmt.Fprintf(env.Stderr, "canaryctl: %s\n", l)
+			}
+		case !(errors.As(err, &st) && st.err == nil):
 			fmt.Fprintf(env.Stderr, "canaryctl: %s\n", oneLine(err.Error()))
 		}
 		if isUnknownCommand(err) {

@@ -44,6 +44,7 @@ type runOptions struct {
 	forceTakeover bool
 	standby       bool
 	runID         string
+	dryRun        bool
 }
 
 func newRunCmd(env *Env) *cobra.Command {
@@ -67,8 +68,11 @@ Progress goes to stderr, one line per interval. State is kept in --state-dir/SER
 events.jsonl); canaryctl status, pause, resume, promote and abort act on the run from another terminal.
 SIGINT/SIGTERM/SIGHUP roll back before exiting (or pause with --on-interrupt pause).
 
-Exit codes: 0 promoted, 1 error, 2 invalid spec or usage, 3 rolled back, 4 paused awaiting approval or
-marginal, 130 interrupted (after traffic went back to stable).`,
+Exit codes: 0 promoted, 1 error, 2 invalid spec, usage or unreadable file, 3 rolled back, 4 paused
+awaiting approval or marginal, 5 not started (a deployment, the gateway, the metrics source or the state
+directory failed before any traffic reached the canary), 130 interrupted (after traffic went back to
+stable). -o json, --junit and --spinnaker are written in every case (phase NotStarted when the rollout
+never ran). run --dry-run (or canaryctl validate) checks the spec and prints the plan.`,
 		Example: `  canaryctl run --spec rollout.yaml
   canaryctl run --spec rollout.yaml -o json --junit report.xml --spinnaker
   canaryctl run --spec rollout.yaml --resume      # after a crash, continue from the recorded phase
@@ -90,6 +94,7 @@ marginal, 130 interrupted (after traffic went back to stable).`,
 	f.BoolVar(&o.forceTakeover, "force-takeover", false, "start even though another run's ownership lease at the gateway expired unfinished (it may have left traffic on its canary)")
 	f.StringVar(&o.runID, "run-id", "", "name the run (default $CANARYCTL_RUN_ID, else the start time): when the service's recorded rollout has this id, continue it (or report how it ended) instead of starting another; a retried CI job passes its job name")
 	f.BoolVar(&o.standby, "standby", false, "with --resume and the etcd store: wait until the running process stops (its lease expires), then take the rollout over")
+	f.BoolVar(&o.dryRun, "dry-run", false, "check the spec (every problem, one per line, as canaryctl validate) and print the plan; deploy nothing")
 	f.BoolVar(&o.detachOnPause, "detach-on-pause", false, "exit 4 when the rollout pauses (approval or marginal) instead of holding it; continue with run --resume")
 	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.RegisterFlagCompletionFunc("on-interrupt", cobra.FixedCompletions([]string{"rollback", "pause"}, cobra.ShellCompDirectiveNoFileComp))
@@ -107,18 +112,23 @@ func stateDir(env *Env, flag string) string {
 }
 
 func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
-	reported := false
-	if o.spinnaker {
-		// Spinnaker gets its one line even when the rollout never started (invalid spec, lock, ...).
-		defer func() {
-			if !reported {
-				io.WriteString(env.Stdout, rollout.SpinnakerNotStarted(o.service, err))
-			}
-		}()
-	}
 	if o.output != "text" && o.output != "json" {
 		return usageErrorf("--output %q: use text or json", o.output)
 	}
+	reported, service := false, o.service
+	defer func() {
+		// Every output (JSON report, JUnit file, Spinnaker line) exists whatever happened, so that CI
+		// keeps its artifacts: a run that never started reports NotStarted with every problem.
+		if !reported && err != nil && !o.dryRun {
+			now := time.Now
+			if env.Now != nil {
+				now = env.Now
+			}
+			if werr := writeReports(env, o, rollout.NotStartedReport(service, now(), err)); werr != nil {
+				err = errors.Join(err, werr)
+			}
+		}
+	}()
 	if o.onInterrupt != "rollback" && o.onInterrupt != "pause" {
 		return usageErrorf("--on-interrupt %q: use rollback or pause", o.onInterrupt)
 	}
@@ -129,14 +139,22 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 	}
 	spec, err := rollout.ParseSpec(bytes.NewReader(raw))
 	if err != nil {
-		return err // *SpecError(s): exit 2, before anything is deployed
+		if service == "" {
+			service = rollout.ServiceOf(raw) // the reports name the service when the spec does
+		}
+		return specProblems(specName(o), err) // every problem, one per line: exit 2, before anything is deployed
+	}
+	service = spec.Service
+	if o.dryRun {
+		printPlan(env.Stdout, specName(o), spec)
+		return nil
 	}
 	if err := resolveWebhookURLs(env, spec); err != nil {
 		return err
 	}
 	store, closeStore, err := openStateStore(env, dir, spec.Service, spec)
 	if err != nil {
-		return err
+		return notStarted(err)
 	}
 	defer closeStore()
 	if err := retryRun(env, o, store); err != nil {
@@ -146,13 +164,14 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 		if _, ok := store.(*rollout.Store); !ok {
 			return usageErrorf("--tui shows a local state directory; with the etcd store follow the run's progress lines (or canaryctl status SERVICE)")
 		}
+		reported = true // the inner run (without --tui) writes the outputs
 		return runRolloutTUI(ctx, env, o, dir, spec)
 	}
 	var events io.Writer
 	if o.eventsFile != "" {
 		f, err := os.OpenFile(o.eventsFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
-			return fmt.Errorf("open --events file: %w", err)
+			return usageErrorf("--events %s: %v", o.eventsFile, errors.Unwrap(err))
 		}
 		defer f.Close()
 		events = f
@@ -161,11 +180,11 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 		onInterrupt: rollout.InterruptAction(o.onInterrupt), detachOnPause: o.detachOnPause, runID: cmpOr(o.runID, newRunID(time.Now())),
 		fresh: !o.resume})
 	if err != nil {
-		return err
+		return notStarted(err)
 	}
 	defer rt.close()
 	if err := startOrResume(ctx, rt, spec.Service, o); err != nil {
-		return recoveryHint(err, store)
+		return notStarted(recoveryHint(err, store))
 	}
 	defer rt.eng.Close()
 	defer finishOwnership(ctx, env, rt)
@@ -182,7 +201,16 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 	if runErr != nil {
 		return fmt.Errorf("run rollout of %s: %w", spec.Service, runErr)
 	}
-	return outcomeError(out)
+	return silentOutcome(outcomeError(out)) // the summary line above is the one final line
+}
+
+// silentOutcome keeps an outcome's exit code and drops its message, for commands that already printed the
+// outcome's final line (the reason once, not three times).
+func silentOutcome(err error) error {
+	if err == nil {
+		return nil
+	}
+	return withExitCode(ExitCode(err), nil)
 }
 
 // readSpecSource returns the spec's bytes: --spec FILE, stdin, or the copy saved in the state
@@ -226,6 +254,8 @@ func outcomeError(out rollout.Outcome) error {
 		return nil
 	case out.Interrupted:
 		return withExitCode(ExitInterrupted, fmt.Errorf("interrupted: %s", out.Reason))
+	case out.NotStarted:
+		return withExitCode(ExitNotStarted, fmt.Errorf("could not run the rollout (no traffic reached the canary): %s", out.Reason))
 	case out.Phase == rollout.RolledBack:
 		return withExitCode(ExitFail, fmt.Errorf("rolled back: %s", out.Reason))
 	case out.Phase == rollout.Paused:
@@ -238,6 +268,15 @@ func outcomeError(out rollout.Outcome) error {
 
 func summaryLine(r rollout.Report) string {
 	s := fmt.Sprintf("%s: %s", r.Service, r.Phase)
+	switch {
+	case r.Phase == rollout.NotStarted:
+		s += " (could not run the rollout; no traffic reached the canary; all traffic on stable)"
+	case r.Interrupted && strings.HasPrefix(r.Reason, "interrupted"): // the reason says it: once
+	case r.Interrupted && r.Phase == rollout.RolledBack:
+		s += " (interrupted; all traffic back on stable)"
+	case r.Interrupted:
+		s += " (interrupted)"
+	}
 	if r.Control != "" && r.Control != rollout.ControlBaseline {
 		s += " (control: " + r.Control + ")"
 	}

@@ -115,9 +115,9 @@ func TestRunPrometheusPreflightStopsBeforeTraffic(t *testing.T) {
 			"unclosed left parenthesis", nil},
 		{"missing token", fmt.Sprintf(`{url: %q, tokenEnv: PROM_TOKEN}`, fake.URL), promMetrics,
 			"tokenEnv: environment variable PROM_TOKEN is empty", nil},
-		{"no prometheus section", "", promMetrics, "metrics.prometheus: required", nil},
+		{"no prometheus section", "", promMetrics, "metrics.prometheus (line 7): required", nil},
 		{"unknown query set", fmt.Sprintf(`{url: %q, querySet: kong}`, fake.URL), promMetrics,
-			`metrics.prometheus.querySet: unknown query set "kong"`, nil},
+			`metrics.prometheus.querySet (line 9): unknown query set "kong"`, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

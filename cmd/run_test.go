@@ -236,8 +236,12 @@ func TestRunRollsBackA5xxCanary(t *testing.T) {
 	if code != ExitFail {
 		t.Fatalf("exit %d, want 3\n%s", code, stderr)
 	}
-	if !strings.Contains(stderr, "rolled back: ") || !strings.Contains(stderr, "5xx-rate High (critical)") {
+	if !strings.Contains(stderr, "shop: RolledBack") || !strings.Contains(stderr, "5xx-rate High (critical)") {
 		t.Errorf("stderr does not say why:\n%s", stderr)
+	}
+	// One final line: the summary; no error line repeating its reason after it.
+	if lines := strings.Split(strings.TrimSpace(stderr), "\n"); !strings.HasPrefix(lines[len(lines)-1], "shop: RolledBack") || strings.Contains(stderr, "canaryctl: ") {
+		t.Errorf("the summary is not the one final line:\n%s", stderr)
 	}
 	if !strings.HasPrefix(out, rollout.SpinnakerPrefix) || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"promoted":false`) {
 		t.Errorf("stdout %q", out)
@@ -267,10 +271,10 @@ steps:
 	if code != ExitUsage {
 		t.Fatalf("exit %d, want 2\n%s", code, stderr)
 	}
-	if !strings.HasPrefix(out, rollout.SpinnakerPrefix+`{"service":"","runId":"","phase":"NotStarted","promoted":false,"reason":"`) || strings.Count(out, "\n") != 1 {
+	if !strings.HasPrefix(out, rollout.SpinnakerPrefix+`{"service":"shop","runId":"","phase":"NotStarted","promoted":false,"reason":"`) || strings.Count(out, "\n") != 1 {
 		t.Errorf("spinnaker line for an invalid spec: %q", out)
 	}
-	for _, want := range []string{"gateway.type: unknown gateway \"envoy\"; use one of builtin", "steps[1].weight", "steps[1].interval"} {
+	for _, want := range []string{"gateway.type (line 6): unknown gateway \"envoy\"; use one of builtin", "steps[1].weight", "steps[1].interval"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}

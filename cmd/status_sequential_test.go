@@ -19,7 +19,7 @@ func TestStatusShowsTheSequentialVerdict(t *testing.T) {
 		Verdict: rollout.VerdictNeedMoreData, UpdatedAt: now,
 		Intervals: []rollout.Interval{{Step: 0, Index: 1, At: now, Score: rollout.Number(math.NaN()), Verdict: rollout.VerdictNeedMoreData, Reason: why}}}
 	out := formatStatus(st, true, 42, now)
-	if !strings.Contains(out, "verdict:   need-more-data: "+why+"\n") || strings.Contains(out, "score:") {
+	if !strings.Contains(out, "last look: need-more-data: "+why+"\n") || strings.Contains(out, "score:") {
 		t.Errorf("status:\n%s", out)
 	}
 }

@@ -45,7 +45,7 @@ NO_COLOR turns colors off. Logs go to SERVICE/` + tuiLogFile + ` in the state di
 
 When stdout is not a terminal (or with --plain) watch prints one line per new event instead and exits
 when the rollout ends, with the exit code of canaryctl run: 0 promoted, 3 rolled back, 1 failed,
-130 interrupted. On a terminal it exits 0 when you leave a running rollout, else per the final phase.`,
+5 not started, 130 interrupted. On a terminal it exits 0 when you leave a running rollout, else per the final phase.`,
 		Example: "  canaryctl watch checkout\n  canaryctl watch --state-dir /var/lib/canaryctl | tee rollout.log",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -127,7 +127,8 @@ func stateExit(st *rollout.State) error {
 	if !st.Phase.Terminal() {
 		return withExitCode(ExitMarginal, fmt.Errorf("the rollout of %s stopped %s: %s", st.Service, st.Phase, oneLine(st.Reason)))
 	}
-	return outcomeError(rollout.Outcome{Phase: st.Phase, Verdict: st.Verdict, Score: st.Score, Reason: st.Reason, Interrupted: st.Interrupted})
+	return outcomeError(rollout.Outcome{Phase: st.Phase, Verdict: st.Verdict, Score: st.Score, Reason: st.Reason, Interrupted: st.Interrupted,
+		NotStarted: st.NotStarted && !st.Interrupted})
 }
 
 func stateLine(st *rollout.State) string {
@@ -185,6 +186,8 @@ type tuiRun struct {
 	spec    *rollout.Spec
 	title   string
 	run     func(ctx context.Context, env *Env) error
+	// ephemeral: root is removed when run returns (demo --tui without --state-dir).
+	ephemeral bool
 }
 
 // runWithTUI runs r.run with its stdout kept for the end and its stderr and logs in the state
@@ -227,12 +230,20 @@ func runWithTUI(ctx context.Context, env *Env, r tuiRun) error {
 	go func() {
 		runErr = r.run(rctx, renv)
 		close(finished)
-		p.Send(tui.Done{Err: runErr})
+		p.Send(tui.Done{Err: shownErr(runErr)})
 	}()
 	final, perr := p.Run()
 	interrupted := ctx.Err() != nil || errors.Is(perr, tea.ErrInterrupted)
-	if fm, ok := final.(tui.Model); ok && fm.Interrupted() {
+	fm, ok := final.(tui.Model)
+	if ok && fm.Interrupted() {
 		interrupted = true
+	}
+	select {
+	case <-finished: // the rollout ended: the alternate screen is gone, so its last frame stays on the terminal
+		if ok && perr == nil {
+			fmt.Fprintln(env.Stdout, finalFrame(fm, store))
+		}
+	default:
 	}
 	if interrupted {
 		interrupt() // ctrl+c in the monitor, or SIGINT/SIGTERM/SIGHUP: what they do to run
@@ -258,9 +269,34 @@ func runWithTUI(ctx context.Context, env *Env, r tuiRun) error {
 	stopPoll()
 	_, _ = env.Stdout.Write(stdout.Bytes())
 	if st, err := store.LoadState(); err == nil {
-		fmt.Fprintf(env.Stderr, "%s (log %s)\n", stateLine(st), logPath)
+		if r.ephemeral { // the demo's temporary state directory goes with it
+			fmt.Fprintf(env.Stderr, "%s (the log went with the demo's temporary state directory; keep both with --state-dir DIR)\n", stateLine(st))
+		} else {
+			fmt.Fprintf(env.Stderr, "%s (log %s)\n", stateLine(st), logPath)
+		}
 	}
 	return runErr
+}
+
+// finalFrame is the monitor's view of the rollout as it ended: the model may have quit before the poller
+// delivered the last state and events, so they are read once more.
+func finalFrame(m tui.Model, store *rollout.Store) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if snap, ok := <-tui.Poll(ctx, tui.PollConfig{Store: store, Self: true}); ok {
+		m = m.WithSnapshot(snap)
+	}
+	return m.View()
+}
+
+// shownErr is what the monitor's status line shows of how the run ended: nothing for an outcome whose
+// final line was already printed (its exit code only).
+func shownErr(err error) error {
+	var st *exitStatus
+	if errors.As(err, &st) && st.err == nil {
+		return nil
+	}
+	return err
 }
 
 // runRolloutTUI is run --tui: the same rollout with the monitor on the screen.
@@ -278,6 +314,7 @@ func runRolloutTUI(ctx context.Context, env *Env, o *runOptions, dir string, spe
 func runDemoTUI(ctx context.Context, env *Env, o *demoOptions, spec *rollout.Spec) error {
 	inner := *o
 	inner.tui = false
+	ephemeral := inner.stateDir == ""
 	if inner.stateDir == "" {
 		dir, err := os.MkdirTemp("", "canaryctl-demo-")
 		if err != nil {
@@ -286,6 +323,6 @@ func runDemoTUI(ctx context.Context, env *Env, o *demoOptions, spec *rollout.Spe
 		defer os.RemoveAll(dir)
 		inner.stateDir = dir
 	}
-	return runWithTUI(ctx, env, tuiRun{root: inner.stateDir, service: spec.Service, spec: spec, title: "demo",
+	return runWithTUI(ctx, env, tuiRun{root: inner.stateDir, service: spec.Service, spec: spec, title: "demo", ephemeral: ephemeral,
 		run: func(ctx context.Context, env *Env) error { return runDemo(ctx, env, &inner) }})
 }

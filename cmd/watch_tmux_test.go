@@ -132,7 +132,9 @@ func TestTUIDemoInTmux(t *testing.T) {
 	stateDir := filepath.Join(dir, "state")
 	exitFile := filepath.Join(dir, "exit-code")
 	statePath := filepath.Join(stateDir, "demo", "state.json")
-	script := fmt.Sprintf("cd %q && NO_COLOR=1 %q demo --tui --state-dir %q; echo $? > %q.tmp && mv %q.tmp %q",
+	// exec cat keeps the pane open after the demo (until the session is killed), so that the test sees
+	// what the terminal shows once the monitor has gone.
+	script := fmt.Sprintf("cd %q && NO_COLOR=1 %q demo --tui --state-dir %q; echo $? > %q.tmp && mv %q.tmp %q; exec cat",
 		dir, bin, stateDir, exitFile, exitFile, exitFile)
 	if out, err := s.tmux("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", "sh", "-c", script); err != nil {
 		t.Fatalf("tmux new-session: %v: %s", err, out)
@@ -176,8 +178,10 @@ func TestTUIDemoInTmux(t *testing.T) {
 	// r resumes: the step restarts.
 	s.waitScreen(ctx, "the pause request done", idle)
 	s.keys("r")
+	// The status line keeps "resume applied" until the next request; the "resumed by" event may have
+	// scrolled out of the events panel by the time the screen is read.
 	s.waitScreen(ctx, "the resumed step", func(sc string) bool {
-		return contains(sc, "resumed by") && !strings.Contains(sc, "Paused ·") && idle(sc)
+		return (strings.Contains(sc, "resume applied") || strings.Contains(sc, "resumed by")) && !strings.Contains(sc, "Paused ·") && idle(sc)
 	})
 
 	// a asks; y rolls back: all traffic on stable, exit code 3.
@@ -196,6 +200,10 @@ func TestTUIDemoInTmux(t *testing.T) {
 	if !bytes.Contains(logb, []byte("ROLLED BACK")) {
 		t.Errorf("the demo's stderr did not go to %s:\n%s", tuiLogFile, logb)
 	}
+	// The monitor's last frame stays on the terminal after it quit: the final state can be read.
+	s.waitScreen(ctx, "the last frame kept after the monitor quit", func(sc string) bool {
+		return contains(sc, "→ RolledBack", "aborted by") && !strings.Contains(sc, "exit status")
+	})
 }
 
 // TestWatchInTmux attaches canaryctl watch (on a terminal) to a rollout "run" by this test, which holds

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -30,8 +32,6 @@ func TestRunStableControlBuiltin(t *testing.T) {
 			t.Parallel()
 			t.Cleanup(func() { killServices(tc.version) })
 			stable := stableService(t, tc.version+"-stable")
-			t.Cleanup(func() { killServices(tc.version + "-stable") })
-			gw := freeAddr(t)
 			dir := t.TempDir()
 			spec := filepath.Join(dir, "sc.yaml")
 			if err := os.WriteFile(spec, fmt.Appendf(nil, `version: 1
@@ -40,7 +40,7 @@ stable: {addresses: ["http://%s"]}
 deploy:
   canary: {type: process, command: %q, version: %s, args: [demo-service, --version, "{{.Version}}", --behaviour, %s, --port, "{{.Port}}"],
     readiness: {path: /healthz, interval: 100ms}, timeout: 20s, gracePeriod: 2s}
-gateway: {type: builtin, listen: %q}
+gateway: {type: builtin, listen: "127.0.0.1:0"}
 metrics: {type: builtin}
 analysis:
   control: stable
@@ -52,11 +52,11 @@ steps:
   - {weight: 10, warmup: 500ms, interval: 3s, duration: 4s}
   - {weight: 100, warmup: 500ms, interval: 2s, duration: 3s}
 onMarginal: rollback
-`, tc.version, stable, bin, tc.version, tc.behaviour, gw), 0o644); err != nil {
+`, tc.version, stable, bin, tc.version, tc.behaviour), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			runner := start(t, nil, "run", "--spec", spec, "--state-dir", dir)
-			waitHTTP(t, "http://"+gw+"/healthz")
+			gw := runner.waitFor(t, embeddedProxy, time.Minute)
 			load(t, gw)
 			code := runner.wait(t, 2*time.Minute)
 			stderr := runner.stderr.String()

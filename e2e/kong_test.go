@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -341,9 +343,9 @@ func TestRunKongModeSpecErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, mode, extra, field string
 	}{
-		{"canary-plugin with a baseline", "canary-plugin", "analysis: {control: baseline}\n", "analysis.control: gateway.kong.mode canary-plugin has no baseline cohort"},
-		{"bluegreen in steps", "bluegreen", "steps: [{weight: 10}, {weight: 100}]\n", "steps: gateway.kong.mode bluegreen switches all traffic at once"},
-		{"bluegreen sequential", "bluegreen", "analysis: {mode: sequential}\nsteps: [{weight: 100}]\n", "analysis.mode: sequential compares"},
+		{"canary-plugin with a baseline", "canary-plugin", "analysis: {control: baseline}\n", "analysis.control (line 9): gateway.kong.mode canary-plugin has no baseline cohort"},
+		{"bluegreen in steps", "bluegreen", "steps: [{weight: 10}, {weight: 100}]\n", "steps (line 9): gateway.kong.mode bluegreen switches all traffic at once"},
+		{"bluegreen sequential", "bluegreen", "analysis: {mode: sequential}\nsteps: [{weight: 100}]\n", "analysis.mode (line 9): sequential compares"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -361,8 +363,8 @@ metrics: {type: kong-log}
 				t.Fatal(err)
 			}
 			r := run(t, time.Minute, nil, "run", "--spec", spec, "--state-dir", filepath.Join(dir, "state"))
-			if r.code != 2 || !strings.Contains(r.stderr, tc.field) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
-				t.Fatalf("exit %d, want 2 with one line %q; stderr:\n%s", r.code, tc.field, r.stderr)
+			if r.code != 2 || !strings.Contains(r.stderr, "\ncanaryctl: "+tc.field) {
+				t.Fatalf("exit %d, want 2 with a line %q; stderr:\n%s", r.code, tc.field, r.stderr)
 			}
 		})
 	}

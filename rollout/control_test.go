@@ -538,7 +538,7 @@ func TestSequentialStableControl(t *testing.T) {
 			if last.Control != ControlStable || last.Cohorts[providers.Stable].Requests == 0 || last.Baseline <= last.Canary {
 				t.Errorf("last interval: control %q, cohorts %v, requests stable %d canary %d: want stable's (many more)", last.Control, last.Cohorts, last.Baseline, last.Canary)
 			}
-			if strings.Contains(h.progress.String(), "baseline") || !strings.Contains(h.progress.String(), "| requests stable ") {
+			if strings.Contains(h.progress.String(), "baseline") || !strings.Contains(h.progress.String(), "| requests this step stable ") {
 				t.Errorf("progress lines must name stable, not baseline:\n%s", h.progress.String())
 			}
 			if tc.want == RolledBack {

@@ -152,6 +152,9 @@ type Outcome struct {
 	Reason      string
 	Interrupted bool // a signal ended the run (after rollback or pause)
 	Detached    bool // Run returned while the rollout is Paused (DetachOnPause or interrupt with pause)
+	// NotStarted: the rollout could not run (deployment, gateway or metrics failed) and was rolled
+	// back before any traffic moved to the canary; nothing was judged.
+	NotStarted bool
 }
 
 // Engine runs one rollout.
@@ -417,7 +420,8 @@ func (e *Engine) Run(ctx context.Context) (Outcome, error) {
 
 func (e *Engine) outcome() Outcome {
 	st := e.State()
-	return Outcome{Phase: st.Phase, Verdict: st.Verdict, Score: st.Score, Reason: st.Reason, Interrupted: st.Interrupted}
+	return Outcome{Phase: st.Phase, Verdict: st.Verdict, Score: st.Score, Reason: st.Reason, Interrupted: st.Interrupted,
+		NotStarted: st.NotStarted && !st.Interrupted}
 }
 
 // Tick runs at most one transition: an interrupt, a control request, or the current phase's handler.
@@ -521,7 +525,7 @@ func (e *Engine) interrupt() (Phase, error) {
 // transition moves to next after checking the table, saves the state and emits the event.
 func (e *Engine) transition(next Phase, reason string) error {
 	e.mu.Lock()
-	from := e.st.Phase
+	from, prevReason := e.st.Phase, e.st.Reason
 	if !CanTransition(from, next) {
 		e.mu.Unlock()
 		err := &TransitionError{From: from, To: next}
@@ -543,7 +547,11 @@ func (e *Engine) transition(next Phase, reason string) error {
 	st := e.st
 	e.mu.Unlock()
 	e.wake = time.Time{}
-	e.log.Info("phase", "from", from, "to", next, "reason", reason)
+	logReason := reason
+	if reason == prevReason && reason != "" { // RollingBack -> RolledBack keeps its reason: log it once
+		logReason = "(the same as the previous phase's)"
+	}
+	e.log.Info("phase", "from", from, "to", next, "reason", logReason)
 	err := e.save()
 	e.emit(&Event{Type: EvTransition, From: from, Phase: next, Step: st.Step, Split: st.Split, Reason: reason})
 	switch next {
@@ -700,11 +708,11 @@ func (e *Engine) ensure(ctx context.Context) error {
 func (e *Engine) handleDeploying(ctx context.Context) (Phase, string) {
 	// Nothing may reach the new cohorts before the first step: the split starts at zero.
 	if err := e.setSplit(ctx, providers.Split{}); err != nil {
-		return RollingBack, "deploying: " + err.Error()
+		return e.notStarted("deploying: " + err.Error())
 	}
 	e.ready = false
 	if err := e.ensure(ctx); err != nil {
-		return RollingBack, "deploying: " + err.Error()
+		return e.notStarted("deploying: " + err.Error())
 	}
 	e.mu.Lock()
 	e.st.Step = 0
@@ -714,6 +722,18 @@ func (e *Engine) handleDeploying(ctx context.Context) (Phase, string) {
 		return Progressing, fmt.Sprintf("deployed canary %v; control: stable (no baseline)", st.Addresses[providers.Canary])
 	}
 	return Progressing, fmt.Sprintf("deployed baseline %v and canary %v", st.Addresses[providers.Baseline], st.Addresses[providers.Canary])
+}
+
+// notStarted rolls back a rollout that could not run (a deployment, the gateway or the metrics
+// source failed) before any traffic moved to the canary: it ends RolledBack with NotStarted set, so
+// that CI can tell a broken pipeline from a canary judged bad.
+func (e *Engine) notStarted(reason string) (Phase, string) {
+	e.mu.Lock()
+	if e.st.Split == (providers.Split{}) && len(e.st.Intervals) == 0 {
+		e.st.NotStarted = true
+	}
+	e.mu.Unlock()
+	return RollingBack, reason
 }
 
 func (e *Engine) approved(step int) bool { return slices.Contains(e.State().Approved, step) }
@@ -727,6 +747,9 @@ func (e *Engine) handleProgressing(ctx context.Context) (Phase, string) {
 		return Paused, reason
 	}
 	if err := e.ensure(ctx); err != nil {
+		if st.Step == 0 && st.StepStartedAt.IsZero() {
+			return e.notStarted(fmt.Sprintf("step %d: %v", st.Step+1, err))
+		}
 		return RollingBack, fmt.Sprintf("step %d: %v", st.Step+1, err)
 	}
 	if e.spec.BeforeAfter() {
@@ -1059,11 +1082,15 @@ func (e *Engine) handlePromoting(ctx context.Context) (Phase, string) {
 		e.st.Intent = nil
 		e.st.Split = providers.Split{}
 		e.mu.Unlock()
+		how := ""
+		if strings.HasPrefix(st.Reason, promotedManually) { // a person decided, not the judge: say so
+			how = st.Reason + "; "
+		}
 		if !e.spec.HasBaseline() {
-			return Promoted, fmt.Sprintf("canary is the new stable (%v)", st.Addresses[providers.Canary])
+			return Promoted, fmt.Sprintf("%scanary is the new stable (%v)", how, st.Addresses[providers.Canary])
 		}
 		e.teardown(context.WithoutCancel(ctx), providers.Baseline)
-		return Promoted, fmt.Sprintf("canary is the new stable (%v); baseline torn down", st.Addresses[providers.Canary])
+		return Promoted, fmt.Sprintf("%scanary is the new stable (%v); baseline torn down", how, st.Addresses[providers.Canary])
 	}
 	return Promoting, ""
 }
@@ -1146,13 +1173,19 @@ func (e *Engine) applyControls() (moved bool, err error) {
 	for _, req := range reqs {
 		next, reason, note := e.control(req)
 		r := req
+		var terr error
+		if next != "" {
+			terr = e.transition(next, reason)
+		}
+		// Acknowledged once the new phase is saved: a client that waits for the ack and then reads
+		// the state (canaryctl pause prints the phase) sees the change, not the phase before it.
 		if err := e.cfg.Store.AckControl(req.ID); err != nil {
 			e.log.Warn("ack control request", "err", err)
 		}
 		e.emit(&Event{Type: EvControl, Control: &r, Reason: note})
 		e.log.Info("control request", "action", req.Action, "by", req.By, "note", note)
 		if next != "" {
-			return true, e.transition(next, reason)
+			return true, terr
 		}
 	}
 	return false, nil
@@ -1198,12 +1231,15 @@ func (e *Engine) control(req ControlRequest) (next Phase, reason, note string) {
 		}
 		switch st.Phase {
 		case Progressing, Analyzing, Paused:
-			return Promoting, fmt.Sprintf("promoted by %s at step %d/%d, skipping the remaining steps", by, st.Step+1, st.Steps), "applied"
+			return Promoting, fmt.Sprintf("%s%s at step %d/%d, skipping the remaining steps", promotedManually, by, st.Step+1, st.Steps), "applied"
 		}
 		return "", "", fmt.Sprintf("rejected: cannot promote while %s", st.Phase)
 	}
 	return "", "", "ignored: unknown action"
 }
+
+// promotedManually starts the reason of a promotion a person asked for (canaryctl promote).
+const promotedManually = "promoted manually by "
 
 // approve answers a pause that waits for a decision: an approval step starts, a marginal step counts
 // as passed.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -38,7 +39,15 @@ type Report struct {
 	ControlNote   string       `json:"controlNote"`
 	ControlWindow *TimeWindow  `json:"controlWindow,omitempty"`
 	Steps         []StepReport `json:"steps"`
+	// Errors: with phase NotStarted, every problem that kept the rollout from running (one per spec
+	// problem, or the deployment, gateway or metrics error).
+	Errors []string `json:"errors,omitempty"`
 }
+
+// NotStarted is the phase of a report whose rollout could not run: the spec was invalid, or a
+// deployment, the gateway or the metrics source failed before any traffic moved to the canary (the
+// state machine then ended RolledBack; nothing was judged). It is not a phase of the state machine.
+const NotStarted Phase = "NotStarted"
 
 // StepReport is one step of the report.
 type StepReport struct {
@@ -57,6 +66,10 @@ func NewReport(spec *Spec, st State) Report {
 		Mode: spec.Analysis.Mode, Control: spec.Analysis.Control, ControlNote: spec.ControlNote(), ControlWindow: st.ControlWindow}
 	if r.Control == "" {
 		r.Control = ControlBaseline
+	}
+	if st.Phase == RolledBack && st.NotStarted && !st.Interrupted {
+		r.Phase = NotStarted
+		r.Errors = []string{oneLine(st.Reason)}
 	}
 	if r.Mode == "" {
 		r.Mode = ModeKayenta
@@ -224,6 +237,10 @@ func (r Report) WriteJUnit(w io.Writer) error {
 		SystemOut: fmt.Sprintf("phase %s; verdict %s; %s", r.Phase, r.Verdict, r.Reason)}
 	if r.Phase != Promoted {
 		outcome.Failure = &junitMessage{Message: fmt.Sprintf("rollout ended %s", r.Phase), Type: string(r.Phase), Text: r.Reason}
+		if r.Phase == NotStarted {
+			outcome.Failure.Message = "rollout could not run: " + r.Reason
+			outcome.Failure.Text = strings.Join(r.Errors, "\n")
+		}
 	}
 	top.Suites = append(top.Suites, junitSuite{Name: "canaryctl " + r.Service, Tests: 1, Fail: b2i(outcome.Failure != nil),
 		Time: "0", Cases: []junitCase{outcome}})
@@ -267,6 +284,7 @@ type Spinnaker struct {
 	Reason      string          `json:"reason,omitempty"`
 	Interrupted bool            `json:"interrupted,omitempty"`
 	Steps       []SpinnakerStep `json:"steps"`
+	Errors      []string        `json:"errors,omitempty"` // phase NotStarted: what kept the rollout from running
 }
 
 // SpinnakerStep summarizes one step.
@@ -289,7 +307,7 @@ func scoreOf(n *Number) *Number {
 // SpinnakerLine renders the report as exactly one line "SPINNAKER_CONFIG_JSON={...}" with a newline.
 func (r Report) SpinnakerLine() string {
 	s := Spinnaker{Service: r.Service, RunID: r.RunID, Phase: r.Phase, Promoted: r.Phase == Promoted,
-		Mode: r.Mode, Control: r.Control, Verdict: r.Verdict, Score: scoreOf(r.Score), Reason: oneLine(r.Reason), Interrupted: r.Interrupted, Steps: []SpinnakerStep{}}
+		Mode: r.Mode, Control: r.Control, Verdict: r.Verdict, Score: scoreOf(r.Score), Reason: oneLine(r.Reason), Interrupted: r.Interrupted, Steps: []SpinnakerStep{}, Errors: r.Errors}
 	for _, st := range r.Steps {
 		ss := SpinnakerStep{Weight: st.Weight, Outcome: st.Outcome, Intervals: len(st.Intervals)}
 		for _, iv := range st.Intervals {
@@ -312,13 +330,28 @@ func (r Report) SpinnakerLine() string {
 // SpinnakerNotStarted is the Spinnaker line of a run that failed before its rollout started (invalid
 // spec, a rollout of the service already running, ...): phase "NotStarted" and the error as reason.
 func SpinnakerNotStarted(service string, err error) string {
-	s := Spinnaker{Service: service, Phase: "NotStarted", Steps: []SpinnakerStep{}}
-	if err != nil {
-		s.Reason = oneLine(err.Error())
+	return NotStartedReport(service, time.Time{}, err).SpinnakerLine()
+}
+
+// NotStartedReport is the report of a run that failed before its rollout started (an invalid spec,
+// an unreachable gateway or metrics source, a rollout of the service already running, ...): phase
+// NotStarted, no steps, and every problem of err in Errors (one per spec problem), so that the JSON
+// report, the JUnit file and the Spinnaker line exist whatever happened.
+func NotStartedReport(service string, at time.Time, err error) Report {
+	r := Report{SchemaVersion: StateSchemaVersion, Service: service, Phase: NotStarted, StartedAt: at, FinishedAt: at,
+		Steps: []StepReport{}}
+	if err == nil {
+		return r
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s)
-	return SpinnakerPrefix + strings.TrimRight(buf.String(), "\n") + "\n"
+	r.Reason = oneLine(err.Error())
+	var errs SpecErrors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			r.Errors = append(r.Errors, oneLine(e.Error()))
+		}
+		r.Reason = "invalid spec: " + strings.Join(r.Errors, "; ")
+		return r
+	}
+	r.Errors = []string{r.Reason}
+	return r
 }

@@ -158,3 +158,29 @@ func TestWebhookNotifier(t *testing.T) {
 		t.Errorf("started delivered by default: %v %d", err, len(got))
 	}
 }
+
+// TestNotStartedReport: a run that never started still has a report, a JUnit file and a Spinnaker
+// line, with every problem of an invalid spec (one per entry) and the service the spec names.
+func TestNotStartedReport(t *testing.T) {
+	t.Parallel()
+	raw := []byte("service: web\nstabel: {}\nsteps: [{weight: ten}]\n")
+	_, err := ParseSpec(bytes.NewReader(raw))
+	if err == nil {
+		t.Fatal("invalid spec accepted")
+	}
+	r := NotStartedReport(ServiceOf(raw), time.Unix(0, 0), err)
+	if r.Phase != NotStarted || r.Service != "web" || len(r.Errors) != 2 || !strings.HasPrefix(r.Errors[0], `stabel (line 2): unknown field`) ||
+		!strings.Contains(r.Reason, "steps[0].weight (line 3)") || r.Steps == nil {
+		t.Fatalf("report %+v", r)
+	}
+	var junit bytes.Buffer
+	if err := r.WriteJUnit(&junit); err != nil || !strings.Contains(junit.String(), `type="NotStarted"`) || !strings.Contains(junit.String(), "stabel (line 2)") {
+		t.Errorf("junit (%v):\n%s", err, junit.String())
+	}
+	if line := r.SpinnakerLine(); !strings.Contains(line, `"phase":"NotStarted"`) || !strings.Contains(line, `"errors":["stabel (line 2)`) || strings.Count(line, "\n") != 1 {
+		t.Errorf("spinnaker line %q", line)
+	}
+	if ServiceOf([]byte("service: Not A Name\n")) != "" || ServiceOf([]byte("[")) != "" {
+		t.Error("ServiceOf returned a name that is not one")
+	}
+}

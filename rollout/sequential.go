@@ -66,7 +66,8 @@ type SequentialSpec struct {
 	// pauses; lack of data never fails a canary (default 15m).
 	MaxBake time.Duration `yaml:"maxBake" json:"maxBake"`
 	// ExpandFactor: an undecided step that baked its duration moves on to the next step (never from the
-	// last) when the data exclude ExpandFactor times every margin (default 3).
+	// last) when the data exclude ExpandFactor times every margin (default 3); asked at the end of the
+	// step's duration, then every 10 s or every interval of the step if shorter.
 	ExpandFactor float64 `yaml:"expandFactor" json:"expandFactor"`
 }
 
@@ -162,17 +163,17 @@ func (s *Spec) validateSequential(bad func(string, string, ...any)) {
 		bad(p+"expandFactor", "%v must be at least 1, e.g. 3", q.ExpandFactor)
 	}
 	if q.LookInterval < 10*time.Millisecond || q.LookInterval > time.Minute {
-		bad(p+"lookInterval", "%s is out of range; use 10ms..1m, e.g. 250ms", q.LookInterval)
+		bad(p+"lookInterval", "%s is out of range; use 10ms..1m, e.g. 250ms", dur(q.LookInterval))
 	}
 	if q.MinBake < 0 {
-		bad(p+"minBake", "%s is negative; use a duration such as 1m", q.MinBake)
+		bad(p+"minBake", "%s is negative; use a duration such as 1m", dur(q.MinBake))
 	}
 	if q.MaxBake < q.MinBake {
-		bad(p+"maxBake", "%s is shorter than minBake (%s); make it at least minBake, e.g. 15m", q.MaxBake, q.MinBake)
+		bad(p+"maxBake", "%s is shorter than minBake (%s); make it at least minBake, e.g. 15m", dur(q.MaxBake), dur(q.MinBake))
 	}
 	for i, st := range s.Steps {
 		if q.MaxBake < st.Duration {
-			bad(p+"maxBake", "%s is shorter than steps[%d].duration (%s); make it at least the longest step, e.g. 15m", q.MaxBake, i, st.Duration)
+			bad(p+"maxBake", "%s is shorter than steps[%d].duration (%s); make it at least the longest step, e.g. 15m", dur(q.MaxBake), i, dur(st.Duration))
 			break
 		}
 	}
@@ -361,7 +362,9 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 		rep := e.record(st, now, VerdictPass, true, "")
 		return e.stepPassed(fmt.Sprintf("%s: step passed: %s", where, rep.Reason))
 	case !last && !now.Before(e.seq.nextExpand):
-		e.seq.nextExpand = now.Add(sequential.ExpandCheckEvery)
+		// Asked again every ExpandCheckEvery, or every interval of a shorter step: a policy check that
+		// the tests' error guarantees do not depend on, so a short step is not held 10 s for it.
+		e.seq.nextExpand = now.Add(min(sequential.ExpandCheckEvery, step.Interval))
 		if v == sequential.NeedMoreData && e.seq.a.SafeToExpand(q.ExpandFactor) {
 			rep := e.record(st, now, VerdictNeedMoreData, true, fmt.Sprintf("; the data exclude %g times every margin: moving on", q.ExpandFactor))
 			return e.stepPassed(fmt.Sprintf("%s: undecided after the step's %s, but the data exclude %g times every margin; moving on to the larger step: %s",
@@ -532,7 +535,7 @@ func (e *Engine) seqProgress(st State, iv Interval) {
 	if e.cfg.Progress == nil {
 		return
 	}
-	line := fmt.Sprintf("%s step %d/%d %s | interval %d | look %d, %s into the step | requests %s %d canary %d | %s | %s",
+	line := fmt.Sprintf("%s step %d/%d %s | interval %d | look %d, %s into the step | requests this step %s %d canary %d | %s | %s",
 		st.Service, st.Step+1, st.Steps, e.splitText(st.Split), iv.Index, e.seq.looks, iv.At.Sub(st.StepStartedAt).Round(100*time.Millisecond),
 		e.controlLabel(), iv.Baseline, iv.Canary, iv.Verdict, iv.Reason)
 	if iv.Verdict == VerdictFail && iv.Sequential != nil {

@@ -397,8 +397,8 @@ func TestSequentialSpecValidation(t *testing.T) {
 		{"look interval", "analysis: {sequential: {lookInterval: 1ms}}\n", "analysis.sequential.lookInterval", "10ms..1m"},
 		{"min bake", "analysis: {sequential: {minBake: -1s}}\n", "analysis.sequential.minBake", "negative"},
 		{"max bake below min bake", "analysis: {sequential: {minBake: 2m, maxBake: 1m}}\n", "analysis.sequential.maxBake", "shorter than minBake"},
-		{"max bake below a step", "analysis: {sequential: {maxBake: 4m}}\n", "analysis.sequential.maxBake", "shorter than steps[0].duration (5m0s)"},
-		{"unknown field", "analysis: {sequential: {alfa: 0.1}}\n", "(yaml)", "field alfa not found"},
+		{"max bake below a step", "analysis: {sequential: {maxBake: 4m}}\n", "analysis.sequential.maxBake", "shorter than steps[0].duration (5m)"},
+		{"unknown field", "analysis: {sequential: {alfa: 0.1}}\n", "analysis.sequential.alfa", "did you mean alpha?"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -409,7 +409,7 @@ func TestSequentialSpecValidation(t *testing.T) {
 			}
 			found := false
 			for _, line := range strings.Split(err.Error(), "\n") {
-				found = found || strings.HasPrefix(line, tc.field+": ") && strings.Contains(line, tc.fix)
+				found = found || namesField(line, tc.field) && strings.Contains(line, tc.fix)
 			}
 			if !found {
 				t.Errorf("no line %q with %q in:\n%v", tc.field+": ...", tc.fix, err)

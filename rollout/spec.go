@@ -241,13 +241,20 @@ func DefaultMetrics() []MetricSpec {
 	}
 }
 
-// SpecError is one invalid field of a spec: it names the field path and the fix.
+// SpecError is one invalid field of a spec: it names the field path, its line in the file when
+// known, and the fix: "steps[1].interval (line 14): 5s is shorter than ...; use ...".
 type SpecError struct {
 	Field string // e.g. steps[1].interval
+	Line  int    // line of the field (or of the nearest enclosing field written) in the file; 0 if unknown
 	Msg   string
 }
 
-func (e *SpecError) Error() string { return e.Field + ": " + e.Msg }
+func (e *SpecError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s (line %d): %s", e.Field, e.Line, e.Msg)
+	}
+	return e.Field + ": " + e.Msg
+}
 
 // InvalidInput marks the error as the user's input being wrong (exit code 2).
 func (e *SpecError) InvalidInput() bool { return true }
@@ -289,7 +296,7 @@ func ParseSpec(r io.Reader) (*Spec, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &SpecError{Field: "(file)", Msg: "empty; start from the example in rollout/README.md"}
 		}
-		return nil, &SpecError{Field: "(yaml)", Msg: oneLine(yamlerr.Describe(data, err)) + "; fix the YAML (field names are case-sensitive, see rollout/README.md)"}
+		return nil, yamlProblems(data, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -297,9 +304,99 @@ func ParseSpec(r io.Reader) (*Spec, error) {
 	}
 	s.SetDefaults()
 	if err := s.Validate(); err != nil {
-		return nil, err
+		return nil, withLines(data, err)
 	}
 	return &s, nil
+}
+
+// ServiceOf returns the service an invalid spec names (its top-level service field, if it reads as
+// a valid name), so that the reports of a run that never started name it too; "" otherwise.
+func ServiceOf(data []byte) string {
+	var v struct {
+		Service string `yaml:"service"`
+	}
+	if yaml.Unmarshal(data, &v) != nil && v.Service == "" {
+		return ""
+	}
+	if !ValidServiceName(v.Service) {
+		return ""
+	}
+	return v.Service
+}
+
+// yamlProblems explains a failed decode: every problem of the document at once (the decoder stops
+// at the first unknown field of a step, and names Go types), each with its field path and line.
+func yamlProblems(data []byte, err error) error {
+	var errs SpecErrors
+	for _, p := range yamlerr.Check(data, &Spec{}, specHint) {
+		field := p.Path
+		if field == "" {
+			field = "(yaml)"
+		}
+		errs = append(errs, &SpecError{Field: field, Line: p.Line, Msg: p.Msg})
+	}
+	switch len(errs) {
+	case 0: // a problem the walk does not know: the decoder's own words, with field paths
+		return &SpecError{Field: "(yaml)", Msg: oneLine(yamlerr.Describe(data, err)) + "; fix the YAML (field names are case-sensitive, see rollout/README.md)"}
+	case 1:
+		return errs[0]
+	}
+	return errs
+}
+
+// specHint says what a spec field holds where its Go type would not ("a number" for a percentage).
+func specHint(path string) string {
+	switch path {
+	case "steps.weight":
+		return "the canary's share in percent, e.g. 2.5 or 10"
+	case "analysis.thresholds.pass", "analysis.thresholds.marginal":
+		return "a score from 0 to 100, e.g. 95"
+	case "analysis.metrics.weight":
+		return "the group's weight in percent, e.g. 50"
+	case "analysis.metrics.quantile":
+		return "a quantile between 0 and 1, e.g. 0.99"
+	}
+	return ""
+}
+
+// withLines adds to every *SpecError of err the line its field (or the nearest enclosing field
+// written in the file, for a defaulted one) is on.
+func withLines(data []byte, err error) error {
+	lines := yamlerr.Lines(data)
+	for _, e := range flatten(err) {
+		var se *SpecError
+		if !errors.As(e, &se) || se.Line > 0 {
+			continue
+		}
+		for p := se.Field; p != ""; p = parentPath(p) {
+			if l, ok := lines[p]; ok {
+				se.Line = l
+				break
+			}
+		}
+	}
+	return err
+}
+
+// parentPath drops the last segment of a field path ("a.b[2]" -> "a.b", "a.b" -> "a").
+func parentPath(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+// dur writes a duration as a spec would: 1m, 1m30s, 1h (not 1m0s, 1h0m0s).
+func dur(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
@@ -400,7 +497,7 @@ func (s *Spec) Validate() error {
 	case s.Service == "":
 		bad("service", "required; name the service, e.g. checkout")
 	case !ValidServiceName(s.Service):
-		bad("service", "%q must be 1-63 lower-case letters, digits, '.', '-' or '_', starting and ending with a letter or digit", s.Service)
+		bad("service", "%q is not a service name; use 1-63 lower-case letters, digits, '.', '-' or '_', starting and ending with a letter or digit, e.g. checkout", s.Service)
 	}
 	if len(s.Stable.Addresses) == 0 {
 		bad("stable.addresses", "required; list the URLs of the stable instances, e.g. [\"http://10.0.0.5:8080\"]")
@@ -597,7 +694,7 @@ func (s *Spec) validateAnalysis(bad func(string, string, ...any)) {
 		bad("analysis.thresholds", "need 0 <= marginal < pass <= 100, got marginal %v pass %v; e.g. marginal 75, pass 95", t.Marginal, t.Pass)
 	}
 	if a.Resolution < time.Second {
-		bad("analysis.resolution", "%s is too fine; use 1s or more, e.g. 10s", a.Resolution)
+		bad("analysis.resolution", "%s is too fine; use 1s or more, e.g. 10s", dur(a.Resolution))
 	}
 	if a.ConsecutiveErrorLimit < 1 || a.ConsecutiveErrorLimit > 100 {
 		bad("analysis.consecutiveErrorLimit", "%d is out of range; use 1..100 (default 4)", a.ConsecutiveErrorLimit)
@@ -624,19 +721,19 @@ func (s *Spec) validateSteps(bad func(string, string, ...any)) {
 			prev = bp
 		}
 		if st.Interval < s.Analysis.Resolution {
-			bad(p+".interval", "%s is shorter than analysis.resolution (%s); use a longer interval or a finer resolution", st.Interval, s.Analysis.Resolution)
+			bad(p+".interval", "%s is shorter than analysis.resolution (%s); use a longer interval or a finer resolution", dur(st.Interval), dur(s.Analysis.Resolution))
 		}
 		if st.Warmup < 0 {
-			bad(p+".warmup", "%s is negative; use a duration such as 30s", st.Warmup)
+			bad(p+".warmup", "%s is negative; use a duration such as 30s", dur(st.Warmup))
 		}
 		if st.Lookback < 0 {
-			bad(p+".lookback", "%s is negative; use 0 (everything since the warm-up) or a duration such as 5m", st.Lookback)
+			bad(p+".lookback", "%s is negative; use 0 (everything since the warm-up) or a duration such as 5m", dur(st.Lookback))
 		} else if st.Lookback != 0 && st.Lookback < st.Interval {
-			bad(p+".lookback", "%s is shorter than the interval (%s); data would be skipped; use 0 or at least the interval", st.Lookback, st.Interval)
+			bad(p+".lookback", "%s is shorter than the interval (%s); data would be skipped; use 0 or at least the interval", dur(st.Lookback), dur(st.Interval))
 		}
 		if st.Duration < st.Warmup+st.Interval {
 			bad(p+".duration", "%s leaves no interval to judge after the warm-up (%s) and one interval (%s); make it at least %s",
-				st.Duration, st.Warmup, st.Interval, st.Warmup+st.Interval)
+				dur(st.Duration), dur(st.Warmup), dur(st.Interval), dur(st.Warmup+st.Interval))
 		}
 	}
 }

@@ -87,9 +87,9 @@ func TestSpecValidation(t *testing.T) {
 		{"no service", "!stable: {addresses: [\"http://x:1\"]}\n", "service", "required"},
 		{"bad service", "!service: Check Out\n", "service", "lower-case"},
 		{"bad version", "version: 2\n", "version", "use 1"},
-		{"unknown field", "stepz: []\n", "(yaml)", "field stepz not found"},
-		{"unknown step field", "steps: [{weight: 10, wait: 1m}]\n", "(yaml)", "field wait not found in step"},
-		{"type error names the field", "steps:\n- weight: lots\n", "(yaml)", "steps[0].weight (line "},
+		{"unknown field", "stepz: []\n", "stepz", "unknown field \"stepz\"; did you mean steps?"},
+		{"unknown step field", "steps: [{weight: 10, wait: 1m}]\n", "steps[0].wait", "the fields here are approval, duration, interval, lookback, warmup, weight"},
+		{"type error names the field", "steps:\n- weight: lots\n", "steps[0].weight", "\"lots\" is not a number; write the canary's share in percent"},
 		{"unknown gateway", "gateway: {type: envoy}\n", "gateway.type", "use one of builtin"},
 		{"unknown metrics", "metrics: {type: datadog}\n", "metrics.type", "use one of builtin"},
 		{"listen and admin", "gateway: {listen: \"127.0.0.1:1\", admin: \"http://127.0.0.1:2\"}\n", "gateway.admin", "not both"},
@@ -146,7 +146,7 @@ func TestSpecValidation(t *testing.T) {
 			}
 			found := false
 			for _, line := range strings.Split(err.Error(), "\n") {
-				if strings.HasPrefix(line, tc.field+": ") && strings.Contains(line, tc.fix) {
+				if namesField(line, tc.field) && strings.Contains(line, tc.fix) {
 					found = true
 				}
 			}
@@ -155,6 +155,11 @@ func TestSpecValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// namesField reports whether a problem line is about field: "field: ..." or "field (line N): ...".
+func namesField(line, field string) bool {
+	return strings.HasPrefix(line, field+": ") || strings.HasPrefix(line, field+" (line ")
 }
 
 func TestSpecErrorsAreOnePerLine(t *testing.T) {

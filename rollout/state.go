@@ -112,6 +112,9 @@ type State struct {
 	FinishedAt  time.Time  `json:"finishedAt,omitzero"`
 	// PID of the process that last wrote the state.
 	PID int `json:"pid"`
+	// NotStarted: the rollout could not run (a deployment, the gateway or the metrics source failed)
+	// and rolled back before any traffic moved to the canary.
+	NotStarted bool `json:"notStarted,omitempty"`
 }
 
 // Intent is a gateway change recorded before it is made, so that a resumed run knows what may have

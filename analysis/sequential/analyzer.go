@@ -342,8 +342,9 @@ type Decision struct {
 	// "worse by the margin" (Pass at 1/beta).
 	EValue     float64 `json:"eValue"`
 	PassEValue float64 `json:"passEValue,omitempty"`
-	// MorePairs estimates the further requests per cohort needed to settle an undecided test; -1 if
-	// the test cannot settle at the observed rates.
+	// MorePairs estimates the further requests per cohort an undecided test needs to pass a canary no
+	// worse than the baseline (PairedTest.MorePairsToPass: it does not jump when a few pairs move the
+	// observed difference across half the margin); -1 if it cannot settle at the observed rates.
 	MorePairs int64  `json:"morePairs,omitempty"`
 	Reason    string `json:"reason"`
 }
@@ -388,9 +389,9 @@ func (a *Analyzer) Report() Report {
 	default:
 		more := "cannot settle at the observed rates"
 		if r.MoreRequests > 0 {
-			more = fmt.Sprintf("about %d more requests per cohort needed for the configured minimum detectable effects", r.MoreRequests)
+			more = fmt.Sprintf("about %d more requests per cohort to pass a canary no worse than the baseline (the configured minimum detectable effects)", r.MoreRequests)
 		}
-		r.Reason = fmt.Sprintf("need more data: %d request pairs, no regression shown, not yet within every margin; %s", a.canaryN, more)
+		r.Reason = fmt.Sprintf("need more data: %d request pairs so far, no regression shown, not yet within every margin; %s", a.canaryN, more)
 	}
 	return r
 }
@@ -416,7 +417,7 @@ func (a *Analyzer) pairedDecision(metric string, t *PairedTest) Decision {
 	d := Decision{Metric: metric, Verdict: t.Verdict(), Canary: t.Counts().N(), Baseline: t.Counts().N(),
 		Effect: 100 * t.Counts().Mean(), Lower: 100 * lo, Upper: &hi100, LowerLevel: 1 - a.alpha,
 		UpperLevel: 1 - a.cfg.Beta, Tolerance: 100 * t.cfg.Tolerance, Margin: 100 * t.cfg.Margin,
-		EValue: finite(t.FailEValue()), PassEValue: finite(t.PassEValue()), MorePairs: t.MorePairs()}
+		EValue: finite(t.FailEValue()), PassEValue: finite(t.PassEValue()), MorePairs: t.MorePairsToPass()}
 	return d
 }
 
@@ -432,7 +433,7 @@ func (d *Decision) explain(what string) {
 	default:
 		more := "cannot settle at the observed rates"
 		if d.MorePairs > 0 {
-			more = fmt.Sprintf("about %d more request pairs needed", d.MorePairs)
+			more = fmt.Sprintf("about %d more request pairs to pass", d.MorePairs)
 		}
 		d.Reason = fmt.Sprintf("%s, interval [%s, %s] neither above the %s tolerance nor below the %s margin: need more data (%s)",
 			head, pp(d.Lower), pp(*d.Upper), pp(d.Tolerance), pp(d.Margin), more)
@@ -473,8 +474,8 @@ func (a *Analyzer) exceedDecision(metric string, e *exceedance) Decision {
 		return d
 	}
 	cq, bq := a.hc.Quantile(e.q), a.hb.Quantile(e.q)
-	d.explain(fmt.Sprintf("latency %s canary %.1f ms vs baseline %.1f ms (%+.0f%%); requests slower than baseline's %s %.1f ms: canary %.2f%% vs baseline %.2f%%",
-		q, cq, bq, finite(100*(cq/bq-1)), q, e.threshold, d.CanaryValue, d.BaselineValue))
+	d.explain(fmt.Sprintf("latency %s canary %.1f ms vs baseline %.1f ms (%+.0f%%); requests slower than baseline's %s %.1f ms: canary %.2f%% vs baseline %.2f%%, paired after the first %d baseline requests set the threshold,",
+		q, cq, bq, finite(100*(cq/bq-1)), q, e.threshold, d.CanaryValue, d.BaselineValue, a.cfg.MinThresholdSamples))
 	return d
 }
 

@@ -310,12 +310,31 @@ func (t *PairedTest) MorePairs() int64 {
 	}
 	nu := (float64(t.c.Plus+t.c.Minus) + 2*prior) / (n + 2)
 	if t.c.Mean() < t.cfg.Margin/2 {
-		return morePairs(t.passLogW, t.logPassLimit, nu, 0, func(i int, p, z, m float64) float64 {
-			return p*t.passPlus[i] + z*t.passZero[i] + m*t.passMinus[i]
-		})
+		return t.morePairsToPass(nu)
 	}
 	return morePairs(t.failLogW, t.logFailLimit, nu, t.cfg.Margin, func(i int, p, z, m float64) float64 {
 		return p*t.failPlus[i] + z*t.failZero[i] + m*t.failMinus[i]
+	})
+}
+
+// MorePairsToPass estimates how many more pairs the test needs to Pass a canary with no difference
+// (the question "how long until a good canary passes"); 0 once a verdict is reached, -1 if
+// unreachable. Unlike MorePairs it never switches to the pairs to Fail when the observed mean crosses
+// half the margin, so it does not jump with the noise of a few pairs (one 5xx among 30 pairs).
+func (t *PairedTest) MorePairsToPass() int64 {
+	if t.Verdict() != NeedMoreData {
+		return 0
+	}
+	prior := t.cfg.PriorNonZero
+	if prior == 0 {
+		prior = 0.5
+	}
+	return t.morePairsToPass((float64(t.c.Plus+t.c.Minus) + 2*prior) / (float64(t.c.N()) + 2))
+}
+
+func (t *PairedTest) morePairsToPass(nu float64) int64 {
+	return morePairs(t.passLogW, t.logPassLimit, nu, 0, func(i int, p, z, m float64) float64 {
+		return p*t.passPlus[i] + z*t.passZero[i] + m*t.passMinus[i]
 	})
 }
 

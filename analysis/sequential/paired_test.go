@@ -344,3 +344,35 @@ func TestNaiveRepeatedTestingInflates(t *testing.T) {
 		t.Errorf("the harness did not detect the naive test's inflated false alarms (%d of %d)", fails, runs)
 	}
 }
+
+// TestMorePairsToPassIsSteady: the "about N more requests" shown while a step is undecided must not
+// jump with the noise of a few pairs. MorePairs switches from the pairs to pass to the pairs to fail
+// whenever the observed difference crosses half the margin — with rare 5xx, one error among a few
+// hundred pairs does that — and tripled from one look to the next (the demo showed 1912, then 21190);
+// MorePairsToPass answers one question throughout. Seeded, deterministic.
+func TestMorePairsToPassIsSteady(t *testing.T) {
+	t.Parallel()
+	pt, _ := NewPairedTest(PairedConfig{Alpha: 0.0025, Beta: 0.05, Margin: 0.0075})
+	src := newPairSource(3, 0.02, 0) // rare events, no difference: a good canary
+	jump := func(prev, cur int64) float64 {
+		if prev <= 0 || cur <= 0 {
+			return 1
+		}
+		return max(float64(cur)/float64(prev), float64(prev)/float64(cur))
+	}
+	var prevBoth, prevPass int64
+	worstBoth, worstPass := 1.0, 1.0
+	for range 40 {
+		pt.Add(src.batch(5))
+		both, pass := pt.MorePairs(), pt.MorePairsToPass()
+		worstBoth, worstPass = max(worstBoth, jump(prevBoth, both)), max(worstPass, jump(prevPass, pass))
+		prevBoth, prevPass = both, pass
+	}
+	t.Logf("largest change between two looks 5 pairs apart: MorePairs x%.2f, MorePairsToPass x%.2f", worstBoth, worstPass)
+	if worstBoth < 2.5 {
+		t.Errorf("MorePairs changed at most x%.2f: the trace no longer shows the switch this test guards against", worstBoth)
+	}
+	if worstPass > 2 {
+		t.Errorf("MorePairsToPass changed x%.2f between two looks 5 pairs apart", worstPass)
+	}
+}

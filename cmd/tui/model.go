@@ -161,6 +161,13 @@ func (m Model) tick() tea.Cmd {
 	return tea.Tick(m.cfg.Tick, func(t time.Time) tea.Msg { return tickMsg(t) })
 }
 
+// WithSnapshot returns the model showing s, as if the poller had just delivered it (the final frame
+// printed after the monitor quit).
+func (m Model) WithSnapshot(s Snapshot) Model {
+	next, _ := m.Update(snapshotMsg(s))
+	return next.(Model)
+}
+
 // Update handles keys, window sizes, snapshots, clock ticks and control results.
 func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {

@@ -9,6 +9,7 @@ import (
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/canaryctl/canaryctl/analysis/sequential"
 	"github.com/canaryctl/canaryctl/providers"
 	"github.com/canaryctl/canaryctl/rollout"
 )
@@ -291,12 +292,24 @@ func (m Model) metrics(w int) []string {
 	lines = append(lines, cohorts...)
 	lines = append(lines, s.dim.Render(row(hdr, nil)+"reason"))
 	for _, mr := range iv.Metrics {
-		unit := m.unit(mr.Name)
+		unit, ciUnit := m.unit(mr.Name), m.unit(mr.Name)
+		if d := seqDecision(iv, mr.Name); d != nil {
+			// A sequential test compares shares of requests (%); its interval bounds their
+			// difference, in percentage points.
+			unit, ciUnit = cmpOr(d.Unit, "%"), "pp"
+		}
 		b := fmt.Sprintf("%s (%d)", fmtValue(float64(mr.BaselineMean), unit), mr.BaselineCount)
 		c := fmt.Sprintf("%s (%d)", fmtValue(float64(mr.CanaryMean), unit), mr.CanaryCount)
+		if iv.Sequential != nil { // shares: as few digits as they need, so that the count fits too
+			b = fmt.Sprintf("%s%s (%d)", fmtNum(float64(mr.BaselineMean)), unit, mr.BaselineCount)
+			c = fmt.Sprintf("%s%s (%d)", fmtNum(float64(mr.CanaryMean)), unit, mr.CanaryCount)
+		}
+		if mr.BaselineCount == 0 && mr.CanaryCount == 0 { // nothing measured yet: no numbers to show
+			b, c = "– (0)", "– (0)"
+		}
 		ci := "–"
-		if mr.CILower != nil && mr.CIUpper != nil {
-			ci = fmt.Sprintf("[%s, %s]", fmtNum(float64(*mr.CILower)), fmtNum(float64(*mr.CIUpper))) + unit
+		if mr.CILower != nil && mr.CIUpper != nil && (mr.BaselineCount > 0 || mr.CanaryCount > 0) {
+			ci = fmt.Sprintf("[%s, %s]", fmtNum(float64(*mr.CILower)), fmtNum(float64(*mr.CIUpper))) + ciUnit
 		}
 		name := mr.Name
 		if mr.Critical || m.critical(mr.Name) {
@@ -312,10 +325,51 @@ func (m Model) metrics(w int) []string {
 			cells = []string{name, b, c, mr.Classification, ci}
 			sty = []lipgloss.Style{plain, plain, plain, s.class(mr.Classification), plain}
 		}
-		lines = append(lines, row(cells, sty)+oneLine(mr.Reason))
+		head, reason := row(cells, sty), oneLine(mr.Reason)
+		// On a large screen the reason of a metric that did not pass is not cut at the edge: it breaks
+		// at a space and goes on over indented lines (at most reasonLines more).
+		if m.height >= tallHeight && wide && mr.Classification != "Pass" {
+			first, rest := splitAt(reason, max(w-lipgloss.Width(head), 8))
+			lines = append(lines, head+first)
+			if rest != "" {
+				more := strings.Split(ansi.Wrap(rest, max(w-4, 20), " "), "\n")
+				if len(more) > reasonLines {
+					more = append(more[:reasonLines-1], ansi.Truncate(strings.Join(more[reasonLines-1:], " "), max(w-4, 20), "…"))
+				}
+				for _, l := range more {
+					lines = append(lines, "    "+s.dim.Render(strings.TrimSpace(l)))
+				}
+			}
+			continue
+		}
+		lines = append(lines, head+reason)
 	}
 	return lines
 }
+
+// splitAt splits plain text s into a first part of at most n runes, broken at its last space when
+// there is one in its second half, and the rest.
+func splitAt(s string, n int) (first, rest string) {
+	r := []rune(s)
+	if len(r) <= n {
+		return s, ""
+	}
+	cut := n
+	for i := n; i > n/2; i-- {
+		if r[i] == ' ' {
+			cut = i
+			break
+		}
+	}
+	return string(r[:cut]), strings.TrimSpace(string(r[cut:]))
+}
+
+// tallHeight: from this height on, the reasons of metrics that did not pass are shown whole (up to
+// reasonLines more lines each) instead of cut at the screen's edge.
+const (
+	tallHeight  = 40
+	reasonLines = 3
+)
 
 // compactHeight: below it the cohort summaries take one line instead of two, leaving the score chart
 // its threshold rows at 80x24.
@@ -413,6 +467,26 @@ func (m Model) critical(name string) bool {
 }
 
 // unit of a metric's values, from the spec: ms for latency, % for error rates.
+// seqDecision is the sequential test behind a metric row of a look, or nil (mode kayenta).
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func seqDecision(iv *rollout.Interval, name string) *sequential.Decision {
+	if iv.Sequential == nil {
+		return nil
+	}
+	for i := range iv.Sequential.Decisions {
+		if iv.Sequential.Decisions[i].Metric == name {
+			return &iv.Sequential.Decisions[i]
+		}
+	}
+	return nil
+}
+
 func (m Model) unit(name string) string {
 	if m.cfg.Spec == nil {
 		return ""

@@ -34,7 +34,7 @@ type LoadConfig struct {
 
 // Limits and defaults of the load generator.
 const (
-	DefaultRPS  = 200
+	DefaultRPS  = 400
 	MaxRPS      = 2000
 	maxInFlight = 256
 )
