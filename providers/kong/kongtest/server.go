@@ -416,7 +416,7 @@ var (
 	methodNotAllowed = msg(http.StatusMethodNotAllowed, "Method not allowed")
 )
 
-var collections = map[string]bool{"services": true, "routes": true, "upstreams": true, "targets": true, "plugins": true, "config": true, "status": true, "": true}
+var collections = map[string]bool{"kong": true, "services": true, "routes": true, "upstreams": true, "targets": true, "plugins": true, "config": true, "status": true, "": true}
 
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
@@ -528,6 +528,9 @@ func (s *Server) handleLocked(r *http.Request) answer {
 		if body, err = decodeBody(r); err != nil {
 			return msg(http.StatusBadRequest, "Cannot parse JSON body")
 		}
+	}
+	if len(segs) == 1 && segs[0] == "kong" {
+		segs = nil // GET /{workspace}/kong: the node's info within a workspace (Kong Enterprise)
 	}
 	if len(segs) == 0 {
 		if r.Method != http.MethodGet {
