@@ -287,3 +287,6 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.w.Write(p)
 }
+
+// The Kong router records the gateway's original state for the engine.
+var _ rollout.GatewayRecorder = (*kong.Router)(nil)
