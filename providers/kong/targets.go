@@ -403,6 +403,9 @@ func (r *Router) tSetUpstreams(ctx context.Context, c providers.Cohort, addrs []
 			}
 			// Registered by an earlier run of this rollout: it keeps its weight (the step's split
 			// is set again next); zeroing it would take the share of a 50/50 step to nothing.
+		case c == providers.Canary && len(t.Tags) == 0 && r.recorded && !r.original(a):
+			// Not there before the rollout (the recorded original says so) and untagged: the
+			// canary target a promotion of this rollout untagged before it was interrupted.
 		default:
 			return fmt.Errorf("kong: %s address %s is already a target of upstream %q that this rollout did not create (tags %v); give the %s its own address or delete that target", c, a, st.upstream, t.Tags, c)
 		}
@@ -759,15 +762,26 @@ func (r *Router) tPromote(ctx context.Context) error {
 	if len(canary) == 0 {
 		return fmt.Errorf("kong: promote: the canary has no targets in upstream %q", st.upstream)
 	}
+	// Idempotent, so that a run killed half-way through a promotion can finish it: the old stable
+	// and baseline targets that a first attempt already deleted are simply not there.
+	present, err := r.listTargets(ctx, st.upstreamID)
+	if err != nil {
+		return fmt.Errorf("kong: promote: list targets of upstream %q: %w", st.upstream, err)
+	}
+	has := func(a string) bool { return slices.ContainsFunc(present, func(t target) bool { return t.Addr == a }) }
 	want := map[string]int{}
 	for _, a := range canary {
 		want[a] = 100 // Kong's default weight
 	}
 	for _, s := range st.stable {
-		want[s.addr] = 0
+		if has(s.addr) {
+			want[s.addr] = 0
+		}
 	}
 	for _, a := range st.cohorts[providers.Baseline] {
-		want[a] = 0
+		if has(a) {
+			want[a] = 0
+		}
 	}
 	if err := r.setWeights(ctx, want); err != nil {
 		return fmt.Errorf("kong: promote: move all weight of upstream %q to the canary: %w", st.upstream, err)
@@ -785,6 +799,8 @@ func (r *Router) tPromote(ctx context.Context) error {
 		c, own := r.cohortOf(t)
 		isStable := slices.ContainsFunc(st.stable, func(s stableTarget) bool { return s.addr == t.Addr })
 		switch {
+		case !own && slices.Contains(canary, t.Addr):
+			// untagged by an earlier attempt: already the new stable
 		case own && c == providers.Canary:
 			changes = append(changes, change{op: opPatch, addr: t.Addr, id: t.ID, weight: t.Weight, tags: []string{}})
 		case own || isStable:
