@@ -5,8 +5,12 @@
 //   - static: addresses that are already running (nothing is started or stopped);
 //   - exec: templated shell commands for deploy and teardown (kubectl apply, helm, docker run...),
 //     with an address template and an HTTP readiness probe;
-//   - process: local executables started on free loopback ports, logs captured to files, stopped with
-//     SIGTERM then SIGKILL of the whole process group.
+//   - process: local executables started on free loopback ports (or handed their listening socket,
+//     listenFD), logs captured to files, stopped with SIGTERM then SIGKILL of the whole process group.
+//
+// Once ready, a deployment is watched until it is torn down (Deployer.Alive): a process that exits,
+// a readiness probe failing readiness.failureThreshold times in a row, or an exec target's status
+// command failing as often marks it not alive, and the rollout engine rolls back.
 //
 // The package knows nothing of the rollout engine: the engine imports it and calls Deploy and Teardown.
 package deploy

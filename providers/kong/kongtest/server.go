@@ -24,8 +24,11 @@
 //     plugin, and the http-log plugin's JSON log entries (kong/pdk/log.lua serialize) sent through a
 //     batching queue (kong/tools/queue.lua; an array body when queue.max_batch_size > 1).
 //
-// Changes take effect on the data plane at once; real Kong applies them after worker_state_update_
-// frequency / db_update_frequency (5 s each by default), which is why the adapter waits.
+// The data plane routes by per-upstream balancers that follow the database when they are rebuilt:
+// at once by default, or WithBalancerDelay after a change as Kong's worker_state_update_frequency
+// does; GET /upstreams/{u}/health shows them (balancer.go). Nested collections ignore `tags`, GET /
+// reports a version (WithVersion) whose http-log schema applies, and ResetDatabase is a node that
+// came back without its database.
 package kongtest
 
 import (
