@@ -60,6 +60,35 @@ func TestPropagationIsVerified(t *testing.T) {
 	})
 }
 
+// A hybrid-mode control plane has no balancer to show: propagation falls back to a fixed wait, and
+// the health endpoint is asked once, not at every change.
+func TestPropagationOnAControlPlane(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, kongtest.WithControlPlane())
+	cfg := f.config(ModeTargets)
+	cfg.Propagation = 50 * time.Millisecond
+	r := newRouter(t, cfg)
+	setUp(t, r, f)
+	for _, s := range []providers.Split{{Canary: 1000, Baseline: 1000}, {Canary: 5000, Baseline: 5000}} {
+		start := time.Now()
+		if err := r.SetSplit(ctx(t), s); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took < cfg.Propagation {
+			t.Fatalf("SetSplit %s returned after %s, before the fixed wait of %s", s, took, cfg.Propagation)
+		}
+	}
+	n := 0
+	for _, rq := range f.kong.Requests() {
+		if strings.HasSuffix(rq.Path, "/health") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d health requests, want 1 (the control plane has no balancer: fixed waits after it)", n)
+	}
+}
+
 func TestPropagationSpec(t *testing.T) {
 	t.Parallel()
 	zero, five := time.Duration(0), 5*time.Second
@@ -81,6 +110,27 @@ func TestPropagationSpec(t *testing.T) {
 			}
 			if r.cfg.Propagation != tc.want {
 				t.Fatalf("propagation %v, want %v", r.cfg.Propagation, tc.want)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name  string
+		spec  string
+		field string
+	}{
+		{"negative propagation", "propagation: -1s", "propagation"},
+		{"propagation + clusterWait over the engine's call time", "propagation: 10s\nclusterWait: 5s", "propagation"},
+		{"default propagation + a long clusterWait", "clusterWait: 6s", "clusterWait"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var s Spec
+			if err := yaml.Unmarshal([]byte("admin: http://x:1\nservice: web\n"+tc.spec+"\n"), &s); err != nil {
+				t.Fatal(err)
+			}
+			ps := s.Problems()
+			if len(ps) != 1 || ps[0].Field != tc.field {
+				t.Fatalf("problems %v, want one on %s", ps, tc.field)
 			}
 		})
 	}

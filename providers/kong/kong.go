@@ -70,6 +70,8 @@ const (
 	TagCanaryctl = "canaryctl"
 	// maxWeight is the largest target weight Kong accepts (kong/db/schema/entities/targets.lua).
 	maxWeight = 65535
+	// maxWait bounds propagation + clusterWait: the rollout engine gives one gateway call 15 s.
+	maxWait = 15 * time.Second
 )
 
 // TLS configures the connection to the Admin API.
@@ -350,6 +352,14 @@ func New(cfg Config) (*Router, error) {
 	}
 	if cfg.ClusterWait < 0 {
 		bad("clusterWait", "%s is negative; use e.g. 5s (Kong's db_update_frequency) for a cluster, or leave it out for one node", cfg.ClusterWait)
+	}
+	if p := max(cfg.Propagation, 0); p == 0 && cfg.Propagation == 0 {
+		p = DefaultPropagation
+		if p+cfg.ClusterWait >= maxWait {
+			bad("clusterWait", "propagation (default %s) + clusterWait %s must stay below %s, the engine's time for one gateway call; lower clusterWait or set propagation", DefaultPropagation, cfg.ClusterWait, maxWait)
+		}
+	} else if p+cfg.ClusterWait >= maxWait {
+		bad("propagation", "%s + clusterWait %s must stay below %s, the engine's time for one gateway call", p, cfg.ClusterWait, maxWait)
 	}
 	if cfg.Timeout < 0 {
 		bad("timeout", "%s is negative; use e.g. 10s", cfg.Timeout)

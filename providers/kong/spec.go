@@ -2,6 +2,7 @@ package kong
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"time"
@@ -107,6 +108,9 @@ func (s *Spec) Problems() []*ConfigError {
 	cfg := s.Config("validate", nil, nil)
 	if _, err := New(cfg); err != nil {
 		collect(err, &out)
+	}
+	if s.Propagation != nil && *s.Propagation < 0 {
+		out = append(out, &ConfigError{Field: "propagation", Msg: fmt.Sprintf("%s is negative; use e.g. 10s, or 0 for no wait at all", *s.Propagation)})
 	}
 	if s.Log != nil && s.Log.Listen != "" {
 		if _, _, err := net.SplitHostPort(s.Log.Listen); err != nil {

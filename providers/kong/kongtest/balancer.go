@@ -30,6 +30,11 @@ func WithBalancerDelay(d time.Duration) Option { return func(s *Server) { s.bala
 // http-log plugin schema follows it (see pluginSchema).
 func WithVersion(v string) Option { return func(s *Server) { s.version = v } }
 
+// WithControlPlane runs the Admin API as a hybrid-mode control plane (role = control_plane): it
+// proxies nothing and has no balancers, so GET /upstreams/{u}/health?balancer_health=1 has no data
+// (healthcheckers.get_balancer_health: "balancer not found").
+func WithControlPlane() Option { return func(s *Server) { s.controlPlane = true } }
+
 // FreezeBalancer stops the balancers from following target changes until ThawBalancer.
 func (s *Server) FreezeBalancer() {
 	s.mu.Lock()
@@ -88,7 +93,7 @@ func (s *Server) ResetDatabase() {
 
 // markDirtyLocked schedules a rebuild of the balancers after a change of upstreams or targets.
 func (s *Server) markDirtyLocked() {
-	if s.frozen {
+	if s.frozen || s.controlPlane {
 		return
 	}
 	if s.balancerDelay <= 0 {
@@ -110,6 +115,9 @@ func (s *Server) markDirtyLocked() {
 
 // rebuildLocked copies every upstream's targets of the default workspace into its balancer.
 func (s *Server) rebuildLocked() {
+	if s.controlPlane {
+		return
+	}
 	st := s.ws["default"]
 	next := map[string][]map[string]any{}
 	for _, u := range st.list["upstreams"] {

@@ -109,6 +109,7 @@ type Server struct {
 	balancerDelay time.Duration
 	balTimer      *time.Timer
 	frozen        bool
+	controlPlane  bool
 }
 
 // AdminRequest records one Admin API call, for tests that assert the calls canaryctl makes.
