@@ -610,6 +610,20 @@ func TestRollbackIsRetried(t *testing.T) {
 			t.Errorf("split %v", h.gw.Current())
 		}
 	})
+	t.Run("a 404 is not success", func(t *testing.T) {
+		t.Parallel()
+		// The gateway lost what the rollout changed (Kong restarted without its database): no write
+		// succeeded, so the rollout must not report RolledBack.
+		h := newHarness(t, testSpec(), func(c *Config) { c.RollbackAttempts = 2 })
+		h.metrics.Set(fake.Worse(10, "5xx-rate", 3))
+		h.gw.Fail("Rollback", 1000, fmt.Errorf("upstream gone: %w", providers.ErrNotFound))
+		if p := h.finish(); p != Failed {
+			t.Fatalf("phase %s (%s), want Failed", p, h.eng.State().Reason)
+		}
+		if n := h.gw.Count("Rollback"); n != 2 {
+			t.Errorf("%d rollback calls, want 2 (retried)", n)
+		}
+	})
 	t.Run("gives up as Failed", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, testSpec(), func(c *Config) { c.RollbackAttempts = 3 })
