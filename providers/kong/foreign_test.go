@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/canaryctl/canaryctl/providers"
 	"github.com/canaryctl/canaryctl/providers/kong/kongtest"
@@ -104,6 +105,11 @@ func TestNothingForeignIsTouched(t *testing.T) {
 				cfg := f.config(mc.mode)
 				if mc.setup != nil {
 					mc.setup(&cfg)
+				}
+				if mc.mode == ModeTargets || mc.mode == ModeHash || mc.mode == ModeDBLess {
+					// propagation verified on the node's balancer (immediate here): the health
+					// reads must not disturb anything either
+					cfg.Propagation = 5 * time.Second
 				}
 				r := newRouter(t, cfg)
 				orig, err := r.Original(ctx(t))
