@@ -393,3 +393,25 @@ func TestDeclarativeTargetShapes(t *testing.T) {
 		})
 	}
 }
+
+// The http-log plugin a killed run added: a resumed run points it at its own receiver (the old one
+// is gone), an abort from another process deletes it.
+func TestHTTPLogOfAKilledRun(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	cfg := f.config(ModeTargets)
+	cfg.LogEndpoint = "http://127.0.0.1:9/old"
+	setUp(t, newRouter(t, cfg), f)
+	cfg.LogEndpoint = "http://127.0.0.1:9/new"
+	setUp(t, newRouter(t, cfg), f)
+	ps := f.kong.Plugins()
+	if len(ps) != 1 || ps[0]["config"].(map[string]any)["http_endpoint"] != "http://127.0.0.1:9/new" {
+		t.Fatalf("plugins after the resumed run registered: %v, want one posting to the new receiver", ps)
+	}
+	if err := newRouter(t, cfg).Rollback(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if ps := f.kong.Plugins(); len(ps) != 0 {
+		t.Fatalf("plugins after an abort from another process: %v", ps)
+	}
+}

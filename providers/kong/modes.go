@@ -392,6 +392,14 @@ func (r *Router) enableLogLocked(ctx context.Context) error {
 	if p, err := r.findPlugin(ctx, "http-log"); err != nil {
 		return fmt.Errorf("kong: find the http-log plugin of service %q: %w", r.cfg.Service, err)
 	} else if p != nil {
+		// This rollout's own plugin, left by an earlier run: it may post to that run's receiver
+		// (another port); point it at this one.
+		if ep, _ := p.Config["http_endpoint"].(string); ep != r.cfg.LogEndpoint {
+			body := map[string]any{"config": map[string]any{"http_endpoint": r.cfg.LogEndpoint}}
+			if err := r.call(ctx, http.MethodPatch, "/plugins/"+p.ID, nil, body, nil); err != nil {
+				return fmt.Errorf("kong: point this rollout's http-log plugin at %s: %w", r.cfg.LogEndpoint, err)
+			}
+		}
 		r.st.logPluginID = p.ID
 		return nil
 	}
@@ -418,6 +426,16 @@ func (r *Router) enableLogLocked(ctx context.Context) error {
 }
 
 func (r *Router) disableLogLocked(ctx context.Context) error {
+	if r.st.logPluginID == "" && r.cfg.LogEndpoint != "" && r.st.serviceID != "" {
+		// another process (a killed run) may have added it: found by this rollout's tags
+		p, err := r.findPlugin(ctx, "http-log")
+		if err != nil {
+			return fmt.Errorf("kong: find the http-log plugin canaryctl added: %w", err)
+		}
+		if p != nil {
+			r.st.logPluginID = p.ID
+		}
+	}
 	if r.st.logPluginID == "" {
 		return nil
 	}
