@@ -723,6 +723,9 @@ func (e *Engine) handleProgressing(ctx context.Context) (Phase, string) {
 	if err := e.ensure(ctx); err != nil {
 		return RollingBack, fmt.Sprintf("step %d: %v", st.Step+1, err)
 	}
+	if why := e.notAlive(ctx); why != "" {
+		return RollingBack, fmt.Sprintf("step %d: %s", st.Step+1, why) // before it gets a larger share
+	}
 	if e.spec.BeforeAfter() {
 		if done, next, reason := e.observeControl(ctx, st, step); !done {
 			return next, reason

@@ -55,6 +55,11 @@ func TestDeadCohortIsNeverPromoted(t *testing.T) {
 				h.tick(h.t.Context())
 			}
 		}},
+		{"canary, between steps (before its larger share)", providers.Canary, func(h *harness) {
+			for h.eng.State().Step < 1 || h.eng.State().Phase != Progressing {
+				h.tick(h.t.Context())
+			}
+		}},
 		{"canary, paused", providers.Canary, func(h *harness) { h.until(Analyzing); h.post(ActionPause); h.until(Paused) }},
 		{"canary, about to promote", providers.Canary, func(h *harness) {
 			for h.eng.State().Phase != Promoting {
@@ -68,6 +73,7 @@ func TestDeadCohortIsNeverPromoted(t *testing.T) {
 			h := newHarness(t, testSpec(), func(c *Config) { c.Deployer = dd })
 			tc.at(h)
 			judged := len(h.eng.State().Intervals)
+			held, splits := h.eng.State().Split, len(h.gw.SplitHistory())
 			dd.kill(tc.cohort)
 			if p := h.tick(t.Context()); p != RollingBack {
 				t.Fatalf("tick after the %s died: %s (%s), want RollingBack", tc.cohort, p, h.eng.State().Reason)
@@ -77,6 +83,11 @@ func TestDeadCohortIsNeverPromoted(t *testing.T) {
 			}
 			if r := h.eng.State().Reason; !strings.Contains(r, "not alive") || !strings.Contains(r, "killed") {
 				t.Errorf("reason %q, want the cohort named not alive with its exit", r)
+			}
+			for _, s := range h.gw.SplitHistory()[splits:] {
+				if s.Canary > held.Canary {
+					t.Errorf("the canary's share went from %s to %s after the death", held, s)
+				}
 			}
 			if p := h.finish(); p != RolledBack {
 				t.Fatalf("ended %s, want RolledBack", p)

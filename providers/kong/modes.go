@@ -88,7 +88,8 @@ func (r *Router) bgSetUpstreams(ctx context.Context, c providers.Cohort, addrs [
 		return fmt.Errorf("kong: add canary targets to green upstream %q: %w", r.cfg.GreenUpstream, err)
 	}
 	st.cohorts[providers.Canary] = addrs
-	return nil
+	// the switch must find green's balancer built with the canary in it
+	return r.settle(ctx, st.greenID, "adding the canary to green upstream "+r.cfg.GreenUpstream, true)
 }
 
 func (r *Router) setServiceHost(ctx context.Context, host string, port int, path *string) error {
