@@ -498,6 +498,15 @@ func (e *Engine) interrupt() (Phase, error) {
 		return Paused, e.transition(Paused, reason)
 	}
 	if st.Phase == RollingBack {
+		if st.Attempts > 0 {
+			// The rollback is already failing (an unreachable gateway): a signal means stop, so
+			// one last attempt now, then Failed, instead of minutes of back-off.
+			e.mu.Lock()
+			e.st.Attempts = max(e.st.Attempts, e.cfg.RollbackAttempts-1)
+			e.mu.Unlock()
+			e.wake = time.Time{}
+			e.log.Warn("interrupted while the rollback is failing: one last attempt")
+		}
 		return RollingBack, e.save()
 	}
 	if st.Phase == Promoting {
