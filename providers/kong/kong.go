@@ -292,8 +292,10 @@ func New(cfg Config) (*Router, error) {
 		bad("service", "required: the Kong Service to split (or gateway.kong.upstream)")
 	case cfg.Service != "" && cfg.Upstream != "":
 		bad("upstream", "set either service or upstream, not both (the service's host names its upstream)")
+	case cfg.Service == "" && needService && cfg.LogEndpoint != "" && cfg.Mode != ModeBlueGreen && cfg.Mode != ModeCanaryPlugin:
+		bad("service", "required for metrics.type kong-log: canaryctl adds its http-log plugin to the Service (or configure the plugin yourself and set gateway.kong.log.manual: true); name the Kong Service")
 	case cfg.Service == "" && needService:
-		bad("service", "required for mode %s and for logEndpoint; name the Kong Service", cfg.Mode)
+		bad("service", "required for mode %s; name the Kong Service", cfg.Mode)
 	}
 	if cfg.RolloutID == "" {
 		bad("rolloutID", "required: an id that tags what this rollout creates in Kong")
