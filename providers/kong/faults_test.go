@@ -415,3 +415,32 @@ func TestHTTPLogOfAKilledRun(t *testing.T) {
 		t.Fatalf("plugins after an abort from another process: %v", ps)
 	}
 }
+
+// After a bluegreen promotion green is an ordinary upstream: the next rollout (same service, so the
+// same rollout tag) starts on it with the promoted canary as its stable.
+func TestRolloutAfterBlueGreenPromotion(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	cfg := f.config(ModeBlueGreen)
+	cfg.GreenUpstream = "web-green"
+	r := newRouter(t, cfg)
+	if err := r.SetUpstreams(ctx(t), providers.Canary, []string{f.canary.URL}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SetSplit(ctx(t), providers.Split{Canary: 10000}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Promote(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if up := f.kong.Entity("upstreams", "web-green"); len(up["tags"].([]any)) != 0 {
+		t.Fatalf("green upstream keeps tags %v after promotion", up["tags"])
+	}
+	next := newRouter(t, f.config(ModeTargets))
+	if err := next.Preflight(ctx(t)); err != nil {
+		t.Fatalf("the next rollout's preflight: %v", err)
+	}
+	if len(next.st.stable) != 1 || next.st.stable[0].addr != f.canary.addr() || len(next.st.cohorts) != 0 {
+		t.Fatalf("next rollout: stable %v, cohorts %v; want the promoted canary as stable and nothing adopted", next.st.stable, next.st.cohorts)
+	}
+}
