@@ -664,8 +664,20 @@ func (s *Server) handleLocked(r *http.Request) answer {
 			}
 			return s.update(st, sub, e, body)
 		case http.MethodPut:
+			if sub == "targets" {
+				// kong/api/routes/upstreams.lua (3.x): PUT and PATCH of a target both go through
+				// target_endpoint -> update_target_cb, an update of the fields sent; a target that is
+				// not there is a 404, not an upsert.
+				if e == nil {
+					return notFound
+				}
+				return s.update(st, sub, e, body)
+			}
 			return s.put(st, sub, key, e, body, map[string]any{fk: ref})
 		case http.MethodDelete:
+			if e == nil && sub == "targets" {
+				return notFound // target_endpoint: 404 before delete_target_cb
+			}
 			if e != nil {
 				s.delete(st, sub, e)
 			}

@@ -121,16 +121,21 @@ func TestTargetLifecycle(t *testing.T) {
 	if status, body, _ = c.do("PATCH", "/upstreams/up/targets/"+tg["id"].(string), map[string]any{"weight": 0}); status != 200 || body["weight"] != 0.0 {
 		t.Fatalf("PATCH by id = %d %v", status, body)
 	}
-	// PUT replaces: unspecified fields get their defaults
-	if status, body, _ = c.do("PUT", "/upstreams/up/targets/10.0.0.1:8000", map[string]any{"target": "10.0.0.1:8000"}); status != 200 || body["weight"] != 100.0 || body["tags"] != nil || body["id"] != tg["id"] {
+	// PUT of a target is an update of the fields sent, like PATCH, and a 404 for a target that is
+	// not there (kong/api/routes/upstreams.lua, 3.x: target_endpoint -> update_target_cb)
+	if status, body, _ = c.do("PUT", "/upstreams/up/targets/10.0.0.1:8000", map[string]any{"weight": 3}); status != 200 || body["weight"] != 3.0 || js(body["tags"]) != `["a"]` || body["id"] != tg["id"] {
 		t.Fatalf("PUT = %d %v", status, body)
+	}
+	if status, _, _ = c.do("PUT", "/upstreams/up/targets/10.0.0.9:8000", map[string]any{"weight": 3}); status != 404 {
+		t.Fatalf("PUT of a missing target = %d, want 404", status)
 	}
 	if status, body, _ = c.do("GET", "/upstreams/up/targets/10.0.0.1:8000", nil); status != 200 || body["id"] != tg["id"] {
 		t.Fatalf("GET by address = %d %v", status, body)
 	}
-	for i := 0; i < 2; i++ { // DELETE answers 204, also when the target is already gone
-		if status, _, _ = c.do("DELETE", "/upstreams/up/targets/10.0.0.1:8000", nil); status != 204 {
-			t.Fatalf("DELETE #%d = %d", i+1, status)
+	// DELETE answers 204, and 404 once the target is gone (target_endpoint looks it up first)
+	for i, want := range []int{204, 404} {
+		if status, _, _ = c.do("DELETE", "/upstreams/up/targets/10.0.0.1:8000", nil); status != want {
+			t.Fatalf("DELETE #%d = %d, want %d", i+1, status, want)
 		}
 	}
 	if status, _, _ = c.do("GET", "/upstreams/up/targets/10.0.0.1:8000", nil); status != 404 {
