@@ -85,7 +85,7 @@ func TestE2E(t *testing.T) {
 	// Both judging modes: kayenta (one Mann-Whitney judgement over the first step's 8 points) and
 	// sequential, the default for kong-log (request-level looks every 250 ms; shortened bake times).
 	modes := map[string]string{
-		"kayenta":    "  mode: kayenta",
+		"kayenta": "  mode: kayenta",
 		// maxBake: a good canary's 50/50 step needs about 3,000 request pairs for the latency tail
 		// to be shown within its margin (75 pairs/s here); on a loaded CI machine 40s was too short
 		"sequential": "  mode: sequential\n  sequential: {minBake: 2s, maxBake: 90s, expandFactor: 10, thresholdSamples: 20}",
