@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -65,7 +66,7 @@ func newDemoServiceCmd(env *Env) *cobra.Command {
 
 // serveDemo serves app on addr until ctx ends (SIGTERM, SIGINT), then drains for up to 5s.
 func serveDemo(ctx context.Context, env *Env, app http.Handler, addr string, cfg demo.AppConfig) error {
-	l, err := net.Listen("tcp", addr)
+	l, err := demoListener(env, addr)
 	if err != nil {
 		return fmt.Errorf("demo service: listen: %w", err)
 	}
@@ -85,4 +86,13 @@ func serveDemo(ctx context.Context, env *Env, app http.Handler, addr string, cfg
 	}
 	env.Logger.Info("demo service stopped", "version", cfg.Version)
 	return nil
+}
+
+// demoListener serves on the socket canaryctl's process deployer passes as fd 3 (deploy listenFD:
+// CANARYCTL_LISTEN_FD=3 with LISTEN_PID naming this process), else binds addr.
+func demoListener(env *Env, addr string) (net.Listener, error) {
+	if env.Getenv("CANARYCTL_LISTEN_FD") == "3" && env.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()) {
+		return net.FileListener(os.NewFile(3, "canaryctl-listener"))
+	}
+	return net.Listen("tcp", addr)
 }

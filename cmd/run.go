@@ -392,6 +392,15 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 			if err != nil {
 				return nil, fmt.Errorf("proxy admin client: %w", err)
 			}
+			// Preflight, before anything is deployed: an admin API that does not answer (or refuses
+			// the token) would otherwise show at the first split, and the rollback after it would
+			// retry the same dead address for minutes.
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err = cl.Split(pctx)
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("gateway.admin %s: the proxy's admin API did not answer a read of the split: %w; start canaryctl proxy with --admin-listen there, or fix gateway.admin (and the token)", spec.Gateway.Admin, err)
+			}
 			gw, reqLog, owner = cl, cl, cl
 		}
 	case "kong":

@@ -496,3 +496,37 @@ func TestDetachOnPauseThenPromoteFromALaterStep(t *testing.T) {
 		t.Errorf("not promoted: %s", w.pxState(t))
 	}
 }
+
+// TestRunPreflightsTheProxyAdminAPI: an external proxy whose admin API does not answer stops the run
+// before anything is deployed, quickly, naming gateway.admin (it used to surface at the first split
+// and the rollback then retried the dead address for 90 s).
+func TestRunPreflightsTheProxyAdminAPI(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "deployed")
+	spec := fmt.Sprintf(`service: shop
+stable: {addresses: ["http://127.0.0.1:1"]}
+deploy:
+  baseline: {type: exec, command: "touch %s", teardown: "true", addresses: ["http://127.0.0.1:2"]}
+  canary: {type: exec, command: "touch %s", teardown: "true", addresses: ["http://127.0.0.1:3"]}
+gateway: {type: builtin, admin: "http://127.0.0.1:1"}
+metrics: {type: builtin}
+steps:
+  - {weight: 10}
+`, marker, marker)
+	p := filepath.Join(dir, "spec.yaml")
+	if err := os.WriteFile(p, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code, _, stderr := rtRun(t.Context(), map[string]string{"CANARYCTL_PROXY_TOKEN": "x"}, "run", "--spec", p, "--state-dir", filepath.Join(dir, "state"))
+	if code == 0 || !strings.Contains(stderr, "gateway.admin http://127.0.0.1:1") || !strings.Contains(stderr, "did not answer") {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("the run took %s to give up on an unreachable admin API", took)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("something was deployed")
+	}
+}

@@ -37,6 +37,8 @@ type OutlierStrategy string
 const (
 	OutliersKeep   OutlierStrategy = "none"   // keep every point (default)
 	OutliersRemove OutlierStrategy = "remove" // IQR removal with reduced sensitivity
+	// outliersKeepDeck is what Spinnaker's canary config editor writes for "keep": read as none.
+	outliersKeepDeck = "keep"
 )
 
 // EffectMeasure names the effect size that gates High/Low classifications.
@@ -290,9 +292,14 @@ func (d decoder) analysis(c map[string]any, path string) (MetricAnalysis, error)
 		if err := d.knownKeys(out, op, "strategy", "outlierFactor"); err != nil {
 			return a, err
 		}
-		st, err := d.oneOf(out, "strategy", op, string(OutliersKeep), string(OutliersKeep), string(OutliersRemove))
+		// Kayenta removes outliers for "remove" only and keeps them for anything else; Spinnaker's
+		// canary config editor (Deck) offers "keep" and "remove", and Kayenta's default is "none".
+		st, err := d.oneOf(out, "strategy", op, string(OutliersKeep), string(OutliersKeep), outliersKeepDeck, string(OutliersRemove))
 		if err != nil {
 			return a, err
+		}
+		if st == outliersKeepDeck {
+			st = string(OutliersKeep)
 		}
 		a.Outliers = OutlierStrategy(st)
 		if a.OutlierFactor, err = d.optNumber(out, "outlierFactor", op, DefaultOutlierFactor, "a number > 0 (default 3.0)"); err != nil {

@@ -38,7 +38,7 @@ func TestParseCanaryConfigRejects(t *testing.T) {
 		{"null-direction", cfgWith(`{"direction": null}`), canaryPath + ".direction", []string{"got null", `"either"`}},
 		{"unknown-nan-strategy", cfgWith(`{"nanStrategy": "drop"}`), canaryPath + ".nanStrategy", []string{`"drop"`, `"replace"`}},
 		{"unknown-outlier-strategy", cfgWith(`{"outliers": {"strategy": "trim"}}`), canaryPath + ".outliers.strategy",
-			[]string{`"trim"`, `"none", "remove"`}},
+			[]string{`"trim"`, `"none", "keep", "remove"`}},
 		{"unknown-effect-measure", cfgWith(`{"effectSize": {"measure": "CLES"}}`), canaryPath + ".effectSize.measure",
 			[]string{`"CLES"`, `"meanRatio", "cles"`}},
 		{"list-instead-of-object", cfgWith(`[{"direction": "increase"}]`), canaryPath,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -356,6 +357,35 @@ func TestJudgeOutlierRemoval(t *testing.T) {
 	}
 	if c := res.Results[1].ExperimentMetadata.Stats.Count; c != 31 {
 		t.Errorf("without removal: %d canary points, want 31", c)
+	}
+}
+
+// TestDeckKeepStrategy: Spinnaker's canary config editor (Deck) writes outliers.strategy "keep" (its
+// choices are keep and remove). Kayenta removes outliers only for "remove" (NetflixACAJudge; see
+// /work/shared/kayenta/ALGORITHM.md §2), so "keep" must load and judge exactly like the default
+// "none": same points, same classification, same score; "remove" differs on the same data.
+func TestDeckKeepStrategy(t *testing.T) {
+	t.Parallel()
+	spiky := append(series(30, 100, 10), 1e6, 2e6, 3e6)
+	judgeWith := func(strategy string) *Result {
+		t.Helper()
+		cfg := mustConfig(t, `{"metrics": [{"name": "m", "groups": ["g"], "analysisConfigurations": {"canary": {"direction": "increase", "outliers": {"strategy": "`+strategy+`", "outlierFactor": 3.0}}}}],
+			"classifier": {"groupWeights": {"g": 100}}}`)
+		if got := cfg.Metrics[0].Analysis.Outliers; strategy != "remove" && got != OutliersKeep {
+			t.Fatalf("strategy %q parsed as %q, want %q", strategy, got, OutliersKeep)
+		}
+		res, err := Judge(cfg, DefaultThresholds, []MetricSetPair{{Name: "m", Control: series(30, 100, 10), Experiment: spiky}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	keep, none, remove := judgeWith("keep"), judgeWith("none"), judgeWith("remove")
+	if !reflect.DeepEqual(keep, none) {
+		t.Fatalf("keep judged differently from none:\n keep %+v\n none %+v", keep, none)
+	}
+	if keep.Results[0].ExperimentMetadata.Stats.Count != 33 || remove.Results[0].ExperimentMetadata.Stats.Count >= 33 {
+		t.Fatalf("canary points: keep %d, remove %d; want 33 and fewer", keep.Results[0].ExperimentMetadata.Stats.Count, remove.Results[0].ExperimentMetadata.Stats.Count)
 	}
 }
 

@@ -351,6 +351,10 @@ func (e *Engine) Resume(ctx context.Context) error {
 	if st.Phase.Terminal() {
 		return nil
 	}
+	if err := e.restoreOriginal(st); err != nil {
+		e.cfg.Store.Unlock()
+		return fmt.Errorf("resume rollout: %w", err)
+	}
 	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
 	observed, err := e.cfg.Gateway.Split(cctx)
 	cancel()
@@ -511,6 +515,15 @@ func (e *Engine) interrupt() (Phase, error) {
 		return Paused, e.transition(Paused, reason)
 	}
 	if st.Phase == RollingBack {
+		if st.Attempts > 0 {
+			// The rollback is already failing (an unreachable gateway): a signal means stop, so
+			// one last attempt now, then Failed, instead of minutes of back-off.
+			e.mu.Lock()
+			e.st.Attempts = max(e.st.Attempts, e.cfg.RollbackAttempts-1)
+			e.mu.Unlock()
+			e.wake = time.Time{}
+			e.log.Warn("interrupted while the rollback is failing: one last attempt")
+		}
 		return RollingBack, e.save()
 	}
 	if st.Phase == Promoting {
@@ -706,6 +719,9 @@ func (e *Engine) ensure(ctx context.Context) error {
 }
 
 func (e *Engine) handleDeploying(ctx context.Context) (Phase, string) {
+	if err := e.recordOriginal(ctx); err != nil {
+		return RollingBack, "deploying: " + err.Error()
+	}
 	// Nothing may reach the new cohorts before the first step: the split starts at zero.
 	if err := e.setSplit(ctx, providers.Split{}); err != nil {
 		return e.notStarted("deploying: " + err.Error())
@@ -752,6 +768,9 @@ func (e *Engine) handleProgressing(ctx context.Context) (Phase, string) {
 		}
 		return RollingBack, fmt.Sprintf("step %d: %v", st.Step+1, err)
 	}
+	if why := e.notAlive(ctx); why != "" {
+		return RollingBack, fmt.Sprintf("step %d: %s", st.Step+1, why) // before it gets a larger share
+	}
 	if e.spec.BeforeAfter() {
 		if done, next, reason := e.observeControl(ctx, st, step); !done {
 			return next, reason
@@ -779,6 +798,9 @@ func (e *Engine) handleProgressing(ctx context.Context) (Phase, string) {
 }
 
 func (e *Engine) handleAnalyzing(ctx context.Context) (Phase, string) {
+	if why := e.notAlive(ctx); why != "" {
+		return RollingBack, fmt.Sprintf("step %d: %s", e.State().Step+1, why)
+	}
 	if e.sequentialMode() {
 		return e.handleLook(ctx)
 	}
@@ -1040,6 +1062,9 @@ func (e *Engine) handlePaused(ctx context.Context) (Phase, string) {
 	if st.Pause != nil && st.Pause.Kind == PauseApproval && st.StepStartedAt.IsZero() && st.Step == 0 {
 		return Paused, "" // nothing routed yet: the first step waits for approval
 	}
+	if why := e.notAlive(ctx); why != "" {
+		return RollingBack, "paused: " + why
+	}
 	// Hold the split: after a resume, make sure the gateway really has it.
 	if !e.ready {
 		want := st.Split
@@ -1055,6 +1080,9 @@ func (e *Engine) handlePaused(ctx context.Context) (Phase, string) {
 
 func (e *Engine) handlePromoting(ctx context.Context) (Phase, string) {
 	st := e.State()
+	if why := e.notAlive(ctx); why != "" && !st.PromoteAttempted {
+		return RollingBack, "not promoting: " + why
+	}
 	if !e.now().Before(e.wake) || e.wake.IsZero() {
 		err := e.ensure(ctx)
 		if err == nil {
@@ -1113,10 +1141,9 @@ func (e *Engine) handleRollingBack(ctx context.Context) (Phase, string) {
 	st := e.State()
 	err := e.intend(Intent{Op: "rollback"})
 	if err == nil {
+		// A 404 here is not "nothing registered": the gateway lost what this rollout changed, and
+		// no write succeeded. It is retried and, if it persists, the rollout ends Failed.
 		err = e.call(ctx, e.cfg.Gateway.Rollback)
-		if errors.Is(err, providers.ErrNotFound) {
-			err = nil // nothing was registered: nothing to delete
-		}
 	}
 	if err != nil {
 		e.mu.Lock()

@@ -612,6 +612,42 @@ func TestRollbackIsRetried(t *testing.T) {
 			t.Errorf("split %v", h.gw.Current())
 		}
 	})
+	t.Run("a 404 is not success", func(t *testing.T) {
+		t.Parallel()
+		// The gateway lost what the rollout changed (Kong restarted without its database): no write
+		// succeeded, so the rollout must not report RolledBack.
+		h := newHarness(t, testSpec(), func(c *Config) { c.RollbackAttempts = 2 })
+		h.metrics.Set(fake.Worse(10, "5xx-rate", 3))
+		h.gw.Fail("Rollback", 1000, fmt.Errorf("upstream gone: %w", providers.ErrNotFound))
+		if p := h.finish(); p != Failed {
+			t.Fatalf("phase %s (%s), want Failed", p, h.eng.State().Reason)
+		}
+		if n := h.gw.Count("Rollback"); n != 2 {
+			t.Errorf("%d rollback calls, want 2 (retried)", n)
+		}
+	})
+	t.Run("a signal while it fails: one last attempt", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, testSpec(), nil) // 10 attempts with back-off by default
+		h.metrics.Set(fake.Worse(10, "5xx-rate", 3))
+		h.gw.Fail("Rollback", 1000, errors.New("dial tcp 127.0.0.1:1: connection refused"))
+		for h.gw.Count("Rollback") < 2 {
+			h.tick(t.Context())
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel() // SIGTERM
+		for i := 0; i < 10 && !h.eng.State().Phase.Terminal(); i++ {
+			if _, err := h.eng.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if p := h.eng.State().Phase; p != Failed {
+			t.Fatalf("phase %s after the signal, want Failed", p)
+		}
+		if n := h.gw.Count("Rollback"); n != 3 {
+			t.Errorf("%d rollback calls, want 3 (2 before the signal, one last after it)", n)
+		}
+	})
 	t.Run("gives up as Failed", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, testSpec(), func(c *Config) { c.RollbackAttempts = 3 })

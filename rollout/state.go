@@ -90,6 +90,10 @@ type State struct {
 	Intent *Intent `json:"intent,omitempty"`
 	// Addresses of the deployed cohorts (for teardown and resume).
 	Addresses map[providers.Cohort][]string `json:"addresses,omitempty"`
+	// Gateway: what the gateway looked like before the rollout, recorded before Deploying changed
+	// anything (GatewayRecorder; the Kong adapter's Original); a rollback, an abort and a resumed
+	// run restore exactly that.
+	Gateway json.RawMessage `json:"gateway,omitempty"`
 	// Approved: steps whose manual approval was given.
 	Approved []int      `json:"approved,omitempty"`
 	Pause    *PauseInfo `json:"pause,omitempty"`

@@ -174,7 +174,7 @@ func (r *Router) configTargets(doc map[string]any) ([]map[string]any, func([]map
 	top, _ := doc["targets"].([]any)
 	for _, t := range top {
 		m, ok := t.(map[string]any)
-		if ok && (m["upstream"] == r.st.upstream || m["upstream"] == r.st.upstreamID) {
+		if ok && r.isRolloutUpstream(m["upstream"]) {
 			delete(m, "upstream")
 			targets = append(targets, m)
 			continue
@@ -182,6 +182,9 @@ func (r *Router) configTargets(doc map[string]any) ([]map[string]any, func([]map
 		rest = append(rest, t)
 	}
 	set := func(ts []map[string]any) {
+		for _, t := range ts {
+			delete(t, "upstream") // nested: the upstream is the parent
+		}
 		a := make([]any, len(ts))
 		for i, t := range ts {
 			a[i] = t
@@ -192,4 +195,17 @@ func (r *Router) configTargets(doc map[string]any) ([]map[string]any, func([]map
 		}
 	}
 	return targets, set, nil
+}
+
+// isRolloutUpstream reports whether a declarative target's `upstream` names the rollout's upstream:
+// Kong's export writes the plain id (kong/db/declarative/export.lua); a hand-written or decK file
+// may use the name, or the Admin API's record form {"id": ...} / {"name": ...}.
+func (r *Router) isRolloutUpstream(ref any) bool {
+	switch v := ref.(type) {
+	case string:
+		return v == r.st.upstream || v == r.st.upstreamID
+	case map[string]any:
+		return v["id"] == r.st.upstreamID || v["name"] == r.st.upstream || v["id"] == r.st.upstream
+	}
+	return false
 }

@@ -54,11 +54,12 @@ var Modes = []Mode{ModeTargets, ModeHash, ModeBlueGreen, ModeDBLess, ModeCanaryP
 
 // Defaults.
 const (
-	// DefaultPropagation is the wait after a change before traffic is assumed to follow it: Kong
-	// workers rebuild balancers every worker_state_update_frequency (default 5 s). Other nodes of a
-	// cluster first see the change after db_update_frequency (default 5 s): set 10s there. It must
-	// stay below the rollout engine's per-call timeout (15 s).
-	DefaultPropagation = 5 * time.Second
+	// DefaultPropagation bounds the wait after a change of targets until the Admin node's balancer
+	// holds it, as GET /upstreams/{u}/health reports (Kong workers rebuild balancers every
+	// worker_state_update_frequency, default 5 s); where the balancer cannot be read it is a fixed
+	// wait. Other nodes of a cluster are not visible from one Admin API: ClusterWait is added for
+	// them. Propagation plus ClusterWait must stay below the engine's per-call timeout (15 s).
+	DefaultPropagation = 10 * time.Second
 	DefaultRetries     = 4
 	DefaultBackoff     = 250 * time.Millisecond
 	maxBackoff         = 5 * time.Second
@@ -69,6 +70,8 @@ const (
 	TagCanaryctl = "canaryctl"
 	// maxWeight is the largest target weight Kong accepts (kong/db/schema/entities/targets.lua).
 	maxWeight = 65535
+	// maxWait bounds propagation + clusterWait: the rollout engine gives one gateway call 15 s.
+	maxWait = 15 * time.Second
 )
 
 // TLS configures the connection to the Admin API.
@@ -98,9 +101,13 @@ type Config struct {
 	Mode Mode
 	// RolloutID tags what this rollout creates (rollout:<id>); required.
 	RolloutID string
-	// Propagation is the wait after each change before the next analysis window (0: default
-	// DefaultPropagation; negative: no wait).
+	// Propagation bounds the wait after each change until Kong's Admin node routes by it (verified
+	// through GET /upstreams/{u}/health where the mode changes targets; a fixed wait where it
+	// cannot be verified). 0: DefaultPropagation; negative: no wait and no verification.
 	Propagation time.Duration
+	// ClusterWait is a fixed wait added after a verified change, for the other nodes of a cluster
+	// (db_update_frequency, default 5 s), which one Admin API cannot see. Default 0 (one node).
+	ClusterWait time.Duration
 	// Retries of an Admin API call that timed out or got a 5xx/429 (0: DefaultRetries; negative: none).
 	Retries int
 	// Backoff is the first retry delay, doubled per retry up to 5 s (0: DefaultBackoff).
@@ -158,6 +165,9 @@ var (
 	ErrUnavailable = errors.New("kong admin API unavailable")
 	// ErrUnsupported: the operation does not exist in the selected mode.
 	ErrUnsupported = errors.New("not supported in this mode")
+	// ErrGatewayChanged: what the rollout changed is gone from Kong (a 404 for an id it
+	// remembered): nothing can be rolled back or restored automatically.
+	ErrGatewayChanged = errors.New("kong entity of this rollout is gone")
 )
 
 // APIError is an error answer of the Admin API, with Kong's error body.
@@ -169,11 +179,16 @@ type APIError struct {
 	Name   string         // Kong's error name
 	Msg    string         // Kong's message
 	Fields map[string]any // the fields of a schema violation
+	// NoToken: the request carried no Kong-Admin-Token (none was configured).
+	NoToken bool
 }
 
 func (e *APIError) Error() string {
 	switch e.Status {
 	case http.StatusUnauthorized:
+		if e.NoToken {
+			return fmt.Sprintf("Kong answered 401 to %s %s (%s): this Kong requires an admin token and none was set; export CANARYCTL_KONG_TOKEN (or the variable gateway.kong.tokenEnv names) or set gateway.kong.tokenFile to a valid %s", e.Method, e.Path, e.Msg, TokenHeader)
+		}
 		return fmt.Sprintf("Kong answered 401 to %s %s (%s): the admin token is wrong; set CANARYCTL_KONG_TOKEN or gateway.kong.tokenFile to a valid %s", e.Method, e.Path, e.Msg, TokenHeader)
 	case http.StatusForbidden:
 		return fmt.Sprintf("Kong answered 403 to %s %s (%s): the admin token is wrong for this: it lacks permission; use a token whose RBAC role may write upstreams, targets, services and plugins", e.Method, e.Path, e.Msg)
@@ -245,6 +260,10 @@ type Router struct {
 	mu       sync.Mutex
 	resolved bool
 	st       state
+	orig     Original // the gateway before the rollout (original.go)
+	recorded bool     // orig came from the rollout's state (SetOriginal), not from this preflight
+	version  [2]int   // Kong's major.minor from GET / (0.0: unknown)
+	noHealth bool     // the node cannot show its balancer: propagation is a fixed wait
 }
 
 // New validates cfg and builds a Router. It does not call Kong; the first method call does
@@ -273,8 +292,10 @@ func New(cfg Config) (*Router, error) {
 		bad("service", "required: the Kong Service to split (or gateway.kong.upstream)")
 	case cfg.Service != "" && cfg.Upstream != "":
 		bad("upstream", "set either service or upstream, not both (the service's host names its upstream)")
+	case cfg.Service == "" && needService && cfg.LogEndpoint != "" && cfg.Mode != ModeBlueGreen && cfg.Mode != ModeCanaryPlugin:
+		bad("service", "required for metrics.type kong-log: canaryctl adds its http-log plugin to the Service (or configure the plugin yourself and set gateway.kong.log.manual: true); name the Kong Service")
 	case cfg.Service == "" && needService:
-		bad("service", "required for mode %s and for logEndpoint; name the Kong Service", cfg.Mode)
+		bad("service", "required for mode %s; name the Kong Service", cfg.Mode)
 	}
 	if cfg.RolloutID == "" {
 		bad("rolloutID", "required: an id that tags what this rollout creates in Kong")
@@ -325,11 +346,22 @@ func New(cfg Config) (*Router, error) {
 	}
 	if cfg.LogEndpoint != "" {
 		if u, err := url.Parse(cfg.LogEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("logEndpoint", "%q is not an http(s) URL that Kong can reach; e.g. http://10.0.0.5:9900/", cfg.LogEndpoint)
+			bad("log.endpoint", "%q is not an http(s) URL that Kong can reach; e.g. http://10.0.0.5:9900/", cfg.LogEndpoint)
 		}
 	}
 	if cfg.LogEndpoint != "" && cfg.Mode == ModeDBLess {
-		bad("logEndpoint", "DB-less Kong cannot add plugins through the Admin API; add an http-log plugin posting to the receiver to your declarative config and leave logEndpoint empty")
+		bad("log.manual", "DB-less Kong cannot add plugins through the Admin API; add an http-log plugin posting to the receiver to your declarative config and set gateway.kong.log.manual: true")
+	}
+	if cfg.ClusterWait < 0 {
+		bad("clusterWait", "%s is negative; use e.g. 5s (Kong's db_update_frequency) for a cluster, or leave it out for one node", cfg.ClusterWait)
+	}
+	if p := max(cfg.Propagation, 0); p == 0 && cfg.Propagation == 0 {
+		p = DefaultPropagation
+		if p+cfg.ClusterWait >= maxWait {
+			bad("clusterWait", "propagation (default %s) + clusterWait %s must stay below %s, the engine's time for one gateway call; lower clusterWait or set propagation", DefaultPropagation, cfg.ClusterWait, maxWait)
+		}
+	} else if p+cfg.ClusterWait >= maxWait {
+		bad("propagation", "%s + clusterWait %s must stay below %s, the engine's time for one gateway call", p, cfg.ClusterWait, maxWait)
 	}
 	if cfg.Timeout < 0 {
 		bad("timeout", "%s is negative; use e.g. 10s", cfg.Timeout)
@@ -464,7 +496,9 @@ func (r *Router) do(ctx context.Context, hc *http.Client, req *http.Request) (*h
 				}
 			}
 		case resp.StatusCode >= 400:
-			return nil, apiError(req.Method, path, resp.StatusCode, body)
+			ae := apiError(req.Method, path, resp.StatusCode, body)
+			ae.NoToken = r.token == ""
+			return nil, ae
 		default:
 			resp.Body = io.NopCloser(strings.NewReader(string(body)))
 			return resp, nil
@@ -521,13 +555,21 @@ func (r *Router) call(ctx context.Context, method, endpoint string, qs, body, v 
 	return err
 }
 
-// wait sleeps for the propagation delay, or until ctx ends.
+// wait sleeps for the propagation delay (plus ClusterWait), or until ctx ends: for changes Kong's
+// health endpoint cannot confirm (a Service's host, a plugin).
 func (r *Router) wait(ctx context.Context, why string) error {
 	if r.cfg.Propagation <= 0 {
 		return nil
 	}
-	r.log.Debug("waiting for Kong to propagate the change", "wait", r.cfg.Propagation, "after", why)
-	t := time.NewTimer(r.cfg.Propagation)
+	return r.sleep(ctx, r.cfg.Propagation+r.cfg.ClusterWait, why)
+}
+
+func (r *Router) sleep(ctx context.Context, d time.Duration, why string) error {
+	if d <= 0 {
+		return nil
+	}
+	r.log.Debug("waiting for Kong to propagate the change", "wait", d, "after", why)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

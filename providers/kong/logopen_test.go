@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestOpenLogSecret: the receiver gets the rollout's secret (or the user's, for a manual plugin),
@@ -37,7 +38,8 @@ func TestOpenLogSecret(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t)
 			var logs bytes.Buffer
-			spec := &Spec{Admin: f.kong.AdminURL(), Service: "web", Propagation: -1, Log: &tc.log}
+			noWait := time.Duration(0) // an explicit 0: no propagation wait
+			spec := &Spec{Admin: f.kong.AdminURL(), Service: "web", Propagation: &noWait, Log: &tc.log}
 			o, err := Open(t.Context(), OpenConfig{Spec: spec, RolloutID: "web", WithLog: true, LogSecret: rolloutSecret,
 				LogSecretPath: "/state/kong-log.secret", Getenv: func(k string) string { return tc.env[k] },
 				Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})

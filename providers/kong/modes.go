@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	gokong "github.com/kong/go-kong/kong"
 
@@ -32,6 +33,8 @@ func (r *Router) bgSetUpstreams(ctx context.Context, c providers.Cohort, addrs [
 		switch {
 		case err == nil:
 			st.greenID = deref(up.ID)
+			// created by this rollout (an earlier run of it): tagged so
+			st.greenCreated = slices.ContainsFunc(up.Tags, func(t *string) bool { return t != nil && *t == r.rolloutTag() })
 		case errors.Is(err, providers.ErrNotFound):
 			tags := []*string{ptr(TagCanaryctl), ptr(r.rolloutTag())}
 			up, err = r.client.Upstreams.Create(ctx, &gokong.Upstream{Name: ptr(r.cfg.GreenUpstream), Tags: tags})
@@ -49,6 +52,18 @@ func (r *Router) bgSetUpstreams(ctx context.Context, c providers.Cohort, addrs [
 	ts, err := r.listTargets(ctx, st.greenID)
 	if err != nil {
 		return fmt.Errorf("kong: list targets of green upstream %q: %w", r.cfg.GreenUpstream, err)
+	}
+	var others []string
+	for _, t := range ts {
+		if _, own := r.cohortOf(t); !own && t.Weight > 0 {
+			others = append(others, fmt.Sprintf("%s (weight %d)", t.Addr, t.Weight))
+		}
+	}
+	if len(others) > 0 {
+		// The switch sends all traffic to the green upstream: these would get their share of it
+		// next to the canary (and they are not canaryctl's to delete).
+		return fmt.Errorf("kong: green upstream %q already has targets this rollout did not create: %s; the switch would send them part of the traffic: remove them (or set their weight to 0), or set gateway.kong.greenUpstream to an empty upstream",
+			r.cfg.GreenUpstream, strings.Join(others, ", "))
 	}
 	saved := st.upstreamID
 	st.upstreamID = st.greenID
@@ -73,7 +88,8 @@ func (r *Router) bgSetUpstreams(ctx context.Context, c providers.Cohort, addrs [
 		return fmt.Errorf("kong: add canary targets to green upstream %q: %w", r.cfg.GreenUpstream, err)
 	}
 	st.cohorts[providers.Canary] = addrs
-	return nil
+	// the switch must find green's balancer built with the canary in it
+	return r.settle(ctx, st.greenID, "adding the canary to green upstream "+r.cfg.GreenUpstream, true)
 }
 
 func (r *Router) setServiceHost(ctx context.Context, host string, port int, path *string) error {
@@ -130,6 +146,11 @@ func (r *Router) bgRollback(ctx context.Context) error {
 	if r.st.greenID == "" {
 		return nil
 	}
+	// Kong's nodes route by the old host until they rebuild their router: the green upstream must
+	// outlive that, or requests still sent to it find no upstream.
+	if err := r.wait(ctx, "switching the service back to the blue upstream"); err != nil {
+		return err
+	}
 	if r.st.greenCreated {
 		if err := r.client.Upstreams.Delete(ctx, ptr(r.st.greenID)); err != nil && !errors.Is(err, providers.ErrNotFound) {
 			return fmt.Errorf("kong: roll back: delete green upstream %q: %w", r.cfg.GreenUpstream, err)
@@ -165,7 +186,35 @@ func (r *Router) bgPromote(ctx context.Context) error {
 	if err := r.setServiceHost(ctx, r.cfg.GreenUpstream, 0, nil); err != nil {
 		return err
 	}
-	return r.wait(ctx, "switching the service to the green upstream")
+	if err := r.wait(ctx, "switching the service to the green upstream"); err != nil {
+		return err
+	}
+	// Green is the service's upstream now: its targets (and the upstream, if this rollout created
+	// it) lose the rollout's tags, so that they are ordinary entities a later rollout works with.
+	ts, err := r.listTargets(ctx, r.st.greenID)
+	if err != nil {
+		return fmt.Errorf("kong: promote: list targets of green upstream %q: %w", r.cfg.GreenUpstream, err)
+	}
+	var untag []change
+	for _, t := range ts {
+		if _, own := r.cohortOf(t); own {
+			untag = append(untag, change{op: opPatch, addr: t.Addr, id: t.ID, weight: t.Weight, tags: []string{}})
+		}
+	}
+	saved := r.st.upstreamID
+	r.st.upstreamID = r.st.greenID
+	err = r.apply(ctx, untag)
+	r.st.upstreamID = saved
+	if err != nil {
+		return fmt.Errorf("kong: promote: untag the canary's targets in green upstream %q: %w", r.cfg.GreenUpstream, err)
+	}
+	if r.st.greenCreated {
+		if err := r.call(ctx, http.MethodPatch, "/upstreams/"+r.st.greenID, nil, map[string]any{"tags": []string{}}, nil); err != nil {
+			return fmt.Errorf("kong: promote: untag green upstream %q: %w", r.cfg.GreenUpstream, err)
+		}
+	}
+	r.st.cohorts = map[providers.Cohort][]string{}
+	return nil
 }
 
 // ---- Enterprise canary plugin ----
@@ -196,24 +245,33 @@ type pluginAnswer struct {
 	Tags   []string       `json:"tags"`
 }
 
-// findPlugin returns the plugin named name that this rollout added to the service.
+// findPlugin returns the plugin named name that this rollout added to the service. The tags are
+// checked here: Kong ignores `?tags=` on a nested collection like /services/{id}/plugins
+// (Kong/kong#6779), so the list holds every plugin of the service, the user's own included.
 func (r *Router) findPlugin(ctx context.Context, name string) (*pluginAnswer, error) {
-	var page struct {
-		Data []pluginAnswer `json:"data"`
-	}
 	q := struct {
-		Tags string `url:"tags"`
-		Size int    `url:"size"`
-	}{r.rolloutTag(), 1000}
-	if err := r.call(ctx, http.MethodGet, "/services/"+r.st.serviceID+"/plugins", q, nil, &page); err != nil {
-		return nil, err
-	}
-	for i := range page.Data {
-		if page.Data[i].Name == name {
-			return &page.Data[i], nil
+		Size   int    `url:"size"`
+		Offset string `url:"offset,omitempty"`
+	}{Size: 1000}
+	for {
+		var page struct {
+			Data   []pluginAnswer `json:"data"`
+			Offset string         `json:"offset"`
 		}
+		if err := r.call(ctx, http.MethodGet, "/services/"+r.st.serviceID+"/plugins", q, nil, &page); err != nil {
+			return nil, err
+		}
+		for i := range page.Data {
+			p := &page.Data[i]
+			if p.Name == name && slices.Contains(p.Tags, TagCanaryctl) && slices.Contains(p.Tags, r.rolloutTag()) {
+				return p, nil
+			}
+		}
+		if page.Offset == "" {
+			return nil, nil
+		}
+		q.Offset = page.Offset
 	}
-	return nil, nil
 }
 
 func (r *Router) cpSetSplit(ctx context.Context, s providers.Split) error {
@@ -342,25 +400,21 @@ func (r *Router) enableLogLocked(ctx context.Context) error {
 		r.st.logPluginID = p.ID
 		return nil
 	}
-	flush := 1.0
-	if r.cfg.LogFlush > 0 {
-		flush = r.cfg.LogFlush.Seconds()
+	// the rollout's secret: the receiver reads nothing else
+	config := map[string]any{"http_endpoint": r.cfg.LogEndpoint, "headers": r.logHeaders(false)}
+	// batches of up to 100 entries, at most LogFlush apart (array bodies), as the version has it
+	for k, v := range r.logBatching(r.cfg.LogFlush) {
+		config[k] = v
 	}
 	body := map[string]any{
-		"name": "http-log",
-		"config": map[string]any{
-			"http_endpoint": r.cfg.LogEndpoint,
-			// batches of up to 100 entries, at most LogFlush apart (Kong's queue; array bodies)
-			"queue": map[string]any{"max_batch_size": 100, "max_coalescing_delay": flush},
-			// the rollout's secret: the receiver reads nothing else
-			"headers": r.logHeaders(false),
-		},
-		"tags": []string{TagCanaryctl, r.rolloutTag()},
+		"name":   "http-log",
+		"config": config,
+		"tags":   []string{TagCanaryctl, r.rolloutTag()},
 	}
 	var p pluginAnswer
 	if err := r.postLogPlugin(ctx, body, &p); err != nil {
 		if isStatus(err, http.StatusConflict) {
-			return fmt.Errorf("kong: add http-log plugin to service %q: the service already has an http-log plugin; point it at %s yourself and leave gateway.kong.logEndpoint empty: %w", r.cfg.Service, r.cfg.LogEndpoint, err)
+			return fmt.Errorf("kong: add http-log plugin to service %q: the service already has an http-log plugin; point it at %s yourself and set gateway.kong.log.manual: true: %w", r.cfg.Service, r.cfg.LogEndpoint, err)
 		}
 		return fmt.Errorf("kong: add http-log plugin to service %q: %w", r.cfg.Service, err)
 	}
@@ -370,6 +424,16 @@ func (r *Router) enableLogLocked(ctx context.Context) error {
 }
 
 func (r *Router) disableLogLocked(ctx context.Context) error {
+	if r.st.logPluginID == "" && r.cfg.LogEndpoint != "" && r.st.serviceID != "" {
+		// another process (a killed run) may have added it: found by this rollout's tags
+		p, err := r.findPlugin(ctx, "http-log")
+		if err != nil {
+			return fmt.Errorf("kong: find the http-log plugin canaryctl added: %w", err)
+		}
+		if p != nil {
+			r.st.logPluginID = p.ID
+		}
+	}
 	if r.st.logPluginID == "" {
 		return nil
 	}

@@ -2,6 +2,7 @@ package kong
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"time"
@@ -23,17 +24,19 @@ const DefaultTokenEnv = "CANARYCTL_KONG_TOKEN"
 //	    propagation: 5s
 //	    log: {listen: 0.0.0.0:9900, endpoint: http://10.0.0.5:9900/}
 type Spec struct {
-	Admin       string        `yaml:"admin" json:"admin"`
-	Service     string        `yaml:"service,omitempty" json:"service,omitempty"`
-	Upstream    string        `yaml:"upstream,omitempty" json:"upstream,omitempty"`
-	TokenEnv    string        `yaml:"tokenEnv,omitempty" json:"tokenEnv,omitempty"`
-	TokenFile   string        `yaml:"tokenFile,omitempty" json:"tokenFile,omitempty"`
-	Workspace   string        `yaml:"workspace,omitempty" json:"workspace,omitempty"`
-	TLS         TLSSpec       `yaml:"tls,omitempty" json:"tls,omitempty"`
-	Mode        Mode          `yaml:"mode,omitempty" json:"mode,omitempty"`
-	Propagation time.Duration `yaml:"propagation,omitempty" json:"propagation,omitempty"`
-	Retries     int           `yaml:"retries,omitempty" json:"retries,omitempty"`
-	Timeout     time.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	Admin     string  `yaml:"admin" json:"admin"`
+	Service   string  `yaml:"service,omitempty" json:"service,omitempty"`
+	Upstream  string  `yaml:"upstream,omitempty" json:"upstream,omitempty"`
+	TokenEnv  string  `yaml:"tokenEnv,omitempty" json:"tokenEnv,omitempty"`
+	TokenFile string  `yaml:"tokenFile,omitempty" json:"tokenFile,omitempty"`
+	Workspace string  `yaml:"workspace,omitempty" json:"workspace,omitempty"`
+	TLS       TLSSpec `yaml:"tls,omitempty" json:"tls,omitempty"`
+	Mode      Mode    `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// Propagation: nil (unset) is DefaultPropagation; an explicit 0 means no wait at all.
+	Propagation *time.Duration `yaml:"propagation,omitempty" json:"propagation,omitempty"`
+	ClusterWait time.Duration  `yaml:"clusterWait,omitempty" json:"clusterWait,omitempty"`
+	Retries     int            `yaml:"retries,omitempty" json:"retries,omitempty"`
+	Timeout     time.Duration  `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 
 	HashOn            string `yaml:"hashOn,omitempty" json:"hashOn,omitempty"`
 	HashOnHeader      string `yaml:"hashOnHeader,omitempty" json:"hashOnHeader,omitempty"`
@@ -88,12 +91,19 @@ type LogTLSSpec struct {
 func (s *Spec) Config(rolloutID string, getenv func(string) string, logger *slog.Logger) Config {
 	c := Config{
 		AdminURL: s.Admin, Service: s.Service, Upstream: s.Upstream, TokenFile: s.TokenFile,
-		Workspace: s.Workspace, Mode: s.Mode, RolloutID: rolloutID, Propagation: s.Propagation,
+		Workspace: s.Workspace, Mode: s.Mode, RolloutID: rolloutID, ClusterWait: s.ClusterWait,
 		Retries: s.Retries, Timeout: s.Timeout,
 		TLS:    TLS{CAFile: s.TLS.CAFile, CertFile: s.TLS.CertFile, KeyFile: s.TLS.KeyFile, InsecureSkipVerify: s.TLS.InsecureSkipVerify},
 		HashOn: s.HashOn, HashOnHeader: s.HashOnHeader, HashOnCookie: s.HashOnCookie, GreenUpstream: s.GreenUpstream,
 		CanaryHash: s.CanaryHash, CanaryHashHeader: s.CanaryHashHeader, CanaryUpstreamURI: s.CanaryUpstreamURI,
 		Logger: logger,
+	}
+	switch p := s.Propagation; {
+	case p == nil:
+	case *p == 0:
+		c.Propagation = -1 // an explicit 0: no wait
+	default:
+		c.Propagation = *p
 	}
 	if s.TokenFile == "" && getenv != nil {
 		env := s.TokenEnv
@@ -113,6 +123,9 @@ func (s *Spec) Problems() []*ConfigError {
 	if _, err := New(cfg); err != nil {
 		collect(err, &out)
 	}
+	if s.Propagation != nil && *s.Propagation < 0 {
+		out = append(out, &ConfigError{Field: "propagation", Msg: fmt.Sprintf("%s is negative; use e.g. 10s, or 0 for no wait at all", *s.Propagation)})
+	}
 	if s.Log != nil && s.Log.Listen != "" {
 		if _, _, err := net.SplitHostPort(s.Log.Listen); err != nil {
 			out = append(out, &ConfigError{Field: "log.listen", Msg: "\"" + s.Log.Listen + "\" is not host:port; use e.g. 0.0.0.0:9900"})
@@ -127,8 +140,8 @@ func (s *Spec) Problems() []*ConfigError {
 			var ce []*ConfigError
 			collect(err, &ce)
 			for _, e := range ce {
-				if e.Field == "logEndpoint" {
-					out = append(out, &ConfigError{Field: "log.endpoint", Msg: e.Msg})
+				if e.Field == "log.endpoint" || e.Field == "log.manual" {
+					out = append(out, e)
 				}
 			}
 		}

@@ -118,6 +118,9 @@ func (r *Router) resolveLocked(ctx context.Context) error {
 	if r.resolved {
 		return nil
 	}
+	if err := r.checkNode(ctx); err != nil {
+		return err
+	}
 	st := state{cohorts: map[providers.Cohort][]string{}}
 	upName := r.cfg.Upstream
 	if r.cfg.Service != "" {
@@ -138,7 +141,11 @@ func (r *Router) resolveLocked(ctx context.Context) error {
 		upName = st.serviceHost
 	}
 	if r.cfg.Mode == ModeCanaryPlugin {
+		if !r.recorded {
+			r.orig = Original{Mode: r.cfg.Mode, ServiceHost: st.serviceHost, ServicePort: st.servicePort, ServicePath: st.servicePath}
+		}
 		r.st, r.resolved = st, true
+		r.applyOriginalLocked()
 		return nil
 	}
 	up, err := r.client.Upstreams.Get(ctx, ptr(upName))
@@ -163,7 +170,8 @@ func (r *Router) resolveLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kong: list targets of upstream %q: %w", st.upstream, err)
 	}
-	var idle []string // stable-side targets with weight 0
+	var idle []string // targets of others with weight 0
+	ours := func(t target) bool { _, ok := r.cohortOf(t); return ok }
 	for _, t := range ts {
 		if other := r.foreignRollout(t); other != "" {
 			return fmt.Errorf("kong: upstream %q has target %s of another canaryctl rollout (%s); finish or roll back that rollout first, or delete its targets", st.upstream, t.Addr, other)
@@ -173,16 +181,25 @@ func (r *Router) resolveLocked(ctx context.Context) error {
 			st.cohorts[c] = append(st.cohorts[c], t.Addr)
 			continue
 		}
-		if t.Weight > 0 {
-			st.stable = append(st.stable, stableTarget{addr: t.Addr, weight: t.Weight})
-		} else {
+		if t.Weight == 0 {
 			idle = append(idle, t.Addr)
 		}
 	}
+	r.st = st
+	if !r.recorded {
+		r.orig = Original{Mode: r.cfg.Mode, Upstream: st.upstream, UpstreamID: st.upstreamID, Targets: originalTargets(ts, ours),
+			Balancing: st.hashOrig, ServiceHost: st.serviceHost, ServicePort: st.servicePort, ServicePath: st.servicePath, Partial: len(st.cohorts) > 0}
+	} else if err := r.checkSameUpstream(); err != nil {
+		return err
+	}
+	r.applyOriginalLocked()
+	st = r.st
 	if len(st.stable) == 0 && len(st.cohorts) > 0 {
-		// Resuming a rollout whose last step (50/50) or promotion moved all weight off stable:
-		// the weight-0 targets are the stable ones; their original weights are lost, so they get
-		// Kong's default, 100 each.
+		// Resuming a rollout whose last step (50/50) or promotion moved all weight off stable,
+		// without a recorded original (SetOriginal replaces this guess): the weight-0 targets are
+		// taken as the stable ones, at Kong's default weight 100 each; a target an operator had
+		// drained cannot be told apart here.
+		r.log.Warn("no recorded original state: taking the upstream's weight-0 targets as stable at weight 100", "targets", idle)
 		for _, a := range idle {
 			st.stable = append(st.stable, stableTarget{addr: a, weight: 100})
 		}
@@ -384,9 +401,11 @@ func (r *Router) tSetUpstreams(ctx context.Context, c providers.Cohort, addrs []
 			if tc, _ := r.cohortOf(t); tc != c {
 				return fmt.Errorf("kong: %s address %s is tagged cohort:%s by this rollout; canary and baseline need different instances", c, a, tc)
 			}
-			if t.Weight != 0 {
-				changes = append(changes, change{op: opPatch, addr: a, id: t.ID, weight: 0})
-			}
+			// Registered by an earlier run of this rollout: it keeps its weight (the step's split
+			// is set again next); zeroing it would take the share of a 50/50 step to nothing.
+		case c == providers.Canary && len(t.Tags) == 0 && r.recorded && !r.original(a):
+			// Not there before the rollout (the recorded original says so) and untagged: the
+			// canary target a promotion of this rollout untagged before it was interrupted.
 		default:
 			return fmt.Errorf("kong: %s address %s is already a target of upstream %q that this rollout did not create (tags %v); give the %s its own address or delete that target", c, a, st.upstream, t.Tags, c)
 		}
@@ -406,9 +425,14 @@ func (r *Router) tSetUpstreams(ctx context.Context, c providers.Cohort, addrs []
 	if err != nil {
 		return fmt.Errorf("kong: read back targets of upstream %q: %w", st.upstream, err)
 	}
+	for _, ch := range changes {
+		if ch.op == opCreate && !slices.ContainsFunc(ts, func(t target) bool { return t.Addr == ch.addr && t.Weight == 0 }) {
+			return fmt.Errorf("kong: read back targets of upstream %q: %s target %s is missing or has a weight other than 0", st.upstream, c, ch.addr)
+		}
+	}
 	for _, a := range addrs {
-		if !slices.ContainsFunc(ts, func(t target) bool { return t.Addr == a && t.Weight == 0 }) {
-			return fmt.Errorf("kong: read back targets of upstream %q: %s target %s is missing or has a weight other than 0", st.upstream, c, a)
+		if !slices.ContainsFunc(ts, func(t target) bool { return t.Addr == a }) {
+			return fmt.Errorf("kong: read back targets of upstream %q: %s target %s is missing", st.upstream, c, a)
 		}
 	}
 	r.log.Info("kong targets added", "cohort", c, "upstream", st.upstream, "targets", addrs)
@@ -439,8 +463,10 @@ func (r *Router) setHash(ctx context.Context) error {
 	return nil
 }
 
+// restoreHash puts the upstream's recorded balancing back (hash mode); it runs whether or not this
+// process changed it, since a resumed run cannot know.
 func (r *Router) restoreHash(ctx context.Context) error {
-	if r.cfg.Mode != ModeHash || !r.st.hashSet {
+	if r.cfg.Mode != ModeHash || r.st.hashOrig == nil {
 		return nil
 	}
 	body := map[string]any{}
@@ -478,7 +504,9 @@ func (r *Router) SetSplit(ctx context.Context, s providers.Split) error {
 	case ModeCanaryPlugin:
 		err = r.cpSetSplit(ctx, s)
 	default:
-		err = r.tSetSplit(ctx, s)
+		if err = r.tSetSplit(ctx, s); err == nil {
+			return r.settle(ctx, r.st.upstreamID, "set split "+s.String(), true)
+		}
 	}
 	if err != nil {
 		return err
@@ -500,6 +528,10 @@ func (r *Router) tSetSplit(ctx context.Context, s providers.Split) error {
 		orig[i] = t.weight
 	}
 	w := splitWeights(s, orig, nb, nc)
+	if s.Canary == 0 && s.Baseline == 0 {
+		// all on stable: its own weights, as they were (no rescaling of the user's targets)
+		w = weights{stable: orig, exact: true}
+	}
 	if !w.exact {
 		r.log.Warn("kong target weights cannot express the split exactly; using the closest weights", "split", s.String())
 	}
@@ -653,6 +685,13 @@ func (r *Router) finish(ctx context.Context, bg, cp, targets func(context.Contex
 func (r *Router) tRollback(ctx context.Context) error {
 	st := &r.st
 	ts, err := r.listTargets(ctx, st.upstreamID)
+	if errors.Is(err, providers.ErrNotFound) {
+		// Not "nothing registered": the upstream this rollout changed is gone (Kong restarted
+		// without its database, or the upstream was deleted and maybe created again). Nothing was
+		// rolled back; the error must not read as a 404 the engine could take for success.
+		return fmt.Errorf("kong: roll back upstream %q: %w: its id %s is unknown to Kong now (Kong lost its configuration, or the upstream was deleted and created again); nothing was changed: check the upstream and its targets by hand (%v)",
+			st.upstream, ErrGatewayChanged, st.upstreamID, err)
+	}
 	if err != nil {
 		return fmt.Errorf("kong: roll back upstream %q: list targets: %w", st.upstream, err)
 	}
@@ -704,7 +743,10 @@ func (r *Router) tRollback(ctx context.Context) error {
 		return fmt.Errorf("kong: roll back upstream %q: %w", st.upstream, err)
 	}
 	st.cohorts = map[providers.Cohort][]string{}
-	return r.restoreHash(ctx)
+	if err := r.restoreHash(ctx); err != nil {
+		return err
+	}
+	return r.settle(ctx, st.upstreamID, "rollback", false)
 }
 
 // Promote moves all weight to the canary, waits for the old targets to drain, then deletes the
@@ -720,20 +762,31 @@ func (r *Router) tPromote(ctx context.Context) error {
 	if len(canary) == 0 {
 		return fmt.Errorf("kong: promote: the canary has no targets in upstream %q", st.upstream)
 	}
+	// Idempotent, so that a run killed half-way through a promotion can finish it: the old stable
+	// and baseline targets that a first attempt already deleted are simply not there.
+	present, err := r.listTargets(ctx, st.upstreamID)
+	if err != nil {
+		return fmt.Errorf("kong: promote: list targets of upstream %q: %w", st.upstream, err)
+	}
+	has := func(a string) bool { return slices.ContainsFunc(present, func(t target) bool { return t.Addr == a }) }
 	want := map[string]int{}
 	for _, a := range canary {
 		want[a] = 100 // Kong's default weight
 	}
 	for _, s := range st.stable {
-		want[s.addr] = 0
+		if has(s.addr) {
+			want[s.addr] = 0
+		}
 	}
 	for _, a := range st.cohorts[providers.Baseline] {
-		want[a] = 0
+		if has(a) {
+			want[a] = 0
+		}
 	}
 	if err := r.setWeights(ctx, want); err != nil {
 		return fmt.Errorf("kong: promote: move all weight of upstream %q to the canary: %w", st.upstream, err)
 	}
-	if err := r.wait(ctx, "moving all weight to the canary"); err != nil {
+	if err := r.settle(ctx, st.upstreamID, "moving all weight to the canary", true); err != nil {
 		return err
 	}
 	ts, err := r.listTargets(ctx, st.upstreamID)
@@ -746,6 +799,8 @@ func (r *Router) tPromote(ctx context.Context) error {
 		c, own := r.cohortOf(t)
 		isStable := slices.ContainsFunc(st.stable, func(s stableTarget) bool { return s.addr == t.Addr })
 		switch {
+		case !own && slices.Contains(canary, t.Addr):
+			// untagged by an earlier attempt: already the new stable
 		case own && c == providers.Canary:
 			changes = append(changes, change{op: opPatch, addr: t.Addr, id: t.ID, weight: t.Weight, tags: []string{}})
 		case own || isStable:
@@ -764,6 +819,9 @@ func (r *Router) tPromote(ctx context.Context) error {
 	}
 	if err := r.readBack(ctx, keep, gone); err != nil {
 		return fmt.Errorf("kong: promote upstream %q: %w", st.upstream, err)
+	}
+	if err := r.settle(ctx, st.upstreamID, "promotion", false); err != nil {
+		return err
 	}
 	st.stable = nil
 	for _, a := range canary {

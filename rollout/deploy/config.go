@@ -5,8 +5,12 @@
 //   - static: addresses that are already running (nothing is started or stopped);
 //   - exec: templated shell commands for deploy and teardown (kubectl apply, helm, docker run...),
 //     with an address template and an HTTP readiness probe;
-//   - process: local executables started on free loopback ports, logs captured to files, stopped with
-//     SIGTERM then SIGKILL of the whole process group.
+//   - process: local executables started on free loopback ports (or handed their listening socket,
+//     listenFD), logs captured to files, stopped with SIGTERM then SIGKILL of the whole process group.
+//
+// Once ready, a deployment is watched until it is torn down (Deployer.Alive): a process that exits,
+// a readiness probe failing readiness.failureThreshold times in a row, or an exec target's status
+// command failing as often marks it not alive, and the rollout engine rolls back.
 //
 // The package knows nothing of the rollout engine: the engine imports it and calls Deploy and Teardown.
 package deploy
@@ -81,6 +85,19 @@ type Target struct {
 	Port int `yaml:"port,omitempty" json:"port,omitempty"`
 	// Instances: process: how many copies to start (default 1).
 	Instances int `yaml:"instances,omitempty" json:"instances,omitempty"`
+	// ListenFD: process: canaryctl binds the loopback port itself and hands the listening socket
+	// to the instance as file descriptor 3 (LISTEN_FDS=1 and LISTEN_PID, systemd's socket
+	// activation; also CANARYCTL_LISTEN_FD=3), so no other process can take the port between its
+	// choice and the instance serving on it. The instance must serve on that descriptor (canaryctl
+	// demo-service does); without it, .Port is a port that was free a moment before the start.
+	ListenFD bool `yaml:"listenFD,omitempty" json:"listenFD,omitempty"`
+	// Status: exec: a shell command (template) that exits 0 while the deployment is alive, run
+	// every StatusInterval after the deployment was ready (e.g. "kubectl rollout status
+	// deploy/{{.Service}}-{{.Cohort}} --timeout 5s"); failing Readiness.FailureThreshold times in
+	// a row rolls the rollout back.
+	Status string `yaml:"status,omitempty" json:"status,omitempty"`
+	// StatusInterval: exec: how often Status runs (default 10s).
+	StatusInterval time.Duration `yaml:"statusInterval,omitempty" json:"statusInterval,omitempty"`
 
 	// Readiness: the HTTP probe every address must pass before Deploy returns. Static and exec
 	// targets are not probed without it; process targets default to a probe of "/" expecting 200.
@@ -98,6 +115,9 @@ type Probe struct {
 	Status   int           `yaml:"status,omitempty" json:"status,omitempty"`     // default 200
 	Interval time.Duration `yaml:"interval,omitempty" json:"interval,omitempty"` // default 1s
 	Timeout  time.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`   // per attempt, default 1s
+	// FailureThreshold: after the deployment was ready, this many failed probes (or status
+	// commands) in a row mark it not alive and the rollout rolls back (default 3).
+	FailureThreshold int `yaml:"failureThreshold,omitempty" json:"failureThreshold,omitempty"`
 }
 
 // Defaults.
@@ -108,6 +128,10 @@ const (
 	DefaultProbeStatus   = 200
 	DefaultProbeInterval = time.Second
 	DefaultProbeTimeout  = time.Second
+	// DefaultFailureThreshold: failed liveness checks in a row before a deployment is not alive.
+	DefaultFailureThreshold = 3
+	// DefaultStatusInterval: how often an exec target's status command runs.
+	DefaultStatusInterval = 10 * time.Second
 	// MaxInstances bounds Target.Instances: this is for local processes, not a fleet.
 	MaxInstances = 16
 )
@@ -164,6 +188,9 @@ func (t *Target) validate(p string) error {
 		notFor("dir", t.Dir != "")
 		notFor("port", t.Port != 0)
 		notFor("instances", t.Instances != 0)
+		notFor("listenFD", t.ListenFD)
+		notFor("status", t.Status != "")
+		notFor("statusInterval", t.StatusInterval != 0)
 	case Exec:
 		if strings.TrimSpace(t.Command) == "" {
 			bad("command", "required for type exec; e.g. \"kubectl apply -f deploy/{{.Cohort}}.yaml\"")
@@ -195,6 +222,13 @@ func (t *Target) validate(p string) error {
 		}
 		notFor("args", len(t.Args) > 0)
 		notFor("instances", t.Instances != 0)
+		notFor("listenFD", t.ListenFD)
+		if t.Status != "" {
+			checkTemplate("status", t.Status)
+		}
+		if t.StatusInterval < 0 {
+			bad("statusInterval", "%s is negative; use a duration such as 10s", t.StatusInterval)
+		}
 	case Process:
 		if strings.TrimSpace(t.Command) == "" {
 			bad("command", "required for type process; e.g. \"./bin/myservice\" or \"{{.Executable}}\"")
@@ -213,6 +247,8 @@ func (t *Target) validate(p string) error {
 		notFor("addresses", len(t.Addresses) > 0)
 		notFor("teardown", t.Teardown != "")
 		notFor("port", t.Port != 0)
+		notFor("status", t.Status != "")
+		notFor("statusInterval", t.StatusInterval != 0)
 	case "":
 		bad("type", "required; use one of %s", typeList())
 		return errors.Join(errs...)
@@ -243,6 +279,9 @@ func (t *Target) validate(p string) error {
 		}
 		if pr.Timeout < 0 {
 			bad("readiness.timeout", "%s is negative; use a duration such as 1s", pr.Timeout)
+		}
+		if pr.FailureThreshold < 0 {
+			bad("readiness.failureThreshold", "%d is negative; use 1 or more (default 3)", pr.FailureThreshold)
 		}
 	}
 	return errors.Join(errs...)

@@ -168,6 +168,7 @@ type unit struct {
 	addrs  []string // non-nil once deployed
 	port   int      // exec: the .Port used
 	procs  []*proc  // process: the running instances
+	live   liveness // what the watcher found after the deployment was ready (watch.go)
 }
 
 func (u *unit) log() *slog.Logger {
@@ -178,6 +179,7 @@ func (u *unit) deploy(ctx context.Context) ([]string, error) {
 	if u.addrs != nil {
 		return append([]string(nil), u.addrs...), nil
 	}
+	u.resetLiveness()
 	timeout := u.target.Timeout
 	if timeout == 0 {
 		timeout = DefaultTimeout
@@ -206,10 +208,15 @@ func (u *unit) deploy(ctx context.Context) ([]string, error) {
 	}
 	u.addrs = addrs
 	u.log().Info("deployed", "addresses", strings.Join(addrs, ","))
+	u.startWatch(addrs, u.procs)
 	return append([]string(nil), addrs...), nil
 }
 
 func (u *unit) teardown(ctx context.Context) error {
+	for _, p := range u.procs {
+		p.stopping.Store(true) // an exit from here on is ours
+	}
+	u.endWatch()
 	var err error
 	switch u.target.Type {
 	case Static:
@@ -332,7 +339,8 @@ func (u *unit) removeRecord() error {
 }
 
 // freePort asks the kernel for a free loopback port. Another process may take it before ours
-// listens; the readiness probe (or the process exiting) then reports the failure.
+// listens; the readiness probe (or the process exiting) then reports the failure. A process target
+// with listenFD gets a listener that is never closed instead (listenLoopback).
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -374,4 +382,14 @@ func fileSafe(s string) string {
 		}
 		return '_'
 	}, s)
+}
+
+// listenLoopback binds a free loopback port and keeps it: the listener is handed to the instance
+// (listenFD), so the port is never free for another process to take.
+func listenLoopback() (*net.TCPListener, int, error) {
+	l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, 0, fmt.Errorf("listen on a free loopback port: %w", err)
+	}
+	return l, l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -29,6 +29,7 @@ func TestMain(m *testing.M) {
 //	ignore-term  like serve, but ignore SIGTERM
 //	exit         print "boom" and exit 3 at once
 //	never-ready  answer 503
+//	sickens      like serve, but answer 503 once $SICK_FILE exists
 //	child        like serve, and start a grandchild (mode sleep) whose pid goes to $CHILD_PID_FILE
 //	sleep        sleep for a minute
 func helperMain(mode string) int {
@@ -54,18 +55,29 @@ func helperMain(mode string) int {
 			return 1
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("PORT"))
+	var l net.Listener
+	var err error
+	pidOK := ""
+	if os.Getenv("CANARYCTL_LISTEN_FD") == "3" {
+		// socket activation: the listener is fd 3, LISTEN_PID names this process
+		l, err = net.FileListener(os.NewFile(3, "listener"))
+		if os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()) && os.Getenv("LISTEN_FDS") == "1" {
+			pidOK = " fd3"
+		}
+	} else {
+		l, err = net.Listen("tcp", "127.0.0.1:"+os.Getenv("PORT"))
+	}
 	if err != nil {
 		fmt.Println(err)
 		return 1
 	}
 	fmt.Println("listening on", l.Addr(), "args", os.Args[1:])
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		if mode == "never-ready" {
+		if _, err := os.Stat(os.Getenv("SICK_FILE")); mode == "never-ready" || mode == "sickens" && err == nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintf(w, "%s %s", os.Getenv("CANARYCTL_COHORT"), os.Getenv("PORT"))
+		fmt.Fprintf(w, "%s %s%s", os.Getenv("CANARYCTL_COHORT"), os.Getenv("PORT"), pidOK)
 	})}
 	go func() { _ = srv.Serve(l) }()
 	for range sigs {

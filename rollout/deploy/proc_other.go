@@ -34,3 +34,5 @@ func running(pid int) bool {
 }
 
 func startTime(int) string { return "" }
+
+func groupAlive(int) bool { return false }

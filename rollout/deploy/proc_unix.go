@@ -70,3 +70,8 @@ func statFields(s string) []string {
 	}
 	return strings.Fields(s[i+1:])
 }
+
+// groupAlive reports whether the process group pgid has a member we may signal.
+func groupAlive(pgid int) bool {
+	return pgid > 0 && syscall.Kill(-pgid, 0) == nil
+}

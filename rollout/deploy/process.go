@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"strconv"
 	"sync/atomic"
@@ -102,8 +103,24 @@ func (u *unit) deployProcess(ctx context.Context) (addrs []string, err error) {
 
 // startProcess starts instance i; exited receives an error if it exits before it is stopped.
 func (u *unit) startProcess(i int, exited chan<- error) (*proc, string, error) {
-	port, err := freePort()
-	if err != nil {
+	var (
+		port int
+		err  error
+		lf   *os.File // the listener handed to the instance (listenFD)
+	)
+	if u.target.ListenFD {
+		l, p, err := listenLoopback()
+		if err != nil {
+			return nil, "", err
+		}
+		lf, err = l.File() // a duplicate: closing l keeps the socket bound through lf
+		_ = l.Close()
+		if err != nil {
+			return nil, "", fmt.Errorf("hand the listener to instance %d: %w", i, err)
+		}
+		defer lf.Close() // the child has its own copy once started
+		port = p
+	} else if port, err = freePort(); err != nil {
 		return nil, "", err
 	}
 	data := u.vars(port, i)
@@ -127,6 +144,13 @@ func (u *unit) startProcess(i int, exited chan<- error) (*proc, string, error) {
 	}
 	defer f.Close() // the child has its own copy
 	cmd := exec.Command(path, args...)
+	if lf != nil {
+		// fd 3 in the child; LISTEN_PID must be the child's own pid, known only after the fork:
+		// a shell sets it and execs the command (same pid).
+		cmd = exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"`, path}, args...)...)
+		cmd.ExtraFiles = []*os.File{lf}
+		env = append(env, "LISTEN_FDS=1", "LISTEN_FDNAMES=http", "CANARYCTL_LISTEN_FD=3")
+	}
 	cmd.Env = env
 	cmd.Dir = u.target.Dir
 	cmd.Stdout, cmd.Stderr = f, f
@@ -149,6 +173,7 @@ func (u *unit) startProcess(i int, exited chan<- error) (*proc, string, error) {
 				level = slog.LevelWarn
 			}
 			log.Log(context.Background(), level, "process exited", "err", p.err, "log", p.log)
+			u.setDead(fmt.Errorf("%w: %w", ErrNotAlive, err))
 			exited <- err
 		}
 	}()
@@ -205,15 +230,17 @@ func (u *unit) teardownProcess(ctx context.Context) error {
 	return u.removeRecord()
 }
 
-// stopProcs sends SIGTERM to every instance's process group, waits up to the grace period, then
-// sends SIGKILL to the groups (which also ends anything the instances started) and waits until the
-// instances are gone.
+// stopProcs sends SIGTERM to every instance's process group, waits up to the grace period for the
+// instances and everything they started, then sends SIGKILL to the groups and waits until they are
+// empty. An instance that is gone may have left children in its group: the group is still signalled
+// (Linux does not hand out a pid while a process group of that id exists, so while the group lives
+// it is ours; once the pid runs again, it is someone else's and the group is gone).
 func (u *unit) stopProcs(ctx context.Context, procs []*proc) error {
 	var live []*proc
 	for _, p := range procs {
 		p.stopping.Store(true)
-		if p.done == nil && !p.same() {
-			continue // an earlier run's process that is gone; its pid may be someone else's now
+		if p.done == nil && !p.same() && running(p.pid) {
+			continue // an earlier run's process that is gone, its pid someone else's now
 		}
 		live = append(live, p)
 		if err := signalGroup(p.pid, sigTerm); err != nil {
@@ -232,10 +259,16 @@ func (u *unit) stopProcs(ctx context.Context, procs []*proc) error {
 		if !p.exited() {
 			return fmt.Errorf("pid %d is still running after SIGKILL", p.pid)
 		}
+		if groupAlive(p.pid) {
+			u.log().Warn("processes of the instance's group are still there after SIGKILL (not yet reaped?)", "pgid", p.pid)
+		}
 		u.log().Info("stopped process", "pid", p.pid)
 	}
 	return nil
 }
+
+// gone reports whether the instance and every process of its group have exited.
+func (p *proc) gone() bool { return p.exited() && !groupAlive(p.pid) }
 
 // waitGone waits until every process has exited, d has passed, or ctx ends.
 func waitGone(ctx context.Context, procs []*proc, d time.Duration) {
@@ -244,10 +277,9 @@ func waitGone(ctx context.Context, procs []*proc, d time.Duration) {
 	poll := time.NewTicker(20 * time.Millisecond)
 	defer poll.Stop()
 	for _, p := range procs {
-		for !p.exited() {
+		for !p.gone() {
 			select {
-			case <-p.done: // nil for adopted processes: never ready, polled instead
-			case <-poll.C:
+			case <-poll.C: // the group's other members can only be polled
 			case <-deadline.C:
 				return
 			case <-ctx.Done():

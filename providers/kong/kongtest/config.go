@@ -72,6 +72,7 @@ func (s *Server) config(r *http.Request, st *store) answer {
 	}
 	s.ws["default"] = nst
 	s.configHash = hash
+	s.markDirtyLocked()
 	for id, q := range s.queues {
 		delete(s.queues, id)
 		go q.stop()
@@ -95,10 +96,13 @@ func (r *byteReader) Read(p []byte) (int, error) {
 
 func bytesReader(b []byte) io.Reader { return &byteReader{b: b} }
 
-// exportConfig renders the store in the declarative format (_format_version 3.0) with targets
-// nested under their upstreams and routes and plugins referring to services by name or id.
+// exportConfig renders the store as GET /config does (kong/db/declarative/export.lua,
+// export_from_db_impl, Kong 3.x): _format_version 3.0 and _transform false, one top-level list per
+// entity type, and every foreign key written as the plain id of the entity it references
+// (`upstream: <id>` on a target, `service: <id>` on a route or plugin), not expanded and not nested.
+// A configuration POSTed with nested targets (as decK writes it) therefore comes back flat.
 func exportConfig(st *store) map[string]any {
-	out := map[string]any{"_format_version": "3.0"}
+	out := map[string]any{"_format_version": "3.0", "_transform": false}
 	strip := func(e map[string]any) map[string]any {
 		c := cloneValue(e).(map[string]any)
 		delete(c, "created_at")
@@ -110,17 +114,14 @@ func exportConfig(st *store) map[string]any {
 		}
 		return c
 	}
-	ref := func(v any, kind string) any {
+	ref := func(v any, _ string) any {
 		m, ok := v.(map[string]any)
 		if !ok {
 			return nil
 		}
-		if e := st.find(kind, fmt.Sprint(m["id"])); e != nil && e["name"] != nil {
-			return e["name"]
-		}
 		return m["id"]
 	}
-	var services, routes, upstreams, plugins []any
+	var services, routes, upstreams, targets, plugins []any
 	for _, e := range st.list["services"] {
 		services = append(services, strip(e))
 	}
@@ -130,17 +131,12 @@ func exportConfig(st *store) map[string]any {
 		routes = append(routes, c)
 	}
 	for _, e := range st.list["upstreams"] {
-		c := strip(e)
-		var ts []any
-		for _, t := range st.children("targets", "upstream", e["id"].(string)) {
-			tc := strip(t)
-			delete(tc, "upstream")
-			ts = append(ts, tc)
-		}
-		if len(ts) > 0 {
-			c["targets"] = ts
-		}
-		upstreams = append(upstreams, c)
+		upstreams = append(upstreams, strip(e))
+	}
+	for _, t := range st.list["targets"] {
+		c := strip(t)
+		c["upstream"] = ref(t["upstream"], "upstreams")
+		targets = append(targets, c)
 	}
 	for _, e := range st.list["plugins"] {
 		c := strip(e)
@@ -149,7 +145,7 @@ func exportConfig(st *store) map[string]any {
 		}
 		plugins = append(plugins, c)
 	}
-	for k, v := range map[string][]any{"services": services, "routes": routes, "upstreams": upstreams, "plugins": plugins} {
+	for k, v := range map[string][]any{"services": services, "routes": routes, "upstreams": upstreams, "targets": targets, "plugins": plugins} {
 		if len(v) > 0 {
 			out[k] = v
 		}
@@ -221,10 +217,17 @@ func (s *Server) importConfig(doc map[string]any) (*store, map[string]any) {
 			upErr[strconv.Itoa(i)] = map[string]any{"targets": tErr}
 		}
 	}
-	// top-level targets name their upstream
+	// top-level targets name their upstream: its id or name, or a record {"id": ...} / {"name": ...}
 	tErr := map[string]any{}
 	for i, t := range section("targets") {
-		u := st.find("upstreams", fmt.Sprint(t["upstream"]))
+		key := fmt.Sprint(t["upstream"])
+		if m, ok := t["upstream"].(map[string]any); ok {
+			key = fmt.Sprint(m["id"])
+			if m["id"] == nil {
+				key = fmt.Sprint(m["name"])
+			}
+		}
+		u := st.find("upstreams", key)
 		if u == nil {
 			tErr[strconv.Itoa(i)] = map[string]any{"upstream": "required field missing"}
 			continue

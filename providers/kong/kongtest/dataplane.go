@@ -295,7 +295,7 @@ func (s *Server) pick(st *store, up map[string]any, r *http.Request, w http.Resp
 	id := up["id"].(string)
 	var ts []map[string]any
 	total := int64(0)
-	for _, t := range st.children("targets", "upstream", id) {
+	for _, t := range s.balancerTargetsLocked(id) {
 		wt := t["weight"].(int64)
 		if wt <= 0 || exclude[t["target"].(string)] {
 			continue
@@ -392,7 +392,13 @@ func (s *Server) queueLocked(p map[string]any) *logQueue {
 		return q
 	}
 	c := p["config"].(map[string]any)
-	qc := c["queue"].(map[string]any)
+	qc, _ := c["queue"].(map[string]any)
+	if qc == nil {
+		// Kong 3.0-3.2 (kong/tools/batch_queue.lua): queue_size entries per batch, flushed
+		// flush_timeout seconds after the first
+		qc = map[string]any{"max_batch_size": c["queue_size"], "max_coalescing_delay": c["flush_timeout"],
+			"initial_retry_delay": 0.01, "max_entries": int64(10000)}
+	}
 	q := &logQueue{
 		endpoint:    c["http_endpoint"].(string),
 		method:      c["method"].(string),

@@ -148,6 +148,10 @@ var pluginSchemas = map[string][]field{
 		{name: "keepalive", kind: kNumber, def: 60000.0},
 		{name: "headers", kind: kMap, check: checkLogHeaders},
 		{name: "custom_fields_by_lua", kind: kMap},
+		// deprecated from 3.3, without defaults (the 3.0-3.2 batching; see httpLogLegacy)
+		{name: "retry_count", kind: kInt},
+		{name: "queue_size", kind: kInt},
+		{name: "flush_timeout", kind: kNumber},
 		{name: "queue", kind: kRecord, def: map[string]any{}, nested: []field{
 			{name: "max_batch_size", kind: kInt, def: int64(1), between: between(1, 1000000)},
 			{name: "max_coalescing_delay", kind: kNumber, def: 1.0, between: between(0, 3600)},

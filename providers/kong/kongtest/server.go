@@ -24,8 +24,11 @@
 //     plugin, and the http-log plugin's JSON log entries (kong/pdk/log.lua serialize) sent through a
 //     batching queue (kong/tools/queue.lua; an array body when queue.max_batch_size > 1).
 //
-// Changes take effect on the data plane at once; real Kong applies them after worker_state_update_
-// frequency / db_update_frequency (5 s each by default), which is why the adapter waits.
+// The data plane routes by per-upstream balancers that follow the database when they are rebuilt:
+// at once by default, or WithBalancerDelay after a change as Kong's worker_state_update_frequency
+// does; GET /upstreams/{u}/health shows them (balancer.go). Nested collections ignore `tags`, GET /
+// reports a version (WithVersion) whose http-log schema applies, and ResetDatabase is a node that
+// came back without its database.
 package kongtest
 
 import (
@@ -99,6 +102,14 @@ type Server struct {
 	hits     map[string]int            // target address -> requests proxied to it
 	requests []AdminRequest
 	closed   bool
+
+	version       string
+	nodeID        string
+	balancers     map[string][]map[string]any // upstream id -> the targets its balancer routes to
+	balancerDelay time.Duration
+	balTimer      *time.Timer
+	frozen        bool
+	controlPlane  bool
 }
 
 // AdminRequest records one Admin API call, for tests that assert the calls canaryctl makes.
@@ -119,6 +130,9 @@ func New(opts ...Option) *Server {
 		hits:       map[string]int{},
 		hang:       make(chan struct{}),
 		configHash: strings.Repeat("0", 32),
+		version:    "3.9.0",
+		nodeID:     newID(),
+		balancers:  map[string][]map[string]any{},
 		client: &http.Client{Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 			MaxIdleConnsPerHost: 64,
@@ -154,6 +168,9 @@ func (s *Server) Close() {
 	}
 	s.closed = true
 	close(s.hang)
+	if s.balTimer != nil {
+		s.balTimer.Stop()
+	}
 	srv := s.adminSrv
 	queues := s.queues
 	s.queues = map[string]*logQueue{}
@@ -403,7 +420,7 @@ var (
 	methodNotAllowed = msg(http.StatusMethodNotAllowed, "Method not allowed")
 )
 
-var collections = map[string]bool{"services": true, "routes": true, "upstreams": true, "targets": true, "plugins": true, "config": true, "status": true, "": true}
+var collections = map[string]bool{"kong": true, "services": true, "routes": true, "upstreams": true, "targets": true, "plugins": true, "config": true, "status": true, "": true}
 
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
@@ -453,6 +470,7 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	}
 	a := s.handleLocked(r)
 	s.requests = append(s.requests, AdminRequest{Method: r.Method, Path: stripWorkspace(r.URL.Path, s.ws), Query: r.URL.RawQuery, Body: string(raw), Status: a.status})
+	w.Header().Set("Server", s.serverHeader())
 	s.mu.Unlock()
 	writeJSON(w, a)
 }
@@ -469,7 +487,9 @@ func writeJSON(w http.ResponseWriter, a answer) {
 	for k, v := range a.header {
 		w.Header().Set(k, v)
 	}
-	w.Header().Set("Server", "kong/3.9.0 (kongtest)")
+	if w.Header().Get("Server") == "" {
+		w.Header().Set("Server", "kong/3.9.0 (kongtest)")
+	}
 	if a.body == nil {
 		w.WriteHeader(a.status)
 		return
@@ -513,6 +533,9 @@ func (s *Server) handleLocked(r *http.Request) answer {
 			return msg(http.StatusBadRequest, "Cannot parse JSON body")
 		}
 	}
+	if len(segs) == 1 && segs[0] == "kong" {
+		segs = nil // GET /{workspace}/kong: the node's info within a workspace (Kong Enterprise)
+	}
 	if len(segs) == 0 {
 		if r.Method != http.MethodGet {
 			return methodNotAllowed
@@ -521,7 +544,8 @@ func (s *Server) handleLocked(r *http.Request) answer {
 		if s.dbless {
 			db = "off"
 		}
-		return answer{status: 200, body: map[string]any{"version": "3.9.0", "tagline": "Welcome to kong", "configuration": map[string]any{"database": db}}}
+		// kong/api/routes/kong.lua GET /: version, node_id, tagline and the node's configuration
+		return answer{status: 200, body: map[string]any{"version": s.version, "node_id": s.nodeID, "tagline": "Welcome to kong", "configuration": map[string]any{"database": db}}}
 	}
 	switch segs[0] {
 	case "status":
@@ -592,6 +616,12 @@ func (s *Server) handleLocked(r *http.Request) answer {
 	case 3, 4: // /kind/{key}/sub[/{key}]
 		parent := st.find(kind, segs[1])
 		sub := segs[2]
+		if kind == "upstreams" && sub == "health" && len(segs) == 3 {
+			if parent == nil {
+				return notFound
+			}
+			return s.health(r, st, parent)
+		}
 		fk, ok := nested[kind+"/"+sub]
 		if !ok {
 			return notFound
@@ -634,8 +664,20 @@ func (s *Server) handleLocked(r *http.Request) answer {
 			}
 			return s.update(st, sub, e, body)
 		case http.MethodPut:
+			if sub == "targets" {
+				// kong/api/routes/upstreams.lua (3.x): PUT and PATCH of a target both go through
+				// target_endpoint -> update_target_cb, an update of the fields sent; a target that is
+				// not there is a 404, not an upsert.
+				if e == nil {
+					return notFound
+				}
+				return s.update(st, sub, e, body)
+			}
 			return s.put(st, sub, key, e, body, map[string]any{fk: ref})
 		case http.MethodDelete:
+			if e == nil && sub == "targets" {
+				return notFound // target_endpoint: 404 before delete_target_cb
+			}
 			if e != nil {
 				s.delete(st, sub, e)
 			}
@@ -736,6 +778,15 @@ func (s *Server) list(r *http.Request, st *store, kind string, keep func(map[str
 				return true
 			}
 		}
+	}
+	if keep != nil {
+		// A nested collection (/services/{s}/plugins, /upstreams/{u}/targets) is paged by its
+		// foreign key and the tags filter is dropped: the postgres strategy's page() picks the
+		// page_for_<fk> statement before it looks at options.tags (kong/db/strategies/postgres/
+		// init.lua, Kong 3.x), as the Admin API docs say ("Filtering by tags is not supported in
+		// foreign key relationship endpoints"; Kong/kong#6779). The filter's syntax is still checked
+		// (kong/api/endpoints.lua extract_options).
+		match = nil
 	}
 	var all []map[string]any
 	for _, e := range st.list[kind] {
@@ -898,7 +949,7 @@ func (s *Server) check(st *store, kind string, base map[string]any, selfID strin
 	}
 	if kind == "plugins" && errs["name"] == nil {
 		name, _ := e["name"].(string)
-		ps, ok := pluginSchemas[name]
+		ps, ok := s.pluginSchema(name)
 		if !ok || name == "canary" && !s.enterprise {
 			errs["name"] = fmt.Sprintf("plugin '%s' not enabled; add it to the 'plugins' configuration property", name)
 		} else {
@@ -1001,10 +1052,16 @@ func (s *Server) delete(st *store, kind string, e map[string]any) {
 			go q.stop()
 		}
 	}
+	if kind == "targets" || kind == "upstreams" {
+		s.markDirtyLocked()
+	}
 }
 
 // onChange keeps data-plane state in step with the entities.
 func (s *Server) onChange(kind string, e map[string]any) {
+	if kind == "targets" || kind == "upstreams" {
+		s.markDirtyLocked()
+	}
 	if kind == "plugins" {
 		id := e["id"].(string)
 		if q := s.queues[id]; q != nil {

@@ -1,0 +1,113 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers/kong/kongtest"
+	"github.com/canaryctl/canaryctl/rollout"
+)
+
+// kongShape renders an upstream's targets (address=weight[tags]) and balancing.
+func kongShape(k *kongtest.Server, upstream string) string {
+	var ts []string
+	for _, t := range k.Targets(upstream) {
+		ts = append(ts, fmt.Sprintf("%s=%d%v", t.Target, t.Weight, t.Tags))
+	}
+	sort.Strings(ts)
+	up := k.Entity("upstreams", upstream)
+	return fmt.Sprintf("%s | %v/%v", strings.Join(ts, " "), up["algorithm"], up["hash_on"])
+}
+
+// TestKongKilledRunThenAbortOrResume: the real binary, Kong targets mode, killed -9 in the 50/50
+// step (stable at weight 0, a target drained by an operator beside it). `canaryctl abort` from
+// another process restores the upstream exactly as it was (weights 100/50, the drained target at 0
+// with its tags); `run --resume` finishes in the documented promoted shape.
+func TestKongKilledRunThenAbortOrResume(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	for _, end := range []string{"abort", "resume"} {
+		t.Run(end, func(t *testing.T) {
+			t.Parallel()
+			k := kongtest.New()
+			t.Cleanup(k.Close)
+			s0, s1 := kongInstance(t, "stable", false), kongInstance(t, "stable", false)
+			base, can := kongInstance(t, "baseline", false), kongInstance(t, "canary", false)
+			kongEntities(t, k,
+				[2]any{"upstreams", map[string]any{"name": "web-up"}},
+				[2]any{"services", map[string]any{"name": "web", "host": "web-up"}},
+				[2]any{"routes", map[string]any{"paths": []string{"/"}, "service": map[string]any{"name": "web"}}},
+				[2]any{"targets", map[string]any{"upstream": "web-up", "target": hostPort(s0), "weight": 100}},
+				[2]any{"targets", map[string]any{"upstream": "web-up", "target": hostPort(s1), "weight": 50}},
+				[2]any{"targets", map[string]any{"upstream": "web-up", "target": "10.9.9.9:80", "weight": 0, "tags": []string{"drained"}}})
+			original := kongShape(k, "web-up")
+			dir := t.TempDir()
+			spec := filepath.Join(dir, "web.yaml")
+			if err := os.WriteFile(spec, fmt.Appendf(nil, `version: 1
+service: web
+stable: {addresses: [%q, %q]}
+deploy:
+  baseline: {type: static, addresses: [%q]}
+  canary: {type: static, addresses: [%q]}
+gateway:
+  type: kong
+  kong: {admin: %s, service: web, propagation: 2s, timeout: 2s, log: {flush: 100ms}}
+metrics: {type: kong-log}
+# only the 5xx rate is judged: latency on a shared test machine is noise for a test about Kong's state
+analysis:
+  mode: kayenta
+  resolution: 1s
+  metrics:
+    - {name: 5xx-rate, kind: error_rate, direction: increase, critical: true, mustHaveData: true, nanStrategy: remove, group: errors}
+steps:
+  - {weight: 20, warmup: 0s, interval: 2s, duration: 2s}
+  - {weight: 100, warmup: 0s, interval: 3s, duration: 3s}
+onMarginal: rollback
+`, s0.URL, s1.URL, base.URL, can.URL, k.AdminURL()), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			load := startKongLoad(k)
+			state := filepath.Join(dir, "state")
+			first := start(t, nil, "run", "--spec", spec, "--state-dir", state)
+			waitState(t, state, "web", time.Minute, "analysing the 50/50 step", func(st *rollout.State) bool {
+				return st.Phase == rollout.Analyzing && st.Step == 1
+			})
+			if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			first.wait(t, 10*time.Second)
+			mid := kongShape(k, "web-up")
+			t.Logf("killed -9 in the 50/50 step; upstream: %s", mid)
+			if mid == original {
+				t.Fatal("the upstream was not changed before the kill: the test proves nothing")
+			}
+			var r result
+			want := original
+			if end == "abort" {
+				r = run(t, time.Minute, nil, "abort", "web", "--state-dir", state)
+			} else {
+				r = run(t, 2*time.Minute, nil, "run", "--spec", spec, "--state-dir", state, "--resume")
+				want = fmt.Sprintf("10.9.9.9:80=0[drained] %s=100[] | round-robin/none", hostPort(can))
+			}
+			during := load.end()
+			t.Logf("%s: exit %d; answers %v; stderr:\n%s", end, r.code, during, r.stderr)
+			if r.code != 0 {
+				t.Fatalf("%s: exit %d", end, r.code)
+			}
+			if got := kongShape(k, "web-up"); got != want {
+				t.Fatalf("after %s the upstream is\n  %s\nwant\n  %s", end, got, want)
+			}
+			if ps := k.Plugins(); len(ps) != 0 {
+				t.Errorf("plugins left: %v", ps)
+			}
+		})
+	}
+}
