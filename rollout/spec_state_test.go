@@ -18,7 +18,7 @@ func TestStateSpec(t *testing.T) {
 		{"relative prefix", "state: {type: etcd, endpoints: [\"https://e:2379\"], prefix: canaryctl}\n", "state.prefix", "must start with '/'"},
 		{"endpoints on local", "state: {endpoints: [\"https://e:2379\"]}\n", "state.type", "for type etcd"},
 		{"lease below etcd's minimum", "state: {leaseTTL: 1s}\n", "state.leaseTTL", "between 2s"},
-		{"unknown field", "state: {type: etcd, endpoint: x}\n", "(yaml)", "field endpoint not found"},
+		{"unknown field", "state: {type: etcd, endpoint: x}\n", "state.endpoint", "did you mean endpoints?"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -29,12 +29,12 @@ func TestStateSpec(t *testing.T) {
 			}
 			found := false
 			for _, line := range strings.Split(err.Error(), "\n") {
-				if strings.HasPrefix(line, tc.field+": ") && strings.Contains(line, tc.fix) {
+				if strings.HasPrefix(line, tc.field+" (line ") && strings.Contains(line, tc.fix) {
 					found = true
 				}
 			}
 			if !found {
-				t.Errorf("no line %q with %q in:\n%v", tc.field+": ...", tc.fix, err)
+				t.Errorf("no line %q with %q in:\n%v", tc.field+" (line N): ...", tc.fix, err)
 			}
 		})
 	}
