@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -291,5 +292,18 @@ func dropUnderscoreHeaders(h http.Header) {
 		if strings.IndexByte(k, '_') >= 0 {
 			delete(h, k)
 		}
+	}
+}
+
+// sendTimeoutDialer wraps d's connections (the ReverseProxy's transport, which streams request
+// bodies upstream) so that each write waits at most timeout (nginx's proxy_send_timeout): an
+// upstream that stops reading a body ends the request with a timeout instead of holding it.
+func sendTimeoutDialer(d *net.Dialer, timeout time.Duration) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &sendConn{Conn: c, timeout: timeout}, nil
 	}
 }

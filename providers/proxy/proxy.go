@@ -28,6 +28,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -71,6 +72,10 @@ type Config struct {
 	// that stops reading is disconnected. Neither bounds a slow but moving transfer.
 	ClientBodyTimeout time.Duration
 	SendTimeout       time.Duration
+	// UpstreamSendTimeout bounds the wait for each write of a request to an upstream (default
+	// 60 s, nginx's proxy_send_timeout): an upstream that stops reading a request body is
+	// answered 504 and counted against its cohort, instead of holding the request forever.
+	UpstreamSendTimeout time.Duration
 	// RequestBodyBuffer is how much of a request body is read before the upstream is contacted
 	// (default 64 KiB): a body that fits is sent upstream whole, with a Content-Length, so a client
 	// trickling it or sending bad framing never holds an upstream connection nor reaches it (as
@@ -265,13 +270,17 @@ func newTransport(cfg Config) *http.Transport {
 	if idle <= 0 {
 		idle = 90 * time.Second
 	}
+	send := cfg.UpstreamSendTimeout
+	if send <= 0 {
+		send = DefaultClientTimeout
+	}
 	perHost := cfg.MaxIdleConnsPerHost
 	if perHost <= 0 {
 		perHost = 1024
 	}
 	return &http.Transport{
 		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           sendTimeoutDialer(&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}, send),
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   perHost,
 		IdleConnTimeout:       idle,
@@ -707,8 +716,8 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	status := http.StatusBadGateway
-	if errors.Is(err, context.DeadlineExceeded) {
-		status = http.StatusGatewayTimeout
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		status = http.StatusGatewayTimeout // no answer in time, or the upstream stopped reading
 	}
 	if c := callFrom(r.Context()); c != nil {
 		if c.body != nil && c.body.err != nil {

@@ -1,0 +1,84 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestUpstreamNotReadingTheBodyTimesOut: an upstream that takes a request head and then stops
+// reading its long body (a hung canary) ends the request after UpstreamSendTimeout between writes
+// (nginx's proxy_send_timeout): the client gets a 504 and the analysis counts it against the
+// cohort. Without it the request hangs for as long as the upstream does, holding both connections,
+// and the failure is never recorded at all. Both fronts.
+func TestUpstreamNotReadingTheBodyTimesOut(t *testing.T) {
+	t.Parallel()
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			release := make(chan struct{})
+			t.Cleanup(func() { close(release) })
+			up := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				<-release // hung: reads nothing more, answers nothing
+			})
+			cfg := stableOnly(up)
+			cfg.UpstreamSendTimeout = 300 * time.Millisecond
+			p, srv := startProxyFront(t, cfg, f.netHTTPOnly)
+			start := time.Now()
+			c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			const size = 256 << 20 // far more than the socket buffers between proxy and upstream hold
+			go func() {
+				_, _ = io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 268435456\r\n\r\n")
+				chunk := make([]byte, 64<<10)
+				for sent := 0; sent < size; sent += len(chunk) {
+					if _, err := c.Write(chunk); err != nil {
+						return
+					}
+				}
+			}()
+			line, err := bufio.NewReader(c).ReadString('\n')
+			if err != nil || !strings.HasPrefix(line, "HTTP/1.1 504") {
+				t.Fatalf("answer %q (%v), want 504 after the upstream stopped reading", line, err)
+			}
+			reqs := samples(t, p, start, 1)
+			if len(reqs) != 1 || reqs[0].Status != http.StatusGatewayTimeout {
+				t.Fatalf("request log %+v, want the upstream's 504 in the analysis", reqs)
+			}
+		})
+	}
+}
+
+// TestUpstreamSendTimeoutConfig: timeouts.upstreamSend from YAML, and a negative value is a
+// one-line error naming the field.
+func TestUpstreamSendTimeoutConfig(t *testing.T) {
+	t.Parallel()
+	fc, err := ParseFileConfig([]byte("upstreams: {stable: [http://127.0.0.1:9]}\ntimeouts: {upstreamSend: 9s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := fc.ProxyConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.UpstreamSendTimeout != 9*time.Second {
+		t.Fatalf("UpstreamSendTimeout %v, want 9s", cfg.UpstreamSendTimeout)
+	}
+	_, err = ParseFileConfig([]byte("timeouts: {upstreamSend: -1s}\n"))
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Field != "timeouts.upstreamSend" {
+		t.Fatalf("error %v, want a ConfigError naming timeouts.upstreamSend", err)
+	}
+}
