@@ -612,6 +612,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule)
 				case c.w != nil && c.w.werr != nil:
 					p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule)
+				case r.Context().Err() != nil:
+					// the client left mid-answer (ReverseProxy's read of the upstream body ends
+					// with the request's context): not the upstream's 502; 499 kept in the
+					// analysis, as in the other paths, since the client may have left because
+					// the upstream kept it waiting
+					p.record(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule)
 				default:
 					p.record(end, end.Sub(start), http.StatusBadGateway, c.cohort, c.byRule)
 				}
