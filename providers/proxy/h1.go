@@ -1031,6 +1031,10 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 		_ = uc.nc.Close()
 	}
 	switch {
+	case (writeErr != nil || readErr != nil && gone.Load()) && rh.status >= 500:
+		// the upstream failed before the client did anything: its 5xx stands, whatever the client
+		// did with it (nginx logs the status it sent)
+		return rh.status, false, reuse, false
 	case writeErr != nil:
 		// the client stopped taking its answer (nginx's 499): its failure, not the upstream's
 		return statusClientClosed, false, reuse, true

@@ -511,10 +511,13 @@ type call struct {
 	// clientErr: the client did not take its answer (fast path); body: the request body as read
 	// from the client (nil without one); w: the ReverseProxy's writer (nil on the fast path).
 	clientErr bool
-	body      *clientBody
-	w         *rpWriter
-	conn      atomic.Pointer[upConn] // fast path: the upstream connection in use, for the client watcher
-	ctx       callCtx
+	// upStatus: the status of the upstream's answer once ReverseProxy has it (0 before): a 5xx
+	// is recorded as the upstream's whatever the client does afterwards
+	upStatus int
+	body     *clientBody
+	w        *rpWriter
+	conn     atomic.Pointer[upConn] // fast path: the upstream connection in use, for the client watcher
+	ctx      callCtx
 }
 
 type callKey struct{}
@@ -608,6 +611,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if v == http.ErrAbortHandler && !recorded {
 				end := p.now()
 				switch {
+				case c.upStatus >= 500:
+					// the upstream failed first: its 5xx, whatever the client did afterwards
+					p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule)
 				case c.body != nil && c.body.err != nil:
 					p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule)
 				case c.w != nil && c.w.werr != nil:
@@ -654,6 +660,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	end := p.now()
 	switch {
+	case c.upStatus >= 500:
+		// the upstream failed first: its 5xx, whatever the client did afterwards
+		p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule)
 	case c.body != nil && c.body.err != nil:
 		// the rest of a long body failed on the client's side while it streamed upstream
 		p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule)
@@ -715,7 +724,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if c := callFrom(resp.Request.Context()); c != nil {
-		c.status = resp.StatusCode
+		c.status, c.upStatus = resp.StatusCode, resp.StatusCode
 	}
 	return nil
 }
