@@ -51,11 +51,17 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := b.body.Read(p)
-	if err != nil {
+	switch {
+	case err == io.EOF:
 		b.disarm()
-		if err != io.EOF {
-			b.err = err
-		}
+	case err != nil:
+		b.err = err
+		// What is left of a failed body is never read: net/http's drain of it after the answer
+		// (or before an answer whose request body was not all read) must fail at once, so the
+		// answer goes out and the connection is closed, instead of waiting, with no deadline,
+		// for a client that stalled.
+		_ = b.rc.SetReadDeadline(time.Unix(1, 0))
+		b.armed = false
 	}
 	return n, err
 }

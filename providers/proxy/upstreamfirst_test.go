@@ -82,3 +82,79 @@ func TestUpstreamSendTimeoutConfig(t *testing.T) {
 		t.Fatalf("error %v, want a ConfigError naming timeouts.upstreamSend", err)
 	}
 }
+
+// TestUpstreamAnsweringBeforeAStalledUploadIsTheUpstreams: an upstream answers 500 as soon as it
+// has a request head, without reading its long body, and the client then pauses its upload (it
+// waits for the answer). The client's body times out, but the upstream had failed first: the
+// analysis records its 500, not the client's 408. Both fronts.
+func TestUpstreamAnsweringBeforeAStalledUploadIsTheUpstreams(t *testing.T) {
+	t.Parallel()
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			up := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				if _, err := io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops"); err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, br)
+			})
+			cfg := stableOnly(up)
+			cfg.RequestBodyBuffer = 16
+			cfg.ClientBodyTimeout = 300 * time.Millisecond
+			p, srv := startProxyFront(t, cfg, f.netHTTPOnly)
+			start := time.Now()
+			c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 40)); err != nil {
+				t.Fatal(err)
+			}
+			line, err := bufio.NewReader(c).ReadString('\n')
+			if err != nil || !strings.HasPrefix(line, "HTTP/1.1 500") {
+				t.Fatalf("answer %q (%v), want the upstream's 500", line, err)
+			}
+			reqs := samples(t, p, start, 1)
+			if len(reqs) != 1 || reqs[0].Status != http.StatusInternalServerError {
+				t.Fatalf("request log %+v, want the upstream's 500 in the analysis", reqs)
+			}
+		})
+	}
+}
+
+// TestStalledLongUploadIsClosed: a client that stalls a long upload (streamed upstream after the
+// buffer) is answered 408 and its connection closed at once, as nginx does, instead of being
+// held with no deadline while net/http waits to drain the rest of the body. Both fronts.
+func TestStalledLongUploadIsClosed(t *testing.T) {
+	t.Parallel()
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			up, _ := countingUpstream(t)
+			cfg := stableOnly(up)
+			cfg.ClientBodyTimeout = 300 * time.Millisecond
+			cfg.RequestBodyBuffer = 16
+			_, srv := startProxyFront(t, cfg, f.netHTTPOnly)
+			c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// the test's own deadline, far beyond the body timeout: reaching it means the proxy
+			// held the connection
+			_ = c.SetDeadline(time.Now().Add(8 * time.Second))
+			if _, err := io.WriteString(c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"+strings.Repeat("x", 40)); err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(c)
+			if err != nil || !strings.HasPrefix(string(got), "HTTP/1.1 408") {
+				t.Fatalf("answer %q (%v), want 408 and the connection closed", got, err)
+			}
+		})
+	}
+}
