@@ -158,3 +158,49 @@ func TestStalledLongUploadIsClosed(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamResetDuringUploadIsTheUpstreams: an upstream that resets the connection in the
+// middle of a long upload (a crash) is the upstream's failure: 502 in the analysis, never the
+// client's error, although the client's upload breaks off with it. Both fronts.
+func TestUpstreamResetDuringUploadIsTheUpstreams(t *testing.T) {
+	t.Parallel()
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			up := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				_, _ = io.CopyN(io.Discard, req.Body, 200<<10)
+				_ = c.(*net.TCPConn).SetLinger(0) // reset
+			})
+			p, srv := startProxyFront(t, stableOnly(up), f.netHTTPOnly)
+			start := time.Now()
+			c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			const size = 8 << 20
+			go func() {
+				_, _ = io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 8388608\r\n\r\n")
+				chunk := make([]byte, 64<<10)
+				for sent := 0; sent < size; sent += len(chunk) {
+					if _, err := c.Write(chunk); err != nil {
+						return
+					}
+				}
+			}()
+			line, err := bufio.NewReader(c).ReadString('\n')
+			if err != nil || !strings.HasPrefix(line, "HTTP/1.1 502") {
+				t.Fatalf("answer %q (%v), want 502", line, err)
+			}
+			reqs := samples(t, p, start, 1)
+			if len(reqs) != 1 || reqs[0].Status != http.StatusBadGateway {
+				t.Fatalf("request log %+v, want the upstream's 502 in the analysis", reqs)
+			}
+		})
+	}
+}
