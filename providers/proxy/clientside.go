@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -50,11 +51,17 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := b.body.Read(p)
-	if err != nil {
+	switch {
+	case err == io.EOF:
 		b.disarm()
-		if err != io.EOF {
-			b.err = err
-		}
+	case err != nil:
+		b.err = err
+		// What is left of a failed body is never read: net/http's drain of it after the answer
+		// (or before an answer whose request body was not all read) must fail at once, so the
+		// answer goes out and the connection is closed, instead of waiting, with no deadline,
+		// for a client that stalled.
+		_ = b.rc.SetReadDeadline(time.Unix(1, 0))
+		b.armed = false
 	}
 	return n, err
 }
@@ -291,5 +298,18 @@ func dropUnderscoreHeaders(h http.Header) {
 		if strings.IndexByte(k, '_') >= 0 {
 			delete(h, k)
 		}
+	}
+}
+
+// sendTimeoutDialer wraps d's connections (the ReverseProxy's transport, which streams request
+// bodies upstream) so that each write waits at most timeout (nginx's proxy_send_timeout): an
+// upstream that stops reading a body ends the request with a timeout instead of holding it.
+func sendTimeoutDialer(d *net.Dialer, timeout time.Duration) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &sendConn{Conn: c, timeout: timeout}, nil
 	}
 }

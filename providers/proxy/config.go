@@ -39,6 +39,7 @@ type FileConfig struct {
 		Shutdown       time.Duration `yaml:"shutdown"`
 		ClientBody     time.Duration `yaml:"clientBody"`
 		Send           time.Duration `yaml:"send"`
+		UpstreamSend   time.Duration `yaml:"upstreamSend"`
 	} `yaml:"timeouts"`
 	// RequestBodyBuffer: bytes of a request body read before the upstream is contacted (Config.RequestBodyBuffer).
 	RequestBodyBuffer int `yaml:"requestBodyBuffer"`
@@ -89,7 +90,7 @@ func (fc *FileConfig) validate() error {
 	}{{"timeouts.dial", fc.Timeouts.Dial}, {"timeouts.responseHeader", fc.Timeouts.ResponseHeader},
 		{"timeouts.idle", fc.Timeouts.Idle}, {"timeouts.readHeader", fc.Timeouts.ReadHeader},
 		{"timeouts.shutdown", fc.Timeouts.Shutdown}, {"timeouts.clientBody", fc.Timeouts.ClientBody},
-		{"timeouts.send", fc.Timeouts.Send}, {"backoff.base", fc.Backoff.Base}, {"backoff.max", fc.Backoff.Max}} {
+		{"timeouts.send", fc.Timeouts.Send}, {"timeouts.upstreamSend", fc.Timeouts.UpstreamSend}, {"backoff.base", fc.Backoff.Base}, {"backoff.max", fc.Backoff.Max}} {
 		if d.v < 0 {
 			return configErrorf(d.name, "%s must not be negative", d.v)
 		}
@@ -133,6 +134,6 @@ func (fc *FileConfig) ProxyConfig() (Config, error) {
 		JWT: fc.JWT, PreserveHost: fc.PreserveHost, TrustForwarded: fc.TrustForwarded,
 		DialTimeout: fc.Timeouts.Dial, ResponseHeaderTimeout: fc.Timeouts.ResponseHeader, IdleConnTimeout: fc.Timeouts.Idle,
 		BackoffBase: fc.Backoff.Base, BackoffMax: fc.Backoff.Max, SampleCapacity: fc.SampleCapacity,
-		ClientBodyTimeout: fc.Timeouts.ClientBody, SendTimeout: fc.Timeouts.Send, RequestBodyBuffer: fc.RequestBodyBuffer,
+		ClientBodyTimeout: fc.Timeouts.ClientBody, SendTimeout: fc.Timeouts.Send, UpstreamSendTimeout: fc.Timeouts.UpstreamSend, RequestBodyBuffer: fc.RequestBodyBuffer,
 	}, nil
 }

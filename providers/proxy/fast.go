@@ -407,8 +407,17 @@ func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *up
 		return
 	}
 	_ = uc.nc.Close()
-	if writeErr != nil || ctx.Err() != nil {
+	if (writeErr != nil || ctx.Err() != nil) && resp.StatusCode >= 500 {
+		return // the upstream failed before the client did anything: its 5xx (c.status) stands
+	}
+	if writeErr != nil {
 		c.clientErr = true // the client did not take its answer: its failure, not the upstream's
+		return
+	}
+	if ctx.Err() != nil {
+		// the client left while the upstream kept it waiting mid-body: 499, kept in the analysis
+		// as when it leaves before the head (that wait is the upstream's latency)
+		c.status = statusClientClosed
 		return
 	}
 	if readErr != nil {

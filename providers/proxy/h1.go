@@ -1031,9 +1031,18 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 		_ = uc.nc.Close()
 	}
 	switch {
-	case writeErr != nil || (readErr != nil && gone.Load()):
-		// the client left mid-answer or stopped taking it (nginx's 499): its failure, not the upstream's
+	case (writeErr != nil || readErr != nil && gone.Load()) && rh.status >= 500:
+		// the upstream failed before the client did anything: its 5xx stands, whatever the client
+		// did with it (nginx logs the status it sent)
+		return rh.status, false, reuse, false
+	case writeErr != nil:
+		// the client stopped taking its answer (nginx's 499): its failure, not the upstream's
 		return statusClientClosed, false, reuse, true
+	case readErr != nil && gone.Load():
+		// the client left while the upstream kept it waiting mid-body: 499 as when it leaves before
+		// the head, kept in the analysis — that wait is the upstream's latency (a canary that hangs
+		// mid-answer must not look healthy)
+		return statusClientClosed, false, reuse, false
 	case readErr != nil:
 		// The upstream broke off mid-body: close the client connection too, so the truncated
 		// response is not taken as whole, and count it as the upstream's failure.

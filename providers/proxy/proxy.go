@@ -28,6 +28,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -71,6 +72,10 @@ type Config struct {
 	// that stops reading is disconnected. Neither bounds a slow but moving transfer.
 	ClientBodyTimeout time.Duration
 	SendTimeout       time.Duration
+	// UpstreamSendTimeout bounds the wait for each write of a request to an upstream (default
+	// 60 s, nginx's proxy_send_timeout): an upstream that stops reading a request body is
+	// answered 504 and counted against its cohort, instead of holding the request forever.
+	UpstreamSendTimeout time.Duration
 	// RequestBodyBuffer is how much of a request body is read before the upstream is contacted
 	// (default 64 KiB): a body that fits is sent upstream whole, with a Content-Length, so a client
 	// trickling it or sending bad framing never holds an upstream connection nor reaches it (as
@@ -265,13 +270,17 @@ func newTransport(cfg Config) *http.Transport {
 	if idle <= 0 {
 		idle = 90 * time.Second
 	}
+	send := cfg.UpstreamSendTimeout
+	if send <= 0 {
+		send = DefaultClientTimeout
+	}
 	perHost := cfg.MaxIdleConnsPerHost
 	if perHost <= 0 {
 		perHost = 1024
 	}
 	return &http.Transport{
 		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           sendTimeoutDialer(&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}, send),
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   perHost,
 		IdleConnTimeout:       idle,
@@ -502,10 +511,13 @@ type call struct {
 	// clientErr: the client did not take its answer (fast path); body: the request body as read
 	// from the client (nil without one); w: the ReverseProxy's writer (nil on the fast path).
 	clientErr bool
-	body      *clientBody
-	w         *rpWriter
-	conn      atomic.Pointer[upConn] // fast path: the upstream connection in use, for the client watcher
-	ctx       callCtx
+	// upStatus: the status of the upstream's answer once ReverseProxy has it (0 before): a 5xx
+	// is recorded as the upstream's whatever the client does afterwards
+	upStatus int
+	body     *clientBody
+	w        *rpWriter
+	conn     atomic.Pointer[upConn] // fast path: the upstream connection in use, for the client watcher
+	ctx      callCtx
 }
 
 type callKey struct{}
@@ -599,10 +611,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if v == http.ErrAbortHandler && !recorded {
 				end := p.now()
 				switch {
+				case c.upStatus >= 500:
+					// the upstream failed first: its 5xx, whatever the client did afterwards
+					p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule)
 				case c.body != nil && c.body.err != nil:
 					p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule)
 				case c.w != nil && c.w.werr != nil:
 					p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule)
+				case r.Context().Err() != nil:
+					// the client left mid-answer (ReverseProxy's read of the upstream body ends
+					// with the request's context): not the upstream's 502; 499 kept in the
+					// analysis, as in the other paths, since the client may have left because
+					// the upstream kept it waiting
+					p.record(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule)
 				default:
 					p.record(end, end.Sub(start), http.StatusBadGateway, c.cohort, c.byRule)
 				}
@@ -639,6 +660,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	end := p.now()
 	switch {
+	case c.upStatus >= 500:
+		// the upstream failed first: its 5xx, whatever the client did afterwards
+		p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule)
 	case c.body != nil && c.body.err != nil:
 		// the rest of a long body failed on the client's side while it streamed upstream
 		p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule)
@@ -700,15 +724,15 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if c := callFrom(resp.Request.Context()); c != nil {
-		c.status = resp.StatusCode
+		c.status, c.upStatus = resp.StatusCode, resp.StatusCode
 	}
 	return nil
 }
 
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	status := http.StatusBadGateway
-	if errors.Is(err, context.DeadlineExceeded) {
-		status = http.StatusGatewayTimeout
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		status = http.StatusGatewayTimeout // no answer in time, or the upstream stopped reading
 	}
 	if c := callFrom(r.Context()); c != nil {
 		if c.body != nil && c.body.err != nil {
