@@ -467,7 +467,8 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 	}
 	eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: gw, Metrics: metrics, Requests: reqLog, Deployer: deployer, Judge: judge,
 		Store: p.store, SpecYAML: p.raw, Logger: log, Progress: progress, Events: p.events,
-		OnInterrupt: p.onInterrupt, DetachOnPause: p.detachOnPause, RunID: p.runID, Fence: fences.Err})
+		OnInterrupt: p.onInterrupt, DetachOnPause: p.detachOnPause, RunID: p.runID, Fence: fences.Err,
+		RollbackFence: fences.ErrRollingBack})
 	if err != nil {
 		return nil, err
 	}

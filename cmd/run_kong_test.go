@@ -121,12 +121,12 @@ onMarginal: rollback
 			}()
 			if tc.outage {
 				wg.Add(1)
-				go func() { // once step 1's split is set, the Admin API fails for 8 calls
+				go func() { // once step 1's split is set, the Admin API fails for 20 calls (the rollout's and the owner lease's renewals share them)
 					defer wg.Done()
 					for ctx.Err() == nil {
 						for _, tg := range k.Targets("web-up") {
 							if tg.Target == hostport(can) && tg.Weight > 0 {
-								k.InjectOutage(kongtest.Outage{Kind: kongtest.Fault503, For: 8})
+								k.InjectOutage(kongtest.Outage{Kind: kongtest.Fault503, For: 20})
 								return
 							}
 						}

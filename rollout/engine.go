@@ -142,6 +142,9 @@ type Config struct {
 	// Fence, if set, is checked before every tick: an error (the ownership lease was lost, see
 	// Keeper and FenceStore) ends Run at once, without touching the gateway or the state again.
 	Fence func() error
+	// RollbackFence, if set, replaces Fence while rolling back: a gateway lease that only ran out
+	// because the gateway could not be reached does not stop a rollback (Fences.ErrRollingBack).
+	RollbackFence func() error
 }
 
 // Outcome is how Run ended.
@@ -435,10 +438,16 @@ func (e *Engine) Tick(ctx context.Context) (Phase, error) {
 	if phase.Terminal() {
 		return phase, nil
 	}
-	if e.cfg.Fence != nil {
-		if err := e.cfg.Fence(); err != nil {
-			return phase, fmt.Errorf("stopped in %s: %w", phase, err)
+	if err := e.fence(phase); err != nil {
+		if phase != RollingBack && e.cfg.RollbackFence != nil && e.cfg.RollbackFence() == nil {
+			// The gateway lease ran out only because the gateway could not be reached to renew it:
+			// nobody else is known to hold the service, and the safe way out is all traffic to stable.
+			if terr := e.transition(RollingBack, "the ownership lease could not be renewed (is the gateway reachable?): "+err.Error()); terr != nil {
+				return e.State().Phase, terr
+			}
+			return RollingBack, nil
 		}
+		return phase, fmt.Errorf("stopped in %s: %w", phase, err)
 	}
 	if ctx.Err() != nil && !e.interrupted {
 		e.interrupted = true
@@ -455,8 +464,8 @@ func (e *Engine) Tick(ctx context.Context) (Phase, error) {
 		return e.State().Phase, err
 	}
 	next, reason := e.handle(ctx, phase)
-	if e.cfg.Fence != nil && next != phase {
-		if err := e.cfg.Fence(); err != nil { // lost during the handler: its outcome is not ours to record
+	if next != phase {
+		if err := e.fence(phase); err != nil { // lost during the handler: its outcome is not ours to record
 			return phase, fmt.Errorf("stopped in %s: %w", phase, err)
 		}
 	}
@@ -466,6 +475,17 @@ func (e *Engine) Tick(ctx context.Context) (Phase, error) {
 		}
 	}
 	return e.State().Phase, nil
+}
+
+// fence is the ownership check before and after a tick's handler (nil: go on).
+func (e *Engine) fence(phase Phase) error {
+	if phase == RollingBack && e.cfg.RollbackFence != nil {
+		return e.cfg.RollbackFence()
+	}
+	if e.cfg.Fence != nil {
+		return e.cfg.Fence()
+	}
+	return nil
 }
 
 func (e *Engine) handle(ctx context.Context, phase Phase) (next Phase, reason string) {

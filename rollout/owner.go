@@ -42,8 +42,12 @@ type Keeper struct {
 	validUntil time.Time // send time of the last successful claim or renewal + ttl (monotonic)
 	lost       error
 	lostCh     chan struct{} // closed when lost is set
-	stop       chan struct{}
-	done       chan struct{}
+	// confirmed: the gateway itself answered that the lease is gone (taken over, released, expired
+	// there). A lease that only ran out here, because the gateway could not be reached to renew it,
+	// is unconfirmed: see RollbackOK.
+	confirmed bool
+	stop      chan struct{}
+	done      chan struct{}
 }
 
 // NewKeeper returns a Keeper for owner (nil: the gateway keeps no lease; Err is then always nil).
@@ -102,15 +106,25 @@ func (k *Keeper) renew(stop, done chan struct{}) {
 		sent := time.Now()
 		if !sent.Before(until) {
 			k.setLost(fmt.Errorf("%w: not renewed within %s", providers.ErrLeaseLost, k.ttl))
-			return
+			// Keep asking: until the gateway answers, nobody knows whether another runner took the
+			// service, and a rollback already under way goes on (RollbackOK).
+			until = sent.Add(k.ttl)
 		}
 		ctx, cancel := context.WithDeadline(context.Background(), until)
 		nl, err := k.owner.Renew(ctx, l, k.ttl)
 		cancel()
 		switch {
 		case errors.Is(err, providers.ErrLeaseLost):
+			k.mu.Lock()
+			k.confirmed = true
+			k.mu.Unlock()
 			k.setLost(err)
 			return
+		case err == nil && k.Err() != nil:
+			// The gateway came back and the lease was still ours, but it had run out here: the
+			// runner already stopped acting on it; only a rollback goes on.
+			t.Reset(every)
+			continue
 		case err != nil:
 			k.log.Warn("renew the gateway lease; retrying", "err", err, "validFor", time.Until(until).Round(time.Millisecond))
 			t.Reset(min(every, max(time.Until(until)/2, 50*time.Millisecond)))
@@ -152,6 +166,16 @@ func (k *Keeper) Err() error {
 		return k.lost
 	}
 	return nil
+}
+
+// RollbackOK reports a lease that ran out only because the gateway could not be reached to renew
+// it: no other runner is known to hold the service, so a rollback under way goes on (it moves traffic
+// to stable, which any runner taking over would also do for a rollout recorded as rolling back).
+// False while the lease is held and once the gateway confirmed it gone (taken over or expired there).
+func (k *Keeper) RollbackOK() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.lease != nil && k.lost != nil && !k.confirmed
 }
 
 // Deadline is when the lease runs out unless renewed (zero: no lease).
@@ -233,6 +257,22 @@ func (fs Fences) Err() error {
 	return nil
 }
 
+// ErrRollingBack is Err for a runner that is rolling back: a gateway lease that only ran out
+// unrenewed (RollbackOK) does not stop it.
+func (fs Fences) ErrRollingBack() error { return fs.rollbackFences().Err() }
+
+// rollbackFences leaves out the fences whose lease ran out unconfirmed.
+func (fs Fences) rollbackFences() Fences {
+	out := make(Fences, 0, len(fs))
+	for _, f := range fs {
+		if r, ok := f.(interface{ RollbackOK() bool }); ok && r.RollbackOK() {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
 // Deadline is the earliest deadline (zero: none).
 func (fs Fences) Deadline() time.Time {
 	var d time.Time
@@ -253,15 +293,19 @@ type fencedGateway struct {
 }
 
 func (f *fencedGateway) ctx(ctx context.Context) (context.Context, context.CancelFunc, error) {
-	if err := f.fences.Err(); err != nil {
+	return fenced(ctx, f.fences)
+}
+
+func fenced(ctx context.Context, fences Fences) (context.Context, context.CancelFunc, error) {
+	if err := fences.Err(); err != nil {
 		return nil, nil, err
 	}
 	c, cancel := ctx, context.CancelFunc(func() {})
-	if d := f.fences.Deadline(); !d.IsZero() {
+	if d := fences.Deadline(); !d.IsZero() {
 		c, cancel = context.WithDeadline(ctx, d)
 	}
 	// A lease lost during the call (revoked, taken over) ends it at once.
-	for _, fe := range f.fences {
+	for _, fe := range fences {
 		l, ok := fe.(interface{ Lost() <-chan struct{} })
 		if !ok {
 			continue
@@ -310,8 +354,10 @@ func (f *fencedGateway) Split(ctx context.Context) (providers.Split, error) {
 	return f.gw.Split(cctx)
 }
 
+// Rollback goes on when the gateway lease only ran out unrenewed (see Keeper.RollbackOK): the
+// gateway could not be reached, so no one is known to have taken the service over.
 func (f *fencedGateway) Rollback(ctx context.Context) error {
-	cctx, cancel, err := f.ctx(ctx)
+	cctx, cancel, err := fenced(ctx, f.fences.rollbackFences())
 	if err != nil {
 		return err
 	}

@@ -172,7 +172,10 @@ func (r *Router) Renew(ctx context.Context, l providers.Lease, ttl time.Duration
 		return l, fmt.Errorf("kong: renew %s: %w: the ownership marker is gone", l.Service, providers.ErrLeaseLost)
 	}
 	cur := leaseOf(*m)
-	if cur.Token != l.Token || !now.Before(cur.Expires) {
+	// A marker that still carries this lease's token was taken by nobody, even past its expiry (a
+	// takeover replaces the marker): renewing it is safe, and lets a runner that lost the Admin API
+	// for longer than the TTL finish its rollback.
+	if cur.Token != l.Token {
 		return l, fmt.Errorf("kong: renew %s: %w: the marker is run %s's held by %s until %s", l.Service, providers.ErrLeaseLost,
 			cur.RunID, cur.Holder, cur.Expires.UTC().Format(time.RFC3339))
 	}
