@@ -54,7 +54,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 vectors: ## replay Kayenta's own test vectors (testdata/kayenta) and print how many cases ran
 	@set -o pipefail; $(GO) test -count=1 -run '^TestKayentaVectors$$' -v ./analysis/ ./judge/ | grep -E '^(ok|FAIL|--- FAIL)|kayenta vectors: ran'
 
+conformance: ## the proxy side by side with nginx on the raw-request corpus (also part of race)
+	@set -o pipefail; $(GO) test -count=1 -run '^TestConformance$$' -v ./providers/proxy/conformance/ | grep -E '^(ok|FAIL|---)|conformance:|want|received|relayed|recorded' | grep -v -- '--- PASS'
+
 ci: fmt-check vet vectors race ## what CI runs: format check, vet, Kayenta vectors, race-enabled tests
 	@echo "ci: all checks passed"
 
-.PHONY: help build image demo test race vet lint fmt-check tidy-check bench fuzz vectors ci
+.PHONY: help build image demo test race vet lint fmt-check tidy-check bench fuzz vectors conformance ci

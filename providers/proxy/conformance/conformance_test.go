@@ -1,0 +1,382 @@
+package conformance
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/canaryctl/canaryctl/providers/proxy"
+)
+
+// A corpus case: raw bytes a client sends, optionally a raw answer of the upstream, and the
+// class of outcome nginx gives (recorded by running nginx 1.22.1 with nginxConfig; the test
+// re-checks it whenever nginx is installed). canaryctl must give the same class, the same
+// requests at the upstream and the same relayed answer, unless the case lists a deliberate
+// difference with its reason.
+type corpusCase struct {
+	Name string `yaml:"name"`
+	// From: where the case comes from (issue 15 item, RFC 9112 section, desync literature).
+	From string `yaml:"from"`
+	// Request is written in one write. Then "abort" closes the connection right after it.
+	Request string `yaml:"request"`
+	Then    string `yaml:"then"`
+	// Answer is the upstream's raw answer to the first request ("-": close without answering);
+	// empty: "for <target>" with a correct Content-Length. AnswerThenClose closes after it.
+	Answer          string `yaml:"answer"`
+	AnswerThenClose bool   `yaml:"answerThenClose"`
+	// LateBytes are written by the upstream on the same connection after the client has read
+	// the answer: bytes arriving on a connection the gateway holds idle.
+	LateBytes string `yaml:"lateBytes"`
+	// Nginx is nginx's outcome: "<first>+<next>" where first is answered (a status below 400),
+	// 4xx, 5xx, closed (no answer, or an answer cut short) or aborted (the client left), and
+	// next is what a follow-up request on the same connection gets: keep (its own answer),
+	// close, desync (another request's answer, or garbage) or hang; "-" when there is none.
+	// Alternatives separated by " | " are a race inside nginx (Why says which).
+	Nginx string `yaml:"nginx"`
+	// Canaryctl and Why: a deliberate difference, canaryctl's outcome and the reason.
+	Canaryctl string `yaml:"canaryctl"`
+	Why       string `yaml:"why"`
+	// WantAnswer: the answer canaryctl must relay when it deliberately differs from nginx's.
+	WantAnswer string `yaml:"wantAnswer"`
+	// SameUpstream false: the requests at the upstream may differ (explained in Why).
+	SameUpstream *bool `yaml:"sameUpstream"`
+}
+
+type corpus struct {
+	Cases []corpusCase `yaml:"cases"`
+}
+
+func loadCorpus(t *testing.T) []corpusCase {
+	t.Helper()
+	b, err := os.ReadFile("testdata/corpus.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c corpus
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		t.Fatalf("testdata/corpus.yaml: %v", err)
+	}
+	seen := map[string]bool{}
+	for i, cc := range c.Cases {
+		switch {
+		case cc.Name == "" || seen[cc.Name]:
+			t.Fatalf("corpus case %d: name %q is empty or repeated", i, cc.Name)
+		case cc.Request == "" || cc.Nginx == "":
+			t.Fatalf("corpus case %s: request and nginx are required", cc.Name)
+		case (cc.Canaryctl != "" || cc.SameUpstream != nil || cc.WantAnswer != "" || strings.Contains(cc.Nginx, "|")) && len(cc.Why) < 20:
+			t.Fatalf("corpus case %s: a deliberate difference needs its reason in why", cc.Name)
+		}
+		seen[cc.Name] = true
+	}
+	return c.Cases
+}
+
+// expand replaces BIG16K and BIG2M in a request with that many 'x' (a corpus line stays
+// readable).
+func expand(s string) string {
+	s = strings.ReplaceAll(s, "BIG16K", strings.Repeat("x", 16<<10))
+	return strings.ReplaceAll(s, "BIG2M", strings.Repeat("x", 2<<20))
+}
+
+// outcome is what one gateway did with one case.
+type outcome struct {
+	Class    string   // "<first>+<next>", see corpusCase.Nginx
+	Answer   string   // the relayed answer when first is "answered"
+	Upstream []string // what reached the upstream, follow-ups left out
+	Raw      string   // the raw bytes the client read, for the failure message
+}
+
+func (o outcome) String() string {
+	return fmt.Sprintf("%s\n      answer:   %s\n      upstream: %q\n      raw:      %q", o.Class, o.Answer, o.Upstream, o.Raw)
+}
+
+const (
+	answerWait = 3 * time.Second // a gateway answers a loopback case in milliseconds; longer is a hang
+)
+
+// exchange plays the case on a fresh connection from dial and classifies what happens.
+func exchange(t *testing.T, tg target, cc corpusCase) outcome {
+	t.Helper()
+	c, err := tg.dial()
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, expand(cc.Request)); err != nil {
+		return outcome{Class: "closed+-", Raw: "write: " + err.Error()}
+	}
+	if cc.Then == "abort" {
+		_ = c.Close()
+		return outcome{Class: "aborted+-"}
+	}
+	var raw bytes.Buffer
+	br := bufio.NewReader(io.TeeReader(c, &raw))
+	method, _, _ := strings.Cut(cc.Request, " ")
+	_ = c.SetReadDeadline(time.Now().Add(answerWait))
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	if err != nil {
+		return outcome{Class: failClass(err, raw.Len()) + "+-", Raw: raw.String()}
+	}
+	first := "answered"
+	switch {
+	case resp.StatusCode >= 500:
+		first = "5xx"
+	case resp.StatusCode >= 400:
+		first = "4xx"
+	}
+	answer := fmt.Sprintf("%d", resp.StatusCode)
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// the upstream echoes what reached it after the 101
+		buf := make([]byte, 512)
+		n, _ := io.ReadAtLeast(br, buf, 1)
+		return outcome{Class: first + "+-", Answer: answer + " then " + string(buf[:n]), Raw: raw.String()}
+	}
+	body, berr := io.ReadAll(resp.Body)
+	if berr != nil {
+		// an answer cut short is, to the client, no answer
+		return outcome{Class: "closed+-", Answer: fmt.Sprintf("%s body %q cut: %v", answer, body, berr), Raw: raw.String()}
+	}
+	answer += fmt.Sprintf(" body %q", body)
+	if resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified || resp.StatusCode < 200 {
+		// a body-less status must not announce a body (RFC 9110 §8.6)
+		answer += fmt.Sprintf(" content-length %q transfer-encoding %q", resp.Header.Values("Content-Length"), resp.TransferEncoding)
+	}
+	if first != "answered" {
+		answer = fmt.Sprintf("%d", resp.StatusCode) // proxies word their own errors differently
+	}
+	if cc.LateBytes != "" {
+		close(tg.up.sendLate)
+		select {
+		case <-tg.up.lateSent:
+		case <-time.After(answerWait):
+			t.Errorf("%s: the upstream was not asked for a second time", tg.name)
+		}
+	}
+	return outcome{Class: first + "+" + follow(c, br), Answer: answer, Raw: raw.String()}
+}
+
+// follow sends a follow-up request on the connection and says what it got: keep (its own
+// answer), close, desync (someone else's answer, or garbage) or hang.
+func follow(c net.Conn, br *bufio.Reader) string {
+	_, _ = fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: conformance\r\n\r\n", nextPath)
+	_ = c.SetReadDeadline(time.Now().Add(answerWait))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		if c := failClass(err, br.Buffered()); c == "closed" {
+			return "close"
+		} else {
+			return c
+		}
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == 200 && string(body) == "for "+nextPath {
+		return "keep"
+	}
+	return "desync"
+}
+
+func failClass(err error, got int) string {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return "hang"
+	case got == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)):
+		return "closed"
+	case isReset(err) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "closed" // cut short
+	default:
+		return "garbage"
+	}
+}
+
+func isReset(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op)
+}
+
+// target is one gateway under test for one case.
+type target struct {
+	name  string
+	dial  func() (net.Conn, error)
+	up    *upstream
+	px    *proxy.Proxy // canaryctl only
+	nginx *nginxServer // nginx only
+	index int          // the case's server block in nginx
+}
+
+// TestConformance runs every corpus case against canaryctl's two fronts and nginx.
+func TestConformance(t *testing.T) {
+	cases := loadCorpus(t)
+	bin := findNginx(t)
+	var ngx *nginxServer
+	nginxUps := make([]*upstream, len(cases))
+	if bin != "" {
+		addrs := make([]string, len(cases))
+		for i, cc := range cases {
+			nginxUps[i] = startUpstream(t, cc)
+			addrs[i] = nginxUps[i].addr()
+		}
+		ngx = startNginx(t, bin, addrs)
+	}
+	gateways := "canaryctl's h1 loop and netHTTPOnly front against the classes recorded from nginx"
+	if ngx != nil {
+		gateways = "nginx (live), canaryctl's h1 loop and netHTTPOnly front"
+	}
+	t.Logf("conformance: %d corpus cases on %s", len(cases), gateways)
+	t.Run("case", func(t *testing.T) {
+		for i, cc := range cases {
+			t.Run(cc.Name, func(t *testing.T) {
+				t.Parallel()
+				var targets []target
+				if ngx != nil {
+					targets = append(targets, target{name: "nginx", up: nginxUps[i], nginx: ngx, index: i,
+						dial: func() (net.Conn, error) { return net.Dial("unix", ngx.sock(i)) }})
+				}
+				for _, front := range []struct {
+					name        string
+					netHTTPOnly bool
+				}{{"canaryctl h1 loop", false}, {"canaryctl netHTTPOnly", true}} {
+					up := startUpstream(t, cc)
+					p, addr := startProxy(t, up, front.netHTTPOnly)
+					targets = append(targets, target{name: front.name, up: up, px: p,
+						dial: func() (net.Conn, error) { return net.Dial("tcp", addr) }})
+				}
+				runCase(t, cc, targets)
+			})
+		}
+	})
+}
+
+func startProxy(t *testing.T, up *upstream, netHTTPOnly bool) (*proxy.Proxy, string) {
+	t.Helper()
+	fc, err := proxy.ParseFileConfig([]byte(fmt.Sprintf("upstreams: {stable: [\"http://%s\"]}\nnetHTTPOnly: %v\n", up.addr(), netHTTPOnly)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := fc.ProxyConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := proxy.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- p.Serve(ctx, proxy.ServeConfig{Listener: ln, NetHTTPOnly: fc.NetHTTPOnly,
+			ReadHeaderTimeout: fc.Timeouts.ReadHeader, ShutdownTimeout: time.Second})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return p, ln.Addr().String()
+}
+
+func runCase(t *testing.T, cc corpusCase, targets []target) {
+	var ref *outcome
+	for _, tg := range targets {
+		o := exchange(t, tg, cc)
+		settle(t, tg, o)
+		o.Upstream = completeRequests(tg.up.requests())
+		if tg.px != nil {
+			checkCounted(t, tg, cc)
+		}
+		want := strings.Split(cc.Nginx, " | ")
+		if tg.px != nil && cc.Canaryctl != "" {
+			want = []string{cc.Canaryctl}
+		}
+		if !slices.Contains(want, o.Class) {
+			t.Errorf("%s: outcome %s\n    want %s (%s)", tg.name, o, strings.Join(want, " or "), cc.From)
+			continue
+		}
+		if tg.nginx != nil {
+			ref = &o
+			continue
+		}
+		if cc.WantAnswer != "" {
+			if o.Answer != cc.WantAnswer {
+				t.Errorf("%s: relayed %s, want %s (%s)", tg.name, o.Answer, cc.WantAnswer, cc.Why)
+			}
+		} else if ref != nil && cc.Canaryctl == "" && strings.HasPrefix(o.Class, "answered") && o.Answer != ref.Answer {
+			t.Errorf("%s: relayed %s, nginx relayed %s", tg.name, o.Answer, ref.Answer)
+		}
+		if ref != nil && cc.Canaryctl == "" && (cc.SameUpstream == nil || *cc.SameUpstream) && !slices.Equal(o.Upstream, ref.Upstream) {
+			t.Errorf("%s: the upstream received\n      %q\n    behind nginx it received\n      %q", tg.name, o.Upstream, ref.Upstream)
+		}
+	}
+}
+
+// completeRequests leaves out requests whose body was cut off: a gateway that streams a body
+// and aborts it when the client's framing fails or the client leaves is, for the upstream,
+// equivalent to nginx's buffering it and never asking (the upstream cannot act on half a
+// request; what counts is recorded by checkCounted). A complete request the client did not
+// send stays in: that is smuggling.
+func completeRequests(reqs []string) []string {
+	return slices.DeleteFunc(reqs, func(r string) bool { return strings.HasSuffix(r, cutMark) })
+}
+
+// settle waits until the gateway is done with a case whose client left or got no answer: nginx
+// logs it; canaryctl records a sample once the upstream was asked.
+func settle(t *testing.T, tg target, o outcome) {
+	t.Helper()
+	if !strings.HasPrefix(o.Class, "aborted") && !strings.HasPrefix(o.Class, "closed") {
+		return
+	}
+	for deadline := time.Now().Add(answerWait); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		switch {
+		case tg.nginx != nil:
+			if len(tg.nginx.loggedStatuses(tg.index)) > 0 {
+				return
+			}
+		case len(tg.up.requests()) == 0:
+			// nothing was forwarded (yet): give the gateway the time a forward would take
+			if time.Until(deadline) < answerWait-200*time.Millisecond {
+				return
+			}
+		default:
+			if reqs, _ := tg.px.Requests(context.Background(), time.Time{}, time.Now().Add(time.Hour)); len(reqs) > 0 {
+				return
+			}
+		}
+	}
+}
+
+// checkCounted: what canaryctl recorded for the analysis never blames a cohort for a client's
+// error. In a case without a scripted upstream answer the upstream answers every request it
+// gets correctly, so any 5xx recorded there is a client's error (bad framing, a client that
+// left) counted against the cohort.
+func checkCounted(t *testing.T, tg target, cc corpusCase) {
+	t.Helper()
+	if cc.Answer != "" {
+		return
+	}
+	reqs, err := tg.px.Requests(context.Background(), time.Time{}, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range reqs {
+		if r.Status >= 500 {
+			t.Errorf("%s: recorded status %d for the %s cohort although the upstream answered correctly: a client's error counted against the cohort (%s)", tg.name, r.Status, r.Cohort, cc.From)
+		}
+	}
+}
