@@ -52,20 +52,15 @@ type upConn struct {
 	rw     io.ReadWriter // what br reads through and requests are written to (connIO)
 	head   []byte        // the request head being sent (roundTripH1, fastRoundTrip)
 	idleAt int64         // when it last went into the pool; 0 for a connection never pooled
-	// checkInput: the connection sat in the pool for peekAfterIdle or longer, so the upstream may
-	// have closed (or written to) it meanwhile: writeThenWait looks for input before waiting.
-	checkInput bool
+	// reused: the connection comes from the pool, so the upstream may have closed it or written to
+	// it meanwhile: writeThenWait refuses it when input is waiting (errIdleInput).
+	reused bool
 }
 
-// peekAfterIdle is how long a pooled connection must have been idle for the next request on it to
-// check for input that came meanwhile (a FIN, stray bytes) before waiting for the answer without a
-// read (writeThenWait). The check costs a syscall (about 4 µs per request in bench/proxy.sh,
-// pinned); connections reused within a millisecond — every one under load — skip it. Upstreams
-// close idle keep-alive connections after seconds (Node and Apache: 5 s, gunicorn: 2 s), and one
-// that closes right after an answer says Connection: close, so the connection is not pooled. An
-// upstream that half-closes within a millisecond of an answer without saying so costs that request
-// one watchClientAfter (200 ms) before the stale connection is noticed and the request sent again.
-const peekAfterIdle = int64(time.Millisecond)
+// errIdleInput: a pooled connection had input waiting when it was picked — an end of stream, or
+// bytes nobody asked for (stray bytes after a badly framed answer). Nothing was sent on it; the
+// request goes out on a new connection.
+var errIdleInput = errors.New("upstream connection had input waiting while idle")
 
 func (cp *connPool) get(now, maxIdle int64) *upConn {
 	cp.mu.Lock()
@@ -75,7 +70,7 @@ func (cp *connPool) get(now, maxIdle int64) *upConn {
 		cp.idle = cp.idle[:n-1]
 		if now-uc.idleAt < maxIdle {
 			cp.mu.Unlock()
-			uc.checkInput = now-uc.idleAt >= peekAfterIdle
+			uc.reused = true
 			return uc
 		}
 		_ = uc.nc.Close()
@@ -318,9 +313,9 @@ func (p *Proxy) fastRoundTrip(uc *upConn, r *http.Request, u *upstream) (*http.R
 	}
 	uc.head = keepHead(b)
 	// The answer cannot be there before the request is: no read first (see roundTripH1). The wait
-	// ends after watchClientAfter at the latest, so a stale connection that writeThenWait cannot
-	// tell (peekAfterIdle) costs that, not the whole response-header timeout: the read that follows
-	// sees its EOF and the request is sent again.
+	// ends after watchClientAfter at the latest, so a connection the upstream closes between
+	// writeThenWait's check for input and the write costs that, not the whole response-header
+	// timeout: the read that follows sees its EOF and the request is sent again.
 	now := time.Now()
 	first := now.Add(watchClientAfter)
 	if p.fast.rht > 0 && p.fast.rht < watchClientAfter {
@@ -332,7 +327,7 @@ func (p *Proxy) fastRoundTrip(uc *upConn, r *http.Request, u *upstream) (*http.R
 	if err := r.Context().Err(); err != nil {
 		return nil, err
 	}
-	if err := writeThenWait(uc.rw, b, uc.checkInput); err != nil {
+	if err := writeThenWait(uc.rw, b, uc.reused); err != nil {
 		return nil, errors.Join(errStale, err)
 	}
 	if p.fast.rht > 0 {

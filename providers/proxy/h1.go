@@ -680,7 +680,7 @@ func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *
 	// the read that would find nothing. (Measured: that read failed with EAGAIN on 0.9 of every
 	// request; the client's side is different — after the yield in serveConn its next request is
 	// usually there already, and waiting first there was slower: bench/RESULTS.md.)
-	if err := writeThenWait(uc.rw, b, uc.checkInput); err != nil {
+	if err := writeThenWait(uc.rw, b, uc.reused); err != nil {
 		_ = uc.nc.SetReadDeadline(time.Time{})
 		return errors.Join(errStale, err)
 	}

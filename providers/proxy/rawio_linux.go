@@ -112,12 +112,15 @@ func (r *rawIO) Write(b []byte) (int, error) {
 // that fails (deadline, close), returns early: the caller's next Read does the usual
 // read-then-wait and reports the condition, so the only error returned is the write's.
 //
-// The reset also drops a readiness the poller saw before it: bytes or a FIN that arrived while a
-// pooled connection sat idle (an upstream that half-closes and reads on). Nothing new may come
-// after the request then, so on a connection that sat idle long enough for that to happen (idle set;
-// the caller decides: peekAfterIdle) a peek first looks for such input, and when there is any the request is sent without the wait: the caller's Read sees it at
-// once (an EOF is a stale connection, sent again on a new one).
-func (r *rawIO) writeThenWait(b []byte, idle bool) error {
+// The reset also drops a readiness the poller saw before it: bytes or a FIN that came while a
+// pooled connection sat idle. So on a reused connection (reused set) a non-consuming peek first
+// looks for such input, and when there is any nothing is written and errIdleInput is returned: the
+// caller closes the connection and sends the request on a new one. An end of stream is a stale
+// connection; bytes are worse — an answer nobody asked for (stray bytes after a badly framed
+// answer), which must never be read as the answer to this request (nginx and Go's http.Transport
+// likewise close a connection that receives data while idle). The peek is one recvfrom(2) per
+// reused connection: the price of that guarantee (bench/RESULTS.md).
+func (r *rawIO) writeThenWait(b []byte, reused bool) error {
 	done, called, wrote, pending := 0, false, false, false
 	var errno syscall.Errno
 	_ = r.rc.Read(func(fd uintptr) bool {
@@ -125,20 +128,24 @@ func (r *rawIO) writeThenWait(b []byte, idle bool) error {
 			return true // readable (or a spurious wake-up: the next Read waits again)
 		}
 		called = true
-		if idle {
+		if reused {
 			var one [1]byte
 			_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&one[0])), 1,
 				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-			pending = e != syscall.EAGAIN // data, EOF or an error (EINTR too: then simply no wait)
+			if pending = e != syscall.EAGAIN && e != syscall.EINTR; pending {
+				return true // data, EOF or an error: nothing is sent on this connection
+			}
 		}
 		var full bool
 		if full, errno = writeFD(fd, b, &done); full || errno != 0 {
 			return true // no room (finish with Write, which waits for room), or an error
 		}
 		wrote = true
-		return pending // wait for the answer, unless input is there already
+		return false // wait for the answer
 	})
 	switch {
+	case pending:
+		return errIdleInput
 	case errno != 0:
 		return os.NewSyscallError("write", errno)
 	case !called || done < len(b):
@@ -149,10 +156,13 @@ func (r *rawIO) writeThenWait(b []byte, idle bool) error {
 }
 
 // writeThenWait writes b to w; on a raw socket it also waits for an answer (rawIO.writeThenWait).
-// idle says that the connection sat in the pool since its last answer.
-func writeThenWait(w io.Writer, b []byte, idle bool) error {
+// reused says that the connection comes from the pool: input already there is refused (errIdleInput).
+func writeThenWait(w io.Writer, b []byte, reused bool) error {
 	if r, ok := w.(*rawIO); ok {
-		return r.writeThenWait(b, idle)
+		return r.writeThenWait(b, reused)
+	}
+	if reused && peekInput(w) {
+		return errIdleInput
 	}
 	_, err := w.Write(b)
 	return err

@@ -169,30 +169,35 @@ func TestWriteThenWait(t *testing.T) {
 			t.Fatalf("Read: %v, want os.ErrDeadlineExceeded", err)
 		}
 	})
-	t.Run("half-closed idle peer", func(t *testing.T) {
-		// a FIN that came while the connection was idle: its readiness is gone after the reset and
-		// nothing follows the request, so only the peek (idle) keeps this from waiting 5 s
-		t.Parallel()
-		client, server := tcpPair(t)
-		_ = server.(*net.TCPConn).CloseWrite()
-		time.Sleep(20 * time.Millisecond) // the FIN is in and the poller has seen it
-		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
-		rw := connIO(client)
-		start := time.Now()
-		if err := writeThenWait(rw, []byte("hello"), true); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rw.Read(make([]byte, 8)); err != io.EOF {
-			t.Fatalf("Read after the request to a half-closed peer: %v, want EOF", err)
-		}
-		if d := time.Since(start); d > time.Second {
-			t.Fatalf("noticing the half-closed peer took %v", d)
-		}
-		b := make([]byte, 5)
-		if _, err := io.ReadFull(server, b); err != nil || string(b) != "hello" {
-			t.Fatalf("peer read %q, %v: the request is still sent", b, err)
-		}
-	})
+	for _, input := range []struct{ name, what string }{{"half-closed idle peer", "FIN"}, {"stray bytes while idle", "bytes"}} {
+		t.Run(input.name, func(t *testing.T) {
+			// input that came while the connection was idle: its readiness is gone after the
+			// reset, so only the peek (reused) sees it; nothing may be sent on such a connection
+			t.Parallel()
+			client, server := tcpPair(t)
+			if input.what == "FIN" {
+				_ = server.(*net.TCPConn).CloseWrite()
+			} else if _, err := server.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond) // the input is in and the poller has seen it
+			_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			rw := connIO(client)
+			start := time.Now()
+			if err := writeThenWait(rw, []byte("hello"), true); !errors.Is(err, errIdleInput) {
+				t.Fatalf("writeThenWait on a reused connection with input waiting: %v, want errIdleInput", err)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Fatalf("noticing the input took %v", d)
+			}
+			_ = client.Close()
+			_ = server.SetReadDeadline(time.Now().Add(5 * time.Second))
+			// (closing a socket with unread input resets the connection: ECONNRESET is an end too)
+			if b, err := io.ReadAll(server); len(b) > 0 || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
+				t.Fatalf("peer read %q, %v: nothing may be sent on a connection with input waiting", b, err)
+			}
+		})
+	}
 	t.Run("peer gone", func(t *testing.T) {
 		t.Parallel()
 		client, server := tcpPair(t)

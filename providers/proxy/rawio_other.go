@@ -11,8 +11,13 @@ import (
 // is used on Linux only (rawio_linux.go); elsewhere the net.Conn itself.
 func connIO(nc net.Conn) io.ReadWriter { return nc }
 
-// writeThenWait writes b to w (rawio_linux.go also waits for the answer there).
-func writeThenWait(w io.Writer, b []byte, _ bool) error {
+// writeThenWait writes b to w (rawio_linux.go also waits for the answer there); on a reused
+// connection with input already there (bytes or an end of stream) it writes nothing and returns
+// errIdleInput.
+func writeThenWait(w io.Writer, b []byte, reused bool) error {
+	if reused && peekInput(w) {
+		return errIdleInput
+	}
 	_, err := w.Write(b)
 	return err
 }

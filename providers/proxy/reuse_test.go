@@ -143,8 +143,8 @@ func TestExtraBytesAfterAnswerNotTakenForNextAnswer(t *testing.T) {
 }
 
 // TestHalfClosedRightAfterAnswer: an upstream that half-closes at once after a keep-alive answer
-// (without Connection: close) leaves a connection that may be reused before peekAfterIdle, so
-// without the check for input. That request costs at most about one watchClientAfter, on both
+// (without Connection: close) leaves a connection that may be reused before its FIN arrives, so
+// after writeThenWait's check for input. That request costs at most about one watchClientAfter, on both
 // fronts, and is then sent again on a new connection: it must not fail, nor wait for the
 // response-header timeout.
 func TestHalfClosedRightAfterAnswer(t *testing.T) {

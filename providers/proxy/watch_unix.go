@@ -45,3 +45,23 @@ func watchClient(nc net.Conn, gone func()) (stop func()) {
 		_ = nc.SetReadDeadline(time.Time{})
 	}
 }
+
+// peekInput reports whether w (a socket) has input waiting — bytes, an end of stream or an error —
+// without consuming it; false when w has no descriptor.
+func peekInput(w any) bool {
+	sc, ok := w.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	pending := false
+	_ = rc.Control(func(fd uintptr) {
+		var b [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		pending = !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EINTR)
+	})
+	return pending
+}
