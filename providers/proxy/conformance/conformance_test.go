@@ -128,6 +128,9 @@ func exchange(t *testing.T, tg target, cc corpusCase) outcome {
 	method, _, _ := strings.Cut(cc.Request, " ")
 	_ = c.SetReadDeadline(time.Now().Add(answerWait))
 	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp, err = http.ReadResponse(br, &http.Request{Method: method}) // 100 Continue: the answer follows
+	}
 	if err != nil {
 		return outcome{Class: failClass(err, raw.Len()) + "+-", Raw: raw.String()}
 	}
