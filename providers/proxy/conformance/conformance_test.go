@@ -3,7 +3,6 @@ package conformance
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -132,7 +131,7 @@ func exchange(t *testing.T, tg target, cc corpusCase) outcome {
 		resp, err = http.ReadResponse(br, &http.Request{Method: method}) // 100 Continue: the answer follows
 	}
 	if err != nil {
-		return outcome{Class: failClass(err, raw.Len()) + "+-", Raw: raw.String()}
+		return outcome{Class: failClass(err) + "+-", Raw: raw.String()}
 	}
 	first := "answered"
 	switch {
@@ -179,11 +178,10 @@ func follow(c net.Conn, br *bufio.Reader) string {
 	_ = c.SetReadDeadline(time.Now().Add(answerWait))
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
-		if c := failClass(err, br.Buffered()); c == "closed" {
-			return "close"
-		} else {
-			return c
+		if fc := failClass(err); fc != "closed" {
+			return fc
 		}
+		return "close"
 	}
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode == 200 && string(body) == "for "+nextPath {
@@ -192,23 +190,19 @@ func follow(c net.Conn, br *bufio.Reader) string {
 	return "desync"
 }
 
-func failClass(err error, got int) string {
+// failClass names a failed read: hang (the deadline passed), closed (the connection ended,
+// possibly in the middle of an answer) or garbage (bytes that are not an HTTP answer).
+func failClass(err error) string {
 	var ne net.Error
+	var op *net.OpError
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
 		return "hang"
-	case got == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)):
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &op):
 		return "closed"
-	case isReset(err) || errors.Is(err, io.ErrUnexpectedEOF):
-		return "closed" // cut short
 	default:
 		return "garbage"
 	}
-}
-
-func isReset(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op)
 }
 
 // target is one gateway under test for one case.
@@ -282,16 +276,12 @@ func startProxy(t *testing.T, up *upstream, netHTTPOnly bool) (*proxy.Proxy, str
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- p.Serve(ctx, proxy.ServeConfig{Listener: ln, NetHTTPOnly: fc.NetHTTPOnly,
+		done <- p.Serve(t.Context(), proxy.ServeConfig{Listener: ln, NetHTTPOnly: fc.NetHTTPOnly,
 			ReadHeaderTimeout: fc.Timeouts.ReadHeader, ShutdownTimeout: time.Second})
 	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	t.Cleanup(func() { <-done }) // t.Context() is cancelled first
 	return p, ln.Addr().String()
 }
 
@@ -357,7 +347,7 @@ func settle(t *testing.T, tg target, o outcome) {
 				return
 			}
 		default:
-			if reqs, _ := tg.px.Requests(context.Background(), time.Time{}, time.Now().Add(time.Hour)); len(reqs) > 0 {
+			if reqs, _ := tg.px.Requests(t.Context(), time.Time{}, time.Now().Add(time.Hour)); len(reqs) > 0 {
 				return
 			}
 		}
@@ -373,7 +363,7 @@ func checkCounted(t *testing.T, tg target, cc corpusCase) {
 	if cc.Answer != "" {
 		return
 	}
-	reqs, err := tg.px.Requests(context.Background(), time.Time{}, time.Now().Add(time.Hour))
+	reqs, err := tg.px.Requests(t.Context(), time.Time{}, time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

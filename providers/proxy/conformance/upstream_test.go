@@ -121,6 +121,9 @@ func (u *upstream) serve(c net.Conn) {
 			}
 			return
 		}
+		if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+			u.write(c, "HTTP/1.1 100 Continue\r\n\r\n") // as net/http and nginx do
+		}
 		body, berr := io.ReadAll(req.Body)
 		if req.RequestURI == nextPath {
 			u.write(c, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\nfor %s", len("for "+nextPath), nextPath))
