@@ -37,8 +37,12 @@ type FileConfig struct {
 		Idle           time.Duration `yaml:"idle"`
 		ReadHeader     time.Duration `yaml:"readHeader"`
 		Shutdown       time.Duration `yaml:"shutdown"`
+		ClientBody     time.Duration `yaml:"clientBody"`
+		Send           time.Duration `yaml:"send"`
 	} `yaml:"timeouts"`
-	Backoff struct {
+	// RequestBodyBuffer: bytes of a request body read before the upstream is contacted (Config.RequestBodyBuffer).
+	RequestBodyBuffer int `yaml:"requestBodyBuffer"`
+	Backoff           struct {
 		Base time.Duration `yaml:"base"`
 		Max  time.Duration `yaml:"max"`
 	} `yaml:"backoff"`
@@ -84,10 +88,14 @@ func (fc *FileConfig) validate() error {
 		v    time.Duration
 	}{{"timeouts.dial", fc.Timeouts.Dial}, {"timeouts.responseHeader", fc.Timeouts.ResponseHeader},
 		{"timeouts.idle", fc.Timeouts.Idle}, {"timeouts.readHeader", fc.Timeouts.ReadHeader},
-		{"timeouts.shutdown", fc.Timeouts.Shutdown}, {"backoff.base", fc.Backoff.Base}, {"backoff.max", fc.Backoff.Max}} {
+		{"timeouts.shutdown", fc.Timeouts.Shutdown}, {"timeouts.clientBody", fc.Timeouts.ClientBody},
+		{"timeouts.send", fc.Timeouts.Send}, {"backoff.base", fc.Backoff.Base}, {"backoff.max", fc.Backoff.Max}} {
 		if d.v < 0 {
 			return configErrorf(d.name, "%s must not be negative", d.v)
 		}
+	}
+	if fc.RequestBodyBuffer < 0 || fc.RequestBodyBuffer > 64<<20 {
+		return configErrorf("requestBodyBuffer", "%d must be between 0 (default %d bytes) and %d bytes", fc.RequestBodyBuffer, DefaultRequestBodyBuffer, 64<<20)
 	}
 	if fc.SampleCapacity < 0 || fc.SampleCapacity > 1<<24 {
 		return configErrorf("sampleCapacity", "%d must be between 0 (default %d) and %d", fc.SampleCapacity, DefaultSampleCapacity, 1<<24)
@@ -125,5 +133,6 @@ func (fc *FileConfig) ProxyConfig() (Config, error) {
 		JWT: fc.JWT, PreserveHost: fc.PreserveHost, TrustForwarded: fc.TrustForwarded,
 		DialTimeout: fc.Timeouts.Dial, ResponseHeaderTimeout: fc.Timeouts.ResponseHeader, IdleConnTimeout: fc.Timeouts.Idle,
 		BackoffBase: fc.Backoff.Base, BackoffMax: fc.Backoff.Max, SampleCapacity: fc.SampleCapacity,
+		ClientBodyTimeout: fc.Timeouts.ClientBody, SendTimeout: fc.Timeouts.Send, RequestBodyBuffer: fc.RequestBodyBuffer,
 	}, nil
 }

@@ -397,7 +397,11 @@ func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *up
 		return
 	}
 	_ = uc.nc.Close()
-	if readErr != nil && ctx.Err() == nil {
+	if writeErr != nil || ctx.Err() != nil {
+		c.clientErr = true // the client did not take its answer: its failure, not the upstream's
+		return
+	}
+	if readErr != nil {
 		// The upstream broke off mid-body: abort the client's response too, so it is not taken as whole.
 		p.log.Debug("upstream broke off the response body", "upstream", c.up.raw, "err", readErr)
 		c.abort = true

@@ -169,7 +169,7 @@ func (s *h1Server) forget(c *h1Conn) {
 func (s *h1Server) serveConn(c *h1Conn) {
 	defer s.forget(c)
 	c.br = h1Readers.Get().(*bufio.Reader)
-	cio := connIO(c.nc)
+	cio := clientIO(c.nc, s.p.sendTimeout)
 	c.br.Reset(cio)
 	c.bw = h1Writers.Get().(*bufio.Writer)
 	c.bw.Reset(cio)
@@ -223,11 +223,18 @@ func (s *h1Server) serveConn(c *h1Conn) {
 		if err != nil {
 			return // timeout or closed mid-head: nothing can be answered
 		}
+		if h.refuse {
+			// Content-Length and Transfer-Encoding together: a smuggling attempt or a broken
+			// client. RFC 9112 6.3: the connection must be closed; nginx answers 400 (net/http
+			// would go by Transfer-Encoding and keep the connection).
+			writeStatus(c.bw, http.StatusBadRequest, false)
+			return
+		}
 		if n == 0 || !s.p.fastTable(s.p.table.Load()) {
 			// not ours to interpret: net/http gets the connection with everything read so far
 			_ = c.nc.SetReadDeadline(time.Time{})
 			handedOff = true
-			s.handoff.put(&prefixConn{Conn: c.nc, r: c.br})
+			s.handoff.put(&prefixConn{Conn: &sendConn{Conn: c.nc, timeout: s.p.sendTimeout}, r: c.br})
 			return
 		}
 		keep := s.p.serveH1(c, &h, s.closing.Load())
@@ -243,6 +250,7 @@ func (s *h1Server) serveConn(c *h1Conn) {
 type h1Head struct {
 	method, target, host []byte
 	close                bool // Connection: close
+	refuse               bool // a head not served here that no one may serve (answer 400, close)
 	xff                  [][]byte
 	lines                [h1MaxHeaders][2][]byte // name, value (trimmed)
 	nlines               int
@@ -253,6 +261,7 @@ type h1Head struct {
 // called once, before the first read that has to wait for more of the head.
 func readHead(br *bufio.Reader, h *h1Head, beforeWait func()) (int, error) {
 	var buf []byte
+	h.refuse = false
 	for waited := false; ; waited = true {
 		b, err := br.Peek(br.Buffered())
 		if err != nil {
@@ -276,15 +285,32 @@ func readHead(br *bufio.Reader, h *h1Head, beforeWait func()) (int, error) {
 		}
 	}
 	if !parseHead(buf, h) {
+		h.refuse = conflictingFraming(buf)
 		return 0, nil
 	}
 	return len(buf), nil
 }
 
+// conflictingFraming reports whether a request head has both Content-Length and Transfer-Encoding
+// (a head parseHead did not take: it is looked at only on the way to net/http).
+func conflictingFraming(head []byte) bool {
+	cl, te := false, false
+	for i, line := range bytes.Split(head, []byte("\n")) {
+		colon := bytes.IndexByte(line, ':')
+		if i == 0 || colon <= 0 {
+			continue
+		}
+		name := line[:colon]
+		cl = cl || asciiEqualFold(name, "Content-Length")
+		te = te || asciiEqualFold(name, "Transfer-Encoding")
+	}
+	return cl && te
+}
+
 // parseHead parses buf (a complete head ending in CRLFCRLF) and reports whether this loop may
 // serve the request.
 func parseHead(buf []byte, h *h1Head) bool {
-	h.method, h.target, h.host, h.close, h.xff, h.nlines = nil, nil, nil, false, h.xff[:0], 0
+	h.method, h.target, h.host, h.close, h.refuse, h.xff, h.nlines = nil, nil, nil, false, false, h.xff[:0], 0
 	// request line: METHOD SP origin-form SP HTTP/1.1
 	eol := bytes.Index(buf, []byte("\r\n"))
 	line := buf[:eol]
@@ -514,16 +540,21 @@ func (p *Proxy) serveH1(c *h1Conn, h *h1Head, closing bool) (keep bool) {
 	keep = !h.close && !closing
 	status := http.StatusBadGateway
 	var reuse *upConn
+	client := false
 	if up == nil {
 		keep = writeStatus(c.bw, status, keep)
 	} else {
-		status, ci, keep, reuse, up = p.proxyH1(c, h, t, ci, up, keep, start.UnixNano())
+		status, ci, keep, reuse, up, client = p.proxyH1(c, h, t, ci, up, keep, start.UnixNano())
 	}
 	end := p.now()
 	if reuse != nil {
 		up.pool.put(reuse, end.UnixNano(), p.fast.perHost)
 	}
-	p.record(end, end.Sub(start), status, ci, byRule)
+	if client {
+		p.recordClientError(end, end.Sub(start), status, ci, byRule)
+	} else {
+		p.record(end, end.Sub(start), status, ci, byRule)
+	}
 	return keep
 }
 
@@ -549,7 +580,7 @@ func writeStatus(bw *bufio.Writer, status int, keep bool) bool {
 // keep-alive connection once on a new one) and copies the answer to the client. It returns the
 // status to record, the cohort that served, whether the client connection stays open, and the
 // upstream connection to return to its upstream's pool (nil when none).
-func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, keep bool, now int64) (status, cohort int, keepClient bool, reuse *upConn, from *upstream) {
+func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, keep bool, now int64) (status, cohort int, keepClient bool, reuse *upConn, from *upstream, client bool) {
 	for attempt := 0; ; attempt++ {
 		// (now, the request's start, stands in for the clock in the pool: its idle timeout is 90 s)
 		var err error
@@ -571,9 +602,9 @@ func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, ke
 			}
 			if err == nil {
 				up.ok()
-				status, keep, reuse := p.copyResponseH1(c, h, up, uc, &rh, keep)
+				status, keep, reuse, client := p.copyResponseH1(c, h, up, uc, &rh, keep)
 				c.up.Store(nil)
-				return status, ci, keep, reuse, up
+				return status, ci, keep, reuse, up, client
 			}
 			c.up.Store(nil)
 			if uc != nil {
@@ -581,7 +612,9 @@ func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, ke
 			}
 		}
 		if errors.Is(err, errClientGone) {
-			return 499, ci, false, nil, nil // nginx's convention; nobody to answer
+			// nginx's convention; nobody to answer. Kept in the analysis: the upstream was slow enough
+			// for the client to give up, and that wait is its latency.
+			return statusClientClosed, ci, false, nil, nil, false
 		}
 		if !isDialError(err) {
 			status := http.StatusBadGateway
@@ -589,11 +622,11 @@ func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, ke
 				status = http.StatusGatewayTimeout
 			}
 			p.log.Debug("proxy error", "cohort", cohortNames[ci], "upstream", up.raw, "err", err)
-			return status, ci, writeStatus(c.bw, status, keep), nil, nil
+			return status, ci, writeStatus(c.bw, status, keep), nil, nil, false
 		}
 		nci, next := p.refused(t, ci, up, err, attempt < 2)
 		if next == nil {
-			return http.StatusBadGateway, ci, writeStatus(c.bw, http.StatusBadGateway, keep), nil, nil
+			return http.StatusBadGateway, ci, writeStatus(c.bw, http.StatusBadGateway, keep), nil, nil, false
 		}
 		ci, up = nci, next
 	}
@@ -837,9 +870,10 @@ func skipResponseHeader(name []byte, rh *respHead) bool {
 }
 
 // copyResponseH1 writes the response head and body to the client. It returns the status to record
-// (502 when the upstream broke off the body), whether the client connection stays open, and uc
-// when it may go back to the pool (else it is closed).
-func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, rh *respHead, keep bool) (status int, keepClient bool, reuse *upConn) {
+// (502 when the upstream broke off the body), whether the client connection stays open, uc when
+// it may go back to the pool (else it is closed), and whether the client failed (client: it did
+// not take the answer).
+func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, rh *respHead, keep bool) (status int, keepClient bool, reuse *upConn, client bool) {
 	bw := c.bw
 	noBody := rh.status == http.StatusNoContent || rh.status == http.StatusNotModified || string(h.method) == http.MethodHead
 	untilClose := !noBody && !rh.chunked && rh.clen < 0
@@ -901,15 +935,16 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 		_ = uc.nc.Close()
 	}
 	switch {
-	case readErr != nil && gone.Load():
-		return 499, false, reuse // the client left mid-body (nginx's convention)
+	case writeErr != nil || (readErr != nil && gone.Load()):
+		// the client left mid-answer or stopped taking it (nginx's 499): its failure, not the upstream's
+		return statusClientClosed, false, reuse, true
 	case readErr != nil:
 		// The upstream broke off mid-body: close the client connection too, so the truncated
 		// response is not taken as whole, and count it as the upstream's failure.
 		p.log.Debug("upstream broke off the response body", "upstream", up.raw, "err", readErr)
-		return http.StatusBadGateway, false, reuse
+		return http.StatusBadGateway, false, reuse, false
 	}
-	return rh.status, keep && writeErr == nil, reuse
+	return rh.status, keep, reuse, false
 }
 
 // relay copies a body from the upstream's reader br to the client's writer bw.

@@ -65,6 +65,17 @@ type Config struct {
 	ResponseHeaderTimeout time.Duration
 	IdleConnTimeout       time.Duration
 	MaxIdleConnsPerHost   int
+	// ClientBodyTimeout bounds the wait for each read of a request body from the client (default
+	// 60 s, nginx's client_body_timeout): a stalled upload is answered 408. SendTimeout bounds the
+	// wait for each write of an answer to the client (default 60 s, nginx's send_timeout): a client
+	// that stops reading is disconnected. Neither bounds a slow but moving transfer.
+	ClientBodyTimeout time.Duration
+	SendTimeout       time.Duration
+	// RequestBodyBuffer is how much of a request body is read before the upstream is contacted
+	// (default 64 KiB): a body that fits is sent upstream whole, with a Content-Length, so a client
+	// trickling it or sending bad framing never holds an upstream connection nor reaches it (as
+	// nginx's request buffering); a longer body is streamed after its first RequestBodyBuffer bytes.
+	RequestBodyBuffer int
 	// BackoffBase and BackoffMax bound the back-off of an upstream that refuses connections
 	// (defaults 1 s and 30 s, doubling per consecutive failure).
 	BackoffBase time.Duration
@@ -106,6 +117,9 @@ type Proxy struct {
 	backoffMax     time.Duration
 	preserveHost   bool
 	trustForwarded bool
+	bodyTimeout    time.Duration
+	sendTimeout    time.Duration
+	bodyBuffer     int
 	served         [nCohorts][2]atomic.Uint64
 }
 
@@ -115,6 +129,16 @@ func New(cfg Config) (*Proxy, error) {
 		log: cfg.Logger, now: cfg.Now, known: map[string]*upstream{}, rr: new([nCohorts]atomic.Uint64),
 		backoffBase: cfg.BackoffBase, backoffMax: cfg.BackoffMax,
 		preserveHost: cfg.PreserveHost, trustForwarded: cfg.TrustForwarded,
+		bodyTimeout: cfg.ClientBodyTimeout, sendTimeout: cfg.SendTimeout, bodyBuffer: cfg.RequestBodyBuffer,
+	}
+	if p.bodyTimeout <= 0 {
+		p.bodyTimeout = DefaultClientTimeout
+	}
+	if p.sendTimeout <= 0 {
+		p.sendTimeout = DefaultClientTimeout
+	}
+	if p.bodyBuffer <= 0 {
+		p.bodyBuffer = DefaultRequestBodyBuffer
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -474,9 +498,14 @@ type call struct {
 	byRule bool
 	up     *upstream
 	status int
-	abort  bool                   // the upstream broke off the body: abort the client's response after recording
-	conn   atomic.Pointer[upConn] // fast path: the upstream connection in use, for the client watcher
-	ctx    callCtx
+	abort  bool // the upstream broke off the body: abort the client's response after recording
+	// clientErr: the client did not take its answer (fast path); body: the request body as read
+	// from the client (nil without one); w: the ReverseProxy's writer (nil on the fast path).
+	clientErr bool
+	body      *clientBody
+	w         *rpWriter
+	conn      atomic.Pointer[upConn] // fast path: the upstream connection in use, for the client watcher
+	ctx       callCtx
 }
 
 type callKey struct{}
@@ -558,16 +587,39 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{t: t, cohort: ci, byRule: byRule, up: up, status: http.StatusBadGateway}
 	recorded := false
 	defer func() {
-		// ReverseProxy aborts a response whose upstream body broke off by panicking with
-		// http.ErrAbortHandler: record it as the upstream's failure, then let the server abort.
+		// ReverseProxy aborts a response whose upstream body broke off (or whose client stopped
+		// taking it) by panicking with http.ErrAbortHandler: record it, then let the server abort.
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler && !recorded {
 				end := p.now()
-				p.record(end, end.Sub(start), http.StatusBadGateway, c.cohort, c.byRule)
+				if c.w != nil && c.w.werr != nil {
+					p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule)
+				} else {
+					p.record(end, end.Sub(start), http.StatusBadGateway, c.cohort, c.byRule)
+				}
 			}
 			panic(v)
 		}
 	}()
+	if len(r.TransferEncoding) > 0 {
+		// After a chunked body the connection is not read again: net/http cannot tell whether the
+		// head also had a Content-Length (it drops it), and with both, RFC 9112 6.3 requires
+		// closing — the bytes after the chunked body may be a request smuggled past a front proxy
+		// that went by the length. (The h1 loop sees the head and answers 400, as nginx.)
+		w.Header().Set("Connection", "close")
+	}
+	if up != nil && r.Body != nil && r.Body != http.NoBody {
+		// the body (all of it when short) before the upstream: the client's errors are its own
+		var err error
+		if c.body, err = p.readBody(w, r); err != nil {
+			status := clientStatus(err)
+			answerClientError(w, status)
+			end := p.now()
+			p.recordClientError(end, end.Sub(start), status, c.cohort, c.byRule)
+			recorded = true
+			return
+		}
+	}
 	switch {
 	case up == nil:
 		http.Error(w, "no upstream", http.StatusBadGateway)
@@ -577,7 +629,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveRP(w, r, c)
 	}
 	end := p.now()
-	p.record(end, end.Sub(start), c.status, c.cohort, c.byRule)
+	switch {
+	case c.body != nil && c.body.err != nil:
+		// the rest of a long body failed on the client's side while it streamed upstream
+		p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule)
+	case c.clientErr || (c.w != nil && c.w.werr != nil):
+		p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule)
+	default:
+		p.record(end, end.Sub(start), c.status, c.cohort, c.byRule)
+	}
 	recorded = true
 	if c.abort {
 		panic(http.ErrAbortHandler) // the server closes the client connection without logging
@@ -587,7 +647,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serveRP proxies through the httputil.ReverseProxy (everything the fast path does not take).
 func (p *Proxy) serveRP(w http.ResponseWriter, r *http.Request, c *call) {
 	c.ctx = callCtx{Context: r.Context(), c: c}
-	p.rp.ServeHTTP(w, r.WithContext(&c.ctx))
+	c.w = &rpWriter{ResponseWriter: w}
+	p.rp.ServeHTTP(c.w, r.WithContext(&c.ctx))
 }
 
 func (p *Proxy) record(end time.Time, lat time.Duration, status, ci int, byRule bool) {
@@ -597,7 +658,21 @@ func (p *Proxy) record(end time.Time, lat time.Duration, status, ci int, byRule 
 	}
 	p.served[ci][route].Add(1)
 	p.metrics.observe(ci, route, status, lat)
-	p.samples.add(end.UnixNano(), lat, status, ci, byRule)
+	p.samples.add(end.UnixNano(), lat, status, ci, byRule, false)
+}
+
+// recordClientError records a request the client broke — bad framing (400), an upload that
+// stalled (408) or was broken off (499), an answer it did not take (499) — under its status code
+// in canaryctl_proxy_requests_total, but not in the latency histogram nor in the request log the
+// analysis reads (Requests): only the upstream's own failures count against a cohort.
+func (p *Proxy) recordClientError(end time.Time, lat time.Duration, status, ci int, byRule bool) {
+	route := 0
+	if byRule {
+		route = 1
+	}
+	p.served[ci][route].Add(1)
+	p.metrics.counter(ci, route, status).Inc()
+	p.samples.add(end.UnixNano(), lat, status, ci, byRule, true)
 }
 
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
@@ -627,9 +702,14 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		status = http.StatusGatewayTimeout
 	}
 	if c := callFrom(r.Context()); c != nil {
+		if c.body != nil && c.body.err != nil {
+			// the request body failed on the client's side while it streamed upstream
+			answerClientError(w, clientStatus(c.body.err))
+			return
+		}
 		c.status = status
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-			c.status = 499 // client went away (nginx's convention)
+			c.status = statusClientClosed // client went away (nginx's convention)
 		}
 		p.log.Debug("proxy error", "cohort", cohortNames[c.cohort], "upstream", c.up.raw, "err", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -21,6 +22,11 @@ import (
 // a non-blocking socket never blocks, so it need not be announced to the scheduler.
 type rawIO struct {
 	rc syscall.RawConn
+	// nc and send: when send is set, a write that has to wait for room waits at most send between
+	// two writes that make progress (a client connection: nginx's send_timeout); the deadline is
+	// set only then, so writes that do not wait cost nothing more.
+	nc   net.Conn
+	send time.Duration
 }
 
 // newRawIO returns a reader/writer for nc, or nil when nc has no raw descriptor.
@@ -85,13 +91,21 @@ func writeFD(fd uintptr, b []byte, done *int) (full bool, errno syscall.Errno) {
 }
 
 func (r *rawIO) Write(b []byte) (int, error) {
-	done := 0
+	done, armedAt := 0, -1
 	var errno syscall.Errno
 	err := r.rc.Write(func(fd uintptr) bool {
 		var full bool
 		full, errno = writeFD(fd, b, &done)
+		if full && r.send > 0 && done != armedAt {
+			// (re)arm the send timeout for the wait that follows: the peer has taken what came before
+			_ = r.nc.SetWriteDeadline(time.Now().Add(r.send))
+			armedAt = done
+		}
 		return !full // a full socket: wait until writable
 	})
+	if armedAt >= 0 {
+		_ = r.nc.SetWriteDeadline(time.Time{})
+	}
 	switch {
 	case err != nil:
 		return done, err
@@ -168,10 +182,23 @@ func writeThenWait(w io.Writer, b []byte, reused bool) error {
 	return err
 }
 
-// connIO is what the h1 loop and the upstream pool read and write nc through.
+// connIO is what the upstream pool reads and writes nc through.
 func connIO(nc net.Conn) io.ReadWriter {
 	if r := newRawIO(nc); r != nil {
 		return r
+	}
+	return nc
+}
+
+// clientIO is what the h1 loop reads and writes a client connection through: a write waits at
+// most send for the client to take more of its answer (0: no limit).
+func clientIO(nc net.Conn, send time.Duration) io.ReadWriter {
+	if r := newRawIO(nc); r != nil {
+		r.nc, r.send = nc, send
+		return r
+	}
+	if send > 0 {
+		return &sendConn{Conn: nc, timeout: send}
 	}
 	return nc
 }

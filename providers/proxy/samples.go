@@ -41,15 +41,22 @@ func newRing(capacity int) *ring {
 	return &ring{mask: uint64(n - 1), slots: make([]slot, n)}
 }
 
-func packMeta(status, cohort int, byRule bool) uint64 {
+// metaClient marks a sample of a request the client broke (bad framing, an aborted or timed-out
+// upload, an answer it did not take): kept in the ring, left out of collect.
+const metaClient = 1 << 25
+
+func packMeta(status, cohort int, byRule, client bool) uint64 {
 	m := uint64(status&0xffff) | uint64(cohort&0xff)<<16
 	if byRule {
 		m |= 1 << 24
 	}
+	if client {
+		m |= metaClient
+	}
 	return m
 }
 
-func (r *ring) add(at int64, lat time.Duration, status, cohort int, byRule bool) {
+func (r *ring) add(at int64, lat time.Duration, status, cohort int, byRule, client bool) {
 	idx := r.head.Add(1) - 1
 	s := r.claim(idx)
 	if s == nil {
@@ -57,7 +64,7 @@ func (r *ring) add(at int64, lat time.Duration, status, cohort int, byRule bool)
 	}
 	s.at.Store(at)
 	s.lat.Store(int64(lat))
-	s.meta.Store(packMeta(status, cohort, byRule))
+	s.meta.Store(packMeta(status, cohort, byRule, client))
 	s.seq.Store(idx + 1) // publish
 }
 
@@ -80,7 +87,8 @@ func (r *ring) claim(idx uint64) *slot {
 }
 
 // collect returns the samples that finished in [since, until), oldest first. Slots being
-// rewritten while read are skipped.
+// rewritten while read are skipped, and so are client errors (metaClient): they say nothing about
+// the cohort the request was routed to, so the analysis never sees them.
 func (r *ring) collect(since, until time.Time) []providers.Request {
 	head := r.head.Load()
 	n := uint64(len(r.slots))
@@ -100,7 +108,7 @@ func (r *ring) collect(since, until time.Time) []providers.Request {
 		if s.seq.Load() != seq {
 			continue
 		}
-		if at < lo || at >= hi {
+		if at < lo || at >= hi || meta&metaClient != 0 {
 			continue
 		}
 		ci := int(meta >> 16 & 0xff)

@@ -89,7 +89,7 @@ func TestSampleRingIsBounded(t *testing.T) {
 	r := newRing(8)
 	base := time.Unix(1000, 0)
 	for i := range 20 {
-		r.add(base.Add(time.Duration(i)*time.Second).UnixNano(), time.Duration(i)*time.Millisecond, 200+i, i%nCohorts, i%2 == 0)
+		r.add(base.Add(time.Duration(i)*time.Second).UnixNano(), time.Duration(i)*time.Millisecond, 200+i, i%nCohorts, i%2 == 0, false)
 	}
 	got := r.collect(base, base.Add(time.Hour))
 	if len(got) != 8 {
@@ -120,7 +120,7 @@ func TestSampleRingMemoryBound(t *testing.T) {
 	if got := len(newRing(1000).slots); got != 1024 {
 		t.Fatalf("capacity 1000 gives %d slots, want it rounded up to 1024", got)
 	}
-	allocs := testing.AllocsPerRun(1000, func() { r.add(1, 2, 200, iCanary, false) })
+	allocs := testing.AllocsPerRun(1000, func() { r.add(1, 2, 200, iCanary, false, false) })
 	if allocs != 0 {
 		t.Fatalf("adding a sample allocates %v times", allocs)
 	}
@@ -140,7 +140,7 @@ func TestSampleRingConcurrent(t *testing.T) {
 			defer wg.Done()
 			for i := range 5000 {
 				v := int64(w*10000 + i)
-				r.add(v, time.Duration(v), int(v%500)+100, int(v%nCohorts), false)
+				r.add(v, time.Duration(v), int(v%500)+100, int(v%nCohorts), false, false)
 			}
 		}()
 	}

@@ -66,7 +66,8 @@ func (p *Proxy) Serve(ctx context.Context, cfg ServeConfig) error {
 			}},
 			server{func() error { return data.Serve(h1.handoff) }, shutdownOrClose(data)})
 	} else {
-		servers = append(servers, server{func() error { return data.Serve(cfg.Listener) }, shutdownOrClose(data)})
+		ln := sendListener{Listener: cfg.Listener, timeout: p.sendTimeout}
+		servers = append(servers, server{func() error { return data.Serve(ln) }, shutdownOrClose(data)})
 	}
 	if cfg.AdminListener != nil {
 		h, err := p.AdminHandler(cfg.Admin)
