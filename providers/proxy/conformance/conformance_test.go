@@ -45,8 +45,10 @@ type corpusCase struct {
 	// Alternatives separated by " | " are a race inside nginx (Why says which).
 	Nginx string `yaml:"nginx"`
 	// Canaryctl and Why: a deliberate difference, canaryctl's outcome and the reason.
-	Canaryctl string `yaml:"canaryctl"`
-	Why       string `yaml:"why"`
+	// NetHTTPOnly overrides it for the netHTTPOnly front alone.
+	Canaryctl   string `yaml:"canaryctl"`
+	NetHTTPOnly string `yaml:"netHTTPOnly"`
+	Why         string `yaml:"why"`
 	// WantAnswer: the answer canaryctl must relay when it deliberately differs from nginx's.
 	WantAnswer string `yaml:"wantAnswer"`
 	// SameUpstream false: the requests at the upstream may differ (explained in Why).
@@ -76,7 +78,7 @@ func loadCorpus(t *testing.T) []corpusCase {
 			t.Fatalf("corpus case %d: name %q is empty or repeated", i, cc.Name)
 		case cc.Request == "" || cc.Nginx == "":
 			t.Fatalf("corpus case %s: request and nginx are required", cc.Name)
-		case (cc.Canaryctl != "" || cc.SameUpstream != nil || cc.WantAnswer != "" || strings.Contains(cc.Nginx, "|")) && len(cc.Why) < 20:
+		case (cc.Canaryctl != "" || cc.NetHTTPOnly != "" || cc.SameUpstream != nil || cc.WantAnswer != "" || strings.Contains(cc.Nginx, "|")) && len(cc.Why) < 20:
 			t.Fatalf("corpus case %s: a deliberate difference needs its reason in why", cc.Name)
 		}
 		seen[cc.Name] = true
@@ -207,12 +209,13 @@ func failClass(err error) string {
 
 // target is one gateway under test for one case.
 type target struct {
-	name  string
-	dial  func() (net.Conn, error)
-	up    *upstream
-	px    *proxy.Proxy // canaryctl only
-	nginx *nginxServer // nginx only
-	index int          // the case's server block in nginx
+	name        string
+	dial        func() (net.Conn, error)
+	up          *upstream
+	px          *proxy.Proxy // canaryctl only
+	netHTTPOnly bool         // canaryctl's net/http front
+	nginx       *nginxServer // nginx only
+	index       int          // the case's server block in nginx
 }
 
 // TestConformance runs every corpus case against canaryctl's two fronts and nginx.
@@ -249,7 +252,7 @@ func TestConformance(t *testing.T) {
 				}{{"canaryctl h1 loop", false}, {"canaryctl netHTTPOnly", true}} {
 					up := startUpstream(t, cc)
 					p, addr := startProxy(t, up, front.netHTTPOnly)
-					targets = append(targets, target{name: front.name, up: up, px: p,
+					targets = append(targets, target{name: front.name, up: up, px: p, netHTTPOnly: front.netHTTPOnly,
 						dial: func() (net.Conn, error) { return net.Dial("tcp", addr) }})
 				}
 				runCase(t, cc, targets)
@@ -295,8 +298,12 @@ func runCase(t *testing.T, cc corpusCase, targets []target) {
 			checkCounted(t, tg, cc)
 		}
 		want := strings.Split(cc.Nginx, " | ")
-		if tg.px != nil && cc.Canaryctl != "" {
-			want = []string{cc.Canaryctl}
+		differs := false // deliberately, for this gateway
+		switch {
+		case tg.netHTTPOnly && cc.NetHTTPOnly != "":
+			want, differs = []string{cc.NetHTTPOnly}, true
+		case tg.px != nil && cc.Canaryctl != "":
+			want, differs = []string{cc.Canaryctl}, true
 		}
 		if !slices.Contains(want, o.Class) {
 			t.Errorf("%s: outcome %s\n    want %s (%s)", tg.name, o, strings.Join(want, " or "), cc.From)
@@ -310,10 +317,10 @@ func runCase(t *testing.T, cc corpusCase, targets []target) {
 			if o.Answer != cc.WantAnswer {
 				t.Errorf("%s: relayed %s, want %s (%s)", tg.name, o.Answer, cc.WantAnswer, cc.Why)
 			}
-		} else if ref != nil && cc.Canaryctl == "" && strings.HasPrefix(o.Class, "answered") && o.Answer != ref.Answer {
+		} else if ref != nil && !differs && strings.HasPrefix(o.Class, "answered") && o.Answer != ref.Answer {
 			t.Errorf("%s: relayed %s, nginx relayed %s", tg.name, o.Answer, ref.Answer)
 		}
-		if ref != nil && cc.Canaryctl == "" && (cc.SameUpstream == nil || *cc.SameUpstream) && !slices.Equal(o.Upstream, ref.Upstream) {
+		if ref != nil && !differs && (cc.SameUpstream == nil || *cc.SameUpstream) && !slices.Equal(o.Upstream, ref.Upstream) {
 			t.Errorf("%s: the upstream received\n      %q\n    behind nginx it received\n      %q", tg.name, o.Upstream, ref.Upstream)
 		}
 	}
