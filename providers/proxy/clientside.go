@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -185,3 +186,40 @@ func (w *rpWriter) Write(b []byte) (int, error) {
 }
 
 func (w *rpWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack hands the ReverseProxy the client connection of an upgrade; the bytes the server had
+// already read after the request head (sent by the client in the same write as its upgrade
+// request, before the 101) are read first, so they reach the upstream too. (ReverseProxy copies
+// from the connection alone and would drop them.)
+func (w *rpWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil || brw.Reader.Buffered() == 0 {
+		return c, brw, err
+	}
+	early, _ := brw.Reader.Peek(brw.Reader.Buffered())
+	early = bytes.Clone(early)
+	_, _ = brw.Reader.Discard(len(early))
+	return &earlyConn{Conn: c, early: early}, brw, nil
+}
+
+// earlyConn is a hijacked connection whose reads return early first.
+type earlyConn struct {
+	net.Conn
+	early []byte
+}
+
+func (c *earlyConn) Read(b []byte) (int, error) {
+	if len(c.early) > 0 {
+		n := copy(b, c.early)
+		c.early = c.early[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *earlyConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

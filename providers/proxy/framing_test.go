@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // recordingUpstream answers every request with "ok" and keeps the raw bytes it received.
@@ -77,6 +78,106 @@ func TestContentLengthWithTransferEncoding(t *testing.T) {
 			}
 			if r := up.received(); strings.Contains(r, "smuggled") {
 				t.Fatalf("the smuggled request reached the upstream: %q", r)
+			}
+		})
+	}
+}
+
+// TestBareLFHeads (issue 15, item 6): heads whose lines end in a bare LF, which RFC 9112 2.2 lets a
+// recipient accept and nginx and net/http do. A request head was waited on until the read-header
+// timeout (the h1 loop looked only for CRLFCRLF) instead of being handed to net/http; an upstream
+// answer until the response-header timeout, then a 504. Now both are answered at once, the answer
+// relayed with CRLF line ends. Both fronts; the timeouts are far beyond the client's deadline.
+func TestBareLFHeads(t *testing.T) {
+	t.Parallel()
+	up := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			a := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+			if req.URL.Path == "/lf" {
+				// bare LFs, and a body with a CRLFCRLF in it
+				a = "HTTP/1.1 200 OK\nContent-Length: 6\nX-A: b\r\n\nok\r\n\r\n"
+			}
+			if _, err := io.WriteString(c, a); err != nil {
+				return
+			}
+		}
+	})
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := stableOnly(up)
+			cfg.ResponseHeaderTimeout = time.Minute
+			_, addr, _ := serveProxy(t, cfg, ServeConfig{ReadHeaderTimeout: time.Minute, NetHTTPOnly: f.netHTTPOnly})
+			rc := dialRaw(t, "http://"+addr) // its deadline: 10 s
+			if _, err := io.WriteString(rc.c, "GET / HTTP/1.1\nHost: a\n\n"); err != nil {
+				t.Fatal(err)
+			}
+			if resp, body := rc.read("GET"); resp.StatusCode != http.StatusOK || body != "ok" {
+				t.Fatalf("bare-LF request: %d %q", resp.StatusCode, body)
+			}
+			if _, err := io.WriteString(rc.c, "GET /lf HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			head, err := rc.br.ReadString('\n')
+			for err == nil && head != "\r\n" && head != "\n" {
+				if !strings.HasSuffix(head, "\r\n") {
+					t.Fatalf("answer line %q relayed with a bare LF", head)
+				}
+				var line string
+				line, err = rc.br.ReadString('\n')
+				if strings.HasPrefix(line, "X-A:") && strings.TrimSpace(line) != "X-A: b" {
+					t.Errorf("header %q", line)
+				}
+				head = line
+			}
+			if err != nil {
+				t.Fatalf("bare-LF answer: %v", err)
+			}
+			body := make([]byte, 6)
+			if _, err := io.ReadFull(rc.br, body); err != nil || string(body) != "ok\r\n\r\n" {
+				t.Fatalf("body %q, %v", body, err)
+			}
+		})
+	}
+}
+
+// TestUpgradeKeepsBytesSentWithTheHead (issue 15, item 7): bytes a client sends in the same write
+// as its upgrade request (before the 101) belong to the upgraded stream and must reach the
+// upstream after its 101; ReverseProxy dropped them (it copies from the hijacked connection and
+// not from the server's buffer that already held them). Both fronts.
+func TestUpgradeKeepsBytesSentWithTheHead(t *testing.T) {
+	t.Parallel()
+	up := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		if _, err := io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"); err != nil {
+			return
+		}
+		line, err := br.ReadString('\n') // echo one line back, upper-cased
+		if err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, strings.ToUpper(line))
+	})
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			_, srv := startProxyFront(t, stableOnly(up), f.netHTTPOnly)
+			rc := dialRaw(t, srv.URL)
+			if _, err := io.WriteString(rc.c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nearly bytes\n"); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(rc.br, nil)
+			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade answered %v, %v", resp, err)
+			}
+			if line, err := rc.br.ReadString('\n'); err != nil || line != "EARLY BYTES\n" {
+				t.Fatalf("echo %q, %v: the bytes sent with the upgrade head did not reach the upstream", line, err)
 			}
 		})
 	}

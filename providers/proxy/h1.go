@@ -271,6 +271,12 @@ func readHead(br *bufio.Reader, h *h1Head, beforeWait func()) (int, error) {
 			buf = b[:i+4]
 			break
 		}
+		if i := lfHeadEnd(b); i >= 0 {
+			// a head ended by a bare LF (RFC 9112 2.2 lets a recipient accept LF alone): not one
+			// this loop parses, but not one to wait on either — net/http reads it
+			h.refuse = conflictingFraming(b[:i])
+			return 0, nil
+		}
 		if len(b) >= h1ReadBuf {
 			return 0, nil // larger than our buffer: net/http reads up to its own limit
 		}
@@ -289,6 +295,26 @@ func readHead(br *bufio.Reader, h *h1Head, beforeWait func()) (int, error) {
 		return 0, nil
 	}
 	return len(buf), nil
+}
+
+// lfHeadEnd returns the length of the head at the start of b that ends in an empty line with a
+// bare LF on either side ("\n\n" or "\n\r\n"), or -1. It is only called when b holds no
+// "\r\n\r\n".
+func lfHeadEnd(b []byte) int {
+	for i := bytes.IndexByte(b, '\n'); i >= 0 && i+1 < len(b); {
+		switch {
+		case b[i+1] == '\n':
+			return i + 2
+		case b[i+1] == '\r' && i+2 < len(b) && b[i+2] == '\n':
+			return i + 3
+		}
+		j := bytes.IndexByte(b[i+1:], '\n')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return -1
 }
 
 // conflictingFraming reports whether a request head has both Content-Length and Transfer-Encoding
@@ -639,6 +665,7 @@ type respHead struct {
 	head    []byte // the whole head, CRLFCRLF included
 	rest    []byte // status line after "HTTP/1.x "
 	http10  bool
+	lf      bool // some line of the head ends in a bare LF (relayed with CRLF)
 	close   bool // Connection: close, or HTTP/1.0 without keep-alive
 	clen    int64
 	chunked bool
@@ -760,6 +787,10 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 			buf = b[:i+4]
 			break
 		}
+		if i := lfHeadEnd(b); i >= 0 {
+			buf = b[:i] // ended by a bare LF: read as net/http would, relayed with CRLFs
+			break
+		}
 		if len(b) >= br.Size() {
 			return fmt.Errorf("%w: head larger than %d bytes", errUpstreamHead, br.Size())
 		}
@@ -768,8 +799,7 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 		}
 	}
 	*rh = respHead{head: buf, clen: -1, conn: rh.conn[:0]}
-	eol := bytes.Index(buf, []byte("\r\n"))
-	line := buf[:eol]
+	line, pos := headLine(buf, 0, rh)
 	switch {
 	case len(line) >= 12 && string(line[:9]) == "HTTP/1.1 ":
 	case len(line) >= 12 && string(line[:9]) == "HTTP/1.0 ":
@@ -777,8 +807,8 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 	default:
 		return fmt.Errorf("%w: status line %q", errUpstreamHead, line)
 	}
-	if bytes.IndexByte(line, '\n') >= 0 || bytes.IndexByte(line, '\r') >= 0 {
-		return fmt.Errorf("%w: bare CR or LF in status line %q", errUpstreamHead, line)
+	if bytes.IndexByte(line, '\r') >= 0 {
+		return fmt.Errorf("%w: bare CR in status line %q", errUpstreamHead, line)
 	}
 	rh.rest = line[9:]
 	code := rh.rest[:3]
@@ -788,12 +818,16 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 	}
 	rh.status = int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')
 	keepAlive, sawLength := false, false
-	for pos := eol + 2; pos < len(buf)-2; {
-		eol := bytes.Index(buf[pos:], []byte("\r\n"))
-		line := buf[pos : pos+eol]
-		pos += eol + 2
+	for {
+		line, pos = headLine(buf, pos, rh)
+		if len(line) == 0 {
+			// the empty line that ends the head (before the "\r\n\r\n" found, which may be in
+			// the body after a head ended by bare LFs)
+			rh.head = buf[:pos]
+			break
+		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || bytes.IndexByte(line, '\n') >= 0 || bytes.IndexByte(line, '\r') >= 0 {
+		if colon <= 0 || bytes.IndexByte(line, '\r') >= 0 {
 			return fmt.Errorf("%w: header line %q", errUpstreamHead, line)
 		}
 		name, value := line[:colon], trimOWS(line[colon+1:])
@@ -847,6 +881,18 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 	return nil
 }
 
+// headLine returns the line of a head starting at pos, without its end (CRLF, or a bare LF, which
+// sets rh.lf), and the position after it.
+func headLine(buf []byte, pos int, rh *respHead) (line []byte, next int) {
+	eol := bytes.IndexByte(buf[pos:], '\n')
+	line, next = buf[pos:pos+eol], pos+eol+1
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		return line[:n-1], next
+	}
+	rh.lf = true
+	return line, next
+}
+
 // skipResponseHeader reports whether an upstream response header is dropped: hop-by-hop headers
 // and those the Connection header names. Transfer-Encoding is written by copyResponseH1.
 func skipResponseHeader(name []byte, rh *respHead) bool {
@@ -883,15 +929,30 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 		bw.WriteByte(' ') // "HTTP/1.1 200" without a reason: the space after the code is required
 	}
 	bw.WriteString("\r\n")
-	eol := bytes.Index(rh.head, []byte("\r\n"))
-	for pos := eol + 2; pos < len(rh.head)-2; {
-		eol := bytes.Index(rh.head[pos:], []byte("\r\n"))
-		line := rh.head[pos : pos+eol+2]
-		pos += eol + 2
-		if skipResponseHeader(line[:bytes.IndexByte(line, ':')], rh) {
-			continue
+	if rh.lf {
+		// a head with bare LFs: each line relayed with CRLF
+		_, pos := headLine(rh.head, 0, rh)
+		for {
+			var line []byte
+			if line, pos = headLine(rh.head, pos, rh); len(line) == 0 {
+				break
+			}
+			if !skipResponseHeader(line[:bytes.IndexByte(line, ':')], rh) {
+				bw.Write(line)
+				bw.WriteString("\r\n")
+			}
 		}
-		bw.Write(line)
+	} else {
+		eol := bytes.Index(rh.head, []byte("\r\n"))
+		for pos := eol + 2; pos < len(rh.head)-2; {
+			eol := bytes.Index(rh.head[pos:], []byte("\r\n"))
+			line := rh.head[pos : pos+eol+2]
+			pos += eol + 2
+			if skipResponseHeader(line[:bytes.IndexByte(line, ':')], rh) {
+				continue
+			}
+			bw.Write(line)
+		}
 	}
 	if (rh.chunked || untilClose) && rh.status != http.StatusNoContent {
 		bw.WriteString("Transfer-Encoding: chunked\r\n")

@@ -399,6 +399,8 @@ func FuzzReadRespHead(f *testing.F) {
 		"HTTP/1.0 204 No Content\r\nConnection: keep-alive\r\n\r\n",
 		"HTTP/1.1 404 \r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+		"HTTP/1.1 200 OK\nContent-Length: 5\n\nab\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX-A: b\nContent-Length: 5\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
