@@ -263,7 +263,8 @@ func TestConformance(t *testing.T) {
 
 func startProxy(t *testing.T, up *upstream, netHTTPOnly bool) (*proxy.Proxy, string) {
 	t.Helper()
-	fc, err := proxy.ParseFileConfig([]byte(fmt.Sprintf("upstreams: {stable: [\"http://%s\"]}\nnetHTTPOnly: %v\n", up.addr(), netHTTPOnly)))
+	// the default sample ring (262,144 samples) per proxy would dominate the suite's time and memory
+	fc, err := proxy.ParseFileConfig([]byte(fmt.Sprintf("upstreams: {stable: [\"http://%s\"]}\nnetHTTPOnly: %v\nsampleCapacity: 1024\n", up.addr(), netHTTPOnly)))
 	if err != nil {
 		t.Fatal(err)
 	}
