@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -222,4 +223,70 @@ func (c *earlyConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
+}
+
+// refuseRequest reports whether r is one nginx refuses with a 400 before any upstream sees it:
+// CONNECT (this is not a forward proxy), the HTTP/2 preface's PRI on an HTTP/1 connection, and a
+// path whose dot segments climb above the root (also when percent-encoded).
+func refuseRequest(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodConnect, "PRI":
+		return true
+	}
+	path := r.RequestURI
+	if len(path) == 0 || path[0] != '/' {
+		path = r.URL.EscapedPath() // absolute-form
+	}
+	return climbsAboveRoot(path)
+}
+
+// climbsAboveRoot reports whether a request path, as sent, has more ".." segments than segments
+// before them once "%2e" and "%2f" are decoded (nginx decodes them before resolving dot segments,
+// and answers 400 to such a path). The query is not looked at.
+func climbsAboveRoot(path string) bool {
+	depth, dots := 0, 0 // dots: the current segment is all dots so far (how many), or -1
+	for i := 0; i <= len(path); i++ {
+		c := byte('/')
+		if i < len(path) {
+			c = path[i]
+			if c == '?' {
+				c, i = '/', len(path)
+			} else if c == '%' && i+2 < len(path) && path[i+1] == '2' {
+				switch path[i+2] {
+				case 'e', 'E':
+					c, i = '.', i+2
+				case 'f', 'F':
+					c, i = '/', i+2
+				}
+			}
+		}
+		switch {
+		case c == '/':
+			switch {
+			case dots == 2:
+				if depth--; depth < 0 {
+					return true
+				}
+			case dots < 0 || dots > 2:
+				depth++
+			}
+			dots = 0
+		case c == '.' && dots >= 0:
+			dots++
+		default:
+			dots = -1
+		}
+	}
+	return false
+}
+
+// dropUnderscoreHeaders removes the headers whose names have an underscore, as nginx does by
+// default (underscores_in_headers off): CGI-style servers read Transfer_Encoding or
+// Content_Length as the real thing, which opens the door to smuggling.
+func dropUnderscoreHeaders(h http.Header) {
+	for k := range h {
+		if strings.IndexByte(k, '_') >= 0 {
+			delete(h, k)
+		}
+	}
 }

@@ -182,3 +182,101 @@ func TestUpgradeKeepsBytesSentWithTheHead(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedOrNormalisedLikeNginx (issue 15, item 8): requests nginx 1.22 refuses (400: a path that
+// climbs above the root, also percent-encoded; CONNECT; the HTTP/2 preface on an HTTP/1.1 port)
+// never reach the upstream; header names with an underscore (Transfer_Encoding, Content_Length:
+// CGI-style servers read them as the real thing) are dropped, as nginx does by default
+// (underscores_in_headers off); a 204 goes out without a Content-Length (RFC 9110 8.6; nginx relays
+// it, which is worse). Both fronts, each request on a new connection.
+func TestRefusedOrNormalisedLikeNginx(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, raw string
+		want      string // answered status
+		forwarded string // what the upstream must see ("" for nothing)
+		notSeen   string // must not be forwarded
+	}{
+		{"dot segments above the root", "GET /../../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n", "400", "", ""},
+		{"encoded dot segments", "GET /a/%2e%2e/%2E%2e/etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n", "400", "", ""},
+		{"encoded slashes", "GET /a/..%2f..%2fetc HTTP/1.1\r\nHost: a\r\n\r\n", "400", "", ""},
+		{"dot segments within the root", "GET /a/b/../c HTTP/1.1\r\nHost: a\r\n\r\n", "200", "GET /a/b/../c HTTP/1.1", ""},
+		{"dot file", "GET /.well-known/x HTTP/1.1\r\nHost: a\r\n\r\n", "200", "GET /.well-known/x HTTP/1.1", ""},
+		{"CONNECT", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", "400", "", ""},
+		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "400", "", ""},
+		{"PRI over HTTP/1.1", "PRI * HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400", "", ""},
+		{"underscore headers", "GET /u HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\nContent_Length: 5\r\nX_Foo: 1\r\n\r\n", "200", "GET /u HTTP/1.1", "_"},
+		{"underscore headers with a body", "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nTransfer_Encoding: chunked\r\n\r\nhi", "200", "POST /u HTTP/1.1", "_"},
+	}
+	for _, f := range fronts {
+		for _, tc := range cases {
+			t.Run(f.name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				up := newRecordingUpstream(t)
+				_, srv := startProxyFront(t, stableOnly(up.url), f.netHTTPOnly)
+				raw := tc.raw
+				got := sendRaw(t, srv.URL, strings.Replace(raw, "\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1), false)
+				if statusOf(got) != tc.want {
+					t.Fatalf("answer %q, want %s", got, tc.want)
+				}
+				seen := up.received()
+				if tc.forwarded == "" && seen != "" {
+					t.Fatalf("forwarded %q, want nothing (nginx answers 400)", seen)
+				}
+				if !strings.HasPrefix(seen, tc.forwarded) {
+					t.Fatalf("forwarded %q, want it to start with %q", seen, tc.forwarded)
+				}
+				if tc.notSeen != "" {
+					if head, _, _ := strings.Cut(seen, "\r\n\r\n"); strings.Contains(head, tc.notSeen) {
+						t.Fatalf("forwarded head %q has %q", head, tc.notSeen)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestNoContentLengthOn204: an upstream's 204 that declares a Content-Length goes out without it
+// (RFC 9110 8.6: a server must not send one; a client could wait for the body). Both fronts.
+func TestNoContentLengthOn204(t *testing.T) {
+	t.Parallel()
+	up := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-A: b\r\n\r\n"); err != nil {
+				return
+			}
+		}
+	})
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			_, srv := startProxyFront(t, stableOnly(up), f.netHTTPOnly)
+			got := sendRaw(t, srv.URL, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false)
+			if statusOf(got) != "204" || strings.Contains(strings.ToLower(got), "content-length") || !strings.Contains(got, "X-A: b") {
+				t.Fatalf("answer %q, want the 204 without Content-Length", got)
+			}
+		})
+	}
+}
+
+func TestClimbsAboveRoot(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		path string
+		want bool
+	}{
+		{"/", false}, {"/a/b", false}, {"/..", true}, {"/../x", true}, {"/a/..", false}, {"/a/../..", true},
+		{"/a/./../b", false}, {"/a/.../../..", false}, {"/a/.../../../..", true}, {"/.../..", false}, {"/a//../..", true},
+		{"/%2e%2e/x", true}, {"/%2E./x", true}, {"/a/..%2f..%2fetc", true}, {"/a%2f..", false},
+		{"/x?/../../..", false}, {"/.well-known/x", false}, {"/..a/..", false}, {"/a/..?q", false},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			if got := climbsAboveRoot(tc.path); got != tc.want {
+				t.Fatalf("climbsAboveRoot(%q) = %v, want %v", tc.path, got, tc.want)
+			}
+		})
+	}
+}

@@ -366,6 +366,9 @@ func parseHead(buf []byte, h *h1Head) bool {
 		if c == '%' && (i+2 >= len(h.target) || !isHex(h.target[i+1]) || !isHex(h.target[i+2])) {
 			return false // a bad escape: net/http answers 400
 		}
+		if c == '.' && h.target[i-1] == '/' || c == '%' && h.target[i+1] == '2' && lower(h.target[i+2]) == 'e' {
+			return false // maybe a dot segment: ServeHTTP refuses paths that climb above the root
+		}
 	}
 	pos := eol + 2
 	for pos < len(buf)-2 {
@@ -377,16 +380,21 @@ func parseHead(buf []byte, h *h1Head) bool {
 			return false // obs-fold (leading space) fails the token check below; no colon: not a header
 		}
 		name := line[:colon]
+		under := false
 		for _, c := range name {
 			if !isTokenByte(c) {
 				return false
 			}
+			under = under || c == '_'
 		}
 		value := trimOWS(line[colon+1:])
 		for _, c := range value {
 			if (c < ' ' && c != '\t') || c == 0x7f {
 				return false // includes a bare CR or LF inside the line
 			}
+		}
+		if under {
+			continue // dropped, as nginx does (dropUnderscoreHeaders)
 		}
 		switch {
 		case asciiEqualFold(name, "Host"):
@@ -905,7 +913,8 @@ func skipResponseHeader(name []byte, rh *respHead) bool {
 	case asciiEqualFold(name, "Trailer"):
 		return !rh.chunked // trailers are relayed only with a chunked body
 	case asciiEqualFold(name, "Content-Length"):
-		return rh.chunked
+		// none with a chunked body, nor on a 204 (RFC 9110 8.6: a client could wait for the body)
+		return rh.chunked || rh.status == http.StatusNoContent
 	}
 	for _, tok := range rh.conn {
 		if bytes.EqualFold(name, tok) {

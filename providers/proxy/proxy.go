@@ -580,6 +580,12 @@ func anyMatch(ms []*matcher, ri *reqInfo) bool {
 
 // ServeHTTP proxies one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if refuseRequest(r) {
+		w.Header().Set("Connection", "close")
+		http.Error(w, http.StatusText(http.StatusBadRequest), http.StatusBadRequest)
+		return
+	}
+	dropUnderscoreHeaders(r.Header)
 	start := p.now()
 	t := p.table.Load()
 	want, byRule := p.decide(t, r)

@@ -108,6 +108,9 @@ func compileMatch(m Match, field string) (*matcher, error) {
 	var sources []string
 	c := &matcher{}
 	if m.Header != "" {
+		if strings.Contains(m.Header, "_") {
+			return nil, configErrorf(field+".header", "%q has an underscore: such headers are dropped (as nginx does); name it with dashes, e.g. %q", m.Header, strings.ReplaceAll(m.Header, "_", "-"))
+		}
 		sources = append(sources, "header")
 		c.kind, c.name = 'h', http.CanonicalHeaderKey(m.Header)
 	}
@@ -278,6 +281,8 @@ func parseHashOn(h HashOn) (hashKind, string, error) {
 		return hashIP, "", nil
 	case s == "consumer":
 		return hashConsumer, "", nil
+	case strings.HasPrefix(s, "header:") && strings.Contains(s, "_"):
+		return 0, "", fmt.Errorf("%w (got %q: headers with an underscore are dropped, as nginx does; use dashes)", ErrInvalidHashOn, s)
 	case strings.HasPrefix(s, "header:") && len(s) > len("header:"):
 		return hashHeader, http.CanonicalHeaderKey(s[len("header:"):]), nil
 	case strings.HasPrefix(s, "cookie:") && len(s) > len("cookie:"):
