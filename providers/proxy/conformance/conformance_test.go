@@ -20,7 +20,7 @@ import (
 )
 
 // A corpus case: raw bytes a client sends, optionally a raw answer of the upstream, and the
-// class of outcome nginx gives (recorded by running nginx 1.22.1 with nginxConfig; the test
+// class of outcome nginx gives (recorded by running nginx 1.22.1 configured as in nginx_test.go; the test
 // re-checks it whenever nginx is installed). canaryctl must give the same class, the same
 // requests at the upstream and the same relayed answer, unless the case lists a deliberate
 // difference with its reason.

@@ -37,8 +37,9 @@ func findNginx(t *testing.T) string {
 	return ""
 }
 
-// nginxConfig is nginx's standard reverse-proxy setup: HTTP/1.1 and keep-alive to the upstream,
-// WebSocket upgrades passed, everything else at its default (request buffering on, 1 MiB body
+// nginxHead and nginxServerBlock are nginx's standard reverse-proxy setup: HTTP/1.1 and
+// keep-alive to the upstream, WebSocket upgrades passed, X-Forwarded-For set (the test upstream
+// tells the gateway's connections by it), everything else at its default (request buffering on, 1 MiB body
 // limit, 8 KiB header lines, underscores in header names ignored).
 const nginxHead = `worker_processes 1;
 daemon off;
@@ -64,6 +65,7 @@ const nginxServerBlock = `    upstream u%[1]d { server %[2]s; keepalive 4; }
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }
     }
 `
