@@ -170,14 +170,20 @@ func exchange(t *testing.T, tg target, cc corpusCase) outcome {
 			t.Errorf("%s: the upstream was not asked for a second time", tg.name)
 		}
 	}
-	return outcome{Class: first + "+" + follow(c, br), Answer: answer, Raw: raw.String()}
+	wait := answerWait
+	if tg.nginx != nil && strings.Contains(cc.Nginx, "+hang") {
+		// nginx may hang here (a race the case documents), and a hang is accepted: no need
+		// to wait the full time for it
+		wait = 300 * time.Millisecond
+	}
+	return outcome{Class: first + "+" + follow(c, br, wait), Answer: answer, Raw: raw.String()}
 }
 
 // follow sends a follow-up request on the connection and says what it got: keep (its own
 // answer), close, desync (someone else's answer, or garbage) or hang.
-func follow(c net.Conn, br *bufio.Reader) string {
+func follow(c net.Conn, br *bufio.Reader, wait time.Duration) string {
 	_, _ = fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: conformance\r\n\r\n", nextPath)
-	_ = c.SetReadDeadline(time.Now().Add(answerWait))
+	_ = c.SetReadDeadline(time.Now().Add(wait))
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		if fc := failClass(err); fc != "closed" {
