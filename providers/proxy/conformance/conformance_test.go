@@ -227,6 +227,7 @@ type target struct {
 // TestConformance runs every corpus case against canaryctl's two fronts and nginx.
 func TestConformance(t *testing.T) {
 	cases := loadCorpus(t)
+	dialer, clientIP := ownSource(t)
 	bin := findNginx(t)
 	var ngx *nginxServer
 	nginxUps := make([]*upstream, len(cases))
@@ -257,9 +258,9 @@ func TestConformance(t *testing.T) {
 					netHTTPOnly bool
 				}{{"canaryctl h1 loop", false}, {"canaryctl netHTTPOnly", true}} {
 					up := startUpstream(t, cc)
-					p, addr := startProxy(t, up, front.netHTTPOnly)
+					p, addr := startProxy(t, up, front.netHTTPOnly, clientIP)
 					targets = append(targets, target{name: front.name, up: up, px: p, netHTTPOnly: front.netHTTPOnly,
-						dial: func() (net.Conn, error) { return net.Dial("tcp", addr) }})
+						dial: func() (net.Conn, error) { return dialer.Dial("tcp", addr) }})
 				}
 				runCase(t, cc, targets)
 			})
@@ -267,7 +268,10 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func startProxy(t *testing.T, up *upstream, netHTTPOnly bool) (*proxy.Proxy, string) {
+// startProxy runs the proxy as `canaryctl proxy --stable <up>` does (through its file
+// configuration, so the defaults are the command's), on the h1 loop or net/http only, accepting
+// connections from clientIP only (when set).
+func startProxy(t *testing.T, up *upstream, netHTTPOnly bool, clientIP net.IP) (*proxy.Proxy, string) {
 	t.Helper()
 	// the default sample ring (262,144 samples) per proxy would dominate the suite's time and memory
 	fc, err := proxy.ParseFileConfig([]byte(fmt.Sprintf("upstreams: {stable: [\"http://%s\"]}\nnetHTTPOnly: %v\nsampleCapacity: 1024\n", up.addr(), netHTTPOnly)))
@@ -285,6 +289,9 @@ func startProxy(t *testing.T, up *upstream, netHTTPOnly bool) (*proxy.Proxy, str
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if clientIP != nil {
+		ln = ownListener{ln, clientIP}
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -385,5 +392,47 @@ func checkCounted(t *testing.T, tg target, cc corpusCase) {
 		if r.Status >= 500 {
 			t.Errorf("%s: recorded status %d for the %s cohort although the upstream answered correctly: a client's error counted against the cohort (%s)", tg.name, r.Status, r.Cohort, cc.From)
 		}
+	}
+}
+
+// The suite's connections to canaryctl come from clientIP where it can be bound (Linux routes
+// all of 127.0.0.0/8 to loopback), and the proxies' listeners drop any other: a test elsewhere
+// that dials a port it closed, which the kernel then gave to a proxy here, comes from
+// 127.0.0.1 and would otherwise send its request through to the recording upstream.
+func ownSource(t *testing.T) (*net.Dialer, net.IP) {
+	t.Helper()
+	ip := net.IPv4(127, 0, 0, 2)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
+	c, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Logf("cannot dial from %s (%v): the proxies accept connections from anywhere", ip, err)
+		return &net.Dialer{}, nil
+	}
+	_ = c.Close()
+	return d, ip
+}
+
+// ownListener accepts only connections from one source address; the accepted connection is
+// the listener's own (*net.TCPConn), so the h1 loop serves it as any other.
+type ownListener struct {
+	net.Listener
+	from net.IP
+}
+
+func (l ownListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok && a.IP.Equal(l.from) {
+			return c, nil
+		}
+		_ = c.Close()
 	}
 }
