@@ -352,6 +352,16 @@ func (p *Proxy) fastRoundTrip(uc *upConn, r *http.Request, u *upstream) (*http.R
 		if p.fast.rht > 0 {
 			_ = uc.nc.SetReadDeadline(time.Time{})
 		}
+		// more than the whole answer buffered on a reused connection: out of step (see overrun)
+		if uc.reused {
+			n := resp.ContentLength
+			if r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified {
+				n = 0
+			}
+			if n >= 0 && len(resp.TransferEncoding) == 0 && int64(uc.br.Buffered()) > n {
+				return nil, errors.Join(errStale, errOverrun)
+			}
+		}
 		return resp, nil
 	}
 }

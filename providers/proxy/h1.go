@@ -774,6 +774,9 @@ func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *
 			return err
 		}
 		if rh.status >= 200 {
+			if uc.reused && overrun(uc.br, rh, h.method) {
+				return errors.Join(errStale, errOverrun)
+			}
 			return nil
 		}
 		if rh.status == http.StatusSwitchingProtocols {
@@ -781,6 +784,29 @@ func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *
 		}
 		_, _ = uc.br.Discard(len(rh.head)) // informational (103 Early Hints): skip
 	}
+}
+
+// errOverrun: the first read of an answer on a reused connection held more than the whole answer.
+// Nothing was sent to the client yet; the request goes out again on a new connection.
+var errOverrun = errors.New("upstream sent more than its answer on a reused connection")
+
+// overrun reports whether br holds more than the answer whose head rh is — bytes after a complete
+// answer, which no request asked for (one request is outstanding at a time). The connection is out
+// of step: either the answer is stray bytes that came after this request was sent (the tail of an
+// earlier, badly framed answer: then this request's answer is what follows) or the tail is. On a
+// reused connection it cannot be told which, so the caller sends the request again on a new one (a
+// new connection has no earlier answer: there the answer is relayed and the connection closed).
+// Answers whose end is not yet buffered (long or chunked bodies) are not checked.
+func overrun(br *bufio.Reader, rh *respHead, method []byte) bool {
+	n := int64(len(rh.head))
+	switch {
+	case rh.status == http.StatusNoContent || rh.status == http.StatusNotModified || string(method) == http.MethodHead:
+	case rh.clen >= 0 && !rh.chunked:
+		n += rh.clen
+	default:
+		return false
+	}
+	return int64(br.Buffered()) > n
 }
 
 // readRespHead reads (without consuming) one response head from br into rh.

@@ -1,10 +1,14 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,25 +34,114 @@ func loadDuration(t *testing.T) time.Duration {
 	return 5 * time.Second
 }
 
-// TestLoadSplitChangesRollbackPromote: 8 clients (one sending POST bodies) send requests for the whole run while the admin
-// API changes the split every 100 ms, rolls back once and promotes once; no client request fails.
+// loadUpstream is an upstream of the load test: it answers each request with its id (the query
+// parameter id) and names itself in X-Upstream. For requests with X-Stray it sends a whole second
+// answer nobody asked for (a badly framed upstream): "same" in the same write as the answer,
+// "idle" once the proxy has put the connection back in its pool (strays.whileIdle). Canary and
+// baseline take 1 ms per request, to keep requests in flight across table swaps.
+func loadUpstream(t *testing.T, name string, strays *strayInjector) (url string, served *atomic.Int64) {
+	served = new(atomic.Int64)
+	const stray = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY"
+	url = rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if _, err := io.Copy(io.Discard, req.Body); err != nil {
+				return
+			}
+			served.Add(1)
+			if name != "stable" {
+				time.Sleep(time.Millisecond)
+			}
+			id := req.URL.Query().Get("id")
+			a := fmt.Sprintf("HTTP/1.1 200 OK\r\nX-Upstream: %s\r\nContent-Length: %d\r\n\r\n%s", name, len(id), id)
+			if req.Header.Get("X-Stray") == "same" {
+				a += stray
+			}
+			if _, err := io.WriteString(c, a); err != nil {
+				return
+			}
+			if req.Header.Get("X-Stray") == "idle" {
+				strays.whileIdle(c, stray)
+			}
+		}
+	})
+	return url, served
+}
+
+// strayInjector writes stray bytes to an upstream connection while the proxy holds it idle in its
+// pool: it waits (up to 20 ms) for the proxy's end of c to be in a pool, and, holding that pool's
+// lock so that no request can take the connection meanwhile, writes the bytes and waits until they
+// are in the proxy's socket. The guarantee under test is for exactly those bytes: bytes that come
+// while a connection is idle are never read as an answer. (Bytes that come after a request was sent
+// on the connection are its answer by the protocol, for nginx and http.Transport too; see README.)
+type strayInjector struct {
+	p                 atomic.Pointer[Proxy]
+	injected, skipped atomic.Int64
+}
+
+func (s *strayInjector) whileIdle(c net.Conn, stray string) {
+	p, addr := s.p.Load(), c.RemoteAddr().String()
+	deadline := time.Now().Add(20 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		ups := make([]*upstream, 0, len(p.known))
+		for _, u := range p.known {
+			ups = append(ups, u)
+		}
+		p.mu.Unlock()
+		for _, u := range ups {
+			u.pool.mu.Lock()
+			for _, uc := range u.pool.idle {
+				if uc.nc.LocalAddr().String() != addr {
+					continue
+				}
+				if _, err := io.WriteString(c, stray); err == nil {
+					for end := time.Now().Add(time.Second); !peekInput(uc.nc) && time.Now().Before(end); {
+						time.Sleep(10 * time.Microsecond)
+					}
+					s.injected.Add(1)
+				}
+				u.pool.mu.Unlock()
+				return
+			}
+			u.pool.mu.Unlock()
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	s.skipped.Add(1) // taken again before it was seen idle: no stray this time
+}
+
+// malformedRequests are what the load test's misbehaving client sends, each on a new connection:
+// client errors that must never count against the cohort they land in.
+var malformedRequests = []string{
+	"POST /load?id=bad HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nabcde\r\n0\r\n\r\n",
+	"POST /load?id=bad HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc",           // then closed: an aborted upload
+	"POST /load?id=bad HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", // not hex
+}
+
+// TestLoadSplitChangesRollbackPromote: 8 clients (one sending POST bodies) send requests for the
+// whole run while the admin API changes the split every 100 ms, rolls back once and promotes once;
+// the upstreams now and then send stray bytes after an answer, and one more client sends malformed
+// bodies and aborts uploads. No well-formed request fails, every answer is its own request's (it
+// echoes the request's id), and no client error is in the request log the analysis reads, nor is
+// any request recorded as a 5xx.
 func TestLoadSplitChangesRollbackPromote(t *testing.T) {
 	dur := loadDuration(t)
-	slow := func(name string) *backend {
-		b := &backend{name: name}
-		mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			b.served.Add(1)
-			if name != "stable" {
-				time.Sleep(time.Millisecond) // keep requests in flight across table swaps
-			}
-			w.Header().Set("X-Upstream", name)
-			io.WriteString(w, name)
-		})
-		b.srv = newLoopbackServer(t, mux)
-		return b
+	type upstreamURL struct {
+		url    string
+		served *atomic.Int64
+	}
+	strays := &strayInjector{}
+	slow := func(name string) upstreamURL {
+		u, n := loadUpstream(t, name, strays)
+		return upstreamURL{u, n}
 	}
 	stable, baseline, canary := slow("stable"), slow("baseline"), slow("canary")
-	p, srv := startProxy(t, Config{Upstreams: map[providers.Cohort][]string{"stable": {stable.url()}}})
+	p, srv := startProxy(t, Config{Upstreams: map[providers.Cohort][]string{"stable": {stable.url}}})
+	strays.p.Store(p)
 	admin := startAdmin(t, p)
 	cl, err := NewClient(ClientConfig{BaseURL: admin.URL, Token: adminToken})
 	if err != nil {
@@ -68,37 +161,69 @@ func TestLoadSplitChangesRollbackPromote(t *testing.T) {
 	ctx, cancel := context.WithCancel(capCtx)
 	defer cancel()
 	const workers, maxRequests = 8, 2_000_000
-	var sent, failed atomic.Int64
+	var sent, failed, wrong, malformed atomic.Int64
 	var wg sync.WaitGroup
 	c := testClient()
+	runStart := time.Now()
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil && sent.Load() < maxRequests {
-				sent.Add(1)
+				n := sent.Add(1)
+				id := strconv.FormatInt(n, 10)
 				// worker 0 sends bodies, which the h1 loop hands to net/http on the same connection
-				var resp *http.Response
-				var err error
+				var req *http.Request
 				if w == 0 {
-					resp, err = c.Post(srv.URL+"/load", "text/plain", strings.NewReader("body"))
+					req, _ = http.NewRequestWithContext(context.Background(), http.MethodPost, srv.URL+"/load?id="+id, strings.NewReader("body"))
 				} else {
-					resp, err = c.Get(srv.URL + "/load")
+					req, _ = http.NewRequestWithContext(context.Background(), http.MethodGet, srv.URL+"/load?id="+id, nil)
 				}
+				switch {
+				case w > 0 && n%16 == 0:
+					req.Header.Set("X-Stray", "idle") // (GETs: they take the proxy's own pool)
+				case w > 0 && n%16 == 8:
+					req.Header.Set("X-Stray", "same")
+				}
+				resp, err := c.Do(req)
 				if err != nil {
 					failed.Add(1)
 					t.Errorf("request failed: %v", err)
 					continue
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
+				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
+				switch {
+				case resp.StatusCode != http.StatusOK:
 					failed.Add(1)
 					t.Errorf("request answered %d", resp.StatusCode)
+				case string(body) != id:
+					wrong.Add(1)
+					t.Errorf("request %s got the answer %q: another request's", id, body)
 				}
 			}
 		}()
 	}
+	// the misbehaving client
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		addr := strings.TrimPrefix(srv.URL, "http://")
+		for i := 0; ctx.Err() == nil && i < 100_000; i++ {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Errorf("dial: %v", err)
+				return
+			}
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(conn, malformedRequests[i%len(malformedRequests)]); err == nil {
+				malformed.Add(1)
+			}
+			_ = conn.(*net.TCPConn).CloseWrite()
+			_, _ = io.Copy(io.Discard, conn)
+			_ = conn.Close()
+		}
+	}()
 
 	splits := []providers.Split{{Canary: 250, Baseline: 250}, {Canary: 1000, Baseline: 1000}, {Canary: 5000, Baseline: 2500}, {Canary: 100}}
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -131,10 +256,10 @@ func TestLoadSplitChangesRollbackPromote(t *testing.T) {
 				t.Fatal(err)
 			}
 			if len(st.Upstreams[providers.Canary]) == 0 {
-				if err := cl.SetUpstreams(actx, providers.Canary, []string{canary.url()}); err != nil {
+				if err := cl.SetUpstreams(actx, providers.Canary, []string{canary.url}); err != nil {
 					t.Fatal(err)
 				}
-				if err := cl.SetUpstreams(actx, providers.Baseline, []string{baseline.url()}); err != nil {
+				if err := cl.SetUpstreams(actx, providers.Baseline, []string{baseline.url}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -147,10 +272,13 @@ func TestLoadSplitChangesRollbackPromote(t *testing.T) {
 	elapsed := time.Since(start)
 	cancel()
 	wg.Wait()
-	t.Logf("%s nominal, %s taken: %d requests (%.0f/s), %d failed, %d split changes, %d rollback, %d promote; served stable %d baseline %d canary %d",
-		dur, elapsed.Round(time.Millisecond), sent.Load(), float64(sent.Load())/elapsed.Seconds(), failed.Load(), changes, rollbacks, promotes, stable.served.Load(), baseline.served.Load(), canary.served.Load())
-	if failed.Load() != 0 {
-		t.Fatalf("%d of %d requests failed", failed.Load(), sent.Load())
+	t.Logf("%s nominal, %s taken: %d requests (%.0f/s), %d failed, %d wrong answers, stray answers %d sent while idle (%d not idle in time), %d malformed; "+
+		"%d split changes, %d rollback, %d promote; served stable %d baseline %d canary %d",
+		dur, elapsed.Round(time.Millisecond), sent.Load(), float64(sent.Load())/elapsed.Seconds(), failed.Load(), wrong.Load(),
+		strays.injected.Load(), strays.skipped.Load(), malformed.Load(),
+		changes, rollbacks, promotes, stable.served.Load(), baseline.served.Load(), canary.served.Load())
+	if failed.Load() != 0 || wrong.Load() != 0 {
+		t.Fatalf("%d of %d requests failed, %d got another request's answer", failed.Load(), sent.Load(), wrong.Load())
 	}
 	wantPromotes := 1
 	if promoteAt < 0 {
@@ -162,4 +290,28 @@ func TestLoadSplitChangesRollbackPromote(t *testing.T) {
 	if canary.served.Load() == 0 || baseline.served.Load() == 0 || stable.served.Load() == 0 {
 		t.Fatal("a cohort got no traffic")
 	}
+	if strays.injected.Load() == 0 || malformed.Load() == 0 {
+		t.Fatal("no stray bytes or no malformed requests were sent")
+	}
+	// the client errors were counted (under their codes), but none is in the request log, and
+	// nothing was recorded as a 5xx of any cohort
+	var clientErrs float64
+	for ci := range nCohorts {
+		for _, code := range []string{"400", "408", "499"} {
+			clientErrs += requestsCounted(t, p, string(cohortNames[ci]), code, "split")
+		}
+	}
+	if clientErrs == 0 {
+		t.Error("no client error was counted")
+	}
+	reqs, err := p.Requests(t.Context(), runStart, time.Now().Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range reqs {
+		if r.Status != http.StatusOK {
+			t.Fatalf("request log has %+v: only the upstreams' own answers (all 200) belong there", r)
+		}
+	}
+	t.Logf("%d requests in the log, %.0f client errors counted apart", len(reqs), clientErrs)
 }

@@ -27,6 +27,19 @@ type rawIO struct {
 	// set only then, so writes that do not wait cost nothing more.
 	nc   net.Conn
 	send time.Duration
+
+	// The callbacks given to rc and their state live here, made once per connection: a closure
+	// made per call, with the variables it captures, would be three or four allocations per
+	// request. A connection has at most one read and one write (or writeThenWait) at a time.
+	readFn, writeFn, wtwFn func(fd uintptr) bool
+	rb                     []byte
+	rn                     int
+	rerrno                 syscall.Errno
+	wb                     []byte
+	wdone, warmedAt        int
+	werrno                 syscall.Errno
+	called, wrote, pending bool
+	reused                 bool
 }
 
 // newRawIO returns a reader/writer for nc, or nil when nc has no raw descriptor.
@@ -39,28 +52,33 @@ func newRawIO(nc net.Conn) *rawIO {
 	if err != nil {
 		return nil
 	}
-	return &rawIO{rc: rc}
+	r := &rawIO{rc: rc}
+	r.readFn, r.writeFn, r.wtwFn = r.readOnce, r.writeOnce, r.writeThenWaitOnce
+	return r
+}
+
+func (r *rawIO) readOnce(fd uintptr) bool {
+	for {
+		m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.rb[0])), uintptr(len(r.rb)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // wait until readable
+		}
+		r.rn, r.rerrno = int(m), e
+		return true
+	}
 }
 
 func (r *rawIO) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait until readable
-			}
-			n, errno = int(m), e
-			return true
-		}
-	})
+	r.rb, r.rn, r.rerrno = b, 0, 0
+	err := r.rc.Read(r.readFn)
+	n, errno := r.rn, r.rerrno
+	r.rb = nil
 	switch {
 	case err != nil:
 		return 0, err
@@ -90,22 +108,25 @@ func writeFD(fd uintptr, b []byte, done *int) (full bool, errno syscall.Errno) {
 	return false, 0
 }
 
+func (r *rawIO) writeOnce(fd uintptr) bool {
+	var full bool
+	full, r.werrno = writeFD(fd, r.wb, &r.wdone)
+	if full && r.send > 0 && r.wdone != r.warmedAt {
+		// (re)arm the send timeout for the wait that follows: the peer has taken what came before
+		_ = r.nc.SetWriteDeadline(time.Now().Add(r.send))
+		r.warmedAt = r.wdone
+	}
+	return !full // a full socket: wait until writable
+}
+
 func (r *rawIO) Write(b []byte) (int, error) {
-	done, armedAt := 0, -1
-	var errno syscall.Errno
-	err := r.rc.Write(func(fd uintptr) bool {
-		var full bool
-		full, errno = writeFD(fd, b, &done)
-		if full && r.send > 0 && done != armedAt {
-			// (re)arm the send timeout for the wait that follows: the peer has taken what came before
-			_ = r.nc.SetWriteDeadline(time.Now().Add(r.send))
-			armedAt = done
-		}
-		return !full // a full socket: wait until writable
-	})
-	if armedAt >= 0 {
+	r.wb, r.wdone, r.warmedAt, r.werrno = b, 0, -1, 0
+	err := r.rc.Write(r.writeFn)
+	done, errno := r.wdone, r.werrno
+	if r.warmedAt >= 0 {
 		_ = r.nc.SetWriteDeadline(time.Time{})
 	}
+	r.wb = nil
 	switch {
 	case err != nil:
 		return done, err
@@ -135,28 +156,10 @@ func (r *rawIO) Write(b []byte) (int, error) {
 // likewise close a connection that receives data while idle). The peek is one recvfrom(2) per
 // reused connection: the price of that guarantee (bench/RESULTS.md).
 func (r *rawIO) writeThenWait(b []byte, reused bool) error {
-	done, called, wrote, pending := 0, false, false, false
-	var errno syscall.Errno
-	_ = r.rc.Read(func(fd uintptr) bool {
-		if wrote {
-			return true // readable (or a spurious wake-up: the next Read waits again)
-		}
-		called = true
-		if reused {
-			var one [1]byte
-			_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&one[0])), 1,
-				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-			if pending = e != syscall.EAGAIN && e != syscall.EINTR; pending {
-				return true // data, EOF or an error: nothing is sent on this connection
-			}
-		}
-		var full bool
-		if full, errno = writeFD(fd, b, &done); full || errno != 0 {
-			return true // no room (finish with Write, which waits for room), or an error
-		}
-		wrote = true
-		return false // wait for the answer
-	})
+	r.wb, r.wdone, r.werrno, r.called, r.wrote, r.pending, r.reused = b, 0, 0, false, false, false, reused
+	_ = r.rc.Read(r.wtwFn)
+	done, errno, called, pending := r.wdone, r.werrno, r.called, r.pending
+	r.wb = nil
 	switch {
 	case pending:
 		return errIdleInput
@@ -167,6 +170,27 @@ func (r *rawIO) writeThenWait(b []byte, reused bool) error {
 		return err
 	}
 	return nil
+}
+
+func (r *rawIO) writeThenWaitOnce(fd uintptr) bool {
+	if r.wrote {
+		return true // readable (or a spurious wake-up: the next Read waits again)
+	}
+	r.called = true
+	if r.reused {
+		var one [1]byte
+		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&one[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if r.pending = e != syscall.EAGAIN && e != syscall.EINTR; r.pending {
+			return true // data, EOF or an error: nothing is sent on this connection
+		}
+	}
+	var full bool
+	if full, r.werrno = writeFD(fd, r.wb, &r.wdone); full || r.werrno != 0 {
+		return true // no room (finish with Write, which waits for room), or an error
+	}
+	r.wrote = true
+	return false // wait for the answer
 }
 
 // writeThenWait writes b to w; on a raw socket it also waits for an answer (rawIO.writeThenWait).
