@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -20,10 +21,10 @@ import (
 )
 
 // A corpus case: raw bytes a client sends, optionally a raw answer of the upstream, and the
-// class of outcome nginx gives (recorded by running nginx 1.22.1 configured as in nginx_test.go; the test
-// re-checks it whenever nginx is installed). canaryctl must give the same class, the same
-// requests at the upstream and the same relayed answer, unless the case lists a deliberate
-// difference with its reason.
+// class of outcome nginx gives (recorded by running nginx 1.22.1 configured as in
+// nginx_test.go; the test re-checks it whenever nginx is installed). canaryctl must give the
+// same class, the same requests at the upstream and the same relayed answer, unless the case
+// lists a deliberate difference with its reason.
 type corpusCase struct {
 	Name string `yaml:"name"`
 	// From: where the case comes from (issue 15 item, RFC 9112 section, desync literature).
@@ -78,12 +79,27 @@ func loadCorpus(t *testing.T) []corpusCase {
 			t.Fatalf("corpus case %d: name %q is empty or repeated", i, cc.Name)
 		case cc.Request == "" || cc.Nginx == "":
 			t.Fatalf("corpus case %s: request and nginx are required", cc.Name)
+		case cc.Then != "" && cc.Then != "abort":
+			t.Fatalf("corpus case %s: then %q: the only one is abort", cc.Name, cc.Then)
+		case !validClasses(cc.Nginx, cc.Canaryctl, cc.NetHTTPOnly):
+			t.Fatalf("corpus case %s: an outcome does not match %s", cc.Name, classRe)
 		case (cc.Canaryctl != "" || cc.NetHTTPOnly != "" || cc.SameUpstream != nil || cc.WantAnswer != "" || strings.Contains(cc.Nginx, "|")) && len(cc.Why) < 20:
 			t.Fatalf("corpus case %s: a deliberate difference needs its reason in why", cc.Name)
 		}
 		seen[cc.Name] = true
 	}
 	return c.Cases
+}
+
+var classRe = regexp.MustCompile(`^(answered|4xx|5xx|closed|aborted|garbage|hang)\+(keep|close|desync|hang|-)$`)
+
+func validClasses(nginx, canaryctl, netHTTPOnly string) bool {
+	for _, c := range append(strings.Split(nginx, " | "), canaryctl, netHTTPOnly) {
+		if c != "" && !classRe.MatchString(c) {
+			return false
+		}
+	}
+	return nginx != ""
 }
 
 // expand replaces BIG16K and BIG2M in a request with that many 'x' (a corpus line stays
