@@ -102,10 +102,11 @@ func validClasses(nginx, canaryctl, netHTTPOnly string) bool {
 	return nginx != ""
 }
 
-// expand replaces BIG16K and BIG2M in a request with that many 'x' (a corpus line stays
-// readable).
+// expand replaces BIG16K, BIG64K and BIG2M in a request with that many 'x' (a corpus line
+// stays readable).
 func expand(s string) string {
 	s = strings.ReplaceAll(s, "BIG16K", strings.Repeat("x", 16<<10))
+	s = strings.ReplaceAll(s, "BIG64K", strings.Repeat("x", 64<<10))
 	return strings.ReplaceAll(s, "BIG2M", strings.Repeat("x", 2<<20))
 }
 

@@ -80,6 +80,10 @@ func startNginx(t *testing.T, bin string, upstreams []string) *nginxServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	// run as root, nginx's workers are nobody: they must reach the body temp directory in it
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	n := &nginxServer{dir: dir}
 	var conf strings.Builder
 	fmt.Fprintf(&conf, nginxHead, dir)
