@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -291,5 +292,49 @@ func TestClientNotReadingIsDisconnected(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestClientTimeoutsConfig: the client-side settings are read from the YAML file, default to
+// nginx's values, and out-of-range values are one-line errors naming the field.
+func TestClientTimeoutsConfig(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, yaml string
+		field      string // "" when valid
+		body, send time.Duration
+		buffer     int
+	}{
+		{"defaults", "upstreams: {stable: [http://127.0.0.1:9]}\n", "", DefaultClientTimeout, DefaultClientTimeout, DefaultRequestBodyBuffer},
+		{"set", "upstreams: {stable: [http://127.0.0.1:9]}\ntimeouts: {clientBody: 5s, send: 7s}\nrequestBodyBuffer: 1024\n", "", 5 * time.Second, 7 * time.Second, 1024},
+		{"negative body timeout", "timeouts: {clientBody: -1s}\n", "timeouts.clientBody", 0, 0, 0},
+		{"negative send timeout", "timeouts: {send: -1s}\n", "timeouts.send", 0, 0, 0},
+		{"buffer too large", "requestBodyBuffer: 1000000000\n", "requestBodyBuffer", 0, 0, 0},
+		{"negative buffer", "requestBodyBuffer: -1\n", "requestBodyBuffer", 0, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fc, err := ParseFileConfig([]byte(tc.yaml))
+			if tc.field != "" {
+				var ce *ConfigError
+				if !errors.As(err, &ce) || ce.Field != tc.field {
+					t.Fatalf("error %v, want a ConfigError naming %s", err, tc.field)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := fc.ProxyConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.bodyTimeout != tc.body || p.sendTimeout != tc.send || p.bodyBuffer != tc.buffer {
+				t.Fatalf("body timeout %v, send timeout %v, buffer %d; want %v, %v, %d", p.bodyTimeout, p.sendTimeout, p.bodyBuffer, tc.body, tc.send, tc.buffer)
+			}
+		})
 	}
 }
