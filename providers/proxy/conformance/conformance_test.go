@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,6 +37,10 @@ type corpusCase struct {
 	// empty: "for <target>" with a correct Content-Length. AnswerThenClose closes after it.
 	Answer          string `yaml:"answer"`
 	AnswerThenClose bool   `yaml:"answerThenClose"`
+	// Timeouts (a duration) sets the client body and send timeouts of both gateways (nginx's
+	// client_body_timeout and send_timeout, canaryctl's timeouts.clientBody and .send) for a
+	// case that stalls, so it ends in seconds, not at the 60 s defaults.
+	Timeouts string `yaml:"timeouts"`
 	// LateBytes are written by the upstream on the same connection after the client has read
 	// the answer: bytes arriving on a connection the gateway holds idle.
 	LateBytes string `yaml:"lateBytes"`
@@ -79,6 +84,8 @@ func loadCorpus(t *testing.T) []corpusCase {
 			t.Fatalf("corpus case %d: name %q is empty or repeated", i, cc.Name)
 		case cc.Request == "" || cc.Nginx == "":
 			t.Fatalf("corpus case %s: request and nginx are required", cc.Name)
+		case cc.Timeouts != "" && !validTimeout(cc.Timeouts):
+			t.Fatalf("corpus case %s: timeouts %q: whole seconds, 1s to 5s", cc.Name, cc.Timeouts)
 		case cc.Then != "" && cc.Then != "abort":
 			t.Fatalf("corpus case %s: then %q: the only one is abort", cc.Name, cc.Then)
 		case !validClasses(cc.Nginx, cc.Canaryctl, cc.NetHTTPOnly):
@@ -100,6 +107,13 @@ func validClasses(nginx, canaryctl, netHTTPOnly string) bool {
 		}
 	}
 	return nginx != ""
+}
+
+// validTimeout: nginx and canaryctl both read whole seconds ("2s"); the harness waits the
+// timeout plus answerWait for the first answer.
+func validTimeout(s string) bool {
+	d, err := time.ParseDuration(s)
+	return err == nil && d >= time.Second && d <= 5*time.Second && d%time.Second == 0 && s == d.String()
 }
 
 // expand replaces BIG16K, BIG64K and BIG2M in a request with that many 'x' (a corpus line
@@ -131,7 +145,8 @@ func exchange(t *testing.T, tg target, cc corpusCase) outcome {
 	t.Helper()
 	c, err := tg.dial()
 	if err != nil {
-		t.Fatalf("dial: %v", err)
+		t.Errorf("%s: dial: %v", tg.name, err)
+		return outcome{Class: "dial error"}
 	}
 	defer c.Close()
 	if _, err := io.WriteString(c, expand(cc.Request)); err != nil {
@@ -144,7 +159,8 @@ func exchange(t *testing.T, tg target, cc corpusCase) outcome {
 	var raw bytes.Buffer
 	br := bufio.NewReader(io.TeeReader(c, &raw))
 	method, _, _ := strings.Cut(cc.Request, " ")
-	_ = c.SetReadDeadline(time.Now().Add(answerWait))
+	stall, _ := time.ParseDuration(cc.Timeouts) // validated by loadCorpus; 0 when unset
+	_ = c.SetReadDeadline(time.Now().Add(stall + answerWait))
 	resp, err := http.ReadResponse(br, &http.Request{Method: method})
 	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp, err = http.ReadResponse(br, &http.Request{Method: method}) // 100 Continue: the answer follows
@@ -254,7 +270,7 @@ func TestConformance(t *testing.T) {
 			nginxUps[i] = startUpstream(t, cc)
 			addrs[i] = nginxUps[i].addr()
 		}
-		ngx = startNginx(t, bin, addrs)
+		ngx = startNginx(t, bin, addrs, cases)
 	}
 	gateways := "canaryctl's h1 loop and netHTTPOnly front against the classes recorded from nginx"
 	if ngx != nil {
@@ -275,7 +291,7 @@ func TestConformance(t *testing.T) {
 					netHTTPOnly bool
 				}{{"canaryctl h1 loop", false}, {"canaryctl netHTTPOnly", true}} {
 					up := startUpstream(t, cc)
-					p, addr := startProxy(t, up, front.netHTTPOnly, clientIP)
+					p, addr := startProxy(t, up, front.netHTTPOnly, clientIP, cc.Timeouts)
 					targets = append(targets, target{name: front.name, up: up, px: p, netHTTPOnly: front.netHTTPOnly,
 						dial: func() (net.Conn, error) { return dialer.Dial("tcp", addr) }})
 				}
@@ -286,12 +302,16 @@ func TestConformance(t *testing.T) {
 }
 
 // startProxy runs the proxy as `canaryctl proxy --stable <up>` does (through its file
-// configuration, so the defaults are the command's), on the h1 loop or net/http only, accepting
-// connections from clientIP only (when set).
-func startProxy(t *testing.T, up *upstream, netHTTPOnly bool, clientIP net.IP) (*proxy.Proxy, string) {
+// configuration, so the defaults are the command's), on the h1 loop or net/http only, with the
+// case's timeouts, accepting connections from clientIP only (when set).
+func startProxy(t *testing.T, up *upstream, netHTTPOnly bool, clientIP net.IP, timeouts string) (*proxy.Proxy, string) {
 	t.Helper()
 	// the default sample ring (262,144 samples) per proxy would dominate the suite's time and memory
-	fc, err := proxy.ParseFileConfig([]byte(fmt.Sprintf("upstreams: {stable: [\"http://%s\"]}\nnetHTTPOnly: %v\nsampleCapacity: 1024\n", up.addr(), netHTTPOnly)))
+	yml := fmt.Sprintf("upstreams: {stable: [\"http://%s\"]}\nnetHTTPOnly: %v\nsampleCapacity: 1024\n", up.addr(), netHTTPOnly)
+	if timeouts != "" {
+		yml += fmt.Sprintf("timeouts: {clientBody: %s, send: %s}\n", timeouts, timeouts)
+	}
+	fc, err := proxy.ParseFileConfig([]byte(yml))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,11 +340,21 @@ func startProxy(t *testing.T, up *upstream, netHTTPOnly bool, clientIP net.IP) (
 }
 
 func runCase(t *testing.T, cc corpusCase, targets []target) {
+	// the gateways are independent (each has its own upstream): play the case on all at once
+	outcomes := make([]outcome, len(targets))
+	var wg sync.WaitGroup
+	for i, tg := range targets {
+		wg.Go(func() {
+			o := exchange(t, tg, cc)
+			settle(t, tg, o)
+			o.Upstream = completeRequests(tg.up.requests())
+			outcomes[i] = o
+		})
+	}
+	wg.Wait()
 	var ref *outcome
-	for _, tg := range targets {
-		o := exchange(t, tg, cc)
-		settle(t, tg, o)
-		o.Upstream = completeRequests(tg.up.requests())
+	for i, tg := range targets {
+		o := outcomes[i]
 		if tg.px != nil {
 			checkCounted(t, tg, cc)
 		}

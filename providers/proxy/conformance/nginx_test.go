@@ -59,7 +59,7 @@ http {
 const nginxServerBlock = `    upstream u%[1]d { server %[2]s; keepalive 4; }
     server {
         listen unix:%[3]s;
-        access_log %[4]s cfm;
+        access_log %[4]s cfm;%[5]s
         location / {
             proxy_pass http://u%[1]d;
             proxy_http_version 1.1;
@@ -71,8 +71,8 @@ const nginxServerBlock = `    upstream u%[1]d { server %[2]s; keepalive 4; }
 `
 
 // startNginx writes the configuration for the given upstream addresses (one server block
-// each), starts nginx in the foreground and waits until every socket accepts.
-func startNginx(t *testing.T, bin string, upstreams []string) *nginxServer {
+// each, with the case's timeouts), starts nginx in the foreground and waits until every socket accepts.
+func startNginx(t *testing.T, bin string, upstreams []string, cases []corpusCase) *nginxServer {
 	t.Helper()
 	// unix socket paths are limited to 108 bytes: a short directory, not t.TempDir()
 	dir, err := os.MkdirTemp("", "cfm")
@@ -88,7 +88,11 @@ func startNginx(t *testing.T, bin string, upstreams []string) *nginxServer {
 	var conf strings.Builder
 	fmt.Fprintf(&conf, nginxHead, dir)
 	for i, up := range upstreams {
-		fmt.Fprintf(&conf, nginxServerBlock, i, up, n.sock(i), n.accessLog(i))
+		extra := ""
+		if d := cases[i].Timeouts; d != "" {
+			extra = fmt.Sprintf("\n        client_body_timeout %s;\n        send_timeout %s;", d, d)
+		}
+		fmt.Fprintf(&conf, nginxServerBlock, i, up, n.sock(i), n.accessLog(i), extra)
 	}
 	conf.WriteString("}\n")
 	cfg := filepath.Join(dir, "nginx.conf")
