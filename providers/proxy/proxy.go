@@ -598,9 +598,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler && !recorded {
 				end := p.now()
-				if c.w != nil && c.w.werr != nil {
+				switch {
+				case c.body != nil && c.body.err != nil:
+					p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule)
+				case c.w != nil && c.w.werr != nil:
 					p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule)
-				} else {
+				default:
 					p.record(end, end.Sub(start), http.StatusBadGateway, c.cohort, c.byRule)
 				}
 			}
