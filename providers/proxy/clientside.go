@@ -92,8 +92,11 @@ func clientStatus(err error) int {
 func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) (*clientBody, error) {
 	cb := &clientBody{body: r.Body, rc: http.NewResponseController(w), timeout: p.bodyTimeout}
 	size := p.bodyBuffer
-	if r.ContentLength >= 0 && r.ContentLength < int64(size) {
+	switch {
+	case r.ContentLength >= 0 && r.ContentLength < int64(size):
 		size = int(r.ContentLength)
+	case r.ContentLength < 0:
+		size = min(size, 4<<10) // unknown length (chunked): grown as it comes, not reserved
 	}
 	buf := make([]byte, 0, size+1)
 	for len(buf) <= p.bodyBuffer {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -336,5 +337,70 @@ func TestClientTimeoutsConfig(t *testing.T) {
 				t.Fatalf("body timeout %v, send timeout %v, buffer %d; want %v, %v, %d", p.bodyTimeout, p.sendTimeout, p.bodyBuffer, tc.body, tc.send, tc.buffer)
 			}
 		})
+	}
+}
+
+// TestBodiesAroundTheBufferArriveIntact: chunked and sized bodies below, at and above
+// RequestBodyBuffer reach the upstream byte for byte — whole with a Content-Length when they fit,
+// streamed on after the buffered part when they do not. Both fronts.
+func TestBodiesAroundTheBufferArriveIntact(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		clen int64
+		body string
+	}
+	got := make(chan seen, 1)
+	up := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			b, err := io.ReadAll(req.Body)
+			if err != nil {
+				return
+			}
+			got <- seen{req.ContentLength, string(b)}
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
+		}
+	})
+	const buffer = 16 << 10
+	for _, f := range fronts {
+		for _, size := range []int{5000, buffer, buffer + 1, 200 << 10} {
+			for _, chunked := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%d/chunked=%v", f.name, size, chunked), func(t *testing.T) {
+					cfg := stableOnly(up)
+					cfg.RequestBodyBuffer = buffer
+					_, srv := startProxyFront(t, cfg, f.netHTTPOnly)
+					body := make([]byte, size)
+					for i := range body {
+						body[i] = byte('a' + i%26)
+					}
+					req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+"/", bytes.NewReader(body))
+					if chunked {
+						req.ContentLength = -1 // sent chunked
+						req.Body = io.NopCloser(bytes.NewReader(body))
+					}
+					resp, err := testClient().Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						t.Fatalf("status %d", resp.StatusCode)
+					}
+					s := <-got
+					if s.body != string(body) {
+						t.Fatalf("upstream got %d bytes, want the %d sent", len(s.body), size)
+					}
+					if fits := size <= buffer; fits && s.clen != int64(size) {
+						t.Errorf("a body that fits the buffer went upstream with length %d, want %d", s.clen, size)
+					}
+				})
+			}
+		}
 	}
 }
