@@ -61,7 +61,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 vectors: ## replay Kayenta's own test vectors (testdata/kayenta) and print the count line README.md quotes
 	@set -o pipefail; $(GO) test -count=1 -json -run '^TestKayentaVectors$$' ./analysis/ ./judge/ | $(GO) run ./internal/vectorcount testdata/kayenta/upstream
 
+conformance: ## the proxy side by side with nginx on the raw-request corpus (also part of race)
+	@set -o pipefail; $(GO) test -count=1 -run '^TestConformance$$' -v ./providers/proxy/conformance/ | grep -E '^(ok|FAIL|---)|conformance:|want|received|relayed|recorded' | grep -v -- '--- PASS'
+
 ci: fmt-check vet vectors race ## the checks to run before a commit: format, vet, Kayenta vectors, race-enabled tests (bash .ci/run adds make e2e)
 	@echo "ci: all checks passed"
 
-.PHONY: help build image demo test race e2e vet lint fmt-check tidy-check bench bench-kong-log fuzz vectors ci
+.PHONY: help build image demo test race e2e vet lint fmt-check tidy-check bench bench-kong-log fuzz vectors conformance ci

@@ -19,7 +19,8 @@ type AdminConfig struct {
 	// Token is the bearer token every call must carry ("Authorization: Bearer <token>").
 	Token string
 	// NoAuth serves the API without a token. Only for a loopback listener in development;
-	// the command refuses it elsewhere.
+	// the command refuses it elsewhere. Without a token the Host header must also name the
+	// listener (see guardAdmin), or a DNS-rebound web page could drive the API.
 	NoAuth bool
 }
 
@@ -97,12 +98,12 @@ func (p *Proxy) AdminHandler(cfg AdminConfig) (http.Handler, error) {
 		writeResult(w, reqs, err)
 	})
 	mux.Handle("GET /metrics", p.MetricsHandler())
-	guarded := (&owners{now: p.now}).wrap(mux) // owner lease (owner.go)
+	api := refuseSimpleWrites((&owners{now: p.now}).wrap(mux)) // owner lease (owner.go)
 	if cfg.NoAuth {
-		return guarded, nil
+		return refuseCrossSite(api, true), nil
 	}
 	want := sha256.Sum256([]byte(cfg.Token))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return refuseCrossSite(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := r.Header.Get("Authorization")
 		got := sha256.Sum256([]byte(strings.TrimSpace(strings.TrimPrefix(h, "Bearer "))))
 		if !strings.HasPrefix(h, "Bearer ") || subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
@@ -110,8 +111,8 @@ func (p *Proxy) AdminHandler(cfg AdminConfig) (http.Handler, error) {
 			writeError(w, http.StatusUnauthorized, kindUnauthorized, errors.New("missing or wrong bearer token"))
 			return
 		}
-		guarded.ServeHTTP(w, r)
-	}), nil
+		api.ServeHTTP(w, r)
+	}), false), nil
 }
 
 func parseTimeParam(s string, def time.Time) (time.Time, error) {
@@ -132,6 +133,8 @@ const (
 	kindNotFound     = "not_found"
 	kindUnauthorized = "unauthorized"
 	kindInternal     = "internal"
+	kindForbidden    = "forbidden"
+	kindMediaType    = "unsupported_media_type"
 )
 
 type errorBody struct {

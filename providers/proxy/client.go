@@ -98,6 +98,8 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	// the admin API refuses writes without it (or a JSON body): no web form can send it
+	req.Header.Set(AdminHeader, "1")
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
