@@ -163,8 +163,12 @@ func (u *unit) startProcess(i int, exited chan<- error) (*proc, string, error) {
 	log := u.log().With("instance", i, "pid", p.pid)
 	go func() {
 		p.err = cmd.Wait()
-		close(p.done)
-		if !p.stopping.Load() {
+		if p.stopping.Load() {
+			close(p.done)
+			return
+		}
+		// Dead before done closes: whoever saw the process end (done) finds Alive reporting it.
+		{
 			err := fmt.Errorf("%w: instance %d (pid %d): %v; log %s: %s", ErrExited, i, p.pid, p.err, p.log, tail(p.log, 3))
 			// A clean exit or a signal is most likely another canaryctl (a resumed run, an abort)
 			// stopping it; a failure is worth a warning.
@@ -174,6 +178,7 @@ func (u *unit) startProcess(i int, exited chan<- error) (*proc, string, error) {
 			}
 			log.Log(context.Background(), level, "process exited", "err", p.err, "log", p.log)
 			u.setDead(fmt.Errorf("%w: %w", ErrNotAlive, err))
+			close(p.done)
 			exited <- err
 		}
 	}()
