@@ -62,9 +62,12 @@ func TestKeeper(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		renew error
+		// unconfirmed: the gateway never said the lease is gone, so a rollback may still go on once
+		// the gateway answers that the lease is still this runner's (Keeper.Recheck)
+		unconfirmed bool
 	}{
-		{"taken over", fmt.Errorf("%w: 409", providers.ErrLeaseLost)},
-		{"gateway unreachable past the ttl", errors.New("connection refused")},
+		{"taken over", fmt.Errorf("%w: 409", providers.ErrLeaseLost), false},
+		{"gateway unreachable past the ttl", errors.New("connection refused"), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -91,11 +94,40 @@ func TestKeeper(t *testing.T) {
 				t.Fatalf("Err %v, want ErrLeaseLost", k.Err())
 			}
 			calls := len(gw.Calls())
-			if err := fenced.Rollback(t.Context()); !errors.Is(err, providers.ErrLeaseLost) {
+			if err := fenced.SetSplit(t.Context(), providers.Split{}); !errors.Is(err, providers.ErrLeaseLost) {
 				t.Fatalf("a gateway call after the loss: %v", err)
+			}
+			if err := fenced.Rollback(t.Context()); !errors.Is(err, tc.renew) {
+				t.Fatalf("a rollback while the gateway says %v: %v", tc.renew, err)
 			}
 			if len(gw.Calls()) != calls {
 				t.Fatalf("the fenced gateway was called after the loss: %v", gw.Calls()[calls:])
+			}
+			if k.RollbackOK() != tc.unconfirmed {
+				t.Fatalf("RollbackOK %v, want %v", k.RollbackOK(), tc.unconfirmed)
+			}
+			if tc.unconfirmed {
+				// The gateway answers again and the lease is still ours: the rollback goes on (and
+				// nothing else does).
+				o.set(nil)
+				if err := fenced.Rollback(t.Context()); err != nil {
+					t.Fatalf("a rollback once the gateway renewed the lease: %v", err)
+				}
+				if len(gw.Calls()) == calls {
+					t.Fatal("the rollback did not reach the gateway")
+				}
+				if err := fenced.SetSplit(t.Context(), providers.Split{}); !errors.Is(err, providers.ErrLeaseLost) {
+					t.Fatalf("a split after the loss: %v", err)
+				}
+				// The gateway now says another runner holds it: nothing passes any more.
+				o.set(fmt.Errorf("%w: taken over", providers.ErrLeaseLost))
+				calls = len(gw.Calls())
+				if err := fenced.Rollback(t.Context()); !errors.Is(err, providers.ErrLeaseLost) || len(gw.Calls()) != calls {
+					t.Fatalf("a rollback after the gateway said the lease is gone: %v", err)
+				}
+				if k.RollbackOK() {
+					t.Fatal("RollbackOK after a confirmed loss")
+				}
 			}
 			if err := k.Release(t.Context()); err != nil || o.release != 0 {
 				t.Fatalf("release of a lost lease: %v, %d releases sent", err, o.release)

@@ -178,6 +178,33 @@ func (k *Keeper) RollbackOK() bool {
 	return k.lease != nil && k.lost != nil && !k.confirmed
 }
 
+// Recheck asks the gateway, before a rollback on a lease that ran out unconfirmed, whether the
+// lease is still this runner's: nil when the gateway renewed it (nobody took the service over); the
+// gateway's ErrLeaseLost (from then on confirmed: nothing passes the fence any more); or the error
+// that kept it from answering (the rollback could not reach it either; the caller retries).
+func (k *Keeper) Recheck(ctx context.Context) error {
+	k.mu.Lock()
+	if k.lease == nil || k.lost == nil {
+		k.mu.Unlock()
+		return nil
+	}
+	if k.confirmed {
+		err := k.lost
+		k.mu.Unlock()
+		return err
+	}
+	l := *k.lease
+	k.mu.Unlock()
+	_, err := k.owner.Renew(ctx, l, k.ttl)
+	if errors.Is(err, providers.ErrLeaseLost) {
+		k.mu.Lock()
+		k.confirmed, k.lost = true, err
+		k.mu.Unlock()
+		k.log.Error("the gateway says the ownership lease is gone: this runner stops touching the gateway", "err", err)
+	}
+	return err
+}
+
 // Deadline is when the lease runs out unless renewed (zero: no lease).
 func (k *Keeper) Deadline() time.Time {
 	k.mu.Lock()
@@ -239,7 +266,22 @@ func (k *Keeper) Release(ctx context.Context) error {
 
 // FenceGateway wraps gw so that no call is made once a fence reports an error, and no call outlives
 // a lease: each runs on a context that ends when the first lease would run out unless renewed.
-func FenceGateway(gw Gateway, fences ...Fence) Gateway { return &fencedGateway{gw: gw, fences: fences} }
+func FenceGateway(gw Gateway, fences ...Fence) Gateway {
+	return &fencedGateway{gw: gw, fences: Fences(fences).flat()}
+}
+
+// flat unnests Fences given as one fence, so each lease is asked for itself (RollbackOK).
+func (fs Fences) flat() Fences {
+	var out Fences
+	for _, f := range fs {
+		if inner, ok := f.(Fences); ok {
+			out = append(out, inner.flat()...)
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
 
 // Fences combines fences: the first error, the earliest deadline.
 type Fences []Fence
@@ -355,13 +397,25 @@ func (f *fencedGateway) Split(ctx context.Context) (providers.Split, error) {
 }
 
 // Rollback goes on when the gateway lease only ran out unrenewed (see Keeper.RollbackOK): the
-// gateway could not be reached, so no one is known to have taken the service over.
+// gateway could not be reached, so no one is known to have taken the service over. Each such lease
+// is checked with the gateway first (Keeper.Recheck): a runner that was paused while another took
+// the service over finds out before it touches anything.
 func (f *fencedGateway) Rollback(ctx context.Context) error {
 	cctx, cancel, err := fenced(ctx, f.fences.rollbackFences())
 	if err != nil {
 		return err
 	}
 	defer cancel()
+	for _, fe := range f.fences {
+		if k, ok := fe.(interface {
+			RollbackOK() bool
+			Recheck(context.Context) error
+		}); ok && k.RollbackOK() {
+			if err := k.Recheck(cctx); err != nil {
+				return fmt.Errorf("check the ownership lease before rolling back: %w", err)
+			}
+		}
+	}
 	return f.gw.Rollback(cctx)
 }
 
