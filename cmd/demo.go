@@ -202,7 +202,7 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 	// Whatever happens, no demo process outlives the demo (after a promotion the canary is the new
 	// stable, which the demo stops too). The deployer is idempotent: this only stops what is left.
 	defer func() {
-		if derr := teardownDemo(infra, spec, store, quiet); derr != nil && err == nil {
+		if derr := teardownDemo(infra, rt.deployer); derr != nil && err == nil {
 			err = fmt.Errorf("demo: %w", derr)
 		}
 	}()
@@ -315,13 +315,9 @@ func freeLoopback() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// teardownDemo stops baseline and canary with a deployer over the run's deploy records.
-func teardownDemo(ctx context.Context, spec *rollout.Spec, store *rollout.Store, log *slog.Logger) error {
-	d, err := deploy.New(spec.Deploy, deploy.Options{Service: spec.Service, Logger: log,
-		LogDir: filepath.Join(store.Dir(), "logs"), StateDir: filepath.Join(store.Dir(), "deploy")})
-	if err != nil {
-		return err
-	}
+// teardownDemo stops baseline and canary with the run's own deployer (so its liveness watch knows
+// the exits are the demo's, not a crash).
+func teardownDemo(ctx context.Context, d rollout.Deployer) error {
 	return errors.Join(d.Teardown(ctx, providers.Canary), d.Teardown(ctx, providers.Baseline))
 }
 

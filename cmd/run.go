@@ -329,11 +329,13 @@ type rolloutParts struct {
 
 // assembly is an engine with the providers it drives and what must be stopped at the end.
 type assembly struct {
-	eng     *rollout.Engine
-	keeper  *rollout.Keeper // the ownership lease at the gateway (ownership.go)
-	runID   string          // a new run's id
-	store   rollout.StateStore
-	closers []func()
+	eng    *rollout.Engine
+	keeper *rollout.Keeper // the ownership lease at the gateway (ownership.go)
+	runID  string          // a new run's id
+	store  rollout.StateStore
+	// deployer is the engine's: stopping through it tells its liveness watch the exit is ours
+	deployer rollout.Deployer
+	closers  []func()
 }
 
 // close stops the providers in reverse order (an embedded proxy keeps serving until the engine has
@@ -457,6 +459,7 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 	if err != nil {
 		return nil, err
 	}
+	rt.deployer = deployer
 	judge, err := rollout.NewKayentaJudge(rollout.KayentaJudgeConfig{Analysis: spec.Analysis})
 	if err != nil {
 		return nil, err
