@@ -134,16 +134,7 @@ func judgeEvery(s *rollout.Spec, st rollout.StepSpec) time.Duration {
 }
 
 // fmtDur writes a duration as a spec would: 1m, 1m30s, 250ms (not 1m0s).
-func fmtDur(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
+func fmtDur(d time.Duration) string { return rollout.FormatDuration(d) }
 
 // plural writes "1 problem", "3 problems".
 func plural(n int, word string) string {

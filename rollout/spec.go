@@ -387,8 +387,8 @@ func parentPath(p string) string {
 	return p[:i]
 }
 
-// dur writes a duration as a spec would: 1m, 1m30s, 1h (not 1m0s, 1h0m0s).
-func dur(d time.Duration) string {
+// FormatDuration writes a duration as a spec would: 1m, 1m30s, 1h (not 1m0s, 1h0m0s).
+func FormatDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")
@@ -398,6 +398,8 @@ func dur(d time.Duration) string {
 	}
 	return s
 }
+
+func dur(d time.Duration) string { return FormatDuration(d) }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
