@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -344,12 +345,16 @@ func TestPairCatchesTheSameSeriesOnceThereIsData(t *testing.T) {
 }
 
 // rangeRecorder records the ranges and queries it is asked for and answers with one empty series.
+// The provider queries both cohorts concurrently: mu guards the records.
 type rangeRecorder struct {
+	mu      sync.Mutex
 	ranges  []v1.Range
 	queries []string
 }
 
 func (r *rangeRecorder) QueryRange(_ context.Context, q string, rg v1.Range, _ ...v1.Option) (model.Value, v1.Warnings, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.ranges = append(r.ranges, rg)
 	r.queries = append(r.queries, q)
 	return model.Matrix{}, nil, nil
