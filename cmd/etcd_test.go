@@ -96,8 +96,8 @@ func TestEtcdTakeover(t *testing.T) {
 	}{
 		{name: "deploying", phase: rollout.Deploying, steps: fastSteps, code: ExitOK},
 		{name: "analyzing", phase: rollout.Analyzing, steps: fastSteps, code: ExitOK},
-		{name: "paused for approval", phase: rollout.Paused, steps: "  - {weight: 10, duration: 2s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 2s, interval: 1s, warmup: 0s, approval: true}\n", approve: true, code: ExitOK},
-		{name: "promoting", phase: rollout.Promoting, steps: "  - {weight: 10, duration: 2s, interval: 1s, warmup: 0s}\n", code: ExitOK},
+		{name: "paused for approval", phase: rollout.Paused, steps: "  - {weight: 10, duration: 5s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 5s, interval: 1s, warmup: 0s, approval: true}\n", approve: true, code: ExitOK},
+		{name: "promoting", phase: rollout.Promoting, steps: "  - {weight: 10, duration: 5s, interval: 1s, warmup: 0s}\n", code: ExitOK},
 		{name: "rolling back", phase: rollout.RollingBack, steps: fastSteps, abort: true, code: ExitFail},
 	} {
 		// One case at a time: each runs two canaryctl processes, an etcd and load; in parallel they
@@ -177,7 +177,7 @@ func TestEtcdPausedRunnerCannotWrite(t *testing.T) {
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
 	go w.load(ctx, 100, 8000)
-	spec := w.etcdSpec(t, "  - {weight: 10, duration: 4s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 2s, interval: 1s, warmup: 0s}\n", etcdTTL)
+	spec := w.etcdSpec(t, "  - {weight: 10, duration: 5s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 5s, interval: 1s, warmup: 0s}\n", etcdTTL)
 	a, aout := rtChild(t, map[string]string{"CANARYCTL_PROXY_TOKEN": rtToken}, "run", "--spec", spec, "--state-dir", t.TempDir())
 	w.waitState(t, "analyzing", func(s *rollout.State) bool { return s.Phase == rollout.Analyzing })
 	// Every state written from now on, in order, by pid.
@@ -249,7 +249,7 @@ func TestEtcdRestartMidRollout(t *testing.T) {
 	go w.load(ctx, 100, 8000)
 	// A single-member etcd restarts in about 1.5 s here (start, then an election timeout): a lease
 	// of 6 s outlives it, so the runner keeps its lock.
-	spec := w.etcdSpec(t, "  - {weight: 10, duration: 4s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 2s, interval: 1s, warmup: 0s}\n", 6*time.Second)
+	spec := w.etcdSpec(t, "  - {weight: 10, duration: 5s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 5s, interval: 1s, warmup: 0s}\n", 6*time.Second)
 	a, aout := rtChild(t, map[string]string{"CANARYCTL_PROXY_TOKEN": rtToken}, "run", "--spec", spec, "--state-dir", t.TempDir())
 	st := w.waitState(t, "analyzing", func(s *rollout.State) bool { return s.Phase == rollout.Analyzing && len(s.Intervals) > 0 })
 	w.etcd.Restart()

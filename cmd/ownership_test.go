@@ -173,8 +173,8 @@ analysis:
   metrics:
     - {name: 5xx-rate, kind: error_rate, critical: true, nanStrategy: replace, mustHaveData: true}
 steps:
-  - {weight: 20, warmup: 0s, interval: 1s, duration: 3s}
-  - {weight: 50, warmup: 0s, interval: 1s, duration: 2s}
+  - {weight: 20, warmup: 0s, interval: 1s, duration: 5s}
+  - {weight: 50, warmup: 0s, interval: 1s, duration: 5s}
 onMarginal: rollback
 `, stable.URL, base.URL, can.URL, k.AdminURL()), 0o644); err != nil {
 		t.Fatal(err)

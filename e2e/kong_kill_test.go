@@ -68,8 +68,8 @@ analysis:
   metrics:
     - {name: 5xx-rate, kind: error_rate, direction: increase, critical: true, mustHaveData: true, nanStrategy: remove, group: errors}
 steps:
-  - {weight: 20, warmup: 0s, interval: 2s, duration: 2s}
-  - {weight: 100, warmup: 0s, interval: 3s, duration: 3s}
+  - {weight: 20, warmup: 0s, interval: 6s, duration: 6s}
+  - {weight: 100, warmup: 0s, interval: 6s, duration: 6s}
 onMarginal: rollback
 `, s0.URL, s1.URL, base.URL, can.URL, k.AdminURL()), 0o644); err != nil {
 				t.Fatal(err)

@@ -187,7 +187,7 @@ metrics: {type: kong-log}
 analysis:
 %s%ssteps:
   - {weight: 20, warmup: 1s, interval: 8s, duration: 9s}
-  - {weight: 100, warmup: 0s, interval: 2s, duration: 2s}
+  - {weight: 100, warmup: 0s, interval: 6s, duration: 6s}
 onMarginal: rollback
 `, stable.URL, can.URL, k.AdminURL(), tc.mode, kongModeMetrics), 0o644); err != nil {
 				t.Fatal(err)

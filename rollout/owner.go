@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -426,4 +427,28 @@ func (f *fencedGateway) Promote(ctx context.Context) error {
 	}
 	defer cancel()
 	return f.gw.Promote(cctx)
+}
+
+// Original forwards to the wrapped gateway's GatewayRecorder (nil when it has none): the engine
+// records the gateway's original state through the fence, and without the forwarding a fenced
+// Kong gateway was never recorded, so an abort or resume after a crash restored a guess.
+func (f *fencedGateway) Original(ctx context.Context) (json.RawMessage, error) {
+	rec, ok := f.gw.(GatewayRecorder)
+	if !ok {
+		return nil, nil
+	}
+	cctx, cancel, err := f.ctx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	return rec.Original(cctx)
+}
+
+// SetOriginal forwards to the wrapped gateway's GatewayRecorder, if it has one.
+func (f *fencedGateway) SetOriginal(raw json.RawMessage) error {
+	if rec, ok := f.gw.(GatewayRecorder); ok {
+		return rec.SetOriginal(raw)
+	}
+	return nil
 }

@@ -60,7 +60,8 @@ gateway:
 metrics:
   type: kong-log
 # Kayenta's Mann-Whitney (98%% interval) needs several points a side: the first step is judged once
-# over 8 points of 1s (a 30%% 5xx canary fails there); the second, short step only has to set 50/50.
+# over 8 points of 1s (a 30%% 5xx canary fails there); the second step sets 50/50 and is judged once
+# over 6 points (5 and 5 are the fewest on which Mann-Whitney can reject anything at 98%%).
 analysis:
 %s
   resolution: 1s
@@ -70,7 +71,7 @@ analysis:
     - {name: 5xx-rate, kind: error_rate, direction: increase, critical: true, nanStrategy: remove, group: errors}
 steps:
   - {weight: 20, warmup: 1s, interval: 8s, duration: 9s}
-  - {weight: 50, warmup: 0s, interval: 2s, duration: 2s}
+  - {weight: 50, warmup: 0s, interval: 6s, duration: 6s}
 onMarginal: rollback
 `
 
