@@ -11,6 +11,7 @@ import (
 
 	"github.com/canaryctl/canaryctl/analysis/sequential"
 	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/providers/kong"
 )
 
 // Judging modes (analysis.mode).
@@ -75,12 +76,30 @@ func perRequestSource(metricsType string) bool {
 	return metricsType == "builtin" || metricsType == "kong-log"
 }
 
+// stickyKey names the gateway setting that keeps a user on one cohort ("" when the split is per
+// request): then canary and baseline serve different user populations, and the sequential tests'
+// premise, that the two requests of a pair are exchangeable draws of the same traffic, fails.
+func (s *Spec) stickyKey() string {
+	k := s.Gateway.Kong
+	if k == nil {
+		return ""
+	}
+	switch {
+	case k.Mode == kong.ModeHash:
+		return fmt.Sprintf("gateway.kong.mode hash (hashOn %s)", k.HashOn)
+	case k.Mode == kong.ModeCanaryPlugin && k.CanaryHash != "" && k.CanaryHash != "none":
+		return fmt.Sprintf("gateway.kong.canaryHash %s", k.CanaryHash)
+	}
+	return ""
+}
+
 func (s *Spec) setSequentialDefaults() {
 	a := &s.Analysis
 	if a.Mode == "" {
 		a.Mode = ModeKayenta
-		// Before/after judging (bluegreen) has no concurrent streams for the sequential tests.
-		if perRequestSource(s.Metrics.Type) && !s.BeforeAfter() {
+		// Before/after judging (bluegreen) has no concurrent streams for the sequential tests; sticky
+		// cohorts give streams from different users (see stickyKey).
+		if perRequestSource(s.Metrics.Type) && !s.BeforeAfter() && s.stickyKey() == "" {
 			a.Mode = ModeSequential
 		}
 	}
@@ -131,6 +150,9 @@ func (s *Spec) validateSequential(bad func(string, string, ...any)) {
 	}
 	if !perRequestSource(s.Metrics.Type) {
 		bad("analysis.mode", "sequential judges individual requests, which metrics.type %s does not give; use mode kayenta or a per-request metrics source (builtin, kong-log)", s.Metrics.Type)
+	}
+	if key := s.stickyKey(); key != "" {
+		bad("analysis.mode", "sequential pairs canary and baseline requests as draws of the same traffic, but %s keeps each user on one cohort, so the cohorts serve different users and a user-level difference would read as a regression (false rollbacks); use gateway.kong.mode targets (per-request split) or analysis.mode kayenta", key)
 	}
 	q := a.Sequential
 	p := "analysis.sequential."

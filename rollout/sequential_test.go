@@ -377,6 +377,9 @@ func TestSequentialLookErrors(t *testing.T) {
 	})
 }
 
+// stickyKong is a Kong gateway in hash mode (sticky cohorts) with per-request logs.
+const stickyKong = "gateway: {type: kong, kong: {admin: \"http://127.0.0.1:8001\", upstream: checkout, mode: hash, hashOn: consumer}}\nmetrics: {type: kong-log}\n"
+
 func TestSequentialSpecValidation(t *testing.T) {
 	t.Parallel()
 	const prom = "metrics: {type: prometheus, prometheus: {url: \"http://127.0.0.1:9090\"}}\n"
@@ -399,10 +402,17 @@ func TestSequentialSpecValidation(t *testing.T) {
 		{"max bake below min bake", "analysis: {sequential: {minBake: 2m, maxBake: 1m}}\n", "analysis.sequential.maxBake", "shorter than minBake"},
 		{"max bake below a step", "analysis: {sequential: {maxBake: 4m}}\n", "analysis.sequential.maxBake", "shorter than steps[0].duration (5m0s)"},
 		{"unknown field", "analysis: {sequential: {alfa: 0.1}}\n", "(yaml)", "field alfa not found"},
+		// sticky cohorts: different users behind canary and baseline; the fix is named
+		{"sticky kong hash", "analysis: {mode: sequential}\n" + stickyKong, "analysis.mode", "gateway.kong.mode hash (hashOn consumer) keeps each user on one cohort"},
+		{"sticky kong hash fix", "analysis: {mode: sequential}\n" + stickyKong, "analysis.mode", "use gateway.kong.mode targets (per-request split) or analysis.mode kayenta"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := ParseSpec(strings.NewReader(minimalSpec + gatewayLine + tc.edit))
+			gw := gatewayLine
+			if strings.Contains(tc.edit, "gateway:") {
+				gw = ""
+			}
+			_, err := ParseSpec(strings.NewReader(minimalSpec + gw + tc.edit))
 			var se *SpecError
 			if !errors.As(err, &se) {
 				t.Fatalf("want a *SpecError, got %v", err)
@@ -421,10 +431,16 @@ func TestSequentialSpecValidation(t *testing.T) {
 		{"prometheus defaults to kayenta", prom, ModeKayenta},
 		{"kayenta on request data", "analysis: {mode: kayenta}\n", ModeKayenta},
 		{"settings", "analysis: {sequential: {alpha: 0.05, errorMargin: 2, lookInterval: 1s, maxBake: 30m}}\n", ModeSequential},
+		{"sticky cohorts default to kayenta", stickyKong, ModeKayenta},
+		{"kong targets default to sequential", strings.ReplaceAll(stickyKong, "mode: hash, hashOn: consumer", "mode: targets"), ModeSequential},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s, err := ParseSpec(strings.NewReader(minimalSpec + gatewayLine + tc.edit))
+			gw := gatewayLine
+			if strings.Contains(tc.edit, "gateway:") {
+				gw = ""
+			}
+			s, err := ParseSpec(strings.NewReader(minimalSpec + gw + tc.edit))
 			if err != nil {
 				t.Fatal(err)
 			}
