@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/canaryctl/canaryctl/analysis"
+	"github.com/canaryctl/canaryctl/judge"
 	"github.com/canaryctl/canaryctl/providers"
 )
 
@@ -792,6 +794,13 @@ func (e *Engine) handleAnalyzing(ctx context.Context) (Phase, string) {
 		}
 		return Analyzing, ""
 	}
+	if iv.Verdict == VerdictNeedMoreData && final {
+		// too few points for Mann-Whitney to reject anything: no evidence, not a pass
+		reason := fmt.Sprintf("%s: not enough data for this step: %s; run canaryctl promote %s to accept the step or canaryctl abort %s",
+			where, iv.Reason, st.Service, st.Service)
+		e.setPause(PauseNeedMoreData, reason)
+		return Paused, reason
+	}
 	if iv.Verdict == VerdictNeedMoreData {
 		e.wake = next
 		if err := e.save(); err != nil {
@@ -899,14 +908,13 @@ func (e *Engine) analyze(ctx context.Context, st State, step StepSpec, now time.
 	} else if len(pairs) > 0 {
 		iv.Baseline, iv.Canary = points(pairs[0].Pair.Baseline), points(pairs[0].Pair.Canary)
 	}
-	if !final {
-		if why := tooFewPoints(pairs); why != "" {
-			// Mann-Whitney on one or two points per cohort is noise (its interval collapses onto the
-			// range of the values): wait for the next interval rather than fail a step on it. The
-			// step's final interval is always judged, with Kayenta's own no-data rules.
-			iv.Verdict, iv.Reason = VerdictNeedMoreData, why
-			return iv
-		}
+	if why := tooFewPoints(pairs, e.controlLabel()); why != "" {
+		// Too few points for Mann-Whitney to reject anything: Kayenta's interval collapses onto the
+		// range of the values and would pass (or fail) on noise. Wait for the next interval; at the
+		// step's final interval the step pauses (handleAnalyzing). A cohort without any point is
+		// left to Kayenta's own no-data rules (mustHaveData).
+		iv.Verdict, iv.Reason = VerdictNeedMoreData, why
+		return iv
 	}
 	j, err := e.judge(ctx, pairs)
 	if err != nil {
@@ -929,15 +937,15 @@ func (e *Engine) judge(ctx context.Context, pairs []MetricPair) (j Judgement, er
 	return e.cfg.Judge.Judge(ctx, pairs)
 }
 
-// minJudgePoints is the fewest points per cohort and metric a non-final interval is judged on.
-const minJudgePoints = 3
-
-// tooFewPoints says which metric has fewer than minJudgePoints points in a cohort, or "".
-func tooFewPoints(pairs []MetricPair) string {
+// tooFewPoints names a metric whose cohorts both have points, but too few for the exact
+// Mann-Whitney test to be significant at the judge's level whatever the values, or "".
+func tooFewPoints(pairs []MetricPair, control string) string {
+	alpha := 1 - judge.ConfLevel
 	for _, p := range pairs {
-		if b, c := points(p.Pair.Baseline), points(p.Pair.Canary); b < minJudgePoints || c < minJudgePoints {
-			return fmt.Sprintf("not judged yet: %s has %d baseline and %d canary points (at least %d each before the step's final interval)",
-				p.Metric.Name, b, c, minJudgePoints)
+		b, c := points(p.Pair.Baseline), points(p.Pair.Canary)
+		if b > 0 && c > 0 && !analysis.MannWhitneyCanReject(b, c, alpha) {
+			return fmt.Sprintf("not judged: %s has %d %s and %d canary points, too few for Mann-Whitney to reject anything at %g%% confidence (the most extreme data give p = %.3g > %g; 5 and 5 points are enough)",
+				p.Metric.Name, b, control, c, 100*judge.ConfLevel, analysis.MannWhitneyMinPValue(b, c), alpha)
 		}
 	}
 	return ""
