@@ -243,6 +243,9 @@ func (t *PairedTest) Verdict() Verdict {
 	return NeedMoreData
 }
 
+// passed reports whether the Pass e-value has reached 1/Beta (whatever the Fail side says).
+func (t *PairedTest) passed() bool { return t.passAt > 0 }
+
 // FailEValue is the current e-value against "E[D] <= Tolerance" (Fail at 1/Alpha).
 func (t *PairedTest) FailEValue() float64 { return math.Exp(logMeanExp(t.failLogW)) }
 
