@@ -380,11 +380,17 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 	return Analyzing, ""
 }
 
+// shortfallFactor: a step pauses early for lack of traffic only when the projected time to settle it
+// is this many times what is left before maxBake. The projection (MorePairs) is a rough guide, and a
+// step that is not the last may still move on when the data exclude expandFactor times every
+// margin, so a step that is merely slow is extended as before; one that would need hours is not.
+const shortfallFactor = 4
+
 // notEnoughTraffic decides, when an undecided step reaches its duration, whether extending it to
 // maxBake can settle it at the traffic seen so far: if the requests the tests still need would take
-// longer than what is left, and no regression is building up (every Fail test below half of its
-// threshold, in log terms), the rollout pauses now with the numbers instead of waiting silently for
-// maxBake. A canary whose evidence against it grows keeps being watched.
+// shortfallFactor times longer than what is left, and no regression is building up (every Fail test
+// below half of its threshold, in log terms), the rollout pauses now with the numbers instead of
+// waiting silently for maxBake. A canary whose evidence against it grows keeps being watched.
 func (e *Engine) notEnoughTraffic(st State, elapsed time.Duration) (string, bool) {
 	q := e.spec.Analysis.Sequential
 	a := e.seq.a
@@ -407,7 +413,7 @@ func (e *Engine) notEnoughTraffic(st State, elapsed time.Duration) (string, bool
 			rep.MoreRequests, elapsed.Round(time.Second), rates), true
 	}
 	need := time.Duration(float64(rep.MoreRequests) / pairRate * float64(time.Second))
-	if need <= left {
+	if need <= shortfallFactor*left {
 		return "", false
 	}
 	return fmt.Sprintf("not enough traffic for this step: needs about %d more requests per cohort ≈ %s at the current rate (%s), more than the %s left before maxBake %s",

@@ -3,7 +3,6 @@ package sequential
 import (
 	"fmt"
 	"math"
-	"sort"
 	"strings"
 	"time"
 )
@@ -73,6 +72,13 @@ type Config struct {
 	MaxSlot      time.Duration `json:"maxSlot"`
 	// Seed seeds the random draws that choose which requests of a slot are paired (default 1).
 	Seed uint64 `json:"seed"`
+	// BlockLength and BlockCap bound the weight of a burst of dependent requests: within each
+	// BlockLength of time every test's evidence (each bet's log-wealth, each alternative's log
+	// likelihood ratio) may grow by at most BlockCap nats (defaults 5s and 0.75). One instance's bad
+	// moment of 10-20 s then counts as a few blocks, not as thousands of independent requests;
+	// a regression that lasts keeps adding evidence block after block.
+	BlockLength time.Duration `json:"blockLength"`
+	BlockCap    float64       `json:"blockCap"`
 	// MinThresholdSamples is how many baseline requests estimate the latency thresholds before the
 	// latency tests start.
 	MinThresholdSamples int `json:"minThresholdSamples"`
@@ -82,7 +88,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{Alpha: 0.01, Beta: 0.05, ErrorMargin: 0.0075, MedianMargin: 0.10, TailQuantile: 0.99,
 		TailMargin: 0.01, GuardRatio: 1.5, FreshFactor: 3, MinThresholdSamples: 100, SlotRequests: 4,
-		MinSlot: time.Second, MaxSlot: 30 * time.Second, Seed: 1}
+		MinSlot: time.Second, MaxSlot: 30 * time.Second, Seed: 1, BlockLength: 5 * time.Second, BlockCap: 0.75}
 }
 
 func (c Config) withDefaults() Config {
@@ -115,6 +121,10 @@ func (c Config) withDefaults() Config {
 	if c.Seed == 0 {
 		c.Seed = d.Seed
 	}
+	if c.BlockLength == 0 {
+		c.BlockLength = d.BlockLength
+	}
+	setIfZero(&c.BlockCap, d.BlockCap)
 	return c
 }
 
@@ -149,6 +159,9 @@ func (c Config) Validate() error {
 	if c.SlotRequests < 1 || c.SlotRequests > 1000 {
 		return &ConfigError{"slotRequests", fmt.Sprintf("%d must be between 1 and 1000, e.g. 4", c.SlotRequests)}
 	}
+	if c.BlockLength < 0 || !(c.BlockCap > 0) || math.IsInf(c.BlockCap, 0) {
+		return &ConfigError{"blockCap", fmt.Sprintf("%v nats per %s block: use a positive cap and block length, e.g. 0.75 per 5s", c.BlockCap, c.BlockLength)}
+	}
 	if c.MinSlot < time.Millisecond || c.MaxSlot < c.MinSlot || c.MaxSlot > time.Hour {
 		return &ConfigError{"maxSlot", fmt.Sprintf("slots of %s..%s: use 1ms <= minSlot <= maxSlot <= 1h, e.g. 1s..30s", c.MinSlot, c.MaxSlot)}
 	}
@@ -168,14 +181,38 @@ const (
 // fast path for gross regressions, where every half nat of evidence is a second.
 const guardAlphaShare = 0.4
 
-// paired is one paired metric: the rollout-long Fail test of the whole canary, one per canary
-// instance, and the current step's test, whose Pass, interval and sample-size estimate describe
-// this step only (a step's Pass is earned at that step's traffic).
+// paired is one paired metric: the rollout-long Fail test and the current step's test, whose Pass,
+// interval and sample-size estimate describe this step only (a step's Pass is earned at that step's
+// traffic).
 type paired struct {
 	fail *PairedTest
-	inst map[string]*PairedTest
 	step *PairedTest
 	cfg  PairedConfig
+	// inst are the rollout-long Fail tests of each named canary instance; instFail is set when all
+	// of them (two or more) exceeded their threshold at the same look
+	inst     map[string]*PairedTest
+	instFail bool
+}
+
+func (p *paired) endBlock() {
+	p.fail.EndBlock()
+	p.step.EndBlock()
+	for _, t := range p.inst {
+		t.EndBlock()
+	}
+}
+
+// checkInstances sets instFail when every named canary instance's test exceeds its threshold now.
+func (p *paired) checkInstances() {
+	if p.instFail || len(p.inst) < 2 {
+		return
+	}
+	for _, t := range p.inst {
+		if !t.Exceeds() {
+			return
+		}
+	}
+	p.instFail = true
 }
 
 func (p *paired) add(plus, zero, minus int64) {
@@ -183,17 +220,13 @@ func (p *paired) add(plus, zero, minus int64) {
 	p.step.Add(plus, zero, minus)
 }
 
-// failed: with two or more canary instances, every instance's test failed (an intersection-union
-// test: valid at alpha when any one instance is no worse, so one misbehaving instance cannot roll
-// back a good version); otherwise the whole canary's test.
+// failed: with two or more named canary instances, every instance's test exceeded its threshold at
+// the same look (an intersection-union test: valid at alpha whenever one instance is no worse at
+// that time, so one instance's bad moment, or bad moments of different instances at different
+// times, cannot roll back a good version); otherwise the whole canary's test.
 func (p *paired) failed() bool {
 	if len(p.inst) >= 2 {
-		for _, t := range p.inst {
-			if t.Verdict() != Fail {
-				return false
-			}
-		}
-		return true
+		return p.instFail
 	}
 	return p.fail.Verdict() == Fail
 }
@@ -203,7 +236,9 @@ func (p *paired) failed() bool {
 // half the guard's alpha.
 type guardTests struct{ base, stable *RatioTest }
 
-func (g guardTests) failed() bool { return g.base.Verdict() == Fail || g.stable.Verdict() == Fail }
+func (g guardTests) failed() bool  { return g.base.Verdict() == Fail || g.stable.Verdict() == Fail }
+func (g guardTests) exceeds() bool { return g.base.Exceeds() || g.stable.Exceeds() }
+func (g guardTests) endBlock()     { g.base.EndBlock(); g.stable.EndBlock() }
 
 // exceedance is a quantile comparison: the paired tests and the step's raw exceedance counts.
 type exceedance struct {
@@ -218,10 +253,11 @@ type exceedance struct {
 // the verdict with Verdict and the explanation with Report. Not safe for concurrent use.
 //
 // Fail evidence accumulates over the whole rollout (alpha bounds a false rollback over every step
-// and look); Pass evidence is collected per step, at that step's split. With instance names on the
-// canary's samples and two or more canary instances, a test fails only when it fails for every
-// canary instance: a version regression shows on all of them, one instance's bad moment (a GC storm,
-// a noisy neighbour) on one.
+// and look); Pass evidence is collected per step, at that step's split. Evidence grows by at most
+// BlockCap per BlockLength of time (Config), so a burst of dependent requests weighs little. With
+// instance names on the canary's samples and two or more canary instances, the guard fails only when
+// its test exceeds the threshold for every canary instance at once: a version regression shows on
+// all of them, one instance's bad moment (a GC storm, a noisy neighbour) on one.
 type Analyzer struct {
 	cfg        Config
 	alpha      float64 // per paired test
@@ -232,6 +268,9 @@ type Analyzer struct {
 
 	guard     *guardTests // whole canary
 	instGuard map[string]*guardTests
+	guardFail bool       // with named instances: every instance's guard exceeded at once
+	blockEnd  time.Time  // end of the open evidence block
+	legacy    int        // untimed slots in the open block
 
 	slots *slotter
 	thr   *Histogram // latencies of paired baseline requests from earlier slots
@@ -262,12 +301,12 @@ func New(cfg Config) (*Analyzer, error) {
 		if err != nil {
 			return nil
 		}
-		c := PairedConfig{Alpha: a.alpha, Beta: cfg.Beta, Margin: margin, PriorNonZero: prior}
+		c := PairedConfig{Alpha: a.alpha, Beta: cfg.Beta, Margin: margin, PriorNonZero: prior, BlockCap: cfg.BlockCap}
 		var f *PairedTest
 		if f, err = NewPairedTest(c); err != nil {
 			return nil
 		}
-		return &paired{fail: f, inst: map[string]*PairedTest{}, cfg: c}
+		return &paired{fail: f, cfg: c, inst: map[string]*PairedTest{}}
 	}
 	a.errs = mk(cfg.ErrorMargin, 2*cfg.ErrorMargin)
 	a.median = exceedance{q: 0.5, paired: mk(cfg.MedianMargin, 0.5)}
@@ -291,11 +330,11 @@ func (a *Analyzer) newGuard() (*guardTests, error) {
 	if a.cfg.WarmControl {
 		base *= a.cfg.FreshFactor
 	}
-	b, err := NewRatioTest(RatioConfig{Alpha: a.guardAlpha / 2, Tolerance: min(base, 1024)})
+	b, err := NewRatioTest(RatioConfig{Alpha: a.guardAlpha / 2, Tolerance: min(base, 1024), BlockCap: a.cfg.BlockCap})
 	if err != nil {
 		return nil, err
 	}
-	s, err := NewRatioTest(RatioConfig{Alpha: a.guardAlpha / 2, Tolerance: min(a.cfg.GuardRatio*a.cfg.FreshFactor, 1024)})
+	s, err := NewRatioTest(RatioConfig{Alpha: a.guardAlpha / 2, Tolerance: min(a.cfg.GuardRatio*a.cfg.FreshFactor, 1024), BlockCap: a.cfg.BlockCap})
 	if err != nil {
 		return nil, err
 	}
@@ -325,13 +364,48 @@ func (a *Analyzer) Observe(b Batch) Verdict {
 	return a.Verdict()
 }
 
-// closeSlot judges a closed time slot: the guard on all its requests, the paired tests on its pairs.
-func (a *Analyzer) closeSlot(c, b []Sample, stableN, stableE int64) {
+// closeSlot judges a closed time slot: the guard on all its requests, the paired tests on its pairs;
+// then, if the slot ends the open evidence block, closes it.
+func (a *Analyzer) closeSlot(c, b []Sample, stableN, stableE int64, end time.Time) {
 	if a.guard != nil {
 		a.observeGuard(c, b, stableN, stableE)
 	}
 	if pc, pb := a.slots.pairs(c, b); len(pc) > 0 {
 		a.pair(pc, pb)
+	}
+	if a.guard != nil && !a.guardFail && len(a.instGuard) >= 2 {
+		all := true
+		for _, g := range a.instGuard {
+			all = all && g.exceeds()
+		}
+		a.guardFail = all
+	}
+	blockDone := false
+	if end.IsZero() { // untimed batches: one second each
+		a.legacy++
+		blockDone = time.Duration(a.legacy)*time.Second >= a.cfg.BlockLength
+	} else {
+		if a.blockEnd.IsZero() {
+			a.blockEnd = end.Add(-a.slots.lastWidth()).Add(a.cfg.BlockLength)
+		}
+		blockDone = !end.Before(a.blockEnd)
+	}
+	if blockDone {
+		a.legacy = 0
+		if !end.IsZero() {
+			for !a.blockEnd.After(end) {
+				a.blockEnd = a.blockEnd.Add(a.cfg.BlockLength)
+			}
+		}
+		for _, p := range []*paired{a.errs, a.median.paired, a.tail.paired} {
+			p.endBlock()
+		}
+		if a.guard != nil {
+			a.guard.endBlock()
+			for _, g := range a.instGuard {
+				g.endBlock()
+			}
+		}
 	}
 }
 
@@ -384,12 +458,7 @@ func (a *Analyzer) guardFailed() bool {
 		return false
 	}
 	if len(a.instGuard) >= 2 {
-		for _, g := range a.instGuard {
-			if !g.failed() {
-				return false
-			}
-		}
-		return true
+		return a.guardFail
 	}
 	return a.guard.failed()
 }
@@ -483,6 +552,9 @@ func (a *Analyzer) pair(c, b []Sample) {
 			t.Add(d[k].p, d[k].z, d[k].m)
 		}
 	}
+	for _, p := range []*paired{a.errs, a.median.paired, a.tail.paired} {
+		p.checkInstances()
+	}
 	for i := range c {
 		a.thr.Add(b[i].LatencyMS)
 		a.hb.Add(b[i].LatencyMS)
@@ -490,20 +562,6 @@ func (a *Analyzer) pair(c, b []Sample) {
 	}
 }
 
-// instances lists the canary instances seen, sorted.
-func (a *Analyzer) instances() []string {
-	var out []string
-	for n := range a.errs.inst {
-		out = append(out, n)
-	}
-	for n := range a.instGuard {
-		if _, ok := a.errs.inst[n]; !ok {
-			out = append(out, n)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
 
 // Verdict combines the tests: Fail if any test failed (over the whole rollout); Pass if the 5xx-rate,
 // median and tail tests all passed in this step; NeedMoreData otherwise.
@@ -785,7 +843,7 @@ func (a *Analyzer) guardDecision() Decision {
 		if d.Instances > 0 {
 			d.Reason += fmt.Sprintf(", on each of the %d canary instances", d.Instances)
 		}
-	case g.Verdict() == Fail:
+	case g.Verdict() == Fail || g.Exceeds():
 		d.Reason = fmt.Sprintf("%s; above the tolerated ratio %.3g, but not on every canary instance (one instance's bad moment is not a regression of the version): no gross regression", head, d.Tolerance)
 	default:
 		d.Reason = fmt.Sprintf("%s; e-value %.3g below %.3g, no gross regression", head, d.EValue, 1/alpha)

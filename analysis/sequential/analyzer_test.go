@@ -123,8 +123,9 @@ func TestAnalyzerDetects(t *testing.T) {
 		minShare float64
 	}{
 		// the guard compares with warm stable at GuardRatio × FreshFactor = 4.5 (fresh instances may
-		// fail 3 times as often), so at 5 requests/s the paired 5xx test is as quick as the guard
-		{"10% 5xx", func(s uint64) traffic { return newTraffic(s, 0.10, 0, 0) }, 60, MetricErrors + "|" + MetricGuard, 0.9},
+		// fail 3 times as often), so at 5 requests/s the paired 5xx test is as quick as the guard;
+		// evidence grows by at most 0.75 nats per 5 s block, so no test can fail before ~45 s
+		{"10% 5xx", func(s uint64) traffic { return newTraffic(s, 0.10, 0, 0) }, 120, MetricErrors + "|" + MetricGuard, 0.9},
 		{"+20 ms on every request", func(s uint64) traffic { return newTraffic(s, 0.005, 20, 0) }, 180, MetricMedian, 0.95},
 		{"tail twice as slow", func(s uint64) traffic { return newTraffic(s, 0.005, 0, 2) }, 900, MetricTail, 0.9},
 	}

@@ -68,8 +68,9 @@ func (s *slotter) width() time.Duration {
 	return min(max(w, s.minW), s.maxW)
 }
 
-// slotFunc receives a closed slot: every canary and baseline request in it, and stable's counts.
-type slotFunc func(c, b []Sample, stableN, stableE int64)
+// slotFunc receives a closed slot: every canary and baseline request in it, stable's counts and the
+// slot's end (zero for an untimed batch).
+type slotFunc func(c, b []Sample, stableN, stableE int64, end time.Time)
 
 // add files the batch's samples and calls done for every slot closed by until (the time up to which
 // every request is known; zero: the last sample's time). Samples without a time make one slot of
@@ -102,7 +103,7 @@ func (s *slotter) add(canary, baseline []Sample, stableN, stableE int64, until t
 		s.canaryN += int64(len(untimedC))
 		s.baselineN += int64(len(untimedB))
 		s.slotsClosed++
-		done(untimedC, untimedB, stableN, stableE)
+		done(untimedC, untimedB, stableN, stableE, time.Time{})
 		return
 	}
 	if len(untimedC)+len(untimedB) > 0 {
@@ -110,7 +111,7 @@ func (s *slotter) add(canary, baseline []Sample, stableN, stableE int64, until t
 		s.canaryN += int64(len(untimedC))
 		s.baselineN += int64(len(untimedB))
 		s.slotsClosed++
-		done(untimedC, untimedB, 0, 0)
+		done(untimedC, untimedB, 0, 0, time.Time{})
 	}
 	slices.SortStableFunc(all, func(a, b tagged) int { return a.x.At.Compare(b.x.At) })
 	for _, t := range all {
@@ -155,13 +156,16 @@ func (s *slotter) skipTo(t time.Time) {
 	s.closedUntil = s.start
 }
 
+// lastWidth is the width of the open slot.
+func (s *slotter) lastWidth() time.Duration { return s.end.Sub(s.start) }
+
 // next closes the open slot and opens the following one.
 func (s *slotter) next(done slotFunc) {
 	s.canaryN += int64(len(s.c))
 	s.baselineN += int64(len(s.b))
 	s.closedUntil = s.end
 	s.slotsClosed++
-	done(s.c, s.b, s.stN, s.stE)
+	done(s.c, s.b, s.stN, s.stE, s.end)
 	s.c, s.b, s.stN, s.stE = s.c[:0], s.b[:0], 0, 0
 	s.start = s.end
 	s.end = s.start.Add(s.width())
