@@ -268,9 +268,9 @@ type Analyzer struct {
 
 	guard     *guardTests // whole canary
 	instGuard map[string]*guardTests
-	guardFail bool       // with named instances: every instance's guard exceeded at once
-	blockEnd  time.Time  // end of the open evidence block
-	legacy    int        // untimed slots in the open block
+	guardFail bool      // with named instances: every instance's guard exceeded at once
+	blockEnd  time.Time // end of the open evidence block
+	legacy    int       // untimed slots in the open block
 
 	slots *slotter
 	thr   *Histogram // latencies of paired baseline requests from earlier slots
@@ -561,7 +561,6 @@ func (a *Analyzer) pair(c, b []Sample) {
 		a.hc.Add(c[i].LatencyMS)
 	}
 }
-
 
 // Verdict combines the tests: Fail if any test failed (over the whole rollout); Pass if the 5xx-rate,
 // median and tail tests all passed in this step; NeedMoreData otherwise.
