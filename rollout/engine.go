@@ -80,6 +80,12 @@ func (f JudgeFunc) Judge(ctx context.Context, pairs []MetricPair) (Judgement, er
 	return f(ctx, pairs)
 }
 
+// ControlSource lists the control requests not yet applied and acknowledges applied ones (Store).
+type ControlSource interface {
+	PendingControls() ([]ControlRequest, error)
+	AckControl(id string) error
+}
+
 // Notifier tells people what happened (webhooks).
 type Notifier interface {
 	Notify(ctx context.Context, n Notification) error
@@ -113,6 +119,9 @@ type Config struct {
 	Deployer Deployer
 	Judge    Judge
 	Store    *Store
+	// Controls is where control requests (canaryctl pause|resume|promote|abort) are read from at
+	// every tick; default: Store. The simulator, where none ever arrives, passes an empty source.
+	Controls ControlSource
 	// Requests is the gateway's request log, required by analysis.mode sequential.
 	Requests RequestLog
 	// SpecYAML is saved beside the state on Start (for resume and abort); optional.
@@ -200,6 +209,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
+	}
+	if cfg.Controls == nil {
+		cfg.Controls = cfg.Store
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -1114,7 +1126,7 @@ func (e *Engine) teardown(ctx context.Context, c providers.Cohort) {
 // applyControls applies pending control requests in order; it stops after the first one that moves
 // the rollout (one transition per tick).
 func (e *Engine) applyControls() (moved bool, err error) {
-	reqs, err := e.cfg.Store.PendingControls()
+	reqs, err := e.cfg.Controls.PendingControls()
 	if err != nil {
 		e.log.Warn("read control requests", "err", err)
 		return false, nil
@@ -1122,7 +1134,7 @@ func (e *Engine) applyControls() (moved bool, err error) {
 	for _, req := range reqs {
 		next, reason, note := e.control(req)
 		r := req
-		if err := e.cfg.Store.AckControl(req.ID); err != nil {
+		if err := e.cfg.Controls.AckControl(req.ID); err != nil {
 			e.log.Warn("ack control request", "err", err)
 		}
 		e.emit(&Event{Type: EvControl, Control: &r, Reason: note})

@@ -90,7 +90,7 @@ func runOne(ctx context.Context, sc *Scenario, spec *rollout.Spec, root string, 
 		return Rollout{}, err
 	}
 	eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: gw, Metrics: metrics, Requests: log,
-		Deployer: &deployer{clock: clock, gen: gen}, Judge: judge, Store: store, Clock: clock,
+		Deployer: &deployer{clock: clock, gen: gen}, Judge: judge, Store: store, Clock: clock, Controls: noControls{},
 		Notifier: noNotifier{}, DetachOnPause: true, RunID: "sim",
 		// No control request ever arrives, so ticks between the engine's own wake-ups (every look
 		// in mode sequential, every interval in mode kayenta) would do nothing.
@@ -171,6 +171,13 @@ func firstWords(s string, n int) string {
 	}
 	return strings.Join(f, " ")
 }
+
+// noControls is the control source of a simulated rollout: nobody runs canaryctl pause or abort
+// during it, so reading the state directory's control requests at every look would find nothing.
+type noControls struct{}
+
+func (noControls) PendingControls() ([]rollout.ControlRequest, error) { return nil, nil }
+func (noControls) AckControl(string) error                            { return nil }
 
 type noNotifier struct{}
 
