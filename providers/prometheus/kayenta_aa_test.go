@@ -51,7 +51,7 @@ func aaHistory(seed uint64, start time.Time, steps int, stepLen, scrape time.Dur
 		return k
 	}
 	for i := range n {
-		pt := point{ts: float64(start.Add(time.Duration(i) * scrape).UnixMilli()) / 1000, val: map[string]state{}}
+		pt := point{ts: float64(start.Add(time.Duration(i)*scrape).UnixMilli()) / 1000, val: map[string]state{}}
 		for _, c := range cohorts {
 			s := st[c]
 			for range poisson(perSec * scrape.Seconds()) {
