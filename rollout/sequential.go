@@ -389,12 +389,12 @@ const shortfallFactor = 4
 // notEnoughTraffic decides, when an undecided step reaches its duration, whether extending it to
 // maxBake can settle it at the traffic seen so far: if the requests the tests still need would take
 // shortfallFactor times longer than what is left, and no regression is building up (every Fail test
-// below half of its threshold, in log terms), the rollout pauses now with the numbers instead of
+// below a quarter of its threshold, in log terms), the rollout pauses now with the numbers instead of
 // waiting silently for maxBake. A canary whose evidence against it grows keeps being watched.
 func (e *Engine) notEnoughTraffic(st State, elapsed time.Duration) (string, bool) {
 	q := e.spec.Analysis.Sequential
 	a := e.seq.a
-	if a.FailEvidence() >= 0.5 {
+	if a.FailEvidence() >= 0.25 {
 		return "", false
 	}
 	rep := a.Report()
