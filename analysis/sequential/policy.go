@@ -2,9 +2,8 @@ package sequential
 
 import "time"
 
-// The engine policy around an Analyzer, shared by the rollout engine (rollout, analysis.mode
-// sequential) and the simulator (judge/sim), so that the simulator's published table describes the
-// engine's defaults. The statistics do not depend on them; they decide when an engine looks and how
+// The engine policy around an Analyzer, used by the rollout engine (rollout, analysis.mode
+// sequential), which its simulator (rollout/sim) runs as it is. The statistics do not depend on them; The statistics do not depend on them; they decide when an engine looks and how
 // long it lets a step bake.
 const (
 	// DefaultLookInterval: how often the engine fetches new requests and looks.
