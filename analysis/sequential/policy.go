@@ -3,8 +3,8 @@ package sequential
 import "time"
 
 // The engine policy around an Analyzer, used by the rollout engine (rollout, analysis.mode
-// sequential), which its simulator (rollout/sim) runs as it is. The statistics do not depend on them; The statistics do not depend on them; they decide when an engine looks and how
-// long it lets a step bake.
+// sequential), which its simulator (rollout/sim) runs as it is. The statistics do not depend on
+// them; they decide when an engine looks and how long it lets a step bake.
 const (
 	// DefaultLookInterval: how often the engine fetches new requests and looks.
 	DefaultLookInterval = 250 * time.Millisecond
