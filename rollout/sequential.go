@@ -383,7 +383,8 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 // shortfallFactor: a step pauses early for lack of traffic only when the projected time to settle it
 // is this many times what is left before maxBake. The projection (MorePairs) is a rough guide, and a
 // step that is not the last may still move on when the data exclude expandFactor times every
-// margin, so a step that is merely slow is extended as before; one that would need hours is not.
+// margin (projected with Analyzer.ExpandWithin), so a step that is merely slow is extended as before;
+// one that would need hours is not.
 const shortfallFactor = 4
 
 // notEnoughTraffic decides, when an undecided step reaches its duration, whether extending it to
@@ -415,6 +416,9 @@ func (e *Engine) notEnoughTraffic(st State, elapsed time.Duration) (string, bool
 	need := time.Duration(float64(rep.MoreRequests) / pairRate * float64(time.Second))
 	if need <= shortfallFactor*left {
 		return "", false
+	}
+	if last := st.Step+1 >= st.Steps; !last && a.ExpandWithin(q.ExpandFactor, int64(pairRate*left.Seconds())) {
+		return "", false // the step may still move on to a larger one (SafeToExpand) before maxBake
 	}
 	return fmt.Sprintf("not enough traffic for this step: needs about %d more requests per cohort ≈ %s at the current rate (%s), more than the %s left before maxBake %s",
 		rep.MoreRequests, need.Round(time.Second), rates, left.Round(time.Second), q.MaxBake), true

@@ -616,6 +616,33 @@ func (a *Analyzer) SafeToExpand(factor float64) bool {
 	return true
 }
 
+// ExpandWithin projects whether SafeToExpand(factor) may hold after morePairs more request pairs
+// in this step: for every undecided paired test, its upper bound's distance from the observed mean
+// shrinks like 1/√n, and the projected bound must fall below factor times the margin. A guide for
+// how long to wait, like MorePairs: it decides nothing about the canary.
+func (a *Analyzer) ExpandWithin(factor float64, morePairs int64) bool {
+	if a.Verdict() == Fail || !(factor >= 1) || morePairs < 0 {
+		return false
+	}
+	for _, p := range []*paired{a.errs, a.median.paired, a.tail.paired} {
+		t := p.step
+		if t.passed() {
+			continue
+		}
+		n := float64(t.Counts().N())
+		if n == 0 {
+			return false
+		}
+		mean := t.Counts().Mean()
+		ub := UpperBound(t.Counts(), t.cfg.Beta)
+		proj := mean + (ub-mean)*math.Sqrt(n/(n+float64(morePairs)))
+		if proj >= factor*t.cfg.Margin {
+			return false
+		}
+	}
+	return true
+}
+
 // FailEvidence is the largest log e-value of any Fail test, as a share of the log of its threshold
 // (1 at the threshold, 0 without evidence; negative values are 0): how close the data are to a
 // rollback. An engine may keep watching a canary whose evidence builds up rather than pause it.

@@ -287,3 +287,25 @@ func BenchmarkAnalyzerObserve(b *testing.B) {
 		i++
 	}
 }
+
+// TestExpandWithin: the projection agrees with SafeToExpand now, says yes for identical cohorts
+// given enough further pairs, and never for a canary whose difference is beyond the factor.
+func TestExpandWithin(t *testing.T) {
+	t.Parallel()
+	a, _ := New(Config{})
+	run(t, a, newTraffic(11, 0.005, 0, 0), newTraffic(12, 0.005, 0, 0), 30)
+	if a.Verdict() != NeedMoreData {
+		t.Fatalf("verdict %s after 150 pairs, want need-more-data", a.Verdict())
+	}
+	if now, proj := a.SafeToExpand(3), a.ExpandWithin(3, 0); now != proj {
+		t.Errorf("with no further pairs the projection %v should be SafeToExpand %v", proj, now)
+	}
+	if !a.ExpandWithin(3, 1_000_000) {
+		t.Error("identical cohorts: a million more pairs should exclude 3 times every margin")
+	}
+	b, _ := New(Config{})
+	run(t, b, newTraffic(13, 0.005, 60, 0), newTraffic(14, 0.005, 0, 0), 20)
+	if b.ExpandWithin(3, 1_000_000) {
+		t.Error("a canary 60 ms slower on every request can never be within 3 times the median margin")
+	}
+}
