@@ -28,7 +28,7 @@ analysis:
     - {name: median-latency, kind: latency, quantile: 0.5, direction: increase, group: latency, effectSize: {allowedIncrease: 1.5}}
     - {name: 5xx-rate, kind: error_rate, direction: increase, critical: true, nanStrategy: replace, group: errors}
 steps:
-  - {weight: 50, warmup: 4s, interval: 6s, duration: 10s}
+  - {weight: 50, warmup: 4s, interval: 8s, duration: 20s} # 2 s points (twice the 1 s scrape): 8 in the final interval, enough for Mann-Whitney
 onMarginal: rollback
 `
 
@@ -57,7 +57,7 @@ func TestRolloutWithPrometheusStableControl(t *testing.T) {
 				t.Fatalf("spec: %v", err)
 			}
 			metrics, err := prometheus.New(prometheus.Config{URL: prom.URL, Selector: `instance="` + host(s) + `"`,
-				MinWindow: 3 * time.Second, Timeout: 5 * time.Second, Control: spec.ControlCohort()})
+				MinWindow: 2 * time.Second, Timeout: 5 * time.Second, Control: spec.ControlCohort()})
 			if err != nil {
 				t.Fatal(err)
 			}

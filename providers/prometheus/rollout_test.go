@@ -77,7 +77,7 @@ func (s *rolloutSite) runEngine(t *testing.T, spec *rollout.Spec, metrics rollou
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	stopLoad, cancelLoad := context.WithCancel(ctx)
 	wait := s.load(stopLoad)
@@ -134,7 +134,7 @@ analysis:
     - {name: median-latency, kind: latency, quantile: 0.5, direction: increase, group: latency, effectSize: {allowedIncrease: 1.5}}
     - {name: 5xx-rate, kind: error_rate, direction: increase, critical: true, nanStrategy: replace, group: errors}
 steps:
-  - {weight: 50, warmup: 4s, interval: 6s, duration: 10s}
+  - {weight: 50, warmup: 4s, interval: 8s, duration: 20s} # 2 s points (twice the 1 s scrape): 8 in the final interval, enough for Mann-Whitney
 onMarginal: rollback
 `
 
@@ -155,7 +155,7 @@ func TestRolloutWithPrometheusMetrics(t *testing.T) {
 			t.Fatalf("spec: %v", err)
 		}
 		metrics, err := prometheus.New(prometheus.Config{URL: prom.URL, Selector: `instance="` + host(s) + `"`,
-			MinWindow: 3 * time.Second, Timeout: 5 * time.Second})
+			MinWindow: 2 * time.Second, Timeout: 5 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
