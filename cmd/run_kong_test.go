@@ -92,7 +92,7 @@ analysis:
     - {name: 5xx-rate, kind: error_rate, direction: increase, critical: true, nanStrategy: remove, group: errors}
 steps:
   - {weight: 20, warmup: 1s, interval: 8s, duration: 9s}
-  - {weight: 50, warmup: 0s, interval: 2s, duration: 2s}
+  - {weight: 50, warmup: 0s, interval: 5s, duration: 5s}
 onMarginal: rollback
 `, stable.URL, base.URL, can.URL, k.AdminURL()), 0o644); err != nil {
 				t.Fatal(err)

@@ -57,7 +57,7 @@ func TestRunWithPrometheusMetrics(t *testing.T) {
 	prom := promtest.StartTargets(t, promtest.Target{Addr: goodTarget, BearerToken: rtToken},
 		promtest.Target{Addr: badTarget, BearerToken: rtToken})
 	prom.WaitUp(t, 2)
-	steps := "  - {weight: 50, duration: 8s, interval: 4s, warmup: 3s}\n"
+	steps := "  - {weight: 50, duration: 16s, interval: 4s, warmup: 3s}\n"
 	for _, tc := range []struct {
 		name   string
 		w      *rtWorld
@@ -72,7 +72,7 @@ func TestRunWithPrometheusMetrics(t *testing.T) {
 			ctx, stop := context.WithCancel(t.Context())
 			defer stop()
 			go tc.w.load(ctx, 100, 3000)
-			pyaml := fmt.Sprintf(`{url: %q, selector: 'instance="%s"', minWindow: 3s}`, prom.URL, tc.target)
+			pyaml := fmt.Sprintf(`{url: %q, selector: 'instance="%s"', minWindow: 2s}`, prom.URL, tc.target)
 			code, _, stderr := rtRun(t.Context(), tc.w.vars(), "run", "--spec", promSpec(t, tc.w, pyaml, promMetrics, steps),
 				"--state-dir", tc.w.stateDir())
 			if code != tc.code {
@@ -102,7 +102,7 @@ func TestRunPrometheusPreflightStopsBeforeTraffic(t *testing.T) {
 		fmt.Fprint(w, `{"status":"error","errorType":"bad_data","error":"1:10: parse error: unclosed left parenthesis"}`)
 	}))
 	t.Cleanup(fake.Close)
-	steps := "  - {weight: 50, duration: 8s, interval: 4s, warmup: 3s}\n"
+	steps := "  - {weight: 50, duration: 16s, interval: 4s, warmup: 3s}\n"
 	tests := []struct {
 		name, prom, metrics, want string
 		vars                      map[string]string

@@ -163,8 +163,8 @@ func (w *rtWorld) waitPhase(t *testing.T, phase rollout.Phase, step int) *rollou
 	}
 }
 
-const fastSteps = `  - {weight: 10, duration: 2s, interval: 1s, warmup: 0s}
-  - {weight: 50, duration: 2s, interval: 1s, warmup: 0s}
+const fastSteps = `  - {weight: 10, duration: 5s, interval: 1s, warmup: 0s}
+  - {weight: 50, duration: 5s, interval: 1s, warmup: 0s}
 `
 
 func TestRunPromotesAGoodCanaryWithReports(t *testing.T) {
@@ -192,16 +192,16 @@ func TestRunPromotesAGoodCanaryWithReports(t *testing.T) {
 	if err := json.Unmarshal([]byte(out[:i]), &rep); err != nil {
 		t.Fatalf("report: %v\n%s", err, out[:i])
 	}
-	if rep.Phase != rollout.Promoted || len(rep.Steps) != 2 || len(rep.Steps[0].Intervals) != 2 || rep.Steps[1].Outcome != "passed" {
+	if rep.Phase != rollout.Promoted || len(rep.Steps) != 2 || len(rep.Steps[0].Intervals) != 5 || rep.Steps[1].Outcome != "passed" { // 5 s steps, 1 s points: Mann-Whitney needs 5 and 5
 		t.Fatalf("report %+v", rep)
 	}
-	iv := rep.Steps[1].Intervals[1]
+	iv := rep.Steps[1].Intervals[4]
 	if iv.Baseline < 20 || iv.Canary < 20 || len(iv.Metrics) != 2 || iv.Metrics[0].Classification == "" {
 		t.Errorf("last interval %+v", iv)
 	}
 	// one progress line per interval on stderr
-	if n := strings.Count(stderr, "shop step "); n != 4 {
-		t.Errorf("%d progress lines, want 4:\n%s", n, stderr)
+	if n := strings.Count(stderr, "shop step "); n != 10 {
+		t.Errorf("%d progress lines, want 10:\n%s", n, stderr)
 	}
 	// the canary is the new stable at the gateway
 	st, err := w.px.State(t.Context())
@@ -216,7 +216,7 @@ func TestRunPromotesAGoodCanaryWithReports(t *testing.T) {
 		Tests    int `xml:"tests,attr"`
 		Failures int `xml:"failures,attr"`
 	}
-	if b, err := os.ReadFile(junit); err != nil || xml.Unmarshal(b, &suites) != nil || suites.Tests != 5 || suites.Failures != 0 {
+	if b, err := os.ReadFile(junit); err != nil || xml.Unmarshal(b, &suites) != nil || suites.Tests != 11 || suites.Failures != 0 {
 		t.Errorf("junit: %v %+v", err, suites)
 	}
 	if b, err := os.ReadFile(events); err != nil || !strings.Contains(string(b), `"to"`) && !strings.Contains(string(b), `"type":"transition"`) {
@@ -392,7 +392,7 @@ func TestKilledRunResumes(t *testing.T) {
 			ctx, stop := context.WithCancel(t.Context())
 			defer stop()
 			go w.load(ctx, 100, 6000)
-			steps := "  - {weight: 10, duration: 4s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 2s, interval: 1s, warmup: 0s}\n"
+			steps := "  - {weight: 10, duration: 5s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 5s, interval: 1s, warmup: 0s}\n"
 			spec := w.spec(t, steps)
 			child, out := rtChild(t, w.vars(), "run", "--spec", spec, "--state-dir", w.stateDir())
 			st := w.waitPhase(t, rollout.Analyzing, 0)
@@ -472,7 +472,7 @@ func TestDetachOnPauseThenPromoteFromALaterStep(t *testing.T) {
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
 	go w.load(ctx, 200, 4000)
-	steps := "  - {weight: 10, duration: 2s, interval: 1s, warmup: 0s}\n  - {weight: 100, duration: 2s, interval: 1s, warmup: 0s, approval: true}\n"
+	steps := "  - {weight: 10, duration: 5s, interval: 1s, warmup: 0s}\n  - {weight: 100, duration: 5s, interval: 1s, warmup: 0s, approval: true}\n"
 	code, out, stderr := rtRun(t.Context(), w.vars(), "run", "--spec", w.spec(t, steps), "--state-dir", w.stateDir(), "--detach-on-pause", "--spinnaker")
 	if code != ExitMarginal || !strings.Contains(stderr, "needs approval") || !strings.Contains(out, `"phase":"Paused"`) {
 		t.Fatalf("exit %d, want 4\n%s\n%s", code, out, stderr)
