@@ -49,8 +49,8 @@ analysis:
   metrics:
     - {name: 5xx-rate, kind: error_rate, direction: increase, critical: true, nanStrategy: remove, group: errors}
 steps:
-  - {weight: 10, warmup: 500ms, interval: 3s, duration: 4s}
-  - {weight: 100, warmup: 500ms, interval: 2s, duration: 3s}
+  - {weight: 10, warmup: 500ms, interval: 3s, duration: 7s}
+  - {weight: 100, warmup: 500ms, interval: 2s, duration: 7s}
 onMarginal: rollback
 `, tc.version, stable, bin, tc.version, tc.behaviour, gw), 0o644); err != nil {
 				t.Fatal(err)

@@ -394,8 +394,8 @@ analysis:
     - {name: 5xx-rate, kind: error_rate, direction: increase, critical: true, nanStrategy: remove, group: errors}
 steps:
   - {weight: 2.5, warmup: 500ms, interval: 2s, duration: %s}
-  - {weight: 10, warmup: 500ms, interval: 2s, duration: 3s}
-  - {weight: 100, warmup: 500ms, interval: 2s, duration: 3s}
+  - {weight: 10, warmup: 500ms, interval: 2s, duration: 7s}
+  - {weight: 100, warmup: 500ms, interval: 2s, duration: 7s}
 onMarginal: rollback
 `, service, stable, target(vb), target(vc), gateway, step1)
 	path := filepath.Join(t.TempDir(), service+".yaml")
@@ -556,7 +556,7 @@ func TestPauseHoldsStep(t *testing.T) {
 	stable := stableService(t, "p0")
 	gw := freeAddr(t)
 	dir := t.TempDir()
-	const step1 = 4 * time.Second
+	const step1 = 7 * time.Second // 6.5 s of 1 s points after the warm-up: enough for Mann-Whitney (5 and 5)
 	spec := specFor(t, "paused", stable, fmt.Sprintf(`{type: builtin, listen: "%s"}`, gw), "p1", "p2", step1)
 	runner := start(t, nil, "run", "--spec", spec, "--state-dir", dir)
 	waitHTTP(t, "http://"+gw+"/healthz")

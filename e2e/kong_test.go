@@ -115,7 +115,7 @@ func kongEntities(t *testing.T, k *kongtest.Server, entities ...[2]any) {
 func runUnderKongLoad(t *testing.T, k *kongtest.Server, spec, dir string, code int) (result, map[string]int, map[string]any) {
 	t.Helper()
 	load := startKongLoad(k)
-	r := run(t, 90*time.Second, nil, "run", "--spec", spec, "--state-dir", filepath.Join(dir, "state"), "-o", "json")
+	r := run(t, 150*time.Second, nil, "run", "--spec", spec, "--state-dir", filepath.Join(dir, "state"), "-o", "json")
 	during := load.end()
 	t.Logf("answers during the run %v; stderr:\n%s", during, r.stderr)
 	if r.code != code {
@@ -158,7 +158,7 @@ func TestRunKongCanaryPlugin(t *testing.T) {
 		{"good canary promoted", kayenta, false, 0},
 		{"5xx canary rolled back", kayenta, true, 3},
 		// kong-log's default mode: request-level looks; a 50% 5xx canary fails within seconds
-		{"sequential: 5xx canary rolled back", "  mode: sequential\n  sequential: {minBake: 2s, maxBake: 40s, thresholdSamples: 20}\n", true, 3},
+		{"sequential: 5xx canary rolled back", "  mode: sequential\n  sequential: {minBake: 2s, maxBake: 100s, thresholdSamples: 20}\n", true, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -185,7 +185,7 @@ metrics: {type: kong-log}
 analysis:
 %s%ssteps:
   - {weight: 20, warmup: 1s, interval: 8s, duration: 9s}
-  - {weight: 100, warmup: 0s, interval: 2s, duration: 2s}
+  - {weight: 100, warmup: 0s, interval: 6s, duration: 6s}
 onMarginal: rollback
 `, stable.URL, can.URL, k.AdminURL(), tc.mode, kongModeMetrics), 0o644); err != nil {
 				t.Fatal(err)
