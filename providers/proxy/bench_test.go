@@ -24,6 +24,8 @@ func BenchmarkProxyDecide(b *testing.B) {
 		{"rules+hash", Config{Upstreams: ups, Split: providers.Split{Canary: 250}, HashOn: "header:X-User",
 			Rules: []Rule{{Match: Match{Header: "X-Canary", Equals: []string{"always"}}, Cohort: providers.Canary},
 				{Match: Match{CIDR: []string{"10.0.0.0/8"}}, Cohort: providers.Canary}}}},
+		{"country", Config{Upstreams: ups, Split: providers.Split{Canary: 250}, GeoIP: GeoIPConfig{MMDBFile: geoFile(b, testGeo)},
+			Rules: []Rule{{Match: Match{Country: []string{"DE", "AT"}}, Cohort: providers.Canary}}}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			p, err := New(bc.cfg)
@@ -31,7 +33,11 @@ func BenchmarkProxyDecide(b *testing.B) {
 				b.Fatal(err)
 			}
 			r, _ := http.NewRequest(http.MethodGet, "http://x/", nil)
+			b.Cleanup(func() { p.Close() })
 			r.RemoteAddr = "127.0.0.1:5"
+			if bc.cfg.GeoIP.MMDBFile != "" {
+				r.RemoteAddr = "198.51.100.7:5" // in the test database: the lookup and a match
+			}
 			r.Header.Set("X-User", "alice")
 			b.ReportAllocs()
 			for b.Loop() {

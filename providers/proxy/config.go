@@ -31,7 +31,9 @@ type FileConfig struct {
 	JWT            JWTConfig `yaml:"jwt"`
 	PreserveHost   bool      `yaml:"preserveHost"`
 	TrustForwarded bool      `yaml:"trustForwarded"`
-	Timeouts       struct {
+	// GeoIP is the database of country and continent matches.
+	GeoIP    GeoIPConfig `yaml:"geoip"`
+	Timeouts struct {
 		Dial           time.Duration `yaml:"dial"`
 		ResponseHeader time.Duration `yaml:"responseHeader"`
 		Idle           time.Duration `yaml:"idle"`
@@ -122,7 +124,7 @@ func (fc *FileConfig) ProxyConfig() (Config, error) {
 	}
 	return Config{
 		Upstreams: fc.Upstreams, Split: s, HashOn: fc.HashOn, Rules: fc.Rules, Deny: fc.Deny, Allow: fc.Allow,
-		JWT: fc.JWT, PreserveHost: fc.PreserveHost, TrustForwarded: fc.TrustForwarded,
+		JWT: fc.JWT, PreserveHost: fc.PreserveHost, TrustForwarded: fc.TrustForwarded, GeoIP: fc.GeoIP,
 		DialTimeout: fc.Timeouts.Dial, ResponseHeaderTimeout: fc.Timeouts.ResponseHeader, IdleConnTimeout: fc.Timeouts.Idle,
 		BackoffBase: fc.Backoff.Base, BackoffMax: fc.Backoff.Max, SampleCapacity: fc.SampleCapacity,
 	}, nil

@@ -59,6 +59,8 @@ type Config struct {
 	// X-Forwarded-Host and X-Forwarded-Proto are always set from the request as received, and
 	// Forwarded is dropped.
 	TrustForwarded bool
+	// GeoIP is the database country and continent matches need (see GeoIPConfig).
+	GeoIP GeoIPConfig
 	// DialTimeout, ResponseHeaderTimeout and IdleConnTimeout tune the upstream transport
 	// (defaults 2 s, 60 s, 90 s); MaxIdleConnsPerHost defaults to 1024.
 	DialTimeout           time.Duration
@@ -94,6 +96,7 @@ type Proxy struct {
 	rules          []compiledRule
 	deny, allow    []*matcher
 	jwt            *jwtVerifier
+	geo            *geoDB // nil without geoip.mmdbFile
 	needInfo       bool
 	transport      http.RoundTripper
 	closeIdle      func()
@@ -176,6 +179,9 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, configErrorf("hashOn", "consumer needs jwt keys to verify who the consumer is")
 	}
 	p.needInfo = p.hashKind != hashNone || len(p.rules) > 0 || len(p.deny) > 0 || len(p.allow) > 0
+	if err := p.checkGeo(cfg.GeoIP); err != nil {
+		return nil, err
+	}
 
 	t := &table{rr: p.rr}
 	for c, addrs := range cfg.Upstreams {
@@ -221,6 +227,12 @@ func New(cfg Config) (*Proxy, error) {
 		BufferPool:     bufferPool{},
 		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
+	if cfg.GeoIP.MMDBFile != "" {
+		if p.geo, err = newGeoDB(cfg.GeoIP, p.log); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
 	return p, nil
 }
 
@@ -263,6 +275,9 @@ func newTransport(cfg Config) *http.Transport {
 
 // Close releases idle upstream connections.
 func (p *Proxy) Close() error {
+	if p.geo != nil {
+		p.geo.close()
+	}
 	if p.closeIdle != nil {
 		p.closeIdle()
 	}
@@ -514,7 +529,7 @@ func (p *Proxy) decide(t *table, r *http.Request) (ci int, byRule bool) {
 	if !p.needInfo {
 		return int(t.wheel[p.wheelPos.Add(1)%providers.BasisPoints]), false
 	}
-	ri := reqInfo{r: r, jwt: p.jwt}
+	ri := reqInfo{r: r, jwt: p.jwt, geo: p.geo, trustXFF: p.trustForwarded}
 	for _, m := range p.deny {
 		if m.match(&ri) {
 			return iStable, true

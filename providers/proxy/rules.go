@@ -39,8 +39,10 @@ type Rule struct {
 
 // Match is one condition on a request. Exactly one source is set: Header, Query, Cookie or Claim
 // (a claim of a verified JWT) with an optional test (Equals: any of the values; Regex: an RE2
-// pattern that must match the whole value; neither: the source is present), or CIDR (the client
-// IP is in one of the prefixes).
+// pattern that must match the whole value; neither: the source is present), CIDR (the client
+// IP is in one of the prefixes), or Country / Continent (the client IP's country, ISO 3166-1
+// alpha-2, or continent code in the GeoIP database, see GeoIPConfig; with TrustForwarded the
+// client IP is the last X-Forwarded-For entry, the one the trusted load balancer appended).
 type Match struct {
 	Header string   `yaml:"header,omitempty" json:"header,omitempty"`
 	Query  string   `yaml:"query,omitempty" json:"query,omitempty"`
@@ -49,6 +51,9 @@ type Match struct {
 	Equals []string `yaml:"equals,omitempty" json:"equals,omitempty"`
 	Regex  string   `yaml:"regex,omitempty" json:"regex,omitempty"`
 	CIDR   []string `yaml:"cidr,omitempty" json:"cidr,omitempty"`
+
+	Country   []string `yaml:"country,omitempty" json:"country,omitempty"`
+	Continent []string `yaml:"continent,omitempty" json:"continent,omitempty"`
 }
 
 // reqInfo caches what matchers and the hash key read from one request.
@@ -62,6 +67,12 @@ type reqInfo struct {
 	cDone    bool
 	claims   map[string]any
 	verified bool
+	// geo: set only when a country or continent match exists.
+	geo      *geoDB
+	trustXFF bool
+	gDone    bool
+	gOK      bool
+	codes    geoCodes
 }
 
 func (ri *reqInfo) clientIP() (netip.Addr, bool) {
@@ -74,6 +85,48 @@ func (ri *reqInfo) clientIP() (netip.Addr, bool) {
 		}
 	}
 	return ri.ip, ri.ip.IsValid()
+}
+
+// geoClientIP is the IP country and continent matches look up: the last X-Forwarded-For entry
+// when that is trusted (the one the load balancer in front appended; earlier entries are whatever
+// the client sent), else the connection's address. A trusted but unparseable last entry gives no
+// IP: the load balancer's own address would be looked up instead of the client's.
+func (ri *reqInfo) geoClientIP() (netip.Addr, bool) {
+	if ri.trustXFF {
+		if v := ri.r.Header["X-Forwarded-For"]; len(v) > 0 {
+			return lastForwarded(v[len(v)-1])
+		}
+	}
+	return ri.clientIP()
+}
+
+// lastForwarded parses the last entry of an X-Forwarded-For value: an IP, optionally with a port
+// ("192.0.2.1:5", "[2001:db8::1]:5").
+func lastForwarded(v string) (netip.Addr, bool) {
+	if i := strings.LastIndexByte(v, ','); i >= 0 {
+		v = v[i+1:]
+	}
+	v = strings.TrimSpace(v)
+	if a, err := netip.ParseAddr(v); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(v); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
+}
+
+// geoCodes looks the client IP up once per request.
+func (ri *reqInfo) geoCodes() (geoCodes, bool) {
+	if !ri.gDone {
+		ri.gDone = true
+		if ri.geo != nil {
+			if ip, ok := ri.geoClientIP(); ok {
+				ri.codes, ri.gOK = ri.geo.lookup(ip)
+			}
+		}
+	}
+	return ri.codes, ri.gOK
 }
 
 func (ri *reqInfo) queryValues() url.Values {
@@ -97,7 +150,7 @@ func (ri *reqInfo) jwtClaims() (map[string]any, bool) {
 
 // matcher is a compiled Match.
 type matcher struct {
-	kind     byte // 'h' header, 'q' query, 'c' cookie, 'j' claim, 'n' cidr
+	kind     byte // 'h' header, 'q' query, 'c' cookie, 'j' claim, 'n' cidr, 'g' country, 'k' continent
 	name     string
 	equals   []string
 	re       *regexp.Regexp
@@ -127,12 +180,23 @@ func compileMatch(m Match, field string) (*matcher, error) {
 		sources = append(sources, "cidr")
 		c.kind = 'n'
 	}
+	if len(m.Country) > 0 {
+		sources = append(sources, "country")
+		c.kind = 'g'
+	}
+	if len(m.Continent) > 0 {
+		sources = append(sources, "continent")
+		c.kind = 'k'
+	}
 	switch len(sources) {
 	case 0:
-		return nil, configErrorf(field, "set one of header, query, cookie, claim or cidr")
+		return nil, configErrorf(field, "set one of header, query, cookie, claim, cidr, country or continent")
 	case 1:
 	default:
-		return nil, configErrorf(field, "set only one of header, query, cookie, claim or cidr (got %s)", strings.Join(sources, ", "))
+		return nil, configErrorf(field, "set only one of header, query, cookie, claim, cidr, country or continent (got %s)", strings.Join(sources, ", "))
+	}
+	if c.kind == 'g' || c.kind == 'k' {
+		return compileGeo(c, m, field)
 	}
 	if c.kind == 'n' {
 		if len(m.Equals) > 0 || m.Regex != "" {
@@ -220,6 +284,20 @@ func (m *matcher) match(ri *reqInfo) bool {
 		}
 		s, ok := claimString(v)
 		return ok && m.test(s)
+	case 'g', 'k':
+		g, ok := ri.geoCodes()
+		if !ok {
+			return false
+		}
+		v := g.country
+		if m.kind == 'k' {
+			v = g.continent
+		}
+		for _, e := range m.equals {
+			if v == e {
+				return true
+			}
+		}
 	case 'n':
 		ip, ok := ri.clientIP()
 		if !ok {
