@@ -15,6 +15,7 @@ func FuzzParseFileConfig(f *testing.F) {
 	f.Add([]byte("upstreams:\n  stable: [http://127.0.0.1:9001]\n  canary: [http://127.0.0.1:9002]\nsplit:\n  canaryPercent: 2.5\nhashOn: header:X-User\n"))
 	f.Add([]byte("upstreams: {stable: [http://127.0.0.1:1]}\nrules:\n- name: beta\n  match: {header: X-Canary, equals: [always]}\n  cohort: canary\n- match: {cidr: [10.0.0.0/8, \"::1\"]}\n  cohort: stable\n- match: {query: v, regex: 'v2.*'}\n  cohort: baseline\ndeny: [{cookie: plan, equals: [bank]}]\nallow: [{header: X-Beta}]\n"))
 	f.Add([]byte("upstreams: {stable: [http://a:1]}\njwt: {secret: x}\nrules: [{match: {claim: role, equals: [beta]}, cohort: canary}]\nhashOn: consumer\n"))
+	f.Add([]byte("upstreams: {stable: [http://a:1]}\ngeoip: {mmdbFile: x.mmdb, pollInterval: 1m}\nrules: [{match: {country: [DE, at]}, cohort: canary}]\ndeny: [{continent: [OC]}]\n"))
 	f.Add([]byte("bogus: 1\n"))
 	f.Add([]byte("timeouts: {dial: -1s}\n"))
 	f.Add([]byte("split: {canaryPercent: 60, baselinePercent: 50}\n"))
@@ -35,6 +36,7 @@ func FuzzParseFileConfig(f *testing.F) {
 			return
 		}
 		cfg.JWT.SecretFile, cfg.JWT.PublicKeyFiles, cfg.JWT.JWKSFile = "", nil, "" // no file access while fuzzing
+		cfg.GeoIP.MMDBFile = ""
 		p, err := New(cfg)
 		if err != nil {
 			if !errors.As(err, &ce) || ce.Field == "" {
@@ -105,6 +107,27 @@ func FuzzHashOn(f *testing.F) {
 		}
 		if b := bucketOf(key); b < 0 || b >= providers.BasisPoints {
 			t.Fatalf("bucket %d", b)
+		}
+	})
+}
+
+// FuzzGeoInput: country and continent codes and X-Forwarded-For values never panic; an accepted
+// code is two upper-case letters; a parsed forwarded entry is a valid unmapped address.
+func FuzzGeoInput(f *testing.F) {
+	for _, s := range []string{"DE", "uk", "EU", "", "1.2.3.4, 5.6.7.8", "[::ffff:1.2.3.4]:80", "unknown", "ä"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if c, err := parseCountry(s); err == nil {
+			if len(c) != 2 || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z' {
+				t.Fatalf("parseCountry(%q) accepted %q", s, c)
+			}
+		}
+		if c, err := parseContinent(s); err == nil && !continents[c] {
+			t.Fatalf("parseContinent(%q) accepted %q", s, c)
+		}
+		if a, ok := lastForwarded(s); ok && (!a.IsValid() || a.Is4In6()) {
+			t.Fatalf("lastForwarded(%q) = %v", s, a)
 		}
 	})
 }
