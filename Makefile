@@ -51,10 +51,15 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
 
+SIM_ROLLOUTS ?= 1000
+SIM_SEED ?= 1
+sim: ## run the scenario library (testdata/scenarios) on the real engine, SIM_ROLLOUTS rollouts each, and regenerate README's decision table
+	GOGC=1000 $(GO) run ./cmd/canaryctl simulate --scenario testdata/scenarios --rollouts $(SIM_ROLLOUTS) --seed $(SIM_SEED) --readme README.md
+
 vectors: ## replay Kayenta's own test vectors (testdata/kayenta) and print how many cases ran
 	@set -o pipefail; $(GO) test -count=1 -run '^TestKayentaVectors$$' -v ./analysis/ ./judge/ | grep -E '^(ok|FAIL|--- FAIL)|kayenta vectors: ran'
 
 ci: fmt-check vet vectors race ## what CI runs: format check, vet, Kayenta vectors, race-enabled tests
 	@echo "ci: all checks passed"
 
-.PHONY: help build image demo test race vet lint fmt-check tidy-check bench fuzz vectors ci
+.PHONY: help build image demo test race vet lint fmt-check tidy-check bench fuzz vectors sim ci

@@ -100,7 +100,7 @@ CANARYCTL_PROMETHEUS_PASSWORD.`,
 	f.StringVar(&o.cohortLabel, "cohort-label", prometheus.DefaultCohortLabel, "label that tells the cohorts apart")
 	f.StringVar(&o.select_, "selector", "", `extra label matchers for every query, e.g. namespace="shop"`)
 	f.StringVar(&o.service, "service", "", "service name (.Service in templates; matched by the app-labels set); default: the spec's service")
-	f.DurationVar(&o.minWindow, "min-rate-window", prometheus.DefaultMinWindow, "smallest rate() window; the window is the larger of this and --step")
+	f.DurationVar(&o.minWindow, "min-rate-window", prometheus.DefaultMinWindow, "smallest rate() window (at least twice the scrape interval); points are one window apart: the window is the larger of this and --step")
 
 	f.StringVar(&o.spec, "spec", "", "rollout spec (YAML) whose analysis section is judged")
 	f.StringVar(&o.canaryConfig, "canary-config", "", "Kayenta canary config (JSON) with Prometheus queries")

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/canaryctl/canaryctl/analysis"
+	"github.com/canaryctl/canaryctl/judge"
 	"github.com/canaryctl/canaryctl/providers"
 )
 
@@ -78,6 +80,12 @@ func (f JudgeFunc) Judge(ctx context.Context, pairs []MetricPair) (Judgement, er
 	return f(ctx, pairs)
 }
 
+// ControlSource lists the control requests not yet applied and acknowledges applied ones (Store).
+type ControlSource interface {
+	PendingControls() ([]ControlRequest, error)
+	AckControl(id string) error
+}
+
 // Notifier tells people what happened (webhooks).
 type Notifier interface {
 	Notify(ctx context.Context, n Notification) error
@@ -111,6 +119,9 @@ type Config struct {
 	Deployer Deployer
 	Judge    Judge
 	Store    *Store
+	// Controls is where control requests (canaryctl pause|resume|promote|abort) are read from at
+	// every tick; default: Store. The simulator, where none ever arrives, passes an empty source.
+	Controls ControlSource
 	// Requests is the gateway's request log, required by analysis.mode sequential.
 	Requests RequestLog
 	// SpecYAML is saved beside the state on Start (for resume and abort); optional.
@@ -198,6 +209,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
+	}
+	if cfg.Controls == nil {
+		cfg.Controls = cfg.Store
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -792,6 +806,13 @@ func (e *Engine) handleAnalyzing(ctx context.Context) (Phase, string) {
 		}
 		return Analyzing, ""
 	}
+	if iv.Verdict == VerdictNeedMoreData && final {
+		// too few points for Mann-Whitney to reject anything: no evidence, not a pass
+		reason := fmt.Sprintf("%s: not enough data for this step: %s; run canaryctl promote %s to accept the step or canaryctl abort %s",
+			where, iv.Reason, st.Service, st.Service)
+		e.setPause(PauseNeedMoreData, reason)
+		return Paused, reason
+	}
 	if iv.Verdict == VerdictNeedMoreData {
 		e.wake = next
 		if err := e.save(); err != nil {
@@ -899,14 +920,13 @@ func (e *Engine) analyze(ctx context.Context, st State, step StepSpec, now time.
 	} else if len(pairs) > 0 {
 		iv.Baseline, iv.Canary = points(pairs[0].Pair.Baseline), points(pairs[0].Pair.Canary)
 	}
-	if !final {
-		if why := tooFewPoints(pairs); why != "" {
-			// Mann-Whitney on one or two points per cohort is noise (its interval collapses onto the
-			// range of the values): wait for the next interval rather than fail a step on it. The
-			// step's final interval is always judged, with Kayenta's own no-data rules.
-			iv.Verdict, iv.Reason = VerdictNeedMoreData, why
-			return iv
-		}
+	if why := tooFewPoints(pairs, e.controlLabel()); why != "" {
+		// Too few points for Mann-Whitney to reject anything: Kayenta's interval collapses onto the
+		// range of the values and would pass (or fail) on noise. Wait for the next interval; at the
+		// step's final interval the step pauses (handleAnalyzing). A cohort without any point is
+		// left to Kayenta's own no-data rules (mustHaveData).
+		iv.Verdict, iv.Reason = VerdictNeedMoreData, why
+		return iv
 	}
 	j, err := e.judge(ctx, pairs)
 	if err != nil {
@@ -929,15 +949,15 @@ func (e *Engine) judge(ctx context.Context, pairs []MetricPair) (j Judgement, er
 	return e.cfg.Judge.Judge(ctx, pairs)
 }
 
-// minJudgePoints is the fewest points per cohort and metric a non-final interval is judged on.
-const minJudgePoints = 3
-
-// tooFewPoints says which metric has fewer than minJudgePoints points in a cohort, or "".
-func tooFewPoints(pairs []MetricPair) string {
+// tooFewPoints names a metric whose cohorts both have points, but too few for the exact
+// Mann-Whitney test to be significant at the judge's level whatever the values, or "".
+func tooFewPoints(pairs []MetricPair, control string) string {
+	alpha := 1 - judge.ConfLevel
 	for _, p := range pairs {
-		if b, c := points(p.Pair.Baseline), points(p.Pair.Canary); b < minJudgePoints || c < minJudgePoints {
-			return fmt.Sprintf("not judged yet: %s has %d baseline and %d canary points (at least %d each before the step's final interval)",
-				p.Metric.Name, b, c, minJudgePoints)
+		b, c := points(p.Pair.Baseline), points(p.Pair.Canary)
+		if b > 0 && c > 0 && !analysis.MannWhitneyCanReject(b, c, alpha) {
+			return fmt.Sprintf("not judged: %s has %d %s and %d canary points, too few for Mann-Whitney to reject anything at %g%% confidence (the most extreme data give p = %.3g > %g; 5 and 5 points are enough)",
+				p.Metric.Name, b, control, c, 100*judge.ConfLevel, analysis.MannWhitneyMinPValue(b, c), alpha)
 		}
 	}
 	return ""
@@ -1106,7 +1126,7 @@ func (e *Engine) teardown(ctx context.Context, c providers.Cohort) {
 // applyControls applies pending control requests in order; it stops after the first one that moves
 // the rollout (one transition per tick).
 func (e *Engine) applyControls() (moved bool, err error) {
-	reqs, err := e.cfg.Store.PendingControls()
+	reqs, err := e.cfg.Controls.PendingControls()
 	if err != nil {
 		e.log.Warn("read control requests", "err", err)
 		return false, nil
@@ -1114,7 +1134,7 @@ func (e *Engine) applyControls() (moved bool, err error) {
 	for _, req := range reqs {
 		next, reason, note := e.control(req)
 		r := req
-		if err := e.cfg.Store.AckControl(req.ID); err != nil {
+		if err := e.cfg.Controls.AckControl(req.ID); err != nil {
 			e.log.Warn("ack control request", "err", err)
 		}
 		e.emit(&Event{Type: EvControl, Control: &r, Reason: note})

@@ -9,37 +9,47 @@ import (
 	"github.com/canaryctl/canaryctl/providers/fake"
 )
 
-// TestTooFewPointsWaitForTheFinalInterval: Mann-Whitney on one or two points per cohort is noise, so an
-// interval before the step's last is not judged on fewer than minJudgePoints; the final one is.
-func TestTooFewPointsWaitForTheFinalInterval(t *testing.T) {
+// TestTooFewPointsAreNotEvidence: with fewer points than the exact Mann-Whitney test needs to reject
+// anything at the judge's 98% (2/C(n+m,n) > 0.02: 4 and 4 points are too few, 5 and 5 enough), an
+// interval is not judged, and a step whose final interval still has too few pauses for more data
+// (exit 4) instead of passing or failing on noise. (The engine used to judge the final interval on
+// any number of points: two points each passed or failed on Kayenta's interval clamped to the range
+// of the data.)
+func TestTooFewPointsAreNotEvidence(t *testing.T) {
 	t.Parallel()
-	t.Run("sparse bad canary is judged at the step's final interval", func(t *testing.T) {
+	t.Run("sparse bad canary pauses for more data at the step's end", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, testSpec(), nil)
-		h.metrics.Set(fake.Worse(minJudgePoints-1, "5xx-rate", 3))
-		if p := h.finish(); p != RolledBack {
-			t.Fatalf("phase %s, want RolledBack", p)
+		h.metrics.Set(fake.Worse(4, "5xx-rate", 3))
+		st := h.runUntil(1000, func(st State) bool { return st.Phase == Paused })
+		if st.Phase != Paused || st.Pause == nil || st.Pause.Kind != PauseNeedMoreData || st.Step != 0 {
+			t.Fatalf("phase %s step %d pause %+v: %s; want a need-more-data pause in step 1", st.Phase, st.Step, st.Pause, st.Reason)
 		}
-		st := h.eng.State()
-		var verdicts []Verdict
 		for _, iv := range st.Intervals {
-			verdicts = append(verdicts, iv.Verdict)
+			if iv.Verdict != VerdictNeedMoreData {
+				t.Errorf("interval %d judged %s on 4 points per cohort", iv.Index, iv.Verdict)
+			}
 		}
-		want := []Verdict{VerdictNeedMoreData, VerdictNeedMoreData, VerdictFail}
-		if len(verdicts) != len(want) || verdicts[0] != want[0] || verdicts[1] != want[1] || verdicts[2] != want[2] {
-			t.Fatalf("verdicts %v, want %v", verdicts, want)
+		if r := st.Reason; !strings.Contains(r, "not enough data for this step") || !strings.Contains(r, "4 baseline and 4 canary points") ||
+			!strings.Contains(r, "5 and 5 points are enough") || !strings.Contains(r, "canaryctl promote") {
+			t.Errorf("pause reason %q should say why, with the numbers and what to do", r)
 		}
-		if !st.Intervals[2].Final {
-			t.Errorf("the failing interval is not the step's final one")
-		}
-		if r := st.Intervals[0].Reason; !strings.Contains(r, "2 baseline and 2 canary points") {
-			t.Errorf("reason %q does not say how many points there were", r)
-		}
-		if !strings.Contains(h.progress.String(), "need-more-data | not judged yet") {
+		if !strings.Contains(h.progress.String(), "need-more-data | not judged") {
 			t.Errorf("progress does not show the unjudged interval:\n%s", h.progress.String())
 		}
 		if st.ConsecutiveErrors != 0 {
 			t.Errorf("unjudged intervals counted as errors: %d", st.ConsecutiveErrors)
+		}
+	})
+	t.Run("five points per cohort are judged", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, testSpec(), nil)
+		h.metrics.Set(fake.Worse(5, "5xx-rate", 3))
+		if p := h.finish(); p != RolledBack {
+			t.Fatalf("phase %s (%s), want RolledBack", p, h.eng.State().Reason)
+		}
+		if v := h.eng.State().Intervals[0].Verdict; v != VerdictFail {
+			t.Errorf("first interval %s, want fail", v)
 		}
 	})
 	t.Run("one noisy point does not roll back a canary that turns out fine", func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/canaryctl/canaryctl/analysis/sequential"
 	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/providers/kong"
 )
 
 // Judging modes (analysis.mode).
@@ -53,6 +54,11 @@ type SequentialSpec struct {
 	TailMargin float64 `yaml:"tailMargin" json:"tailMargin"`
 	// GuardRatio is the canary/control 5xx rate ratio tolerated by the fast guard (default 1.5).
 	GuardRatio float64 `yaml:"guardRatio" json:"guardRatio"`
+	// FreshFactor is how many times as often as warm stable freshly deployed instances may fail
+	// without being a regression (default 3): the guard compares the canary with stable only beyond
+	// guardRatio × freshFactor; its comparison with the baseline, as fresh as the canary, needs no
+	// allowance. Raise it if your instances fail more than that while warming up.
+	FreshFactor float64 `yaml:"freshFactor" json:"freshFactor"`
 	// ThresholdSamples: baseline requests that estimate the latency thresholds (median, tail quantile)
 	// before the latency tests start (default 100, at least 10). Fewer start sooner with a noisier
 	// threshold; the error control holds either way (the threshold only uses earlier requests).
@@ -75,12 +81,30 @@ func perRequestSource(metricsType string) bool {
 	return metricsType == "builtin" || metricsType == "kong-log"
 }
 
+// stickyKey names the gateway setting that keeps a user on one cohort ("" when the split is per
+// request): then canary and baseline serve different user populations, and the sequential tests'
+// premise, that the two requests of a pair are exchangeable draws of the same traffic, fails.
+func (s *Spec) stickyKey() string {
+	k := s.Gateway.Kong
+	if k == nil {
+		return ""
+	}
+	switch {
+	case k.Mode == kong.ModeHash:
+		return fmt.Sprintf("gateway.kong.mode hash (hashOn %s)", k.HashOn)
+	case k.Mode == kong.ModeCanaryPlugin && k.CanaryHash != "" && k.CanaryHash != "none":
+		return fmt.Sprintf("gateway.kong.canaryHash %s", k.CanaryHash)
+	}
+	return ""
+}
+
 func (s *Spec) setSequentialDefaults() {
 	a := &s.Analysis
 	if a.Mode == "" {
 		a.Mode = ModeKayenta
-		// Before/after judging (bluegreen) has no concurrent streams for the sequential tests.
-		if perRequestSource(s.Metrics.Type) && !s.BeforeAfter() {
+		// Before/after judging (bluegreen) has no concurrent streams for the sequential tests; sticky
+		// cohorts give streams from different users (see stickyKey).
+		if perRequestSource(s.Metrics.Type) && !s.BeforeAfter() && s.stickyKey() == "" {
 			a.Mode = ModeSequential
 		}
 	}
@@ -98,6 +122,7 @@ func (s *Spec) setSequentialDefaults() {
 	def(&q.TailQuantile, d.TailQuantile)
 	def(&q.TailMargin, 100*d.TailMargin)
 	def(&q.GuardRatio, d.GuardRatio)
+	def(&q.FreshFactor, d.FreshFactor)
 	def(&q.ExpandFactor, sequential.DefaultExpandFactor)
 	if q.ThresholdSamples == 0 {
 		q.ThresholdSamples = d.MinThresholdSamples
@@ -115,9 +140,12 @@ func (s *Spec) setSequentialDefaults() {
 
 // analyzerConfig converts the spec's units (percentage points) to the analyzer's (fractions).
 func (q SequentialSpec) analyzerConfig() sequential.Config {
+	d := sequential.DefaultConfig()
 	return sequential.Config{Alpha: q.Alpha, Beta: q.Beta, ErrorMargin: q.ErrorMargin / 100,
 		MedianMargin: q.MedianMargin / 100, TailQuantile: q.TailQuantile, TailMargin: q.TailMargin / 100,
-		GuardRatio: q.GuardRatio, MinThresholdSamples: q.ThresholdSamples}
+		GuardRatio: q.GuardRatio, FreshFactor: q.FreshFactor, MinThresholdSamples: q.ThresholdSamples,
+		// pairing slots: the analyzer's defaults (not spec settings)
+		SlotRequests: d.SlotRequests, MinSlot: d.MinSlot, MaxSlot: d.MaxSlot, Seed: d.Seed}
 }
 
 func (s *Spec) validateSequential(bad func(string, string, ...any)) {
@@ -131,6 +159,9 @@ func (s *Spec) validateSequential(bad func(string, string, ...any)) {
 	}
 	if !perRequestSource(s.Metrics.Type) {
 		bad("analysis.mode", "sequential judges individual requests, which metrics.type %s does not give; use mode kayenta or a per-request metrics source (builtin, kong-log)", s.Metrics.Type)
+	}
+	if key := s.stickyKey(); key != "" {
+		bad("analysis.mode", "sequential pairs canary and baseline requests as draws of the same traffic, but %s keeps each user on one cohort, so the cohorts serve different users and a user-level difference would read as a regression (false rollbacks); use gateway.kong.mode targets (per-request split) or analysis.mode kayenta", key)
 	}
 	q := a.Sequential
 	p := "analysis.sequential."
@@ -154,6 +185,9 @@ func (s *Spec) validateSequential(bad func(string, string, ...any)) {
 	}
 	if !(q.GuardRatio >= 1 && q.GuardRatio <= 1024) {
 		bad(p+"guardRatio", "%v must be between 1 and 1024, e.g. 1.5", q.GuardRatio)
+	}
+	if !(q.FreshFactor >= 1 && q.FreshFactor <= 100) {
+		bad(p+"freshFactor", "%v must be between 1 and 100, e.g. 3", q.FreshFactor)
 	}
 	if q.ThresholdSamples < 10 {
 		bad(p+"thresholdSamples", "%d must be at least 10, e.g. 100", q.ThresholdSamples)
@@ -215,6 +249,9 @@ func (e *Engine) startLooks(now time.Time, step StepSpec) {
 	e.seq.cursor, e.seq.lastRecord = now, now
 	e.seq.nextExpand = now.Add(step.Duration)
 	e.seq.looks, e.seq.canary, e.seq.baseline, e.seq.extended = 0, 0, 0, false
+	if e.seq.a != nil {
+		e.seq.a.NewStep() // a step's Pass is earned at its own split; Fail evidence carries on
+	}
 	e.seq.cohorts = cohortTallies{control: e.spec.ControlCohort()}
 	e.mu.Lock()
 	e.st.NextAnalysisAt = now.Add(e.spec.Analysis.Sequential.LookInterval)
@@ -224,7 +261,9 @@ func (e *Engine) startLooks(now time.Time, step StepSpec) {
 // batchOf turns the gateway's requests into the analyzer's batch. Requests routed by a rule are not a
 // random sample and stay out; a 5xx or no answer (502) is a failure. The control cohort (baseline,
 // or stable with analysis.control stable) is the analyzer's Baseline side; with a stable control
-// the guard's "stable" part is empty (stable is already the control).
+// the guard's "stable" part is empty (stable is already the control). The analyzer pairs canary and
+// control requests within time slots, whatever their numbers (stable serves many times the canary's
+// requests), so nothing piles up unpaired.
 func batchOf(reqs []providers.Request, control providers.Cohort) sequential.Batch {
 	var b sequential.Batch
 	for _, r := range reqs {
@@ -232,7 +271,7 @@ func batchOf(reqs []providers.Request, control providers.Cohort) sequential.Batc
 			continue
 		}
 		failed := r.Status >= 500
-		s := sequential.Sample{LatencyMS: float64(r.Latency) / float64(time.Millisecond), Failed: failed}
+		s := sequential.Sample{LatencyMS: float64(r.Latency) / float64(time.Millisecond), Failed: failed, At: r.Time, Instance: r.Instance}
 		switch r.Cohort {
 		case providers.Canary:
 			b.Canary = append(b.Canary, s)
@@ -248,34 +287,6 @@ func batchOf(reqs []providers.Request, control providers.Cohort) sequential.Batc
 	return b
 }
 
-// thinControl keeps the paired tests contemporaneous when stable is the control: stable serves many
-// times the canary's requests, and the analyzer pairs requests in arrival order, keeping the unpaired
-// ones for later, so the surplus would pile up and the canary would be paired with ever older stable
-// requests. Per look, as many stable requests as canary ones are kept for pairing, evenly spaced in
-// arrival order (chosen by position only, never by value, so the tests stay valid); the rest count
-// in the 5xx guard as "stable" requests, which therefore still sees all of stable's traffic.
-func thinControl(b sequential.Batch) sequential.Batch {
-	n, m := len(b.Canary), len(b.Baseline)
-	if m <= n {
-		return b
-	}
-	kept := make([]sequential.Sample, 0, n)
-	next := 0 // index of the next kept sample: i*m/n for i = 0..n-1
-	for j, s := range b.Baseline {
-		if len(kept) < n && j == next {
-			kept = append(kept, s)
-			next = (len(kept) * m) / n
-			continue
-		}
-		b.StableRequests++
-		if s.Failed {
-			b.StableErrors++
-		}
-	}
-	b.Baseline = kept
-	return b
-}
-
 // handleLook is Analyzing in mode sequential: one look per LookInterval.
 func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 	st := e.State()
@@ -288,7 +299,9 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 	}
 	where := fmt.Sprintf("step %d/%d (%s)", st.Step+1, st.Steps, pct(step.Weight))
 	if e.seq.a == nil {
-		a, err := sequential.New(q.analyzerConfig())
+		cfg := q.analyzerConfig()
+		cfg.WarmControl = !e.spec.HasBaseline()
+		a, err := sequential.New(cfg)
 		if err != nil {
 			return RollingBack, where + ": " + err.Error()
 		}
@@ -314,9 +327,7 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 	e.seq.cohorts.observe(b)
 	e.seq.canary += len(b.Canary)
 	e.seq.baseline += len(b.Baseline)
-	if !e.spec.HasBaseline() {
-		b = thinControl(b)
-	}
+	b.Until = until
 	v := e.seq.a.Observe(b)
 	e.seq.looks++
 	e.mu.Lock()
@@ -351,6 +362,13 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 		return Paused, reason
 	}
 	if elapsed >= step.Duration && !e.seq.extended {
+		if reason, short := e.notEnoughTraffic(st, elapsed); short {
+			e.record(st, now, verdictOf(v), true, "; "+reason)
+			reason = fmt.Sprintf("%s: %s; run canaryctl promote %s to accept the step or canaryctl abort %s",
+				where, reason, st.Service, st.Service)
+			e.setPause(PauseNeedMoreData, reason)
+			return Paused, reason
+		}
 		e.seq.extended = true
 		rep := e.record(st, now, verdictOf(v), false, fmt.Sprintf("; step extended beyond its %s, up to maxBake %s", step.Duration, q.MaxBake))
 		e.log.Info("step extended", "step", st.Step+1, "maxBake", q.MaxBake, "moreRequests", rep.MoreRequests)
@@ -360,6 +378,46 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 		e.record(st, now, verdictOf(v), false, "")
 	}
 	return Analyzing, ""
+}
+
+// shortfallFactor: a step pauses early for lack of traffic only when the projected time to settle it
+// is this many times what is left before maxBake. The projection (MorePairs) is a rough guide, and a
+// step that is not the last may still move on when the data exclude expandFactor times every
+// margin, so a step that is merely slow is extended as before; one that would need hours is not.
+const shortfallFactor = 4
+
+// notEnoughTraffic decides, when an undecided step reaches its duration, whether extending it to
+// maxBake can settle it at the traffic seen so far: if the requests the tests still need would take
+// shortfallFactor times longer than what is left, and no regression is building up (every Fail test
+// below half of its threshold, in log terms), the rollout pauses now with the numbers instead of
+// waiting silently for maxBake. A canary whose evidence against it grows keeps being watched.
+func (e *Engine) notEnoughTraffic(st State, elapsed time.Duration) (string, bool) {
+	q := e.spec.Analysis.Sequential
+	a := e.seq.a
+	if a.FailEvidence() >= 0.5 {
+		return "", false
+	}
+	rep := a.Report()
+	secs := elapsed.Seconds()
+	pairRate := float64(rep.CanaryRequests) / secs
+	left := q.MaxBake - elapsed
+	rates := fmt.Sprintf("%.2f canary and %.2f %s requests/s, %.2f of them paired per second", float64(e.seq.canary)/secs,
+		float64(e.seq.baseline)/secs, e.controlLabel(), pairRate)
+	switch {
+	case rep.MoreRequests < 0:
+		return fmt.Sprintf("not enough traffic for this step: the tests cannot settle at %s; maxBake %s would not change that", rates, q.MaxBake), true
+	case rep.MoreRequests == 0:
+		return "", false
+	case pairRate <= 0:
+		return fmt.Sprintf("not enough traffic for this step: needs about %d more requests per cohort, and no request pair in %s (%s)",
+			rep.MoreRequests, elapsed.Round(time.Second), rates), true
+	}
+	need := time.Duration(float64(rep.MoreRequests) / pairRate * float64(time.Second))
+	if need <= shortfallFactor*left {
+		return "", false
+	}
+	return fmt.Sprintf("not enough traffic for this step: needs about %d more requests per cohort ≈ %s at the current rate (%s), more than the %s left before maxBake %s",
+		rep.MoreRequests, need.Round(time.Second), rates, left.Round(time.Second), q.MaxBake), true
 }
 
 func verdictOf(v sequential.Verdict) Verdict {

@@ -233,8 +233,11 @@ func DefaultMetrics() []MetricSpec {
 		{Name: "p99-latency", Kind: providers.LatencyQuantile, Quantile: DefaultQuantile, Direction: "increase",
 			MustHaveData: true, NaNStrategy: "remove", Group: "latency",
 			EffectSize: EffectSize{AllowedIncrease: 1.1, AllowedDecrease: 1, CriticalIncrease: 1, CriticalDecrease: 1}},
+		// A point without requests has no error rate: removed (NaN), never 0% errors. With "replace"
+		// a canary that served few requests looked clean in every empty point (issue 14: Pass, score
+		// 100, for a canary answering 8.85% 5xx).
 		{Name: "5xx-rate", Kind: providers.ErrorRate, Direction: "increase", Critical: true,
-			NaNStrategy: "replace", Group: "errors",
+			NaNStrategy: "remove", Group: "errors",
 			EffectSize: EffectSize{AllowedIncrease: 1, AllowedDecrease: 1, CriticalIncrease: 1, CriticalDecrease: 1}},
 	}
 }

@@ -22,7 +22,7 @@ const (
 	DefaultRetries     = 2
 	DefaultBackoff     = 500 * time.Millisecond
 	DefaultCohortLabel = "cohort"
-	DefaultMinWindow   = time.Minute
+	DefaultMinWindow   = 30 * time.Second
 	maxBackoff         = 10 * time.Second
 )
 
@@ -78,7 +78,9 @@ type Config struct {
 	// (client_golang).
 	AppMetric string
 	// MinWindow is the smallest rate window (.Window); the window is the larger of the step and
-	// MinWindow, so that rate() always sees several scrapes. 0 means one minute.
+	// MinWindow, so that rate() always sees two scrapes: make it at least twice the scrape interval.
+	// Points are one window apart (Provider.Points), so a step below MinWindow gives fewer points
+	// rather than overlapping ones. 0 means 30s (scrape intervals up to 15s).
 	MinWindow time.Duration
 
 	// Logger receives warnings returned by the server and retry notices. Nil discards.

@@ -342,3 +342,55 @@ func TestPairCatchesTheSameSeriesOnceThereIsData(t *testing.T) {
 		t.Fatalf("err = %v, want ErrSameSeries on metrics[rps].query", err)
 	}
 }
+
+// rangeRecorder records the ranges and queries it is asked for and answers with one empty series.
+type rangeRecorder struct {
+	ranges  []v1.Range
+	queries []string
+}
+
+func (r *rangeRecorder) QueryRange(_ context.Context, q string, rg v1.Range, _ ...v1.Option) (model.Value, v1.Warnings, error) {
+	r.ranges = append(r.ranges, rg)
+	r.queries = append(r.queries, q)
+	return model.Matrix{}, nil, nil
+}
+
+// TestPointsDoNotOverlap: a resolution finer than the rate window is decimated, so consecutive
+// points never share data (Mann-Whitney takes them as independent); the query's step and its rate
+// window are the same.
+func TestPointsDoNotOverlap(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		step, min time.Duration
+		want      time.Duration
+	}{
+		{"10s resolution, default 30s window: 30s points", 10 * time.Second, 0, 30 * time.Second},
+		{"10s resolution, 10s window", 10 * time.Second, 10 * time.Second, 10 * time.Second},
+		{"1m resolution above the window", time.Minute, 0, time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rec := &rangeRecorder{}
+			p, err := NewWithAPI(Config{MinWindow: tc.min}, rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := providers.Window{Start: testStart, End: testStart.Add(5 * time.Minute), Step: tc.step}
+			if _, err := p.Pair(t.Context(), errorRate, w); !errors.Is(err, providers.ErrNoData) {
+				t.Fatalf("Pair: %v, want ErrNoData from the empty answers", err)
+			}
+			if len(rec.ranges) != 2 {
+				t.Fatalf("%d queries, want 2", len(rec.ranges))
+			}
+			for i, rg := range rec.ranges {
+				if rg.Step != tc.want || !rg.Start.Equal(w.Start) || !rg.End.Equal(w.End) {
+					t.Errorf("range %+v, want step %s over the window", rg, tc.want)
+				}
+				if win := "[" + promDuration(tc.want) + "]"; !strings.Contains(rec.queries[i], win) {
+					t.Errorf("query %s: rate window is not %s", rec.queries[i], win)
+				}
+			}
+		})
+	}
+}

@@ -20,19 +20,19 @@ func TestRenderQuerySets(t *testing.T) {
 		want   string
 	}{
 		{"builtin latency", Config{}, latency, providers.Canary,
-			`histogram_quantile(0.99, sum by (le) (rate(canaryctl_proxy_request_duration_seconds_bucket{cohort="canary",route="split"}[1m]))) * 1000`},
+			`histogram_quantile(0.99, sum by (le) (rate(canaryctl_proxy_request_duration_seconds_bucket{cohort="canary",route="split"}[30s]))) * 1000`},
 		{"builtin latency P50 with a long step", Config{}, providers.Metric{Name: "p50", Kind: providers.LatencyQuantile, Quantile: 0.5}, providers.Baseline,
-			`histogram_quantile(0.5, sum by (le) (rate(canaryctl_proxy_request_duration_seconds_bucket{cohort="baseline",route="split"}[1m]))) * 1000`},
+			`histogram_quantile(0.5, sum by (le) (rate(canaryctl_proxy_request_duration_seconds_bucket{cohort="baseline",route="split"}[30s]))) * 1000`},
 		{"builtin error rate with extra selector", Config{Selector: `env="prod"`}, errorRate, providers.Baseline,
-			`100 * (sum(rate(canaryctl_proxy_requests_total{cohort="baseline",env="prod",route="split",code=~"5.."}[1m])) or vector(0)) / sum(rate(canaryctl_proxy_requests_total{cohort="baseline",env="prod",route="split"}[1m]))`},
+			`100 * (sum(rate(canaryctl_proxy_requests_total{cohort="baseline",env="prod",route="split",code=~"5.."}[30s])) or vector(0)) / sum(rate(canaryctl_proxy_requests_total{cohort="baseline",env="prod",route="split"}[30s]))`},
 		{"app-labels Micrometer", Config{QuerySet: "app-labels", CohortLabel: "track", Service: "checkout"}, errorRate, providers.Canary,
-			`100 * (sum(rate(http_server_requests_seconds_count{track="canary",service="checkout",status=~"5.."}[1m])) or vector(0)) / sum(rate(http_server_requests_seconds_count{track="canary",service="checkout"}[1m]))`},
+			`100 * (sum(rate(http_server_requests_seconds_count{track="canary",service="checkout",status=~"5.."}[30s])) or vector(0)) / sum(rate(http_server_requests_seconds_count{track="canary",service="checkout"}[30s]))`},
 		{"app-labels client_golang with cohort values", Config{QuerySet: "app-labels", AppMetric: "http_request_duration_seconds", CohortLabel: "version",
 			CohortValues: map[providers.Cohort]string{providers.Canary: "v2"}, MinWindow: 2 * time.Minute}, latency, providers.Canary,
 			`histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{version="v2"}[2m]))) * 1000`},
 		{"query kind with every variable", Config{Service: "svc"},
 			providers.Metric{Name: "q", Kind: providers.Query, Query: `{{.Cohort}} {{.CohortLabel}} {{.Service}} {{.Selector}} {{.Step}} {{.Window}} {{.Quantile}}`}, providers.Canary,
-			`canary cohort svc cohort="canary" 30s 1m 0.99`},
+			`canary cohort svc cohort="canary" 30s 30s 0.99`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
