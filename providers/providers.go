@@ -109,6 +109,12 @@ type Request struct {
 	// sequential guard uses it to tell a regression of the version (every canary instance worse)
 	// from a bad moment of one instance (analysis/sequential, "per-instance episodes").
 	Instance string `json:"instance,omitempty"`
+	// Method, Path (the request target, query included or not) and KongRoute (the name of the Kong
+	// route that matched, from kong-log) let the analysis judge each route on its own
+	// (analysis.routes); empty when the source does not record them.
+	Method    string `json:"method,omitempty"`
+	Path      string `json:"path,omitempty"`
+	KongRoute string `json:"kongRoute,omitempty"`
 }
 
 // Window is a time range to fetch metrics for, with the resolution of the series.

@@ -95,6 +95,8 @@ type AnalysisSpec struct {
 	// ConsecutiveErrorLimit: metric fetches or judgements in a row that may fail before the rollout
 	// rolls back (default 4, as Argo Rollouts).
 	ConsecutiveErrorLimit int `yaml:"consecutiveErrorLimit" json:"consecutiveErrorLimit"`
+	// Routes judges every route on its own as well (see routes.go).
+	Routes RoutesSpec `yaml:"routes" json:"routes,omitzero"`
 }
 
 // Thresholds are the score thresholds: a final score >= Pass passes a step; any interval score
@@ -602,6 +604,7 @@ func (s *Spec) validateAnalysis(bad func(string, string, ...any)) {
 	if a.ConsecutiveErrorLimit < 1 || a.ConsecutiveErrorLimit > 100 {
 		bad("analysis.consecutiveErrorLimit", "%d is out of range; use 1..100 (default 4)", a.ConsecutiveErrorLimit)
 	}
+	a.Routes.validate(bad)
 }
 
 func (s *Spec) validateSteps(bad func(string, string, ...any)) {
