@@ -43,6 +43,7 @@ type RouteJudge struct {
 	order      []string // routes in the order they were first seen
 	freezeAt   int
 	maxPending int
+	budget     float64 // the rollout's alpha, before the split
 }
 
 type routeState struct {
@@ -78,6 +79,7 @@ func NewRouteJudge(spec RoutesSpec, service sequential.Config, control providers
 	if alpha == 0 {
 		alpha = sequential.DefaultConfig().Alpha
 	}
+	j.budget = alpha
 	j.cfg = service
 	j.cfg.Alpha = spec.AlphaShare * alpha / float64(j.slots)
 	if _, err := sequential.New(j.cfg); err != nil {
@@ -233,4 +235,18 @@ func routeFailReason(route string, rep sequential.Report) string {
 		parts = append(parts, fmt.Sprintf("%s %.3g%s vs %.3g%s (%d vs %d requests)", d.Metric, d.CanaryValue, d.Unit, d.BaselineValue, d.Unit, d.Canary, d.Baseline))
 	}
 	return fmt.Sprintf("route %s: %s", route, strings.Join(parts, ", "))
+}
+
+// ServiceBudget is the rollout's whole false-rollback budget the routes were split from.
+func (j *RouteJudge) ServiceBudget() float64 { return j.budget }
+
+// FailReason is the sentence of a rollback by route: "fail: route POST /checkout/pay:
+// 5xx-rate 48% vs 0.4% (…)".
+func (j *RouteJudge) FailReason(route string) string {
+	r, ok := j.routes[route]
+	if !ok {
+		return "fail: route " + route
+	}
+	return "fail: " + routeFailReason(route, r.a.Report()) +
+		fmt.Sprintf(" (route alpha %.2g: %.2g of the rollout's %.2g split over %d routes)", j.cfg.Alpha, j.spec.AlphaShare, j.budget, j.slots)
 }

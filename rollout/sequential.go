@@ -238,6 +238,7 @@ type seqState struct {
 	canary, baseline       int // requests of the step fed to the analyzer
 	cohorts                cohortTallies
 	extended               bool
+	routes                 *RouteJudge // analysis.routes (routes_judge.go); nil when not configured
 }
 
 func (e *Engine) sequentialMode() bool { return e.spec.Analysis.Mode == ModeSequential }
@@ -251,6 +252,9 @@ func (e *Engine) startLooks(now time.Time, step StepSpec) {
 	e.seq.looks, e.seq.canary, e.seq.baseline, e.seq.extended = 0, 0, 0, false
 	if e.seq.a != nil {
 		e.seq.a.NewStep() // a step's Pass is earned at its own split; Fail evidence carries on
+	}
+	if e.seq.routes != nil {
+		e.seq.routes.NewStep()
 	}
 	e.seq.cohorts = cohortTallies{control: e.spec.ControlCohort()}
 	e.mu.Lock()
@@ -301,6 +305,14 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 	if e.seq.a == nil {
 		cfg := q.analyzerConfig()
 		cfg.WarmControl = !e.spec.HasBaseline()
+		if rs := e.spec.Analysis.Routes; rs.Enabled() {
+			j, err := NewRouteJudge(rs, cfg, e.spec.ControlCohort())
+			if err != nil {
+				return RollingBack, where + ": " + err.Error()
+			}
+			e.seq.routes = j
+			cfg.Alpha = rs.ServiceAlpha(j.ServiceBudget()) // the routes took their share of the budget
+		}
 		a, err := sequential.New(cfg)
 		if err != nil {
 			return RollingBack, where + ": " + err.Error()
@@ -329,6 +341,16 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 	e.seq.baseline += len(b.Baseline)
 	b.Until = until
 	v := e.seq.a.Observe(b)
+	routeFail := ""
+	if e.seq.routes != nil {
+		rv, route, err := e.seq.routes.Observe(reqs, until)
+		if err != nil {
+			return RollingBack, where + ": " + err.Error()
+		}
+		if rv == sequential.Fail {
+			routeFail = route
+		}
+	}
 	e.seq.looks++
 	e.mu.Lock()
 	e.st.ConsecutiveErrors = 0
@@ -340,6 +362,9 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 	last := st.Step+1 >= st.Steps
 	where = fmt.Sprintf("%s look %d after %s", where, e.seq.looks, elapsed.Round(100*time.Millisecond))
 	switch {
+	case routeFail != "" && v != sequential.Fail:
+		e.record(st, now, VerdictFail, true, "")
+		return RollingBack, fmt.Sprintf("%s: %s", where, e.seq.routes.FailReason(routeFail))
 	case v == sequential.Fail:
 		rep := e.record(st, now, VerdictFail, true, "")
 		return RollingBack, fmt.Sprintf("%s: %s: %s", where, rep.Reason, decisionReasons(rep, sequential.Fail))
@@ -477,6 +502,9 @@ func (e *Engine) record(st State, now time.Time, v Verdict, final bool, note str
 		Split: st.Split, Baseline: e.seq.baseline, Canary: e.seq.canary, Score: Number(math.NaN()), Verdict: v,
 		Final: final, Metrics: decisionMetrics(rep), Reason: rep.Reason + note, Sequential: &rep,
 		Cohorts: e.seq.cohorts.stats(), Control: e.intervalControl()}
+	if e.seq.routes != nil {
+		iv.Routes = e.seq.routes.Results()
+	}
 	e.mu.Lock()
 	e.st.Intervals = append(e.st.Intervals, iv)
 	e.st.Verdict = v

@@ -35,6 +35,15 @@ type LogEntry struct {
 		Port int    `json:"port"`
 	} `json:"tries"`
 	UpstreamURI string `json:"upstream_uri"`
+	// Request and Route (kong/pdk/log.lua serialize) name the route for per-route analysis; Route
+	// is null when the entry matched none or the route has no name.
+	Request struct {
+		Method string `json:"method"`
+		URI    string `json:"uri"`
+	} `json:"request"`
+	Route *struct {
+		Name string `json:"name"`
+	} `json:"route"`
 }
 
 // ParseLogBatch parses an http-log request body: one entry (queue.max_batch_size = 1) or a JSON
@@ -208,7 +217,12 @@ func (r *LogReceiver) add(entries []LogEntry) {
 			Cohort:  c,
 			Status:  status,
 			Latency: time.Duration(lat) * time.Millisecond,
+			Method:  e.Request.Method,
+			Path:    e.Request.URI,
 		})
+		if e.Route != nil {
+			r.reqs[len(r.reqs)-1].KongRoute = e.Route.Name
+		}
 	}
 	if over := len(r.reqs) - r.cfg.MaxRequests; over > 0 {
 		r.reqs = append(r.reqs[:0:0], r.reqs[over:]...)
