@@ -311,7 +311,7 @@ func (m Model) metrics(w int) []string {
 		}
 		lines = append(lines, row(cells, sty)+oneLine(mr.Reason))
 	}
-	return lines
+	return append(lines, m.routes(iv, w)...) // analysis.routes: the worst routes
 }
 
 // compactHeight: below it the cohort summaries take one line instead of two, leaving the score chart
