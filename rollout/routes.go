@@ -125,12 +125,21 @@ func (r RoutesSpec) withDefaults() RoutesSpec {
 	return r
 }
 
-// validate reports mistakes through bad (field, message).
-func (r RoutesSpec) validate(bad func(string, string, ...any)) {
+// validate reports mistakes through bad (field, message). Routes are judged in mode sequential on
+// per-request data that names the route: kong-log today (the built-in proxy does not record paths
+// yet, Prometheus has no requests). A spec that asks for routes where they cannot be judged is an
+// error rather than a silent service-only analysis.
+func (r RoutesSpec) validate(s *Spec, bad func(string, string, ...any)) {
 	if !r.Enabled() {
 		return
 	}
 	const f = "analysis.routes"
+	switch {
+	case s.Metrics.Type != "kong-log":
+		bad(f, "per-route analysis needs metrics.type kong-log (Kong's log names each request's route); the built-in proxy does not record paths yet and Prometheus is judged per service only; remove analysis.routes")
+	case s.Analysis.Mode != ModeSequential:
+		bad(f, "per-route analysis runs in analysis.mode sequential, not %s; remove analysis.mode or analysis.routes", s.Analysis.Mode)
+	}
 	if r.Segments < 0 || r.Segments > 8 {
 		bad(f+".segments", "%d is out of range; use 1..8 (default %d)", r.Segments, DefaultRouteSegments)
 	}

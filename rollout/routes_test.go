@@ -89,6 +89,9 @@ func TestTopRoutes(t *testing.T) {
 	}
 }
 
+// kongLogLines: a Kong gateway with kong-log metrics, where routes can be judged.
+const kongLogLines = "gateway: {type: kong, kong: {admin: \"http://127.0.0.1:8001\", upstream: checkout}}\nmetrics: {type: kong-log}\n"
+
 func TestRoutesSpecParse(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -110,7 +113,7 @@ func TestRoutesSpecParse(t *testing.T) {
 		{"alpha share", "analysis: {routes: {alphaShare: 1}}\n", RoutesSpec{}, "analysis.routes.alphaShare"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := ParseSpec(strings.NewReader(minimalSpec + gatewayLine + tc.yaml))
+			s, err := ParseSpec(strings.NewReader(minimalSpec + kongLogLines + tc.yaml))
 			if tc.field != "" {
 				var se *SpecError
 				found := false
@@ -139,11 +142,28 @@ func TestRoutesSpecParse(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ParseSpec(strings.NewReader(minimalSpec + gatewayLine + "analysis: {routes: all}\n")); err == nil {
-		t.Fatal("routes: all accepted")
-	}
-	if _, err := ParseSpec(strings.NewReader(minimalSpec + gatewayLine + "analysis: {routes: {segmnts: 2}}\n")); err == nil {
-		t.Fatal("a misspelt routes field accepted")
+	for _, tc := range []struct{ name, yaml, field string }{
+		{"routes: all", kongLogLines + "analysis: {routes: all}\n", ""},
+		{"misspelt field", kongLogLines + "analysis: {routes: {segmnts: 2}}\n", ""},
+		{"builtin metrics record no paths", gatewayLine + "analysis: {routes: auto}\n", "analysis.routes"},
+		{"kayenta mode", kongLogLines + "analysis: {mode: kayenta, routes: auto}\n", "analysis.routes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseSpec(strings.NewReader(minimalSpec + tc.yaml))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if tc.field == "" {
+				return
+			}
+			var se *SpecError
+			for _, e := range flatten(err) {
+				if errors.As(e, &se) && se.Field == tc.field {
+					return
+				}
+			}
+			t.Fatalf("error %v, want one for %s", err, tc.field)
+		})
 	}
 }
 

@@ -604,7 +604,7 @@ func (s *Spec) validateAnalysis(bad func(string, string, ...any)) {
 	if a.ConsecutiveErrorLimit < 1 || a.ConsecutiveErrorLimit > 100 {
 		bad("analysis.consecutiveErrorLimit", "%d is out of range; use 1..100 (default 4)", a.ConsecutiveErrorLimit)
 	}
-	a.Routes.validate(bad)
+	a.Routes.validate(s, bad)
 }
 
 func (s *Spec) validateSteps(bad func(string, string, ...any)) {
