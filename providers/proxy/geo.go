@@ -127,9 +127,6 @@ type geoDB struct {
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
-	// checked, when set (tests), is called after every check with whether a new file was loaded
-	// and the error that kept the old one.
-	checked func(reloaded bool, err error)
 }
 
 // loadGeo reads and verifies the database at path. The whole file is read into memory rather
@@ -196,11 +193,6 @@ func (g *geoDB) poll(every time.Duration) {
 func (g *geoDB) check() (reloaded bool, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	defer func() {
-		if g.checked != nil {
-			g.checked(reloaded, err)
-		}
-	}()
 	old := g.cur.Load()
 	fi, err := os.Stat(g.path)
 	if err != nil {
