@@ -1,8 +1,6 @@
 package promtest
 
 import (
-	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,43 +37,5 @@ func StartWithHistory(t testing.TB, openMetrics []byte) *Server {
 	if err := os.WriteFile(conf, []byte("global:\n  scrape_interval: 1m\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	var out lockedBuffer
-	cmd := exec.Command(bin, "--config.file="+conf, "--storage.tsdb.path="+data, "--web.listen-address="+addr,
-		"--log.level=warn", "--storage.tsdb.retention.time=30d")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("prometheus log:\n%s", out.String())
-		}
-	})
-	s := &Server{URL: "http://" + addr}
-	if err := poll(60*time.Second, 100*time.Millisecond, func() (bool, error) {
-		select {
-		case <-done:
-			return false, fmt.Errorf("prometheus exited early:\n%s", out.String())
-		default:
-		}
-		resp, err := http.Get(s.URL + "/-/ready")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	}); err != nil {
-		t.Fatalf("prometheus at %s not ready: %v\n%s", s.URL, err, out.String())
-	}
-	return s
+	return startServer(t, bin, conf, data, "30d", 60*time.Second)
 }

@@ -97,45 +97,7 @@ func StartTargets(t testing.TB, targets ...Target) *Server {
 	if err := os.WriteFile(confPath, []byte(conf.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	var out lockedBuffer
-	cmd := exec.Command(bin, "--config.file="+confPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn", "--storage.tsdb.retention.time=1h")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("prometheus log:\n%s", out.String())
-		}
-	})
-	s := &Server{URL: "http://" + addr}
-	if err := poll(30*time.Second, 100*time.Millisecond, func() (bool, error) {
-		select {
-		case <-done:
-			return false, fmt.Errorf("prometheus exited early:\n%s", out.String())
-		default:
-		}
-		resp, err := http.Get(s.URL + "/-/ready")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	}); err != nil {
-		t.Fatalf("prometheus at %s not ready: %v\n%s", s.URL, err, out.String())
-	}
-	return s
+	return startServer(t, bin, confPath, filepath.Join(dir, "data"), "1h", 30*time.Second)
 }
 
 // WaitUp waits until Prometheus has scraped n targets successfully.
@@ -403,4 +365,49 @@ func (h *appHistogram) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "http_request_duration_seconds_sum{%s} %g\n", l, s.sum)
 		fmt.Fprintf(w, "http_request_duration_seconds_count{%s} %d\n", l, s.count)
 	}
+}
+
+// startServer starts prometheus on a loopback port with confPath and the TSDB in data, stops it when the
+// test ends (its log shown if the test failed), and waits up to ready for /-/ready.
+func startServer(t testing.TB, bin, confPath, data, retention string, ready time.Duration) *Server {
+	t.Helper()
+	addr := freeAddr(t)
+	var out lockedBuffer
+	cmd := exec.Command(bin, "--config.file="+confPath, "--storage.tsdb.path="+data,
+		"--web.listen-address="+addr, "--log.level=warn", "--storage.tsdb.retention.time="+retention)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("prometheus log:\n%s", out.String())
+		}
+	})
+	s := &Server{URL: "http://" + addr}
+	if err := poll(ready, 100*time.Millisecond, func() (bool, error) {
+		select {
+		case <-done:
+			return false, fmt.Errorf("prometheus exited early:\n%s", out.String())
+		default:
+		}
+		resp, err := http.Get(s.URL + "/-/ready")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	}); err != nil {
+		t.Fatalf("prometheus at %s not ready: %v\n%s", s.URL, err, out.String())
+	}
+	return s
 }
