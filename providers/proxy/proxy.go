@@ -291,10 +291,16 @@ func newTransport(cfg Config) *http.Transport {
 		perHost = 1024
 	}
 	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           sendTimeoutDialer(&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}, send),
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   perHost,
+		Proxy:               nil,
+		DialContext:         sendTimeoutDialer(&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}, send),
+		MaxIdleConns:        0,
+		MaxIdleConnsPerHost: perHost,
+		// One connection per request on this path (requests with bodies, upgrades): http.Transport
+		// takes bytes an upstream sent past an answer for the next request's answer when they are
+		// already buffered as it is handed out (TestPostsAfterStrayBytesAreSentOnce caught one in a CI
+		// run). nginx's default upstream (HTTP/1.0, no keepalive) does the same; the bodiless hot path
+		// keeps its own checked pool.
+		DisableKeepAlives:     true,
 		IdleConnTimeout:       idle,
 		ResponseHeaderTimeout: rht,
 		ExpectContinueTimeout: time.Second,
