@@ -77,8 +77,13 @@ steps:
 // metric is High and the verdict Fail (exit 3), from a rollout spec and from a Kayenta config.
 func TestAnalyzeRealPrometheus(t *testing.T) {
 	t.Parallel()
+	// The window judged starts 3 s in, with points one 3 s rate window apart; the load goes on until
+	// it holds 13 successful scrapes, 5 points per cohort. (Under load scrapes time out: a window
+	// left with 3 points per cohort was judged Pass, as Kayenta does when Mann-Whitney cannot reject
+	// anything at 98%.)
 	sc := promtest.RunScenario(t, promtest.ScenarioConfig{
 		BaselineDelay: 2 * time.Millisecond, CanaryDelay: 150 * time.Millisecond, Duration: 10 * time.Second,
+		JudgedFrom: 3 * time.Second, MinScrapes: 13,
 	})
 	start := strconv.FormatInt(sc.Start.Add(3*time.Second).Unix(), 10)
 	end := strconv.FormatInt(sc.End.Unix(), 10)
@@ -88,6 +93,12 @@ func TestAnalyzeRealPrometheus(t *testing.T) {
 		spec := writeFile(t, "rollout.yaml", analyzeSpecYAML)
 		code, out, errOut := runAnalyze(t, nil, append(common, "--spec", spec)...)
 		res := decodeResult(t, out, errOut)
+		if len(res.Results) > 0 {
+			t.Logf("%d points per cohort (%d successful scrapes per target in the window)", res.Results[0].Control.Stats.Count, sc.Scrapes)
+			if n := res.Results[0].Control.Stats.Count; n < 5 {
+				t.Fatalf("the judged window holds %d points per cohort after %d successful scrapes; a verdict needs 5", n, sc.Scrapes)
+			}
+		}
 		if code != ExitFail || res.Score.Classification != "Fail" {
 			t.Fatalf("exit %d, verdict %q; want 3 and Fail\n%s\n%s", code, res.Score.Classification, out, errOut)
 		}
@@ -120,6 +131,11 @@ type kayentaResult struct {
 		Name           string `json:"name"`
 		Classification string `json:"classification"`
 		Critical       bool   `json:"critical"`
+		Control        struct {
+			Stats struct {
+				Count int `json:"count"`
+			} `json:"stats"`
+		} `json:"controlMetadata"`
 	} `json:"results"`
 }
 
