@@ -31,8 +31,9 @@ test: ## unit and integration tests (the slow end-to-end rollouts: make e2e)
 race: ## tests under the race detector
 	$(GO) test -race ./...
 
-e2e: ## the slow end-to-end rollouts: the built binary runs demos, kill -9 and resume, abort, pause, Kong (about 2 min)
+e2e: ## the slow end-to-end rollouts: the built binary runs demos, kill -9 and resume, abort, pause, Kong, etcd takeover (about 4 min)
 	$(GO) test -tags e2e -count=1 -timeout 15m ./e2e/
+	$(GO) test -race -tags e2e -count=1 -timeout 10m -run '^TestEtcdTakeover$$' ./cmd/
 
 vet: ## go vet
 	$(GO) vet ./...
