@@ -180,6 +180,9 @@ type ScenarioConfig struct {
 	// points cannot show anything: Mann-Whitney at 98% needs 5 and 5. 0: Duration alone.
 	MinScrapes int
 	JudgedFrom time.Duration
+	// Until, when set, must also report true before the load ends (polled after Duration, with
+	// MinScrapes): e.g. that the judged window already holds the points a verdict needs.
+	Until func(s *Scenario, now time.Time) bool
 	// AppMetrics makes the upstreams export their own request histogram, as an application
 	// instrumented with client_golang's promhttp would: http_request_duration_seconds{track,code},
 	// track being the cohort (stable, baseline, canary). Prometheus scrapes it too.
@@ -290,11 +293,12 @@ func RunScenario(t testing.TB, cfg ScenarioConfig) *Scenario {
 	}
 	// The load ends after Duration, or once Prometheus holds MinScrapes successful scrapes of every
 	// target in the judged window.
-	if !sleepCtx(ctx, cfg.Duration) && cfg.MinScrapes > 0 {
+	if !sleepCtx(ctx, cfg.Duration) && (cfg.MinScrapes > 0 || cfg.Until != nil) {
 		from := s.Start.Add(cfg.JudgedFrom)
 		_ = poll(3*cfg.Duration, 200*time.Millisecond, func() (bool, error) {
 			s.Scrapes = successfulScrapes(server.URL, from, len(targets))
-			return s.Scrapes >= cfg.MinScrapes || ctx.Err() != nil, nil
+			done := s.Scrapes >= cfg.MinScrapes && (cfg.Until == nil || cfg.Until(s, time.Now()))
+			return done || ctx.Err() != nil, nil
 		})
 	}
 	cancel()
