@@ -1,0 +1,276 @@
+package sim
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/rollout/sim/traffic"
+)
+
+const library = "../../testdata/scenarios"
+
+func loadLibrary(t *testing.T) []*Scenario {
+	t.Helper()
+	scs, err := LoadScenarios([]string{library})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return scs
+}
+
+func scenario(t *testing.T, name string) *Scenario {
+	t.Helper()
+	s, err := LoadScenario(filepath.Join(library, name+".yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestLibrary checks the shape of the scenario library: at least 20 scenarios, each class with a
+// good and a bad canary, names from the file names, and the cases the acceptance targets name.
+func TestLibrary(t *testing.T) {
+	t.Parallel()
+	scs := loadLibrary(t)
+	if len(scs) < 20 {
+		t.Errorf("%d scenarios, want at least 20", len(scs))
+	}
+	expects := map[string]map[string]bool{}
+	for _, s := range scs {
+		if base := strings.TrimSuffix(filepath.Base(s.File), ".yaml"); s.Name != base {
+			t.Errorf("%s: name %q, want the file's name %q", s.File, s.Name, base)
+		}
+		if s.Class == "" || s.Description == "" {
+			t.Errorf("%s: class and description are required in the library", s.File)
+		}
+		if expects[s.Class] == nil {
+			expects[s.Class] = map[string]bool{}
+		}
+		expects[s.Class][s.Expect] = true
+	}
+	for class, e := range expects {
+		if class == "last step only" {
+			continue // a regression only: its A/A is the ideal class's
+		}
+		if !e[ExpectPromote] || !e[ExpectRollback] {
+			t.Errorf("class %q has expectations %v; want a good and a bad canary", class, e)
+		}
+	}
+	want := map[string]func(*Scenario) bool{
+		"5 req/s":                func(s *Scenario) bool { return s.Rate.RPS == 5 },
+		"20 req/s":               func(s *Scenario) bool { return s.Rate.RPS == 20 },
+		"+1 pp at the last step": func(s *Scenario) bool { return s.Regression.AddErrorRate == 0.01 && s.Regression.FromStep == 3 },
+		"+20 ms median":          func(s *Scenario) bool { return s.Regression.Added == 20*time.Millisecond },
+		"10% 5xx at 200 req/s in a median < 10 s": func(s *Scenario) bool {
+			return s.Rate.RPS == 200 && s.Regression.ErrorRate == 0.1 && s.Target.MedianRollback == 10*time.Second
+		},
+		"10% 5xx at 5 req/s within 15 min": func(s *Scenario) bool {
+			return s.Rate.RPS == 5 && s.Regression.ErrorRate == 0.1 && s.Target.Within == 15*time.Minute
+		},
+	}
+	for what, ok := range want {
+		if !slices.ContainsFunc(scs, ok) {
+			t.Errorf("the library has no scenario for %s", what)
+		}
+	}
+}
+
+func TestScenarioErrors(t *testing.T) {
+	t.Parallel()
+	const good = "expect: promote\nrate: {rps: 100}\nlatency: {median: 50ms}\n"
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"empty", "", "empty scenario"},
+		{"unknown field", good + "colour: blue\n", "colour"},
+		{"bad expect", strings.Replace(good, "promote", "pass", 1), "expect"},
+		{"promote with a regression", good + "regression: {addErrorRate: 0.01}\n", "expect"},
+		{"rollback without regression", strings.Replace(good, "promote", "rollback", 1), "expect"},
+		{"detection target on a good canary", good + "target: {minDetection: 0.9}\n", "target"},
+		{"bad name", "name: Big Name\n" + good, "name"},
+		{"model field", strings.Replace(good, "rps: 100", "rps: 0", 1), "rate.rps"},
+		{"unknown mode", good + "policy: {mode: bayes}\n", "analysis.mode"},
+		{"bad alpha", good + "policy: {alpha: 2}\n", "alpha"},
+		{"spec field owned by the simulator", good + "policy: {spec: {gateway: {type: kong}}}\n", "policy.spec.gateway"},
+		{"unknown gateway", good + "policy: {gateway: nginx}\n", "policy.gateway"},
+		{"bad steps", good + "policy: {steps: [0]}\n", "steps"},
+		{"short limit", good + "limit: 1s\n", "limit"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := ParseScenario([]byte(tc.yaml), "x")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one naming %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func run(t *testing.T, n int, scs ...*Scenario) *Report {
+	t.Helper()
+	rep, err := Run(t.Context(), Config{Scenarios: scs, Rollouts: n, Seed: 7, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// TestSimulatorRunsTheEngine shows that what is measured is what the engine does: the step policy
+// lives only in package rollout, and changing it (through the spec, the only way in) changes the
+// simulated verdicts exactly as the engine's rules say.
+func TestSimulatorRunsTheEngine(t *testing.T) {
+	t.Parallel()
+	const n = 4
+	def := scenario(t, "aa-ideal")
+	minBake := scenario(t, "aa-ideal")
+	minBake.Policy.Spec = map[string]any{"analysis": map[string]any{"sequential": map[string]any{"minBake": "4m"}}}
+	kayenta := scenario(t, "aa-ideal")
+	kayenta.Policy.Mode = "kayenta"
+	oneStep := scenario(t, "aa-ideal")
+	oneStep.Policy.Steps = []any{10}
+	rep := run(t, n, def, minBake, kayenta, oneStep)
+	for _, r := range rep.Results {
+		if r.Promoted < n/2 {
+			t.Fatalf("%d of %d good canaries promoted (%+v); the checks below need promotions", r.Promoted, n, r)
+		}
+	}
+	d, mb, k, one := rep.Results[0], rep.Results[1], rep.Results[2], rep.Results[3]
+	// The engine passes a step after minBake at the earliest: 3 steps × 4 min.
+	if mb.MedianSeconds < 3*240 || d.MedianSeconds >= 3*240 {
+		t.Errorf("median time to verdict: default %.0f s, with minBake 4m %.0f s; want under 720 s and at least 720 s", d.MedianSeconds, mb.MedianSeconds)
+	}
+	// Kayenta mode judges each 5-minute step at its end: a promotion takes exactly 15 minutes.
+	if k.Mode != "kayenta" || k.MedianSeconds != 900 || k.P90Seconds != 900 {
+		t.Errorf("kayenta mode: %s, median %.1f s, P90 %.1f s; want promotions at 900 s", k.Mode, k.MedianSeconds, k.P90Seconds)
+	}
+	// One 10% step: promoted after the minimum bake of 1 minute, with about 10% of the traffic.
+	if !slices.Equal(one.Steps, []float64{10}) || one.MedianSeconds > 300 || one.MeanExposed > d.MeanExposed {
+		t.Errorf("one step: steps %v, median %.0f s, %.0f canary requests (default %.0f)", one.Steps, one.MedianSeconds, one.MeanExposed, d.MeanExposed)
+	}
+}
+
+func TestResultsDoNotDependOnWorkers(t *testing.T) {
+	t.Parallel()
+	sc := scenario(t, "ab-10pct-5xx-200rps")
+	a, err := Run(t.Context(), Config{Scenarios: []*Scenario{sc}, Rollouts: 4, Seed: 3, Workers: 1, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Run(t.Context(), Config{Scenarios: []*Scenario{sc}, Rollouts: 4, Seed: 3, Workers: 3, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, rb := a.Results[0], b.Results[0]
+	if ra.MedianSeconds != rb.MedianSeconds || ra.RolledBack != rb.RolledBack || ra.MeanExposed != rb.MeanExposed {
+		t.Errorf("1 worker: %+v\n3 workers: %+v", ra, rb)
+	}
+	if ra.RolledBack != 4 || ra.MedianRollbackS <= 0 {
+		t.Errorf("a 10%%-5xx canary: %d of 4 rolled back, median %.1f s after the onset", ra.RolledBack, ra.MedianRollbackS)
+	}
+}
+
+func TestRunStopsWhenCancelled(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := Run(ctx, Config{Scenarios: []*Scenario{scenario(t, "aa-ideal")}, Rollouts: 100, StateDir: t.TempDir()}); err == nil {
+		t.Fatal("a cancelled simulation reported success")
+	}
+}
+
+type stepRouter struct{ r traffic.Route }
+
+func (s stepRouter) Route(time.Time) traffic.Route { return s.r }
+
+func TestRequestLog(t *testing.T) {
+	t.Parallel()
+	sc := scenario(t, "aa-ideal")
+	clock := &virtualClock{now: t0, limit: t0.Add(time.Hour)}
+	gen := traffic.New(sc.Model, t0, stepRouter{traffic.Route{Split: providers.Split{Canary: 5000, Baseline: 5000}}}, [2]uint64{1, 2})
+	l := newRequestLog(clock, gen)
+	clock.now = t0.Add(10 * time.Second)
+	reqs, err := l.Requests(t.Context(), t0.Add(2*time.Second), t0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs) < 1000 {
+		t.Fatalf("%d requests in 8 s at 200 req/s", len(reqs))
+	}
+	for i, q := range reqs {
+		if q.Time.Before(t0.Add(2*time.Second)) || !q.Time.Before(clock.now) || i > 0 && q.Time.Before(reqs[i-1].Time) {
+			t.Fatalf("request %d at %s: want [since, now) in order", i, q.Time.Sub(t0))
+		}
+	}
+	// a later window sees the same requests where the windows overlap
+	again, err := l.Requests(t.Context(), t0.Add(5*time.Second), t0.Add(8*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []providers.Request
+	for _, q := range reqs {
+		if !q.Time.Before(t0.Add(5*time.Second)) && q.Time.Before(t0.Add(8*time.Second)) {
+			want = append(want, q)
+		}
+	}
+	if !slices.Equal(again, want) {
+		t.Errorf("overlapping window: %d requests, want %d", len(again), len(want))
+	}
+	if _, err := l.Requests(t.Context(), t0, t0.Add(time.Second)); err == nil {
+		t.Error("a window moving back before dropped requests gave no error")
+	}
+}
+
+var rowRE = regexp.MustCompile(`^\| ([a-z0-9._-]+) \| [0-9.]+ req/s \| (good|bad) \| (sequential α=[0-9.]+|kayenta) \| [0-9.]+% \[[0-9.]+%, [0-9.]+%\] \| [0-9.]+% \| [0-9.]+% \| [^|]+ / [^|]+ \| [^|]+ \| [^|]+ \| (✅|❌) [^|]+ \|$`)
+
+// TestReadmeTable checks that README.md's decision table is the generator's output for the whole
+// library (make sim writes it): its header, one row per scenario in library order, each row in the
+// generator's format. The numbers come from make sim, not from this test.
+func TestReadmeTable(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := Table(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The generator's own output for a tiny run has the same shape.
+	rep := run(t, 1, scenario(t, "ab-10pct-5xx-200rps"))
+	var own strings.Builder
+	if err := rep.WriteMarkdown(&own); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{table, own.String()} {
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) < 4 || !strings.Contains(lines[0], "rollouts per scenario, seed") || lines[2] != TableHeader || lines[3] != TableRule {
+			t.Fatalf("table does not start with the generator's caption, header and rule:\n%s", out)
+		}
+		for _, l := range lines[4:] {
+			if !rowRE.MatchString(l) {
+				t.Errorf("row not in the generator's format:\n%s", l)
+			}
+		}
+	}
+	var names []string
+	for _, l := range strings.Split(strings.TrimSpace(table), "\n")[4:] {
+		if m := rowRE.FindStringSubmatch(l); m != nil {
+			names = append(names, m[1])
+		}
+	}
+	var lib []string
+	for _, s := range loadLibrary(t) {
+		lib = append(lib, s.Name)
+	}
+	if !slices.Equal(names, lib) {
+		t.Errorf("README table rows %v\nlibrary %v\nrun make sim to regenerate it", names, lib)
+	}
+}
