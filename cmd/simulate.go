@@ -3,6 +3,7 @@ package cmd
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"slices"
 
 	"github.com/spf13/cobra"
@@ -87,6 +88,11 @@ regenerates the README's decision table.`,
 				if _, err := sim.Table(readme); err != nil {
 					return usageErrorf("--readme %s: %v", o.readme, err)
 				}
+			}
+			if env.Getenv("GOGC") == "" {
+				// A simulation allocates small, short-lived objects by the million on a small heap:
+				// collecting less often saves about a tenth of its CPU.
+				debug.SetGCPercent(400)
 			}
 			rep, err := sim.Run(cmd.Context(), sim.Config{Scenarios: scs, Rollouts: o.rollouts, Seed: o.seed, Workers: o.workers})
 			if err != nil {

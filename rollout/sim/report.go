@@ -47,24 +47,29 @@ type Result struct {
 	// Rate is the false rollback rate (expect promote) or the detection rate (expect rollback: the
 	// rollouts rolled back, within Target.Within of the onset when set), with its 95% Wilson interval
 	// and the 95% Clopper-Pearson (exact) interval, whose upper end the targets use.
-	Rate            float64  `json:"rate"`
-	RateLow         float64  `json:"rateLow"`
-	RateHigh        float64  `json:"rateHigh"`
-	RateLowerCP     float64  `json:"rateLowerClopperPearson"`
-	RateUpperCP     float64  `json:"rateUpperClopperPearson"`
-	PausedRate      float64  `json:"pausedRate"`
-	PromotedRate    float64  `json:"promotedRate"`
-	MedianSeconds   float64  `json:"medianSeconds"` // time to verdict, every rollout
-	P90Seconds      float64  `json:"p90Seconds"`
-	MedianRollbackS float64  `json:"medianRollbackSeconds,omitempty"` // from the regression's onset, rolled-back rollouts
-	P90RollbackS    float64  `json:"p90RollbackSeconds,omitempty"`
-	MeanExposed     float64  `json:"meanCanaryRequests"`
-	MedianExposed   float64  `json:"medianCanaryRequests"`
-	RollbacksBy     []Count  `json:"rollbacksBy,omitempty"` // the failed metrics of rollbacks
-	PausesBy        []Count  `json:"pausesBy,omitempty"`    // pause kinds
-	Target          Target   `json:"target"`
-	Met             bool     `json:"met"`
-	Missed          []string `json:"missed,omitempty"`
+	Rate            float64 `json:"rate"`
+	RateLow         float64 `json:"rateLow"`
+	RateHigh        float64 `json:"rateHigh"`
+	RateLowerCP     float64 `json:"rateLowerClopperPearson"`
+	RateUpperCP     float64 `json:"rateUpperClopperPearson"`
+	PausedRate      float64 `json:"pausedRate"`
+	PromotedRate    float64 `json:"promotedRate"`
+	MedianSeconds   float64 `json:"medianSeconds"` // time to verdict, every rollout
+	P90Seconds      float64 `json:"p90Seconds"`
+	MedianRollbackS float64 `json:"medianRollbackSeconds,omitempty"` // from the regression's onset, rolled-back rollouts
+	P90RollbackS    float64 `json:"p90RollbackSeconds,omitempty"`
+	// HalfRolledBackS: the time from the onset by which half of all rollouts were rolled back (the
+	// median over every rollout, one not rolled back counting as never; +Inf, and left out of JSON, if never).
+	HalfRolledBackS float64 `json:"-"`
+	MeanExposed     float64 `json:"meanCanaryRequests"`
+	MedianExposed   float64 `json:"medianCanaryRequests"`
+	RollbacksBy     []Count `json:"rollbacksBy,omitempty"` // the failed metrics of rollbacks
+	PausesBy        []Count `json:"pausesBy,omitempty"`    // pause kinds
+	// Examples: the engine's reason for the first rollout of each outcome (what a user would read).
+	Examples map[Outcome]string `json:"examples,omitempty"`
+	Target   Target             `json:"target"`
+	Met      bool               `json:"met"`
+	Missed   []string           `json:"missed,omitempty"`
 }
 
 // Count is how many rollouts had a label.
@@ -85,8 +90,12 @@ func summarize(sc *Scenario, spec *rollout.Spec, rs []Rollout) Result {
 	var times, rbTimes, exposed []float64
 	var sumExp float64
 	by, pauses := map[string]int{}, map[string]int{}
+	res.Examples = map[Outcome]string{}
 	hits := 0
 	for _, r := range rs {
+		if _, ok := res.Examples[r.Outcome]; !ok {
+			res.Examples[r.Outcome] = r.Reason
+		}
 		switch r.Outcome {
 		case Promoted:
 			res.Promoted++
@@ -130,6 +139,10 @@ func summarize(sc *Scenario, spec *rollout.Spec, rs []Rollout) Result {
 	}
 	res.MeanExposed = sumExp / float64(n)
 	res.MedianExposed = analysis.Percentile(exposed, 50)
+	res.HalfRolledBackS = math.Inf(1)
+	if k := (n + 1) / 2; len(rbTimes) >= k {
+		res.HalfRolledBackS = sortedCopy(rbTimes)[k-1]
+	}
 	res.RollbacksBy, res.PausesBy = counts(by), counts(pauses)
 	res.Missed = res.check()
 	res.Met = len(res.Missed) == 0
@@ -152,12 +165,18 @@ func (r Result) check() []string {
 	if r.Rate < t.MinDetection {
 		w := ""
 		if t.Within > 0 {
-			w = " within " + t.Within.String()
+			w = " within " + shortDur(t.Within)
 		}
 		missed = append(missed, fmt.Sprintf("detection%s %s < %s", w, pct(r.Rate), pct(t.MinDetection)))
 	}
-	if t.MedianRollback > 0 && (r.RolledBack*2 <= r.Rollouts || r.MedianRollbackS >= t.MedianRollback.Seconds()) {
-		missed = append(missed, fmt.Sprintf("median time to roll back %s >= %s", secs(r.MedianRollbackS), t.MedianRollback))
+	// The median over every rollout, one not rolled back counting as never: half of all rollouts must
+	// be rolled back in time.
+	switch {
+	case t.MedianRollback <= 0:
+	case math.IsInf(r.HalfRolledBackS, 1):
+		missed = append(missed, fmt.Sprintf("fewer than half rolled back (median time to roll back: never, want < %s)", shortDur(t.MedianRollback)))
+	case r.HalfRolledBackS >= t.MedianRollback.Seconds():
+		missed = append(missed, fmt.Sprintf("median time to roll back %s ≥ %s", secs(r.HalfRolledBackS), shortDur(t.MedianRollback)))
 	}
 	return missed
 }

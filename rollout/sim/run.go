@@ -57,6 +57,8 @@ type Rollout struct {
 	Why []string
 	// Canary requests served.
 	Exposed int64
+	// Reason is the engine's reason for the outcome (State.Reason).
+	Reason string
 }
 
 // t0 is the virtual start of every simulated rollout.
@@ -89,7 +91,10 @@ func runOne(ctx context.Context, sc *Scenario, spec *rollout.Spec, root string, 
 	}
 	eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: gw, Metrics: metrics, Requests: log,
 		Deployer: &deployer{clock: clock, gen: gen}, Judge: judge, Store: store, Clock: clock,
-		Notifier: noNotifier{}, DetachOnPause: true, RunID: "sim"})
+		Notifier: noNotifier{}, DetachOnPause: true, RunID: "sim",
+		// No control request ever arrives, so ticks between the engine's own wake-ups (every look
+		// in mode sequential, every interval in mode kayenta) would do nothing.
+		PollInterval: time.Minute})
 	if err != nil {
 		return Rollout{}, err
 	}
@@ -106,7 +111,7 @@ func runOne(ctx context.Context, sc *Scenario, spec *rollout.Spec, root string, 
 		return Rollout{}, fmt.Errorf("run simulated rollout: %w", err)
 	}
 	st := eng.State()
-	r := Rollout{Step: st.Step, Exposed: gen.Counts(providers.Canary).Requests}
+	r := Rollout{Step: st.Step, Exposed: gen.Counts(providers.Canary).Requests, Reason: oneLine(st.Reason)}
 	end := clock.Now()
 	switch {
 	case out.Interrupted:

@@ -274,3 +274,26 @@ func TestReadmeTable(t *testing.T) {
 		t.Errorf("README table rows %v\nlibrary %v\nrun make sim to regenerate it", names, lib)
 	}
 }
+
+// TestFullExample keeps the README's every-field example valid and in the README.
+func TestFullExample(t *testing.T) {
+	t.Parallel()
+	full, err := os.ReadFile("testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := LoadScenario("testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Name != "example" || s.Clients == nil || len(s.Events) != 3 || s.Cohorts.Canary.ColdStart == nil || s.Target.Within != 15*time.Minute {
+		t.Errorf("full example parsed as %+v", s)
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "```yaml\n"+string(full)+"```") {
+		t.Error("README.md does not hold testdata/full.yaml verbatim; copy it in")
+	}
+}
