@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -94,7 +95,15 @@ regenerates the README's decision table.`,
 				// collecting less often saves about a tenth of its CPU.
 				debug.SetGCPercent(400)
 			}
-			rep, err := sim.Run(cmd.Context(), sim.Config{Scenarios: scs, Rollouts: o.rollouts, Seed: o.seed, Workers: o.workers})
+			start := time.Now()
+			next := 0.1
+			progress := func(done, all int) {
+				if f := float64(done) / float64(all); f >= next {
+					next += 0.1
+					env.Logger.Info("simulating", "done", done, "of", all, "elapsed", time.Since(start).Round(time.Second).String())
+				}
+			}
+			rep, err := sim.Run(cmd.Context(), sim.Config{Scenarios: scs, Rollouts: o.rollouts, Seed: o.seed, Workers: o.workers, Progress: progress})
 			if err != nil {
 				return err
 			}

@@ -221,13 +221,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	root := cfg.StateDir
 	if root == "" {
-		base := os.TempDir()
-		if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-			base = "/dev/shm" // the engine saves its state often; a memory file system keeps that cheap
-		}
-		dir, err := os.MkdirTemp(base, "canaryctl-sim-")
+		dir, err := tempStateDir()
 		if err != nil {
-			return nil, fmt.Errorf("simulate: state directory: %w", err)
+			return nil, fmt.Errorf("simulate: %w", err)
 		}
 		defer os.RemoveAll(dir)
 		root = dir
@@ -292,6 +288,21 @@ feed:
 	}
 	rep.Elapsed = time.Since(start).Round(time.Millisecond).String()
 	return rep, nil
+}
+
+// tempStateDir makes a directory for the engines' state: on /dev/shm when it exists (the engine
+// saves its state, with fsync, several times a minute of virtual time; a memory file system keeps
+// that cheap), else under os.TempDir.
+func tempStateDir() (string, error) {
+	base := os.TempDir()
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		base = "/dev/shm"
+	}
+	dir, err := os.MkdirTemp(base, "canaryctl-sim-")
+	if err != nil {
+		return "", fmt.Errorf("state directory: %w", err)
+	}
+	return dir, nil
 }
 
 // sortedCopy returns the values sorted.
