@@ -61,7 +61,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 SIM_ROLLOUTS ?= 1000
 SIM_SEED ?= 1
 sim: ## run the scenario library (testdata/scenarios) on the real engine, SIM_ROLLOUTS rollouts each, and regenerate README's decision table
-	GOGC=400 $(GO) run ./cmd/canaryctl simulate --scenario testdata/scenarios --rollouts $(SIM_ROLLOUTS) --seed $(SIM_SEED) --readme README.md
+	GOGC=1000 $(GO) run ./cmd/canaryctl simulate --scenario testdata/scenarios --rollouts $(SIM_ROLLOUTS) --seed $(SIM_SEED) --readme README.md
 
 vectors: ## replay Kayenta's own test vectors (testdata/kayenta) and print the count line README.md quotes
 	@set -o pipefail; $(GO) test -count=1 -json -run '^TestKayentaVectors$$' ./analysis/ ./judge/ | $(GO) run ./internal/vectorcount testdata/kayenta/upstream

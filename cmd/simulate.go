@@ -92,8 +92,8 @@ regenerates the README's decision table.`,
 			}
 			if env.Getenv("GOGC") == "" {
 				// A simulation allocates small, short-lived objects by the million on a small heap:
-				// collecting less often saves about a tenth of its CPU.
-				debug.SetGCPercent(400)
+				// collecting less often saves about a sixth of its CPU (measured: GOGC 100 → 1000, RSS 100 → 190 MB).
+				debug.SetGCPercent(1000)
 			}
 			start := time.Now()
 			next := 0.1

@@ -172,7 +172,7 @@ func (l *requestLog) Requests(_ context.Context, since, until time.Time) ([]prov
 	// mostly dead buffer is replaced, not compacted in place.
 	if drop := sort.Search(len(l.reqs), func(i int) bool { return !l.reqs[i].Time.Before(since) }); drop > 0 {
 		if live := len(l.reqs) - drop; drop > cap(l.reqs)/2 {
-			nb := make([]providers.Request, live, max(2*live, 1024))
+			nb := make([]providers.Request, live, max(2*live, cap(l.reqs), 1024)) // the window's size is steady
 			copy(nb, l.reqs[drop:])
 			l.reqs = nb
 		} else {

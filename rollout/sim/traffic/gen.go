@@ -1,7 +1,6 @@
 package traffic
 
 import (
-	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -35,11 +34,9 @@ type Generator struct {
 	rng    *rand.Rand
 	router Router
 
-	next  float64 // seconds since t0 of the next arrival
-	phase float64 // diurnal phase, seconds
-	// pending: requests in flight, sorted by when they finish; fresh: arrivals of the current
-	// Advance; spare: a buffer reused to rebuild pending.
-	pending, fresh, spare []pendingReq
+	next    float64 // seconds since t0 of the next arrival
+	phase   float64 // diurnal phase, seconds
+	pending finishHeap
 
 	events   []process
 	cohorts  [3]cohortState // stable, baseline, canary
@@ -184,50 +181,11 @@ func (g *Generator) Advance(until time.Time, emit func(providers.Request)) {
 		g.arrive(t)
 		g.next = t + g.gap(t)
 	}
-	// Merge the new arrivals (sorted by when they finish) with those still in flight, emitting every
-	// request that finished before u in order; the rest stay in flight.
-	slices.SortFunc(g.fresh, func(a, b pendingReq) int { return cmp.Compare(a.fin, b.fin) })
-	i, j := 0, 0
-	for {
-		var p pendingReq
-		switch {
-		case i < len(g.pending) && (j >= len(g.fresh) || g.pending[i].fin <= g.fresh[j].fin):
-			p = g.pending[i]
-			i++
-		case j < len(g.fresh):
-			p = g.fresh[j]
-			j++
-		default:
-			g.pending, g.fresh = g.pending[:0], g.fresh[:0]
-			return
-		}
-		if p.fin >= u {
-			// p and everything after it stay in flight, still sorted
-			g.spare = append(g.spare[:0], p)
-			g.spare = mergeSorted(g.spare, g.pending[i:], g.fresh[j:])
-			g.pending, g.spare = g.spare, g.pending
-			g.fresh = g.fresh[:0]
-			return
-		}
-		g.emit(p, emit)
+	for len(g.pending) > 0 && g.pending[0].fin < u {
+		p := g.pending.pop()
+		emit(providers.Request{Time: g.t0.Add(time.Duration(p.fin * float64(time.Second))), Cohort: cohortOf[p.cohort],
+			Instance: g.cohorts[p.cohort].names[p.instance], Status: int(p.status), Latency: p.latency})
 	}
-}
-
-// mergeSorted appends the merge of two sorted runs to dst.
-func mergeSorted(dst, a, b []pendingReq) []pendingReq {
-	for len(a) > 0 && len(b) > 0 {
-		if a[0].fin <= b[0].fin {
-			dst, a = append(dst, a[0]), a[1:]
-		} else {
-			dst, b = append(dst, b[0]), b[1:]
-		}
-	}
-	return append(append(dst, a...), b...)
-}
-
-func (g *Generator) emit(p pendingReq, emit func(providers.Request)) {
-	emit(providers.Request{Time: g.t0.Add(time.Duration(p.fin * float64(time.Second))), Cohort: cohortOf[p.cohort],
-		Instance: g.cohorts[p.cohort].names[p.instance], Status: int(p.status), Latency: p.latency})
 }
 
 // arrive routes one request arriving at t and computes its latency and status.
@@ -316,7 +274,7 @@ func (g *Generator) arrive(t float64) {
 	if status >= 500 {
 		g.counts[ci].Errors++
 	}
-	g.fresh = append(g.fresh, pendingReq{fin: t + lat/1000, latency: time.Duration(lat * float64(time.Millisecond)),
+	g.pending.push(pendingReq{fin: t + lat/1000, latency: time.Duration(lat * float64(time.Millisecond)),
 		status: int16(status), cohort: int8(ci), instance: int32(inst)})
 }
 
@@ -337,4 +295,45 @@ type pendingReq struct {
 	instance int32
 	status   int16
 	cohort   int8
+}
+
+// finishHeap orders requests in flight by the time they finish (a binary min-heap; typed, so
+// pushing a request does not allocate as container/heap's interface would).
+type finishHeap []pendingReq
+
+func (h *finishHeap) push(x pendingReq) {
+	*h = append(*h, x)
+	a := *h
+	for i := len(a) - 1; i > 0; {
+		p := (i - 1) / 2
+		if a[p].fin <= a[i].fin {
+			break
+		}
+		a[p], a[i] = a[i], a[p]
+		i = p
+	}
+}
+
+func (h *finishHeap) pop() pendingReq {
+	a := *h
+	top := a[0]
+	n := len(a) - 1
+	a[0] = a[n]
+	a = a[:n]
+	for i := 0; ; {
+		l, s := 2*i+1, i
+		if l < n && a[l].fin < a[s].fin {
+			s = l
+		}
+		if r := l + 1; r < n && a[r].fin < a[s].fin {
+			s = r
+		}
+		if s == i {
+			break
+		}
+		a[i], a[s] = a[s], a[i]
+		i = s
+	}
+	*h = a
+	return top
 }
