@@ -13,10 +13,6 @@ func BenchmarkScenario(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, sc := range scs {
-		spec, err := sc.Spec()
-		if err != nil {
-			b.Fatal(err)
-		}
 		b.Run(sc.Name, func(b *testing.B) {
 			root, err := tempStateDir()
 			if err != nil {
@@ -25,7 +21,7 @@ func BenchmarkScenario(b *testing.B) {
 			b.Cleanup(func() { os.RemoveAll(root) })
 			i := 0
 			for b.Loop() {
-				if _, err := runOne(b.Context(), sc, spec, root, seedFor(1, sc.Name, i)); err != nil {
+				if _, err := runOne(b.Context(), sc, root, seedFor(1, sc.Name, i)); err != nil {
 					b.Fatal(err)
 				}
 				i++

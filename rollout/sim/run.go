@@ -65,7 +65,13 @@ type Rollout struct {
 var t0 = time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
 
 // runOne runs one rollout of the scenario with the real engine.
-func runOne(ctx context.Context, sc *Scenario, spec *rollout.Spec, root string, seed [2]uint64) (Rollout, error) {
+func runOne(ctx context.Context, sc *Scenario, root string, seed [2]uint64) (Rollout, error) {
+	// Every rollout parses its own spec, as every canaryctl run does: engines running in parallel
+	// share nothing.
+	spec, err := sc.Spec()
+	if err != nil {
+		return Rollout{}, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	clock := &virtualClock{now: t0, limit: t0.Add(sc.Limit), cancel: cancel}
@@ -249,7 +255,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		wg.Go(func() {
 			for j := range jobs {
 				sc := cfg.Scenarios[j.s]
-				r, err := runOne(ctx, sc, specs[j.s], wroot, seedFor(cfg.Seed, sc.Name, j.i))
+				r, err := runOne(ctx, sc, wroot, seedFor(cfg.Seed, sc.Name, j.i))
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = fmt.Errorf("simulate: scenario %s rollout %d: %w", sc.Name, j.i, err)
