@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/rollout"
 	"github.com/canaryctl/canaryctl/rollout/sim/traffic"
 )
 
@@ -116,7 +117,7 @@ func TestScenarioErrors(t *testing.T) {
 
 func run(t *testing.T, n int, scs ...*Scenario) *Report {
 	t.Helper()
-	rep, err := Run(t.Context(), Config{Scenarios: scs, Rollouts: n, Seed: 7, StateDir: t.TempDir()})
+	rep, err := Run(t.Context(), Config{Scenarios: scs, Rollouts: n, Seed: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +171,7 @@ func TestSimulatorRunsTheEngine(t *testing.T) {
 			t.Parallel()
 			promoted := 0
 			for i := range n {
-				r, err := runOne(t.Context(), tc.sc, t.TempDir(), seedFor(7, tc.sc.Name, i))
+				r, err := runOne(t.Context(), tc.sc, seedFor(7, tc.sc.Name, i))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -192,11 +193,11 @@ func TestSimulatorRunsTheEngine(t *testing.T) {
 func TestResultsDoNotDependOnWorkers(t *testing.T) {
 	t.Parallel()
 	sc := scenario(t, "ab-10pct-5xx-200rps")
-	a, err := Run(t.Context(), Config{Scenarios: []*Scenario{sc}, Rollouts: 4, Seed: 3, Workers: 1, StateDir: t.TempDir()})
+	a, err := Run(t.Context(), Config{Scenarios: []*Scenario{sc}, Rollouts: 4, Seed: 3, Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Run(t.Context(), Config{Scenarios: []*Scenario{sc}, Rollouts: 4, Seed: 3, Workers: 3, StateDir: t.TempDir()})
+	b, err := Run(t.Context(), Config{Scenarios: []*Scenario{sc}, Rollouts: 4, Seed: 3, Workers: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +214,7 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := Run(ctx, Config{Scenarios: []*Scenario{scenario(t, "aa-ideal")}, Rollouts: 100, StateDir: t.TempDir()}); err == nil {
+	if _, err := Run(ctx, Config{Scenarios: []*Scenario{scenario(t, "aa-ideal")}, Rollouts: 100}); err == nil {
 		t.Fatal("a cancelled simulation reported success")
 	}
 }
@@ -327,5 +328,45 @@ func TestFullExample(t *testing.T) {
 	}
 	if !strings.Contains(string(readme), "```yaml\n"+string(full)+"```") {
 		t.Error("README.md does not hold testdata/full.yaml verbatim; copy it in")
+	}
+}
+
+// TestEngineStepPolicyChangesResult changes the engine's own step policy — its default steps,
+// rollout.DefaultStepWeights, which a spec without steps gets — and shows the simulator's results
+// follow: the simulator has no schedule of its own. Not parallel: it changes a package variable of
+// rollout for its duration (parallel tests start after it).
+func TestEngineStepPolicyChangesResult(t *testing.T) {
+	sc := scenario(t, "aa-ideal")
+	if sc.Policy.Steps != nil {
+		t.Fatal("aa-ideal names its steps; the test needs a scenario on the engine's default steps")
+	}
+	const n = 3
+	runAll := func() []Rollout {
+		var out []Rollout
+		for i := range n {
+			r, err := runOne(t.Context(), sc, seedFor(7, sc.Name, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, r)
+		}
+		return out
+	}
+	def := runAll()
+	saved := rollout.DefaultStepWeights
+	t.Cleanup(func() { rollout.DefaultStepWeights = saved })
+	rollout.DefaultStepWeights = []float64{100}
+	one := runAll()
+	for i := range n {
+		if def[i].Outcome != Promoted || one[i].Outcome != Promoted {
+			t.Fatalf("rollout %d: %s with the default steps, %s with one step; want good canaries promoted", i, def[i].Outcome, one[i].Outcome)
+		}
+		if def[i].Step != len(saved)-1 || one[i].Step != 0 {
+			t.Errorf("rollout %d promoted at step %d with steps %v and at step %d with [100]", i, def[i].Step+1, saved, one[i].Step+1)
+		}
+		if one[i].Seconds >= def[i].Seconds || one[i].Exposed <= def[i].Exposed/2 {
+			t.Errorf("rollout %d: one 100%% step took %.0f s and served %d canary requests, the default steps %.0f s and %d",
+				i, one[i].Seconds, one[i].Exposed, def[i].Seconds, def[i].Exposed)
+		}
 	}
 }
