@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -263,9 +264,10 @@ func TestRequestLog(t *testing.T) {
 
 var rowRE = regexp.MustCompile(`^\| ([a-z0-9._-]+) \| [0-9.]+ req/s \| (good|bad) \| (sequential α=[0-9.]+|kayenta) \| [0-9.]+% \[[0-9.]+%, [0-9.]+%\] \| [0-9.]+% \| [0-9.]+% \| [^|]+ / [^|]+ \| [^|]+ \| [^|]+ \| (✅|❌) [^|]+ \|$`)
 
-// TestReadmeTable checks that README.md's decision table is the generator's output for the whole
-// library (make sim writes it): its header, one row per scenario in library order, each row in the
-// generator's format. The numbers come from make sim, not from this test.
+// TestReadmeTable checks that README.md's decision table is the committed results file
+// (results.json, written by make sim) rendered by the generator, and that the results file covers
+// the library as it is: every scenario, in order, each run from the same file content (SHA-256).
+// It does not rerun the library: make sim does, and make readme-table re-renders the table.
 func TestReadmeTable(t *testing.T) {
 	t.Parallel()
 	doc, err := os.ReadFile("../../README.md")
@@ -276,35 +278,66 @@ func TestReadmeTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The generator's own output for a tiny run has the same shape.
-	rep := run(t, 1, scenario(t, "ab-10pct-5xx-200rps"))
+	f, err := os.Open("results.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rep, err := ReadReport(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	if err := rep.WriteMarkdown(&want); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimPrefix(table, "\n"); got != want.String() {
+		t.Errorf("README.md's decision table is not results.json rendered; run make readme-table (or make sim).\nREADME:\n%s\nresults.json:\n%s", got, want.String())
+	}
+	lib := loadLibrary(t)
+	if len(rep.Results) != len(lib) {
+		t.Fatalf("results.json has %d scenarios, the library %d; run make sim", len(rep.Results), len(lib))
+	}
+	for i, s := range lib {
+		r := rep.Results[i]
+		if r.Scenario != s.Name || r.ScenarioSHA256 != s.SHA256 || r.Rollouts != rep.Rollouts {
+			t.Errorf("results.json row %d: %s (sha256 %.12s, %d rollouts), library: %s (sha256 %.12s); run make sim",
+				i+1, r.Scenario, r.ScenarioSHA256, r.Rollouts, s.Name, s.SHA256)
+		}
+	}
+}
+
+// TestTableFormat checks the generator's rows against the README's documented columns.
+func TestTableFormat(t *testing.T) {
+	t.Parallel()
+	rep := run(t, 1, scenario(t, "ab-10pct-5xx-200rps"), scenario(t, "aa-5rps"))
 	var own strings.Builder
 	if err := rep.WriteMarkdown(&own); err != nil {
 		t.Fatal(err)
 	}
-	for _, out := range []string{table, own.String()} {
-		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if len(lines) < 4 || !strings.Contains(lines[0], "rollouts per scenario, seed") || lines[2] != TableHeader || lines[3] != TableRule {
-			t.Fatalf("table does not start with the generator's caption, header and rule:\n%s", out)
-		}
-		for _, l := range lines[4:] {
-			if !rowRE.MatchString(l) {
-				t.Errorf("row not in the generator's format:\n%s", l)
-			}
+	lines := strings.Split(strings.TrimSpace(own.String()), "\n")
+	if len(lines) != 6 || !strings.Contains(lines[0], "1 rollouts per scenario, seed 7") || lines[2] != TableHeader || lines[3] != TableRule {
+		t.Fatalf("table does not start with the generator's caption, header and rule:\n%s", own.String())
+	}
+	for _, l := range lines[4:] {
+		if !rowRE.MatchString(l) {
+			t.Errorf("row not in the generator's format:\n%s", l)
 		}
 	}
-	var names []string
-	for _, l := range strings.Split(strings.TrimSpace(table), "\n")[4:] {
-		if m := rowRE.FindStringSubmatch(l); m != nil {
-			names = append(names, m[1])
-		}
+	var back bytes.Buffer
+	if err := rep.WriteJSON(&back); err != nil {
+		t.Fatal(err)
 	}
-	var lib []string
-	for _, s := range loadLibrary(t) {
-		lib = append(lib, s.Name)
+	again, err := ReadReport(&back)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !slices.Equal(names, lib) {
-		t.Errorf("README table rows %v\nlibrary %v\nrun make sim to regenerate it", names, lib)
+	var twice strings.Builder
+	if err := again.WriteMarkdown(&twice); err != nil {
+		t.Fatal(err)
+	}
+	if twice.String() != own.String() {
+		t.Errorf("a report read back from its JSON renders differently:\n%s\nwant\n%s", twice.String(), own.String())
 	}
 }
 
