@@ -5,11 +5,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/canaryctl/canaryctl/providers"
 	"github.com/canaryctl/canaryctl/rollout"
@@ -400,6 +403,116 @@ func TestEngineStepPolicyChangesResult(t *testing.T) {
 		if one[i].Seconds >= def[i].Seconds || one[i].Exposed <= def[i].Exposed/2 {
 			t.Errorf("rollout %d: one 100%% step took %.0f s and served %d canary requests, the default steps %.0f s and %d",
 				i, one[i].Seconds, one[i].Exposed, def[i].Seconds, def[i].Exposed)
+		}
+	}
+}
+
+// yamlPaths lists the YAML keys a type accepts as dotted paths ("cohorts.stable.episodes.every";
+// a list's elements as "events[]"), following inline structs, pointers and lists; a map or an
+// interface ends a path.
+func yamlPaths(t reflect.Type, prefix string, out map[string]bool) {
+	switch t.Kind() {
+	case reflect.Pointer:
+		yamlPaths(t.Elem(), prefix, out)
+		return
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Struct || t.Elem().Kind() == reflect.Pointer {
+			yamlPaths(t.Elem(), prefix+"[]", out)
+		}
+		return
+	case reflect.Struct:
+		if t == reflect.TypeFor[time.Time]() {
+			return
+		}
+	default:
+		return
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if strings.Contains(opts, "inline") {
+			yamlPaths(f.Type, prefix, out)
+			continue
+		}
+		p := name
+		if prefix != "" {
+			p = prefix + "." + name
+		}
+		out[p] = true
+		yamlPaths(f.Type, p, out)
+	}
+}
+
+// docPaths lists the keys present in a parsed YAML document, in yamlPaths' notation.
+func docPaths(v any, prefix string, out map[string]bool) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			out[p] = true
+			docPaths(e, p, out)
+		}
+	case []any:
+		for _, e := range v {
+			docPaths(e, prefix+"[]", out)
+		}
+	}
+}
+
+// TestFullExampleHasEveryField: the format's documentation (README.md, which holds
+// testdata/full.yaml verbatim: TestFullExample) names every field the parser accepts. A field is
+// documented by a key in the example, or, for the few that cannot be set beside the others (a bad
+// canary's example has no false-rollback target), by name in the example's comments.
+func TestFullExampleHasEveryField(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	docPaths(doc, "", have)
+	accepted := map[string]bool{}
+	yamlPaths(reflect.TypeFor[Scenario](), "", accepted)
+	// The three cohorts are one type: a field shown for one is documented for all.
+	cohort := regexp.MustCompile(`^cohorts\.(stable|baseline|canary)\.`)
+	for _, m := range []map[string]bool{have, accepted} {
+		for p := range m {
+			if c := cohort.ReplaceAllString(p, "cohorts.*."); c != p {
+				delete(m, p)
+				m[c] = true
+			}
+		}
+	}
+	inComments := map[string]bool{"target.maxFalseRollbacks": true, "target.maxUpperBound": true, "regression.errorRate": true}
+	if len(accepted) < 50 {
+		t.Fatalf("found %d accepted fields; the walk over Scenario missed some", len(accepted))
+	}
+	for p := range accepted {
+		switch {
+		case have[p]:
+		case inComments[p]:
+			leaf := p[strings.LastIndex(p, ".")+1:]
+			if !regexp.MustCompile(`#.*\b` + leaf + `\b`).Match(raw) {
+				t.Errorf("%s: neither a key of testdata/full.yaml nor named in its comments", p)
+			}
+		default:
+			t.Errorf("%s: accepted by the parser but not in testdata/full.yaml (README.md's every-field example)", p)
+		}
+	}
+	for p := range have {
+		if !accepted[p] && !strings.HasPrefix(p, "policy.spec.") && !strings.HasPrefix(p, "policy.steps") {
+			t.Errorf("%s: in the example but not a field of the format", p)
 		}
 	}
 }
