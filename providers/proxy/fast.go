@@ -52,6 +52,9 @@ type upConn struct {
 	rw     io.ReadWriter // what br reads through and requests are written to (connIO)
 	head   []byte        // the request head being sent (roundTripH1, fastRoundTrip)
 	idleAt int64         // when it last went into the pool; 0 for a connection never pooled
+	// rdl: the read deadline the h1 loop's armLazy set last, or zero when another one may be set
+	// (only the goroutine that holds the connection touches it)
+	rdl time.Time
 	// reused: the connection comes from the pool, so the upstream may have closed it or written to
 	// it meanwhile: writeThenWait refuses it when input is waiting (errIdleInput).
 	reused bool
@@ -323,6 +326,7 @@ func (p *Proxy) fastRoundTrip(uc *upConn, r *http.Request, u *upstream) (*http.R
 	}
 	// (After each deadline set: a client that left just before had its watcher's past deadline
 	// overwritten; its context says so.)
+	uc.rdl = time.Time{}
 	_ = uc.nc.SetReadDeadline(first)
 	if err := r.Context().Err(); err != nil {
 		return nil, err

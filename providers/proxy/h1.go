@@ -79,6 +79,9 @@ type h1Conn struct {
 	ip     string // client IP for X-Forwarded-For
 	state  atomic.Int32
 	up     atomic.Pointer[upConn] // the upstream connection in use, for a forced shutdown
+	// rdl: the read deadline armLazy set last for the idle wait, or zero when another one may be
+	// set (only the connection's goroutine touches it)
+	rdl time.Time
 }
 
 func newH1Server(p *Proxy, fallback *http.Server, addr net.Addr, rht, idle time.Duration) *h1Server {
@@ -195,11 +198,14 @@ func (s *h1Server) serveConn(c *h1Conn) {
 			runtime.Gosched()
 			// Wait for the next request: IdleTimeout between requests, ReadHeaderTimeout for the
 			// first (as net/http: a silent new connection is not kept for the idle time).
-			if wait := s.idle; wait > 0 || s.rht > 0 {
-				if first && s.rht > 0 {
-					wait = s.rht
-				}
-				_ = c.nc.SetReadDeadline(time.Now().Add(wait))
+			// (The idle deadline is set lazily: kept while it is at least IdleTimeout away.)
+			switch {
+			case first && s.rht > 0:
+				_ = c.nc.SetReadDeadline(time.Now().Add(s.rht))
+			case s.idle > 0:
+				armLazy(c.nc, &c.rdl, time.Now(), s.idle)
+			case s.rht > 0:
+				_ = c.nc.SetReadDeadline(time.Now())
 			}
 			if c.state.Load() == connClosing || s.closing.Load() {
 				return // shutdown came between the check below and the deadline just set
@@ -217,6 +223,7 @@ func (s *h1Server) serveConn(c *h1Conn) {
 		// next wait.
 		n, err := readHead(c.br, &h, func() {
 			if s.rht > 0 {
+				c.rdl = time.Time{}
 				_ = c.nc.SetReadDeadline(time.Now().Add(s.rht))
 			}
 		})
@@ -734,32 +741,42 @@ func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *
 	// Wait for the answer. A quick one needs nothing more; when it takes longer than
 	// watchClientAfter, a watcher notices a client that leaves meanwhile and ends the wait
 	// (errClientGone), as ServeHTTP's request context does.
+	//
+	// The first wait's deadline is set lazily (armLazy: it ends watchClientAfter to 1.25 times
+	// that after now) unless the response header timeout comes first, and is left in place after
+	// the answer: the next wait on this connection sets or keeps its own, and the relay of a body
+	// that has to be waited for clears it (copyResponseH1). That saves setting two deadlines per
+	// request.
 	var deadline time.Time
 	now := time.Now()
 	if p.fast.rht > 0 {
 		deadline = now.Add(p.fast.rht)
 	}
-	first := now.Add(watchClientAfter)
-	if !deadline.IsZero() && deadline.Before(first) {
-		first = deadline
+	if first := now.Add(watchClientAfter); !deadline.IsZero() && deadline.Before(first.Add(lazySlack(watchClientAfter))) {
+		if deadline.Before(first) {
+			first = deadline
+		}
+		uc.rdl = time.Time{}
+		_ = uc.nc.SetReadDeadline(first)
+	} else {
+		armLazy(uc.nc, &uc.rdl, now, watchClientAfter)
 	}
-	_ = uc.nc.SetReadDeadline(first)
 	// The answer cannot be there before the request is: send it and wait for the answer without
 	// the read that would find nothing. (Measured: that read failed with EAGAIN on 0.9 of every
 	// request; the client's side is different — after the yield in serveConn its next request is
 	// usually there already, and waiting first there was slower: bench/RESULTS.md.)
 	if err := writeThenWait(uc.rw, b, uc.reused); err != nil {
-		_ = uc.nc.SetReadDeadline(time.Time{})
-		return errors.Join(errStale, err)
+		return errors.Join(errStale, err) // (the connection is closed)
 	}
 	var gone atomic.Bool
 	watching, stop := false, func() {}
-	defer func() { stop(); _ = uc.nc.SetReadDeadline(time.Time{}) }()
+	defer func() { stop() }()
 	for {
 		err := readRespHead(uc.br, rh)
 		if err != nil && !watching && errors.Is(err, os.ErrDeadlineExceeded) && (deadline.IsZero() || time.Now().Before(deadline)) {
 			// the slow case: wait the rest of the timeout, watching the client
 			watching = true
+			uc.rdl, c.rdl = time.Time{}, time.Time{} // set here, and by the watcher's end
 			_ = uc.nc.SetReadDeadline(deadline)
 			stop = watchClient(c.nc, func() {
 				gone.Store(true)
@@ -1002,6 +1019,9 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 	stop := func() {}
 	var gone atomic.Bool
 	r := relay{br: uc.br, bw: bw, onWait: func() {
+		// the wait for the head may have left a deadline (roundTripH1); the body has none
+		uc.rdl, c.rdl = time.Time{}, time.Time{} // set here, and by the watcher's end
+		_ = uc.nc.SetReadDeadline(time.Time{})
 		stop = watchClient(c.nc, func() {
 			gone.Store(true)
 			_ = uc.nc.SetReadDeadline(time.Unix(1, 0))
