@@ -82,6 +82,51 @@ type h1Conn struct {
 	// rdl: the read deadline armLazy set last for the idle wait, or zero when another one may be
 	// set (only the connection's goroutine touches it)
 	rdl time.Time
+
+	// The watcher of a client whose answer takes long (watch, unwatch). Its state and callback
+	// are made once per connection: made per request they were three allocations each time.
+	gone      atomic.Bool // the client left while the upstream was waited for
+	goneFn    func()      // sets gone and ends the wait on the upstream connection in use (up)
+	stopWatch func()      // stops the running watcher; nil when none runs
+	bodyWait  func()      // relay.onWait of the connection's answers
+}
+
+func newH1Conn(nc net.Conn) *h1Conn {
+	c := &h1Conn{nc: nc, remote: nc.RemoteAddr().String()}
+	if ip, _, err := net.SplitHostPort(c.remote); err == nil {
+		c.ip = ip
+	}
+	c.goneFn = func() {
+		c.gone.Store(true)
+		if uc := c.up.Load(); uc != nil {
+			_ = uc.nc.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
+	c.bodyWait = func() {
+		// the wait for the head may have left a deadline (roundTripH1); the body has none
+		if uc := c.up.Load(); uc != nil {
+			uc.rdl = time.Time{}
+			_ = uc.nc.SetReadDeadline(time.Time{})
+		}
+		c.watch()
+	}
+	return c
+}
+
+// watch starts watching the client while its answer is waited for: when it leaves, c.gone is set
+// and the wait on the upstream connection in use (c.up) ends. unwatch stops it.
+func (c *h1Conn) watch() {
+	c.gone.Store(false)
+	c.rdl = time.Time{} // the watcher's end sets the client's read deadline
+	c.stopWatch = watchClient(c.nc, c.goneFn)
+}
+
+// unwatch stops the watcher watch started, if any, and waits until it has stopped.
+func (c *h1Conn) unwatch() {
+	if c.stopWatch != nil {
+		c.stopWatch()
+		c.stopWatch = nil
+	}
 }
 
 func newH1Server(p *Proxy, fallback *http.Server, addr net.Addr, rht, idle time.Duration) *h1Server {
@@ -115,10 +160,7 @@ func (s *h1Server) serve(ln net.Listener) error {
 			s.handoff.put(nc) // TLS (and ALPN) is net/http's business
 			continue
 		}
-		c := &h1Conn{nc: nc, remote: nc.RemoteAddr().String()}
-		if ip, _, err := net.SplitHostPort(c.remote); err == nil {
-			c.ip = ip
-		}
+		c := newH1Conn(nc)
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
@@ -768,24 +810,20 @@ func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *
 	if err := writeThenWait(uc.rw, b, uc.reused); err != nil {
 		return errors.Join(errStale, err) // (the connection is closed)
 	}
-	var gone atomic.Bool
-	watching, stop := false, func() {}
-	defer func() { stop() }()
+	watching := false
+	defer c.unwatch()
 	for {
 		err := readRespHead(uc.br, rh)
 		if err != nil && !watching && errors.Is(err, os.ErrDeadlineExceeded) && (deadline.IsZero() || time.Now().Before(deadline)) {
 			// the slow case: wait the rest of the timeout, watching the client
 			watching = true
-			uc.rdl, c.rdl = time.Time{}, time.Time{} // set here, and by the watcher's end
+			uc.rdl = time.Time{}
 			_ = uc.nc.SetReadDeadline(deadline)
-			stop = watchClient(c.nc, func() {
-				gone.Store(true)
-				_ = uc.nc.SetReadDeadline(time.Unix(1, 0))
-			})
+			c.watch()
 			continue
 		}
 		if err != nil {
-			if gone.Load() {
+			if c.gone.Load() {
 				return errClientGone
 			}
 			return err
@@ -1016,17 +1054,9 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 	_, _ = uc.br.Discard(len(rh.head))
 	// A body that is not all there yet may take long (a stream): from the first wait for it, a
 	// watcher ends the relay if the client leaves, as while waiting for the head.
-	stop := func() {}
-	var gone atomic.Bool
-	r := relay{br: uc.br, bw: bw, onWait: func() {
-		// the wait for the head may have left a deadline (roundTripH1); the body has none
-		uc.rdl, c.rdl = time.Time{}, time.Time{} // set here, and by the watcher's end
-		_ = uc.nc.SetReadDeadline(time.Time{})
-		stop = watchClient(c.nc, func() {
-			gone.Store(true)
-			_ = uc.nc.SetReadDeadline(time.Unix(1, 0))
-		})
-	}}
+	// (c.bodyWait: uc is c.up.)
+	c.gone.Store(false)
+	r := relay{br: uc.br, bw: bw, onWait: c.bodyWait}
 	var readErr, writeErr error
 	switch {
 	case noBody:
@@ -1037,7 +1067,8 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 	default:
 		readErr, writeErr = r.n(rh.clen)
 	}
-	stop()
+	c.unwatch()
+	gone := c.gone.Load()
 	if writeErr == nil {
 		writeErr = bw.Flush()
 	}
@@ -1051,14 +1082,14 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 		_ = uc.nc.Close()
 	}
 	switch {
-	case (writeErr != nil || readErr != nil && gone.Load()) && rh.status >= 500:
+	case (writeErr != nil || readErr != nil && gone) && rh.status >= 500:
 		// the upstream failed before the client did anything: its 5xx stands, whatever the client
 		// did with it (nginx logs the status it sent)
 		return rh.status, false, reuse, false
 	case writeErr != nil:
 		// the client stopped taking its answer (nginx's 499): its failure, not the upstream's
 		return statusClientClosed, false, reuse, true
-	case readErr != nil && gone.Load():
+	case readErr != nil && gone:
 		// the client left while the upstream kept it waiting mid-body: 499 as when it leaves before
 		// the head, kept in the analysis — that wait is the upstream's latency (a canary that hangs
 		// mid-answer must not look healthy)
