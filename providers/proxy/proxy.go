@@ -102,6 +102,7 @@ type Config struct {
 type Proxy struct {
 	log            *slog.Logger
 	now            func() time.Time
+	wallClock      bool // now is time.Now: its readings also serve for deadlines (h1 loop)
 	table          atomic.Pointer[table]
 	mu             sync.Mutex // serialises writers of table
 	known          map[string]*upstream
@@ -152,7 +153,7 @@ func New(cfg Config) (*Proxy, error) {
 		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if p.now == nil {
-		p.now = time.Now
+		p.now, p.wallClock = time.Now, true
 	}
 	if p.backoffBase <= 0 {
 		p.backoffBase = time.Second
