@@ -746,6 +746,9 @@ type respHead struct {
 	clen    int64
 	chunked bool
 	conn    [][]byte // other tokens of the Connection header (headers to drop)
+	// drop: some header line may be dropped on the way to the client (skipResponseHeader); when
+	// false, the header lines are relayed as they are, in one piece
+	drop bool
 }
 
 var (
@@ -951,6 +954,9 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 				return fmt.Errorf("%w: control byte in header %q", errUpstreamHead, name)
 			}
 		}
+		if !rh.drop && hopResponseHeader(name) {
+			rh.drop = true
+		}
 		switch {
 		case asciiEqualFold(name, "Content-Length"):
 			n, err := strconv.ParseInt(string(value), 10, 64)
@@ -988,7 +994,30 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 		rh.clen = -1 // Transfer-Encoding overrides Content-Length (RFC 9112 6.3), and the connection is suspect
 		rh.close = rh.close || sawLength
 	}
+	if sawLength && (rh.chunked || rh.status == http.StatusNoContent) {
+		rh.drop = true
+	}
 	return nil
+}
+
+// hopResponseHeader reports whether skipResponseHeader may drop a header by its name alone, or
+// by what else the head holds (Trailer).
+func hopResponseHeader(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return asciiEqualFold(name, "Te")
+	case 7:
+		return asciiEqualFold(name, "Upgrade") || asciiEqualFold(name, "Trailer")
+	case 10:
+		return asciiEqualFold(name, "Connection") || asciiEqualFold(name, "Keep-Alive")
+	case 16:
+		return asciiEqualFold(name, "Proxy-Connection")
+	case 17:
+		return asciiEqualFold(name, "Transfer-Encoding")
+	case 18:
+		return asciiEqualFold(name, "Proxy-Authenticate")
+	}
+	return false
 }
 
 // headLine returns the line of a head starting at pos, without its end (CRLF, or a bare LF, which
@@ -1053,6 +1082,10 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 				bw.WriteString("\r\n")
 			}
 		}
+	} else if !rh.drop {
+		// nothing to drop (the usual answer): the header lines in one piece
+		eol := bytes.Index(rh.head, []byte("\r\n"))
+		bw.Write(rh.head[eol+2 : len(rh.head)-2])
 	} else {
 		eol := bytes.Index(rh.head, []byte("\r\n"))
 		for pos := eol + 2; pos < len(rh.head)-2; {
