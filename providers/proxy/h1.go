@@ -316,6 +316,10 @@ type h1Head struct {
 // readHead reads one request head into h and returns its length, or 0 when the request is not
 // one this loop serves (hand it off). An error means the connection is unusable. beforeWait is
 // called once, before the first read that has to wait for more of the head.
+//
+// Empty lines before the request line are dropped, as nginx does (RFC 9112 2.2: a server SHOULD
+// ignore at least one; net/http does only after a POST): they are consumed from br, so a request
+// handed off reaches net/http without them. They count against ReadHeaderTimeout like the head.
 func readHead(br *bufio.Reader, h *h1Head, beforeWait func()) (int, error) {
 	var buf []byte
 	h.refuse = false
@@ -323,6 +327,14 @@ func readHead(br *bufio.Reader, h *h1Head, beforeWait func()) (int, error) {
 		b, err := br.Peek(br.Buffered())
 		if err != nil {
 			return 0, err
+		}
+		if len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
+			lead := 1
+			for lead < len(b) && (b[lead] == '\r' || b[lead] == '\n') {
+				lead++
+			}
+			_, _ = br.Discard(lead)
+			b = b[lead:]
 		}
 		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
 			buf = b[:i+4]
