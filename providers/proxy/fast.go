@@ -400,8 +400,10 @@ func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *up
 			dst[http.TrailerPrefix+k] = vv
 		}
 		_ = resp.Body.Close() // read to EOF: cheap, keeps the connection usable
-		// not reused after a HEAD whose answer declared a body: the server may still send it
-		headBody := r.Method == http.MethodHead && (resp.ContentLength > 0 || len(resp.TransferEncoding) > 0)
+		// not reused after a HEAD whose answer declared a chunked body: the server may still send
+		// it (a Content-Length there is the length a GET's body would have, RFC 9110 8.6: reused,
+		// as in copyResponseH1)
+		headBody := r.Method == http.MethodHead && len(resp.TransferEncoding) > 0
 		// nor with bytes after the answer: they would be taken for the next request's answer
 		if !resp.Close && watched && ctx.Err() == nil && !headBody && uc.br.Buffered() == 0 {
 			c.up.pool.put(uc, p.now().UnixNano(), p.fast.perHost)

@@ -1139,9 +1139,13 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 		writeErr = bw.Flush()
 	}
 	// Reused only at a clean message boundary: bytes beyond the body, or a head that declared a
-	// body the request or status does not allow (a server that may still send it), mean the
-	// upstream does not frame its answers as it says.
-	declared := rh.chunked || rh.clen > 0
+	// body the status does not allow (a 204 with a length, a chunked answer without a body: a
+	// server that may still send it), mean the upstream does not frame its answers as it says.
+	// A HEAD or 304 answer's Content-Length is the length a GET's body would have (RFC 9110 8.6),
+	// not a body to come: the connection is reused, as nginx and http.Transport do; a body a broken
+	// server sends anyway arrives on an idle connection, which is then closed, never read
+	// (writeThenWait).
+	declared := rh.chunked || rh.clen > 0 && rh.status == http.StatusNoContent
 	if readErr == nil && writeErr == nil && !rh.close && !untilClose && uc.br.Buffered() == 0 && !(noBody && declared) {
 		reuse = uc
 	} else {
