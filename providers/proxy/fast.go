@@ -109,6 +109,7 @@ func (cp *connPool) closeIdle() {
 type fastConfig struct {
 	dialer    net.Dialer
 	rht       time.Duration
+	read      time.Duration // between two reads of an answer's body (UpstreamReadTimeout)
 	idle      time.Duration
 	perHost   int
 	upstreams sync.Map // *upstream -> struct{}, for closing idle connections
@@ -393,7 +394,13 @@ func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *up
 	}
 	w.WriteHeader(resp.StatusCode)
 	stream := resp.ContentLength == -1 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	readErr, writeErr := copyBody(w, resp.Body, stream)
+	// each read of the body waits at most the upstream read timeout (nginx's proxy_read_timeout)
+	uc.rdl = time.Time{}
+	readErr, writeErr := copyBody(w, resp.Body, stream, func() {
+		if p.fast.read > 0 && ctx.Err() == nil {
+			armLazy(uc.nc, &uc.rdl, time.Now(), p.fast.read)
+		}
+	})
 	watched := stop() // true: the watcher never ran, so uc has no past deadline
 	if readErr == nil && writeErr == nil {
 		for k, vv := range resp.Trailer {
@@ -427,19 +434,25 @@ func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *up
 		return
 	}
 	if readErr != nil {
-		// The upstream broke off mid-body: abort the client's response too, so it is not taken as whole.
+		// The upstream broke off mid-body, or stalled longer than the read timeout: abort the
+		// client's response too, so it is not taken as whole.
 		p.log.Debug("upstream broke off the response body", "upstream", c.up.raw, "err", readErr)
 		c.abort = true
 		c.status = http.StatusBadGateway // a truncated answer is the upstream's failure
+		if errors.Is(readErr, os.ErrDeadlineExceeded) {
+			c.status = http.StatusGatewayTimeout
+		}
 	}
 }
 
-// copyBody copies the body with a pooled buffer, flushing after every write when stream is set.
-func copyBody(w http.ResponseWriter, body io.Reader, stream bool) (readErr, writeErr error) {
+// copyBody copies the body with a pooled buffer, flushing after every write when stream is set;
+// beforeRead is called before each read.
+func copyBody(w http.ResponseWriter, body io.Reader, stream bool, beforeRead func()) (readErr, writeErr error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
 	for {
+		beforeRead()
 		n, err := body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {

@@ -92,9 +92,12 @@ type h1Conn struct {
 	goneFn    func()      // sets gone and ends the wait on the upstream connection in use (up)
 	stopWatch func()      // stops the running watcher; nil when none runs
 	bodyWait  func()      // relay.onWait of the connection's answers
+	bodyRead  func()      // relay.beforeRead of the connection's answers
 }
 
-func newH1Conn(nc net.Conn) *h1Conn {
+// newH1Conn makes the state of a client connection; read is the upstream read timeout, between two
+// reads of an answer's body.
+func newH1Conn(nc net.Conn, read time.Duration) *h1Conn {
 	c := &h1Conn{nc: nc, remote: nc.RemoteAddr().String()}
 	if ip, _, err := net.SplitHostPort(c.remote); err == nil {
 		c.ip = ip
@@ -106,12 +109,22 @@ func newH1Conn(nc net.Conn) *h1Conn {
 		}
 	}
 	c.bodyWait = func() {
-		// the wait for the head may have left a deadline (roundTripH1); the body has none
+		// the wait for the head may have left a deadline (roundTripH1): bodyRead sets the body's
 		if uc := c.up.Load(); uc != nil {
 			uc.rdl = time.Time{}
-			_ = uc.nc.SetReadDeadline(time.Time{})
+			if read <= 0 {
+				_ = uc.nc.SetReadDeadline(time.Time{})
+			}
 		}
 		c.watch()
+	}
+	c.bodyRead = func() {
+		// at most read until the next bytes (nginx's proxy_read_timeout), set lazily: a wait
+		// ends between read and read+lazySlack(read) after it starts. (A watcher that ends the
+		// wait as this sets the deadline can be overridden: the relay then ends at the timeout.)
+		if uc := c.up.Load(); uc != nil && read > 0 && !c.gone.Load() {
+			armLazy(uc.nc, &uc.rdl, time.Now(), read)
+		}
 	}
 	return c
 }
@@ -163,7 +176,7 @@ func (s *h1Server) serve(ln net.Listener) error {
 			s.handoff.put(nc) // TLS (and ALPN) is net/http's business
 			continue
 		}
-		c := newH1Conn(nc)
+		c := newH1Conn(nc, s.p.fast.read)
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
@@ -1122,7 +1135,7 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 	// watcher ends the relay if the client leaves, as while waiting for the head.
 	// (c.bodyWait: uc is c.up.)
 	c.gone.Store(false)
-	r := relay{br: uc.br, bw: bw, onWait: c.bodyWait}
+	r := relay{br: uc.br, bw: bw, onWait: c.bodyWait, beforeRead: c.bodyRead}
 	var readErr, writeErr error
 	switch {
 	case noBody:
@@ -1165,9 +1178,13 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 		// mid-answer must not look healthy)
 		return statusClientClosed, false, reuse, false
 	case readErr != nil:
-		// The upstream broke off mid-body: close the client connection too, so the truncated
-		// response is not taken as whole, and count it as the upstream's failure.
+		// The upstream broke off mid-body, or stalled longer than the read timeout: close the
+		// client connection too, so the truncated response is not taken as whole, and count it as
+		// the upstream's failure.
 		p.log.Debug("upstream broke off the response body", "upstream", up.raw, "err", readErr)
+		if errors.Is(readErr, os.ErrDeadlineExceeded) {
+			return http.StatusGatewayTimeout, false, reuse, false
+		}
 		return http.StatusBadGateway, false, reuse, false
 	}
 	return rh.status, keep, reuse, false
@@ -1179,6 +1196,9 @@ type relay struct {
 	bw *bufio.Writer
 	// onWait, when set, is called (once) the first time the relay has to wait for the upstream.
 	onWait func()
+	// beforeRead, when set, is called before every read that may wait for the upstream (after
+	// onWait): it sets the read timeout.
+	beforeRead func()
 }
 
 // fill makes br have buffered data, flushing bw first when a read would wait for the upstream
@@ -1196,6 +1216,9 @@ func (r *relay) fill() (readErr, writeErr error) {
 	if r.onWait != nil {
 		r.onWait()
 		r.onWait = nil
+	}
+	if r.beforeRead != nil {
+		r.beforeRead()
 	}
 	_, err := br.Peek(1)
 	return err, nil
