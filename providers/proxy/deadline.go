@@ -16,9 +16,11 @@ func lazySlack(d time.Duration) time.Duration { return min(d/4, 300*time.Millise
 
 // armLazy gives nc a read deadline between now+d and now+d+lazySlack(d). *at is the deadline
 // armLazy set last on nc, or the zero time when something else may have set nc's read deadline
-// since (whoever sets it otherwise must zero *at); it is kept when it is at least d away.
+// since (whoever sets it otherwise must zero *at); it is kept when it falls in that range (one
+// set for a longer wait, such as a body's read timeout on a connection whose next wait is for a
+// head, is not).
 func armLazy(nc net.Conn, at *time.Time, now time.Time, d time.Duration) {
-	if !at.IsZero() && at.Sub(now) >= d {
+	if left := at.Sub(now); !at.IsZero() && left >= d && left <= d+lazySlack(d) {
 		return
 	}
 	*at = now.Add(d + lazySlack(d))
