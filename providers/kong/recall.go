@@ -1,6 +1,8 @@
 package kong
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -69,4 +71,30 @@ func (r *Router) deletedByPromotion(present []target) []OriginalTarget {
 		}
 	}
 	return out
+}
+
+// findGreen (bluegreen) looks the green upstream up when this process did not register the canary
+// in it (an abort from another process, a resumed rollback): what the rollout put there must go
+// too. A green upstream this rollout created carries its tag.
+func (r *Router) findGreen(ctx context.Context) error {
+	if r.st.greenID != "" {
+		return nil
+	}
+	up, err := r.client.Upstreams.Get(ctx, ptr(r.cfg.GreenUpstream))
+	switch {
+	case errors.Is(err, providers.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("kong: roll back: find green upstream %q: %w", r.cfg.GreenUpstream, err)
+	}
+	r.st.greenID = deref(up.ID)
+	r.st.greenCreated = slices.ContainsFunc(up.Tags, func(t *string) bool { return t != nil && *t == r.rolloutTag() })
+	return nil
+}
+
+// promotedCanary (bluegreen) reports whether t is a canary target of this rollout that a promotion
+// untagged: after a promotion was attempted, an untagged target at a canary address the state
+// records.
+func (r *Router) promotedCanary(t target) bool {
+	return len(t.Tags) == 0 && r.recall.promoted && slices.Contains(r.recall.addrs[providers.Canary], t.Addr)
 }

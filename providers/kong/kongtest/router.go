@@ -3,6 +3,7 @@ package kongtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"time"
 )
@@ -85,4 +86,31 @@ func (s *Server) routerLocked() *store {
 		s.router = newStore()
 	}
 	return s.router
+}
+
+// SetTargetTags replaces the tags of a target (address) of an upstream (name or id, default
+// workspace), as an operator's PATCH would, bypassing authentication and DB-less mode: it seeds
+// tests.
+func (s *Server) SetTargetTags(upstream, target string, tags []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.ws["default"]
+	u := st.find("upstreams", upstream)
+	if u == nil {
+		return fmt.Errorf("kongtest: no upstream %q", upstream)
+	}
+	for _, t := range st.children("targets", "upstream", u["id"].(string)) {
+		if t["target"] == normalizeTarget(target) {
+			a := make([]any, len(tags))
+			for i, tag := range tags {
+				a[i] = tag
+			}
+			t["tags"] = a
+			if s.dbless {
+				s.configHash = hashOf(exportConfig(st))
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("kongtest: upstream %q has no target %q", upstream, target)
 }
