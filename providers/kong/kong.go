@@ -264,6 +264,7 @@ type Router struct {
 	recorded bool     // orig came from the rollout's state (SetOriginal), not from this preflight
 	version  [2]int   // Kong's major.minor from GET / (0.0: unknown)
 	noHealth bool     // the node cannot show its balancer: propagation is a fixed wait
+	recall   recall   // what the rollout's state says it did (recall.go)
 }
 
 // New validates cfg and builds a Router. It does not call Kong; the first method call does
