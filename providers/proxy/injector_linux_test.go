@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux
 
 package proxy
 
@@ -18,8 +18,8 @@ import (
 // connection itself carried the next request — where, by the protocol, they are that request's
 // answer: "request 319 got the answer STRAY" in TestLoadSplitChangesRollbackPromote under load,
 // with the proxy doing what it should. Here the two connections share a port deterministically
-// (SO_REUSEADDR and an explicit bind); the injector must leave the busy one alone and find it
-// once it is idle.
+// (SO_REUSEADDR and an explicit bind, as Linux allows for connecting sockets); the injector must
+// leave the busy one alone and find it once it is idle.
 func TestStrayInjectorFindsItsOwnConnection(t *testing.T) {
 	accepted := func(ln net.Listener) <-chan net.Conn {
 		ch := make(chan net.Conn, 1)
