@@ -345,13 +345,14 @@ func New(cfg Config) (*Analyzer, error) {
 		if err != nil {
 			return nil
 		}
-		c := PairedConfig{Alpha: a.alpha, Beta: cfg.Beta, Margin: margin, PriorNonZero: prior, BlockCap: cfg.BlockCap}
+		c := PairedConfig{Alpha: a.alpha, Beta: cfg.Beta, Margin: margin, PriorNonZero: prior, BlockCap: cfg.BlockCap,
+			PassBlockCap: cfg.BlockCap / 2}
 		var f, raw *PairedTest
 		if f, err = NewPairedTest(c); err != nil {
 			return nil
 		}
 		rc := c
-		rc.BlockCap = 0
+		rc.BlockCap, rc.PassBlockCap = 0, 0
 		raw, _ = NewPairedTest(rc) // c is valid, so is rc
 		ic := c
 		ic.Alpha = instanceAlpha(c.Alpha)

@@ -78,6 +78,10 @@ type PairedConfig struct {
 	// then weighs at most one block's worth, however many requests it spans. Capping keeps the
 	// test valid: min(F, e^cap) of a martingale factor F is a supermartingale factor. 0: no cap.
 	BlockCap float64
+	// PassBlockCap, when positive, caps the pass side's growth per block instead of BlockCap (the
+	// analyzer uses half of BlockCap: a burst on the baseline side, one baseline instance failing,
+	// must not pass a worse canary, and a pass waits for minBake anyway).
+	PassBlockCap float64
 }
 
 // Validate checks the fields and says how to fix a wrong one.
@@ -95,6 +99,8 @@ func (c PairedConfig) Validate() error {
 		return &ConfigError{"priorNonZero", fmt.Sprintf("%v must be between 0 and 1, e.g. 0.02", c.PriorNonZero)}
 	case !(c.BlockCap >= 0) || math.IsInf(c.BlockCap, 0):
 		return &ConfigError{"blockCap", fmt.Sprintf("%v must be a finite number of nats, at least 0, e.g. 1", c.BlockCap)}
+	case !(c.PassBlockCap >= 0) || math.IsInf(c.PassBlockCap, 0) || c.PassBlockCap > 0 && c.BlockCap == 0:
+		return &ConfigError{"passBlockCap", fmt.Sprintf("%v must be a finite number of nats, at least 0, and needs a blockCap, e.g. 0.5", c.PassBlockCap)}
 	}
 	return nil
 }
@@ -245,9 +251,16 @@ func (t *PairedTest) Add(plus, zero, minus int64) {
 func (t *PairedTest) EndBlock() {
 	for i := range t.failLogW {
 		t.failLogW[i] += t.capped(t.failBlk[i])
-		t.passLogW[i] += t.capped(t.passBlk[i])
+		t.passLogW[i] += t.passCapped(t.passBlk[i])
 		t.failBlk[i], t.passBlk[i] = 0, 0
 	}
+}
+
+func (t *PairedTest) passCapped(g float64) float64 {
+	if t.cfg.PassBlockCap > 0 {
+		return min(g, t.cfg.PassBlockCap)
+	}
+	return t.capped(g)
 }
 
 func (t *PairedTest) capped(g float64) float64 {
@@ -268,7 +281,7 @@ func (t *PairedTest) logFail() float64 {
 
 func (t *PairedTest) logPass() float64 {
 	for i := range t.passLogW {
-		t.passEff[i] = t.passLogW[i] + t.capped(t.passBlk[i])
+		t.passEff[i] = t.passLogW[i] + t.passCapped(t.passBlk[i])
 	}
 	return logMeanExp(t.passEff)
 }
