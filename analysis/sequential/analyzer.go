@@ -514,6 +514,8 @@ func (a *Analyzer) observeGuard(c, b []Sample, stableN, stableE int64) {
 		}
 		add(g, t.e, t.n)
 	}
+	// a slot longer than a block (low traffic: up to 30 s) may add a block's cap per block it spans
+	a.fast.instCap = instanceBlockCap * max(1, float64(a.slots.lastWidth())/float64(a.cfg.BlockLength))
 	a.fast.add(ce, cn, per, be, bn, be+stableE, bn+stableN)
 }
 

@@ -48,6 +48,9 @@ type fastTest struct {
 	failed   bool
 	// instances: how many named canary instances confirmed the Fail (0: judged as one group)
 	instances int
+	// instCap is the instances' cap for the slot being added (instanceBlockCap per block of time
+	// the slot spans; 0: instanceBlockCap)
+	instCap float64
 }
 
 // The alternatives, as grid offsets (4 per doubling): the fast test's are 4 and 8 times its
@@ -102,6 +105,7 @@ func (f *fastTest) add(ce, cn int64, per map[string]*tally, be, bn, ctrlE, ctrlN
 			it, _ = newRatioTestAlts(c, fastAlts) // validated by newFastTest
 			f.inst[name] = it
 		}
+		it.cfg.BlockCap = max(f.instCap, instanceBlockCap)
 		it.Add(t.e, t.n, ctrlE, ctrlN)
 	}
 	f.check()
