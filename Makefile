@@ -60,8 +60,12 @@ fuzz: ## run every fuzz target for FUZZTIME each
 
 SIM_ROLLOUTS ?= 1000
 SIM_SEED ?= 1
-sim: ## run the scenario library (testdata/scenarios) on the real engine, SIM_ROLLOUTS rollouts each, and regenerate README's decision table
-	GOGC=1000 $(GO) run ./cmd/canaryctl simulate --scenario testdata/scenarios --rollouts $(SIM_ROLLOUTS) --seed $(SIM_SEED) --readme README.md
+SIM_RESULTS ?= rollout/sim/results.json
+sim: build ## run the scenario library (testdata/scenarios) on the real engine, SIM_ROLLOUTS rollouts each: writes SIM_RESULTS and README's decision table
+	bin/canaryctl simulate --scenario testdata/scenarios --rollouts $(SIM_ROLLOUTS) --seed $(SIM_SEED) --results $(SIM_RESULTS) --readme README.md
+
+readme-table: ## rewrite README's decision table from SIM_RESULTS without simulating (TestReadmeTable checks they match)
+	$(GO) run ./cmd/canaryctl simulate --from $(SIM_RESULTS) --readme README.md >/dev/null
 
 vectors: ## replay Kayenta's own test vectors (testdata/kayenta) and print the count line README.md quotes
 	@set -o pipefail; $(GO) test -count=1 -json -run '^TestKayentaVectors$$' ./analysis/ ./judge/ | $(GO) run ./internal/vectorcount testdata/kayenta/upstream
@@ -72,4 +76,4 @@ conformance: ## the proxy side by side with nginx on the raw-request corpus (als
 ci: fmt-check vet vectors race ## the checks to run before a commit: format, vet, Kayenta vectors, race-enabled tests (bash .ci/run adds make e2e)
 	@echo "ci: all checks passed"
 
-.PHONY: help build image demo test race e2e vet lint fmt-check tidy-check bench bench-kong-log fuzz vectors conformance sim ci
+.PHONY: help build image demo test race e2e vet lint fmt-check tidy-check bench bench-kong-log fuzz vectors conformance sim readme-table ci

@@ -1,10 +1,14 @@
 package cmd
 
 import (
+	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,6 +24,9 @@ type simulateOptions struct {
 	output    string
 	workers   int
 	readme    string
+	results   string
+	from      string
+	cpuprof   string
 	// overrides of every scenario
 	mode  string
 	alpha float64
@@ -46,6 +53,12 @@ regenerates the README's decision table.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.output != "markdown" && o.output != "json" {
 				return usageErrorf("--output %q: valid values are markdown and json", o.output)
+			}
+			if o.from != "" {
+				if len(o.scenarios) > 0 || o.results != "" || o.mode != "" || o.alpha != 0 || o.rps != 0 || o.cpuprof != "" {
+					return usageErrorf("--from renders a saved report; leave out --scenario, --results, --mode, --alpha, --rps and --cpuprofile")
+				}
+				return o.render(env)
 			}
 			if len(o.scenarios) == 0 {
 				return usageErrorf("--scenario: give a scenario file or directory, e.g. --scenario testdata/scenarios/aa-ideal.yaml")
@@ -80,20 +93,26 @@ regenerates the README's decision table.`,
 					sc.Rate.RPS = o.rps
 				}
 			}
-			var readme []byte
-			if o.readme != "" {
-				// Read (and check the markers) before minutes of simulation, not after.
-				if readme, err = os.ReadFile(o.readme); err != nil {
-					return usageErrorf("--readme: %v", err)
-				}
-				if _, err := sim.Table(readme); err != nil {
-					return usageErrorf("--readme %s: %v", o.readme, err)
-				}
+			// Read the README (and check its markers) before minutes of simulation, not after.
+			readme, err := o.readReadme()
+			if err != nil {
+				return err
 			}
 			if env.Getenv("GOGC") == "" {
 				// A simulation allocates small, short-lived objects by the million on a small heap:
 				// collecting less often saves about a sixth of its CPU (measured: GOGC 100 → 1000, RSS 100 → 190 MB).
 				debug.SetGCPercent(1000)
+			}
+			if o.cpuprof != "" {
+				f, err := os.Create(o.cpuprof)
+				if err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
 			}
 			start := time.Now()
 			next := 0.1
@@ -107,20 +126,19 @@ regenerates the README's decision table.`,
 			if err != nil {
 				return err
 			}
-			env.Logger.Info("simulation done", "scenarios", len(scs), "rollouts", o.rollouts*len(scs), "elapsed", rep.Elapsed)
-			if o.readme != "" {
-				doc, err := rep.ReplaceTable(readme)
-				if err != nil {
+			rep.CPUSeconds = cpuSeconds()
+			env.Logger.Info("simulation done", "scenarios", len(scs), "rollouts", o.rollouts*len(scs), "elapsed", rep.Elapsed,
+				"cpuSeconds", rep.CPUSeconds)
+			if o.results != "" {
+				var b bytes.Buffer
+				if err := rep.WriteJSON(&b); err != nil {
 					return err
 				}
-				if err := os.WriteFile(o.readme, doc, 0o644); err != nil {
-					return fmt.Errorf("write %s: %w", o.readme, err)
+				if err := os.WriteFile(o.results, b.Bytes(), 0o644); err != nil {
+					return fmt.Errorf("write --results %s: %w", o.results, err)
 				}
 			}
-			if o.output == "json" {
-				return rep.WriteJSON(env.Stdout)
-			}
-			return rep.WriteMarkdown(env.Stdout)
+			return o.write(env, rep, readme)
 		},
 	}
 	f := c.Flags()
@@ -130,8 +148,71 @@ regenerates the README's decision table.`,
 	f.StringVarP(&o.output, "output", "o", o.output, "output format: markdown or json")
 	f.IntVar(&o.workers, "workers", 0, "rollouts run in parallel (0: one per CPU)")
 	f.StringVar(&o.readme, "readme", "", "also rewrite the decision table between the simulation markers of this markdown file")
+	f.StringVar(&o.results, "results", "", "also write the JSON report to this file (make sim: rollout/sim/results.json)")
+	f.StringVar(&o.from, "from", "", "simulate nothing: print (and with --readme, write) the tables of a JSON report saved with --results")
 	f.StringVar(&o.mode, "mode", "", "override every scenario's policy mode: sequential or kayenta")
 	f.Float64Var(&o.alpha, "alpha", 0, "override every scenario's analysis.sequential.alpha")
 	f.Float64Var(&o.rps, "rps", 0, "override every scenario's mean request rate")
+	f.StringVar(&o.cpuprof, "cpuprofile", "", "write a CPU profile of the simulation to this file (go tool pprof)")
 	return c
+}
+
+// readReadme reads --readme and checks it has the table markers (nil without --readme).
+func (o *simulateOptions) readReadme() ([]byte, error) {
+	if o.readme == "" {
+		return nil, nil
+	}
+	doc, err := os.ReadFile(o.readme)
+	if err != nil {
+		return nil, usageErrorf("--readme: %v", err)
+	}
+	if _, err := sim.Table(doc); err != nil {
+		return nil, usageErrorf("--readme %s: %v", o.readme, err)
+	}
+	return doc, nil
+}
+
+// render is simulate --from: the tables of a saved report.
+func (o *simulateOptions) render(env *Env) error {
+	readme, err := o.readReadme()
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(o.from)
+	if err != nil {
+		return usageErrorf("--from: %v", err)
+	}
+	defer f.Close()
+	rep, err := sim.ReadReport(f)
+	if err != nil {
+		return usageErrorf("--from %s: %v", o.from, err)
+	}
+	return o.write(env, rep, readme)
+}
+
+// write rewrites the README's table (with --readme) and prints the report.
+func (o *simulateOptions) write(env *Env, rep *sim.Report, readme []byte) error {
+	if o.readme != "" {
+		doc, err := rep.ReplaceTable(readme)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.readme, doc, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", o.readme, err)
+		}
+	}
+	if o.output == "json" {
+		return rep.WriteJSON(env.Stdout)
+	}
+	return rep.WriteMarkdown(env.Stdout)
+}
+
+// cpuSeconds is the CPU time (user + system) this process used so far; 0 when unknown.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return math.Round((tv(ru.Utime)+tv(ru.Stime))*1000) / 1000
 }

@@ -75,6 +75,34 @@ func TestSimulateCmd(t *testing.T) {
 			t.Errorf("README not rewritten between the markers:\n%s", got)
 		}
 	})
+	t.Run("results saved, then rendered with --from", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		results, readme := filepath.Join(dir, "results.json"), filepath.Join(dir, "README.md")
+		if err := os.WriteFile(readme, []byte(sim.TableBegin+"\nold\n"+sim.TableEnd+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errs := runSimulate(t, "--scenario", abScenario, "--rollouts", "2", "--results", results)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+		code, again, errs := runSimulate(t, "--from", results, "--readme", readme)
+		if code != 0 {
+			t.Fatalf("--from: exit %d: %s", code, errs)
+		}
+		if again != out {
+			t.Errorf("--from printed\n%s\nthe simulation printed\n%s", again, out)
+		}
+		got, _ := os.ReadFile(readme)
+		if want := sim.TableBegin + "\n" + out + sim.TableEnd + "\n"; string(got) != want {
+			t.Errorf("README after --from:\n%s\nwant\n%s", got, want)
+		}
+		raw, _ := os.ReadFile(results)
+		var rep sim.Report
+		if err := json.Unmarshal(raw, &rep); err != nil || rep.CPUSeconds <= 0 || rep.Results[0].ScenarioSHA256 == "" {
+			t.Errorf("results file: %v, cpuSeconds %v, scenario sha256 %q", err, rep.CPUSeconds, rep.Results[0].ScenarioSHA256)
+		}
+	})
 }
 
 func TestSimulateCmdUsageErrors(t *testing.T) {
@@ -103,6 +131,9 @@ func TestSimulateCmdUsageErrors(t *testing.T) {
 		{"negative rps", []string{"--scenario", aaScenario, "--rps", "-5"}, "--rps"},
 		{"readme without markers", []string{"--scenario", aaScenario, "--readme", noMarkers}, "markers"},
 		{"not a number", []string{"--scenario", aaScenario, "--rollouts", "many"}, "rollouts"},
+		{"from with a scenario", []string{"--from", badField, "--scenario", aaScenario}, "--from"},
+		{"from a file that is no report", []string{"--from", badField}, "--from"},
+		{"from a missing file", []string{"--from", filepath.Join(dir, "none.json")}, "none.json"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

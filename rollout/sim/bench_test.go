@@ -1,9 +1,6 @@
 package sim
 
-import (
-	"os"
-	"testing"
-)
+import "testing"
 
 // BenchmarkScenario runs one rollout of each library scenario per op: ns/op is the CPU cost of a
 // rollout, and their sum times 1,000 over the cores is the time make sim takes.
@@ -14,14 +11,9 @@ func BenchmarkScenario(b *testing.B) {
 	}
 	for _, sc := range scs {
 		b.Run(sc.Name, func(b *testing.B) {
-			root, err := tempStateDir()
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { os.RemoveAll(root) })
 			i := 0
 			for b.Loop() {
-				if _, err := runOne(b.Context(), sc, root, seedFor(1, sc.Name, i)); err != nil {
+				if _, err := runOne(b.Context(), sc, seedFor(1, sc.Name, i)); err != nil {
 					b.Fatal(err)
 				}
 				i++

@@ -22,17 +22,22 @@ type Report struct {
 	Rollouts int      `json:"rollouts"`
 	Seed     uint64   `json:"seed"`
 	Results  []Result `json:"results"`
-	Elapsed  string   `json:"elapsed"`
+	// Elapsed is the wall time of the simulation; CPUSeconds the CPU time (user + system) of the
+	// process that ran it, when known. Both depend on the machine and its load.
+	Elapsed    string  `json:"elapsed"`
+	CPUSeconds float64 `json:"cpuSeconds,omitempty"`
 }
 
 // Result summarizes one scenario's rollouts.
 type Result struct {
-	Scenario    string  `json:"scenario"`
-	Class       string  `json:"class,omitempty"`
-	Description string  `json:"description,omitempty"`
-	Expect      string  `json:"expect"`
-	File        string  `json:"file,omitempty"`
-	RPS         float64 `json:"rps"`
+	Scenario    string `json:"scenario"`
+	Class       string `json:"class,omitempty"`
+	Description string `json:"description,omitempty"`
+	Expect      string `json:"expect"`
+	File        string `json:"file,omitempty"`
+	// ScenarioSHA256: the SHA-256 of the scenario file that was run (hex).
+	ScenarioSHA256 string  `json:"scenarioSHA256,omitempty"`
+	RPS            float64 `json:"rps"`
 	// The policy the engine ran: mode, step weights (%), alpha (sequential).
 	Mode  string    `json:"mode"`
 	Steps []float64 `json:"steps"`
@@ -79,7 +84,7 @@ type Count struct {
 }
 
 func summarize(sc *Scenario, spec *rollout.Spec, rs []Rollout) Result {
-	res := Result{Scenario: sc.Name, Class: sc.Class, Description: sc.Description, Expect: sc.Expect, File: sc.File,
+	res := Result{Scenario: sc.Name, Class: sc.Class, Description: sc.Description, Expect: sc.Expect, File: sc.File, ScenarioSHA256: sc.SHA256,
 		RPS: sc.Rate.RPS, Mode: spec.Analysis.Mode, Rollouts: len(rs), Target: sc.Target}
 	for _, s := range spec.Steps {
 		res.Steps = append(res.Steps, s.Weight)
@@ -210,6 +215,20 @@ func clopperPearson(k, n int) (lo, hi float64) {
 		hi = distuv.Beta{Alpha: float64(k + 1), Beta: float64(n - k)}.Quantile(0.975)
 	}
 	return lo, hi
+}
+
+// ReadReport reads a report WriteJSON wrote.
+func ReadReport(r io.Reader) (*Report, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	var rep Report
+	if err := dec.Decode(&rep); err != nil {
+		return nil, fmt.Errorf("read simulation report: %w", err)
+	}
+	if rep.Rollouts <= 0 || len(rep.Results) == 0 {
+		return nil, errors.New("read simulation report: no results; give a file written by canaryctl simulate -o json or --results")
+	}
+	return &rep, nil
 }
 
 // WriteJSON writes the report as indented JSON.

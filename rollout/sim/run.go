@@ -15,8 +15,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -65,7 +63,7 @@ type Rollout struct {
 var t0 = time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
 
 // runOne runs one rollout of the scenario with the real engine.
-func runOne(ctx context.Context, sc *Scenario, root string, seed [2]uint64) (Rollout, error) {
+func runOne(ctx context.Context, sc *Scenario, seed [2]uint64) (Rollout, error) {
 	// Every rollout parses its own spec, as every canaryctl run does: engines running in parallel
 	// share nothing.
 	spec, err := sc.Spec()
@@ -87,16 +85,8 @@ func runOne(ctx context.Context, sc *Scenario, root string, seed [2]uint64) (Rol
 	if err != nil {
 		return Rollout{}, err
 	}
-	dir := filepath.Join(root, simService)
-	if err := os.RemoveAll(dir); err != nil {
-		return Rollout{}, fmt.Errorf("clear simulated state: %w", err)
-	}
-	store, err := rollout.OpenStore(rollout.StoreConfig{Root: root, Service: simService})
-	if err != nil {
-		return Rollout{}, err
-	}
 	eng, err := rollout.New(rollout.Config{Spec: spec, Gateway: gw, Metrics: metrics, Requests: log,
-		Deployer: &deployer{clock: clock, gen: gen}, Judge: judge, Store: store, Clock: clock,
+		Deployer: &deployer{clock: clock, gen: gen}, Judge: judge, Store: newMemStore(simService), Clock: clock,
 		Notifier: noNotifier{}, DetachOnPause: true, RunID: "sim",
 		// No control request ever arrives, so ticks between the engine's own wake-ups (every look
 		// in mode sequential, every interval in mode kayenta) would do nothing.
@@ -190,9 +180,6 @@ type Config struct {
 	Seed     uint64
 	// Workers: rollouts run in parallel (default GOMAXPROCS).
 	Workers int
-	// StateDir holds the engines' state directories (default: a new directory under /dev/shm when
-	// it exists, else os.TempDir; removed at the end).
-	StateDir string
 	// Progress is called after each rollout; optional.
 	Progress func(done, all int)
 }
@@ -225,15 +212,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	root := cfg.StateDir
-	if root == "" {
-		dir, err := tempStateDir()
-		if err != nil {
-			return nil, fmt.Errorf("simulate: %w", err)
-		}
-		defer os.RemoveAll(dir)
-		root = dir
-	}
 	start := time.Now()
 	results := make([][]Rollout, len(cfg.Scenarios))
 	for i := range results {
@@ -250,12 +228,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		wg       sync.WaitGroup
 	)
 	all := len(cfg.Scenarios) * cfg.Rollouts
-	for w := range workers {
-		wroot := filepath.Join(root, fmt.Sprintf("w%d", w))
+	for range workers {
 		wg.Go(func() {
 			for j := range jobs {
 				sc := cfg.Scenarios[j.s]
-				r, err := runOne(ctx, sc, wroot, seedFor(cfg.Seed, sc.Name, j.i))
+				r, err := runOne(ctx, sc, seedFor(cfg.Seed, sc.Name, j.i))
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = fmt.Errorf("simulate: scenario %s rollout %d: %w", sc.Name, j.i, err)
@@ -294,21 +271,6 @@ feed:
 	}
 	rep.Elapsed = time.Since(start).Round(time.Millisecond).String()
 	return rep, nil
-}
-
-// tempStateDir makes a directory for the engines' state: on /dev/shm when it exists (the engine
-// saves its state, with fsync, several times a minute of virtual time; a memory file system keeps
-// that cheap), else under os.TempDir.
-func tempStateDir() (string, error) {
-	base := os.TempDir()
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		base = "/dev/shm"
-	}
-	dir, err := os.MkdirTemp(base, "canaryctl-sim-")
-	if err != nil {
-		return "", fmt.Errorf("state directory: %w", err)
-	}
-	return dir, nil
 }
 
 // sortedCopy returns the values sorted.

@@ -2,6 +2,8 @@ package sim
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -43,8 +45,10 @@ type Scenario struct {
 	// it rolls back) and counted as undecided (default 6h).
 	Limit time.Duration `yaml:"limit" json:"limit"`
 
-	// File is where the scenario was read from.
-	File string `yaml:"-" json:"file,omitempty"`
+	// File is where the scenario was read from, SHA256 the hex SHA-256 of its content (a result
+	// names the exact file it measured).
+	File   string `yaml:"-" json:"file,omitempty"`
+	SHA256 string `yaml:"-" json:"sha256,omitempty"`
 }
 
 // Policy is the rollout policy under test. Left out, everything is the engine's default (what
@@ -125,6 +129,8 @@ func LoadScenario(path string) (*Scenario, error) {
 		return nil, &ScenarioError{File: path, Err: err}
 	}
 	s.File = path
+	sum := sha256.Sum256(data)
+	s.SHA256 = hex.EncodeToString(sum[:])
 	return s, nil
 }
 

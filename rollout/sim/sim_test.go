@@ -1,16 +1,21 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/rollout"
 	"github.com/canaryctl/canaryctl/rollout/sim/traffic"
 )
 
@@ -116,7 +121,7 @@ func TestScenarioErrors(t *testing.T) {
 
 func run(t *testing.T, n int, scs ...*Scenario) *Report {
 	t.Helper()
-	rep, err := Run(t.Context(), Config{Scenarios: scs, Rollouts: n, Seed: 7, StateDir: t.TempDir()})
+	rep, err := Run(t.Context(), Config{Scenarios: scs, Rollouts: n, Seed: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +175,7 @@ func TestSimulatorRunsTheEngine(t *testing.T) {
 			t.Parallel()
 			promoted := 0
 			for i := range n {
-				r, err := runOne(t.Context(), tc.sc, t.TempDir(), seedFor(7, tc.sc.Name, i))
+				r, err := runOne(t.Context(), tc.sc, seedFor(7, tc.sc.Name, i))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -192,11 +197,11 @@ func TestSimulatorRunsTheEngine(t *testing.T) {
 func TestResultsDoNotDependOnWorkers(t *testing.T) {
 	t.Parallel()
 	sc := scenario(t, "ab-10pct-5xx-200rps")
-	a, err := Run(t.Context(), Config{Scenarios: []*Scenario{sc}, Rollouts: 4, Seed: 3, Workers: 1, StateDir: t.TempDir()})
+	a, err := Run(t.Context(), Config{Scenarios: []*Scenario{sc}, Rollouts: 4, Seed: 3, Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Run(t.Context(), Config{Scenarios: []*Scenario{sc}, Rollouts: 4, Seed: 3, Workers: 3, StateDir: t.TempDir()})
+	b, err := Run(t.Context(), Config{Scenarios: []*Scenario{sc}, Rollouts: 4, Seed: 3, Workers: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +218,7 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := Run(ctx, Config{Scenarios: []*Scenario{scenario(t, "aa-ideal")}, Rollouts: 100, StateDir: t.TempDir()}); err == nil {
+	if _, err := Run(ctx, Config{Scenarios: []*Scenario{scenario(t, "aa-ideal")}, Rollouts: 100}); err == nil {
 		t.Fatal("a cancelled simulation reported success")
 	}
 }
@@ -262,9 +267,10 @@ func TestRequestLog(t *testing.T) {
 
 var rowRE = regexp.MustCompile(`^\| ([a-z0-9._-]+) \| [0-9.]+ req/s \| (good|bad) \| (sequential α=[0-9.]+|kayenta) \| [0-9.]+% \[[0-9.]+%, [0-9.]+%\] \| [0-9.]+% \| [0-9.]+% \| [^|]+ / [^|]+ \| [^|]+ \| [^|]+ \| (✅|❌) [^|]+ \|$`)
 
-// TestReadmeTable checks that README.md's decision table is the generator's output for the whole
-// library (make sim writes it): its header, one row per scenario in library order, each row in the
-// generator's format. The numbers come from make sim, not from this test.
+// TestReadmeTable checks that README.md's decision table is the committed results file
+// (results.json, written by make sim) rendered by the generator, and that the results file covers
+// the library as it is: every scenario, in order, each run from the same file content (SHA-256).
+// It does not rerun the library: make sim does, and make readme-table re-renders the table.
 func TestReadmeTable(t *testing.T) {
 	t.Parallel()
 	doc, err := os.ReadFile("../../README.md")
@@ -275,35 +281,66 @@ func TestReadmeTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The generator's own output for a tiny run has the same shape.
-	rep := run(t, 1, scenario(t, "ab-10pct-5xx-200rps"))
+	f, err := os.Open("results.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rep, err := ReadReport(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	if err := rep.WriteMarkdown(&want); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimPrefix(table, "\n"); got != want.String() {
+		t.Errorf("README.md's decision table is not results.json rendered; run make readme-table (or make sim).\nREADME:\n%s\nresults.json:\n%s", got, want.String())
+	}
+	lib := loadLibrary(t)
+	if len(rep.Results) != len(lib) {
+		t.Fatalf("results.json has %d scenarios, the library %d; run make sim", len(rep.Results), len(lib))
+	}
+	for i, s := range lib {
+		r := rep.Results[i]
+		if r.Scenario != s.Name || r.ScenarioSHA256 != s.SHA256 || r.Rollouts != rep.Rollouts {
+			t.Errorf("results.json row %d: %s (sha256 %.12s, %d rollouts), library: %s (sha256 %.12s); run make sim",
+				i+1, r.Scenario, r.ScenarioSHA256, r.Rollouts, s.Name, s.SHA256)
+		}
+	}
+}
+
+// TestTableFormat checks the generator's rows against the README's documented columns.
+func TestTableFormat(t *testing.T) {
+	t.Parallel()
+	rep := run(t, 1, scenario(t, "ab-10pct-5xx-200rps"), scenario(t, "aa-5rps"))
 	var own strings.Builder
 	if err := rep.WriteMarkdown(&own); err != nil {
 		t.Fatal(err)
 	}
-	for _, out := range []string{table, own.String()} {
-		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if len(lines) < 4 || !strings.Contains(lines[0], "rollouts per scenario, seed") || lines[2] != TableHeader || lines[3] != TableRule {
-			t.Fatalf("table does not start with the generator's caption, header and rule:\n%s", out)
-		}
-		for _, l := range lines[4:] {
-			if !rowRE.MatchString(l) {
-				t.Errorf("row not in the generator's format:\n%s", l)
-			}
+	lines := strings.Split(strings.TrimSpace(own.String()), "\n")
+	if len(lines) != 6 || !strings.Contains(lines[0], "1 rollouts per scenario, seed 7") || lines[2] != TableHeader || lines[3] != TableRule {
+		t.Fatalf("table does not start with the generator's caption, header and rule:\n%s", own.String())
+	}
+	for _, l := range lines[4:] {
+		if !rowRE.MatchString(l) {
+			t.Errorf("row not in the generator's format:\n%s", l)
 		}
 	}
-	var names []string
-	for _, l := range strings.Split(strings.TrimSpace(table), "\n")[4:] {
-		if m := rowRE.FindStringSubmatch(l); m != nil {
-			names = append(names, m[1])
-		}
+	var back bytes.Buffer
+	if err := rep.WriteJSON(&back); err != nil {
+		t.Fatal(err)
 	}
-	var lib []string
-	for _, s := range loadLibrary(t) {
-		lib = append(lib, s.Name)
+	again, err := ReadReport(&back)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !slices.Equal(names, lib) {
-		t.Errorf("README table rows %v\nlibrary %v\nrun make sim to regenerate it", names, lib)
+	var twice strings.Builder
+	if err := again.WriteMarkdown(&twice); err != nil {
+		t.Fatal(err)
+	}
+	if twice.String() != own.String() {
+		t.Errorf("a report read back from its JSON renders differently:\n%s\nwant\n%s", twice.String(), own.String())
 	}
 }
 
@@ -327,5 +364,155 @@ func TestFullExample(t *testing.T) {
 	}
 	if !strings.Contains(string(readme), "```yaml\n"+string(full)+"```") {
 		t.Error("README.md does not hold testdata/full.yaml verbatim; copy it in")
+	}
+}
+
+// TestEngineStepPolicyChangesResult changes the engine's own step policy — its default steps,
+// rollout.DefaultStepWeights, which a spec without steps gets — and shows the simulator's results
+// follow: the simulator has no schedule of its own. Not parallel: it changes a package variable of
+// rollout for its duration (parallel tests start after it).
+func TestEngineStepPolicyChangesResult(t *testing.T) {
+	sc := scenario(t, "aa-ideal")
+	if sc.Policy.Steps != nil {
+		t.Fatal("aa-ideal names its steps; the test needs a scenario on the engine's default steps")
+	}
+	const n = 3
+	runAll := func() []Rollout {
+		var out []Rollout
+		for i := range n {
+			r, err := runOne(t.Context(), sc, seedFor(7, sc.Name, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, r)
+		}
+		return out
+	}
+	def := runAll()
+	saved := rollout.DefaultStepWeights
+	t.Cleanup(func() { rollout.DefaultStepWeights = saved })
+	rollout.DefaultStepWeights = []float64{100}
+	one := runAll()
+	for i := range n {
+		if def[i].Outcome != Promoted || one[i].Outcome != Promoted {
+			t.Fatalf("rollout %d: %s with the default steps, %s with one step; want good canaries promoted", i, def[i].Outcome, one[i].Outcome)
+		}
+		if def[i].Step != len(saved)-1 || one[i].Step != 0 {
+			t.Errorf("rollout %d promoted at step %d with steps %v and at step %d with [100]", i, def[i].Step+1, saved, one[i].Step+1)
+		}
+		if one[i].Seconds >= def[i].Seconds || one[i].Exposed <= def[i].Exposed/2 {
+			t.Errorf("rollout %d: one 100%% step took %.0f s and served %d canary requests, the default steps %.0f s and %d",
+				i, one[i].Seconds, one[i].Exposed, def[i].Seconds, def[i].Exposed)
+		}
+	}
+}
+
+// yamlPaths lists the YAML keys a type accepts as dotted paths ("cohorts.stable.episodes.every";
+// a list's elements as "events[]"), following inline structs, pointers and lists; a map or an
+// interface ends a path.
+func yamlPaths(t reflect.Type, prefix string, out map[string]bool) {
+	switch t.Kind() {
+	case reflect.Pointer:
+		yamlPaths(t.Elem(), prefix, out)
+		return
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Struct || t.Elem().Kind() == reflect.Pointer {
+			yamlPaths(t.Elem(), prefix+"[]", out)
+		}
+		return
+	case reflect.Struct:
+		if t == reflect.TypeFor[time.Time]() {
+			return
+		}
+	default:
+		return
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if strings.Contains(opts, "inline") {
+			yamlPaths(f.Type, prefix, out)
+			continue
+		}
+		p := name
+		if prefix != "" {
+			p = prefix + "." + name
+		}
+		out[p] = true
+		yamlPaths(f.Type, p, out)
+	}
+}
+
+// docPaths lists the keys present in a parsed YAML document, in yamlPaths' notation.
+func docPaths(v any, prefix string, out map[string]bool) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			out[p] = true
+			docPaths(e, p, out)
+		}
+	case []any:
+		for _, e := range v {
+			docPaths(e, prefix+"[]", out)
+		}
+	}
+}
+
+// TestFullExampleHasEveryField: the format's documentation (README.md, which holds
+// testdata/full.yaml verbatim: TestFullExample) names every field the parser accepts. A field is
+// documented by a key in the example, or, for the few that cannot be set beside the others (a bad
+// canary's example has no false-rollback target), by name in the example's comments.
+func TestFullExampleHasEveryField(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	docPaths(doc, "", have)
+	accepted := map[string]bool{}
+	yamlPaths(reflect.TypeFor[Scenario](), "", accepted)
+	// The three cohorts are one type: a field shown for one is documented for all.
+	cohort := regexp.MustCompile(`^cohorts\.(stable|baseline|canary)\.`)
+	for _, m := range []map[string]bool{have, accepted} {
+		for p := range m {
+			if c := cohort.ReplaceAllString(p, "cohorts.*."); c != p {
+				delete(m, p)
+				m[c] = true
+			}
+		}
+	}
+	inComments := map[string]bool{"target.maxFalseRollbacks": true, "target.maxUpperBound": true, "regression.errorRate": true}
+	if len(accepted) < 50 {
+		t.Fatalf("found %d accepted fields; the walk over Scenario missed some", len(accepted))
+	}
+	for p := range accepted {
+		switch {
+		case have[p]:
+		case inComments[p]:
+			leaf := p[strings.LastIndex(p, ".")+1:]
+			if !regexp.MustCompile(`#.*\b` + leaf + `\b`).Match(raw) {
+				t.Errorf("%s: neither a key of testdata/full.yaml nor named in its comments", p)
+			}
+		default:
+			t.Errorf("%s: accepted by the parser but not in testdata/full.yaml (README.md's every-field example)", p)
+		}
+	}
+	for p := range have {
+		if !accepted[p] && !strings.HasPrefix(p, "policy.spec.") && !strings.HasPrefix(p, "policy.steps") {
+			t.Errorf("%s: in the example but not a field of the format", p)
+		}
 	}
 }

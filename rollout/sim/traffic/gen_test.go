@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -280,5 +281,35 @@ func TestGeneratorIsDeterministic(t *testing.T) {
 	}
 	if !slices.Equal(a, pieces) {
 		t.Errorf("advancing in 250 ms pieces gave %d requests, at once %d (or different ones)", len(pieces), len(a))
+	}
+}
+
+// TestFinishQueueOrder pushes requests arriving in order with random (heavy-tailed) latencies,
+// popping those finished before each arrival, and checks every request comes out once, in the
+// order of its finish time.
+func TestFinishQueueOrder(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var q finishQueue
+	var out, want []float64
+	at := 0.0
+	for i := range 20000 {
+		at += rng.ExpFloat64() / 200
+		for q.len() > 0 && q.first().fin < at {
+			out = append(out, q.pop().fin)
+		}
+		fin := at + 0.08*math.Exp(0.45*rng.NormFloat64())
+		if i%50 == 0 {
+			fin = at + 0.15*math.Pow(1-rng.Float64(), -1/1.5) // a Pareto tail, up to minutes
+		}
+		q.push(pendingReq{fin: fin})
+		want = append(want, fin)
+	}
+	for q.len() > 0 {
+		out = append(out, q.pop().fin)
+	}
+	slices.Sort(want)
+	if !slices.Equal(out, want) {
+		t.Fatalf("popped %d requests, pushed %d, or out of order", len(out), len(want))
 	}
 }
