@@ -406,7 +406,8 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 			gw, reqLog, owner = cl, cl, cl
 		}
 	case "kong":
-		oc := kong.OpenConfig{Spec: spec.Gateway.Kong, RolloutID: spec.Service,
+		ks, _ := spec.Gateway.Section().(*kong.Spec) // decoded by the kong type (providers registry)
+		oc := kong.OpenConfig{Spec: ks, RolloutID: spec.Service,
 			WithLog: spec.Metrics.Type == "kong-log", Getenv: env.Getenv, Logger: log}
 		if oc.WithLog {
 			if oc.LogSecret, oc.LogSecretPath, err = kongLogSecret(p.store, p.fresh); err != nil {
@@ -423,7 +424,7 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 			reqLog = k.Log
 		}
 	default:
-		return nil, usageErrorf("gateway.type %q is not available in this build (valid: %s)", spec.Gateway.Type, strings.Join(rollout.GatewayTypes, ", "))
+		return nil, usageErrorf("gateway.type %q is not available in this build (valid: %s)", spec.Gateway.Type, strings.Join(providers.GatewayNames(), ", "))
 	}
 	rt.keeper = rollout.NewKeeper(owner, leaseTTL(spec), log)
 	fences := rollout.Fences{rt.keeper, storeFence(p.store)}
@@ -437,7 +438,8 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 		}
 		metrics = m
 	case "prometheus":
-		pcfg, err := spec.Metrics.Prometheus.Config(spec.Service, env.Getenv, log)
+		ps, _ := spec.Metrics.Section().(*prometheus.Spec) // decoded by the prometheus type
+		pcfg, err := ps.Config(spec.Service, env.Getenv, log)
 		if err != nil {
 			return nil, err
 		}
@@ -452,7 +454,7 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 		}
 		metrics = m
 	default:
-		return nil, usageErrorf("metrics.type %q is not available in this build (valid: %s)", spec.Metrics.Type, strings.Join(rollout.MetricsTypes, ", "))
+		return nil, usageErrorf("metrics.type %q is not available in this build (valid: %s)", spec.Metrics.Type, strings.Join(providers.MetricsNames(), ", "))
 	}
 	deployer, err := spec.NewDeployer(deploy.Options{Service: spec.Service, Logger: log,
 		LogDir: filepath.Join(p.store.Dir(), "logs"), StateDir: filepath.Join(p.store.Dir(), "deploy")})

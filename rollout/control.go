@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/canaryctl/canaryctl/providers"
-	"github.com/canaryctl/canaryctl/providers/kong"
 	"github.com/canaryctl/canaryctl/rollout/deploy"
 )
 
@@ -26,23 +25,20 @@ const (
 // Controls lists the valid values of analysis.control.
 var Controls = []string{ControlBaseline, ControlStable}
 
-// noBaselineMode returns the Kong mode of the spec when that mode has no baseline cohort
-// (canary-plugin, bluegreen), or "".
-func (s *Spec) noBaselineMode() kong.Mode {
-	if s.Gateway.Type != "kong" || s.Gateway.Kong == nil {
-		return ""
+// GatewayCaps are the capabilities of the spec's gateway: what its registered type says of the
+// gateway its section configures (full capabilities for an unknown type, which Validate reports).
+func (s *Spec) GatewayCaps() providers.GatewayCaps {
+	t, ok := providers.LookupGateway(s.Gateway.Type)
+	if !ok {
+		return providers.FullCaps
 	}
-	switch m := s.Gateway.Kong.Mode; m {
-	case kong.ModeCanaryPlugin, kong.ModeBlueGreen:
-		return m
-	}
-	return ""
+	return t.Caps(s.Gateway.Section())
 }
 
 // BeforeAfter reports whether steps are judged before/after: the gateway never serves stable and
 // canary at the same time (gateway.kong.mode bluegreen), so the canary's windows are compared with
 // one window of stable observed before the switch.
-func (s *Spec) BeforeAfter() bool { return s.noBaselineMode() == kong.ModeBlueGreen }
+func (s *Spec) BeforeAfter() bool { return s.GatewayCaps().BeforeAfterOnly }
 
 // ControlCohort is the cohort the canary is compared with: providers.Baseline or providers.Stable.
 // Its data fill providers.Pair.Baseline (the judge's "control" side, whatever the cohort).
@@ -62,9 +58,9 @@ func (s *Spec) ControlNote() string {
 	case s.HasBaseline():
 		return "baseline: a fresh copy of the stable version deployed beside the canary with the same share of traffic"
 	case s.BeforeAfter():
-		return "stable, before/after: gateway.kong.mode bluegreen never serves stable and canary at once, so every interval of the canary is compared with one interval of stable observed just before the switch (no baseline is deployed)"
+		return fmt.Sprintf("stable, before/after: %s never serves stable and canary at once, so every interval of the canary is compared with one interval of stable observed just before the switch (no baseline is deployed)", s.GatewayCaps().Setting)
 	case s.controlDefaulted:
-		return fmt.Sprintf("stable: gateway.kong.mode %s has no baseline cohort, so analysis.control defaults to stable and the canary is compared with the stable instances serving the rest of the traffic (no baseline is deployed)", s.noBaselineMode())
+		return fmt.Sprintf("stable: %s has no baseline cohort, so analysis.control defaults to stable and the canary is compared with the stable instances serving the rest of the traffic (no baseline is deployed)", s.GatewayCaps().Setting)
 	}
 	return "stable (analysis.control: stable): the canary is compared with the stable instances serving the rest of the traffic (no baseline is deployed)"
 }
@@ -76,7 +72,7 @@ func (s *Spec) setControlDefault() {
 		return
 	}
 	s.Analysis.Control = ControlBaseline
-	if s.noBaselineMode() != "" {
+	if !s.GatewayCaps().Baseline {
 		s.Analysis.Control = ControlStable
 		s.controlDefaulted = true
 	}
@@ -99,7 +95,7 @@ func (s *Spec) validateDeploy(bad func(string, string, ...any)) []error {
 		if !noBaseline {
 			why := "analysis.control is stable"
 			if s.controlDefaulted {
-				why += fmt.Sprintf(" (the default for gateway.kong.mode %s)", s.noBaselineMode())
+				why += fmt.Sprintf(" (the default for %s)", s.GatewayCaps().Setting)
 			}
 			bad("deploy.baseline", "not deployed because %s; remove deploy.baseline, or set analysis.control: baseline with a gateway mode that has a baseline", why)
 		}
@@ -129,18 +125,18 @@ func (s *Spec) validateControl(bad func(string, string, ...any)) {
 		bad("analysis.control", "unknown control %q; use baseline (a fresh copy of stable, the default) or stable", c)
 		return
 	}
-	mode := s.noBaselineMode()
-	if mode != "" && c == ControlBaseline {
-		bad("analysis.control", "gateway.kong.mode %s has no baseline cohort; remove analysis.control (it defaults to stable for this mode) or use gateway.kong.mode targets", mode)
+	caps := s.GatewayCaps()
+	if !caps.Baseline && c == ControlBaseline {
+		bad("analysis.control", "%s has no baseline cohort; remove analysis.control (it defaults to stable for this mode) or use %s", caps.Setting, caps.Instead)
 	}
-	if !s.BeforeAfter() {
+	if !caps.BeforeAfterOnly {
 		return
 	}
 	if len(s.Steps) != 1 || s.Steps[0].Weight != 100 {
-		bad("steps", "gateway.kong.mode bluegreen switches all traffic at once; use steps: [{weight: 100}] (the canary is judged against stable observed before the switch) or gateway.kong.mode targets for gradual steps")
+		bad("steps", "%s switches all traffic at once; use steps: [{weight: 100}] (the canary is judged against stable observed before the switch) or %s for gradual steps", caps.Setting, caps.Instead)
 	}
 	if s.Analysis.Mode == ModeSequential {
-		bad("analysis.mode", "sequential compares canary and control requests served at the same time, which gateway.kong.mode bluegreen never has; use analysis.mode: kayenta (before/after windows) or leave analysis.mode out")
+		bad("analysis.mode", "sequential compares canary and control requests served at the same time, which %s never has; use analysis.mode: kayenta (before/after windows) or leave analysis.mode out", caps.Setting)
 	}
 	for i, st := range s.Steps {
 		if st.Lookback != 0 && st.Lookback != st.Interval {

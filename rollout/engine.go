@@ -296,7 +296,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		return err
 	}
 	if e.spec.ControlDefaulted() {
-		e.log.Info("analysis.control defaults to stable: no baseline is deployed", "gatewayMode", e.spec.noBaselineMode(), "control", e.spec.ControlNote())
+		e.log.Info("analysis.control defaults to stable: no baseline is deployed", "gateway", e.spec.GatewayCaps().Setting, "control", e.spec.ControlNote())
 	}
 	e.emit(&Event{Type: EvStarted, Reason: fmt.Sprintf("%d steps: %s; control: %s", len(weights), stepList(weights), e.spec.ControlNote())})
 	e.notify(ctx, EventStarted, "")

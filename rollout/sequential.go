@@ -11,7 +11,6 @@ import (
 
 	"github.com/canaryctl/canaryctl/analysis/sequential"
 	"github.com/canaryctl/canaryctl/providers"
-	"github.com/canaryctl/canaryctl/providers/kong"
 )
 
 // Judging modes (analysis.mode).
@@ -74,25 +73,14 @@ type SequentialSpec struct {
 
 // perRequestSource reports whether the metrics source gives per-request data.
 func perRequestSource(metricsType string) bool {
-	return metricsType == "builtin" || metricsType == "kong-log"
+	t, ok := providers.LookupMetrics(metricsType)
+	return ok && t.PerRequest()
 }
 
 // stickyKey names the gateway setting that keeps a user on one cohort ("" when the split is per
 // request): then canary and baseline serve different user populations, and the sequential tests'
 // premise, that the two requests of a pair are exchangeable draws of the same traffic, fails.
-func (s *Spec) stickyKey() string {
-	k := s.Gateway.Kong
-	if k == nil {
-		return ""
-	}
-	switch {
-	case k.Mode == kong.ModeHash:
-		return fmt.Sprintf("gateway.kong.mode hash (hashOn %s)", k.HashOn)
-	case k.Mode == kong.ModeCanaryPlugin && k.CanaryHash != "" && k.CanaryHash != "none":
-		return fmt.Sprintf("gateway.kong.canaryHash %s", k.CanaryHash)
-	}
-	return ""
-}
+func (s *Spec) stickyKey() string { return s.GatewayCaps().Sticky }
 
 func (s *Spec) setSequentialDefaults() {
 	a := &s.Analysis
@@ -153,7 +141,7 @@ func (s *Spec) validateSequential(bad func(string, string, ...any)) {
 		bad("analysis.mode", "sequential judges individual requests, which metrics.type %s does not give; use mode kayenta or a per-request metrics source (builtin, kong-log)", s.Metrics.Type)
 	}
 	if key := s.stickyKey(); key != "" {
-		bad("analysis.mode", "sequential pairs canary and baseline requests as draws of the same traffic, but %s keeps each user on one cohort, so the cohorts serve different users and a user-level difference would read as a regression (false rollbacks); use gateway.kong.mode targets (per-request split) or analysis.mode kayenta", key)
+		bad("analysis.mode", "sequential pairs canary and baseline requests as draws of the same traffic, but %s keeps each user on one cohort, so the cohorts serve different users and a user-level difference would read as a regression (false rollbacks); use %s (per-request split) or analysis.mode kayenta", key, s.GatewayCaps().Instead)
 	}
 	q := a.Sequential
 	p := "analysis.sequential."
@@ -205,12 +193,8 @@ func (s *Spec) validateSequential(bad func(string, string, ...any)) {
 // before a look but reached the log after it is not skipped: Kong's http-log batches entries for up
 // to its flush delay (default 1s); the built-in proxy records a request as it finishes.
 func (s *Spec) requestLag() time.Duration {
-	if s.Metrics.Type == "kong-log" {
-		flush := time.Second
-		if k := s.Gateway.Kong; k != nil && k.Log != nil && k.Log.Flush > 0 {
-			flush = k.Log.Flush
-		}
-		return flush + 250*time.Millisecond
+	if d := s.GatewayCaps().LogDelay; d > 0 {
+		return d + 250*time.Millisecond
 	}
 	return 50 * time.Millisecond
 }

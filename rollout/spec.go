@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,8 +19,6 @@ import (
 	"github.com/canaryctl/canaryctl/analysis/sequential"
 	"github.com/canaryctl/canaryctl/internal/yamlerr"
 	"github.com/canaryctl/canaryctl/providers"
-	"github.com/canaryctl/canaryctl/providers/kong"
-	"github.com/canaryctl/canaryctl/providers/prometheus"
 	"github.com/canaryctl/canaryctl/rollout/deploy"
 )
 
@@ -55,25 +55,6 @@ type Spec struct {
 // StableSpec: the addresses of the stable instances, registered at the gateway as the stable cohort.
 type StableSpec struct {
 	Addresses []string `yaml:"addresses" json:"addresses"`
-}
-
-// GatewaySpec selects the gateway. Type "builtin" is canaryctl's own reverse proxy, either embedded in
-// the run process (Listen) or a separate `canaryctl proxy` reached through its admin API (Admin).
-type GatewaySpec struct {
-	Type      string `yaml:"type" json:"type"`
-	Listen    string `yaml:"listen,omitempty" json:"listen,omitempty"`
-	Admin     string `yaml:"admin,omitempty" json:"admin,omitempty"`
-	TokenEnv  string `yaml:"tokenEnv,omitempty" json:"tokenEnv,omitempty"`
-	TokenFile string `yaml:"tokenFile,omitempty" json:"tokenFile,omitempty"`
-	// Kong configures gateway.type kong (package providers/kong).
-	Kong *kong.Spec `yaml:"kong,omitempty" json:"kong,omitempty"`
-}
-
-// MetricsSpec selects where metrics come from: "builtin" is the built-in proxy's per-request data.
-type MetricsSpec struct {
-	Type string `yaml:"type" json:"type"`
-	// Prometheus configures metrics.type prometheus (package providers/prometheus).
-	Prometheus *prometheus.Spec `yaml:"prometheus,omitempty" json:"prometheus,omitempty"`
 }
 
 // AnalysisSpec is the Kayenta canary configuration: metrics with their per-metric settings,
@@ -210,12 +191,6 @@ const (
 // DefaultStepWeights are the default steps in percent (shared with the simulator through
 // analysis/sequential).
 var DefaultStepWeights = sequential.DefaultStepWeights()
-
-// GatewayTypes and MetricsTypes list the provider names this build knows.
-var (
-	GatewayTypes = []string{"builtin", "kong"}
-	MetricsTypes = []string{"builtin", "kong-log", "prometheus"}
-)
 
 // Notification events.
 const (
@@ -553,57 +528,75 @@ func (s *Spec) Validate() error {
 
 func (s *Spec) validateGateway(bad func(string, string, ...any)) {
 	g := s.Gateway
-	if !contains(GatewayTypes, g.Type) {
-		bad("gateway.type", "unknown gateway %q; use one of %s", g.Type, strings.Join(GatewayTypes, ", "))
-	} else if g.Type == "builtin" {
-		switch {
-		case g.Listen == "" && g.Admin == "":
-			bad("gateway.listen", "builtin gateway needs listen (embedded proxy, e.g. 127.0.0.1:8080) or admin (URL of a `canaryctl proxy` admin API)")
-		case g.Listen != "" && g.Admin != "":
-			bad("gateway.admin", "set either listen (embedded proxy) or admin (external proxy), not both")
-		case g.Listen != "":
-			if _, _, err := net.SplitHostPort(g.Listen); err != nil {
-				bad("gateway.listen", "%q is not host:port; use e.g. 127.0.0.1:8080", g.Listen)
-			}
-			if g.TokenEnv != "" || g.TokenFile != "" {
-				bad("gateway.tokenEnv", "a token is only used with admin; remove tokenEnv/tokenFile or set admin")
-			}
-		default:
-			if err := checkURL(g.Admin); err != nil {
-				bad("gateway.admin", "%v", err)
-			}
-			if g.TokenEnv != "" && g.TokenFile != "" {
-				bad("gateway.tokenFile", "set either tokenEnv or tokenFile, not both")
-			}
+	gt, ok := providers.LookupGateway(g.Type)
+	switch {
+	case !ok:
+		bad("gateway.type", "unknown gateway %q; use one of %s", g.Type, strings.Join(providers.GatewayNames(), ", "))
+	case g.Type == "builtin":
+		validateBuiltin(g, bad)
+	default:
+		validateSection(bad, "gateway", "gateway type", g.Type, gt, g.Section())
+	}
+	mt, known := providers.LookupMetrics(s.Metrics.Type)
+	if known {
+		if gw, origin := mt.Gateway(); gw != "" && gw != g.Type {
+			bad("metrics.type", "%s metrics come from %s; set gateway.type: %s or choose another metrics source", s.Metrics.Type, origin, gw)
+		}
+		validateSection(bad, "metrics", "metrics type", s.Metrics.Type, mt, s.Metrics.Section())
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Metrics.Sections)) {
+		if name != s.Metrics.Type {
+			bad("metrics."+name, "only used with metrics.type %s; remove it or set the type", name)
 		}
 	}
-	if g.Type == "kong" {
-		if g.Kong == nil {
-			bad("gateway.kong", "required for gateway type kong; e.g. kong: {admin: http://127.0.0.1:8001, service: web}")
-		} else {
-			for _, p := range g.Kong.Problems() {
-				bad("gateway.kong."+p.Field, "%s", p.Msg)
-			}
+	if !known {
+		bad("metrics.type", "unknown metrics source %q; use one of %s", s.Metrics.Type, strings.Join(providers.MetricsNames(), ", "))
+	}
+}
+
+// sectionType is what validateSection needs of a gateway or metrics type.
+type sectionType interface {
+	Section() any
+	Example() string
+	Problems(section any) []providers.Problem
+}
+
+// validateSection checks the section of a gateway or metrics type (kind gateway or metrics): present
+// when the type has one, and its problems, each under kind.name.
+func validateSection(bad func(string, string, ...any), kind, what, name string, t sectionType, section any) {
+	if t.Section() == nil {
+		return
+	}
+	if section == nil {
+		bad(kind+"."+name, "required for %s %s; e.g. %s", what, name, t.Example())
+		return
+	}
+	for _, p := range t.Problems(section) {
+		bad(kind+"."+name+"."+p.Field, "%s", p.Msg)
+	}
+}
+
+// validateBuiltin checks the builtin gateway's own fields.
+func validateBuiltin(g GatewaySpec, bad func(string, string, ...any)) {
+	switch {
+	case g.Listen == "" && g.Admin == "":
+		bad("gateway.listen", "builtin gateway needs listen (embedded proxy, e.g. 127.0.0.1:8080) or admin (URL of a `canaryctl proxy` admin API)")
+	case g.Listen != "" && g.Admin != "":
+		bad("gateway.admin", "set either listen (embedded proxy) or admin (external proxy), not both")
+	case g.Listen != "":
+		if _, _, err := net.SplitHostPort(g.Listen); err != nil {
+			bad("gateway.listen", "%q is not host:port; use e.g. 127.0.0.1:8080", g.Listen)
 		}
-	}
-	if s.Metrics.Type == "kong-log" && g.Type != "kong" {
-		bad("metrics.type", "kong-log metrics come from Kong's http-log plugin; set gateway.type: kong or choose another metrics source")
-	}
-	if s.Metrics.Type == "prometheus" {
-		if s.Metrics.Prometheus == nil {
-			bad("metrics.prometheus", "required for metrics type prometheus; e.g. prometheus: {url: http://127.0.0.1:9090}")
-		} else {
-			for _, p := range s.Metrics.Prometheus.Problems() {
-				bad("metrics.prometheus."+p.Field, "%v", p.Err)
-			}
+		if g.TokenEnv != "" || g.TokenFile != "" {
+			bad("gateway.tokenEnv", "a token is only used with admin; remove tokenEnv/tokenFile or set admin")
 		}
-	} else if s.Metrics.Prometheus != nil {
-		bad("metrics.prometheus", "only used with metrics.type prometheus; remove it or set the type")
-	}
-	if !contains(MetricsTypes, s.Metrics.Type) {
-		bad("metrics.type", "unknown metrics source %q; use one of %s", s.Metrics.Type, strings.Join(MetricsTypes, ", "))
-	} else if s.Metrics.Type == "builtin" && g.Type != "builtin" {
-		bad("metrics.type", "builtin metrics come from the builtin gateway; set gateway.type: builtin or choose another metrics source")
+	default:
+		if err := checkURL(g.Admin); err != nil {
+			bad("gateway.admin", "%v", err)
+		}
+		if g.TokenEnv != "" && g.TokenFile != "" {
+			bad("gateway.tokenFile", "set either tokenEnv or tokenFile, not both")
+		}
 	}
 }
 

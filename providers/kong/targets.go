@@ -326,21 +326,12 @@ func (r *Router) SetUpstreams(ctx context.Context, c providers.Cohort, addrs []s
 	if err := r.resolveLocked(ctx); err != nil {
 		return err
 	}
-	var err error
-	switch r.cfg.Mode {
-	case ModeBlueGreen:
-		err = r.bgSetUpstreams(ctx, c, norm)
-	case ModeCanaryPlugin:
-		err = r.cpSetUpstreams(ctx, c, norm)
-	default:
-		err = r.tSetUpstreams(ctx, c, norm)
-	}
-	if err != nil {
+	if err := r.mode.setUpstreams(ctx, c, norm); err != nil {
 		return err
 	}
 	// Stable's targets are learnt from the upstream when it is resolved; in canary-plugin mode the
 	// Service may point at a plain host, so stable is what the rollout says it is.
-	if r.cfg.Log != nil && (c != providers.Stable || r.cfg.Mode == ModeCanaryPlugin) {
+	if r.cfg.Log != nil && (c != providers.Stable || modeTypes[r.cfg.Mode].stableByRollout) {
 		if err := r.cfg.Log.SetCohort(c, norm); err != nil {
 			return fmt.Errorf("kong: register %s targets with the kong-log receiver: %w", c, err)
 		}
@@ -497,21 +488,7 @@ func (r *Router) SetSplit(ctx context.Context, s providers.Split) error {
 	if err := r.resolveLocked(ctx); err != nil {
 		return err
 	}
-	var err error
-	switch r.cfg.Mode {
-	case ModeBlueGreen:
-		err = r.bgSetSplit(ctx, s)
-	case ModeCanaryPlugin:
-		err = r.cpSetSplit(ctx, s)
-	default:
-		if err = r.tSetSplit(ctx, s); err == nil {
-			return r.settle(ctx, r.st.upstreamID, "set split "+s.String(), true)
-		}
-	}
-	if err != nil {
-		return err
-	}
-	return r.wait(ctx, "set split "+s.String())
+	return r.mode.setSplit(ctx, s)
 }
 
 func (r *Router) tSetSplit(ctx context.Context, s providers.Split) error {
@@ -622,12 +599,11 @@ func (r *Router) Split(ctx context.Context) (providers.Split, error) {
 	if err := r.resolveLocked(ctx); err != nil {
 		return providers.Split{}, err
 	}
-	switch r.cfg.Mode {
-	case ModeBlueGreen:
-		return r.bgSplit(ctx)
-	case ModeCanaryPlugin:
-		return r.cpSplit(ctx)
-	}
+	return r.mode.split(ctx)
+}
+
+// tSplit derives the split from the weights of the upstream's targets.
+func (r *Router) tSplit(ctx context.Context) (providers.Split, error) {
 	ts, err := r.listTargets(ctx, r.st.upstreamID)
 	if err != nil {
 		return providers.Split{}, fmt.Errorf("kong: read targets of upstream %q: %w", r.st.upstream, err)
@@ -654,25 +630,18 @@ func roundBP(w, total int) int { return (w*providers.BasisPoints*2 + total) / (2
 // canary and baseline targets are deleted (hash mode: the upstream's hashing is restored; the
 // http-log plugin canaryctl added is removed).
 func (r *Router) Rollback(ctx context.Context) error {
-	return r.finish(ctx, r.bgRollback, r.cpRollback, r.tRollback, "kong rollback done: all traffic on stable")
+	return r.finish(ctx, router.rollback, "kong rollback done: all traffic on stable")
 }
 
-// finish runs the mode's last act of a rollout (rollback or promotion: bluegreen, canary-plugin or
-// the upstream-targets default), then removes the http-log plugin canaryctl added.
-func (r *Router) finish(ctx context.Context, bg, cp, targets func(context.Context) error, done string) error {
+// finish runs the mode's last act of a rollout (rollback or promotion), then removes the http-log
+// plugin canaryctl added.
+func (r *Router) finish(ctx context.Context, act func(router, context.Context) error, done string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.resolveLocked(ctx); err != nil {
 		return err
 	}
-	act := targets
-	switch r.cfg.Mode {
-	case ModeBlueGreen:
-		act = bg
-	case ModeCanaryPlugin:
-		act = cp
-	}
-	if err := act(ctx); err != nil {
+	if err := act(r.mode, ctx); err != nil {
 		return err
 	}
 	if err := r.disableLogLocked(ctx); err != nil {
@@ -753,7 +722,7 @@ func (r *Router) tRollback(ctx context.Context) error {
 // baseline and the old stable targets and untags the canary's, which become the new stable. The
 // canary's weight is raised before any other is lowered, so the upstream never has zero capacity.
 func (r *Router) Promote(ctx context.Context) error {
-	return r.finish(ctx, r.bgPromote, r.cpPromote, r.tPromote, "kong promotion done: the canary is the new stable")
+	return r.finish(ctx, router.promote, "kong promotion done: the canary is the new stable")
 }
 
 func (r *Router) tPromote(ctx context.Context) error {
