@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -397,31 +398,7 @@ func (s *Spec) SetDefaults() {
 		a.Metrics = DefaultMetrics()
 	}
 	for i := range a.Metrics {
-		m := &a.Metrics[i]
-		if m.Kind == providers.LatencyQuantile && m.Quantile == 0 {
-			m.Quantile = DefaultQuantile
-		}
-		if m.Direction == "" {
-			m.Direction = "increase"
-		}
-		if m.NaNStrategy == "" {
-			m.NaNStrategy = "remove"
-		}
-		if m.Group == "" {
-			m.Group = m.Name
-		}
-		if m.EffectSize.AllowedIncrease == 0 {
-			m.EffectSize.AllowedIncrease = 1
-		}
-		if m.EffectSize.AllowedDecrease == 0 {
-			m.EffectSize.AllowedDecrease = 1
-		}
-		if m.EffectSize.CriticalIncrease == 0 {
-			m.EffectSize.CriticalIncrease = 1
-		}
-		if m.EffectSize.CriticalDecrease == 0 {
-			m.EffectSize.CriticalDecrease = 1
-		}
+		a.Metrics[i].setDefaults()
 	}
 	if a.Thresholds == (Thresholds{}) {
 		a.Thresholds = Thresholds{Pass: DefaultPass, Marginal: DefaultMarginal}
@@ -457,6 +434,27 @@ func (s *Spec) SetDefaults() {
 	if s.Notify.Timeout == 0 {
 		s.Notify.Timeout = DefaultNotifyTimeout
 	}
+}
+
+// setDefaults fills a metric's fields left out: Kayenta's defaults (effect sizes 1).
+func (m *MetricSpec) setDefaults() {
+	m.Quantile = cmp.Or(m.Quantile, quantileDefault(m.Kind))
+	m.Direction = cmp.Or(m.Direction, "increase")
+	m.NaNStrategy = cmp.Or(m.NaNStrategy, "remove")
+	m.Group = cmp.Or(m.Group, m.Name)
+	e := &m.EffectSize
+	e.AllowedIncrease = cmp.Or(e.AllowedIncrease, 1)
+	e.AllowedDecrease = cmp.Or(e.AllowedDecrease, 1)
+	e.CriticalIncrease = cmp.Or(e.CriticalIncrease, 1)
+	e.CriticalDecrease = cmp.Or(e.CriticalDecrease, 1)
+}
+
+// quantileDefault is the quantile of a metric of kind k that leaves it out (0: none).
+func quantileDefault(k providers.MetricKind) float64 {
+	if k == providers.LatencyQuantile {
+		return DefaultQuantile
+	}
+	return 0
 }
 
 var serviceRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
@@ -576,6 +574,102 @@ func validateSection(bad func(string, string, ...any), kind, what, name string, 
 	}
 }
 
+// validateKind checks a metric's kind and the fields that go with it.
+func (s *Spec) validateKind(p string, m MetricSpec, bad func(string, string, ...any)) {
+	switch m.Kind {
+	case providers.LatencyQuantile:
+		if !(m.Quantile > 0 && m.Quantile < 1) {
+			bad(p+".quantile", "%v is out of range; use a value between 0 and 1, e.g. 0.99", m.Quantile)
+		}
+	case providers.ErrorRate:
+		if m.Quantile != 0 {
+			bad(p+".quantile", "only used by kind latency; remove it")
+		}
+	case providers.Query:
+		if strings.TrimSpace(m.Query) == "" {
+			bad(p+".query", "required for kind query")
+		}
+		if s.Metrics.Type == "builtin" {
+			bad(p+".kind", "kind query needs a query-capable metrics source (not builtin); use latency or error_rate")
+		}
+	case "":
+		bad(p+".kind", "required; use latency, error_rate or query")
+	default:
+		bad(p+".kind", "unknown kind %q; use latency, error_rate or query", m.Kind)
+	}
+	if m.Kind != providers.Query && m.Query != "" {
+		bad(p+".query", "only used by kind query; remove it")
+	}
+}
+
+// metricChoices are a metric's fields that take one of a few words.
+var metricChoices = []struct {
+	field, noun string
+	value       func(MetricSpec) string
+	valid       []string
+}{
+	{"direction", "direction", func(m MetricSpec) string { return m.Direction }, []string{"increase", "decrease", "either"}},
+	{"nanStrategy", "strategy", func(m MetricSpec) string { return m.NaNStrategy }, []string{"remove", "replace"}},
+}
+
+// effectRatios are the rules of a metric's effect sizes: an increase is a ratio of at least 1, a
+// decrease one in (0, 1].
+var effectRatios = []struct {
+	field, rule, example string
+	value                func(EffectSize) float64
+	ok                   func(float64) bool
+}{
+	{"allowedIncrease", ">= 1", "e.g. 1.1 (10% increase tolerated)", func(e EffectSize) float64 { return e.AllowedIncrease }, increaseRatio},
+	{"allowedDecrease", "in (0, 1]", "e.g. 0.9 (10% decrease tolerated)", func(e EffectSize) float64 { return e.AllowedDecrease }, decreaseRatio},
+	{"criticalIncrease", ">= 1", "e.g. 1.5; a critical metric's increase fails the rollout only beyond it (default 1)", func(e EffectSize) float64 { return e.CriticalIncrease }, increaseRatio},
+	{"criticalDecrease", "in (0, 1]", "e.g. 0.5 (default 1)", func(e EffectSize) float64 { return e.CriticalDecrease }, decreaseRatio},
+}
+
+func increaseRatio(v float64) bool { return v >= 1 && !math.IsInf(v, 0) }
+func decreaseRatio(v float64) bool { return v > 0 && v <= 1 }
+
+// orList writes words as "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+// validateWeights checks the metrics' group weights: all or none, one per group, adding up to 100.
+func validateWeights(metrics []MetricSpec, bad func(string, string, ...any)) {
+	groupWeight := map[string]float64{}
+	weighted, unweighted := 0, 0
+	for i, m := range metrics {
+		p := fmt.Sprintf("analysis.metrics[%d]", i)
+		switch {
+		case m.Weight < 0 || math.IsNaN(m.Weight) || math.IsInf(m.Weight, 0):
+			bad(p+".weight", "%v must be between 0 and 100", m.Weight)
+		case m.Weight > 0:
+			weighted++
+			if w, ok := groupWeight[m.Group]; ok && w != m.Weight {
+				bad(p+".weight", "group %q has weight %v in another metric; every metric of a group states the same weight", m.Group, w)
+			}
+			groupWeight[m.Group] = m.Weight
+		default:
+			unweighted++
+		}
+	}
+	switch {
+	case weighted == 0:
+	case unweighted > 0:
+		bad("analysis.metrics", "some metrics have a weight and some do not; give every metric its group's weight, or none")
+	default:
+		sum := 0.0
+		for _, w := range groupWeight {
+			sum += w
+		}
+		if math.Abs(sum-100) > 1e-9 {
+			bad("analysis.metrics", "group weights add up to %v; they must add up to 100", sum)
+		}
+	}
+}
+
 // validateBuiltin checks the builtin gateway's own fields.
 func validateBuiltin(g GatewaySpec, bad func(string, string, ...any)) {
 	switch {
@@ -606,8 +700,6 @@ func (s *Spec) validateAnalysis(bad func(string, string, ...any)) {
 		bad("analysis.metrics", "empty; leave the field out for the defaults (p99 latency, 5xx rate) or list metrics")
 	}
 	seen := map[string]bool{}
-	groupWeight := map[string]float64{}
-	weighted, unweighted := 0, 0
 	for i, m := range a.Metrics {
 		p := fmt.Sprintf("analysis.metrics[%d]", i)
 		switch {
@@ -617,76 +709,19 @@ func (s *Spec) validateAnalysis(bad func(string, string, ...any)) {
 			bad(p+".name", "%q is used twice; metric names must be unique", m.Name)
 		}
 		seen[m.Name] = true
-		switch m.Kind {
-		case providers.LatencyQuantile:
-			if !(m.Quantile > 0 && m.Quantile < 1) {
-				bad(p+".quantile", "%v is out of range; use a value between 0 and 1, e.g. 0.99", m.Quantile)
+		s.validateKind(p, m, bad)
+		for _, c := range metricChoices {
+			if v := c.value(m); !slices.Contains(c.valid, v) {
+				bad(p+"."+c.field, "unknown %s %q; use %s", c.noun, v, orList(c.valid))
 			}
-		case providers.ErrorRate:
-			if m.Quantile != 0 {
-				bad(p+".quantile", "only used by kind latency; remove it")
-			}
-		case providers.Query:
-			if strings.TrimSpace(m.Query) == "" {
-				bad(p+".query", "required for kind query")
-			}
-			if s.Metrics.Type == "builtin" {
-				bad(p+".kind", "kind query needs a query-capable metrics source (not builtin); use latency or error_rate")
-			}
-		case "":
-			bad(p+".kind", "required; use latency, error_rate or query")
-		default:
-			bad(p+".kind", "unknown kind %q; use latency, error_rate or query", m.Kind)
 		}
-		if m.Kind != providers.Query && m.Query != "" {
-			bad(p+".query", "only used by kind query; remove it")
-		}
-		if m.Direction != "increase" && m.Direction != "decrease" && m.Direction != "either" {
-			bad(p+".direction", "unknown direction %q; use increase, decrease or either", m.Direction)
-		}
-		if m.NaNStrategy != "remove" && m.NaNStrategy != "replace" {
-			bad(p+".nanStrategy", "unknown strategy %q; use remove or replace", m.NaNStrategy)
-		}
-		e := m.EffectSize
-		if !(e.AllowedIncrease >= 1) || math.IsInf(e.AllowedIncrease, 0) {
-			bad(p+".effectSize.allowedIncrease", "%v must be a ratio >= 1, e.g. 1.1 (10%% increase tolerated)", e.AllowedIncrease)
-		}
-		if !(e.AllowedDecrease > 0 && e.AllowedDecrease <= 1) {
-			bad(p+".effectSize.allowedDecrease", "%v must be a ratio in (0, 1], e.g. 0.9 (10%% decrease tolerated)", e.AllowedDecrease)
-		}
-		if !(e.CriticalIncrease >= 1) || math.IsInf(e.CriticalIncrease, 0) {
-			bad(p+".effectSize.criticalIncrease", "%v must be a ratio >= 1, e.g. 1.5; a critical metric's increase fails the rollout only beyond it (default 1)", e.CriticalIncrease)
-		}
-		if !(e.CriticalDecrease > 0 && e.CriticalDecrease <= 1) {
-			bad(p+".effectSize.criticalDecrease", "%v must be a ratio in (0, 1], e.g. 0.5 (default 1)", e.CriticalDecrease)
-		}
-		if m.Weight < 0 || math.IsNaN(m.Weight) || math.IsInf(m.Weight, 0) {
-			bad(p+".weight", "%v must be between 0 and 100", m.Weight)
-			continue
-		}
-		if m.Weight > 0 {
-			weighted++
-			if w, ok := groupWeight[m.Group]; ok && w != m.Weight {
-				bad(p+".weight", "group %q has weight %v in another metric; every metric of a group states the same weight", m.Group, w)
-			}
-			groupWeight[m.Group] = m.Weight
-		} else {
-			unweighted++
-		}
-	}
-	if weighted > 0 {
-		if unweighted > 0 {
-			bad("analysis.metrics", "some metrics have a weight and some do not; give every metric its group's weight, or none")
-		} else {
-			sum := 0.0
-			for _, w := range groupWeight {
-				sum += w
-			}
-			if math.Abs(sum-100) > 1e-9 {
-				bad("analysis.metrics", "group weights add up to %v; they must add up to 100", sum)
+		for _, r := range effectRatios {
+			if v := r.value(m.EffectSize); !r.ok(v) {
+				bad(p+".effectSize."+r.field, "%v must be a ratio %s, %s", v, r.rule, r.example)
 			}
 		}
 	}
+	validateWeights(a.Metrics, bad)
 	t := a.Thresholds
 	if !(t.Marginal >= 0 && t.Marginal < t.Pass && t.Pass <= 100) {
 		bad("analysis.thresholds", "need 0 <= marginal < pass <= 100, got marginal %v pass %v; e.g. marginal 75, pass 95", t.Marginal, t.Pass)
