@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -177,7 +178,7 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 		events = f
 	}
 	rt, err := buildRollout(ctx, env, rolloutParts{spec: spec, raw: raw, store: store, events: events,
-		onInterrupt: rollout.InterruptAction(o.onInterrupt), detachOnPause: o.detachOnPause, runID: cmpOr(o.runID, newRunID(time.Now())),
+		onInterrupt: rollout.InterruptAction(o.onInterrupt), detachOnPause: o.detachOnPause, runID: cmp.Or(o.runID, newRunID(time.Now())),
 		fresh: !o.resume})
 	if err != nil {
 		return notStarted(err)
@@ -210,7 +211,7 @@ func silentOutcome(err error) error {
 	if err == nil {
 		return nil
 	}
-	return withExitCode(ExitCode(err), nil)
+	return &quietError{err}
 }
 
 // readSpecSource returns the spec's bytes: --spec FILE, stdin, or the copy saved in the state
@@ -248,22 +249,12 @@ func readSpecSource(env *Env, o *runOptions, dir string) ([]byte, error) {
 }
 
 // outcomeError maps how the rollout ended to the exit code.
+// outcomeError is the error of a rollout's outcome: nil when promoted (ExitCode maps the others).
 func outcomeError(out rollout.Outcome) error {
-	switch {
-	case out.Phase == rollout.Promoted:
+	if out.Phase == rollout.Promoted {
 		return nil
-	case out.Interrupted:
-		return withExitCode(ExitInterrupted, fmt.Errorf("interrupted: %s", out.Reason))
-	case out.NotStarted:
-		return withExitCode(ExitNotStarted, fmt.Errorf("could not run the rollout (no traffic reached the canary): %s", out.Reason))
-	case out.Phase == rollout.RolledBack:
-		return withExitCode(ExitFail, fmt.Errorf("rolled back: %s", out.Reason))
-	case out.Phase == rollout.Paused:
-		return withExitCode(ExitMarginal, fmt.Errorf("paused: %s", out.Reason))
-	case out.Phase == rollout.Failed:
-		return withExitCode(ExitError, fmt.Errorf("FAILED: %s", out.Reason))
 	}
-	return withExitCode(ExitError, fmt.Errorf("rollout stopped in phase %s: %s", out.Phase, out.Reason))
+	return &rolloutEnd{out}
 }
 
 func summaryLine(r rollout.Report) string {
