@@ -79,30 +79,35 @@ var registry struct {
 
 // RegisterGateway makes a gateway type known to the spec under name. It panics when name is taken:
 // registration happens in init functions, and two providers under one name is a build error.
-func RegisterGateway(name string, t GatewayType) {
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	if registry.gateways == nil {
-		registry.gateways = map[string]GatewayType{}
-	}
-	if _, dup := registry.gateways[name]; dup {
-		panic(fmt.Sprintf("providers: gateway type %q registered twice", name))
-	}
-	registry.gateways[name] = t
-}
+func RegisterGateway(name string, t GatewayType) { register(&registry.gateways, "gateway", name, t) }
 
 // RegisterMetrics makes a metrics type known to the spec under name; see RegisterGateway.
-func RegisterMetrics(name string, t MetricsType) {
+func RegisterMetrics(name string, t MetricsType) { register(&registry.metrics, "metrics", name, t) }
+
+func register[T any](m *map[string]T, kind, name string, t T) {
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
-	if registry.metrics == nil {
-		registry.metrics = map[string]MetricsType{}
+	if *m == nil {
+		*m = map[string]T{}
 	}
-	if _, dup := registry.metrics[name]; dup {
-		panic(fmt.Sprintf("providers: metrics type %q registered twice", name))
+	if _, dup := (*m)[name]; dup {
+		panic(fmt.Sprintf("providers: %s type %q registered twice", kind, name))
 	}
-	registry.metrics[name] = t
+	(*m)[name] = t
 }
+
+// NoSection gives a type without a section of its own (configured elsewhere) its Section, Example
+// and Problems: embed it.
+type NoSection struct{}
+
+// Section returns nil: no section.
+func (NoSection) Section() any { return nil }
+
+// Example returns "".
+func (NoSection) Example() string { return "" }
+
+// Problems returns nil.
+func (NoSection) Problems(any) []Problem { return nil }
 
 // LookupGateway returns the gateway type registered under name.
 func LookupGateway(name string) (GatewayType, bool) {
@@ -132,4 +137,13 @@ func MetricsNames() []string {
 	registry.mu.RLock()
 	defer registry.mu.RUnlock()
 	return slices.Sorted(maps.Keys(registry.metrics))
+}
+
+// TLSSpec is the TLS section of a provider's settings (tls:): the CA bundle that signs the server's
+// certificate, a client certificate and key (PEM files), and whether to skip verification.
+type TLSSpec struct {
+	CAFile             string `yaml:"caFile,omitempty" json:"caFile,omitempty"`
+	CertFile           string `yaml:"certFile,omitempty" json:"certFile,omitempty"`
+	KeyFile            string `yaml:"keyFile,omitempty" json:"keyFile,omitempty"`
+	InsecureSkipVerify bool   `yaml:"insecureSkipVerify,omitempty" json:"insecureSkipVerify,omitempty"`
 }

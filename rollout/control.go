@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/canaryctl/canaryctl/providers"
@@ -88,7 +89,7 @@ func (s *Spec) validateDeploy(bad func(string, string, ...any)) []error {
 	var err error
 	noBaseline := reflect.ValueOf(s.Deploy.Baseline).IsZero()
 	switch {
-	case s.HasBaseline() || !contains(Controls, s.Analysis.Control):
+	case s.HasBaseline() || !slices.Contains(Controls, s.Analysis.Control):
 		err = s.Deploy.Validate()
 	default:
 		err = s.Deploy.Canary.Validate("deploy.canary")
@@ -121,7 +122,7 @@ func (s *Spec) validateDeploy(bad func(string, string, ...any)) []error {
 // validateControl checks analysis.control against the gateway and the steps.
 func (s *Spec) validateControl(bad func(string, string, ...any)) {
 	c := s.Analysis.Control
-	if !contains(Controls, c) {
+	if !slices.Contains(Controls, c) {
 		bad("analysis.control", "unknown control %q; use baseline (a fresh copy of stable, the default) or stable", c)
 		return
 	}

@@ -771,7 +771,7 @@ func (e *Engine) handleProgressing(ctx context.Context) (Phase, string) {
 	st := e.State()
 	step := e.spec.Steps[st.Step]
 	if step.Approval && !e.approved(st.Step) {
-		reason := fmt.Sprintf("step %d/%d (%s) needs approval: run canaryctl promote %s", st.Step+1, st.Steps, pct(step.Weight), st.Service)
+		reason := fmt.Sprintf("step %d/%d (%s) needs approval: run canaryctl promote %s", st.Step+1, st.Steps, providers.PercentText(step.Weight), st.Service)
 		e.setPause(PauseApproval, reason)
 		return Paused, reason
 	}
@@ -865,16 +865,9 @@ func (e *Engine) handlePromoting(ctx context.Context) (Phase, string) {
 			}
 		}
 		if err != nil {
-			e.mu.Lock()
-			e.st.Attempts++
-			attempts := e.st.Attempts
-			e.mu.Unlock()
-			e.emit(&Event{Type: EvError, Reason: fmt.Sprintf("promote attempt %d: %v", attempts, err)})
-			if attempts >= e.cfg.PromoteAttempts {
+			if attempts, last := e.failedAttempt("promote", err, e.cfg.PromoteAttempts); last {
 				return RollingBack, fmt.Sprintf("promote: %d attempts failed: %v", attempts, err)
 			}
-			e.wake = e.now().Add(e.backoff(attempts))
-			_ = e.save()
 			return Promoting, ""
 		}
 		e.mu.Lock()
@@ -889,6 +882,22 @@ func (e *Engine) handlePromoting(ctx context.Context) (Phase, string) {
 		return Promoted, fmt.Sprintf("%scanary is the new stable (%v)%s", how, st.Addresses[providers.Canary], torn)
 	}
 	return Promoting, ""
+}
+
+// failedAttempt counts a failed attempt of op (promote, rollback) and records it; last reports that
+// it was the limit-th, else the next attempt waits for the back-off.
+func (e *Engine) failedAttempt(op string, err error, limit int) (attempts int, last bool) {
+	e.mu.Lock()
+	e.st.Attempts++
+	attempts = e.st.Attempts
+	e.mu.Unlock()
+	e.emit(&Event{Type: EvError, Reason: fmt.Sprintf("%s attempt %d: %v", op, attempts, err)})
+	if attempts >= limit {
+		return attempts, true
+	}
+	e.wake = e.now().Add(e.backoff(attempts))
+	_ = e.save()
+	return attempts, false
 }
 
 func (e *Engine) backoff(attempt int) time.Duration {
@@ -914,17 +923,10 @@ func (e *Engine) handleRollingBack(ctx context.Context) (Phase, string) {
 		err = e.call(ctx, e.cfg.Gateway.Rollback)
 	}
 	if err != nil {
-		e.mu.Lock()
-		e.st.Attempts++
-		attempts := e.st.Attempts
-		e.mu.Unlock()
-		e.log.Error("rollback attempt failed", "attempt", attempts, "err", err)
-		e.emit(&Event{Type: EvError, Reason: fmt.Sprintf("rollback attempt %d: %v", attempts, err)})
-		if attempts >= e.cfg.RollbackAttempts {
+		e.log.Error("rollback attempt failed", "attempt", e.State().Attempts+1, "err", err)
+		if attempts, last := e.failedAttempt("rollback", err, e.cfg.RollbackAttempts); last {
 			return Failed, fmt.Sprintf("%s; rollback failed %d times: %v", st.Reason, attempts, err)
 		}
-		e.wake = e.now().Add(e.backoff(attempts))
-		_ = e.save()
 		return RollingBack, ""
 	}
 	e.mu.Lock()
@@ -1093,18 +1095,10 @@ func (e *Engine) controlLabel() string { return string(e.spec.ControlCohort()) }
 // splitText renders a split as the spec's cohorts see it (Spec.SplitText).
 func (e *Engine) splitText(s providers.Split) string { return e.spec.SplitText(s) }
 
-func pct(w float64) string {
-	bp, err := providers.PercentToBP(w)
-	if err != nil {
-		return fmt.Sprintf("%v%%", w)
-	}
-	return providers.Percent(bp)
-}
-
 func stepList(ws []float64) string {
 	s := make([]string, len(ws))
 	for i, w := range ws {
-		s[i] = pct(w)
+		s[i] = providers.PercentText(w)
 	}
 	return strings.Join(s, " -> ")
 }

@@ -89,7 +89,7 @@ func (m *intervals) analyze(ctx context.Context) (Phase, string) {
 // decide is what an interval's verdict does to the rollout; next is when the step's next interval is due.
 func (m *intervals) decide(st State, step StepSpec, iv Interval, errs int, final bool, next time.Time) (Phase, string) {
 	e := m.e
-	where := fmt.Sprintf("step %d/%d (%s) interval %d", st.Step+1, st.Steps, pct(step.Weight), iv.Index)
+	where := fmt.Sprintf("step %d/%d (%s) interval %d", st.Step+1, st.Steps, providers.PercentText(step.Weight), iv.Index)
 	if iv.Verdict == VerdictError {
 		limit := e.spec.Analysis.ConsecutiveErrorLimit
 		if errs >= limit {
@@ -315,5 +315,5 @@ func (e *Engine) progress(st State, iv Interval) {
 			line += " | request log: " + iv.Ingest.String()
 		}
 	}
-	fmt.Fprintln(e.cfg.Progress, oneLine(line))
+	fmt.Fprintln(e.cfg.Progress, OneLine(line))
 }

@@ -47,38 +47,29 @@ func init() {
 	providers.RegisterMetrics("builtin", builtinMetrics{})
 }
 
-type builtinGateway struct{}
+// builtinGateway is configured by GatewaySpec's own fields.
+type builtinGateway struct{ providers.NoSection }
 
-func (builtinGateway) Section() any                     { return nil }
-func (builtinGateway) Example() string                  { return "" }
-func (builtinGateway) Problems(any) []providers.Problem { return nil }
-func (builtinGateway) Caps(any) providers.GatewayCaps   { return providers.FullCaps }
+func (builtinGateway) Caps(any) providers.GatewayCaps { return providers.FullCaps }
 
-type builtinMetrics struct{}
+type builtinMetrics struct{ providers.NoSection }
 
-func (builtinMetrics) Section() any                     { return nil }
-func (builtinMetrics) Example() string                  { return "" }
-func (builtinMetrics) Problems(any) []providers.Problem { return nil }
-func (builtinMetrics) Gateway() (name, origin string)   { return "builtin", "the builtin gateway" }
-func (builtinMetrics) PerRequest() bool                 { return true }
+func (builtinMetrics) Gateway() (name, origin string) { return "builtin", "the builtin gateway" }
+func (builtinMetrics) PerRequest() bool               { return true }
 
 // gatewaySections and metricsSections are the registered section types by name.
 func gatewaySections() map[string]reflect.Type {
-	out := map[string]reflect.Type{}
-	for _, n := range providers.GatewayNames() {
-		t, _ := providers.LookupGateway(n)
-		if s := t.Section(); s != nil {
-			out[n] = reflect.TypeOf(s)
-		}
-	}
-	return out
+	return sectionTypes(providers.GatewayNames(), func(n string) providers.GatewayType { t, _ := providers.LookupGateway(n); return t })
 }
 
 func metricsSections() map[string]reflect.Type {
+	return sectionTypes(providers.MetricsNames(), func(n string) providers.MetricsType { t, _ := providers.LookupMetrics(n); return t })
+}
+
+func sectionTypes[T interface{ Section() any }](names []string, lookup func(string) T) map[string]reflect.Type {
 	out := map[string]reflect.Type{}
-	for _, n := range providers.MetricsNames() {
-		t, _ := providers.LookupMetrics(n)
-		if s := t.Section(); s != nil {
+	for _, n := range names {
+		if s := lookup(n).Section(); s != nil {
 			out[n] = reflect.TypeOf(s)
 		}
 	}

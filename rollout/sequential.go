@@ -130,7 +130,7 @@ func (q SequentialSpec) analyzerConfig() sequential.Config {
 
 func (s *Spec) validateSequential(bad func(string, string, ...any)) {
 	a := s.Analysis
-	if !contains(Modes, a.Mode) {
+	if !slices.Contains(Modes, a.Mode) {
 		bad("analysis.mode", "unknown mode %q; use %s", a.Mode, strings.Join(Modes, " or "))
 		return
 	}
@@ -327,7 +327,7 @@ func (m *looks) handleLook(ctx context.Context) (Phase, string) {
 		e.wake = st.NextAnalysisAt
 		return Analyzing, ""
 	}
-	where := fmt.Sprintf("step %d/%d (%s)", st.Step+1, st.Steps, pct(step.Weight))
+	where := fmt.Sprintf("step %d/%d (%s)", st.Step+1, st.Steps, providers.PercentText(step.Weight))
 	if m.seq.a == nil {
 		a, err := sequential.New(q.analyzerConfig())
 		if err != nil {
@@ -577,7 +577,7 @@ func (m *looks) seqProgress(st State, iv Interval) {
 	if iv.Verdict == VerdictFail && iv.Sequential != nil {
 		line += " | " + decisionReasons(*iv.Sequential, sequential.Fail)
 	}
-	fmt.Fprintln(e.cfg.Progress, oneLine(line))
+	fmt.Fprintln(e.cfg.Progress, OneLine(line))
 }
 
 // errNoRequestLog: mode sequential without a request log.

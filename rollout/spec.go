@@ -142,7 +142,7 @@ func (s *StepSpec) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.MappingNode {
 		known := []string{"weight", "duration", "interval", "lookback", "warmup", "approval"}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if k := n.Content[i].Value; !contains(known, k) {
+			if k := n.Content[i].Value; !slices.Contains(known, k) {
 				return fmt.Errorf("line %d: field %s not found in step (valid: %s)", n.Content[i].Line, k, strings.Join(known, ", "))
 			}
 		}
@@ -316,7 +316,7 @@ func yamlProblems(data []byte, err error) error {
 	}
 	switch len(errs) {
 	case 0: // a problem the walk does not know: the decoder's own words, with field paths
-		return &SpecError{Field: "(yaml)", Msg: oneLine(yamlerr.Describe(data, err)) + "; fix the YAML (field names are case-sensitive, see rollout/README.md)"}
+		return &SpecError{Field: "(yaml)", Msg: OneLine(yamlerr.Describe(data, err)) + "; fix the YAML (field names are case-sensitive, see rollout/README.md)"}
 	case 1:
 		return errs[0]
 	}
@@ -380,7 +380,9 @@ func FormatDuration(d time.Duration) string {
 
 func dur(d time.Duration) string { return FormatDuration(d) }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// OneLine folds a text's white space, new lines included, into single spaces: every error, progress
+// line and report line canaryctl prints is one line.
+func OneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // SetDefaults fills every field left out with its default.
 func (s *Spec) SetDefaults() {
@@ -513,7 +515,7 @@ func (s *Spec) Validate() error {
 			}
 		}
 		for j, ev := range w.On {
-			if !contains(notifyEvents, ev) {
+			if !slices.Contains(notifyEvents, ev) {
 				bad(fmt.Sprintf("%s.on[%d]", p, j), "unknown event %q; use one of %s", ev, strings.Join(notifyEvents, ", "))
 			}
 		}
@@ -808,15 +810,6 @@ func checkURL(s string) error {
 		return fmt.Errorf("%q must be an http:// or https:// URL with a host, e.g. http://10.0.0.5:8080", s)
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // flatten turns an errors.Join tree into its leaves.

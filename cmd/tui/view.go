@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"strings"
@@ -85,7 +86,7 @@ func (m Model) header(w int) []string {
 	if st.Steps > 0 {
 		step := fmt.Sprintf("step %d/%d", st.Step+1, st.Steps)
 		if st.Step < len(st.Weights) {
-			step += " (" + pct(st.Weights[st.Step]) + ")"
+			step += " (" + providers.PercentText(st.Weights[st.Step]) + ")"
 		}
 		parts = append(parts, step)
 	}
@@ -134,7 +135,7 @@ func (m Model) next() string {
 	}
 	after := func() string {
 		if st.Step+1 < st.Steps && st.Step+1 < len(st.Weights) {
-			return fmt.Sprintf("step %d/%d (%s)", st.Step+2, st.Steps, pct(st.Weights[st.Step+1]))
+			return fmt.Sprintf("step %d/%d (%s)", st.Step+2, st.Steps, providers.PercentText(st.Weights[st.Step+1]))
 		}
 		return "promotion"
 	}
@@ -296,7 +297,7 @@ func (m Model) metrics(w int) []string {
 		if d := seqDecision(iv, mr.Name); d != nil {
 			// A sequential test compares shares of requests (%); its interval bounds their
 			// difference, in percentage points.
-			unit, ciUnit = cmpOr(d.Unit, "%"), "pp"
+			unit, ciUnit = cmp.Or(d.Unit, "%"), "pp"
 		}
 		b := fmt.Sprintf("%s (%d)", fmtValue(float64(mr.BaselineMean), unit), mr.BaselineCount)
 		c := fmt.Sprintf("%s (%d)", fmtValue(float64(mr.CanaryMean), unit), mr.CanaryCount)
@@ -464,15 +465,6 @@ func (m Model) critical(name string) bool {
 		}
 	}
 	return false
-}
-
-// unit of a metric's values, from the spec: ms for latency, % for error rates.
-// seqDecision is the sequential test behind a metric row of a look, or nil (mode kayenta).
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func seqDecision(iv *rollout.Interval, name string) *sequential.Decision {
@@ -661,14 +653,6 @@ func FormatEvent(ev rollout.Event) string {
 		s += ": " + oneLine(ev.Reason)
 	}
 	return s
-}
-
-func pct(w float64) string {
-	bp, err := providers.PercentToBP(w)
-	if err != nil {
-		return fmt.Sprintf("%v%%", w)
-	}
-	return providers.Percent(bp)
 }
 
 func fmtScore(f float64) string {

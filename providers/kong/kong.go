@@ -26,7 +26,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +34,7 @@ import (
 	gokong "github.com/kong/go-kong/kong"
 
 	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/providers/kong/internal/schemaerr"
 )
 
 // Mode selects how traffic is split.
@@ -194,9 +194,7 @@ func (e *APIError) Error() string {
 		return fmt.Sprintf("Kong answered 403 to %s %s (%s): the admin token is wrong for this: it lacks permission; use a token whose RBAC role may write upstreams, targets, services and plugins", e.Method, e.Path, e.Msg)
 	}
 	if len(e.Fields) > 0 {
-		var parts []string
-		flattenFields("", e.Fields, &parts)
-		sort.Strings(parts)
+		parts := schemaerr.Parts(e.Fields)
 		name := e.Name
 		if name == "" {
 			name = "invalid request"
@@ -218,29 +216,6 @@ func (e *APIError) Unwrap() error {
 		return ErrUnavailable
 	}
 	return nil
-}
-
-func flattenFields(prefix string, v any, out *[]string) {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			p := k
-			if prefix != "" {
-				p = prefix + "." + k
-			}
-			flattenFields(p, e, out)
-		}
-	case []any:
-		for _, e := range x {
-			flattenFields(prefix, e, out)
-		}
-	default:
-		if prefix == "@entity" || strings.HasSuffix(prefix, ".@entity") {
-			*out = append(*out, fmt.Sprint(x))
-			return
-		}
-		*out = append(*out, fmt.Sprintf("%s: %v", prefix, x))
-	}
 }
 
 func isStatus(err error, status int) bool {

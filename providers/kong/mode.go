@@ -46,10 +46,10 @@ var modeTypes = map[Mode]modeType{
 		c.Sticky = fmt.Sprintf("gateway.kong.mode hash (hashOn %s)", s.HashOn)
 		return c
 	}},
-	ModeBlueGreen: {validate: validateBlueGreen, needsService: true, router: func(r *Router) router { return blueGreen{r} },
+	ModeBlueGreen: {validate: validateBlueGreen, needsService: true, router: newBlueGreen,
 		caps: func(*Spec) providers.GatewayCaps { return providers.GatewayCaps{BeforeAfterOnly: true} }},
 	ModeCanaryPlugin: {validate: validateCanaryPlugin, needsService: true, stableByRollout: true,
-		router: func(r *Router) router { return canaryPlugin{r} },
+		router: newCanaryPlugin,
 		caps: func(s *Spec) providers.GatewayCaps {
 			c := providers.GatewayCaps{AtOnce: true}
 			if s.CanaryHash != "" && s.CanaryHash != "none" {
@@ -95,58 +95,50 @@ func validateCanaryPlugin(cfg Config, bad badFunc) {
 	}
 }
 
-// targets: upstream targets with weights (modes targets, hash and dbless).
-type targets struct{ r *Router }
-
-func newTargets(r *Router) router { return targets{r} }
-
-func (m targets) setUpstreams(ctx context.Context, c providers.Cohort, addrs []string) error {
-	return m.r.tSetUpstreams(ctx, c, addrs)
+// funcs is a router made of the Router's methods of one mode (targets.go, modes.go).
+type funcs struct {
+	up              func(context.Context, providers.Cohort, []string) error
+	set             func(context.Context, providers.Split) error
+	get             func(context.Context) (providers.Split, error)
+	back, promoteTo func(context.Context) error
 }
 
-func (m targets) setSplit(ctx context.Context, s providers.Split) error {
-	if err := m.r.tSetSplit(ctx, s); err != nil {
-		return err
+func (f funcs) setUpstreams(ctx context.Context, c providers.Cohort, addrs []string) error {
+	return f.up(ctx, c, addrs)
+}
+func (f funcs) setSplit(ctx context.Context, s providers.Split) error { return f.set(ctx, s) }
+func (f funcs) split(ctx context.Context) (providers.Split, error)    { return f.get(ctx) }
+func (f funcs) rollback(ctx context.Context) error                    { return f.back(ctx) }
+func (f funcs) promote(ctx context.Context) error                     { return f.promoteTo(ctx) }
+
+// newTargets: upstream targets with weights (modes targets, hash and dbless); a split has
+// propagated when the Admin node's balancer routes by it (settle).
+func newTargets(r *Router) router {
+	set := func(ctx context.Context, s providers.Split) error {
+		if err := r.tSetSplit(ctx, s); err != nil {
+			return err
+		}
+		return r.settle(ctx, r.st.upstreamID, "set split "+s.String(), true)
 	}
-	return m.r.settle(ctx, m.r.st.upstreamID, "set split "+s.String(), true)
+	return funcs{r.tSetUpstreams, set, r.tSplit, r.tRollback, r.tPromote}
 }
 
-func (m targets) split(ctx context.Context) (providers.Split, error) { return m.r.tSplit(ctx) }
-func (m targets) rollback(ctx context.Context) error                 { return m.r.tRollback(ctx) }
-func (m targets) promote(ctx context.Context) error                  { return m.r.tPromote(ctx) }
-
-// blueGreen: the Service's host switches between two upstreams (modes.go).
-type blueGreen struct{ r *Router }
-
-func (m blueGreen) setUpstreams(ctx context.Context, c providers.Cohort, addrs []string) error {
-	return m.r.bgSetUpstreams(ctx, c, addrs)
+// newBlueGreen: the Service's host switches between two upstreams (modes.go).
+func newBlueGreen(r *Router) router {
+	return funcs{r.bgSetUpstreams, r.thenWait(r.bgSetSplit), r.bgSplit, r.bgRollback, r.bgPromote}
 }
 
-func (m blueGreen) setSplit(ctx context.Context, s providers.Split) error {
-	if err := m.r.bgSetSplit(ctx, s); err != nil {
-		return err
+// newCanaryPlugin: Kong Enterprise's canary plugin (modes.go).
+func newCanaryPlugin(r *Router) router {
+	return funcs{r.cpSetUpstreams, r.thenWait(r.cpSetSplit), r.cpSplit, r.cpRollback, r.cpPromote}
+}
+
+// thenWait waits for Kong to propagate a split set by set.
+func (r *Router) thenWait(set func(context.Context, providers.Split) error) func(context.Context, providers.Split) error {
+	return func(ctx context.Context, s providers.Split) error {
+		if err := set(ctx, s); err != nil {
+			return err
+		}
+		return r.wait(ctx, "set split "+s.String())
 	}
-	return m.r.wait(ctx, "set split "+s.String())
 }
-
-func (m blueGreen) split(ctx context.Context) (providers.Split, error) { return m.r.bgSplit(ctx) }
-func (m blueGreen) rollback(ctx context.Context) error                 { return m.r.bgRollback(ctx) }
-func (m blueGreen) promote(ctx context.Context) error                  { return m.r.bgPromote(ctx) }
-
-// canaryPlugin: Kong Enterprise's canary plugin (modes.go).
-type canaryPlugin struct{ r *Router }
-
-func (m canaryPlugin) setUpstreams(ctx context.Context, c providers.Cohort, addrs []string) error {
-	return m.r.cpSetUpstreams(ctx, c, addrs)
-}
-
-func (m canaryPlugin) setSplit(ctx context.Context, s providers.Split) error {
-	if err := m.r.cpSetSplit(ctx, s); err != nil {
-		return err
-	}
-	return m.r.wait(ctx, "set split "+s.String())
-}
-
-func (m canaryPlugin) split(ctx context.Context) (providers.Split, error) { return m.r.cpSplit(ctx) }
-func (m canaryPlugin) rollback(ctx context.Context) error                 { return m.r.cpRollback(ctx) }
-func (m canaryPlugin) promote(ctx context.Context) error                  { return m.r.cpPromote(ctx) }

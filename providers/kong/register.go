@@ -49,10 +49,8 @@ func (gatewayType) Caps(section any) providers.GatewayCaps {
 	return c
 }
 
-type logMetrics struct{}
+// logMetrics is configured in gateway.kong.log.
+type logMetrics struct{ providers.NoSection }
 
-func (logMetrics) Section() any                     { return nil }
-func (logMetrics) Example() string                  { return "" }
-func (logMetrics) Problems(any) []providers.Problem { return nil }
-func (logMetrics) Gateway() (name, origin string)   { return "kong", "Kong's http-log plugin" }
-func (logMetrics) PerRequest() bool                 { return true }
+func (logMetrics) Gateway() (name, origin string) { return "kong", "Kong's http-log plugin" }
+func (logMetrics) PerRequest() bool               { return true }

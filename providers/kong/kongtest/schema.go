@@ -6,9 +6,11 @@ import (
 	"math"
 	"net"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/canaryctl/canaryctl/providers/kong/internal/schemaerr"
 )
 
 // The entity schemas below mirror the field definitions of Kong 3.x (kong/db/schema/entities/*.lua and
@@ -342,7 +344,7 @@ func coerce(f field, v any) (any, string) {
 		if !ok {
 			return nil, "expected a string"
 		}
-		if len(f.oneOf) > 0 && !contains(f.oneOf, s) {
+		if len(f.oneOf) > 0 && !slices.Contains(f.oneOf, s) {
 			return nil, "expected one of: " + strings.Join(f.oneOf, ", ")
 		}
 		out = s
@@ -420,15 +422,6 @@ func coerce(f field, v any) (any, string) {
 
 func fmtNum(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func cloneValue(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
@@ -452,35 +445,10 @@ func cloneValue(v any) any {
 // code 2): {"code":2,"name":"schema violation","fields":{...},"message":"schema violation (f: msg)"}
 // or "N schema violations (a: x; b: y)".
 func schemaViolation(fields map[string]any) map[string]any {
-	var parts []string
-	flatten("", fields, &parts)
-	sort.Strings(parts)
+	parts := schemaerr.Parts(fields)
 	msg := "schema violation (" + strings.Join(parts, "; ") + ")"
 	if len(parts) > 1 {
 		msg = fmt.Sprintf("%d schema violations (%s)", len(parts), strings.Join(parts, "; "))
 	}
 	return map[string]any{"code": 2, "name": "schema violation", "fields": fields, "message": msg}
-}
-
-func flatten(prefix string, v any, out *[]string) {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			p := k
-			if prefix != "" {
-				p = prefix + "." + k
-			}
-			flatten(p, e, out)
-		}
-	case []any:
-		for _, e := range x {
-			flatten(prefix, e, out)
-		}
-	default:
-		if prefix == "@entity" || strings.HasSuffix(prefix, ".@entity") {
-			*out = append(*out, fmt.Sprint(x))
-			return
-		}
-		*out = append(*out, fmt.Sprintf("%s: %v", prefix, x))
-	}
 }

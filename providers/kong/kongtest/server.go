@@ -44,6 +44,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -761,7 +762,7 @@ func (s *Server) list(r *http.Request, st *store, kind string, keep func(map[str
 			want := strings.Split(tags, "/")
 			match = func(have []string) bool {
 				for _, w := range want {
-					if contains(have, w) {
+					if slices.Contains(have, w) {
 						return true
 					}
 				}
@@ -771,7 +772,7 @@ func (s *Server) list(r *http.Request, st *store, kind string, keep func(map[str
 			want := strings.Split(tags, ",")
 			match = func(have []string) bool {
 				for _, w := range want {
-					if !contains(have, w) {
+					if !slices.Contains(have, w) {
 						return false
 					}
 				}
