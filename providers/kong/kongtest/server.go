@@ -501,32 +501,13 @@ func writeJSON(w http.ResponseWriter, a answer) {
 }
 
 func (s *Server) handleLocked(r *http.Request) answer {
-	// Enterprise RBAC: kong/rbac (documented under "RBAC" in the Admin API reference).
-	if s.token != "" || s.readOnlyToken != "" {
-		tok := r.Header.Get("Kong-Admin-Token")
-		switch {
-		case tok != "" && tok == s.token:
-		case tok != "" && tok == s.readOnlyToken:
-			if r.Method != http.MethodGet && r.Method != http.MethodHead {
-				return msg(http.StatusForbidden, "you do not have permissions to "+verb(r.Method)+" this resource")
-			}
-		default:
-			return msg(http.StatusUnauthorized, "Invalid credentials. Token or User credentials required")
-		}
+	if a := s.authorize(r); a != nil {
+		return *a
 	}
-	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	wsName := "default"
-	if len(segs) > 0 && !collections[segs[0]] {
-		if s.ws[segs[0]] == nil {
-			return notFound
-		}
-		wsName = segs[0]
-		segs = segs[1:]
+	st, segs, ok := s.route(r)
+	if !ok {
+		return notFound
 	}
-	if len(segs) == 1 && segs[0] == "" {
-		segs = nil
-	}
-	st := s.ws[wsName]
 	var body map[string]any
 	if r.Method == http.MethodPost || r.Method == http.MethodPatch || r.Method == http.MethodPut {
 		var err error
@@ -576,117 +557,176 @@ func (s *Server) handleLocked(r *http.Request) answer {
 	}
 	switch len(segs) {
 	case 1: // /kind
-		if kind == "targets" {
-			if r.Method != http.MethodGet {
-				return methodNotAllowed
-			}
-			return s.list(r, st, "targets", nil)
-		}
-		switch r.Method {
-		case http.MethodGet:
-			return s.list(r, st, kind, nil)
-		case http.MethodPost:
-			return s.create(st, kind, body, nil)
-		}
-		return methodNotAllowed
+		return s.collection(r, st, kind, body)
 	case 2: // /kind/{key}
-		if kind == "targets" {
-			return notFound
-		}
-		e := st.find(kind, segs[1])
-		switch r.Method {
-		case http.MethodGet:
-			if e == nil {
-				return notFound
-			}
-			return answer{status: 200, body: e}
-		case http.MethodPatch:
-			if e == nil {
-				return notFound
-			}
-			return s.update(st, kind, e, body)
-		case http.MethodPut:
-			return s.put(st, kind, segs[1], e, body, nil)
-		case http.MethodDelete:
-			if e != nil {
-				s.delete(st, kind, e)
-			}
-			return answer{status: http.StatusNoContent}
-		}
-		return methodNotAllowed
+		return s.entity(r, st, kind, segs[1], body)
 	case 3, 4: // /kind/{key}/sub[/{key}]
-		parent := st.find(kind, segs[1])
-		sub := segs[2]
-		if kind == "upstreams" && sub == "health" && len(segs) == 3 {
-			if parent == nil {
-				return notFound
+		return s.nested(r, st, segs, body)
+	}
+	return notFound
+}
+
+// authorize answers a request Enterprise RBAC refuses (nil: go on).
+func (s *Server) authorize(r *http.Request) *answer {
+	// Enterprise RBAC: kong/rbac (documented under "RBAC" in the Admin API reference).
+	if s.token != "" || s.readOnlyToken != "" {
+		tok := r.Header.Get("Kong-Admin-Token")
+		switch {
+		case tok != "" && tok == s.token:
+		case tok != "" && tok == s.readOnlyToken:
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				a := msg(http.StatusForbidden, "you do not have permissions to "+verb(r.Method)+" this resource")
+				return &a
 			}
-			return s.health(r, st, parent)
+		default:
+			a := msg(http.StatusUnauthorized, "Invalid credentials. Token or User credentials required")
+			return &a
 		}
-		fk, ok := nested[kind+"/"+sub]
-		if !ok {
+	}
+	return nil
+}
+
+// route splits the path into the workspace's store and the segments after it (false: unknown
+// workspace).
+func (s *Server) route(r *http.Request) (*store, []string, bool) {
+	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	wsName := "default"
+	if len(segs) > 0 && !collections[segs[0]] {
+		if s.ws[segs[0]] == nil {
+			return nil, nil, false
+		}
+		wsName = segs[0]
+		segs = segs[1:]
+	}
+	if len(segs) == 1 && segs[0] == "" {
+		segs = nil
+	}
+	return s.ws[wsName], segs, true
+}
+
+// collection answers /kind.
+func (s *Server) collection(r *http.Request, st *store, kind string, body map[string]any) answer {
+	if kind == "targets" {
+		if r.Method != http.MethodGet {
+			return methodNotAllowed
+		}
+		return s.list(r, st, "targets", nil)
+	}
+	switch r.Method {
+	case http.MethodGet:
+		return s.list(r, st, kind, nil)
+	case http.MethodPost:
+		return s.create(st, kind, body, nil)
+	}
+	return methodNotAllowed
+}
+
+// entity answers /kind/{key}.
+func (s *Server) entity(r *http.Request, st *store, kind, key string, body map[string]any) answer {
+	if kind == "targets" {
+		return notFound
+	}
+	e := st.find(kind, key)
+	switch r.Method {
+	case http.MethodGet:
+		if e == nil {
 			return notFound
 		}
+		return answer{status: 200, body: e}
+	case http.MethodPatch:
+		if e == nil {
+			return notFound
+		}
+		return s.update(st, kind, e, body)
+	case http.MethodPut:
+		return s.put(st, kind, key, e, body, nil)
+	case http.MethodDelete:
+		if e != nil {
+			s.delete(st, kind, e)
+		}
+		return answer{status: http.StatusNoContent}
+	}
+	return methodNotAllowed
+}
+
+// nested answers /kind/{key}/sub[/{key}].
+func (s *Server) nested(r *http.Request, st *store, segs []string, body map[string]any) answer {
+	kind := segs[0]
+	parent := st.find(kind, segs[1])
+	sub := segs[2]
+	if kind == "upstreams" && sub == "health" && len(segs) == 3 {
 		if parent == nil {
 			return notFound
 		}
-		ref := map[string]any{"id": parent["id"]}
-		if len(segs) == 3 {
-			switch r.Method {
-			case http.MethodGet:
-				return s.list(r, st, sub, func(e map[string]any) bool { return sameRef(e[fk], parent["id"]) })
-			case http.MethodPost:
-				return s.create(st, sub, body, map[string]any{fk: ref})
+		return s.health(r, st, parent)
+	}
+	fk, ok := nested[kind+"/"+sub]
+	if !ok {
+		return notFound
+	}
+	if parent == nil {
+		return notFound
+	}
+	ref := map[string]any{"id": parent["id"]}
+	if len(segs) == 3 {
+		return s.nestedCollection(r, st, sub, fk, parent, body)
+	}
+	key := segs[3]
+	e := st.find(sub, key)
+	if e != nil && !sameRef(e[fk], parent["id"]) {
+		e = nil
+	}
+	if sub == "targets" && e == nil {
+		// a target is found by id or by its address within the upstream
+		for _, t := range st.children("targets", "upstream", parent["id"].(string)) {
+			if t["target"] == normalizeTarget(key) {
+				e = t
 			}
-			return methodNotAllowed
 		}
-		key := segs[3]
-		e := st.find(sub, key)
-		if e != nil && !sameRef(e[fk], parent["id"]) {
-			e = nil
+	}
+	switch r.Method {
+	case http.MethodGet:
+		if e == nil {
+			return notFound
 		}
-		if sub == "targets" && e == nil {
-			// a target is found by id or by its address within the upstream
-			for _, t := range st.children("targets", "upstream", parent["id"].(string)) {
-				if t["target"] == normalizeTarget(key) {
-					e = t
-				}
-			}
+		return answer{status: 200, body: e}
+	case http.MethodPatch:
+		if e == nil {
+			return notFound
 		}
-		switch r.Method {
-		case http.MethodGet:
-			if e == nil {
-				return notFound
-			}
-			return answer{status: 200, body: e}
-		case http.MethodPatch:
+		return s.update(st, sub, e, body)
+	case http.MethodPut:
+		if sub == "targets" {
+			// kong/api/routes/upstreams.lua (3.x): PUT and PATCH of a target both go through
+			// target_endpoint -> update_target_cb, an update of the fields sent; a target that is
+			// not there is a 404, not an upsert.
 			if e == nil {
 				return notFound
 			}
 			return s.update(st, sub, e, body)
-		case http.MethodPut:
-			if sub == "targets" {
-				// kong/api/routes/upstreams.lua (3.x): PUT and PATCH of a target both go through
-				// target_endpoint -> update_target_cb, an update of the fields sent; a target that is
-				// not there is a 404, not an upsert.
-				if e == nil {
-					return notFound
-				}
-				return s.update(st, sub, e, body)
-			}
-			return s.put(st, sub, key, e, body, map[string]any{fk: ref})
-		case http.MethodDelete:
-			if e == nil && sub == "targets" {
-				return notFound // target_endpoint: 404 before delete_target_cb
-			}
-			if e != nil {
-				s.delete(st, sub, e)
-			}
-			return answer{status: http.StatusNoContent}
 		}
-		return methodNotAllowed
+		return s.put(st, sub, key, e, body, map[string]any{fk: ref})
+	case http.MethodDelete:
+		if e == nil && sub == "targets" {
+			return notFound // target_endpoint: 404 before delete_target_cb
+		}
+		if e != nil {
+			s.delete(st, sub, e)
+		}
+		return answer{status: http.StatusNoContent}
 	}
-	return notFound
+	return methodNotAllowed
+}
+
+// nestedCollection answers /kind/{key}/sub: the sub-entities of parent, whose foreign key fk refers to it.
+func (s *Server) nestedCollection(r *http.Request, st *store, sub, fk string, parent, body map[string]any) answer {
+	switch r.Method {
+	case http.MethodGet:
+		return s.list(r, st, sub, func(e map[string]any) bool { return sameRef(e[fk], parent["id"]) })
+	case http.MethodPost:
+		return s.create(st, sub, body, map[string]any{fk: map[string]any{"id": parent["id"]}})
+	}
+	return methodNotAllowed
 }
 
 // nested collections and their foreign key (kong/api/routes/*.lua, generated endpoints).
