@@ -933,6 +933,35 @@ func (s *Server) put(st *store, kind, key string, e, body, fks map[string]any) a
 // check validates body for kind (on top of base for PATCH) and enforces uniqueness; fks are foreign
 // keys set by the route (the parent of a nested collection).
 func (s *Server) check(st *store, kind string, base map[string]any, selfID string, body, fks map[string]any) (map[string]any, *answer) {
+	e, errs := validate(schemas[kind], base, checkInput(kind, body, fks))
+	if kind == "targets" {
+		for k, v := range fks {
+			e[k] = v
+		}
+		if t, ok := e["target"].(string); ok && errs["target"] == nil {
+			e["target"] = normalizeTarget(t)
+		}
+	}
+	if a := foreignKeys(st, e, errs); a != nil {
+		return nil, a
+	}
+	if kind == "upstreams" {
+		upstreamChecks(e, errs)
+	}
+	if kind == "plugins" && errs["name"] == nil {
+		s.pluginChecks(e, errs, base, body)
+	}
+	if len(errs) > 0 {
+		return nil, &answer{status: 400, body: schemaViolation(errs)}
+	}
+	if a := unique(st, kind, e, selfID); a != nil {
+		return nil, a
+	}
+	return e, nil
+}
+
+// checkInput is the body's fields a write may set, with the foreign keys of its path.
+func checkInput(kind string, body, fks map[string]any) map[string]any {
 	in := map[string]any{}
 	for k, v := range body {
 		if k == "id" || k == "created_at" || k == "updated_at" {
@@ -948,16 +977,11 @@ func (s *Server) check(st *store, kind string, base map[string]any, selfID strin
 			in[k] = v
 		}
 	}
-	fields := schemas[kind]
-	e, errs := validate(fields, base, in)
-	if kind == "targets" {
-		for k, v := range fks {
-			e[k] = v
-		}
-		if t, ok := e["target"].(string); ok && errs["target"] == nil {
-			e["target"] = normalizeTarget(t)
-		}
-	}
+	return in
+}
+
+// foreignKeys checks that the service and route an entity refers to exist.
+func foreignKeys(st *store, e, errs map[string]any) *answer {
 	// foreign keys must exist (kong/db/errors.lua FOREIGN_KEY_VIOLATION, code 4)
 	for _, fk := range []string{"service", "route"} {
 		if ref, ok := e[fk].(map[string]any); ok && errs[fk] == nil {
@@ -968,69 +992,74 @@ func (s *Server) check(st *store, kind string, base map[string]any, selfID strin
 				}
 			}
 			if target == nil {
-				return nil, &answer{status: 400, body: map[string]any{"code": 4, "name": "foreign key violation", "fields": map[string]any{fk: ref},
+				return &answer{status: 400, body: map[string]any{"code": 4, "name": "foreign key violation", "fields": map[string]any{fk: ref},
 					"message": fmt.Sprintf("the foreign key '{id=\"%v\"}' does not reference an existing '%ss' entity.", ref["id"], fk)}}
 			}
 			e[fk] = map[string]any{"id": target["id"]}
 		}
 	}
-	if kind == "upstreams" {
-		// kong/db/schema/entities/upstreams.lua entity_checks: hash_on = header needs
-		// hash_on_header, cookie needs hash_on_cookie.
-		cond := func(on, need string) {
-			if e["hash_on"] == on && e[need] == nil {
-				errs["@entity"] = []any{"failed conditional validation given value of field 'hash_on'"}
-				errs[need] = "required field missing"
+	return nil
+}
+
+// upstreamChecks are kong/db/schema/entities/upstreams.lua's entity checks.
+func upstreamChecks(e, errs map[string]any) {
+	// kong/db/schema/entities/upstreams.lua entity_checks: hash_on = header needs
+	// hash_on_header, cookie needs hash_on_cookie.
+	cond := func(on, need string) {
+		if e["hash_on"] == on && e[need] == nil {
+			errs["@entity"] = []any{"failed conditional validation given value of field 'hash_on'"}
+			errs[need] = "required field missing"
+		}
+	}
+	cond("header", "hash_on_header")
+	cond("cookie", "hash_on_cookie")
+	cond("query_arg", "hash_on_query_arg")
+	cond("uri_capture", "hash_on_uri_capture")
+}
+
+// pluginChecks checks a plugin's name and config against its schema.
+func (s *Server) pluginChecks(e, errs, base, body map[string]any) {
+	name, _ := e["name"].(string)
+	ps, ok := s.pluginSchema(name)
+	if !ok || name == "canary" && !s.enterprise {
+		errs["name"] = fmt.Sprintf("plugin '%s' not enabled; add it to the 'plugins' configuration property", name)
+	} else {
+		cin, _ := body["config"].(map[string]any)
+		var cbase map[string]any
+		if base != nil {
+			cbase, _ = base["config"].(map[string]any)
+		}
+		if cin == nil {
+			cin = map[string]any{}
+		}
+		c, cerrs := validate(ps, cbase, cin)
+		if name == "canary" && len(cerrs) == 0 {
+			if c["percentage"] == nil && c["start"] == nil {
+				cerrs["@entity"] = []any{"at least one of these fields must be non-empty: 'config.percentage', 'config.start'"}
+			}
+			if c["upstream_host"] == nil && c["upstream_port"] == nil && c["upstream_uri"] == nil {
+				cerrs["@entity"] = []any{"at least one of these fields must be non-empty: 'config.upstream_uri', 'config.upstream_host', 'config.upstream_port'"}
+			}
+			if c["hash"] == "header" && c["hash_header"] == nil {
+				cerrs["hash_header"] = "required field missing"
 			}
 		}
-		cond("header", "hash_on_header")
-		cond("cookie", "hash_on_cookie")
-		cond("query_arg", "hash_on_query_arg")
-		cond("uri_capture", "hash_on_uri_capture")
-	}
-	if kind == "plugins" && errs["name"] == nil {
-		name, _ := e["name"].(string)
-		ps, ok := s.pluginSchema(name)
-		if !ok || name == "canary" && !s.enterprise {
-			errs["name"] = fmt.Sprintf("plugin '%s' not enabled; add it to the 'plugins' configuration property", name)
+		if len(cerrs) > 0 {
+			errs["config"] = cerrs
 		} else {
-			cin, _ := body["config"].(map[string]any)
-			var cbase map[string]any
-			if base != nil {
-				cbase, _ = base["config"].(map[string]any)
-			}
-			if cin == nil {
-				cin = map[string]any{}
-			}
-			c, cerrs := validate(ps, cbase, cin)
-			if name == "canary" && len(cerrs) == 0 {
-				if c["percentage"] == nil && c["start"] == nil {
-					cerrs["@entity"] = []any{"at least one of these fields must be non-empty: 'config.percentage', 'config.start'"}
-				}
-				if c["upstream_host"] == nil && c["upstream_port"] == nil && c["upstream_uri"] == nil {
-					cerrs["@entity"] = []any{"at least one of these fields must be non-empty: 'config.upstream_uri', 'config.upstream_host', 'config.upstream_port'"}
-				}
-				if c["hash"] == "header" && c["hash_header"] == nil {
-					cerrs["hash_header"] = "required field missing"
-				}
-			}
-			if len(cerrs) > 0 {
-				errs["config"] = cerrs
-			} else {
-				e["config"] = c
-			}
+			e["config"] = c
 		}
 	}
-	if len(errs) > 0 {
-		return nil, &answer{status: 400, body: schemaViolation(errs)}
-	}
+}
+
+// unique answers a write that would duplicate an entity's endpoint key (nil: none).
+func unique(st *store, kind string, e map[string]any, id string) *answer {
 	// uniqueness: kong/db/errors.lua UNIQUE_VIOLATION (code 5), 409.
-	id := selfID
 	if ek := endpointKey[kind]; kind != "targets" && kind != "plugins" {
 		if v, ok := e[ek].(string); ok {
 			for _, o := range st.list[kind] {
 				if o[ek] == v && o["id"] != id {
-					return nil, &answer{status: 409, body: map[string]any{"code": 5, "name": "unique constraint violation", "fields": map[string]any{ek: v},
+					return &answer{status: 409, body: map[string]any{"code": 5, "name": "unique constraint violation", "fields": map[string]any{ek: v},
 						"message": fmt.Sprintf("UNIQUE violation detected on '{%s=\"%s\"}'", ek, v)}}
 				}
 			}
@@ -1040,7 +1069,7 @@ func (s *Server) check(st *store, kind string, base map[string]any, selfID strin
 		up := e["upstream"].(map[string]any)["id"].(string)
 		for _, o := range st.children("targets", "upstream", up) {
 			if o["target"] == e["target"] && o["id"] != id {
-				return nil, &answer{status: 409, body: map[string]any{"code": 5, "name": "unique constraint violation",
+				return &answer{status: 409, body: map[string]any{"code": 5, "name": "unique constraint violation",
 					"fields":  map[string]any{"target": e["target"], "upstream": map[string]any{"id": up}},
 					"message": fmt.Sprintf("UNIQUE violation detected on '{target=\"%s\",upstream={id=\"%s\"}}'", e["target"], up)}}
 			}
@@ -1049,13 +1078,13 @@ func (s *Server) check(st *store, kind string, base map[string]any, selfID strin
 	if kind == "plugins" {
 		for _, o := range st.list["plugins"] {
 			if o["name"] == e["name"] && o["id"] != id && sameOrNil(o["service"], e["service"]) && sameOrNil(o["route"], e["route"]) && sameOrNil(o["consumer"], e["consumer"]) {
-				return nil, &answer{status: 409, body: map[string]any{"code": 5, "name": "unique constraint violation",
+				return &answer{status: 409, body: map[string]any{"code": 5, "name": "unique constraint violation",
 					"fields":  map[string]any{"name": e["name"], "service": e["service"], "route": e["route"], "consumer": e["consumer"]},
 					"message": fmt.Sprintf("UNIQUE violation detected on '{consumer=null,name=\"%s\",route=null,service=%s}'", e["name"], refString(e["service"]))}}
 			}
 		}
 	}
-	return e, nil
+	return nil
 }
 
 func sameOrNil(a, b any) bool {
