@@ -338,79 +338,12 @@ func validate(fields []field, base, input map[string]any) (map[string]any, map[s
 
 func coerce(f field, v any) (any, string) {
 	var out any
-	switch f.kind {
-	case kString:
-		s, ok := v.(string)
-		if !ok {
-			return nil, "expected a string"
+	if c, ok := coercers[f.kind]; ok {
+		var msg string
+		var final bool
+		if out, msg, final = c(f, v); msg != "" || final {
+			return out, msg
 		}
-		if len(f.oneOf) > 0 && !slices.Contains(f.oneOf, s) {
-			return nil, "expected one of: " + strings.Join(f.oneOf, ", ")
-		}
-		out = s
-	case kInt:
-		n, ok := v.(json.Number)
-		if !ok {
-			return nil, "expected an integer"
-		}
-		i, err := n.Int64()
-		if err != nil {
-			return nil, "expected an integer"
-		}
-		if f.between != nil && (float64(i) < f.between[0] || float64(i) > f.between[1]) {
-			return nil, fmt.Sprintf("value should be between %d and %d", int64(f.between[0]), int64(f.between[1]))
-		}
-		out = i
-	case kNumber:
-		n, ok := v.(json.Number)
-		if !ok {
-			return nil, "expected a number"
-		}
-		x, err := n.Float64()
-		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
-			return nil, "expected a number"
-		}
-		if f.between != nil && (x < f.between[0] || x > f.between[1]) {
-			return nil, fmt.Sprintf("value should be between %s and %s", fmtNum(f.between[0]), fmtNum(f.between[1]))
-		}
-		out = x
-	case kBool:
-		b, ok := v.(bool)
-		if !ok {
-			return nil, "expected a boolean"
-		}
-		out = b
-	case kStrings:
-		a, ok := v.([]any)
-		if !ok {
-			return nil, "expected an array"
-		}
-		for _, e := range a {
-			if _, ok := e.(string); !ok {
-				return nil, "expected an array of strings"
-			}
-		}
-		out = a
-	case kMap:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, "expected a map"
-		}
-		out = m
-	case kForeign:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, "expected a record"
-		}
-		id, ok := m["id"].(string)
-		if !ok {
-			name, isName := m["name"].(string)
-			if !isName {
-				return nil, "expected a record with an id"
-			}
-			return map[string]any{"name": name}, ""
-		}
-		out = map[string]any{"id": id}
 	}
 	if f.check != nil {
 		if msg := f.check(out); msg != "" {
@@ -418,6 +351,86 @@ func coerce(f field, v any) (any, string) {
 		}
 	}
 	return out, ""
+}
+
+// coercers convert a JSON value to a field's kind, or say what Kong says of a value of the wrong
+// kind; final: the value needs no further check.
+var coercers = map[kind]func(f field, v any) (out any, msg string, final bool){
+	kString: func(f field, v any) (any, string, bool) {
+		s, ok := v.(string)
+		if !ok {
+			return nil, "expected a string", false
+		}
+		if len(f.oneOf) > 0 && !slices.Contains(f.oneOf, s) {
+			return nil, "expected one of: " + strings.Join(f.oneOf, ", "), false
+		}
+		return s, "", false
+	},
+	kInt: func(f field, v any) (any, string, bool) {
+		n, ok := v.(json.Number)
+		if !ok {
+			return nil, "expected an integer", false
+		}
+		i, err := n.Int64()
+		if err != nil {
+			return nil, "expected an integer", false
+		}
+		if f.between != nil && (float64(i) < f.between[0] || float64(i) > f.between[1]) {
+			return nil, fmt.Sprintf("value should be between %d and %d", int64(f.between[0]), int64(f.between[1])), false
+		}
+		return i, "", false
+	},
+	kNumber: func(f field, v any) (any, string, bool) {
+		n, ok := v.(json.Number)
+		if !ok {
+			return nil, "expected a number", false
+		}
+		x, err := n.Float64()
+		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, "expected a number", false
+		}
+		if f.between != nil && (x < f.between[0] || x > f.between[1]) {
+			return nil, fmt.Sprintf("value should be between %s and %s", fmtNum(f.between[0]), fmtNum(f.between[1])), false
+		}
+		return x, "", false
+	},
+	kBool: func(_ field, v any) (any, string, bool) {
+		if b, ok := v.(bool); ok {
+			return b, "", false
+		}
+		return nil, "expected a boolean", false
+	},
+	kStrings: func(_ field, v any) (any, string, bool) {
+		a, ok := v.([]any)
+		if !ok {
+			return nil, "expected an array", false
+		}
+		for _, e := range a {
+			if _, ok := e.(string); !ok {
+				return nil, "expected an array of strings", false
+			}
+		}
+		return a, "", false
+	},
+	kMap: func(_ field, v any) (any, string, bool) {
+		if m, ok := v.(map[string]any); ok {
+			return m, "", false
+		}
+		return nil, "expected a map", false
+	},
+	kForeign: func(_ field, v any) (any, string, bool) {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, "expected a record", false
+		}
+		if id, ok := m["id"].(string); ok {
+			return map[string]any{"id": id}, "", false
+		}
+		if name, ok := m["name"].(string); ok {
+			return map[string]any{"name": name}, "", true
+		}
+		return nil, "expected a record with an id", false
+	},
 }
 
 func fmtNum(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }

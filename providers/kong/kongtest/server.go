@@ -771,6 +771,28 @@ func decodeBody(r *http.Request) (map[string]any, error) {
 	return m, nil
 }
 
+// tagFilter is the ?tags= filter of a list: a,b (all of them) or a/b (any of them); nil without
+// one; an answer for an invalid one.
+func tagFilter(tags string) (func(have []string) bool, *answer) {
+	if tags == "" {
+		return nil, nil
+	}
+	and, or := strings.Contains(tags, ","), strings.Contains(tags, "/")
+	if and && or {
+		return nil, &answer{status: 400, body: map[string]any{"code": 11, "name": "invalid options", "fields": map[string]any{"tags": "invalid filter syntax"}, "message": "invalid option (tags: invalid filter syntax)"}}
+	}
+	if or {
+		want := strings.Split(tags, "/")
+		return func(have []string) bool {
+			return slices.ContainsFunc(want, func(w string) bool { return slices.Contains(have, w) })
+		}, nil
+	}
+	want := strings.Split(tags, ",")
+	return func(have []string) bool {
+		return !slices.ContainsFunc(want, func(w string) bool { return !slices.Contains(have, w) })
+	}, nil
+}
+
 // list answers a paginated list: kong/api/endpoints.lua (page_collection): size 1..1000, default
 // 100; `offset` is opaque; `next` is null on the last page.
 func (s *Server) list(r *http.Request, st *store, kind string, keep func(map[string]any) bool) answer {
@@ -792,33 +814,9 @@ func (s *Server) list(r *http.Request, st *store, kind string, keep func(map[str
 		}
 		start = n
 	}
-	var match func([]string) bool
-	if tags := q.Get("tags"); tags != "" {
-		and, or := strings.Contains(tags, ","), strings.Contains(tags, "/")
-		if and && or {
-			return answer{status: 400, body: map[string]any{"code": 11, "name": "invalid options", "fields": map[string]any{"tags": "invalid filter syntax"}, "message": "invalid option (tags: invalid filter syntax)"}}
-		}
-		if or {
-			want := strings.Split(tags, "/")
-			match = func(have []string) bool {
-				for _, w := range want {
-					if slices.Contains(have, w) {
-						return true
-					}
-				}
-				return false
-			}
-		} else {
-			want := strings.Split(tags, ",")
-			match = func(have []string) bool {
-				for _, w := range want {
-					if !slices.Contains(have, w) {
-						return false
-					}
-				}
-				return true
-			}
-		}
+	match, bad := tagFilter(q.Get("tags"))
+	if bad != nil {
+		return *bad
 	}
 	if keep != nil {
 		// A nested collection (/services/{s}/plugins, /upstreams/{u}/targets) is paged by its
