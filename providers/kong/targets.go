@@ -347,16 +347,56 @@ func (r *Router) SetUpstreams(ctx context.Context, c providers.Cohort, addrs []s
 func (r *Router) tSetUpstreams(ctx context.Context, c providers.Cohort, addrs []string) error {
 	st := &r.st
 	if c == providers.Stable {
-		for _, a := range addrs {
-			if !slices.ContainsFunc(st.stable, func(s stableTarget) bool { return s.addr == a }) {
-				return fmt.Errorf("kong: stable address %s is not a target with weight > 0 of upstream %q (stable targets: %s); fix deploy.stable or the upstream", a, st.upstream, stableList(st.stable))
-			}
-		}
-		return nil
+		return r.checkStable(addrs)
 	}
 	if len(addrs) == 0 {
 		return fmt.Errorf("kong: set %s upstreams: no address given", c)
 	}
+	if err := r.checkOwnAddrs(c, addrs); err != nil {
+		return err
+	}
+	if r.cfg.Mode == ModeHash && !st.hashSet {
+		if err := r.setHash(ctx); err != nil {
+			return err
+		}
+	}
+	ts, err := r.listTargets(ctx, st.upstreamID)
+	if err != nil {
+		return fmt.Errorf("kong: list targets of upstream %q: %w", st.upstream, err)
+	}
+	changes, err := r.targetChanges(c, addrs, ts)
+	if err != nil {
+		return err
+	}
+	if err := r.apply(ctx, changes); err != nil {
+		return fmt.Errorf("kong: add %s targets %s to upstream %q: %w", c, strings.Join(addrs, ", "), st.upstream, err)
+	}
+	st.cohorts[c] = addrs
+	ts, err = r.listTargets(ctx, st.upstreamID)
+	if err != nil {
+		return fmt.Errorf("kong: read back targets of upstream %q: %w", st.upstream, err)
+	}
+	if err := r.checkAdded(c, addrs, changes, ts); err != nil {
+		return err
+	}
+	r.log.Info("kong targets added", "cohort", c, "upstream", st.upstream, "targets", addrs)
+	return nil
+}
+
+// checkStable: stable's addresses must be targets of the upstream already.
+func (r *Router) checkStable(addrs []string) error {
+	st := &r.st
+	for _, a := range addrs {
+		if !slices.ContainsFunc(st.stable, func(s stableTarget) bool { return s.addr == a }) {
+			return fmt.Errorf("kong: stable address %s is not a target with weight > 0 of upstream %q (stable targets: %s); fix deploy.stable or the upstream", a, st.upstream, stableList(st.stable))
+		}
+	}
+	return nil
+}
+
+// checkOwnAddrs: a cohort's addresses are neither stable's nor the other cohort's.
+func (r *Router) checkOwnAddrs(c providers.Cohort, addrs []string) error {
+	st := &r.st
 	other := providers.Canary
 	if c == providers.Canary {
 		other = providers.Baseline
@@ -369,15 +409,13 @@ func (r *Router) tSetUpstreams(ctx context.Context, c providers.Cohort, addrs []
 			return fmt.Errorf("kong: %s address %s is already the %s's; canary and baseline need different instances", c, a, other)
 		}
 	}
-	if r.cfg.Mode == ModeHash && !st.hashSet {
-		if err := r.setHash(ctx); err != nil {
-			return err
-		}
-	}
-	ts, err := r.listTargets(ctx, st.upstreamID)
-	if err != nil {
-		return fmt.Errorf("kong: list targets of upstream %q: %w", st.upstream, err)
-	}
+	return nil
+}
+
+// targetChanges are the targets to create (weight 0) and delete so that the cohort's targets are
+// addrs; an address another cohort or another rollout holds is an error.
+func (r *Router) targetChanges(c providers.Cohort, addrs []string, ts []target) ([]change, error) {
+	st := &r.st
 	var changes []change
 	have := map[string]target{}
 	for _, t := range ts {
@@ -390,7 +428,7 @@ func (r *Router) tSetUpstreams(ctx context.Context, c providers.Cohort, addrs []
 			changes = append(changes, change{op: opCreate, addr: a, weight: 0, tags: r.tags(c)})
 		case slices.Contains(t.Tags, r.rolloutTag()):
 			if tc, _ := r.cohortOf(t); tc != c {
-				return fmt.Errorf("kong: %s address %s is tagged cohort:%s by this rollout; canary and baseline need different instances", c, a, tc)
+				return nil, fmt.Errorf("kong: %s address %s is tagged cohort:%s by this rollout; canary and baseline need different instances", c, a, tc)
 			}
 			// Registered by an earlier run of this rollout: it keeps its weight (the step's split
 			// is set again next); zeroing it would take the share of a 50/50 step to nothing.
@@ -398,7 +436,7 @@ func (r *Router) tSetUpstreams(ctx context.Context, c providers.Cohort, addrs []
 			// Not there before the rollout (the recorded original says so) and untagged: the
 			// canary target a promotion of this rollout untagged before it was interrupted.
 		default:
-			return fmt.Errorf("kong: %s address %s is already a target of upstream %q that this rollout did not create (tags %v); give the %s its own address or delete that target", c, a, st.upstream, t.Tags, c)
+			return nil, fmt.Errorf("kong: %s address %s is already a target of upstream %q that this rollout did not create (tags %v); give the %s its own address or delete that target", c, a, st.upstream, t.Tags, c)
 		}
 	}
 	for _, old := range st.cohorts[c] {
@@ -408,14 +446,12 @@ func (r *Router) tSetUpstreams(ctx context.Context, c providers.Cohort, addrs []
 			}
 		}
 	}
-	if err := r.apply(ctx, changes); err != nil {
-		return fmt.Errorf("kong: add %s targets %s to upstream %q: %w", c, strings.Join(addrs, ", "), st.upstream, err)
-	}
-	st.cohorts[c] = addrs
-	ts, err = r.listTargets(ctx, st.upstreamID)
-	if err != nil {
-		return fmt.Errorf("kong: read back targets of upstream %q: %w", st.upstream, err)
-	}
+	return changes, nil
+}
+
+// checkAdded reads the created targets back: there, with weight 0.
+func (r *Router) checkAdded(c providers.Cohort, addrs []string, changes []change, ts []target) error {
+	st := &r.st
 	for _, ch := range changes {
 		if ch.op == opCreate && !slices.ContainsFunc(ts, func(t target) bool { return t.Addr == ch.addr && t.Weight == 0 }) {
 			return fmt.Errorf("kong: read back targets of upstream %q: %s target %s is missing or has a weight other than 0", st.upstream, c, ch.addr)
@@ -426,7 +462,6 @@ func (r *Router) tSetUpstreams(ctx context.Context, c providers.Cohort, addrs []
 			return fmt.Errorf("kong: read back targets of upstream %q: %s target %s is missing", st.upstream, c, a)
 		}
 	}
-	r.log.Info("kong targets added", "cohort", c, "upstream", st.upstream, "targets", addrs)
 	return nil
 }
 
@@ -825,63 +860,89 @@ func splitWeights(s providers.Split, stableOrig []int, nb, nc int) weights {
 		base[i] = w / g
 		W += base[i]
 	}
-	C, B, S := s.Canary, s.Baseline, s.Stable()
-	limit := W * max(nb, 1) * max(nc, 1)
+	shares := cohortShares{base: base, W: W, C: s.Canary, B: s.Baseline, S: s.Stable(), nb: nb, nc: nc}
+	if w, ok := shares.exact(); ok {
+		return w
+	}
+	return shares.closest()
+}
+
+// cohortShares is a split to give as target weights: stable's base ratios (summing to W), the
+// basis points of canary (C), baseline (B) and stable (S), and the canary and baseline targets.
+type cohortShares struct {
+	base       []int
+	W, C, B, S int
+	nb, nc     int
+}
+
+// exact returns the smallest exact weights, if they fit in 65535.
+func (c cohortShares) exact() (weights, bool) {
+	limit := c.W * max(c.nb, 1) * max(c.nc, 1)
 	for k := 1; k <= limit && k <= 1<<20; k++ {
-		if nc > 0 && C*k%nc != 0 || nc == 0 && C > 0 || nb > 0 && B*k%nb != 0 || nb == 0 && B > 0 {
+		if !c.divides(k) {
 			continue
 		}
-		ok := true
-		for _, b := range base {
-			if S*k*b%W != 0 {
-				ok = false
-				break
-			}
-		}
-		if !ok {
-			continue
-		}
-		w := weights{stable: make([]int, len(base)), exact: true}
-		all := 0
-		for i, b := range base {
-			w.stable[i] = S * k * b / W
-			all = gcd(all, w.stable[i])
-		}
-		if nc > 0 {
-			w.canary = C * k / nc
-			all = gcd(all, w.canary)
-		}
-		if nb > 0 {
-			w.baseline = B * k / nb
-			all = gcd(all, w.baseline)
-		}
-		if all > 1 {
-			for i := range w.stable {
-				w.stable[i] /= all
-			}
-			w.canary /= all
-			w.baseline /= all
-		}
+		w := c.scaled(k)
 		fits := w.canary <= maxWeight && w.baseline <= maxWeight
 		for _, x := range w.stable {
 			fits = fits && x <= maxWeight
 		}
-		if fits {
-			return w
+		return w, fits // larger k only gives larger weights
+	}
+	return weights{}, false
+}
+
+// divides reports whether k times every share is a whole weight per target.
+func (c cohortShares) divides(k int) bool {
+	if c.nc > 0 && c.C*k%c.nc != 0 || c.nc == 0 && c.C > 0 || c.nb > 0 && c.B*k%c.nb != 0 || c.nb == 0 && c.B > 0 {
+		return false
+	}
+	for _, b := range c.base {
+		if c.S*k*b%c.W != 0 {
+			return false
 		}
-		break // larger k only gives larger weights
 	}
-	// closest: per-target ideal shares of a total of 60000
+	return true
+}
+
+// scaled is the weights of k times the shares, divided by their greatest common divisor.
+func (c cohortShares) scaled(k int) weights {
+	w := weights{stable: make([]int, len(c.base)), exact: true}
+	all := 0
+	for i, b := range c.base {
+		w.stable[i] = c.S * k * b / c.W
+		all = gcd(all, w.stable[i])
+	}
+	if c.nc > 0 {
+		w.canary = c.C * k / c.nc
+		all = gcd(all, w.canary)
+	}
+	if c.nb > 0 {
+		w.baseline = c.B * k / c.nb
+		all = gcd(all, w.baseline)
+	}
+	if all > 1 {
+		for i := range w.stable {
+			w.stable[i] /= all
+		}
+		w.canary /= all
+		w.baseline /= all
+	}
+	return w
+}
+
+// closest: per-target ideal shares of a total of 60000, rounded.
+func (c cohortShares) closest() weights {
 	const total = 60000
-	ideal := make([]float64, 0, len(base)+2)
-	for _, b := range base {
-		ideal = append(ideal, float64(S)/providers.BasisPoints*total*float64(b)/float64(W))
+	ideal := make([]float64, 0, len(c.base)+2)
+	for _, b := range c.base {
+		ideal = append(ideal, float64(c.S)/providers.BasisPoints*total*float64(b)/float64(c.W))
 	}
-	if nc > 0 {
-		ideal = append(ideal, float64(C)/providers.BasisPoints*total/float64(nc))
+	if c.nc > 0 {
+		ideal = append(ideal, float64(c.C)/providers.BasisPoints*total/float64(c.nc))
 	}
-	if nb > 0 {
-		ideal = append(ideal, float64(B)/providers.BasisPoints*total/float64(nb))
+	if c.nb > 0 {
+		ideal = append(ideal, float64(c.B)/providers.BasisPoints*total/float64(c.nb))
 	}
 	round := make([]int, len(ideal))
 	for i, x := range ideal {
@@ -889,17 +950,15 @@ func splitWeights(s providers.Split, stableOrig []int, nb, nc int) weights {
 		if x > 0 && round[i] == 0 {
 			round[i] = 1
 		}
-		if round[i] > maxWeight {
-			round[i] = maxWeight
-		}
+		round[i] = min(round[i], maxWeight)
 	}
-	w := weights{stable: round[:len(base)]}
-	i := len(base)
-	if nc > 0 {
+	w := weights{stable: round[:len(c.base)]}
+	i := len(c.base)
+	if c.nc > 0 {
 		w.canary = round[i]
 		i++
 	}
-	if nb > 0 {
+	if c.nb > 0 {
 		w.baseline = round[i]
 	}
 	return w
