@@ -114,6 +114,60 @@ func (r *Router) ws() string {
 	return r.cfg.Workspace
 }
 
+// findService reads the Kong Service into st.
+func (r *Router) findService(ctx context.Context, st *state) error {
+	svc, err := r.client.Services.Get(ctx, ptr(r.cfg.Service))
+	if err != nil {
+		if errors.Is(err, providers.ErrNotFound) {
+			return fmt.Errorf("kong: find service %q: %w: no such Kong Service in workspace %q at %s; check gateway.kong.service (GET /services/%s answered 404)",
+				r.cfg.Service, providers.ErrNotFound, r.ws(), r.cfg.AdminURL, r.cfg.Service)
+		}
+		return fmt.Errorf("kong: find service %q: %w", r.cfg.Service, err)
+	}
+	st.serviceID = deref(svc.ID)
+	st.serviceHost = deref(svc.Host)
+	if svc.Port != nil {
+		st.servicePort = *svc.Port
+	}
+	st.servicePath = deref(svc.Path)
+	return nil
+}
+
+// findUpstream reads the upstream the rollout splits.
+func (r *Router) findUpstream(ctx context.Context, name string) (*gokong.Upstream, error) {
+	up, err := r.client.Upstreams.Get(ctx, ptr(name))
+	if err == nil {
+		return up, nil
+	}
+	if errors.Is(err, providers.ErrNotFound) {
+		if r.cfg.Service != "" {
+			return nil, fmt.Errorf("kong: find upstream of service %q: %w: the service sends traffic to host %q, which is not a Kong Upstream; create an upstream named %q with the current instances as targets (canaryctl splits traffic between upstream targets), or use mode canary-plugin",
+				r.cfg.Service, providers.ErrNotFound, name, name)
+		}
+		return nil, fmt.Errorf("kong: find upstream %q: %w: no such Kong Upstream in workspace %q; check gateway.kong.upstream", name, providers.ErrNotFound, r.ws())
+	}
+	return nil, fmt.Errorf("kong: find upstream %q: %w", name, err)
+}
+
+// adoptTargets takes the upstream's targets of this rollout into st (a resumed rollout) and
+// returns the others with weight 0; a target of another rollout is an error.
+func (r *Router) adoptTargets(st *state, ts []target) (idle []string, err error) {
+	for _, t := range ts {
+		if other := r.foreignRollout(t); other != "" {
+			return nil, fmt.Errorf("kong: upstream %q has target %s of another canaryctl rollout (%s); finish or roll back that rollout first, or delete its targets", st.upstream, t.Addr, other)
+		}
+		if c, ok := r.cohortOf(t); ok {
+			// resuming this rollout: adopt what it created
+			st.cohorts[c] = append(st.cohorts[c], t.Addr)
+			continue
+		}
+		if t.Weight == 0 {
+			idle = append(idle, t.Addr)
+		}
+	}
+	return idle, nil
+}
+
 func (r *Router) resolveLocked(ctx context.Context) error {
 	if r.resolved {
 		return nil
@@ -124,23 +178,12 @@ func (r *Router) resolveLocked(ctx context.Context) error {
 	st := state{cohorts: map[providers.Cohort][]string{}}
 	upName := r.cfg.Upstream
 	if r.cfg.Service != "" {
-		svc, err := r.client.Services.Get(ctx, ptr(r.cfg.Service))
-		if err != nil {
-			if errors.Is(err, providers.ErrNotFound) {
-				return fmt.Errorf("kong: find service %q: %w: no such Kong Service in workspace %q at %s; check gateway.kong.service (GET /services/%s answered 404)",
-					r.cfg.Service, providers.ErrNotFound, r.ws(), r.cfg.AdminURL, r.cfg.Service)
-			}
-			return fmt.Errorf("kong: find service %q: %w", r.cfg.Service, err)
+		if err := r.findService(ctx, &st); err != nil {
+			return err
 		}
-		st.serviceID = deref(svc.ID)
-		st.serviceHost = deref(svc.Host)
-		if svc.Port != nil {
-			st.servicePort = *svc.Port
-		}
-		st.servicePath = deref(svc.Path)
 		upName = st.serviceHost
 	}
-	if r.cfg.Mode == ModeCanaryPlugin {
+	if modeTypes[r.cfg.Mode].stableByRollout { // no upstream: the Service's host is the stable cohort
 		if !r.recorded {
 			r.orig = Original{Mode: r.cfg.Mode, ServiceHost: st.serviceHost, ServicePort: st.servicePort, ServicePath: st.servicePath}
 		}
@@ -148,16 +191,9 @@ func (r *Router) resolveLocked(ctx context.Context) error {
 		r.applyOriginalLocked()
 		return nil
 	}
-	up, err := r.client.Upstreams.Get(ctx, ptr(upName))
+	up, err := r.findUpstream(ctx, upName)
 	if err != nil {
-		if errors.Is(err, providers.ErrNotFound) {
-			if r.cfg.Service != "" {
-				return fmt.Errorf("kong: find upstream of service %q: %w: the service sends traffic to host %q, which is not a Kong Upstream; create an upstream named %q with the current instances as targets (canaryctl splits traffic between upstream targets), or use mode canary-plugin",
-					r.cfg.Service, providers.ErrNotFound, upName, upName)
-			}
-			return fmt.Errorf("kong: find upstream %q: %w: no such Kong Upstream in workspace %q; check gateway.kong.upstream", upName, providers.ErrNotFound, r.ws())
-		}
-		return fmt.Errorf("kong: find upstream %q: %w", upName, err)
+		return err
 	}
 	st.upstreamID, st.upstream = deref(up.ID), deref(up.Name)
 	st.hashOrig = map[string]any{
@@ -170,20 +206,10 @@ func (r *Router) resolveLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kong: list targets of upstream %q: %w", st.upstream, err)
 	}
-	var idle []string // targets of others with weight 0
 	ours := func(t target) bool { _, ok := r.cohortOf(t); return ok }
-	for _, t := range ts {
-		if other := r.foreignRollout(t); other != "" {
-			return fmt.Errorf("kong: upstream %q has target %s of another canaryctl rollout (%s); finish or roll back that rollout first, or delete its targets", st.upstream, t.Addr, other)
-		}
-		if c, ok := r.cohortOf(t); ok {
-			// resuming this rollout: adopt what it created
-			st.cohorts[c] = append(st.cohorts[c], t.Addr)
-			continue
-		}
-		if t.Weight == 0 {
-			idle = append(idle, t.Addr)
-		}
+	idle, err := r.adoptTargets(&st, ts)
+	if err != nil {
+		return err
 	}
 	r.st = st
 	if !r.recorded {
