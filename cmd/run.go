@@ -168,15 +168,11 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 		reported = true // the inner run (without --tui) writes the outputs
 		return runRolloutTUI(ctx, env, o, dir, spec)
 	}
-	var events io.Writer
-	if o.eventsFile != "" {
-		f, err := os.OpenFile(o.eventsFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return usageErrorf("--events %s: %v", o.eventsFile, errors.Unwrap(err))
-		}
-		defer f.Close()
-		events = f
+	events, closeEvents, err := openEvents(o.eventsFile)
+	if err != nil {
+		return usageErrorf("--events %s: %v", o.eventsFile, errors.Unwrap(err))
 	}
+	defer closeEvents()
 	rt, err := buildRollout(ctx, env, rolloutParts{spec: spec, raw: raw, store: store, events: events,
 		onInterrupt: rollout.InterruptAction(o.onInterrupt), detachOnPause: o.detachOnPause, runID: cmp.Or(o.runID, newRunID(time.Now())),
 		fresh: !o.resume})
@@ -192,9 +188,14 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 	if st := rt.eng.State(); o.resume && st.Phase.Terminal() {
 		fmt.Fprintf(env.Stderr, "%s: the recorded rollout already ended %s\n", spec.Service, st.Phase)
 	}
+	reported = true
+	return runEngine(ctx, env, o, rt, spec)
+}
+
+// runEngine runs the rollout to its end and writes its reports and summary line.
+func runEngine(ctx context.Context, env *Env, o *runOptions, rt *assembly, spec *rollout.Spec) error {
 	out, runErr := rt.eng.Run(ctx)
 	report := rollout.NewReport(spec, rt.eng.State())
-	reported = true
 	if werr := writeReports(env, o, report); werr != nil && runErr == nil {
 		runErr = werr
 	}
