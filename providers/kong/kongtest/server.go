@@ -627,17 +627,10 @@ func (s *Server) entity(r *http.Request, st *store, kind, key string, body map[s
 		return notFound
 	}
 	e := st.find(kind, key)
+	if a, ok := s.readOrPatch(r.Method, st, kind, e, body); ok {
+		return a
+	}
 	switch r.Method {
-	case http.MethodGet:
-		if e == nil {
-			return notFound
-		}
-		return answer{status: 200, body: e}
-	case http.MethodPatch:
-		if e == nil {
-			return notFound
-		}
-		return s.update(st, kind, e, body)
 	case http.MethodPut:
 		return s.put(st, kind, key, e, body, nil)
 	case http.MethodDelete:
@@ -647,6 +640,19 @@ func (s *Server) entity(r *http.Request, st *store, kind, key string, body map[s
 		return answer{status: http.StatusNoContent}
 	}
 	return methodNotAllowed
+}
+
+// readOrPatch answers a GET or PATCH of entity e of kind (nil: not there); ok false for other methods.
+func (s *Server) readOrPatch(method string, st *store, kind string, e, body map[string]any) (a answer, ok bool) {
+	switch {
+	case method != http.MethodGet && method != http.MethodPatch:
+		return answer{}, false
+	case e == nil:
+		return notFound, true
+	case method == http.MethodGet:
+		return answer{status: 200, body: e}, true
+	}
+	return s.update(st, kind, e, body), true
 }
 
 // nested answers /kind/{key}/sub[/{key}].
@@ -684,17 +690,10 @@ func (s *Server) nested(r *http.Request, st *store, segs []string, body map[stri
 			}
 		}
 	}
+	if a, ok := s.readOrPatch(r.Method, st, sub, e, body); ok {
+		return a
+	}
 	switch r.Method {
-	case http.MethodGet:
-		if e == nil {
-			return notFound
-		}
-		return answer{status: 200, body: e}
-	case http.MethodPatch:
-		if e == nil {
-			return notFound
-		}
-		return s.update(st, sub, e, body)
 	case http.MethodPut:
 		if sub == "targets" {
 			// kong/api/routes/upstreams.lua (3.x): PUT and PATCH of a target both go through
