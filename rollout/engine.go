@@ -338,7 +338,7 @@ func (e *Engine) Resume(ctx context.Context) error {
 		return fmt.Errorf("resume rollout: the recorded rollout has steps %s, the spec %s; resume with the spec it started with (%s)",
 			stepList(st.Weights), stepList(weights), e.cfg.Store.SpecPath())
 	}
-	if c := st.Control; c != "" && c != e.spec.Analysis.Control || c == "" && !e.spec.HasBaseline() {
+	if c := st.Control; c != "" && c != e.spec.Analysis.Control || c == "" && e.spec.Analysis.Control == ControlStable {
 		e.cfg.Store.Unlock()
 		return fmt.Errorf("resume rollout: the recorded rollout compares the canary with %s, the spec with %s; resume with the spec it started with (%s)",
 			cmp.Or(c, ControlBaseline), e.spec.Analysis.Control, e.cfg.Store.SpecPath())
