@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,9 +18,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/canaryctl/canaryctl/providers"
-	"github.com/canaryctl/canaryctl/providers/kong"
-	"github.com/canaryctl/canaryctl/providers/prometheus"
-	"github.com/canaryctl/canaryctl/providers/proxy"
 	"github.com/canaryctl/canaryctl/rollout"
 	"github.com/canaryctl/canaryctl/rollout/deploy"
 )
@@ -352,101 +348,25 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var (
-		gw     rollout.Gateway
-		reqLog rollout.RequestLog
-		owner  providers.Owner // nil for the embedded proxy: its listener excludes a second run
-	)
-	switch spec.Gateway.Type {
-	case "builtin":
-		if spec.Gateway.Listen != "" {
-			px, err := proxy.New(proxy.Config{Upstreams: map[providers.Cohort][]string{providers.Stable: spec.Stable.Addresses}, Logger: log})
-			if err != nil {
-				return nil, fmt.Errorf("start embedded proxy: %w", err)
-			}
-			l, err := net.Listen("tcp", spec.Gateway.Listen)
-			if err != nil {
-				return nil, fmt.Errorf("start embedded proxy: listen on gateway.listen %s: %w", spec.Gateway.Listen, err)
-			}
-			// The proxy must outlive a cancelled ctx: the rollback after SIGINT goes through it.
-			pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-			done := make(chan error, 1)
-			go func() {
-				done <- px.Serve(pctx, proxy.ServeConfig{Listener: l, Logger: log, ShutdownTimeout: 5 * time.Second})
-			}()
-			rt.closers = append(rt.closers, func() { stop(); <-done; px.Close() })
-			gw, reqLog = px, px
-			fmt.Fprintf(env.Stderr, "%s: embedded proxy on http://%s (stable %s)\n", spec.Service, l.Addr(), strings.Join(spec.Stable.Addresses, ", "))
-		} else {
-			token, err := adminToken(env, spec.Gateway)
-			if err != nil {
-				return nil, err
-			}
-			cl, err := proxy.NewClient(proxy.ClientConfig{BaseURL: spec.Gateway.Admin, Token: token})
-			if err != nil {
-				return nil, fmt.Errorf("proxy admin client: %w", err)
-			}
-			// Preflight, before anything is deployed: an admin API that does not answer (or refuses
-			// the token) would otherwise show at the first split, and the rollback after it would
-			// retry the same dead address for minutes.
-			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err = cl.Split(pctx)
-			cancel()
-			if err != nil {
-				return nil, fmt.Errorf("gateway.admin %s: the proxy's admin API did not answer a read of the split: %w; start canaryctl proxy with --admin-listen there, or fix gateway.admin (and the token)", spec.Gateway.Admin, err)
-			}
-			gw, reqLog, owner = cl, cl, cl
-		}
-	case "kong":
-		ks, _ := spec.Gateway.Section().(*kong.Spec) // decoded by the kong type (providers registry)
-		oc := kong.OpenConfig{Spec: ks, RolloutID: spec.Service,
-			WithLog: spec.Metrics.Type == "kong-log", Getenv: env.Getenv, Logger: log}
-		if oc.WithLog {
-			if oc.LogSecret, oc.LogSecretPath, err = kongLogSecret(p.store, p.fresh); err != nil {
-				return nil, err
-			}
-		}
-		k, err := kong.Open(ctx, oc)
-		if err != nil {
-			return nil, err
-		}
-		rt.closers = append(rt.closers, k.Close)
-		gw, owner = k.Router, k.Router
-		if k.Log != nil {
-			reqLog = k.Log
-		}
-	default:
+	openGateway, ok := gatewayOpeners[spec.Gateway.Type]
+	if !ok {
 		return nil, usageErrorf("gateway.type %q is not available in this build (valid: %s)", spec.Gateway.Type, strings.Join(providers.GatewayNames(), ", "))
 	}
+	g, err := openGateway(ctx, env, p, rt, log)
+	if err != nil {
+		return nil, err
+	}
+	gw, reqLog, owner := g.gw, g.reqLog, g.owner
 	rt.keeper = rollout.NewKeeper(owner, leaseTTL(spec), log)
 	fences := rollout.Fences{rt.keeper, storeFence(p.store)}
 	gw = rollout.FenceGateway(gw, fences...)
-	var metrics rollout.Metrics
-	switch spec.Metrics.Type {
-	case "builtin", "kong-log":
-		m, err := rollout.NewRequestMetrics(rollout.RequestMetricsConfig{Log: reqLog, Series: proxy.Series, Control: spec.ControlCohort()})
-		if err != nil {
-			return nil, err
-		}
-		metrics = m
-	case "prometheus":
-		ps, _ := spec.Metrics.Section().(*prometheus.Spec) // decoded by the prometheus type
-		pcfg, err := ps.Config(spec.Service, env.Getenv, log)
-		if err != nil {
-			return nil, err
-		}
-		pcfg.Control = spec.ControlCohort() // analysis.control stable: stable's series are the control
-		m, err := prometheus.New(pcfg)
-		if err != nil {
-			return nil, err
-		}
-		// Before any traffic moves: every query renders, parses and tells baseline from canary.
-		if err := m.Preflight(ctx, spec.MetricDefs(), providers.Window{End: time.Now(), Step: spec.Analysis.Resolution}); err != nil {
-			return nil, fmt.Errorf("metrics preflight: %w", err)
-		}
-		metrics = m
-	default:
+	openMetrics, ok := metricsOpeners[spec.Metrics.Type]
+	if !ok {
 		return nil, usageErrorf("metrics.type %q is not available in this build (valid: %s)", spec.Metrics.Type, strings.Join(providers.MetricsNames(), ", "))
+	}
+	metrics, err := openMetrics(ctx, env, spec, reqLog, log)
+	if err != nil {
+		return nil, err
 	}
 	deployer, err := spec.NewDeployer(deploy.Options{Service: spec.Service, Logger: log,
 		LogDir: filepath.Join(p.store.Dir(), "logs"), StateDir: filepath.Join(p.store.Dir(), "deploy")})
