@@ -31,8 +31,9 @@ test: ## unit and integration tests (the slow end-to-end rollouts: make e2e)
 race: ## tests under the race detector
 	$(GO) test -race ./...
 
-e2e: ## the slow end-to-end rollouts: the built binary runs demos, kill -9 and resume, abort, pause, Kong (about 2 min)
+e2e: ## the slow end-to-end rollouts: the built binary runs demos, kill -9 and resume, abort, pause, Kong, etcd takeover (about 4 min)
 	$(GO) test -tags e2e -count=1 -timeout 15m ./e2e/
+	$(GO) test -race -tags e2e -count=1 -timeout 10m -run '^TestEtcdTakeover$$' ./cmd/
 
 vet: ## go vet
 	$(GO) vet ./...
@@ -58,6 +59,15 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
 
+SIM_ROLLOUTS ?= 1000
+SIM_SEED ?= 1
+SIM_RESULTS ?= rollout/sim/results.json
+sim: build ## run the scenario library (testdata/scenarios) on the real engine, SIM_ROLLOUTS rollouts each: writes SIM_RESULTS and README's decision table
+	bin/canaryctl simulate --scenario testdata/scenarios --rollouts $(SIM_ROLLOUTS) --seed $(SIM_SEED) --results $(SIM_RESULTS) --readme README.md
+
+readme-table: ## rewrite README's decision table from SIM_RESULTS without simulating (TestReadmeTable checks they match)
+	$(GO) run ./cmd/canaryctl simulate --from $(SIM_RESULTS) --readme README.md >/dev/null
+
 vectors: ## replay Kayenta's own test vectors (testdata/kayenta) and print the count line README.md quotes
 	@set -o pipefail; $(GO) test -count=1 -json -run '^TestKayentaVectors$$' ./analysis/ ./judge/ | $(GO) run ./internal/vectorcount testdata/kayenta/upstream
 
@@ -67,4 +77,4 @@ conformance: ## the proxy side by side with nginx on the raw-request corpus (als
 ci: fmt-check vet vectors race ## the checks to run before a commit: format, vet, Kayenta vectors, race-enabled tests (bash .ci/run adds make e2e)
 	@echo "ci: all checks passed"
 
-.PHONY: help build image demo test race e2e vet lint fmt-check tidy-check bench bench-kong-log fuzz vectors conformance ci
+.PHONY: help build image demo test race e2e vet lint fmt-check tidy-check bench bench-kong-log fuzz vectors conformance sim readme-table ci

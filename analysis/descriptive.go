@@ -1,9 +1,6 @@
 package analysis
 
-import (
-	"math"
-	"slices"
-)
+import "math"
 
 // Percentile returns the p-th percentile (p in (0, 100]) of values with commons-math's R-7 estimator,
 // as Kayenta's DescriptiveStatistics.percentile computes it: on the sorted values s[0..n-1],
@@ -16,10 +13,21 @@ func Percentile(values []float64, p float64) float64 {
 	return Percentiles(values, p)[0]
 }
 
-// Percentiles returns Percentile(values, p) for every p, sorting values once.
+// Percentiles returns Percentile(values, p) for every p, copying values once and placing only the
+// order statistics the percentiles read (selectRanks), not sorting the whole copy.
 func Percentiles(values []float64, ps ...float64) []float64 {
 	out := make([]float64, len(ps))
-	var sorted []float64
+	var s []float64
+	var ranks []int
+	for _, p := range ps {
+		if p > 0 && p <= 100 && len(values) > 1 {
+			if s == nil {
+				s = RemoveNaN(values) // a copy: values is not modified
+			}
+			ranks = append(ranks, r7Ranks(len(s), p)...)
+		}
+	}
+	selectRanks(s, ranks)
 	for i, p := range ps {
 		switch {
 		case !(p > 0 && p <= 100) || len(values) == 0:
@@ -27,32 +35,48 @@ func Percentiles(values []float64, ps ...float64) []float64 {
 		case len(values) == 1:
 			out[i] = values[0] // commons-math returns the single value before removing NaN
 		default:
-			if sorted == nil {
-				sorted = RemoveNaN(values) // a copy: values is not modified
-				slices.Sort(sorted)
-			}
-			out[i] = r7(sorted, p)
+			out[i] = r7(s, p)
 		}
 	}
 	return out
 }
 
-// r7 is commons-math Percentile.EstimationType.R_7 on sorted, NaN-free values.
+// r7Ranks are the 0-based ranks r7 reads for p among n values.
+func r7Ranks(n int, p float64) []int {
+	if n == 0 {
+		return nil
+	}
+	pos := r7Pos(n, p)
+	switch {
+	case pos < 1:
+		return []int{0}
+	case pos >= float64(n):
+		return []int{n - 1}
+	}
+	i := int(math.Floor(pos))
+	return []int{i - 1, i}
+}
+
+// r7Pos is r7's 1-based position of p among n values.
+func r7Pos(n int, p float64) float64 {
+	switch q := p / 100; q {
+	case 0:
+		return 0
+	case 1:
+		return float64(n)
+	default:
+		return 1 + float64(n-1)*q
+	}
+}
+
+// r7 is commons-math Percentile.EstimationType.R_7 on NaN-free values whose ranks r7Ranks names are
+// in place (sorted, or placed by selectRanks).
 func r7(s []float64, p float64) float64 {
 	n := len(s)
 	if n == 0 {
 		return math.NaN()
 	}
-	q := p / 100
-	var pos float64
-	switch q {
-	case 0:
-		pos = 0
-	case 1:
-		pos = float64(n)
-	default:
-		pos = 1 + float64(n-1)*q
-	}
+	pos := r7Pos(n, p)
 	fpos := math.Floor(pos)
 	intPos := int(fpos)
 	dif := pos - fpos

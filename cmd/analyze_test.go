@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/providers/prometheus"
 	"github.com/canaryctl/canaryctl/providers/prometheus/promtest"
 )
 
@@ -73,12 +76,21 @@ steps:
 `
 
 // TestAnalyzeRealPrometheus judges a window of real traffic, scraped by a real Prometheus from the
-// built-in proxy in front of a fast baseline and a canary that takes at least 150 ms: the latency
+// built-in proxy in front of a fast baseline and a canary that takes at least 600 ms: the latency
 // metric is High and the verdict Fail (exit 3), from a rollout spec and from a Kayenta config.
 func TestAnalyzeRealPrometheus(t *testing.T) {
 	t.Parallel()
+	// The window judged starts 3 s in, with points one 3 s rate window apart; the load goes on until
+	// the window holds 6 points per cohort (one spare for where the window's end falls). Under load
+	// scrapes time out: a window left with 3 points per cohort was judged Pass, as Kayenta does when
+	// Mann-Whitney cannot reject anything at 98%. The canary takes 600 ms: in make ci on a loaded
+	// machine the 2 ms baseline's P99, measured in this -race process, reached 208 ms, and a 150 ms
+	// canary overlapped it.
 	sc := promtest.RunScenario(t, promtest.ScenarioConfig{
-		BaselineDelay: 2 * time.Millisecond, CanaryDelay: 150 * time.Millisecond, Duration: 10 * time.Second,
+		BaselineDelay: 2 * time.Millisecond, CanaryDelay: 600 * time.Millisecond, Duration: 10 * time.Second,
+		Concurrency: 8, JudgedFrom: 3 * time.Second, Until: func(s *promtest.Scenario, now time.Time) bool {
+			return p99Points(t, s.Prometheus.URL, s.Start.Add(3*time.Second), now) >= 6
+		},
 	})
 	start := strconv.FormatInt(sc.Start.Add(3*time.Second).Unix(), 10)
 	end := strconv.FormatInt(sc.End.Unix(), 10)
@@ -88,6 +100,12 @@ func TestAnalyzeRealPrometheus(t *testing.T) {
 		spec := writeFile(t, "rollout.yaml", analyzeSpecYAML)
 		code, out, errOut := runAnalyze(t, nil, append(common, "--spec", spec)...)
 		res := decodeResult(t, out, errOut)
+		if len(res.Results) > 0 {
+			t.Logf("%d points per cohort (%d successful scrapes per target in the window)", res.Results[0].Control.Stats.Count, sc.Scrapes)
+			if n := res.Results[0].Control.Stats.Count; n < 5 {
+				t.Fatalf("the judged window holds %d points per cohort after %d successful scrapes; a verdict needs 5", n, sc.Scrapes)
+			}
+		}
 		if code != ExitFail || res.Score.Classification != "Fail" {
 			t.Fatalf("exit %d, verdict %q; want 3 and Fail\n%s\n%s", code, res.Score.Classification, out, errOut)
 		}
@@ -120,6 +138,11 @@ type kayentaResult struct {
 		Name           string `json:"name"`
 		Classification string `json:"classification"`
 		Critical       bool   `json:"critical"`
+		Control        struct {
+			Stats struct {
+				Count int `json:"count"`
+			} `json:"stats"`
+		} `json:"controlMetadata"`
 	} `json:"results"`
 }
 
@@ -377,4 +400,28 @@ func TestAnalyzeUsesTheSpecsPrometheus(t *testing.T) {
 	if code != ExitUsage || !strings.Contains(errOut, "PROM_TOKEN is empty") {
 		t.Errorf("missing token: exit %d, %s", code, errOut)
 	}
+}
+
+// p99Points is how many points of the P99 latency series both baseline and canary have in
+// [from, to], queried as analyze queries them (points one 3 s rate window apart).
+func p99Points(t *testing.T, url string, from, to time.Time) int {
+	p, err := prometheus.New(prometheus.Config{URL: url, MinWindow: 3 * time.Second, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := p.Pair(t.Context(), providers.Metric{Name: "p99", Kind: providers.LatencyQuantile, Quantile: 0.99},
+		providers.Window{Start: time.Unix(from.Unix(), 0), End: time.Unix(to.Unix(), 0), Step: time.Second})
+	if err != nil {
+		return 0
+	}
+	count := func(xs []float64) int {
+		n := 0
+		for _, x := range xs {
+			if !math.IsNaN(x) {
+				n++
+			}
+		}
+		return n
+	}
+	return min(count(pair.Baseline), count(pair.Canary))
 }

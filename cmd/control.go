@@ -328,7 +328,13 @@ func formatStatus(st *rollout.State, held bool, pid int, now time.Time) string {
 	} else if n := len(st.Intervals); n > 0 && st.Intervals[n-1].Reason != "" {
 		// analysis.mode sequential: no score; the last look's verdict and sentence
 		// After a manual decision the last look is not why the rollout ended: the reason says so.
-		fmt.Fprintf(&b, "last look: %s: %s\n", st.Intervals[n-1].Verdict, oneLine(st.Intervals[n-1].Reason))
+		// The analyzer's sentence starts with its verdict ("fail: the canary is worse ..."): say it once.
+		last := st.Intervals[n-1]
+		why := oneLine(last.Reason)
+		if !strings.HasPrefix(why, "fail:") && !strings.HasPrefix(why, "pass:") && !strings.HasPrefix(why, "need more data:") {
+			why = fmt.Sprintf("%s: %s", last.Verdict, why)
+		}
+		fmt.Fprintf(&b, "last look: %s\n", why)
 	}
 	if st.Pause != nil {
 		fmt.Fprintf(&b, "paused:    %s since %s (%s ago)\n", st.Pause.Kind, st.Pause.Since.UTC().Format(time.RFC3339), now.Sub(st.Pause.Since).Round(time.Second))

@@ -65,7 +65,7 @@ func newDemoCmd(env *Env) *cobra.Command {
 // DemoResult is what the demo measured besides the rollout report.
 type DemoResult struct {
 	Scenario string     `json:"scenario"`
-	RPS      int        `json:"rps"`
+	RPS      int        `json:"requestsPerSecond"`
 	Load     demo.Stats `json:"load"`
 	// FirstCanaryError: the first 5xx a client got from the canary (errors scenario).
 	FirstCanaryError *time.Time `json:"firstCanaryError,omitempty"`

@@ -70,7 +70,7 @@ func TestProxyCmdInsecureAdminRefusesBrowsers(t *testing.T) {
 			}
 		})
 	}
-	if code, out, stderr := runProxyCmd(t.Context(), env, "split"); code != 0 || !strings.Contains(out, `"canary": 1000`) {
+	if code, out, stderr := runProxyCmd(t.Context(), env, "split"); code != 0 || !strings.Contains(out, `"canaryPercent": 10`) {
 		t.Fatalf("split after the refused calls: exit %d %q %s", code, out, stderr)
 	}
 	for _, sub := range [][]string{{"rollback"}, {"upstreams", "canary", canary.URL}, {"split", "--canary-percent", "5"}, {"promote"}} {

@@ -57,7 +57,11 @@ func TestRunWithPrometheusMetrics(t *testing.T) {
 	prom := promtest.StartTargets(t, promtest.Target{Addr: goodTarget, BearerToken: rtToken},
 		promtest.Target{Addr: badTarget, BearerToken: rtToken})
 	prom.WaitUp(t, 2)
-	steps := "  - {weight: 50, duration: 16s, interval: 4s, warmup: 3s}\n"
+	// Points are one rate window (minWindow) apart. A 2 s window, twice the 1 s scrape interval,
+	// lost a point to every scrape that timed out on a loaded machine, and the step's final
+	// judgement had 7 points at best (5 needed); a 3 s window survives one failed scrape, and a
+	// 24 s step gives it 8 points.
+	steps := "  - {weight: 50, duration: 24s, interval: 4s, warmup: 3s}\n"
 	for _, tc := range []struct {
 		name   string
 		w      *rtWorld
@@ -71,8 +75,8 @@ func TestRunWithPrometheusMetrics(t *testing.T) {
 			t.Parallel()
 			ctx, stop := context.WithCancel(t.Context())
 			defer stop()
-			go tc.w.load(ctx, 100, 3000)
-			pyaml := fmt.Sprintf(`{url: %q, selector: 'instance="%s"', minWindow: 2s}`, prom.URL, tc.target)
+			go tc.w.load(ctx, 100, 4000)
+			pyaml := fmt.Sprintf(`{url: %q, selector: 'instance="%s"', minWindow: 3s}`, prom.URL, tc.target)
 			code, _, stderr := rtRun(t.Context(), tc.w.vars(), "run", "--spec", promSpec(t, tc.w, pyaml, promMetrics, steps),
 				"--state-dir", tc.w.stateDir())
 			if code != tc.code {

@@ -115,6 +115,10 @@ type Request struct {
 	// ByRule is true when a routing rule (not the split) chose the cohort; such requests are
 	// excluded from the canary/baseline comparison because they are not a random sample.
 	ByRule bool `json:"byRule,omitempty"`
+	// Instance names the upstream instance that answered (e.g. its host:port), "" when unknown. The
+	// sequential guard uses it to tell a regression of the version (every canary instance worse)
+	// from a bad moment of one instance (analysis/sequential, "per-instance episodes").
+	Instance string `json:"instance,omitempty"`
 }
 
 // Window is a time range to fetch metrics for, with the resolution of the series.

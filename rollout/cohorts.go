@@ -20,7 +20,7 @@ type CohortStats struct {
 	Requests     int    `json:"requests"`
 	P50Ms        Number `json:"p50Ms"`
 	P99Ms        Number `json:"p99Ms"`
-	ErrorRatePct Number `json:"errorRatePct"`
+	ErrorRatePct Number `json:"errorRatePercent"`
 }
 
 // CohortSummarizer is optionally implemented by a Metrics source with per-request data: it

@@ -120,8 +120,8 @@ func TestCohortStatsJSON(t *testing.T) {
 	}
 	for _, want := range []string{
 		`"cohorts":{`,
-		`"baseline":{"requests":0,"p50Ms":null,"p99Ms":null,"errorRatePct":null}`,
-		`"canary":{"requests":1,"p50Ms":12.5,"p99Ms":12.5,"errorRatePct":100}`,
+		`"baseline":{"requests":0,"p50Ms":null,"p99Ms":null,"errorRatePercent":null}`,
+		`"canary":{"requests":1,"p50Ms":12.5,"p99Ms":12.5,"errorRatePercent":100}`,
 	} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("JSON lacks %s: %s", want, b)

@@ -246,6 +246,16 @@ func (e *Engine) State() State {
 	return st
 }
 
+// head returns a copy of the state without its intervals: the phase, step and split, read at
+// every tick, without copying a list that grows through the rollout.
+func (e *Engine) head() State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.st
+	st.Intervals = nil
+	return st
+}
+
 // Start takes the lock and begins a new rollout in phase Pending. It refuses to overwrite a rollout
 // that has not ended (use Resume) and one run by another process.
 func (e *Engine) Start(ctx context.Context) error {
@@ -393,11 +403,11 @@ func (e *Engine) Wake() time.Time { return e.wake }
 // (SIGINT/SIGTERM/SIGHUP) the rollout rolls back (or pauses with OnInterrupt pause) before Run returns.
 func (e *Engine) Run(ctx context.Context) (Outcome, error) {
 	for {
-		before := e.State().Phase
+		before := e.head().Phase
 		if _, err := e.Tick(ctx); err != nil {
 			return e.outcome(), err
 		}
-		st := e.State()
+		st := e.head()
 		if st.Phase.Terminal() {
 			return e.outcome(), nil
 		}
@@ -425,7 +435,7 @@ func (e *Engine) Run(ctx context.Context) (Outcome, error) {
 }
 
 func (e *Engine) outcome() Outcome {
-	st := e.State()
+	st := e.head()
 	return Outcome{Phase: st.Phase, Verdict: st.Verdict, Score: st.Score, Reason: st.Reason, Interrupted: st.Interrupted,
 		NotStarted: st.NotStarted && !st.Interrupted}
 }
@@ -433,7 +443,7 @@ func (e *Engine) outcome() Outcome {
 // Tick runs at most one transition: an interrupt, a control request, or the current phase's handler.
 // It returns the phase after the tick. A panic in a handler rolls the rollout back.
 func (e *Engine) Tick(ctx context.Context) (Phase, error) {
-	phase := e.State().Phase
+	phase := e.head().Phase
 	if phase.Terminal() {
 		return phase, nil
 	}
@@ -442,7 +452,7 @@ func (e *Engine) Tick(ctx context.Context) (Phase, error) {
 			// The gateway lease ran out only because the gateway could not be reached to renew it:
 			// nobody else is known to hold the service, and the safe way out is all traffic to stable.
 			if terr := e.transition(RollingBack, "the ownership lease could not be renewed (is the gateway reachable?): "+err.Error()); terr != nil {
-				return e.State().Phase, terr
+				return e.head().Phase, terr
 			}
 			return RollingBack, nil
 		}
@@ -460,7 +470,7 @@ func (e *Engine) Tick(ctx context.Context) (Phase, error) {
 		ctx = context.WithoutCancel(ctx)
 	}
 	if moved, err := e.applyControls(); moved || err != nil {
-		return e.State().Phase, err
+		return e.head().Phase, err
 	}
 	next, reason := e.handle(ctx, phase)
 	if next != phase {
@@ -470,10 +480,10 @@ func (e *Engine) Tick(ctx context.Context) (Phase, error) {
 	}
 	if next != phase {
 		if err := e.transition(next, reason); err != nil {
-			return e.State().Phase, err
+			return e.head().Phase, err
 		}
 	}
-	return e.State().Phase, nil
+	return e.head().Phase, nil
 }
 
 // fence is the ownership check before and after a tick's handler (nil: go on).
@@ -610,7 +620,7 @@ func (e *Engine) save() error {
 }
 
 func (e *Engine) emit(ev *Event) {
-	st := e.State()
+	st := e.head()
 	ev.V = StateSchemaVersion
 	ev.Time = e.now()
 	ev.Service = st.Service

@@ -10,9 +10,13 @@ import (
 	"github.com/canaryctl/canaryctl/rollout/etcdtest"
 )
 
+// openEtcd opens a store with the production lease TTL: nothing in TestEtcdStore waits for a lease to
+// run out (a takeover revokes it), and an etcd restart must fit in it — with etcd's 2 s minimum, a
+// restart and leader election on a loaded machine took longer, and the surviving runner's write
+// failed with "lease lost".
 func openEtcd(t *testing.T, endpoint, service string) *EtcdStore {
 	t.Helper()
-	s, err := OpenEtcdStore(EtcdStoreConfig{Endpoints: []string{endpoint}, Prefix: "/test", LeaseTTL: 2 * time.Second,
+	s, err := OpenEtcdStore(EtcdStoreConfig{Endpoints: []string{endpoint}, Prefix: "/test", LeaseTTL: DefaultLeaseTTL,
 		Service: service, LocalDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

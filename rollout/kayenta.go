@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/canaryctl/canaryctl/judge"
+	"github.com/canaryctl/canaryctl/providers"
 )
 
 // KayentaJudgeConfig configures KayentaJudge.
@@ -98,10 +99,12 @@ func (k *KayentaJudge) Judge(_ context.Context, pairs []MetricPair) (Judgement, 
 			BaselineCount: r.ControlMetadata.Stats.Count, CanaryCount: r.ExperimentMetadata.Stats.Count, Ratio: Number(r.Ratio())}
 		if i < len(pairs) {
 			mr.Group = pairs[i].Metric.Group
+			mr.Unit = metricUnit(pairs[i].Metric.Kind)
 		}
 		if w := r.Why; w.Stage == judge.StageCompared {
 			lo, hi, est := Number(w.CILower), Number(w.CIUpper), Number(w.Estimate)
 			mr.CILower, mr.CIUpper, mr.Estimate = &lo, &hi, &est
+			mr.EffectUnit = mr.Unit
 		}
 		if why := explain(r, k.control); why != "" {
 			if mr.Reason == "" {
@@ -135,6 +138,18 @@ func explain(r judge.MetricResult, control string) string {
 		if w.Err != nil {
 			return w.Err.Error()
 		}
+	}
+	return ""
+}
+
+// metricUnit is the unit of a metric's values (providers.MetricKind): "ms", "%", or "" for a query,
+// whose unit is whatever it returns.
+func metricUnit(k providers.MetricKind) string {
+	switch k {
+	case providers.LatencyQuantile:
+		return "ms"
+	case providers.ErrorRate:
+		return "%"
 	}
 	return ""
 }

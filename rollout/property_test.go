@@ -19,6 +19,9 @@ func TestNoPathLeavesTrafficOnTheCanary(t *testing.T) {
 	methods := []string{"SetSplit", "SetUpstreams", "Split", "Promote"}
 	for seed := uint64(1); seed <= 120; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			// Each seed has its own state directory and fakes. The test waits on the store's fsyncs
+			// (0.9 s of CPU in 20 s here), so seeds in parallel finish sooner at no CPU cost.
+			t.Parallel()
 			r := rand.New(rand.NewPCG(seed, 99))
 			spec := testSpec()
 			spec.Steps[r.IntN(3)].Approval = r.IntN(4) == 0

@@ -52,7 +52,7 @@ const NotStarted Phase = "NotStarted"
 // StepReport is one step of the report.
 type StepReport struct {
 	Index     int             `json:"index"` // from 0
-	Weight    float64         `json:"weight"`
+	Weight    float64         `json:"weightPercent"`
 	Split     providers.Split `json:"split"`
 	Outcome   string          `json:"outcome"` // passed, failed, marginal, skipped, running, not-reached
 	Intervals []Interval      `json:"intervals"`
@@ -289,7 +289,7 @@ type Spinnaker struct {
 
 // SpinnakerStep summarizes one step.
 type SpinnakerStep struct {
-	Weight    float64 `json:"weight"`
+	Weight    float64 `json:"weightPercent"`
 	Outcome   string  `json:"outcome"`
 	Intervals int     `json:"intervals"`
 	Score     *Number `json:"score,omitempty"` // of the last interval with a score (none in sequential mode)

@@ -545,7 +545,8 @@ func decisionMetrics(rep sequential.Report) []MetricResult {
 		lo, est := Number(d.Lower), Number(d.Effect)
 		mr := MetricResult{Name: d.Metric, Group: d.Metric, Classification: class, Critical: d.Metric == sequential.MetricGuard,
 			Reason: d.Reason, BaselineMean: Number(d.BaselineValue), CanaryMean: Number(d.CanaryValue),
-			BaselineCount: int(d.Baseline), CanaryCount: int(d.Canary), Ratio: Number(ratio), Estimate: &est}
+			BaselineCount: int(d.Baseline), CanaryCount: int(d.Canary), Ratio: Number(ratio), Estimate: &est,
+			Unit: d.Unit, EffectUnit: d.EffectUnit}
 		if d.Upper != nil {
 			hi := Number(*d.Upper)
 			mr.CILower, mr.CIUpper = &lo, &hi

@@ -11,8 +11,13 @@ import (
 )
 
 // StateSchemaVersion is the version of state.json, events.jsonl and the JSON report. A reader must
-// refuse a version it does not know; fields are only ever added within a version.
-const StateSchemaVersion = 1
+// refuse a version it does not know; fields are only ever added within a version. Version 2 put the
+// units into the names of numbers (a split in percent: canaryPercent; weightsPercent,
+// errorRatePercent); version 1 is still read (legacy.go), so a rollout started before resumes.
+const StateSchemaVersion = 2
+
+// previousSchemaVersion is the version before the units were in the names; DecodeState reads it.
+const previousSchemaVersion = 1
 
 // Verdict is the outcome of one judgement: pass, marginal or fail (see Thresholds).
 type Verdict string
@@ -72,7 +77,7 @@ type State struct {
 	// Step is the index (from 0) of the current step; Steps is their number, Weights their weights (%).
 	Step    int       `json:"step"`
 	Steps   int       `json:"steps"`
-	Weights []float64 `json:"weights"`
+	Weights []float64 `json:"weightsPercent"`
 	// Control: what the canary is compared with, "baseline" or "stable" (analysis.control; empty in
 	// states written before the field existed: baseline). Interval.Baseline, Cohorts and the
 	// metrics' baseline values hold the control's data.
@@ -195,10 +200,15 @@ type MetricResult struct {
 	BaselineCount int    `json:"baselineCount"`
 	CanaryCount   int    `json:"canaryCount"`
 	Ratio         Number `json:"ratio"`
-	// Confidence interval of the shift (canary − baseline) from Mann-Whitney, when computed.
-	CILower  *Number `json:"ciLower,omitempty"`
-	CIUpper  *Number `json:"ciUpper,omitempty"`
-	Estimate *Number `json:"estimate,omitempty"`
+	// Unit of the means: "ms" (latency), "%" (error rate), "" for a query (what it returns).
+	Unit string `json:"unit,omitempty"`
+	// Confidence interval of the shift (canary − baseline), when computed, in EffectUnit: Mann-Whitney's
+	// in the metric's unit (mode kayenta); percentage points "pp" or a rate ratio "ratio" (the 5xx
+	// guard) in mode sequential.
+	CILower    *Number `json:"ciLower,omitempty"`
+	CIUpper    *Number `json:"ciUpper,omitempty"`
+	Estimate   *Number `json:"estimate,omitempty"`
+	EffectUnit string  `json:"effectUnit,omitempty"`
 }
 
 // Event is one line of events.jsonl.

@@ -198,8 +198,11 @@ func DecodeState(data []byte) (*State, error) {
 	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, fmt.Errorf("decode state: %w: %w", ErrCorruptState, err)
 	}
+	if st.SchemaVersion == previousSchemaVersion {
+		st.SchemaVersion = StateSchemaVersion // read with the old names (legacy.go); written back as the current version
+	}
 	if st.SchemaVersion != StateSchemaVersion {
-		return nil, fmt.Errorf("decode state: schema version %d is not supported (this build reads %d)", st.SchemaVersion, StateSchemaVersion)
+		return nil, fmt.Errorf("decode state: schema version %d is not supported (this build reads %d and %d)", st.SchemaVersion, previousSchemaVersion, StateSchemaVersion)
 	}
 	if !st.Phase.Valid() {
 		return nil, fmt.Errorf("decode state: %w: unknown phase %q", ErrCorruptState, st.Phase)

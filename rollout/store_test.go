@@ -71,7 +71,7 @@ func TestStoreLoadErrors(t *testing.T) {
 	}
 	for name, content := range map[string]string{
 		"garbage":        "{",
-		"future version": `{"schemaVersion": 2, "phase": "Pending"}`,
+		"future version": `{"schemaVersion": 3, "phase": "Pending"}`,
 		"unknown phase":  `{"schemaVersion": 1, "phase": "Dancing"}`,
 	} {
 		os.WriteFile(filepath.Join(s.Dir(), "state.json"), []byte(content), 0o644)

@@ -327,8 +327,10 @@ type Decision struct {
 	CanaryValue   float64 `json:"canaryValue"`
 	BaselineValue float64 `json:"baselineValue"`
 	Unit          string  `json:"unit"`
-	// Effect is the observed difference (paired tests, pp) or rate ratio (guard).
-	Effect float64 `json:"effect"`
+	// Effect is the observed difference (paired tests, pp) or rate ratio (guard); EffectUnit says
+	// which ("pp" or "ratio") for Effect, Lower, Upper, Tolerance and Margin.
+	Effect     float64 `json:"effect"`
+	EffectUnit string  `json:"effectUnit"`
 	// Lower (at level LowerLevel) and Upper (at UpperLevel) bound the effect at any stopping time;
 	// Upper is absent for the guard, which is one-sided.
 	Lower      float64  `json:"lower"`
@@ -415,7 +417,7 @@ func (a *Analyzer) pairedDecision(metric string, t *PairedTest) Decision {
 	lo, hi := t.Interval()
 	hi100 := 100 * hi
 	d := Decision{Metric: metric, Verdict: t.Verdict(), Canary: t.Counts().N(), Baseline: t.Counts().N(),
-		Effect: 100 * t.Counts().Mean(), Lower: 100 * lo, Upper: &hi100, LowerLevel: 1 - a.alpha,
+		Effect: 100 * t.Counts().Mean(), EffectUnit: "pp", Lower: 100 * lo, Upper: &hi100, LowerLevel: 1 - a.alpha,
 		UpperLevel: 1 - a.cfg.Beta, Tolerance: 100 * t.cfg.Tolerance, Margin: 100 * t.cfg.Margin,
 		EValue: finite(t.FailEValue()), PassEValue: finite(t.PassEValue()), MorePairs: t.MorePairsToPass()}
 	return d
@@ -485,7 +487,7 @@ func (a *Analyzer) guardDecision() Decision {
 		Compared: "5xx rate of canary vs baseline plus stable, as a rate ratio, conditional on each batch's error count",
 		Canary:   g.CanaryRequests, Baseline: g.ControlRequests, Unit: "%",
 		CanaryValue: pct(g.CanaryErrors, g.CanaryRequests), BaselineValue: pct(g.ControlErrors, g.ControlRequests),
-		Effect: finite(g.Ratio()), Lower: g.LowerBound(a.guardAlpha), LowerLevel: 1 - a.guardAlpha, Tolerance: g.Tolerance(),
+		Effect: finite(g.Ratio()), EffectUnit: "ratio", Lower: g.LowerBound(a.guardAlpha), LowerLevel: 1 - a.guardAlpha, Tolerance: g.Tolerance(),
 		EValue: finite(g.EValue())}
 	ratio := fmt.Sprintf("rate ratio %.2f", d.Effect)
 	if math.IsInf(g.Ratio(), 1) {

@@ -18,9 +18,9 @@ func TestRealPrometheus(t *testing.T) {
 	t.Parallel()
 	sc := promtest.RunScenario(t, promtest.ScenarioConfig{
 		BaselineDelay: 2 * time.Millisecond, CanaryDelay: 150 * time.Millisecond, CanaryErrorEvery: 10,
-		Duration: 10 * time.Second, AppMetrics: true,
+		Duration: 10 * time.Second, AppMetrics: true, JudgedFrom: 3 * time.Second, MinScrapes: 10,
 	})
-	t.Logf("load: %d requests in %v", sc.Requests, sc.End.Sub(sc.Start).Round(time.Millisecond))
+	t.Logf("load: %d requests in %v; %d successful scrapes per target in the judged window", sc.Requests, sc.End.Sub(sc.Start).Round(time.Millisecond), sc.Scrapes)
 	p, err := prometheus.New(prometheus.Config{URL: sc.Prometheus.URL, MinWindow: 3 * time.Second, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)

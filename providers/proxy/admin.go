@@ -30,8 +30,8 @@ var ErrNoAdminToken = errors.New("admin API needs a token")
 // AdminHandler serves the admin API (see README.md):
 //
 //	GET  /v1/state                  routing table, back-offs, counters
-//	GET  /v1/split                  {"canary":250,"baseline":250} in basis points
-//	PUT  /v1/split                  same body; stable gets the rest
+//	GET  /v1/split                  {"stablePercent":95,"baselinePercent":2.5,"canaryPercent":2.5}
+//	PUT  /v1/split                  {"canaryPercent":2.5,"baselinePercent":2.5}; stable gets the rest
 //	PUT  /v1/upstreams/{cohort}     {"upstreams":["http://127.0.0.1:9002"]}
 //	POST /v1/rollback               all traffic to stable, canary and baseline removed
 //	POST /v1/promote                canary's upstreams become stable's

@@ -42,6 +42,7 @@ type FileConfig struct {
 		ClientBody     time.Duration `yaml:"clientBody"`
 		Send           time.Duration `yaml:"send"`
 		UpstreamSend   time.Duration `yaml:"upstreamSend"`
+		UpstreamRead   time.Duration `yaml:"upstreamRead"`
 	} `yaml:"timeouts"`
 	// RequestBodyBuffer: bytes of a request body read before the upstream is contacted (Config.RequestBodyBuffer).
 	RequestBodyBuffer int `yaml:"requestBodyBuffer"`
@@ -92,7 +93,8 @@ func (fc *FileConfig) validate() error {
 	}{{"timeouts.dial", fc.Timeouts.Dial}, {"timeouts.responseHeader", fc.Timeouts.ResponseHeader},
 		{"timeouts.idle", fc.Timeouts.Idle}, {"timeouts.readHeader", fc.Timeouts.ReadHeader},
 		{"timeouts.shutdown", fc.Timeouts.Shutdown}, {"timeouts.clientBody", fc.Timeouts.ClientBody},
-		{"timeouts.send", fc.Timeouts.Send}, {"timeouts.upstreamSend", fc.Timeouts.UpstreamSend}, {"backoff.base", fc.Backoff.Base}, {"backoff.max", fc.Backoff.Max}} {
+		{"timeouts.send", fc.Timeouts.Send}, {"timeouts.upstreamSend", fc.Timeouts.UpstreamSend},
+		{"timeouts.upstreamRead", fc.Timeouts.UpstreamRead}, {"backoff.base", fc.Backoff.Base}, {"backoff.max", fc.Backoff.Max}} {
 		if d.v < 0 {
 			return configErrorf(d.name, "%s must not be negative", d.v)
 		}
@@ -136,6 +138,7 @@ func (fc *FileConfig) ProxyConfig() (Config, error) {
 		JWT: fc.JWT, PreserveHost: fc.PreserveHost, TrustForwarded: fc.TrustForwarded, GeoIP: fc.GeoIP,
 		DialTimeout: fc.Timeouts.Dial, ResponseHeaderTimeout: fc.Timeouts.ResponseHeader, IdleConnTimeout: fc.Timeouts.Idle,
 		BackoffBase: fc.Backoff.Base, BackoffMax: fc.Backoff.Max, SampleCapacity: fc.SampleCapacity,
-		ClientBodyTimeout: fc.Timeouts.ClientBody, SendTimeout: fc.Timeouts.Send, UpstreamSendTimeout: fc.Timeouts.UpstreamSend, RequestBodyBuffer: fc.RequestBodyBuffer,
+		ClientBodyTimeout: fc.Timeouts.ClientBody, SendTimeout: fc.Timeouts.Send, UpstreamSendTimeout: fc.Timeouts.UpstreamSend,
+		UpstreamReadTimeout: fc.Timeouts.UpstreamRead, RequestBodyBuffer: fc.RequestBodyBuffer,
 	}, nil
 }

@@ -52,6 +52,9 @@ type upConn struct {
 	rw     io.ReadWriter // what br reads through and requests are written to (connIO)
 	head   []byte        // the request head being sent (roundTripH1, fastRoundTrip)
 	idleAt int64         // when it last went into the pool; 0 for a connection never pooled
+	// rdl: the read deadline the h1 loop's armLazy set last, or zero when another one may be set
+	// (only the goroutine that holds the connection touches it)
+	rdl time.Time
 	// reused: the connection comes from the pool, so the upstream may have closed it or written to
 	// it meanwhile: writeThenWait refuses it when input is waiting (errIdleInput).
 	reused bool
@@ -106,6 +109,7 @@ func (cp *connPool) closeIdle() {
 type fastConfig struct {
 	dialer    net.Dialer
 	rht       time.Duration
+	read      time.Duration // between two reads of an answer's body (UpstreamReadTimeout)
 	idle      time.Duration
 	perHost   int
 	upstreams sync.Map // *upstream -> struct{}, for closing idle connections
@@ -323,6 +327,7 @@ func (p *Proxy) fastRoundTrip(uc *upConn, r *http.Request, u *upstream) (*http.R
 	}
 	// (After each deadline set: a client that left just before had its watcher's past deadline
 	// overwritten; its context says so.)
+	uc.rdl = time.Time{}
 	_ = uc.nc.SetReadDeadline(first)
 	if err := r.Context().Err(); err != nil {
 		return nil, err
@@ -389,15 +394,23 @@ func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *up
 	}
 	w.WriteHeader(resp.StatusCode)
 	stream := resp.ContentLength == -1 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	readErr, writeErr := copyBody(w, resp.Body, stream)
+	// each read of the body waits at most the upstream read timeout (nginx's proxy_read_timeout)
+	uc.rdl = time.Time{}
+	readErr, writeErr := copyBody(w, resp.Body, stream, func() {
+		if p.fast.read > 0 && ctx.Err() == nil {
+			armLazy(uc.nc, &uc.rdl, time.Now(), p.fast.read)
+		}
+	})
 	watched := stop() // true: the watcher never ran, so uc has no past deadline
 	if readErr == nil && writeErr == nil {
 		for k, vv := range resp.Trailer {
 			dst[http.TrailerPrefix+k] = vv
 		}
 		_ = resp.Body.Close() // read to EOF: cheap, keeps the connection usable
-		// not reused after a HEAD whose answer declared a body: the server may still send it
-		headBody := r.Method == http.MethodHead && (resp.ContentLength > 0 || len(resp.TransferEncoding) > 0)
+		// not reused after a HEAD whose answer declared a chunked body: the server may still send
+		// it (a Content-Length there is the length a GET's body would have, RFC 9110 8.6: reused,
+		// as in copyResponseH1)
+		headBody := r.Method == http.MethodHead && len(resp.TransferEncoding) > 0
 		// nor with bytes after the answer: they would be taken for the next request's answer
 		if !resp.Close && watched && ctx.Err() == nil && !headBody && uc.br.Buffered() == 0 {
 			c.up.pool.put(uc, p.now().UnixNano(), p.fast.perHost)
@@ -421,19 +434,25 @@ func (p *Proxy) fastCopy(w http.ResponseWriter, r *http.Request, c *call, uc *up
 		return
 	}
 	if readErr != nil {
-		// The upstream broke off mid-body: abort the client's response too, so it is not taken as whole.
+		// The upstream broke off mid-body, or stalled longer than the read timeout: abort the
+		// client's response too, so it is not taken as whole.
 		p.log.Debug("upstream broke off the response body", "upstream", c.up.raw, "err", readErr)
 		c.abort = true
 		c.status = http.StatusBadGateway // a truncated answer is the upstream's failure
+		if errors.Is(readErr, os.ErrDeadlineExceeded) {
+			c.status = http.StatusGatewayTimeout
+		}
 	}
 }
 
-// copyBody copies the body with a pooled buffer, flushing after every write when stream is set.
-func copyBody(w http.ResponseWriter, body io.Reader, stream bool) (readErr, writeErr error) {
+// copyBody copies the body with a pooled buffer, flushing after every write when stream is set;
+// beforeRead is called before each read.
+func copyBody(w http.ResponseWriter, body io.Reader, stream bool, beforeRead func()) (readErr, writeErr error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
 	for {
+		beforeRead()
 		n, err := body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {

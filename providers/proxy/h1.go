@@ -79,6 +79,70 @@ type h1Conn struct {
 	ip     string // client IP for X-Forwarded-For
 	state  atomic.Int32
 	up     atomic.Pointer[upConn] // the upstream connection in use, for a forced shutdown
+	// rdl: the read deadline armLazy set last for the idle wait, or zero when another one may be
+	// set (only the connection's goroutine touches it)
+	rdl time.Time
+	// clock: when the last request ended, a reading of time.Now for the next idle wait's deadline
+	// (zero: read the clock). It saves one clock read per request.
+	clock time.Time
+
+	// The watcher of a client whose answer takes long (watch, unwatch). Its state and callback
+	// are made once per connection: made per request they were three allocations each time.
+	gone      atomic.Bool // the client left while the upstream was waited for
+	goneFn    func()      // sets gone and ends the wait on the upstream connection in use (up)
+	stopWatch func()      // stops the running watcher; nil when none runs
+	bodyWait  func()      // relay.onWait of the connection's answers
+	bodyRead  func()      // relay.beforeRead of the connection's answers
+}
+
+// newH1Conn makes the state of a client connection; read is the upstream read timeout, between two
+// reads of an answer's body.
+func newH1Conn(nc net.Conn, read time.Duration) *h1Conn {
+	c := &h1Conn{nc: nc, remote: nc.RemoteAddr().String()}
+	if ip, _, err := net.SplitHostPort(c.remote); err == nil {
+		c.ip = ip
+	}
+	c.goneFn = func() {
+		c.gone.Store(true)
+		if uc := c.up.Load(); uc != nil {
+			_ = uc.nc.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
+	c.bodyWait = func() {
+		// the wait for the head may have left a deadline (roundTripH1): bodyRead sets the body's
+		if uc := c.up.Load(); uc != nil {
+			uc.rdl = time.Time{}
+			if read <= 0 {
+				_ = uc.nc.SetReadDeadline(time.Time{})
+			}
+		}
+		c.watch()
+	}
+	c.bodyRead = func() {
+		// at most read until the next bytes (nginx's proxy_read_timeout), set lazily: a wait
+		// ends between read and read+lazySlack(read) after it starts. (A watcher that ends the
+		// wait as this sets the deadline can be overridden: the relay then ends at the timeout.)
+		if uc := c.up.Load(); uc != nil && read > 0 && !c.gone.Load() {
+			armLazy(uc.nc, &uc.rdl, time.Now(), read)
+		}
+	}
+	return c
+}
+
+// watch starts watching the client while its answer is waited for: when it leaves, c.gone is set
+// and the wait on the upstream connection in use (c.up) ends. unwatch stops it.
+func (c *h1Conn) watch() {
+	c.gone.Store(false)
+	c.rdl = time.Time{} // the watcher's end sets the client's read deadline
+	c.stopWatch = watchClient(c.nc, c.goneFn)
+}
+
+// unwatch stops the watcher watch started, if any, and waits until it has stopped.
+func (c *h1Conn) unwatch() {
+	if c.stopWatch != nil {
+		c.stopWatch()
+		c.stopWatch = nil
+	}
 }
 
 func newH1Server(p *Proxy, fallback *http.Server, addr net.Addr, rht, idle time.Duration) *h1Server {
@@ -112,10 +176,7 @@ func (s *h1Server) serve(ln net.Listener) error {
 			s.handoff.put(nc) // TLS (and ALPN) is net/http's business
 			continue
 		}
-		c := &h1Conn{nc: nc, remote: nc.RemoteAddr().String()}
-		if ip, _, err := net.SplitHostPort(c.remote); err == nil {
-			c.ip = ip
-		}
+		c := newH1Conn(nc, s.p.fast.read)
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
@@ -195,11 +256,18 @@ func (s *h1Server) serveConn(c *h1Conn) {
 			runtime.Gosched()
 			// Wait for the next request: IdleTimeout between requests, ReadHeaderTimeout for the
 			// first (as net/http: a silent new connection is not kept for the idle time).
-			if wait := s.idle; wait > 0 || s.rht > 0 {
-				if first && s.rht > 0 {
-					wait = s.rht
+			// (The idle deadline is set lazily: kept while it is at least IdleTimeout away.)
+			switch {
+			case first && s.rht > 0:
+				_ = c.nc.SetReadDeadline(time.Now().Add(s.rht))
+			case s.idle > 0:
+				now := c.clock
+				if now.IsZero() {
+					now = time.Now()
 				}
-				_ = c.nc.SetReadDeadline(time.Now().Add(wait))
+				armLazy(c.nc, &c.rdl, now, s.idle)
+			case s.rht > 0:
+				_ = c.nc.SetReadDeadline(time.Now())
 			}
 			if c.state.Load() == connClosing || s.closing.Load() {
 				return // shutdown came between the check below and the deadline just set
@@ -217,6 +285,7 @@ func (s *h1Server) serveConn(c *h1Conn) {
 		// next wait.
 		n, err := readHead(c.br, &h, func() {
 			if s.rht > 0 {
+				c.rdl = time.Time{}
 				_ = c.nc.SetReadDeadline(time.Now().Add(s.rht))
 			}
 		})
@@ -237,6 +306,7 @@ func (s *h1Server) serveConn(c *h1Conn) {
 			s.handoff.put(&prefixConn{Conn: &sendConn{Conn: c.nc, timeout: s.p.sendTimeout}, r: c.br})
 			return
 		}
+		c.clock = time.Time{}
 		keep := s.p.serveH1(c, &h, s.closing.Load())
 		_, _ = c.br.Discard(n)
 		if !keep || !c.state.CompareAndSwap(connActive, connIdle) || s.closing.Load() {
@@ -259,6 +329,10 @@ type h1Head struct {
 // readHead reads one request head into h and returns its length, or 0 when the request is not
 // one this loop serves (hand it off). An error means the connection is unusable. beforeWait is
 // called once, before the first read that has to wait for more of the head.
+//
+// Empty lines before the request line are dropped, as nginx does (RFC 9112 2.2: a server SHOULD
+// ignore at least one; net/http does only after a POST): they are consumed from br, so a request
+// handed off reaches net/http without them. They count against ReadHeaderTimeout like the head.
 func readHead(br *bufio.Reader, h *h1Head, beforeWait func()) (int, error) {
 	var buf []byte
 	h.refuse = false
@@ -266,6 +340,14 @@ func readHead(br *bufio.Reader, h *h1Head, beforeWait func()) (int, error) {
 		b, err := br.Peek(br.Buffered())
 		if err != nil {
 			return 0, err
+		}
+		if len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
+			lead := 1
+			for lead < len(b) && (b[lead] == '\r' || b[lead] == '\n') {
+				lead++
+			}
+			_, _ = br.Discard(lead)
+			b = b[lead:]
 		}
 		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
 			buf = b[:i+4]
@@ -578,9 +660,12 @@ func (p *Proxy) serveH1(c *h1Conn, h *h1Head, closing bool) (keep bool) {
 	if up == nil {
 		keep = writeStatus(c.bw, status, keep)
 	} else {
-		status, ci, keep, reuse, up, client = p.proxyH1(c, h, t, ci, up, keep, start.UnixNano())
+		status, ci, keep, reuse, up, client = p.proxyH1(c, h, t, ci, up, keep, start)
 	}
 	end := p.now()
+	if p.wallClock {
+		c.clock = end // the next idle wait starts now
+	}
 	if reuse != nil {
 		up.pool.put(reuse, end.UnixNano(), p.fast.perHost)
 	}
@@ -614,24 +699,32 @@ func writeStatus(bw *bufio.Writer, status int, keep bool) bool {
 // keep-alive connection once on a new one) and copies the answer to the client. It returns the
 // status to record, the cohort that served, whether the client connection stays open, and the
 // upstream connection to return to its upstream's pool (nil when none).
-func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, keep bool, now int64) (status, cohort int, keepClient bool, reuse *upConn, from *upstream, client bool) {
+func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, keep bool, start time.Time) (status, cohort int, keepClient bool, reuse *upConn, from *upstream, client bool) {
+	// A reading of time.Now for the first wait's deadline, unless p.now is another clock or a
+	// dial or an attempt has taken time since: the request's start saves a clock read.
+	var now time.Time
+	if p.wallClock {
+		now = start
+	}
 	for attempt := 0; ; attempt++ {
-		// (now, the request's start, stands in for the clock in the pool: its idle timeout is 90 s)
+		// (the request's start stands in for the clock in the pool: its idle timeout is 90 s)
 		var err error
-		uc := up.pool.get(now, int64(p.fast.idle))
+		uc := up.pool.get(start.UnixNano(), int64(p.fast.idle))
 		fresh := uc == nil
 		if fresh {
 			uc, err = p.dial(context.Background(), up)
+			now = time.Time{}
 		}
 		if err == nil {
 			c.up.Store(uc)
 			var rh respHead
-			err = p.roundTripH1(uc, c, h, up, &rh)
+			err = p.roundTripH1(uc, c, h, up, &rh, now)
+			now = time.Time{}
 			if err != nil && !fresh && isStale(err) {
 				_ = uc.nc.Close()
 				if uc, err = p.dial(context.Background(), up); err == nil {
 					c.up.Store(uc)
-					err = p.roundTripH1(uc, c, h, up, &rh)
+					err = p.roundTripH1(uc, c, h, up, &rh, now)
 				}
 			}
 			if err == nil {
@@ -678,6 +771,9 @@ type respHead struct {
 	clen    int64
 	chunked bool
 	conn    [][]byte // other tokens of the Connection header (headers to drop)
+	// drop: some header line may be dropped on the way to the client (skipResponseHeader); when
+	// false, the header lines are relayed as they are, in one piece
+	drop bool
 }
 
 var (
@@ -689,8 +785,8 @@ var (
 const watchClientAfter = 200 * time.Millisecond
 
 // roundTripH1 writes the request head to uc and reads the response head into rh (skipping
-// informational responses).
-func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *respHead) error {
+// informational responses). now is a recent reading of time.Now, or zero to read the clock.
+func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *respHead, now time.Time) error {
 	b := append(uc.head[:0], h.method...)
 	b = append(b, ' ')
 	b = append(b, h.target...)
@@ -734,41 +830,49 @@ func (p *Proxy) roundTripH1(uc *upConn, c *h1Conn, h *h1Head, up *upstream, rh *
 	// Wait for the answer. A quick one needs nothing more; when it takes longer than
 	// watchClientAfter, a watcher notices a client that leaves meanwhile and ends the wait
 	// (errClientGone), as ServeHTTP's request context does.
+	//
+	// The first wait's deadline is set lazily (armLazy: it ends watchClientAfter to 1.25 times
+	// that after now) unless the response header timeout comes first, and is left in place after
+	// the answer: the next wait on this connection sets or keeps its own, and the relay of a body
+	// that has to be waited for clears it (copyResponseH1). That saves setting two deadlines per
+	// request.
 	var deadline time.Time
-	now := time.Now()
+	if now.IsZero() {
+		now = time.Now()
+	}
 	if p.fast.rht > 0 {
 		deadline = now.Add(p.fast.rht)
 	}
-	first := now.Add(watchClientAfter)
-	if !deadline.IsZero() && deadline.Before(first) {
-		first = deadline
+	if first := now.Add(watchClientAfter); !deadline.IsZero() && deadline.Before(first.Add(lazySlack(watchClientAfter))) {
+		if deadline.Before(first) {
+			first = deadline
+		}
+		uc.rdl = time.Time{}
+		_ = uc.nc.SetReadDeadline(first)
+	} else {
+		armLazy(uc.nc, &uc.rdl, now, watchClientAfter)
 	}
-	_ = uc.nc.SetReadDeadline(first)
 	// The answer cannot be there before the request is: send it and wait for the answer without
 	// the read that would find nothing. (Measured: that read failed with EAGAIN on 0.9 of every
 	// request; the client's side is different — after the yield in serveConn its next request is
 	// usually there already, and waiting first there was slower: bench/RESULTS.md.)
 	if err := writeThenWait(uc.rw, b, uc.reused); err != nil {
-		_ = uc.nc.SetReadDeadline(time.Time{})
-		return errors.Join(errStale, err)
+		return errors.Join(errStale, err) // (the connection is closed)
 	}
-	var gone atomic.Bool
-	watching, stop := false, func() {}
-	defer func() { stop(); _ = uc.nc.SetReadDeadline(time.Time{}) }()
+	watching := false
+	defer c.unwatch()
 	for {
 		err := readRespHead(uc.br, rh)
 		if err != nil && !watching && errors.Is(err, os.ErrDeadlineExceeded) && (deadline.IsZero() || time.Now().Before(deadline)) {
 			// the slow case: wait the rest of the timeout, watching the client
 			watching = true
+			uc.rdl = time.Time{}
 			_ = uc.nc.SetReadDeadline(deadline)
-			stop = watchClient(c.nc, func() {
-				gone.Store(true)
-				_ = uc.nc.SetReadDeadline(time.Unix(1, 0))
-			})
+			c.watch()
 			continue
 		}
 		if err != nil {
-			if gone.Load() {
+			if c.gone.Load() {
 				return errClientGone
 			}
 			return err
@@ -875,6 +979,9 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 				return fmt.Errorf("%w: control byte in header %q", errUpstreamHead, name)
 			}
 		}
+		if !rh.drop && hopResponseHeader(name) {
+			rh.drop = true
+		}
 		switch {
 		case asciiEqualFold(name, "Content-Length"):
 			n, err := strconv.ParseInt(string(value), 10, 64)
@@ -912,7 +1019,30 @@ func readRespHead(br *bufio.Reader, rh *respHead) error {
 		rh.clen = -1 // Transfer-Encoding overrides Content-Length (RFC 9112 6.3), and the connection is suspect
 		rh.close = rh.close || sawLength
 	}
+	if sawLength && (rh.chunked || rh.status == http.StatusNoContent) {
+		rh.drop = true
+	}
 	return nil
+}
+
+// hopResponseHeader reports whether skipResponseHeader may drop a header by its name alone, or
+// by what else the head holds (Trailer).
+func hopResponseHeader(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return asciiEqualFold(name, "Te")
+	case 7:
+		return asciiEqualFold(name, "Upgrade") || asciiEqualFold(name, "Trailer")
+	case 10:
+		return asciiEqualFold(name, "Connection") || asciiEqualFold(name, "Keep-Alive")
+	case 16:
+		return asciiEqualFold(name, "Proxy-Connection")
+	case 17:
+		return asciiEqualFold(name, "Transfer-Encoding")
+	case 18:
+		return asciiEqualFold(name, "Proxy-Authenticate")
+	}
+	return false
 }
 
 // headLine returns the line of a head starting at pos, without its end (CRLF, or a bare LF, which
@@ -977,6 +1107,10 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 				bw.WriteString("\r\n")
 			}
 		}
+	} else if !rh.drop {
+		// nothing to drop (the usual answer): the header lines in one piece
+		eol := bytes.Index(rh.head, []byte("\r\n"))
+		bw.Write(rh.head[eol+2 : len(rh.head)-2])
 	} else {
 		eol := bytes.Index(rh.head, []byte("\r\n"))
 		for pos := eol + 2; pos < len(rh.head)-2; {
@@ -999,14 +1133,9 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 	_, _ = uc.br.Discard(len(rh.head))
 	// A body that is not all there yet may take long (a stream): from the first wait for it, a
 	// watcher ends the relay if the client leaves, as while waiting for the head.
-	stop := func() {}
-	var gone atomic.Bool
-	r := relay{br: uc.br, bw: bw, onWait: func() {
-		stop = watchClient(c.nc, func() {
-			gone.Store(true)
-			_ = uc.nc.SetReadDeadline(time.Unix(1, 0))
-		})
-	}}
+	// (c.bodyWait: uc is c.up.)
+	c.gone.Store(false)
+	r := relay{br: uc.br, bw: bw, onWait: c.bodyWait, beforeRead: c.bodyRead}
 	var readErr, writeErr error
 	switch {
 	case noBody:
@@ -1017,36 +1146,45 @@ func (p *Proxy) copyResponseH1(c *h1Conn, h *h1Head, up *upstream, uc *upConn, r
 	default:
 		readErr, writeErr = r.n(rh.clen)
 	}
-	stop()
+	c.unwatch()
+	gone := c.gone.Load()
 	if writeErr == nil {
 		writeErr = bw.Flush()
 	}
 	// Reused only at a clean message boundary: bytes beyond the body, or a head that declared a
-	// body the request or status does not allow (a server that may still send it), mean the
-	// upstream does not frame its answers as it says.
-	declared := rh.chunked || rh.clen > 0
+	// body the status does not allow (a 204 with a length, a chunked answer without a body: a
+	// server that may still send it), mean the upstream does not frame its answers as it says.
+	// A HEAD or 304 answer's Content-Length is the length a GET's body would have (RFC 9110 8.6),
+	// not a body to come: the connection is reused, as nginx and http.Transport do; a body a broken
+	// server sends anyway arrives on an idle connection, which is then closed, never read
+	// (writeThenWait).
+	declared := rh.chunked || rh.clen > 0 && rh.status == http.StatusNoContent
 	if readErr == nil && writeErr == nil && !rh.close && !untilClose && uc.br.Buffered() == 0 && !(noBody && declared) {
 		reuse = uc
 	} else {
 		_ = uc.nc.Close()
 	}
 	switch {
-	case (writeErr != nil || readErr != nil && gone.Load()) && rh.status >= 500:
+	case (writeErr != nil || readErr != nil && gone) && rh.status >= 500:
 		// the upstream failed before the client did anything: its 5xx stands, whatever the client
 		// did with it (nginx logs the status it sent)
 		return rh.status, false, reuse, false
 	case writeErr != nil:
 		// the client stopped taking its answer (nginx's 499): its failure, not the upstream's
 		return statusClientClosed, false, reuse, true
-	case readErr != nil && gone.Load():
+	case readErr != nil && gone:
 		// the client left while the upstream kept it waiting mid-body: 499 as when it leaves before
 		// the head, kept in the analysis — that wait is the upstream's latency (a canary that hangs
 		// mid-answer must not look healthy)
 		return statusClientClosed, false, reuse, false
 	case readErr != nil:
-		// The upstream broke off mid-body: close the client connection too, so the truncated
-		// response is not taken as whole, and count it as the upstream's failure.
+		// The upstream broke off mid-body, or stalled longer than the read timeout: close the
+		// client connection too, so the truncated response is not taken as whole, and count it as
+		// the upstream's failure.
 		p.log.Debug("upstream broke off the response body", "upstream", up.raw, "err", readErr)
+		if errors.Is(readErr, os.ErrDeadlineExceeded) {
+			return http.StatusGatewayTimeout, false, reuse, false
+		}
 		return http.StatusBadGateway, false, reuse, false
 	}
 	return rh.status, keep, reuse, false
@@ -1058,6 +1196,9 @@ type relay struct {
 	bw *bufio.Writer
 	// onWait, when set, is called (once) the first time the relay has to wait for the upstream.
 	onWait func()
+	// beforeRead, when set, is called before every read that may wait for the upstream (after
+	// onWait): it sets the read timeout.
+	beforeRead func()
 }
 
 // fill makes br have buffered data, flushing bw first when a read would wait for the upstream
@@ -1075,6 +1216,9 @@ func (r *relay) fill() (readErr, writeErr error) {
 	if r.onWait != nil {
 		r.onWait()
 		r.onWait = nil
+	}
+	if r.beforeRead != nil {
+		r.beforeRead()
 	}
 	_, err := br.Peek(1)
 	return err, nil

@@ -391,7 +391,8 @@ func FuzzParseHead(f *testing.F) {
 }
 
 // FuzzReadRespHead: an upstream head the h1 loop accepts is read by net/http with the same status
-// and framing (or rejected by both in the cases the loop refuses).
+// and framing (or rejected by both in the cases the loop refuses), and a head whose header lines
+// are relayed in one piece (!rh.drop) has none that skipResponseHeader drops.
 func FuzzReadRespHead(f *testing.F) {
 	for _, s := range []string{
 		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
@@ -401,6 +402,16 @@ func FuzzReadRespHead(f *testing.F) {
 		"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
 		"HTTP/1.1 200 OK\nContent-Length: 5\n\nab\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nX-A: b\nContent-Length: 5\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 64\r\nX-Upstream: stable\r\n\r\n",
+		"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nte: trailers\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nUPGRADE: h2c\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nProxy-Connection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTrailer: X-T\r\nContent-Length: 0\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -415,6 +426,18 @@ func FuzzReadRespHead(f *testing.F) {
 		}
 		if resp.StatusCode != rh.status {
 			t.Fatalf("status %d, net/http %d: %q", rh.status, resp.StatusCode, rh.head)
+		}
+		if !rh.drop {
+			_, pos := headLine(rh.head, 0, &rh)
+			for {
+				var line []byte
+				if line, pos = headLine(rh.head, pos, &rh); len(line) == 0 {
+					break
+				}
+				if name := line[:bytes.IndexByte(line, ':')]; skipResponseHeader(name, &rh) {
+					t.Fatalf("header %q is dropped but drop is false: %q", name, rh.head)
+				}
+			}
 		}
 		if rh.status < 200 || rh.status == 204 || rh.status == 304 {
 			return // no body whatever the head says (informational answers are skipped)

@@ -78,6 +78,11 @@ type Config struct {
 	// 60 s, nginx's proxy_send_timeout): an upstream that stops reading a request body is
 	// answered 504 and counted against its cohort, instead of holding the request forever.
 	UpstreamSendTimeout time.Duration
+	// UpstreamReadTimeout bounds the wait for each read of an answer's body from an upstream, between
+	// two reads (default 60 s, nginx's proxy_read_timeout; the head is bounded by
+	// ResponseHeaderTimeout): an upstream that stalls mid-answer is cut off and counted as a 504
+	// against its cohort (the client's connection is closed: its head was already sent).
+	UpstreamReadTimeout time.Duration
 	// RequestBodyBuffer is how much of a request body is read before the upstream is contacted
 	// (default 64 KiB): a body that fits is sent upstream whole, with a Content-Length, so a client
 	// trickling it or sending bad framing never holds an upstream connection nor reaches it (as
@@ -102,6 +107,7 @@ type Config struct {
 type Proxy struct {
 	log            *slog.Logger
 	now            func() time.Time
+	wallClock      bool // now is time.Now: its readings also serve for deadlines (h1 loop)
 	table          atomic.Pointer[table]
 	mu             sync.Mutex // serialises writers of table
 	known          map[string]*upstream
@@ -152,7 +158,7 @@ func New(cfg Config) (*Proxy, error) {
 		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if p.now == nil {
-		p.now = time.Now
+		p.now, p.wallClock = time.Now, true
 	}
 	if p.backoffBase <= 0 {
 		p.backoffBase = time.Second
@@ -241,6 +247,10 @@ func New(cfg Config) (*Proxy, error) {
 		p.fastOn = true
 		p.fast.dialer = net.Dialer{Timeout: dialTimeout(cfg), KeepAlive: 30 * time.Second}
 		p.fast.rht, p.fast.idle, p.fast.perHost = tr.ResponseHeaderTimeout, tr.IdleConnTimeout, tr.MaxIdleConnsPerHost
+		p.fast.read = cfg.UpstreamReadTimeout
+		if p.fast.read <= 0 {
+			p.fast.read = DefaultClientTimeout
+		}
 	}
 	p.metrics = newMetrics(p.log)
 	capacity := cfg.SampleCapacity

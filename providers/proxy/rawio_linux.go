@@ -11,7 +11,7 @@ import (
 	"unsafe"
 )
 
-// rawIO reads and writes a socket with raw read(2)/write(2) calls on its non-blocking
+// rawIO reads and writes a socket with raw recvfrom(2)/sendto(2) calls on its non-blocking
 // descriptor, waiting on Go's poller only when a call would block (EAGAIN), so deadlines work as
 // on the net.Conn itself.
 //
@@ -40,6 +40,8 @@ type rawIO struct {
 	werrno                 syscall.Errno
 	called, wrote, pending bool
 	reused                 bool
+	// notSock: the descriptor is not a socket (recvfrom/sendto said ENOTSOCK): read(2)/write(2).
+	notSock bool
 }
 
 // newRawIO returns a reader/writer for nc, or nil when nc has no raw descriptor.
@@ -57,16 +59,51 @@ func newRawIO(nc net.Conn) *rawIO {
 	return r
 }
 
+// The socket calls are recvfrom(2) and sendto(2) rather than read(2) and write(2): on a socket they
+// do the same without the VFS layer's work around each call (new_sync_read's kiocb, rw_verify_area,
+// fsnotify and I/O accounting): about 40 ns less per call here, on four or five calls per request.
+// sendto also takes MSG_NOSIGNAL: a write to a connection the peer has reset returns EPIPE without
+// raising SIGPIPE (which the Go runtime would catch and ignore).
+
+// recvFD reads into b (not empty) with one recvfrom(2), or read(2) when notSock.
+func recvFD(fd uintptr, b []byte, notSock bool) (int, syscall.Errno) {
+	var m uintptr
+	var e syscall.Errno
+	if notSock {
+		m, _, e = syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	} else {
+		m, _, e = syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, 0, 0)
+	}
+	return int(m), e
+}
+
+// sendFD writes b (not empty) with one sendto(2), or write(2) when notSock.
+func sendFD(fd uintptr, b []byte, notSock bool) (int, syscall.Errno) {
+	var m uintptr
+	var e syscall.Errno
+	if notSock {
+		m, _, e = syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	} else {
+		m, _, e = syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), syscall.MSG_NOSIGNAL, 0, 0)
+	}
+	return int(m), e
+}
+
 func (r *rawIO) readOnce(fd uintptr) bool {
 	for {
-		m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.rb[0])), uintptr(len(r.rb)))
+		m, e := recvFD(fd, r.rb, r.notSock)
 		switch e {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
 			return false // wait until readable
+		case syscall.ENOTSOCK:
+			if !r.notSock {
+				r.notSock = true
+				continue
+			}
 		}
-		r.rn, r.rerrno = int(m), e
+		r.rn, r.rerrno = m, e
 		return true
 	}
 }
@@ -91,16 +128,21 @@ func (r *rawIO) Read(b []byte) (int, error) {
 }
 
 // writeFD writes b[*done:] to the non-blocking fd, advancing *done, until all of it is written, the
-// socket is full (full), or the write fails (errno).
-func writeFD(fd uintptr, b []byte, done *int) (full bool, errno syscall.Errno) {
+// socket is full (full), or the write fails (errno). *notSock is set when fd is no socket.
+func writeFD(fd uintptr, b []byte, done *int, notSock *bool) (full bool, errno syscall.Errno) {
 	for *done < len(b) {
-		m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[*done])), uintptr(len(b)-*done))
+		m, e := sendFD(fd, b[*done:], *notSock)
 		switch e {
 		case 0:
-			*done += int(m)
+			*done += m
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return true, 0
+		case syscall.ENOTSOCK:
+			if *notSock {
+				return false, e
+			}
+			*notSock = true
 		default:
 			return false, e
 		}
@@ -110,7 +152,7 @@ func writeFD(fd uintptr, b []byte, done *int) (full bool, errno syscall.Errno) {
 
 func (r *rawIO) writeOnce(fd uintptr) bool {
 	var full bool
-	full, r.werrno = writeFD(fd, r.wb, &r.wdone)
+	full, r.werrno = writeFD(fd, r.wb, &r.wdone, &r.notSock)
 	if full && r.send > 0 && r.wdone != r.warmedAt {
 		// (re)arm the send timeout for the wait that follows: the peer has taken what came before
 		_ = r.nc.SetWriteDeadline(time.Now().Add(r.send))
@@ -186,7 +228,7 @@ func (r *rawIO) writeThenWaitOnce(fd uintptr) bool {
 		}
 	}
 	var full bool
-	if full, r.werrno = writeFD(fd, r.wb, &r.wdone); full || r.werrno != 0 {
+	if full, r.werrno = writeFD(fd, r.wb, &r.wdone, &r.notSock); full || r.werrno != 0 {
 		return true // no room (finish with Write, which waits for room), or an error
 	}
 	r.wrote = true

@@ -222,3 +222,42 @@ func TestWriteThenWait(t *testing.T) {
 		}
 	})
 }
+
+// pipeConn is a net.Conn over a pipe: a descriptor with a raw form that is not a socket.
+type pipeConn struct {
+	net.Conn // (unused methods)
+	r, w     *os.File
+}
+
+func (c pipeConn) SyscallConn() (syscall.RawConn, error) { return c.r.SyscallConn() }
+
+// TestRawIONotASocket: rawIO reads and writes with recvfrom(2)/sendto(2); on a descriptor that is
+// not a socket (a syscall.Conn someone made of a pipe) it falls back to read(2)/write(2).
+func TestRawIONotASocket(t *testing.T) {
+	t.Parallel()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	rd := newRawIO(pipeConn{r: r, w: w})
+	if rd == nil {
+		t.Fatal("newRawIO of a pipe: nil")
+	}
+	wc, err := w.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wr := &rawIO{rc: wc}
+	wr.readFn, wr.writeFn, wr.wtwFn = wr.readOnce, wr.writeOnce, wr.writeThenWaitOnce
+	if n, err := wr.Write([]byte("hello")); n != 5 || err != nil {
+		t.Fatalf("Write to a pipe = %d, %v; want 5, nil", n, err)
+	}
+	b := make([]byte, 16)
+	if n, err := rd.Read(b); string(b[:n]) != "hello" || err != nil {
+		t.Fatalf("Read from a pipe = %q, %v; want \"hello\", nil", b[:n], err)
+	}
+	if !rd.notSock || !wr.notSock {
+		t.Errorf("notSock = %v (reader), %v (writer); want both set after ENOTSOCK", rd.notSock, wr.notSock)
+	}
+}

@@ -5,6 +5,7 @@ package demo
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -35,12 +36,20 @@ func ParseBehaviour(s string) (Behaviour, error) {
 	return "", fmt.Errorf("unknown behaviour %q; use good, slow or errors", s)
 }
 
-// Defaults of the demo service.
+// Defaults of the demo service: answers take 10 ms plus a log-normal extra with a median of 5 ms
+// and a spread (sigma) of 0.75 — a median of 15 ms and a P99 of about 39 ms, the long tail of a real
+// service (P99 about 2.5 times the median). With a thin tail (before: uniform 10–20 ms, P99 19.9 ms
+// at the very edge of the distribution) the P99 is set by the machine instead: on a loaded machine
+// a process that waits 20 ms for a CPU pushes every request it holds past it, and such a burst in
+// the canary's process alone rolled a good canary back on latency-tail.
 const (
 	DefaultLatency    = 10 * time.Millisecond // fastest answer
-	DefaultJitter     = 10 * time.Millisecond // uniform extra latency on top
+	DefaultJitter     = 5 * time.Millisecond  // median of the log-normal extra latency on top
+	DefaultSpread     = 0.75                  // sigma of the log-normal extra latency
 	DefaultSlowBy     = 50 * time.Millisecond
 	DefaultErrorShare = 0.10
+	// maxExtra bounds the extra latency to this many times Jitter (beyond the 99.99th percentile).
+	maxExtra = 20
 )
 
 // VersionHeader carries the version that answered, so clients can tell the canary's answers apart.
@@ -48,10 +57,13 @@ const VersionHeader = "X-Demo-Version"
 
 // AppConfig configures the demo service.
 type AppConfig struct {
-	Version    string    // e.g. v1, v2
-	Behaviour  Behaviour // default Good
-	Latency    time.Duration
+	Version   string    // e.g. v1, v2
+	Behaviour Behaviour // default Good
+	Latency   time.Duration
+	// Jitter is the median of the extra latency on top of Latency, drawn from a log-normal
+	// distribution with sigma Spread and bounded to 20 times Jitter.
 	Jitter     time.Duration
+	Spread     float64
 	SlowBy     time.Duration
 	ErrorShare float64 // 0..1
 	Seed       uint64  // of the latency and error draws
@@ -68,6 +80,9 @@ func (c *AppConfig) setDefaults() {
 	}
 	if c.Jitter == 0 {
 		c.Jitter = DefaultJitter
+	}
+	if c.Spread == 0 {
+		c.Spread = DefaultSpread
 	}
 	if c.SlowBy == 0 {
 		c.SlowBy = DefaultSlowBy
@@ -104,8 +119,8 @@ func NewApp(cfg AppConfig) (*App, error) {
 	if cfg.ErrorShare < 0 || cfg.ErrorShare > 1 {
 		return nil, fmt.Errorf("error share %v must be between 0 and 1", cfg.ErrorShare)
 	}
-	if cfg.Latency < 0 || cfg.Jitter < 0 || cfg.SlowBy < 0 {
-		return nil, fmt.Errorf("latency, jitter and slow-by must not be negative")
+	if cfg.Latency < 0 || cfg.Jitter < 0 || cfg.SlowBy < 0 || cfg.Spread < 0 {
+		return nil, fmt.Errorf("latency, jitter, spread and slow-by must not be negative")
 	}
 	return &App{cfg: cfg, rnd: rand.New(rand.NewPCG(cfg.Seed, 0x64656d6f))}, nil
 }
@@ -116,7 +131,8 @@ func (a *App) draw() (time.Duration, bool) {
 	defer a.mu.Unlock()
 	d := a.cfg.Latency
 	if a.cfg.Jitter > 0 {
-		d += time.Duration(a.rnd.Int64N(int64(a.cfg.Jitter)))
+		extra := math.Min(math.Exp(a.cfg.Spread*a.rnd.NormFloat64()), maxExtra)
+		d += time.Duration(extra * float64(a.cfg.Jitter))
 	}
 	fail := false
 	switch a.cfg.Behaviour {

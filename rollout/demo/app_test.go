@@ -3,6 +3,7 @@ package demo
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,11 +16,13 @@ func TestApp(t *testing.T) {
 		name          string
 		behaviour     Behaviour
 		minD, maxD    time.Duration // bounds of every drawn latency
+		median, p99   time.Duration // of the 4000 drawn latencies, within 10%
 		minErr, maxEr float64       // bounds of the share of 500s over 4000 requests
 	}{
-		{name: "good", behaviour: Good, minD: 10 * time.Millisecond, maxD: 20 * time.Millisecond},
-		{name: "slow", behaviour: Slow, minD: 60 * time.Millisecond, maxD: 70 * time.Millisecond},
-		{name: "errors", behaviour: Errors, minD: 10 * time.Millisecond, maxD: 20 * time.Millisecond, minErr: 0.085, maxEr: 0.115},
+		// 10 ms + 5 ms·exp(0.75·Z): median 15 ms, P99 10 + 5·exp(0.75·2.326) = 38.6 ms
+		{name: "good", behaviour: Good, minD: 10 * time.Millisecond, maxD: 110 * time.Millisecond, median: 15 * time.Millisecond, p99: 38600 * time.Microsecond},
+		{name: "slow", behaviour: Slow, minD: 60 * time.Millisecond, maxD: 160 * time.Millisecond, median: 65 * time.Millisecond, p99: 88600 * time.Microsecond},
+		{name: "errors", behaviour: Errors, minD: 10 * time.Millisecond, maxD: 110 * time.Millisecond, median: 15 * time.Millisecond, p99: 38600 * time.Microsecond, minErr: 0.085, maxEr: 0.115},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,6 +55,16 @@ func TestApp(t *testing.T) {
 			for _, d := range slept {
 				if d < tc.minD || d >= tc.maxD {
 					t.Fatalf("latency %s outside [%s, %s)", d, tc.minD, tc.maxD)
+				}
+			}
+			slices.Sort(slept)
+			for _, q := range []struct {
+				name string
+				got  time.Duration
+				want time.Duration
+			}{{"median", slept[len(slept)/2], tc.median}, {"P99", slept[len(slept)*99/100], tc.p99}} {
+				if diff := q.got - q.want; diff > q.want/10 || -diff > q.want/10 {
+					t.Errorf("%s latency %s, want %s ± 10%%", q.name, q.got, q.want)
 				}
 			}
 			if share := float64(fails) / n; share < tc.minErr || share > tc.maxEr {

@@ -9,6 +9,7 @@ package promtest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -173,6 +174,15 @@ type ScenarioConfig struct {
 	Duration    time.Duration
 	Concurrency int
 	MaxRequests int
+	// MinScrapes: after Duration the load goes on until Prometheus holds this many successful scrapes
+	// of every target since Start+JudgedFrom (the window a test judges), for at most 4×Duration in
+	// all. On a loaded machine scrapes time out (scrape_timeout is 1 s) and a window with a few
+	// points cannot show anything: Mann-Whitney at 98% needs 5 and 5. 0: Duration alone.
+	MinScrapes int
+	JudgedFrom time.Duration
+	// Until, when set, must also report true before the load ends (polled after Duration, with
+	// MinScrapes): e.g. that the judged window already holds the points a verdict needs.
+	Until func(s *Scenario, now time.Time) bool
 	// AppMetrics makes the upstreams export their own request histogram, as an application
 	// instrumented with client_golang's promhttp would: http_request_duration_seconds{track,code},
 	// track being the cohort (stable, baseline, canary). Prometheus scrapes it too.
@@ -186,8 +196,10 @@ type Scenario struct {
 	ProxyURL   string
 	// Start and End bracket the load.
 	Start, End time.Time
-	// Requests counts the requests sent.
+	// Requests counts the requests sent; Scrapes the fewest successful scrapes of a target since
+	// Start+JudgedFrom when the load ended (with MinScrapes).
 	Requests int64
+	Scrapes  int
 }
 
 // RunScenario starts the upstreams, the proxy, its metrics endpoint and Prometheus, sends load
@@ -263,7 +275,7 @@ func RunScenario(t testing.TB, cfg ScenarioConfig) *Scenario {
 	server.WaitUp(t, len(targets))
 
 	s := &Scenario{Prometheus: server, Proxy: p, ProxyURL: front.URL, Start: time.Now()}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*cfg.Duration)
 	defer cancel()
 	var sent atomic.Int64
 	var wg sync.WaitGroup
@@ -279,6 +291,17 @@ func RunScenario(t testing.TB, cfg ScenarioConfig) *Scenario {
 			}
 		})
 	}
+	// The load ends after Duration, or once Prometheus holds MinScrapes successful scrapes of every
+	// target in the judged window.
+	if !sleepCtx(ctx, cfg.Duration) && (cfg.MinScrapes > 0 || cfg.Until != nil) {
+		from := s.Start.Add(cfg.JudgedFrom)
+		_ = poll(3*cfg.Duration, 200*time.Millisecond, func() (bool, error) {
+			s.Scrapes = successfulScrapes(server.URL, from, len(targets))
+			done := s.Scrapes >= cfg.MinScrapes && (cfg.Until == nil || cfg.Until(s, time.Now()))
+			return done || ctx.Err() != nil, nil
+		})
+	}
+	cancel()
 	wg.Wait()
 	s.End = time.Now()
 	s.Requests = min(sent.Load(), int64(cfg.MaxRequests))
@@ -290,6 +313,54 @@ func RunScenario(t testing.TB, cfg ScenarioConfig) *Scenario {
 		t.Fatalf("prometheus did not scrape after the load: %v", err)
 	}
 	return s
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether ctx ended.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return false
+	case <-ctx.Done():
+		return true
+	}
+}
+
+// successfulScrapes returns the fewest successful scrapes of any of the n targets since from (0
+// until every target has some).
+func successfulScrapes(base string, from time.Time, n int) int {
+	secs := int(time.Since(from).Seconds())
+	if secs < 1 {
+		return 0
+	}
+	resp, err := http.Get(base + "/api/v1/query?query=" + url.QueryEscape(fmt.Sprintf("sum_over_time(up[%ds])", secs)))
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&body) != nil || len(body.Data.Result) < n {
+		return 0
+	}
+	fewest := -1
+	for _, r := range body.Data.Result {
+		s, _ := r.Value[1].(string)
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return 0
+		}
+		if fewest < 0 || int(v) < fewest {
+			fewest = int(v)
+		}
+	}
+	return fewest
 }
 
 // hasData reports whether an instant query returns a non-empty vector.
