@@ -4,10 +4,15 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,18 +32,78 @@ func kongShape(k *kongtest.Server, upstream string) string {
 	return fmt.Sprintf("%s | %v/%v", strings.Join(ts, " "), up["algorithm"], up["hash_on"])
 }
 
+// cutAfterDelete stands between canaryctl and the Admin API: once Kong has answered the first
+// DELETE of a target, every later request gets 503 until pass is called, and deleted is closed:
+// a Kong that went away right after a promotion deleted one of stable's targets.
+type cutAfterDelete struct {
+	*httptest.Server
+	mu      sync.Mutex
+	cut     bool
+	tripped bool // once: the later DELETEs of the abort or the resumed run pass
+	deleted chan struct{}
+}
+
+func newCutAfterDelete(t *testing.T, admin string) *cutAfterDelete {
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cutAfterDelete{deleted: make(chan struct{})}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		cut := c.cut
+		c.mu.Unlock()
+		if cut {
+			http.Error(w, `{"message":"Service Unavailable"}`, http.StatusServiceUnavailable)
+			return
+		}
+		rp.ServeHTTP(w, r)
+		if r.Method == http.MethodDelete && strings.Contains(r.URL.Path, "/targets/") {
+			c.mu.Lock()
+			if !c.tripped {
+				c.cut, c.tripped = true, true
+				close(c.deleted)
+			}
+			c.mu.Unlock()
+		}
+	}))
+	t.Cleanup(c.Close)
+	return c
+}
+
+func (c *cutAfterDelete) pass() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cut = false
+}
+
 // TestKongKilledRunThenAbortOrResume: the real binary, Kong targets mode, killed -9 in the 50/50
-// step (stable at weight 0, a target drained by an operator beside it). `canaryctl abort` from
-// another process restores the upstream exactly as it was (weights 100/50, the drained target at 0
-// with its tags); `run --resume` finishes in the documented promoted shape.
+// step (stable at weight 0, a target drained by an operator beside it), or while promoting, right
+// after the promotion deleted one of stable's targets. `canaryctl abort` from another process
+// restores the upstream exactly as it was (weights 100/50, the drained target at 0 with its tags;
+// a deleted stable target is created again); `run --resume` finishes in the documented promoted
+// shape.
 func TestKongKilledRunThenAbortOrResume(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	for _, end := range []string{"abort", "resume"} {
-		t.Run(end, func(t *testing.T) {
+	for _, tc := range []struct{ end, killed string }{
+		{"abort", "in the 50/50 step"},
+		{"resume", "in the 50/50 step"},
+		{"abort", "promoting, after a stable target was deleted"},
+		{"resume", "promoting, after a stable target was deleted"},
+	} {
+		end := tc.end
+		t.Run(end+" after a kill "+tc.killed, func(t *testing.T) {
 			t.Parallel()
 			k := kongtest.New()
 			t.Cleanup(k.Close)
+			admin := k.AdminURL()
+			var front *cutAfterDelete
+			if strings.HasPrefix(tc.killed, "promoting") {
+				front = newCutAfterDelete(t, admin)
+				admin = front.URL
+			}
 			s0, s1 := kongInstance(t, "stable", false), kongInstance(t, "stable", false)
 			base, can := kongInstance(t, "baseline", false), kongInstance(t, "canary", false)
 			kongEntities(t, k,
@@ -71,21 +136,35 @@ steps:
   - {weight: 20, warmup: 0s, interval: 6s, duration: 6s}
   - {weight: 100, warmup: 0s, interval: 6s, duration: 6s}
 onMarginal: rollback
-`, s0.URL, s1.URL, base.URL, can.URL, k.AdminURL()), 0o644); err != nil {
+`, s0.URL, s1.URL, base.URL, can.URL, admin), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			load := startKongLoad(k)
 			state := filepath.Join(dir, "state")
 			first := start(t, nil, "run", "--spec", spec, "--state-dir", state)
-			waitState(t, state, "web", time.Minute, "analysing the 50/50 step", func(st *rollout.State) bool {
-				return st.Phase == rollout.Analyzing && st.Step == 1
-			})
+			if front == nil {
+				waitState(t, state, "web", time.Minute, "analysing the 50/50 step", func(st *rollout.State) bool {
+					return st.Phase == rollout.Analyzing && st.Step == 1
+				})
+			} else {
+				select {
+				case <-front.deleted:
+				case <-time.After(2 * time.Minute):
+					t.Fatal("the rollout deleted no target within 2 minutes")
+				}
+			}
 			if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
 			first.wait(t, 10*time.Second)
+			if front != nil {
+				front.pass()
+				if st, err := rollout.LoadStateFile(filepath.Join(state, "web", "state.json")); err != nil || st.Phase != rollout.Promoting {
+					t.Fatalf("killed with state %v (%v), want Promoting", st, err)
+				}
+			}
 			mid := kongShape(k, "web-up")
-			t.Logf("killed -9 in the 50/50 step; upstream: %s", mid)
+			t.Logf("killed -9 %s; upstream: %s", tc.killed, mid)
 			if mid == original {
 				t.Fatal("the upstream was not changed before the kill: the test proves nothing")
 			}

@@ -367,6 +367,10 @@ func (e *Engine) Resume(ctx context.Context) error {
 		e.cfg.Store.Unlock()
 		return fmt.Errorf("resume rollout: %w", err)
 	}
+	if err := e.recall(st); err != nil {
+		e.cfg.Store.Unlock()
+		return fmt.Errorf("resume rollout: %w", err)
+	}
 	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
 	observed, err := e.cfg.Gateway.Split(cctx)
 	cancel()
@@ -867,10 +871,12 @@ func (e *Engine) handlePromoting(ctx context.Context) (Phase, string) {
 	if !e.now().Before(e.wake) || e.wake.IsZero() {
 		err := e.ensure(ctx)
 		if err == nil {
+			// saved with the intent, before the first call: a run killed inside Promote must leave
+			// a state that says the gateway may already be half promoted
+			e.mu.Lock()
+			e.st.PromoteAttempted = true
+			e.mu.Unlock()
 			if err = e.intend(Intent{Op: "promote"}); err == nil {
-				e.mu.Lock()
-				e.st.PromoteAttempted = true
-				e.mu.Unlock()
 				err = e.call(ctx, e.cfg.Gateway.Promote)
 			}
 		}

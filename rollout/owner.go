@@ -452,3 +452,11 @@ func (f *fencedGateway) SetOriginal(raw json.RawMessage) error {
 	}
 	return nil
 }
+
+// Recall forwards to the wrapped gateway's RolloutRecaller, if it has one.
+func (f *fencedGateway) Recall(addrs map[providers.Cohort][]string, promoteAttempted bool) error {
+	if rc, ok := f.gw.(RolloutRecaller); ok {
+		return rc.Recall(addrs, promoteAttempted)
+	}
+	return nil
+}

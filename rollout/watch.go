@@ -17,6 +17,16 @@ type GatewayRecorder interface {
 	SetOriginal(raw json.RawMessage) error
 }
 
+// RolloutRecaller is implemented by a gateway that must know what the rollout's state says it did
+// when it did not do it in this process (run --resume, an abort from another process): the
+// addresses of the cohorts, and whether a promotion was attempted (Kong: a promotion deletes the
+// old stable targets, and a rollback after it creates them again from the recorded original, then
+// deletes the canary's targets, which the promotion may already have untagged). The engine calls
+// Recall once, after SetOriginal, before the resumed run's first gateway call.
+type RolloutRecaller interface {
+	Recall(addrs map[providers.Cohort][]string, promoteAttempted bool) error
+}
+
 // LivenessChecker is implemented by a Deployer that keeps watching its deployments after they were
 // ready (a process that exited, a readiness probe failing several times in a row, an exec status
 // command failing). Alive must be cheap (it is asked on every tick); it returns nil while cohort c
@@ -50,6 +60,21 @@ func (e *Engine) restoreOriginal(st *State) error {
 	}
 	if err := rec.SetOriginal(st.Gateway); err != nil {
 		return fmt.Errorf("give the gateway its recorded original state: %w", err)
+	}
+	return nil
+}
+
+// recall tells the gateway what the state says the rollout registered and attempted (resume, abort).
+// A promotion counts as attempted once its intent is recorded: a run killed inside Promote left the
+// intent, and the gateway may be anywhere between the two shapes.
+func (e *Engine) recall(st *State) error {
+	rc, ok := e.cfg.Gateway.(RolloutRecaller)
+	if !ok {
+		return nil
+	}
+	promoting := st.PromoteAttempted || st.Intent != nil && st.Intent.Op == "promote"
+	if err := rc.Recall(st.Addresses, promoting); err != nil {
+		return fmt.Errorf("give the gateway the rollout's recorded addresses: %w", err)
 	}
 	return nil
 }

@@ -99,6 +99,10 @@ func TestNothingForeignIsTouched(t *testing.T) {
 				for name, id := range ids {
 					before[name] = entityJSON(f.kong.Entity(kinds[name], id), dbless)
 				}
+				// the user's own tags on a stable target: a rollback gives back its weight, not new tags
+				if err := f.kong.SetTargetTags("web-up", f.stable[0].addr(), []string{"team-web", "az-a"}); err != nil {
+					t.Fatal(err)
+				}
 				upBefore := f.kong.Entity("upstreams", "web-up")
 				stableBefore := f.kong.Targets("web-up")
 
@@ -198,6 +202,17 @@ func TestNothingForeignIsTouched(t *testing.T) {
 				for _, tg := range stableBefore {
 					want[tg.Target] = tg.Weight
 				}
+				if !promoted || mc.mode == ModeBlueGreen || mc.mode == ModeCanaryPlugin {
+					tags := map[string]string{}
+					for _, tg := range f.kong.Targets("web-up") {
+						tags[tg.Target] = strings.Join(tg.Tags, ",")
+					}
+					for _, tg := range stableBefore {
+						if got := tags[tg.Target]; got != strings.Join(tg.Tags, ",") {
+							t.Errorf("stable target %s has tags %q, want %q as before", tg.Target, got, strings.Join(tg.Tags, ","))
+						}
+					}
+				}
 				if promoted && (mc.mode == ModeTargets || mc.mode == ModeHash || mc.mode == ModeDBLess) {
 					// documented promoted shape: the canary at weight 100, untagged; the old stable
 					// and the baseline gone; everything foreign (the drained target) as it was
@@ -229,6 +244,15 @@ func TestNothingForeignIsTouched(t *testing.T) {
 				default:
 					if svc["host"] != "web-up" {
 						t.Errorf("service host %v, want web-up", svc["host"])
+					}
+					if mc.mode == ModeBlueGreen {
+						green := map[string]int{}
+						for _, tg := range f.kong.Targets("web-green") {
+							green[tg.Target] = tg.Weight
+						}
+						if js(green) != js(map[string]int{"10.9.9.8:80": 0}) {
+							t.Errorf("the user's green upstream holds %v after %s, want its own drained target alone", green, end)
+						}
 					}
 				}
 			})

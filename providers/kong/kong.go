@@ -240,6 +240,7 @@ type Router struct {
 	version  [2]int   // Kong's major.minor from GET / (0.0: unknown)
 	noHealth bool     // the node cannot show its balancer: propagation is a fixed wait
 	mode     router   // the mode's gateway operations (mode.go)
+	recall   recall   // what the rollout's state says it did (recall.go)
 }
 
 // New validates cfg and builds a Router. It does not call Kong; the first method call does

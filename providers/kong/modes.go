@@ -143,6 +143,9 @@ func (r *Router) bgRollback(ctx context.Context) error {
 	if err := r.setServiceHost(ctx, r.st.serviceHost, 0, nil); err != nil {
 		return err
 	}
+	if err := r.findGreen(ctx); err != nil {
+		return err
+	}
 	if r.st.greenID == "" {
 		return nil
 	}
@@ -164,7 +167,7 @@ func (r *Router) bgRollback(ctx context.Context) error {
 		r.st.upstreamID = r.st.greenID
 		var del []change
 		for _, t := range ts {
-			if _, own := r.cohortOf(t); own {
+			if _, own := r.cohortOf(t); own || r.promotedCanary(t) {
 				del = append(del, change{op: opDelete, addr: t.Addr, id: t.ID})
 			}
 		}

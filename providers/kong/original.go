@@ -37,8 +37,9 @@ type Original struct {
 
 // OriginalTarget is one target as it was.
 type OriginalTarget struct {
-	Target string `json:"target"`
-	Weight int    `json:"weight"`
+	Target string   `json:"target"`
+	Weight int      `json:"weight"`
+	Tags   []string `json:"tags,omitempty"` // a rollback that creates it again gives them back
 }
 
 // hashFields are the upstream fields hash mode changes and restores.
@@ -134,7 +135,7 @@ func originalTargets(ts []target, ours func(target) bool) []OriginalTarget {
 	var out []OriginalTarget
 	for _, t := range ts {
 		if !ours(t) {
-			out = append(out, OriginalTarget{Target: t.Addr, Weight: t.Weight})
+			out = append(out, OriginalTarget{Target: t.Addr, Weight: t.Weight, Tags: t.Tags})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Target < out[j].Target })

@@ -731,21 +731,27 @@ func (r *Router) tRollback(ctx context.Context) error {
 			present++
 		}
 	}
+	// a promotion deleted them: created again as they were, before anything else changes
+	var up, del, down []change
+	want := map[string]int{}
+	for _, o := range r.deletedByPromotion(ts) {
+		up = append(up, change{op: opCreate, addr: o.Target, weight: o.Weight, tags: append([]string{}, o.Tags...)})
+		want[o.Target] = o.Weight
+		present++
+	}
 	if present == 0 {
 		// A promotion got past deleting the old stable targets: deleting the canary now would
 		// leave the upstream without capacity.
-		return fmt.Errorf("kong: roll back upstream %q: the old stable targets are gone (a promotion removed them); the canary serves all traffic and is left in place; finish with canaryctl promote", st.upstream)
+		return fmt.Errorf("kong: roll back upstream %q: the old stable targets are gone and there is no recorded original state of a promoted rollout to create them again from; the canary serves all traffic and is left in place; finish with canaryctl promote, or add the stable targets back by hand", st.upstream)
 	}
 	ours := func(t target) bool {
 		if _, own := r.cohortOf(t); own {
 			return true
 		}
 		// a promotion that failed after untagging the canary
-		return slices.Contains(st.cohorts[providers.Canary], t.Addr) || slices.Contains(st.cohorts[providers.Baseline], t.Addr)
+		return slices.Contains(st.cohorts[providers.Canary], t.Addr) || slices.Contains(st.cohorts[providers.Baseline], t.Addr) || r.untaggedOurs(t)
 	}
-	var up, del, down []change
 	var gone []string
-	want := map[string]int{}
 	for _, t := range ts {
 		if ours(t) {
 			del = append(del, change{op: opDelete, addr: t.Addr, id: t.ID})
@@ -792,6 +798,7 @@ func (r *Router) tPromote(ctx context.Context) error {
 	if len(canary) == 0 {
 		return fmt.Errorf("kong: promote: the canary has no targets in upstream %q", st.upstream)
 	}
+	r.recall.promoted = true // from here on, a rollback creates again what this deletes
 	// Idempotent, so that a run killed half-way through a promotion can finish it: the old stable
 	// and baseline targets that a first attempt already deleted are simply not there.
 	present, err := r.listTargets(ctx, st.upstreamID)

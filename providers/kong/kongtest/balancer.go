@@ -1,6 +1,7 @@
 package kongtest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -50,11 +51,13 @@ func (s *Server) ThawBalancer() {
 	s.rebuildLocked()
 }
 
-// SyncBalancer rebuilds the balancers from the database now (the end of a worker's timer period).
+// SyncBalancer rebuilds the balancers and the router from the database now (the end of a worker's
+// timer periods).
 func (s *Server) SyncBalancer() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rebuildLocked()
+	s.rebuildRouterLocked()
 }
 
 // BalancerWeights returns what the balancer of an upstream (name or id, default workspace) holds:
@@ -89,6 +92,7 @@ func (s *Server) ResetDatabase() {
 		go q.stop()
 	}
 	s.markDirtyLocked()
+	s.markRouterDirtyLocked()
 }
 
 // markDirtyLocked schedules a rebuild of the balancers after a change of upstreams or targets.
@@ -145,7 +149,7 @@ func targetStatus(t map[string]any) map[string]any {
 	ip := host
 	if net.ParseIP(host) == nil {
 		dns = "A" // a name is resolved to its A records
-		if ips, err := net.LookupHost(host); err == nil && len(ips) > 0 {
+		if ips, err := hostsOnly.LookupHost(context.Background(), host); err == nil && len(ips) > 0 {
 			ip = ips[0]
 		}
 	} else if strings.Contains(host, ":") {

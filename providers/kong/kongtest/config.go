@@ -73,6 +73,7 @@ func (s *Server) config(r *http.Request, st *store) answer {
 	s.ws["default"] = nst
 	s.configHash = hash
 	s.markDirtyLocked()
+	s.markRouterDirtyLocked()
 	for id, q := range s.queues {
 		delete(s.queues, id)
 		go q.stop()

@@ -70,7 +70,8 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	started := time.Now()
 	s.mu.Lock()
 	st := s.ws["default"]
-	route, svc := matchRoute(st, r.URL.Path)
+	// the router's routes and services (router.go), which may be older than the database
+	route, svc := matchRoute(s.routerLocked(), r.URL.Path)
 	if svc == nil {
 		s.mu.Unlock()
 		// kong/runloop/handler.lua: no route matched
@@ -119,7 +120,14 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 			addr = net.JoinHostPort(host, strconv.Itoa(port))
 		}
 		ip, portStr, _ := net.SplitHostPort(addr)
-		if ips, err := net.LookupHost(ip); err == nil && len(ips) > 0 && net.ParseIP(ip) == nil {
+		if net.ParseIP(ip) == nil {
+			ips, err := hostsOnly.LookupHost(r.Context(), ip)
+			if err != nil || len(ips) == 0 {
+				// kong/runloop/balancer/init.lua: a host that is no upstream is resolved by DNS
+				status = http.StatusServiceUnavailable
+				respBody = mustJSON(map[string]any{"message": "name resolution failed"})
+				break
+			}
 			ip = ips[0]
 		}
 		pn, _ := strconv.Atoi(portStr)

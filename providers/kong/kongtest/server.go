@@ -26,7 +26,9 @@
 //
 // The data plane routes by per-upstream balancers that follow the database when they are rebuilt:
 // at once by default, or WithBalancerDelay after a change as Kong's worker_state_update_frequency
-// does; GET /upstreams/{u}/health shows them (balancer.go). Nested collections ignore `tags`, GET /
+// does; GET /upstreams/{u}/health shows them (balancer.go). Routes and services reach it through a
+// router rebuilt the same way on a timer of its own (WithRouterDelay, router.go), which the Admin
+// API does not show. Nested collections ignore `tags`, GET /
 // reports a version (WithVersion) whose http-log schema applies, and ResetDatabase is a node that
 // came back without its database.
 package kongtest
@@ -111,6 +113,9 @@ type Server struct {
 	balTimer      *time.Timer
 	frozen        bool
 	controlPlane  bool
+	router        *store // routes and services as the node's router has them (router.go)
+	routerDelay   time.Duration
+	routerTimer   *time.Timer
 }
 
 // AdminRequest records one Admin API call, for tests that assert the calls canaryctl makes.
@@ -171,6 +176,9 @@ func (s *Server) Close() {
 	close(s.hang)
 	if s.balTimer != nil {
 		s.balTimer.Stop()
+	}
+	if s.routerTimer != nil {
+		s.routerTimer.Stop()
 	}
 	srv := s.adminSrv
 	queues := s.queues
@@ -1122,12 +1130,18 @@ func (s *Server) delete(st *store, kind string, e map[string]any) {
 	if kind == "targets" || kind == "upstreams" {
 		s.markDirtyLocked()
 	}
+	if kind == "services" || kind == "routes" {
+		s.markRouterDirtyLocked()
+	}
 }
 
 // onChange keeps data-plane state in step with the entities.
 func (s *Server) onChange(kind string, e map[string]any) {
 	if kind == "targets" || kind == "upstreams" {
 		s.markDirtyLocked()
+	}
+	if kind == "services" || kind == "routes" {
+		s.markRouterDirtyLocked()
 	}
 	if kind == "plugins" {
 		id := e["id"].(string)

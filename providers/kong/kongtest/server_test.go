@@ -299,15 +299,36 @@ func backendServer(t *testing.T, name string) *httptest.Server {
 	return b
 }
 
+// closingListener listens on 127.0.0.1 until the test ends and closes every connection it accepts
+// before reading anything; it returns its address.
+func closingListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return // closed at the end of the test
+			}
+			_ = c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 func TestDataPlane(t *testing.T) {
 	t.Parallel()
 	s, _ := seeded(t)
 	a, b := backendServer(t, "a"), backendServer(t, "b")
 	addr := func(x *httptest.Server) string { return strings.TrimPrefix(x.URL, "http://") }
-	// a dead target: connections to it are refused and Kong retries the next target
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := ln.Addr().String()
-	_ = ln.Close()
+	// a dead target: it closes every connection without an answer (nginx: "upstream prematurely
+	// closed connection", an error proxy_next_upstream retries) and Kong retries the next target.
+	// The listener stays open for the whole test: a closed port could be taken by another process.
+	dead := closingListener(t)
 	mustCreate := func(kind string, body map[string]any) {
 		if _, err := s.Create("", kind, body); err != nil {
 			t.Fatal(err)
