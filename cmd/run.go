@@ -348,9 +348,9 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	openGateway, ok := gatewayOpeners[spec.Gateway.Type]
-	if !ok {
-		return nil, usageErrorf("gateway.type %q is not available in this build (valid: %s)", spec.Gateway.Type, strings.Join(providers.GatewayNames(), ", "))
+	openGateway, err := opener(gatewayOpeners, "gateway.type", spec.Gateway.Type, providers.GatewayNames())
+	if err != nil {
+		return nil, err
 	}
 	g, err := openGateway(ctx, env, p, rt, log)
 	if err != nil {
@@ -360,9 +360,9 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 	rt.keeper = rollout.NewKeeper(owner, leaseTTL(spec), log)
 	fences := rollout.Fences{rt.keeper, storeFence(p.store)}
 	gw = rollout.FenceGateway(gw, fences...)
-	openMetrics, ok := metricsOpeners[spec.Metrics.Type]
-	if !ok {
-		return nil, usageErrorf("metrics.type %q is not available in this build (valid: %s)", spec.Metrics.Type, strings.Join(providers.MetricsNames(), ", "))
+	openMetrics, err := opener(metricsOpeners, "metrics.type", spec.Metrics.Type, providers.MetricsNames())
+	if err != nil {
+		return nil, err
 	}
 	metrics, err := openMetrics(ctx, env, spec, reqLog, log)
 	if err != nil {

@@ -36,6 +36,16 @@ var metricsOpeners = map[string]func(ctx context.Context, env *Env, spec *rollou
 	"prometheus": openPrometheus,
 }
 
+// opener finds the opener of the type name of field (gateway.type, metrics.type) in openers, or
+// says which types this build has.
+func opener[T any](openers map[string]T, field, name string, valid []string) (T, error) {
+	o, ok := openers[name]
+	if !ok {
+		return o, usageErrorf("%s %q is not available in this build (valid: %s)", field, name, strings.Join(valid, ", "))
+	}
+	return o, nil
+}
+
 // openBuiltin starts the embedded proxy (gateway.listen) or connects to a `canaryctl proxy`
 // (gateway.admin).
 func openBuiltin(ctx context.Context, env *Env, p rolloutParts, rt *assembly, log *slog.Logger) (openedGateway, error) {
