@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/canaryctl/canaryctl/analysis/sequential"
 	"github.com/canaryctl/canaryctl/providers"
 	"github.com/canaryctl/canaryctl/providers/fake"
 	"github.com/canaryctl/canaryctl/providers/kong"
@@ -545,49 +544,6 @@ func TestSequentialStableControl(t *testing.T) {
 				if took := last.At.Sub(last.Start); took > 30*time.Second || !strings.Contains(st.Reason, "vs stable") {
 					t.Errorf("rolled back after %s: %s", took, st.Reason)
 				}
-			}
-		})
-	}
-}
-
-// TestThinControl: with stable as the control, a look keeps as many stable requests for pairing as
-// it has canary ones, evenly spaced by position; the rest (with their errors) go to the guard's
-// stable count, so nothing is lost for the guard and nothing piles up unpaired.
-func TestThinControl(t *testing.T) {
-	t.Parallel()
-	stable := func(n int, failedEvery int) []sequential.Sample {
-		out := make([]sequential.Sample, n)
-		for i := range out {
-			out[i] = sequential.Sample{LatencyMS: float64(i), Failed: failedEvery > 0 && i%failedEvery == 0}
-		}
-		return out
-	}
-	cases := []struct {
-		name             string
-		control, canary  int
-		failedEvery      int
-		wantKept         []float64 // positions (= latencies) of the kept stable samples
-		wantStable, errs int64
-	}{
-		{name: "ten stable, two canary", control: 10, canary: 2, failedEvery: 3, wantKept: []float64{0, 5}, wantStable: 8, errs: 3}, // failed: 0 3 6 9; 0 kept
-		{name: "forty stable, three canary", control: 40, canary: 3, wantKept: []float64{0, 13, 26}, wantStable: 37},
-		{name: "no canary: all to the guard", control: 5, canary: 0, failedEvery: 1, wantKept: []float64{}, wantStable: 5, errs: 5},
-		{name: "fewer stable than canary: unchanged", control: 2, canary: 5, wantKept: []float64{0, 1}},
-		{name: "equal: unchanged", control: 4, canary: 4, wantKept: []float64{0, 1, 2, 3}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			b := thinControl(sequential.Batch{Baseline: stable(tc.control, tc.failedEvery), Canary: make([]sequential.Sample, tc.canary), StableRequests: 0})
-			var kept []float64
-			for _, s := range b.Baseline {
-				kept = append(kept, s.LatencyMS)
-			}
-			if len(kept) != len(tc.wantKept) || len(kept) > 0 && !slices.Equal(kept, tc.wantKept) || b.StableRequests != tc.wantStable || b.StableErrors != tc.errs {
-				t.Errorf("kept %v, stable %d (%d errors); want %v, %d (%d)", kept, b.StableRequests, b.StableErrors, tc.wantKept, tc.wantStable, tc.errs)
-			}
-			if int64(len(b.Baseline))+b.StableRequests != int64(tc.control) {
-				t.Errorf("%d kept + %d to the guard != %d stable requests", len(b.Baseline), b.StableRequests, tc.control)
 			}
 		})
 	}

@@ -53,6 +53,18 @@ type SequentialSpec struct {
 	TailMargin float64 `yaml:"tailMargin" json:"tailMargin"`
 	// GuardRatio is the canary/control 5xx rate ratio tolerated by the fast guard (default 1.5).
 	GuardRatio float64 `yaml:"guardRatio" json:"guardRatio"`
+	// FreshFactor is how many times as often as warm stable freshly deployed instances may fail
+	// without being a regression (default 3): the fast 5xx test rolls back a canary whose 5xx rate is
+	// beyond freshFactor times baseline plus stable's within seconds; the guard compares the canary
+	// with stable beyond guardRatio × freshFactor. Raise it if your instances fail more than that
+	// while warming up; lower it (down to 1) for faster rollbacks of large error regressions.
+	FreshFactor float64 `yaml:"freshFactor" json:"freshFactor"`
+	// BlockCap bounds, in nats, the evidence any 5 s of requests may add to a test (default 0.75):
+	// a burst of dependent requests (one instance's bad moment, a GC storm) then weighs a few blocks,
+	// not thousands of independent requests. With two or more named canary instances it applies to
+	// the per-instance tests and the whole canary's Fail test is not capped. Raise it only when
+	// requests are independent (the demo's synthetic service).
+	BlockCap float64 `yaml:"blockCap" json:"blockCap"`
 	// ThresholdSamples: baseline requests that estimate the latency thresholds (median, tail quantile)
 	// before the latency tests start (default 100, at least 10). Fewer start sooner with a noisier
 	// threshold; the error control holds either way (the threshold only uses earlier requests).
@@ -106,6 +118,8 @@ func (s *Spec) setSequentialDefaults() {
 	def(&q.TailQuantile, d.TailQuantile)
 	def(&q.TailMargin, 100*d.TailMargin)
 	def(&q.GuardRatio, d.GuardRatio)
+	def(&q.FreshFactor, d.FreshFactor)
+	def(&q.BlockCap, d.BlockCap)
 	def(&q.ExpandFactor, sequential.DefaultExpandFactor)
 	if q.ThresholdSamples == 0 {
 		q.ThresholdSamples = d.MinThresholdSamples
@@ -123,9 +137,23 @@ func (s *Spec) setSequentialDefaults() {
 
 // analyzerConfig converts the spec's units (percentage points) to the analyzer's (fractions).
 func (q SequentialSpec) analyzerConfig() sequential.Config {
+	d := sequential.DefaultConfig()
 	return sequential.Config{Alpha: q.Alpha, Beta: q.Beta, ErrorMargin: q.ErrorMargin / 100,
 		MedianMargin: q.MedianMargin / 100, TailQuantile: q.TailQuantile, TailMargin: q.TailMargin / 100,
-		GuardRatio: q.GuardRatio, MinThresholdSamples: q.ThresholdSamples}
+		GuardRatio: q.GuardRatio, FreshFactor: q.FreshFactor, BlockCap: q.BlockCap, MinThresholdSamples: q.ThresholdSamples,
+		// pairing slots: the analyzer's defaults (not spec settings)
+		SlotRequests: d.SlotRequests, MinSlot: d.MinSlot, MaxSlot: d.MaxSlot, Seed: d.Seed}
+}
+
+// validateSequentialPremises checks what the sequential tests assume of the traffic: individual
+// requests, and canary and control requests drawn from the same users.
+func (s *Spec) validateSequentialPremises(bad func(string, string, ...any)) {
+	if !perRequestSource(s.Metrics.Type) {
+		bad("analysis.mode", "sequential judges individual requests, which metrics.type %s does not give; use mode kayenta or a per-request metrics source (builtin, kong-log)", s.Metrics.Type)
+	}
+	if key := s.stickyKey(); key != "" {
+		bad("analysis.mode", "sequential pairs canary and baseline requests as draws of the same traffic, but %s keeps each user on one cohort, so the cohorts serve different users and a user-level difference would read as a regression (false rollbacks); use %s (per-request split) or analysis.mode kayenta", key, s.GatewayCaps().Instead)
+	}
 }
 
 func (s *Spec) validateSequential(bad func(string, string, ...any)) {
@@ -137,12 +165,7 @@ func (s *Spec) validateSequential(bad func(string, string, ...any)) {
 	if a.Mode != ModeSequential {
 		return
 	}
-	if !perRequestSource(s.Metrics.Type) {
-		bad("analysis.mode", "sequential judges individual requests, which metrics.type %s does not give; use mode kayenta or a per-request metrics source (builtin, kong-log)", s.Metrics.Type)
-	}
-	if key := s.stickyKey(); key != "" {
-		bad("analysis.mode", "sequential pairs canary and baseline requests as draws of the same traffic, but %s keeps each user on one cohort, so the cohorts serve different users and a user-level difference would read as a regression (false rollbacks); use %s (per-request split) or analysis.mode kayenta", key, s.GatewayCaps().Instead)
-	}
+	s.validateSequentialPremises(bad)
 	q := a.Sequential
 	p := "analysis.sequential."
 	open01 := func(field string, v float64, eg string) {
@@ -165,6 +188,12 @@ func (s *Spec) validateSequential(bad func(string, string, ...any)) {
 	}
 	if !(q.GuardRatio >= 1 && q.GuardRatio <= 1024) {
 		bad(p+"guardRatio", "%v must be between 1 and 1024, e.g. 1.5", q.GuardRatio)
+	}
+	if !(q.BlockCap > 0 && q.BlockCap <= 1000) {
+		bad(p+"blockCap", "%v must be in nats between 0 (exclusive) and 1000, e.g. 0.75", q.BlockCap)
+	}
+	if !(q.FreshFactor >= 1 && q.FreshFactor <= 100) {
+		bad(p+"freshFactor", "%v must be between 1 and 100, e.g. 3", q.FreshFactor)
 	}
 	if q.ThresholdSamples < 10 {
 		bad(p+"thresholdSamples", "%d must be at least 10, e.g. 100", q.ThresholdSamples)
@@ -253,6 +282,9 @@ func (m *looks) startLooks(now time.Time, step StepSpec) {
 	m.seq.cursor, m.seq.lastRecord = now, now
 	m.seq.nextExpand = now.Add(step.Duration)
 	m.seq.looks, m.seq.canary, m.seq.baseline, m.seq.extended = 0, 0, 0, false
+	if m.seq.a != nil {
+		m.seq.a.NewStep() // a step's Pass is earned at its own split; Fail evidence carries on
+	}
 	m.seq.cohorts = cohortTallies{control: e.spec.ControlCohort()}
 	m.seq.ingest = providers.Ingest{}
 	m.seq.leftOut, m.seq.leftOutEntries, m.seq.lossyPrev = 0, 0, false
@@ -264,7 +296,9 @@ func (m *looks) startLooks(now time.Time, step StepSpec) {
 // batchOf turns the gateway's requests into the analyzer's batch. Requests routed by a rule are not a
 // random sample and stay out; a 5xx or no answer (502) is a failure. The control cohort (baseline,
 // or stable with analysis.control stable) is the analyzer's Baseline side; with a stable control
-// the guard's "stable" part is empty (stable is already the control).
+// the guard's "stable" part is empty (stable is already the control). The analyzer pairs canary and
+// control requests within time slots, whatever their numbers (stable serves many times the canary's
+// requests), so nothing piles up unpaired.
 func batchOf(reqs []providers.Request, control providers.Cohort) sequential.Batch {
 	var b sequential.Batch
 	for _, r := range reqs {
@@ -272,7 +306,7 @@ func batchOf(reqs []providers.Request, control providers.Cohort) sequential.Batc
 			continue
 		}
 		failed := r.Status >= 500
-		s := sequential.Sample{LatencyMS: float64(r.Latency) / float64(time.Millisecond), Failed: failed}
+		s := sequential.Sample{LatencyMS: float64(r.Latency) / float64(time.Millisecond), Failed: failed, At: r.Time, Instance: r.Instance}
 		switch r.Cohort {
 		case providers.Canary:
 			b.Canary = append(b.Canary, s)
@@ -285,34 +319,6 @@ func batchOf(reqs []providers.Request, control providers.Cohort) sequential.Batc
 			}
 		}
 	}
-	return b
-}
-
-// thinControl keeps the paired tests contemporaneous when stable is the control: stable serves many
-// times the canary's requests, and the analyzer pairs requests in arrival order, keeping the unpaired
-// ones for later, so the surplus would pile up and the canary would be paired with ever older stable
-// requests. Per look, as many stable requests as canary ones are kept for pairing, evenly spaced in
-// arrival order (chosen by position only, never by value, so the tests stay valid); the rest count
-// in the 5xx guard as "stable" requests, which therefore still sees all of stable's traffic.
-func thinControl(b sequential.Batch) sequential.Batch {
-	n, m := len(b.Canary), len(b.Baseline)
-	if m <= n {
-		return b
-	}
-	kept := make([]sequential.Sample, 0, n)
-	next := 0 // index of the next kept sample: i*m/n for i = 0..n-1
-	for j, s := range b.Baseline {
-		if len(kept) < n && j == next {
-			kept = append(kept, s)
-			next = (len(kept) * m) / n
-			continue
-		}
-		b.StableRequests++
-		if s.Failed {
-			b.StableErrors++
-		}
-	}
-	b.Baseline = kept
 	return b
 }
 
@@ -329,7 +335,9 @@ func (m *looks) handleLook(ctx context.Context) (Phase, string) {
 	}
 	where := fmt.Sprintf("step %d/%d (%s)", st.Step+1, st.Steps, providers.PercentText(step.Weight))
 	if m.seq.a == nil {
-		a, err := sequential.New(q.analyzerConfig())
+		cfg := q.analyzerConfig()
+		cfg.WarmControl = !e.spec.HasBaseline()
+		a, err := sequential.New(cfg)
 		if err != nil {
 			return RollingBack, where + ": " + err.Error()
 		}
@@ -372,9 +380,7 @@ func (m *looks) handleLook(ctx context.Context) (Phase, string) {
 		m.seq.cohorts.observe(b)
 		m.seq.canary += len(b.Canary)
 		m.seq.baseline += len(b.Baseline)
-		if !e.spec.HasBaseline() {
-			b = thinControl(b)
-		}
+		b.Until = until
 		v = m.seq.a.Observe(b)
 	}
 	m.seq.looks++
@@ -406,14 +412,21 @@ func (m *looks) handleLook(ctx context.Context) (Phase, string) {
 	}
 	if elapsed >= q.MaxBake {
 		rep := m.record(st, now, verdictOf(v), true, fmt.Sprintf("; paused at maxBake %s", q.MaxBake))
-		reason := fmt.Sprintf("%s: still undecided at maxBake %s (never failed for lack of data): %s; run canaryctl promote %s to accept the step or canaryctl abort %s",
-			where, q.MaxBake, rep.Reason, st.Service, st.Service)
+		reason := fmt.Sprintf("%s: still undecided at maxBake %s (never failed for lack of data): %s%s; run canaryctl promote %s to accept the step or canaryctl abort %s",
+			where, q.MaxBake, rep.Reason, m.needAtRate(elapsed), st.Service, st.Service)
 		e.setPause(PauseNeedMoreData, reason)
 		return Paused, reason
 	}
 	if elapsed >= step.Duration && !m.seq.extended {
+		if reason, short := m.notEnoughTraffic(st, elapsed); short {
+			m.record(st, now, verdictOf(v), true, "; "+reason)
+			reason = fmt.Sprintf("%s: %s; run canaryctl promote %s to accept the step or canaryctl abort %s",
+				where, reason, st.Service, st.Service)
+			e.setPause(PauseNeedMoreData, reason)
+			return Paused, reason
+		}
 		m.seq.extended = true
-		rep := m.record(st, now, verdictOf(v), false, fmt.Sprintf("; step extended beyond its %s, up to maxBake %s", step.Duration, q.MaxBake))
+		rep := m.record(st, now, verdictOf(v), false, fmt.Sprintf("; step extended beyond its %s, up to maxBake %s%s", step.Duration, q.MaxBake, m.needAtRate(elapsed)))
 		e.log.Info("step extended", "step", st.Step+1, "maxBake", q.MaxBake, "moreRequests", rep.MoreRequests)
 		return Analyzing, ""
 	}
@@ -432,6 +445,65 @@ func (m *looks) handleLook(ctx context.Context) (Phase, string) {
 		m.record(st, now, verdictOf(v), false, note)
 	}
 	return Analyzing, ""
+}
+
+// shortfallFactor: the last step pauses early for lack of traffic only when the projected time to
+// settle it is this many times what is left before maxBake. The projection (MorePairs) is a rough
+// guide, so a step that is merely slow is extended as before; one that would need hours is not.
+const shortfallFactor = 4
+
+// notEnoughTraffic decides, when an undecided step reaches its duration, whether to pause now: only
+// the last step (one that is not may still move on through SafeToExpand, and is extended saying what
+// it waits for, up to maxBake), only when the requests the tests still need would take
+// shortfallFactor times longer than what is left, and only when no regression may be building up
+// (every Fail test below a quarter of its threshold, in log terms, and the canary not failing more
+// often than the control): then the rollout pauses with the numbers instead of waiting for maxBake.
+func (m *looks) notEnoughTraffic(st State, elapsed time.Duration) (string, bool) {
+	e := m.e
+	q := e.spec.Analysis.Sequential
+	a := m.seq.a
+	if st.Step+1 < st.Steps {
+		// a step that is not the last may still move on (SafeToExpand, asked every interval) before
+		// maxBake, where it pauses with the numbers if it could not
+		return "", false
+	}
+	if a.FailEvidence() >= 0.25 || a.ErrorExcess() {
+		return "", false // a regression may be building up: keep watching up to maxBake
+	}
+	rep := a.Report()
+	secs := elapsed.Seconds()
+	pairRate := float64(rep.CanaryRequests) / secs
+	left := q.MaxBake - elapsed
+	rates := fmt.Sprintf("%.2f canary and %.2f %s requests/s, %.2f of them paired per second", float64(m.seq.canary)/secs,
+		float64(m.seq.baseline)/secs, e.controlLabel(), pairRate)
+	switch {
+	case rep.MoreRequests < 0:
+		return fmt.Sprintf("not enough traffic for this step: the tests cannot settle at %s; maxBake %s would not change that", rates, q.MaxBake), true
+	case rep.MoreRequests == 0:
+		return "", false
+	case pairRate <= 0:
+		return fmt.Sprintf("not enough traffic for this step: needs about %d more requests per cohort, and no request pair in %s (%s)",
+			rep.MoreRequests, elapsed.Round(time.Second), rates), true
+	}
+	need := time.Duration(float64(rep.MoreRequests) / pairRate * float64(time.Second))
+	if need <= shortfallFactor*left {
+		return "", false
+	}
+	return fmt.Sprintf("not enough traffic for this step: needs about %d more requests per cohort ≈ %s at the current rate (%s), more than the %s left before maxBake %s",
+		rep.MoreRequests, need.Round(time.Second), rates, left.Round(time.Second), q.MaxBake), true
+}
+
+// needAtRate says how long the requests the tests still need take at the step's pairing rate so
+// far ("" when unknown), so that an extended step says what it waits for.
+func (m *looks) needAtRate(elapsed time.Duration) string {
+	rep := m.seq.a.Report()
+	if rep.MoreRequests <= 0 || elapsed <= 0 || rep.CanaryRequests == 0 {
+		return ""
+	}
+	rate := float64(rep.CanaryRequests) / elapsed.Seconds()
+	need := time.Duration(float64(rep.MoreRequests) / rate * float64(time.Second))
+	return fmt.Sprintf(" (not enough traffic yet: about %d more requests per cohort ≈ %s at the current %.2f request pairs/s)",
+		rep.MoreRequests, need.Round(time.Second), rate)
 }
 
 func verdictOf(v sequential.Verdict) Verdict {
@@ -535,7 +607,7 @@ func decisionMetrics(rep sequential.Report) []MetricResult {
 		switch {
 		case d.Verdict == sequential.Fail:
 			class = "High"
-		case d.Verdict == sequential.NeedMoreData && d.Metric != sequential.MetricGuard:
+		case d.Verdict == sequential.NeedMoreData && d.Metric != sequential.MetricGuard && d.Metric != sequential.MetricFast:
 			class = "Undecided"
 		}
 		ratio := math.NaN()
@@ -543,7 +615,7 @@ func decisionMetrics(rep sequential.Report) []MetricResult {
 			ratio = d.CanaryValue / d.BaselineValue
 		}
 		lo, est := Number(d.Lower), Number(d.Effect)
-		mr := MetricResult{Name: d.Metric, Group: d.Metric, Classification: class, Critical: d.Metric == sequential.MetricGuard,
+		mr := MetricResult{Name: d.Metric, Group: d.Metric, Classification: class, Critical: d.Metric == sequential.MetricGuard || d.Metric == sequential.MetricFast,
 			Reason: d.Reason, BaselineMean: Number(d.BaselineValue), CanaryMean: Number(d.CanaryValue),
 			BaselineCount: int(d.Baseline), CanaryCount: int(d.Canary), Ratio: Number(ratio), Estimate: &est,
 			Unit: d.Unit, EffectUnit: d.EffectUnit}

@@ -15,7 +15,7 @@
 //
 // # The tests
 //
-// PairedTest: canary and baseline requests are paired in arrival order and each pair gives a
+// PairedTest: canary and baseline requests are paired within time slots and each pair gives a
 // difference D in {-1, 0, +1}: for the 5xx rate D = 1{canary failed} - 1{baseline failed}; for a
 // latency quantile q, D = 1{canary > t} - 1{baseline > t} where t is the baseline's running q-quantile
 // estimated only from earlier requests (a predictable threshold). Under "canary no worse" E[D | past] <=
@@ -44,8 +44,14 @@
 // causing a rollback. (For Bernoulli requests at r0 > 1 the binomial model is an approximation, close
 // when errors are rare; TestRatioFalseAlarmUnderContinuousMonitoring checks it at r0 = 1.5.)
 //
-// Alpha is split between the tests (Bonferroni): 40% to the guard, the fast path for gross
-// regressions, and 20% to each paired test.
+// The same construction with a shifted null (canary rate at most FreshFactor times baseline plus
+// stable's) and no cap is the fast 5xx test (fast.go): the path for large regressions, which must be
+// rolled back in seconds, where the capped, per-instance-confirmed tests of correlated production
+// traffic take minutes. Pairing within time slots (slots.go), the block cap and the per-instance
+// confirmation are explained in README.md, with the assumptions each guarantee rests on.
+//
+// Alpha is split between the tests (Bonferroni): 40% to the fast 5xx test, 10% to the guard, 50% to
+// the three paired tests.
 //
 // # Three verdicts
 //

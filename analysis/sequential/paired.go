@@ -73,6 +73,15 @@ type PairedConfig struct {
 	// PriorNonZero is the expected share of non-zero differences before any data, used only by
 	// MorePairs (as two pseudo-observations); 0 means 0.5.
 	PriorNonZero float64
+	// BlockCap, when positive, caps the log-growth of every bet's wealth within one block (EndBlock
+	// closes a block) at BlockCap nats: a burst of dependent requests (one instance's bad moment)
+	// then weighs at most one block's worth, however many requests it spans. Capping keeps the
+	// test valid: min(F, e^cap) of a martingale factor F is a supermartingale factor. 0: no cap.
+	BlockCap float64
+	// PassBlockCap, when positive, caps the pass side's growth per block instead of BlockCap (the
+	// analyzer uses half of BlockCap: a burst on the baseline side, one baseline instance failing,
+	// must not pass a worse canary, and a pass waits for minBake anyway).
+	PassBlockCap float64
 }
 
 // Validate checks the fields and says how to fix a wrong one.
@@ -88,6 +97,10 @@ func (c PairedConfig) Validate() error {
 		return &ConfigError{"margin", fmt.Sprintf("%v must be above the tolerance %v and below 1, e.g. 0.01", c.Margin, c.Tolerance)}
 	case !(c.PriorNonZero >= 0 && c.PriorNonZero <= 1):
 		return &ConfigError{"priorNonZero", fmt.Sprintf("%v must be between 0 and 1, e.g. 0.02", c.PriorNonZero)}
+	case !(c.BlockCap >= 0) || math.IsInf(c.BlockCap, 0):
+		return &ConfigError{"blockCap", fmt.Sprintf("%v must be a finite number of nats, at least 0, e.g. 1", c.BlockCap)}
+	case !(c.PassBlockCap >= 0) || math.IsInf(c.PassBlockCap, 0) || c.PassBlockCap > 0 && c.BlockCap == 0:
+		return &ConfigError{"passBlockCap", fmt.Sprintf("%v must be a finite number of nats, at least 0, and needs a blockCap, e.g. 0.5", c.PassBlockCap)}
 	}
 	return nil
 }
@@ -178,7 +191,9 @@ type PairedTest struct {
 	// precomputed per-bet log factors at the tolerance (fail side) and the margin (pass side)
 	failPlus, failZero, failMinus []float64
 	passPlus, passZero, passMinus []float64
-	failLogW, passLogW            []float64
+	failLogW, passLogW            []float64 // committed log-wealth (closed blocks, capped)
+	failBlk, passBlk              []float64 // log-growth in the open block
+	failEff, passEff              []float64 // scratch: committed + capped open block
 }
 
 // NewPairedTest checks cfg and returns a test with no data.
@@ -190,7 +205,8 @@ func NewPairedTest(cfg PairedConfig) (*PairedTest, error) {
 	t := &PairedTest{cfg: cfg, logFailLimit: -math.Log(cfg.Alpha), logPassLimit: -math.Log(cfg.Beta),
 		failPlus: make([]float64, k), failZero: make([]float64, k), failMinus: make([]float64, k),
 		passPlus: make([]float64, k), passZero: make([]float64, k), passMinus: make([]float64, k),
-		failLogW: make([]float64, k), passLogW: make([]float64, k)}
+		failLogW: make([]float64, k), passLogW: make([]float64, k),
+		failBlk: make([]float64, k), passBlk: make([]float64, k), failEff: make([]float64, k), passEff: make([]float64, k)}
 	m, g := cfg.Tolerance, cfg.Margin
 	for i, s := range betScales {
 		l := s / (1 + m)
@@ -217,15 +233,57 @@ func (t *PairedTest) Add(plus, zero, minus int64) {
 	t.c.Minus += minus
 	p, z, n := float64(plus), float64(zero), float64(minus)
 	for i := range t.failLogW {
-		t.failLogW[i] += p*t.failPlus[i] + z*t.failZero[i] + n*t.failMinus[i]
-		t.passLogW[i] += p*t.passPlus[i] + z*t.passZero[i] + n*t.passMinus[i]
+		t.failBlk[i] += p*t.failPlus[i] + z*t.failZero[i] + n*t.failMinus[i]
+		t.passBlk[i] += p*t.passPlus[i] + z*t.passZero[i] + n*t.passMinus[i]
 	}
-	if t.failAt == 0 && logMeanExp(t.failLogW) >= t.logFailLimit {
+	if t.failAt == 0 && t.logFail() >= t.logFailLimit {
 		t.failAt = t.c.N()
 	}
-	if t.passAt == 0 && logMeanExp(t.passLogW) >= t.logPassLimit {
+	if t.passAt == 0 && t.logPass() >= t.logPassLimit {
 		t.passAt = t.c.N()
 	}
+	if t.cfg.BlockCap == 0 {
+		t.EndBlock() // without a cap every batch commits at once
+	}
+}
+
+// EndBlock closes a block: every bet's growth in it, capped at BlockCap, is committed.
+func (t *PairedTest) EndBlock() {
+	for i := range t.failLogW {
+		t.failLogW[i] += t.capped(t.failBlk[i])
+		t.passLogW[i] += t.passCapped(t.passBlk[i])
+		t.failBlk[i], t.passBlk[i] = 0, 0
+	}
+}
+
+func (t *PairedTest) passCapped(g float64) float64 {
+	if t.cfg.PassBlockCap > 0 {
+		return min(g, t.cfg.PassBlockCap)
+	}
+	return t.capped(g)
+}
+
+func (t *PairedTest) capped(g float64) float64 {
+	if t.cfg.BlockCap > 0 {
+		return min(g, t.cfg.BlockCap)
+	}
+	return g
+}
+
+// logFail and logPass are the log mixture e-values now: committed wealth times the open block's
+// capped growth.
+func (t *PairedTest) logFail() float64 {
+	for i := range t.failLogW {
+		t.failEff[i] = t.failLogW[i] + t.capped(t.failBlk[i])
+	}
+	return logMeanExp(t.failEff)
+}
+
+func (t *PairedTest) logPass() float64 {
+	for i := range t.passLogW {
+		t.passEff[i] = t.passLogW[i] + t.passCapped(t.passBlk[i])
+	}
+	return logMeanExp(t.passEff)
 }
 
 // Counts returns the pairs seen so far.
@@ -243,11 +301,17 @@ func (t *PairedTest) Verdict() Verdict {
 	return NeedMoreData
 }
 
+// Exceeds reports whether the Fail e-value is at 1/Alpha now (Verdict stays Fail once it was).
+func (t *PairedTest) Exceeds() bool { return t.logFail() >= t.logFailLimit }
+
+// passed reports whether the Pass e-value has reached 1/Beta (whatever the Fail side says).
+func (t *PairedTest) passed() bool { return t.passAt > 0 }
+
 // FailEValue is the current e-value against "E[D] <= Tolerance" (Fail at 1/Alpha).
-func (t *PairedTest) FailEValue() float64 { return math.Exp(logMeanExp(t.failLogW)) }
+func (t *PairedTest) FailEValue() float64 { return math.Exp(t.logFail()) }
 
 // PassEValue is the current e-value against "E[D] >= Margin" (Pass at 1/Beta).
-func (t *PairedTest) PassEValue() float64 { return math.Exp(logMeanExp(t.passLogW)) }
+func (t *PairedTest) PassEValue() float64 { return math.Exp(t.logPass()) }
 
 // Interval is the current confidence sequence for E[D]: the lower bound at level 1-Alpha and the upper
 // bound at level 1-Beta, each valid at any stopping time. Without data it is [-1, 1].
@@ -309,10 +373,12 @@ func (t *PairedTest) MorePairs() int64 {
 		prior = 0.5
 	}
 	nu := (float64(t.c.Plus+t.c.Minus) + 2*prior) / (n + 2)
+	t.logFail()
+	t.logPass()
 	if t.c.Mean() < t.cfg.Margin/2 {
 		return t.morePairsToPass(nu)
 	}
-	return morePairs(t.failLogW, t.logFailLimit, nu, t.cfg.Margin, func(i int, p, z, m float64) float64 {
+	return morePairs(t.failEff, t.logFailLimit, nu, t.cfg.Margin, func(i int, p, z, m float64) float64 {
 		return p*t.failPlus[i] + z*t.failZero[i] + m*t.failMinus[i]
 	})
 }
@@ -333,7 +399,8 @@ func (t *PairedTest) MorePairsToPass() int64 {
 }
 
 func (t *PairedTest) morePairsToPass(nu float64) int64 {
-	return morePairs(t.passLogW, t.logPassLimit, nu, 0, func(i int, p, z, m float64) float64 {
+	t.logPass()
+	return morePairs(t.passEff, t.logPassLimit, nu, 0, func(i int, p, z, m float64) float64 {
 		return p*t.passPlus[i] + z*t.passZero[i] + m*t.passMinus[i]
 	})
 }

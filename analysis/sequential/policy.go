@@ -2,10 +2,9 @@ package sequential
 
 import "time"
 
-// The engine policy around an Analyzer, shared by the rollout engine (rollout, analysis.mode
-// sequential) and the simulator (judge/sim), so that the simulator's published table describes the
-// engine's defaults. The statistics do not depend on them; they decide when an engine looks and how
-// long it lets a step bake.
+// The engine policy around an Analyzer, used by the rollout engine (rollout, analysis.mode
+// sequential), which its simulator (rollout/sim) runs as it is. The statistics do not depend on
+// them; they decide when an engine looks and how long it lets a step bake.
 const (
 	// DefaultLookInterval: how often the engine fetches new requests and looks.
 	DefaultLookInterval = 250 * time.Millisecond
@@ -16,7 +15,7 @@ const (
 	DefaultMaxBake = 15 * time.Minute
 	// DefaultExpandFactor: an undecided step that has baked its duration moves on to a larger,
 	// non-final step when SafeToExpand(DefaultExpandFactor) holds.
-	DefaultExpandFactor = 3.0
+	DefaultExpandFactor = 5.0
 	// ExpandCheckEvery: how often, after the step's duration, SafeToExpand is asked.
 	ExpandCheckEvery = 10 * time.Second
 )
