@@ -210,14 +210,7 @@ func (o *analyzeOptions) run(ctx context.Context) error {
 	if err := writeAnalyzeResult(o.env.Stdout, format, res, th, w); err != nil {
 		return fmt.Errorf("analyze: write result: %w", err)
 	}
-	switch res.Score.Classification {
-	case judge.VerdictPass:
-		return nil
-	case judge.VerdictMarginal:
-		return withExitCode(ExitMarginal, nil)
-	default:
-		return withExitCode(ExitFail, nil)
-	}
+	return verdictResult(res.Score.Classification)
 }
 
 func (o *analyzeOptions) fromEnv() error {

@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/canaryctl/canaryctl/judge"
+	"github.com/canaryctl/canaryctl/providers/prometheus"
 	"github.com/canaryctl/canaryctl/rollout"
 )
 
@@ -35,7 +36,7 @@ func (o *analyzeOptions) loadSpec(th *judge.Thresholds) (*judge.CanaryConfig, []
 	if o.service == "" {
 		o.service = spec.Service
 	}
-	if sp := spec.Metrics.Prometheus; sp != nil {
+	if sp, ok := spec.Metrics.Section().(*prometheus.Spec); ok {
 		cfg, err := sp.Config(spec.Service, o.env.Getenv, o.env.Logger)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--spec %s: metrics.prometheus: %w", o.spec, err)

@@ -90,16 +90,96 @@ var scenarioText = map[demo.Behaviour]string{
 	demo.Errors: "canary v2 answers 10% of requests with 500: expect rollback (exit 3)",
 }
 
-func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
+// check checks the demo's flags and returns its scenario.
+func (o *demoOptions) check() (demo.Behaviour, error) {
 	scenario, err := demo.ParseBehaviour(o.scenario)
 	if err != nil {
-		return usageErrorf("--scenario: %v", err)
+		return "", usageErrorf("--scenario: %v", err)
 	}
 	if o.output != "text" && o.output != "json" {
-		return usageErrorf("--output %q: use text or json", o.output)
+		return "", usageErrorf("--output %q: use text or json", o.output)
 	}
 	if o.rps < 1 || o.rps > demo.MaxRPS {
-		return usageErrorf("--rps %d: use 1..%d requests per second", o.rps, demo.MaxRPS)
+		return "", usageErrorf("--rps %d: use 1..%d requests per second", o.rps, demo.MaxRPS)
+	}
+	return scenario, nil
+}
+
+// demoJudging says in words how the embedded spec judges the canary.
+func demoJudging(spec *rollout.Spec) string {
+	if a := spec.Analysis; a.Mode == rollout.ModeSequential {
+		return fmt.Sprintf("judged request by request (sequential tests, alpha %v, a look every %s)", a.Sequential.Alpha, a.Sequential.LookInterval)
+	}
+	return fmt.Sprintf("judged by Kayenta's Mann-Whitney on series of %s points, thresholds pass %v / marginal %v",
+		spec.Analysis.Resolution, spec.Analysis.Thresholds.Pass, spec.Analysis.Thresholds.Marginal)
+}
+
+// demoResult is what the load saw of the rollout: failures, and how fast the canary's errors
+// stopped after a rollback.
+func demoResult(scenario demo.Behaviour, rps int, stats demo.Stats, out rollout.Outcome) DemoResult {
+	res := DemoResult{Scenario: string(scenario), RPS: rps, Load: stats, FailedRequests: stats.Failed}
+	if t, ok := stats.FirstFailure["v2"]; ok {
+		res.FirstCanaryError = &t
+	}
+	if t, ok := stats.LastServed["v2"]; ok && out.Phase != rollout.Promoted {
+		res.LastCanaryAnswer = &t
+		if res.FirstCanaryError != nil {
+			s := t.Sub(*res.FirstCanaryError).Seconds()
+			res.SecondsToStable = &s
+		}
+	}
+	return res
+}
+
+// writeDemoReport writes the demo's stdout: the JSON report (-o json) or, with ended, how it ended,
+// and the Spinnaker line (--spinnaker).
+func writeDemoReport(env *Env, o *demoOptions, report rollout.Report, res DemoResult, ended bool) error {
+	switch {
+	case o.output == "json":
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(demoReport{Report: report, Demo: res}); err != nil {
+			return err
+		}
+	case ended: // the reason is on stderr's final line; stdout says only how it ended
+		fmt.Fprintln(env.Stdout, report.Phase)
+	}
+	if o.spinnaker {
+		fmt.Fprint(env.Stdout, report.SpinnakerLine())
+	}
+	return nil
+}
+
+// watchHint is the exact command that watches the demo: status and watch find the rollout from any
+// directory with it.
+func watchHint(service, root string, ephemeral bool) string {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		abs = root
+	}
+	where := fmt.Sprintf("watch it from another terminal: canaryctl watch %s --state-dir %s", service, abs)
+	if ephemeral {
+		where += " (a temporary directory, removed at the end; keep it with --state-dir DIR)"
+	}
+	return where
+}
+
+// openEvents opens the --events file for appending (no file: a nil writer).
+func openEvents(path string) (io.Writer, func(), error) {
+	if path == "" {
+		return nil, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
+}
+
+func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
+	scenario, err := o.check()
+	if err != nil {
+		return err
 	}
 	spec, err := rollout.ParseSpec(bytes.NewReader(demo.Spec))
 	if err != nil {
@@ -118,14 +198,7 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 		}
 		err = notStarted(err)
 		r := rollout.NotStartedReport(spec.Service, time.Now(), err)
-		if o.output == "json" {
-			enc := json.NewEncoder(env.Stdout)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(demoReport{Report: r, Demo: DemoResult{Scenario: string(scenario), RPS: o.rps}})
-		}
-		if o.spinnaker {
-			fmt.Fprint(env.Stdout, r.SpinnakerLine())
-		}
+		_ = writeDemoReport(env, o, r, DemoResult{Scenario: string(scenario), RPS: o.rps}, false)
 	}()
 
 	root, ephemeral := o.stateDir, o.stateDir == ""
@@ -140,12 +213,7 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 	infra := context.WithoutCancel(ctx) // torn down by us after the engine has put traffic back
 
 	fmt.Fprintf(env.Stderr, "canaryctl demo: scenario %s — %s\n", scenario, scenarioText[scenario])
-	judging := fmt.Sprintf("judged by Kayenta's Mann-Whitney on series of %s points, thresholds pass %v / marginal %v",
-		spec.Analysis.Resolution, spec.Analysis.Thresholds.Pass, spec.Analysis.Thresholds.Marginal)
-	if a := spec.Analysis; a.Mode == rollout.ModeSequential {
-		judging = fmt.Sprintf("judged request by request (sequential tests, alpha %v, a look every %s)", a.Sequential.Alpha, a.Sequential.LookInterval)
-	}
-	fmt.Fprintf(env.Stderr, "spec: %s (embedded): service %s, steps %s, %s\n", demo.SpecPath, spec.Service, demoSteps(spec), judging)
+	fmt.Fprintf(env.Stderr, "spec: %s (embedded): service %s, steps %s, %s\n", demo.SpecPath, spec.Service, demoSteps(spec), demoJudging(spec))
 
 	// Stable v1: a child process like baseline and canary, started by the same process deployer.
 	stableTarget := spec.Deploy.Baseline
@@ -180,15 +248,11 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	var events io.Writer
-	if o.events != "" {
-		f, err := os.OpenFile(o.events, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return fmt.Errorf("demo: open --events file: %w", err)
-		}
-		defer f.Close()
-		events = f
+	events, closeEvents, err := openEvents(o.events)
+	if err != nil {
+		return fmt.Errorf("demo: open --events file: %w", err)
 	}
+	defer closeEvents()
 	// The same assembly as `canaryctl run`: embedded proxy, builtin metrics, process deployer, Kayenta
 	// judge, engine. Only the logger is quieter: the progress lines tell the story.
 	qenv := *env
@@ -208,16 +272,7 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 	}()
 	target := "http://" + listen + "/"
 	fmt.Fprintf(env.Stderr, "stable v1 %s; load %d requests/s on %s\n", stableAddrs[0], o.rps, target)
-	// The exact command: status and watch find the rollout from any directory with it.
-	abs, aerr := filepath.Abs(root)
-	if aerr != nil {
-		abs = root
-	}
-	where := fmt.Sprintf("watch it from another terminal: canaryctl watch %s --state-dir %s", spec.Service, abs)
-	if ephemeral {
-		where += " (a temporary directory, removed at the end; keep it with --state-dir DIR)"
-	}
-	fmt.Fprintln(env.Stderr, where)
+	fmt.Fprintln(env.Stderr, watchHint(spec.Service, root, ephemeral))
 
 	lctx, stopLoad := context.WithCancel(infra)
 	defer stopLoad()
@@ -233,32 +288,12 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 	stopLoad()
 	stats := load.Wait()
 
-	res := DemoResult{Scenario: string(scenario), RPS: o.rps, Load: stats, FailedRequests: stats.Failed}
-	if t, ok := stats.FirstFailure["v2"]; ok {
-		res.FirstCanaryError = &t
-	}
-	if t, ok := stats.LastServed["v2"]; ok && out.Phase != rollout.Promoted {
-		res.LastCanaryAnswer = &t
-		if res.FirstCanaryError != nil {
-			s := t.Sub(*res.FirstCanaryError).Seconds()
-			res.SecondsToStable = &s
-		}
-	}
+	res := demoResult(scenario, o.rps, stats, out)
 	report := rollout.NewReport(spec, rt.eng.State())
 	reported = true
 	printDemoSummary(env.Stderr, out, res)
-	switch o.output {
-	case "json":
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(demoReport{Report: report, Demo: res}); err != nil {
-			return fmt.Errorf("demo: write report: %w", err)
-		}
-	default: // the reason is on stderr's final line; stdout says only how it ended
-		fmt.Fprintln(env.Stdout, report.Phase)
-	}
-	if o.spinnaker {
-		fmt.Fprint(env.Stdout, report.SpinnakerLine())
+	if err := writeDemoReport(env, o, report, res, true); err != nil {
+		return fmt.Errorf("demo: write report: %w", err)
 	}
 	if runErr != nil {
 		return fmt.Errorf("demo: %w", runErr)

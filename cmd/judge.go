@@ -132,14 +132,7 @@ func runJudge(env *Env, o *judgeOptions, seeded bool) error {
 	if err != nil {
 		return fmt.Errorf("judge: write result: %w", err)
 	}
-	switch res.Score.Classification {
-	case judge.VerdictPass:
-		return nil
-	case judge.VerdictMarginal:
-		return withExitCode(ExitMarginal, nil)
-	default:
-		return withExitCode(ExitFail, nil)
-	}
+	return verdictResult(res.Score.Classification)
 }
 
 // unwrapPath drops the path from an *os.PathError ("open x: no such file" -> "no such file"): the

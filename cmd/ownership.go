@@ -115,10 +115,3 @@ func retryRun(env *Env, o *runOptions, store rollout.StateStore) error {
 	}
 	return nil
 }
-
-func cmpOr(s, def string) string {
-	if s != "" {
-		return s
-	}
-	return def
-}

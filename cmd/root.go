@@ -9,12 +9,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
+
+	"github.com/canaryctl/canaryctl/rollout"
 )
 
 // Env is what every command gets injected: IO streams, environment, clock and logger, so tests run
@@ -80,7 +81,24 @@ func NewRootCmd(env *Env) *cobra.Command {
 	for _, c := range commands {
 		root.AddCommand(c(env))
 	}
+	usageArgs(root)
 	return root
+}
+
+// usageArgs makes the argument checks of c's subcommands return usage errors (exit code 2); cobra
+// reports a wrong number of arguments as a plain error.
+func usageArgs(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		if check := sub.Args; check != nil {
+			sub.Args = func(c *cobra.Command, args []string) error {
+				if err := check(c, args); err != nil {
+					return &usageError{err: err}
+				}
+				return nil
+			}
+		}
+		usageArgs(sub)
+	}
 }
 
 // Run executes the command line with env and returns the exit code; errors are printed on one line.
@@ -88,20 +106,21 @@ func Run(ctx context.Context, env *Env, args []string) int {
 	root := NewRootCmd(env)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	if _, _, ferr := root.Find(args); err != nil && ferr != nil {
+		// cobra could not find the command (an unknown command, Find's only error): the
+		// command line is wrong
+		err = &usageError{err: err}
+	}
 	code := ExitCode(err)
 	if err != nil {
-		var st *exitStatus
 		var se *specError
 		switch {
 		case errors.As(err, &se): // every problem of a spec on its own line
 			for _, l := range se.lines() {
 				fmt.Fprintf(env.Stderr, "canaryctl: %s\n", l)
 			}
-		case !(errors.As(err, &st) && st.err == nil):
+		case !quiet(err):
 			fmt.Fprintf(env.Stderr, "canaryctl: %s\n", oneLine(err.Error()))
-		}
-		if isUnknownCommand(err) {
-			code = ExitUsage
 		}
 	}
 	return code
@@ -117,10 +136,4 @@ func Main(args []string) int {
 	return Run(ctx, DefaultEnv(), args)
 }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
-func isUnknownCommand(err error) bool {
-	msg := err.Error()
-	return strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") ||
-		strings.Contains(msg, "accepts ") || strings.Contains(msg, "required flag")
-}
+var oneLine = rollout.OneLine

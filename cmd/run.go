@@ -2,12 +2,12 @@ package cmd
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,9 +18,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/canaryctl/canaryctl/providers"
-	"github.com/canaryctl/canaryctl/providers/kong"
-	"github.com/canaryctl/canaryctl/providers/prometheus"
-	"github.com/canaryctl/canaryctl/providers/proxy"
 	"github.com/canaryctl/canaryctl/rollout"
 	"github.com/canaryctl/canaryctl/rollout/deploy"
 )
@@ -167,17 +164,13 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 		reported = true // the inner run (without --tui) writes the outputs
 		return runRolloutTUI(ctx, env, o, dir, spec)
 	}
-	var events io.Writer
-	if o.eventsFile != "" {
-		f, err := os.OpenFile(o.eventsFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return usageErrorf("--events %s: %v", o.eventsFile, errors.Unwrap(err))
-		}
-		defer f.Close()
-		events = f
+	events, closeEvents, err := openEvents(o.eventsFile)
+	if err != nil {
+		return usageErrorf("--events %s: %v", o.eventsFile, errors.Unwrap(err))
 	}
+	defer closeEvents()
 	rt, err := buildRollout(ctx, env, rolloutParts{spec: spec, raw: raw, store: store, events: events,
-		onInterrupt: rollout.InterruptAction(o.onInterrupt), detachOnPause: o.detachOnPause, runID: cmpOr(o.runID, newRunID(time.Now())),
+		onInterrupt: rollout.InterruptAction(o.onInterrupt), detachOnPause: o.detachOnPause, runID: cmp.Or(o.runID, newRunID(time.Now())),
 		fresh: !o.resume})
 	if err != nil {
 		return notStarted(err)
@@ -191,9 +184,14 @@ func runRollout(ctx context.Context, env *Env, o *runOptions) (err error) {
 	if st := rt.eng.State(); o.resume && st.Phase.Terminal() {
 		fmt.Fprintf(env.Stderr, "%s: the recorded rollout already ended %s\n", spec.Service, st.Phase)
 	}
+	reported = true
+	return runEngine(ctx, env, o, rt, spec)
+}
+
+// runEngine runs the rollout to its end and writes its reports and summary line.
+func runEngine(ctx context.Context, env *Env, o *runOptions, rt *assembly, spec *rollout.Spec) error {
 	out, runErr := rt.eng.Run(ctx)
 	report := rollout.NewReport(spec, rt.eng.State())
-	reported = true
 	if werr := writeReports(env, o, report); werr != nil && runErr == nil {
 		runErr = werr
 	}
@@ -210,7 +208,7 @@ func silentOutcome(err error) error {
 	if err == nil {
 		return nil
 	}
-	return withExitCode(ExitCode(err), nil)
+	return &quietError{err}
 }
 
 // readSpecSource returns the spec's bytes: --spec FILE, stdin, or the copy saved in the state
@@ -248,22 +246,12 @@ func readSpecSource(env *Env, o *runOptions, dir string) ([]byte, error) {
 }
 
 // outcomeError maps how the rollout ended to the exit code.
+// outcomeError is the error of a rollout's outcome: nil when promoted (ExitCode maps the others).
 func outcomeError(out rollout.Outcome) error {
-	switch {
-	case out.Phase == rollout.Promoted:
+	if out.Phase == rollout.Promoted {
 		return nil
-	case out.Interrupted:
-		return withExitCode(ExitInterrupted, fmt.Errorf("interrupted: %s", out.Reason))
-	case out.NotStarted:
-		return withExitCode(ExitNotStarted, fmt.Errorf("could not run the rollout (no traffic reached the canary): %s", out.Reason))
-	case out.Phase == rollout.RolledBack:
-		return withExitCode(ExitFail, fmt.Errorf("rolled back: %s", out.Reason))
-	case out.Phase == rollout.Paused:
-		return withExitCode(ExitMarginal, fmt.Errorf("paused: %s", out.Reason))
-	case out.Phase == rollout.Failed:
-		return withExitCode(ExitError, fmt.Errorf("FAILED: %s", out.Reason))
 	}
-	return withExitCode(ExitError, fmt.Errorf("rollout stopped in phase %s: %s", out.Phase, out.Reason))
+	return &rolloutEnd{out}
 }
 
 func summaryLine(r rollout.Report) string {
@@ -360,99 +348,25 @@ func buildRollout(ctx context.Context, env *Env, p rolloutParts) (rt *assembly, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var (
-		gw     rollout.Gateway
-		reqLog rollout.RequestLog
-		owner  providers.Owner // nil for the embedded proxy: its listener excludes a second run
-	)
-	switch spec.Gateway.Type {
-	case "builtin":
-		if spec.Gateway.Listen != "" {
-			px, err := proxy.New(proxy.Config{Upstreams: map[providers.Cohort][]string{providers.Stable: spec.Stable.Addresses}, Logger: log})
-			if err != nil {
-				return nil, fmt.Errorf("start embedded proxy: %w", err)
-			}
-			l, err := net.Listen("tcp", spec.Gateway.Listen)
-			if err != nil {
-				return nil, fmt.Errorf("start embedded proxy: listen on gateway.listen %s: %w", spec.Gateway.Listen, err)
-			}
-			// The proxy must outlive a cancelled ctx: the rollback after SIGINT goes through it.
-			pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-			done := make(chan error, 1)
-			go func() {
-				done <- px.Serve(pctx, proxy.ServeConfig{Listener: l, Logger: log, ShutdownTimeout: 5 * time.Second})
-			}()
-			rt.closers = append(rt.closers, func() { stop(); <-done; px.Close() })
-			gw, reqLog = px, px
-			fmt.Fprintf(env.Stderr, "%s: embedded proxy on http://%s (stable %s)\n", spec.Service, l.Addr(), strings.Join(spec.Stable.Addresses, ", "))
-		} else {
-			token, err := adminToken(env, spec.Gateway)
-			if err != nil {
-				return nil, err
-			}
-			cl, err := proxy.NewClient(proxy.ClientConfig{BaseURL: spec.Gateway.Admin, Token: token})
-			if err != nil {
-				return nil, fmt.Errorf("proxy admin client: %w", err)
-			}
-			// Preflight, before anything is deployed: an admin API that does not answer (or refuses
-			// the token) would otherwise show at the first split, and the rollback after it would
-			// retry the same dead address for minutes.
-			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err = cl.Split(pctx)
-			cancel()
-			if err != nil {
-				return nil, fmt.Errorf("gateway.admin %s: the proxy's admin API did not answer a read of the split: %w; start canaryctl proxy with --admin-listen there, or fix gateway.admin (and the token)", spec.Gateway.Admin, err)
-			}
-			gw, reqLog, owner = cl, cl, cl
-		}
-	case "kong":
-		oc := kong.OpenConfig{Spec: spec.Gateway.Kong, RolloutID: spec.Service,
-			WithLog: spec.Metrics.Type == "kong-log", Getenv: env.Getenv, Logger: log}
-		if oc.WithLog {
-			if oc.LogSecret, oc.LogSecretPath, err = kongLogSecret(p.store, p.fresh); err != nil {
-				return nil, err
-			}
-		}
-		k, err := kong.Open(ctx, oc)
-		if err != nil {
-			return nil, err
-		}
-		rt.closers = append(rt.closers, k.Close)
-		gw, owner = k.Router, k.Router
-		if k.Log != nil {
-			reqLog = k.Log
-		}
-	default:
-		return nil, usageErrorf("gateway.type %q is not available in this build (valid: %s)", spec.Gateway.Type, strings.Join(rollout.GatewayTypes, ", "))
+	openGateway, err := opener(gatewayOpeners, "gateway.type", spec.Gateway.Type, providers.GatewayNames())
+	if err != nil {
+		return nil, err
 	}
+	g, err := openGateway(ctx, env, p, rt, log)
+	if err != nil {
+		return nil, err
+	}
+	gw, reqLog, owner := g.gw, g.reqLog, g.owner
 	rt.keeper = rollout.NewKeeper(owner, leaseTTL(spec), log)
 	fences := rollout.Fences{rt.keeper, storeFence(p.store)}
 	gw = rollout.FenceGateway(gw, fences...)
-	var metrics rollout.Metrics
-	switch spec.Metrics.Type {
-	case "builtin", "kong-log":
-		m, err := rollout.NewRequestMetrics(rollout.RequestMetricsConfig{Log: reqLog, Series: proxy.Series, Control: spec.ControlCohort()})
-		if err != nil {
-			return nil, err
-		}
-		metrics = m
-	case "prometheus":
-		pcfg, err := spec.Metrics.Prometheus.Config(spec.Service, env.Getenv, log)
-		if err != nil {
-			return nil, err
-		}
-		pcfg.Control = spec.ControlCohort() // analysis.control stable: stable's series are the control
-		m, err := prometheus.New(pcfg)
-		if err != nil {
-			return nil, err
-		}
-		// Before any traffic moves: every query renders, parses and tells baseline from canary.
-		if err := m.Preflight(ctx, spec.MetricDefs(), providers.Window{End: time.Now(), Step: spec.Analysis.Resolution}); err != nil {
-			return nil, fmt.Errorf("metrics preflight: %w", err)
-		}
-		metrics = m
-	default:
-		return nil, usageErrorf("metrics.type %q is not available in this build (valid: %s)", spec.Metrics.Type, strings.Join(rollout.MetricsTypes, ", "))
+	openMetrics, err := opener(metricsOpeners, "metrics.type", spec.Metrics.Type, providers.MetricsNames())
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := openMetrics(ctx, env, spec, reqLog, log)
+	if err != nil {
+		return nil, err
 	}
 	deployer, err := spec.NewDeployer(deploy.Options{Service: spec.Service, Logger: log,
 		LogDir: filepath.Join(p.store.Dir(), "logs"), StateDir: filepath.Join(p.store.Dir(), "deploy")})

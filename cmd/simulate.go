@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math"
 	"os"
@@ -33,6 +34,119 @@ type simulateOptions struct {
 	rps   float64
 }
 
+// run simulates the scenarios (or renders a saved report, --from) and writes the report.
+func (o *simulateOptions) run(ctx context.Context, env *Env) error {
+	if o.output != "markdown" && o.output != "json" {
+		return usageErrorf("--output %q: valid values are markdown and json", o.output)
+	}
+	if o.from != "" {
+		if len(o.scenarios) > 0 || o.results != "" || o.mode != "" || o.alpha != 0 || o.rps != 0 || o.cpuprof != "" {
+			return usageErrorf("--from renders a saved report; leave out --scenario, --results, --mode, --alpha, --rps and --cpuprofile")
+		}
+		return o.render(env)
+	}
+	if err := o.check(); err != nil {
+		return err
+	}
+	scs, err := sim.LoadScenarios(o.scenarios)
+	if err != nil {
+		return err
+	}
+	o.override(scs)
+	// Read the README (and check its markers) before minutes of simulation, not after.
+	readme, err := o.readReadme()
+	if err != nil {
+		return err
+	}
+	if env.Getenv("GOGC") == "" {
+		// A simulation allocates small, short-lived objects by the million on a small heap:
+		// collecting less often saves about a sixth of its CPU (measured: GOGC 100 → 1000, RSS 100 → 190 MB).
+		debug.SetGCPercent(1000)
+	}
+	if o.cpuprof != "" {
+		f, err := os.Create(o.cpuprof)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	start := time.Now()
+	next := 0.1
+	progress := func(done, all int) {
+		if f := float64(done) / float64(all); f >= next {
+			next += 0.1
+			env.Logger.Info("simulating", "done", done, "of", all, "elapsed", time.Since(start).Round(time.Second).String())
+		}
+	}
+	rep, err := sim.Run(ctx, sim.Config{Scenarios: scs, Rollouts: o.rollouts, Seed: o.seed, Workers: o.workers, Progress: progress})
+	if err != nil {
+		return err
+	}
+	rep.CPUSeconds = cpuSeconds()
+	env.Logger.Info("simulation done", "scenarios", len(scs), "rollouts", o.rollouts*len(scs), "elapsed", rep.Elapsed,
+		"cpuSeconds", rep.CPUSeconds)
+	if err := o.writeResults(rep); err != nil {
+		return err
+	}
+	return o.write(env, rep, readme)
+}
+
+// check checks the flags of a simulation.
+func (o *simulateOptions) check() error {
+	if len(o.scenarios) == 0 {
+		return usageErrorf("--scenario: give a scenario file or directory, e.g. --scenario testdata/scenarios/aa-ideal.yaml")
+	}
+	if o.rollouts <= 0 || o.rollouts > 1_000_000 {
+		return usageErrorf("--rollouts %d: must be between 1 and 1000000, e.g. 1000", o.rollouts)
+	}
+	if o.workers < 0 {
+		return usageErrorf("--workers %d: must be 0 (one per CPU) or more", o.workers)
+	}
+	if o.mode != "" && !slices.Contains(rollout.Modes, o.mode) {
+		return usageErrorf("--mode %q: valid values are %v", o.mode, rollout.Modes)
+	}
+	if o.alpha != 0 && !(o.alpha > 0 && o.alpha < 1) {
+		return usageErrorf("--alpha %v: must be between 0 and 1 (exclusive), e.g. 0.01", o.alpha)
+	}
+	if o.rps != 0 && !(o.rps > 0 && o.rps <= 1e6) {
+		return usageErrorf("--rps %v: must be above 0 and at most 1000000, e.g. 200", o.rps)
+	}
+	return nil
+}
+
+// override applies --mode, --alpha and --rps to every scenario.
+func (o *simulateOptions) override(scs []*sim.Scenario) {
+	for _, sc := range scs {
+		if o.mode != "" {
+			sc.Policy.Mode = o.mode
+		}
+		if o.alpha != 0 {
+			sc.Policy.Alpha = o.alpha
+		}
+		if o.rps != 0 {
+			sc.Rate.RPS = o.rps
+		}
+	}
+}
+
+// writeResults writes the JSON report to --results, if given.
+func (o *simulateOptions) writeResults(rep *sim.Report) error {
+	if o.results != "" {
+		var b bytes.Buffer
+		if err := rep.WriteJSON(&b); err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.results, b.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("write --results %s: %w", o.results, err)
+		}
+	}
+	return nil
+}
+
 func newSimulateCmd(env *Env) *cobra.Command {
 	o := simulateOptions{rollouts: 1000, seed: 1, output: "markdown"}
 	c := &cobra.Command{
@@ -50,96 +164,7 @@ regenerates the README's decision table.`,
 			"  canaryctl simulate --scenario testdata/scenarios --rollouts 200 -o json\n" +
 			"  canaryctl simulate --scenario testdata/scenarios --readme README.md   # make sim",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.output != "markdown" && o.output != "json" {
-				return usageErrorf("--output %q: valid values are markdown and json", o.output)
-			}
-			if o.from != "" {
-				if len(o.scenarios) > 0 || o.results != "" || o.mode != "" || o.alpha != 0 || o.rps != 0 || o.cpuprof != "" {
-					return usageErrorf("--from renders a saved report; leave out --scenario, --results, --mode, --alpha, --rps and --cpuprofile")
-				}
-				return o.render(env)
-			}
-			if len(o.scenarios) == 0 {
-				return usageErrorf("--scenario: give a scenario file or directory, e.g. --scenario testdata/scenarios/aa-ideal.yaml")
-			}
-			if o.rollouts <= 0 || o.rollouts > 1_000_000 {
-				return usageErrorf("--rollouts %d: must be between 1 and 1000000, e.g. 1000", o.rollouts)
-			}
-			if o.workers < 0 {
-				return usageErrorf("--workers %d: must be 0 (one per CPU) or more", o.workers)
-			}
-			if o.mode != "" && !slices.Contains(rollout.Modes, o.mode) {
-				return usageErrorf("--mode %q: valid values are %v", o.mode, rollout.Modes)
-			}
-			if o.alpha != 0 && !(o.alpha > 0 && o.alpha < 1) {
-				return usageErrorf("--alpha %v: must be between 0 and 1 (exclusive), e.g. 0.01", o.alpha)
-			}
-			if o.rps != 0 && !(o.rps > 0 && o.rps <= 1e6) {
-				return usageErrorf("--rps %v: must be above 0 and at most 1000000, e.g. 200", o.rps)
-			}
-			scs, err := sim.LoadScenarios(o.scenarios)
-			if err != nil {
-				return err
-			}
-			for _, sc := range scs {
-				if o.mode != "" {
-					sc.Policy.Mode = o.mode
-				}
-				if o.alpha != 0 {
-					sc.Policy.Alpha = o.alpha
-				}
-				if o.rps != 0 {
-					sc.Rate.RPS = o.rps
-				}
-			}
-			// Read the README (and check its markers) before minutes of simulation, not after.
-			readme, err := o.readReadme()
-			if err != nil {
-				return err
-			}
-			if env.Getenv("GOGC") == "" {
-				// A simulation allocates small, short-lived objects by the million on a small heap:
-				// collecting less often saves about a sixth of its CPU (measured: GOGC 100 → 1000, RSS 100 → 190 MB).
-				debug.SetGCPercent(1000)
-			}
-			if o.cpuprof != "" {
-				f, err := os.Create(o.cpuprof)
-				if err != nil {
-					return fmt.Errorf("--cpuprofile: %w", err)
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return fmt.Errorf("--cpuprofile: %w", err)
-				}
-				defer pprof.StopCPUProfile()
-			}
-			start := time.Now()
-			next := 0.1
-			progress := func(done, all int) {
-				if f := float64(done) / float64(all); f >= next {
-					next += 0.1
-					env.Logger.Info("simulating", "done", done, "of", all, "elapsed", time.Since(start).Round(time.Second).String())
-				}
-			}
-			rep, err := sim.Run(cmd.Context(), sim.Config{Scenarios: scs, Rollouts: o.rollouts, Seed: o.seed, Workers: o.workers, Progress: progress})
-			if err != nil {
-				return err
-			}
-			rep.CPUSeconds = cpuSeconds()
-			env.Logger.Info("simulation done", "scenarios", len(scs), "rollouts", o.rollouts*len(scs), "elapsed", rep.Elapsed,
-				"cpuSeconds", rep.CPUSeconds)
-			if o.results != "" {
-				var b bytes.Buffer
-				if err := rep.WriteJSON(&b); err != nil {
-					return err
-				}
-				if err := os.WriteFile(o.results, b.Bytes(), 0o644); err != nil {
-					return fmt.Errorf("write --results %s: %w", o.results, err)
-				}
-			}
-			return o.write(env, rep, readme)
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	f := c.Flags()
 	f.StringArrayVar(&o.scenarios, "scenario", nil, "scenario file, or directory of *.yaml scenario files (repeatable)")

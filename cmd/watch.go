@@ -171,8 +171,7 @@ func tuiController(env *Env, dir, service string) tui.Controller {
 		err := runControl(ctx, &e, &controlOptions{stateDir: dir, wait: 15 * time.Second, reason: "from the monitor"}, a, []string{service})
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 		note := lines[len(lines)-1]
-		var st *exitStatus
-		if errors.As(err, &st) && st.err == nil {
+		if quiet(err) {
 			err = nil // a rejected request: the note says why
 		}
 		return note, err
@@ -292,8 +291,7 @@ func finalFrame(m tui.Model, store *rollout.Store) string {
 // shownErr is what the monitor's status line shows of how the run ended: nothing for an outcome whose
 // final line was already printed (its exit code only).
 func shownErr(err error) error {
-	var st *exitStatus
-	if errors.As(err, &st) && st.err == nil {
+	if quiet(err) {
 		return nil
 	}
 	return err

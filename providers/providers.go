@@ -86,6 +86,16 @@ func Percent(bp int) string {
 	return s + "%"
 }
 
+// PercentText renders a share given in percent (a step's weight) as Percent does, or as written
+// when it is finer than a basis point.
+func PercentText(p float64) string {
+	bp, err := PercentToBP(p)
+	if err != nil {
+		return fmt.Sprintf("%v%%", p)
+	}
+	return Percent(bp)
+}
+
 // PercentToBP converts a percentage (2.5) to basis points (250), rejecting finer precision.
 func PercentToBP(p float64) (int, error) {
 	bp := p * 100

@@ -338,7 +338,7 @@ func TestBeforeAfter(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			gw := GatewaySpec{Type: "kong", Kong: &kong.Spec{Admin: "http://127.0.0.1:8001", Service: "checkout", Mode: kong.ModeBlueGreen, GreenUpstream: "checkout-green"}}
+			gw := GatewaySpec{Type: "kong", Sections: map[string]any{"kong": &kong.Spec{Admin: "http://127.0.0.1:8001", Service: "checkout", Mode: kong.ModeBlueGreen, GreenUpstream: "checkout-green"}}}
 			spec := noBaselineSpec(t, gw, "kong-log", 100)
 			if !spec.BeforeAfter() || spec.Analysis.Control != ControlStable {
 				t.Fatalf("spec: beforeAfter %v control %s", spec.BeforeAfter(), spec.Analysis.Control)
@@ -408,7 +408,7 @@ func TestBeforeAfter(t *testing.T) {
 // run) switches back to blue and observes a new control window before switching again.
 func TestBeforeAfterRestartObservesAgain(t *testing.T) {
 	t.Parallel()
-	gw := GatewaySpec{Type: "kong", Kong: &kong.Spec{Admin: "http://127.0.0.1:8001", Service: "checkout", Mode: kong.ModeBlueGreen, GreenUpstream: "checkout-green"}}
+	gw := GatewaySpec{Type: "kong", Sections: map[string]any{"kong": &kong.Spec{Admin: "http://127.0.0.1:8001", Service: "checkout", Mode: kong.ModeBlueGreen, GreenUpstream: "checkout-green"}}}
 	spec := noBaselineSpec(t, gw, "kong-log", 100)
 	log := &timedLog{}
 	log.steady(providers.Stable, t0, 2*time.Hour, 10)
@@ -456,7 +456,7 @@ func TestBeforeAfterRestartObservesAgain(t *testing.T) {
 // window cannot judge before/after; the engine refuses it before anything is deployed.
 func TestBeforeAfterNeedsCohortSeries(t *testing.T) {
 	t.Parallel()
-	gw := GatewaySpec{Type: "kong", Kong: &kong.Spec{Admin: "http://127.0.0.1:8001", Service: "checkout", Mode: kong.ModeBlueGreen, GreenUpstream: "g"}}
+	gw := GatewaySpec{Type: "kong", Sections: map[string]any{"kong": &kong.Spec{Admin: "http://127.0.0.1:8001", Service: "checkout", Mode: kong.ModeBlueGreen, GreenUpstream: "g"}}}
 	spec := noBaselineSpec(t, gw, "kong-log", 100)
 	store, err := OpenStore(StoreConfig{Root: t.TempDir(), Service: spec.Service})
 	if err != nil {

@@ -7,6 +7,7 @@
 package rollout
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,8 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/canaryctl/canaryctl/analysis"
-	"github.com/canaryctl/canaryctl/judge"
 	"github.com/canaryctl/canaryctl/providers"
 )
 
@@ -176,10 +175,7 @@ type Engine struct {
 	resumed     bool
 	interrupted bool
 
-	seq seqState // analysis.mode sequential (sequential.go)
-
-	// ctrl: before/after judging: the window of stable this process observed before the switch.
-	ctrl *TimeWindow
+	mode analysisMode // how steps are judged (mode.go)
 }
 
 // New checks the configuration and builds an engine. Call Start or Resume next.
@@ -197,15 +193,10 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("new engine: judge is nil")
 	case cfg.Store == nil:
 		return nil, errors.New("new engine: store is nil")
-	case cfg.Requests == nil && cfg.Spec.Analysis.Mode == ModeSequential:
-		return nil, fmt.Errorf("new engine: %w", errNoRequestLog)
 	}
 	if cr, ok := cfg.Metrics.(ControlReader); ok && cr.Control() != cfg.Spec.ControlCohort() {
 		return nil, fmt.Errorf("new engine: the metrics source reads %s as the control, but analysis.control is %s; build it with the spec's control (Spec.ControlCohort)",
 			cr.Control(), cfg.Spec.ControlCohort())
-	}
-	if _, ok := cfg.Metrics.(CohortSeries); cfg.Spec.BeforeAfter() && !ok {
-		return nil, fmt.Errorf("new engine: %w", errNoCohortSeries)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
@@ -237,7 +228,13 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.PromoteAttempts <= 0 {
 		cfg.PromoteAttempts = 3
 	}
-	return &Engine{cfg: cfg, spec: cfg.Spec, log: cfg.Logger.With("service", cfg.Spec.Service)}, nil
+	e := &Engine{cfg: cfg, spec: cfg.Spec, log: cfg.Logger.With("service", cfg.Spec.Service)}
+	mode, err := newAnalysisMode(e)
+	if err != nil {
+		return nil, err
+	}
+	e.mode = mode
+	return e, nil
 }
 
 // State returns a copy of the current state.
@@ -309,7 +306,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		return err
 	}
 	if e.spec.ControlDefaulted() {
-		e.log.Info("analysis.control defaults to stable: no baseline is deployed", "gatewayMode", e.spec.noBaselineMode(), "control", e.spec.ControlNote())
+		e.log.Info("analysis.control defaults to stable: no baseline is deployed", "gateway", e.spec.GatewayCaps().Setting, "control", e.spec.ControlNote())
 	}
 	e.emit(&Event{Type: EvStarted, Reason: fmt.Sprintf("%d steps: %s; control: %s", len(weights), stepList(weights), e.spec.ControlNote())})
 	e.notify(ctx, EventStarted, "")
@@ -351,10 +348,10 @@ func (e *Engine) Resume(ctx context.Context) error {
 		return fmt.Errorf("resume rollout: the recorded rollout has steps %s, the spec %s; resume with the spec it started with (%s)",
 			stepList(st.Weights), stepList(weights), e.cfg.Store.SpecPath())
 	}
-	if c := st.Control; c != "" && c != e.spec.Analysis.Control || c == "" && !e.spec.HasBaseline() {
+	if c := st.Control; c != "" && c != e.spec.Analysis.Control || c == "" && e.spec.Analysis.Control == ControlStable {
 		e.cfg.Store.Unlock()
 		return fmt.Errorf("resume rollout: the recorded rollout compares the canary with %s, the spec with %s; resume with the spec it started with (%s)",
-			cmpOr(c, ControlBaseline), e.spec.Analysis.Control, e.cfg.Store.SpecPath())
+			cmp.Or(c, ControlBaseline), e.spec.Analysis.Control, e.cfg.Store.SpecPath())
 	}
 	if st.Intervals == nil {
 		st.Intervals = []Interval{}
@@ -516,10 +513,7 @@ func (e *Engine) handle(ctx context.Context, phase Phase) (next Phase, reason st
 	}()
 	switch phase {
 	case Pending:
-		if !e.spec.HasBaseline() {
-			return Deploying, "deploying the canary (control: stable, no baseline)"
-		}
-		return Deploying, "deploying baseline and canary"
+		return Deploying, e.spec.deployingText()
 	case Deploying:
 		return e.handleDeploying(ctx)
 	case Progressing:
@@ -770,10 +764,7 @@ func (e *Engine) handleDeploying(ctx context.Context) (Phase, string) {
 	e.st.Step = 0
 	e.mu.Unlock()
 	st := e.State()
-	if !e.spec.HasBaseline() {
-		return Progressing, fmt.Sprintf("deployed canary %v; control: stable (no baseline)", st.Addresses[providers.Canary])
-	}
-	return Progressing, fmt.Sprintf("deployed baseline %v and canary %v", st.Addresses[providers.Baseline], st.Addresses[providers.Canary])
+	return Progressing, e.spec.deployedText(st.Addresses)
 }
 
 // notStarted rolls back a rollout that could not run (a deployment, the gateway or the metrics
@@ -794,7 +785,7 @@ func (e *Engine) handleProgressing(ctx context.Context) (Phase, string) {
 	st := e.State()
 	step := e.spec.Steps[st.Step]
 	if step.Approval && !e.approved(st.Step) {
-		reason := fmt.Sprintf("step %d/%d (%s) needs approval: run canaryctl promote %s", st.Step+1, st.Steps, pct(step.Weight), st.Service)
+		reason := fmt.Sprintf("step %d/%d (%s) needs approval: run canaryctl promote %s", st.Step+1, st.Steps, providers.PercentText(step.Weight), st.Service)
 		e.setPause(PauseApproval, reason)
 		return Paused, reason
 	}
@@ -807,10 +798,8 @@ func (e *Engine) handleProgressing(ctx context.Context) (Phase, string) {
 	if why := e.notAlive(ctx); why != "" {
 		return RollingBack, fmt.Sprintf("step %d: %s", st.Step+1, why) // before it gets a larger share
 	}
-	if e.spec.BeforeAfter() {
-		if done, next, reason := e.observeControl(ctx, st, step); !done {
-			return next, reason
-		}
+	if done, next, reason := e.mode.prepare(ctx, st, step); !done {
+		return next, reason
 	}
 	target := e.spec.SplitFor(st.Step)
 	if err := e.setSplit(ctx, target); err != nil {
@@ -822,111 +811,15 @@ func (e *Engine) handleProgressing(ctx context.Context) (Phase, string) {
 	e.st.NextAnalysisAt = now.Add(min(step.Warmup+step.Interval, step.Duration))
 	e.st.ConsecutiveErrors = 0
 	e.mu.Unlock()
-	if e.sequentialMode() {
-		e.startLooks(now, step)
-		return Analyzing, fmt.Sprintf("step %d/%d: %s, sequential looks every %s", st.Step+1, st.Steps, e.splitText(target), e.spec.Analysis.Sequential.LookInterval)
-	}
-	if e.ctrl != nil && e.spec.BeforeAfter() {
-		return Analyzing, fmt.Sprintf("step %d/%d: %s, warm-up %s; judged against stable observed %s..%s before the switch", st.Step+1, st.Steps,
-			e.splitText(target), step.Warmup, e.ctrl.Start.Format(time.RFC3339), e.ctrl.End.Format(time.RFC3339))
-	}
-	return Analyzing, fmt.Sprintf("step %d/%d: %s, warm-up %s", st.Step+1, st.Steps, e.splitText(target), step.Warmup)
+	how := e.mode.begin(now, st, step)
+	return Analyzing, fmt.Sprintf("step %d/%d: %s, %s", st.Step+1, st.Steps, e.splitText(target), how)
 }
 
 func (e *Engine) handleAnalyzing(ctx context.Context) (Phase, string) {
 	if why := e.notAlive(ctx); why != "" {
 		return RollingBack, fmt.Sprintf("step %d: %s", e.State().Step+1, why)
 	}
-	if e.sequentialMode() {
-		return e.handleLook(ctx)
-	}
-	st := e.State()
-	step := e.spec.Steps[st.Step]
-	now := e.now()
-	if now.Before(st.NextAnalysisAt) {
-		e.wake = st.NextAnalysisAt
-		return Analyzing, ""
-	}
-	stepEnd := st.StepStartedAt.Add(step.Duration)
-	final := !now.Before(stepEnd)
-	iv := e.analyze(ctx, st, step, now, final)
-	e.mu.Lock()
-	e.st.Intervals = append(e.st.Intervals, iv)
-	next := st.NextAnalysisAt.Add(step.Interval)
-	if next.Before(now) {
-		next = now.Add(step.Interval)
-	}
-	if next.After(stepEnd) && now.Before(stepEnd) {
-		next = stepEnd
-	}
-	e.st.NextAnalysisAt = next
-	switch iv.Verdict {
-	case VerdictError:
-		e.st.ConsecutiveErrors++
-	case VerdictNeedMoreData: // not judged: neither an error nor a score
-	default:
-		e.st.ConsecutiveErrors = 0
-		score := iv.Score
-		e.st.Score = &score
-		e.st.Verdict = iv.Verdict
-	}
-	errs := e.st.ConsecutiveErrors
-	e.mu.Unlock()
-	e.progress(st, iv)
-	e.emit(&Event{Type: EvInterval, Interval: &iv})
-	where := fmt.Sprintf("step %d/%d (%s) interval %d", st.Step+1, st.Steps, pct(step.Weight), iv.Index)
-	if iv.Verdict == VerdictError {
-		limit := e.spec.Analysis.ConsecutiveErrorLimit
-		if errs >= limit {
-			return RollingBack, fmt.Sprintf("%s: %d consecutive errors (limit %d): %s", where, errs, limit, iv.Error)
-		}
-		e.wake = next
-		if err := e.save(); err != nil {
-			return RollingBack, where + ": " + err.Error()
-		}
-		return Analyzing, ""
-	}
-	if iv.Verdict == VerdictNeedMoreData && final && droppedIn(iv) {
-		reason := fmt.Sprintf("%s: the step's final window is incomplete (%s); run canaryctl promote %s to accept the step or canaryctl abort %s",
-			where, iv.Ingest, st.Service, st.Service)
-		e.setPause(PauseNeedMoreData, reason)
-		return Paused, reason
-	}
-	if iv.Verdict == VerdictNeedMoreData && final {
-		// too few points for Mann-Whitney to reject anything: no evidence, not a pass
-		reason := fmt.Sprintf("%s: not enough data for this step: %s; run canaryctl promote %s to accept the step or canaryctl abort %s",
-			where, iv.Reason, st.Service, st.Service)
-		e.setPause(PauseNeedMoreData, reason)
-		return Paused, reason
-	}
-	if iv.Verdict == VerdictNeedMoreData {
-		e.wake = next
-		if err := e.save(); err != nil {
-			return RollingBack, where + ": " + err.Error()
-		}
-		return Analyzing, ""
-	}
-	th := e.spec.Analysis.Thresholds
-	if iv.Verdict == VerdictFail {
-		return RollingBack, fmt.Sprintf("%s: score %s <= marginal %s: %s", where, fmtScore(float64(iv.Score)), fmtScore(th.Marginal), failReasons(iv.Metrics))
-	}
-	if !final {
-		e.wake = next
-		if err := e.save(); err != nil {
-			return RollingBack, where + ": " + err.Error()
-		}
-		return Analyzing, ""
-	}
-	if iv.Verdict == VerdictMarginal {
-		reason := fmt.Sprintf("%s: final score %s is marginal (pass needs %s): %s", where, fmtScore(float64(iv.Score)), fmtScore(th.Pass), failReasons(iv.Metrics))
-		if e.spec.OnMarginal == "rollback" {
-			return RollingBack, reason
-		}
-		reason += fmt.Sprintf("; run canaryctl promote %s to go on or canaryctl abort %s", st.Service, st.Service)
-		e.setPause(PauseMarginal, reason)
-		return Paused, reason
-	}
-	return e.stepPassed(fmt.Sprintf("%s: step passed with score %s", where, fmtScore(float64(iv.Score))))
+	return e.mode.analyze(ctx)
 }
 
 // stepPassed moves to the next step, or to Promoting after the last one.
@@ -940,156 +833,6 @@ func (e *Engine) stepPassed(reason string) (Phase, string) {
 	e.st.StepStartedAt = time.Time{}
 	e.st.NextAnalysisAt = time.Time{}
 	return Progressing, reason
-}
-
-// analyze fetches every metric for the window and judges it.
-func (e *Engine) analyze(ctx context.Context, st State, step StepSpec, now time.Time, final bool) Interval {
-	start := st.StepStartedAt.Add(step.Warmup)
-	lookback := step.Lookback
-	if e.spec.BeforeAfter() {
-		lookback = step.Interval // the same length as the control window
-	}
-	if lookback > 0 && now.Add(-lookback).After(start) {
-		start = now.Add(-lookback)
-	}
-	index := 1
-	for _, iv := range st.Intervals {
-		if iv.Step == st.Step && iv.At.After(st.StepStartedAt) || iv.Step == st.Step && iv.At.Equal(st.StepStartedAt) {
-			index++
-		}
-	}
-	iv := Interval{Step: st.Step, Index: index, At: now, Start: start, End: now, Split: st.Split, Final: final,
-		Score: Number(math.NaN()), Verdict: VerdictError, Control: e.intervalControl()}
-	w := providers.Window{Start: start, End: now, Step: e.spec.Analysis.Resolution}
-	beforeAfter := e.spec.BeforeAfter() && e.ctrl != nil
-	if beforeAfter {
-		cw := *e.ctrl
-		iv.ControlWindow = &cw
-	}
-	pairs := make([]MetricPair, 0, len(e.spec.Analysis.Metrics))
-	for _, m := range e.spec.Analysis.Metrics {
-		def := providers.Metric{Name: m.Name, Kind: m.Kind, Quantile: m.Quantile, Query: m.Query}
-		var p providers.Pair
-		var err error
-		if beforeAfter {
-			p, err = e.fetchBeforeAfter(ctx, def, w)
-		} else {
-			err = e.call(ctx, func(c context.Context) (err error) { p, err = e.cfg.Metrics.Pair(c, def, w); return err })
-		}
-		if errors.Is(err, providers.ErrNoData) {
-			p, err = providers.Pair{}, nil
-		}
-		if err != nil {
-			iv.Error = fmt.Sprintf("fetch %s: %v", m.Name, err)
-			e.emit(&Event{Type: EvError, Reason: iv.Error})
-			return iv
-		}
-		pairs = append(pairs, MetricPair{Metric: m, Pair: p})
-	}
-	control := e.spec.ControlCohort()
-	if cs, ok := e.cfg.Metrics.(CohortSummarizer); ok {
-		var err error
-		if beforeAfter {
-			iv.Cohorts, err = e.cohortsBeforeAfter(ctx, cs, w)
-		} else {
-			err = e.call(ctx, func(c context.Context) (err error) { iv.Cohorts, err = cs.Cohorts(c, w); return err })
-		}
-		if err != nil {
-			e.log.Warn("summarize cohorts", "err", err)
-		}
-		iv.Baseline, iv.Canary = iv.Cohorts[control].Requests, iv.Cohorts[providers.Canary].Requests
-	} else if sc, ok := e.cfg.Metrics.(SampleCounter); ok && !beforeAfter {
-		err := e.call(ctx, func(c context.Context) (err error) { iv.Baseline, iv.Canary, err = sc.Samples(c, w); return err })
-		if err != nil {
-			e.log.Warn("count samples", "err", err)
-		}
-	} else if len(pairs) > 0 {
-		iv.Baseline, iv.Canary = points(pairs[0].Pair.Baseline), points(pairs[0].Pair.Canary)
-	}
-	if iv.Ingest = e.ingest(ctx, start, now); droppedIn(iv) {
-		// a window missing entries the receiver dropped is not judged: the loss could skew it
-		iv.Verdict, iv.Reason = VerdictNeedMoreData, "not judged: the request log is incomplete"+ingestNote(iv.Ingest)
-		return iv
-	}
-	if why := tooFewPoints(pairs, e.controlLabel()); why != "" {
-		// Too few points for Mann-Whitney to reject anything: Kayenta's interval collapses onto the
-		// range of the values and would pass (or fail) on noise. Wait for the next interval; at the
-		// step's final interval the step pauses (handleAnalyzing). A cohort without any point is
-		// left to Kayenta's own no-data rules (mustHaveData).
-		iv.Verdict, iv.Reason = VerdictNeedMoreData, why
-		return iv
-	}
-	j, err := e.judge(ctx, pairs)
-	if err != nil {
-		iv.Error = fmt.Sprintf("judge: %v", err)
-		e.emit(&Event{Type: EvError, Reason: iv.Error})
-		return iv
-	}
-	iv.Score = Number(j.Score)
-	iv.Metrics = j.Metrics
-	iv.Verdict = VerdictFor(j.Score, e.spec.Analysis.Thresholds)
-	if note := ingestNote(iv.Ingest); note != "" && iv.Reason == "" {
-		iv.Reason = strings.TrimPrefix(note, "; ")
-	} else {
-		iv.Reason += note
-	}
-	return iv
-}
-
-func (e *Engine) judge(ctx context.Context, pairs []MetricPair) (j Judgement, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
-		}
-	}()
-	return e.cfg.Judge.Judge(ctx, pairs)
-}
-
-// tooFewPoints names a metric whose cohorts both have points, but too few for the exact
-// Mann-Whitney test to be significant at the judge's level whatever the values, or "".
-func tooFewPoints(pairs []MetricPair, control string) string {
-	alpha := 1 - judge.ConfLevel
-	for _, p := range pairs {
-		b, c := points(p.Pair.Baseline), points(p.Pair.Canary)
-		if b > 0 && c > 0 && !analysis.MannWhitneyCanReject(b, c, alpha) {
-			return fmt.Sprintf("not judged: %s has %d %s and %d canary points, too few for Mann-Whitney to reject anything at %g%% confidence (the most extreme data give p = %.3g > %g; 5 and 5 points are enough)",
-				p.Metric.Name, b, control, c, 100*judge.ConfLevel, analysis.MannWhitneyMinPValue(b, c), alpha)
-		}
-	}
-	return ""
-}
-
-func points(xs []float64) int {
-	n := 0
-	for _, x := range xs {
-		if !math.IsNaN(x) {
-			n++
-		}
-	}
-	return n
-}
-
-func (e *Engine) progress(st State, iv Interval) {
-	if e.cfg.Progress == nil {
-		return
-	}
-	line := fmt.Sprintf("%s step %d/%d %s | interval %d | samples %s %d canary %d | ",
-		st.Service, st.Step+1, st.Steps, e.splitText(st.Split), iv.Index, e.controlLabel(), iv.Baseline, iv.Canary)
-	switch iv.Verdict {
-	case VerdictError:
-		line += "error: " + iv.Error
-	case VerdictNeedMoreData:
-		line += fmt.Sprintf("%s | %s", iv.Verdict, iv.Reason)
-	default:
-		line += fmt.Sprintf("score %s | %s", fmtScore(float64(iv.Score)), iv.Verdict)
-		if iv.Verdict != VerdictPass {
-			line += " | " + failReasons(iv.Metrics)
-		}
-		if iv.Ingest != nil {
-			line += " | request log: " + iv.Ingest.String()
-		}
-	}
-	fmt.Fprintln(e.cfg.Progress, oneLine(line))
 }
 
 func (e *Engine) handlePaused(ctx context.Context) (Phase, string) {
@@ -1138,16 +881,9 @@ func (e *Engine) handlePromoting(ctx context.Context) (Phase, string) {
 			}
 		}
 		if err != nil {
-			e.mu.Lock()
-			e.st.Attempts++
-			attempts := e.st.Attempts
-			e.mu.Unlock()
-			e.emit(&Event{Type: EvError, Reason: fmt.Sprintf("promote attempt %d: %v", attempts, err)})
-			if attempts >= e.cfg.PromoteAttempts {
+			if attempts, last := e.failedAttempt("promote", err, e.cfg.PromoteAttempts); last {
 				return RollingBack, fmt.Sprintf("promote: %d attempts failed: %v", attempts, err)
 			}
-			e.wake = e.now().Add(e.backoff(attempts))
-			_ = e.save()
 			return Promoting, ""
 		}
 		e.mu.Lock()
@@ -1158,13 +894,26 @@ func (e *Engine) handlePromoting(ctx context.Context) (Phase, string) {
 		if strings.HasPrefix(st.Reason, promotedManually) { // a person decided, not the judge: say so
 			how = st.Reason + "; "
 		}
-		if !e.spec.HasBaseline() {
-			return Promoted, fmt.Sprintf("%scanary is the new stable (%v)", how, st.Addresses[providers.Canary])
-		}
-		e.teardown(context.WithoutCancel(ctx), providers.Baseline)
-		return Promoted, fmt.Sprintf("%scanary is the new stable (%v); baseline torn down", how, st.Addresses[providers.Canary])
+		torn := e.teardownControl(context.WithoutCancel(ctx))
+		return Promoted, fmt.Sprintf("%scanary is the new stable (%v)%s", how, st.Addresses[providers.Canary], torn)
 	}
 	return Promoting, ""
+}
+
+// failedAttempt counts a failed attempt of op (promote, rollback) and records it; last reports that
+// it was the limit-th, else the next attempt waits for the back-off.
+func (e *Engine) failedAttempt(op string, err error, limit int) (attempts int, last bool) {
+	e.mu.Lock()
+	e.st.Attempts++
+	attempts = e.st.Attempts
+	e.mu.Unlock()
+	e.emit(&Event{Type: EvError, Reason: fmt.Sprintf("%s attempt %d: %v", op, attempts, err)})
+	if attempts >= limit {
+		return attempts, true
+	}
+	e.wake = e.now().Add(e.backoff(attempts))
+	_ = e.save()
+	return attempts, false
 }
 
 func (e *Engine) backoff(attempt int) time.Duration {
@@ -1190,17 +939,10 @@ func (e *Engine) handleRollingBack(ctx context.Context) (Phase, string) {
 		err = e.call(ctx, e.cfg.Gateway.Rollback)
 	}
 	if err != nil {
-		e.mu.Lock()
-		e.st.Attempts++
-		attempts := e.st.Attempts
-		e.mu.Unlock()
-		e.log.Error("rollback attempt failed", "attempt", attempts, "err", err)
-		e.emit(&Event{Type: EvError, Reason: fmt.Sprintf("rollback attempt %d: %v", attempts, err)})
-		if attempts >= e.cfg.RollbackAttempts {
+		e.log.Error("rollback attempt failed", "attempt", e.State().Attempts+1, "err", err)
+		if attempts, last := e.failedAttempt("rollback", err, e.cfg.RollbackAttempts); last {
 			return Failed, fmt.Sprintf("%s; rollback failed %d times: %v", st.Reason, attempts, err)
 		}
-		e.wake = e.now().Add(e.backoff(attempts))
-		_ = e.save()
 		return RollingBack, ""
 	}
 	e.mu.Lock()
@@ -1218,9 +960,7 @@ func (e *Engine) handleRollingBack(ctx context.Context) (Phase, string) {
 	} else {
 		e.teardown(ctx, providers.Canary)
 	}
-	if e.spec.HasBaseline() {
-		e.teardown(ctx, providers.Baseline)
-	}
+	e.teardownControl(ctx)
 	return RolledBack, reason
 }
 
@@ -1333,9 +1073,7 @@ func (e *Engine) restartStep() {
 	e.st.StepStartedAt = time.Time{}
 	e.st.NextAnalysisAt = time.Time{}
 	e.mu.Unlock()
-	// A restarted before/after step observes stable afresh: an old control window would add the
-	// pause to the drift between the windows.
-	e.ctrl = nil
+	e.mode.restart()
 }
 
 // failReasons summarizes the metrics that did not pass.
@@ -1367,45 +1105,16 @@ func fmtScore(f float64) string {
 	return fmt.Sprintf("%.4g", f)
 }
 
-// intervalControl is Interval.Control: "stable" for a stable control, empty for a baseline.
-func (e *Engine) intervalControl() string {
-	if e.spec.HasBaseline() {
-		return ""
-	}
-	return ControlStable
-}
-
 // controlLabel names the control cohort in progress lines: baseline or stable.
 func (e *Engine) controlLabel() string { return string(e.spec.ControlCohort()) }
 
-// splitText renders a split; without a baseline its (zero) share is left out.
-func (e *Engine) splitText(s providers.Split) string {
-	if e.spec.HasBaseline() || s.Baseline != 0 {
-		return s.String()
-	}
-	return fmt.Sprintf("stable %s canary %s", providers.Percent(s.Stable()), providers.Percent(s.Canary))
-}
-
-// cmpOr returns s, or def when s is empty.
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-func pct(w float64) string {
-	bp, err := providers.PercentToBP(w)
-	if err != nil {
-		return fmt.Sprintf("%v%%", w)
-	}
-	return providers.Percent(bp)
-}
+// splitText renders a split as the spec's cohorts see it (Spec.SplitText).
+func (e *Engine) splitText(s providers.Split) string { return e.spec.SplitText(s) }
 
 func stepList(ws []float64) string {
 	s := make([]string, len(ws))
 	for i, w := range ws {
-		s[i] = pct(w)
+		s[i] = providers.PercentText(w)
 	}
 	return strings.Join(s, " -> ")
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	neturl "net/url"
+	"slices"
 	"time"
 
 	"github.com/canaryctl/canaryctl/providers"
@@ -88,7 +89,7 @@ func subscribed(h WebhookSpec, event string) bool {
 	if len(h.On) == 0 {
 		return event != EventStarted
 	}
-	return contains(h.On, event)
+	return slices.Contains(h.On, event)
 }
 
 func (w *WebhookNotifier) post(ctx context.Context, url string, body []byte) error {

@@ -69,7 +69,7 @@ func NewReport(spec *Spec, st State) Report {
 	}
 	if st.Phase == RolledBack && st.NotStarted && !st.Interrupted {
 		r.Phase = NotStarted
-		r.Errors = []string{oneLine(st.Reason)}
+		r.Errors = []string{OneLine(st.Reason)}
 	}
 	if r.Mode == "" {
 		r.Mode = ModeKayenta
@@ -180,7 +180,7 @@ func (r Report) WriteJUnit(w io.Writer) error {
 	top := junitSuites{Name: "canaryctl " + r.Service}
 	total := 0.0
 	for _, s := range r.Steps {
-		suite := junitSuite{Name: fmt.Sprintf("%s step %d (%s)", r.Service, s.Index+1, pct(s.Weight))}
+		suite := junitSuite{Name: fmt.Sprintf("%s step %d (%s)", r.Service, s.Index+1, providers.PercentText(s.Weight))}
 		dur := 0.0
 		for i, iv := range s.Intervals {
 			// A case lasts from the previous judgement of the step (the first: from its window's start).
@@ -307,7 +307,7 @@ func scoreOf(n *Number) *Number {
 // SpinnakerLine renders the report as exactly one line "SPINNAKER_CONFIG_JSON={...}" with a newline.
 func (r Report) SpinnakerLine() string {
 	s := Spinnaker{Service: r.Service, RunID: r.RunID, Phase: r.Phase, Promoted: r.Phase == Promoted,
-		Mode: r.Mode, Control: r.Control, Verdict: r.Verdict, Score: scoreOf(r.Score), Reason: oneLine(r.Reason), Interrupted: r.Interrupted, Steps: []SpinnakerStep{}, Errors: r.Errors}
+		Mode: r.Mode, Control: r.Control, Verdict: r.Verdict, Score: scoreOf(r.Score), Reason: OneLine(r.Reason), Interrupted: r.Interrupted, Steps: []SpinnakerStep{}, Errors: r.Errors}
 	for _, st := range r.Steps {
 		ss := SpinnakerStep{Weight: st.Weight, Outcome: st.Outcome, Intervals: len(st.Intervals)}
 		for _, iv := range st.Intervals {
@@ -343,11 +343,11 @@ func NotStartedReport(service string, at time.Time, err error) Report {
 	if err == nil {
 		return r
 	}
-	r.Reason = oneLine(err.Error())
+	r.Reason = OneLine(err.Error())
 	var errs SpecErrors
 	if errors.As(err, &errs) {
 		for _, e := range errs {
-			r.Errors = append(r.Errors, oneLine(e.Error()))
+			r.Errors = append(r.Errors, OneLine(e.Error()))
 		}
 		r.Reason = "invalid spec: " + strings.Join(r.Errors, "; ")
 		return r

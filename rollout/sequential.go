@@ -11,7 +11,6 @@ import (
 
 	"github.com/canaryctl/canaryctl/analysis/sequential"
 	"github.com/canaryctl/canaryctl/providers"
-	"github.com/canaryctl/canaryctl/providers/kong"
 )
 
 // Judging modes (analysis.mode).
@@ -86,25 +85,14 @@ type SequentialSpec struct {
 
 // perRequestSource reports whether the metrics source gives per-request data.
 func perRequestSource(metricsType string) bool {
-	return metricsType == "builtin" || metricsType == "kong-log"
+	t, ok := providers.LookupMetrics(metricsType)
+	return ok && t.PerRequest()
 }
 
 // stickyKey names the gateway setting that keeps a user on one cohort ("" when the split is per
 // request): then canary and baseline serve different user populations, and the sequential tests'
 // premise, that the two requests of a pair are exchangeable draws of the same traffic, fails.
-func (s *Spec) stickyKey() string {
-	k := s.Gateway.Kong
-	if k == nil {
-		return ""
-	}
-	switch {
-	case k.Mode == kong.ModeHash:
-		return fmt.Sprintf("gateway.kong.mode hash (hashOn %s)", k.HashOn)
-	case k.Mode == kong.ModeCanaryPlugin && k.CanaryHash != "" && k.CanaryHash != "none":
-		return fmt.Sprintf("gateway.kong.canaryHash %s", k.CanaryHash)
-	}
-	return ""
-}
+func (s *Spec) stickyKey() string { return s.GatewayCaps().Sticky }
 
 func (s *Spec) setSequentialDefaults() {
 	a := &s.Analysis
@@ -157,21 +145,27 @@ func (q SequentialSpec) analyzerConfig() sequential.Config {
 		SlotRequests: d.SlotRequests, MinSlot: d.MinSlot, MaxSlot: d.MaxSlot, Seed: d.Seed}
 }
 
+// validateSequentialPremises checks what the sequential tests assume of the traffic: individual
+// requests, and canary and control requests drawn from the same users.
+func (s *Spec) validateSequentialPremises(bad func(string, string, ...any)) {
+	if !perRequestSource(s.Metrics.Type) {
+		bad("analysis.mode", "sequential judges individual requests, which metrics.type %s does not give; use mode kayenta or a per-request metrics source (builtin, kong-log)", s.Metrics.Type)
+	}
+	if key := s.stickyKey(); key != "" {
+		bad("analysis.mode", "sequential pairs canary and baseline requests as draws of the same traffic, but %s keeps each user on one cohort, so the cohorts serve different users and a user-level difference would read as a regression (false rollbacks); use %s (per-request split) or analysis.mode kayenta", key, s.GatewayCaps().Instead)
+	}
+}
+
 func (s *Spec) validateSequential(bad func(string, string, ...any)) {
 	a := s.Analysis
-	if !contains(Modes, a.Mode) {
+	if !slices.Contains(Modes, a.Mode) {
 		bad("analysis.mode", "unknown mode %q; use %s", a.Mode, strings.Join(Modes, " or "))
 		return
 	}
 	if a.Mode != ModeSequential {
 		return
 	}
-	if !perRequestSource(s.Metrics.Type) {
-		bad("analysis.mode", "sequential judges individual requests, which metrics.type %s does not give; use mode kayenta or a per-request metrics source (builtin, kong-log)", s.Metrics.Type)
-	}
-	if key := s.stickyKey(); key != "" {
-		bad("analysis.mode", "sequential pairs canary and baseline requests as draws of the same traffic, but %s keeps each user on one cohort, so the cohorts serve different users and a user-level difference would read as a regression (false rollbacks); use gateway.kong.mode targets (per-request split) or analysis.mode kayenta", key)
-	}
+	s.validateSequentialPremises(bad)
 	q := a.Sequential
 	p := "analysis.sequential."
 	open01 := func(field string, v float64, eg string) {
@@ -228,12 +222,8 @@ func (s *Spec) validateSequential(bad func(string, string, ...any)) {
 // before a look but reached the log after it is not skipped: Kong's http-log batches entries for up
 // to its flush delay (default 1s); the built-in proxy records a request as it finishes.
 func (s *Spec) requestLag() time.Duration {
-	if s.Metrics.Type == "kong-log" {
-		flush := time.Second
-		if k := s.Gateway.Kong; k != nil && k.Log != nil && k.Log.Flush > 0 {
-			flush = k.Log.Flush
-		}
-		return flush + 250*time.Millisecond
+	if d := s.GatewayCaps().LogDelay; d > 0 {
+		return d + 250*time.Millisecond
 	}
 	return 50 * time.Millisecond
 }
@@ -257,21 +247,47 @@ type seqState struct {
 	lossyPrev               bool // the last look lost entries
 }
 
-func (e *Engine) sequentialMode() bool { return e.spec.Analysis.Mode == ModeSequential }
+// looks is analysis.mode sequential: every LookInterval the requests the gateway logged since the
+// last look are fed to the request-level tests of package analysis/sequential, which decide the step
+// as soon as the data allow; the step's interval paces the recorded intervals and progress lines.
+type looks struct {
+	e   *Engine
+	seq seqState
+}
+
+func (m *looks) check(cfg Config) error {
+	if cfg.Requests == nil {
+		return fmt.Errorf("new engine: %w", errNoRequestLog)
+	}
+	return nil
+}
+
+func (m *looks) prepare(context.Context, State, StepSpec) (bool, Phase, string) { return true, "", "" }
+
+func (m *looks) begin(now time.Time, _ State, step StepSpec) string {
+	m.startLooks(now, step)
+	return fmt.Sprintf("sequential looks every %s", m.e.spec.Analysis.Sequential.LookInterval)
+}
+
+// restart: the next begin starts the step's looks afresh.
+func (m *looks) restart() {}
+
+func (m *looks) analyze(ctx context.Context) (Phase, string) { return m.handleLook(ctx) }
 
 // startLooks is called when a step's split is set: looking starts at once (the tests need no
 // warm-up; the step's warmup and interval are not used by the statistics, the interval paces the
 // recorded intervals and progress lines).
-func (e *Engine) startLooks(now time.Time, step StepSpec) {
-	e.seq.cursor, e.seq.lastRecord = now, now
-	e.seq.nextExpand = now.Add(step.Duration)
-	e.seq.looks, e.seq.canary, e.seq.baseline, e.seq.extended = 0, 0, 0, false
-	if e.seq.a != nil {
-		e.seq.a.NewStep() // a step's Pass is earned at its own split; Fail evidence carries on
+func (m *looks) startLooks(now time.Time, step StepSpec) {
+	e := m.e
+	m.seq.cursor, m.seq.lastRecord = now, now
+	m.seq.nextExpand = now.Add(step.Duration)
+	m.seq.looks, m.seq.canary, m.seq.baseline, m.seq.extended = 0, 0, 0, false
+	if m.seq.a != nil {
+		m.seq.a.NewStep() // a step's Pass is earned at its own split; Fail evidence carries on
 	}
-	e.seq.cohorts = cohortTallies{control: e.spec.ControlCohort()}
-	e.seq.ingest = providers.Ingest{}
-	e.seq.leftOut, e.seq.leftOutEntries, e.seq.lossyPrev = 0, 0, false
+	m.seq.cohorts = cohortTallies{control: e.spec.ControlCohort()}
+	m.seq.ingest = providers.Ingest{}
+	m.seq.leftOut, m.seq.leftOutEntries, m.seq.lossyPrev = 0, 0, false
 	e.mu.Lock()
 	e.st.NextAnalysisAt = now.Add(e.spec.Analysis.Sequential.LookInterval)
 	e.mu.Unlock()
@@ -307,7 +323,8 @@ func batchOf(reqs []providers.Request, control providers.Cohort) sequential.Batc
 }
 
 // handleLook is Analyzing in mode sequential: one look per LookInterval.
-func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
+func (m *looks) handleLook(ctx context.Context) (Phase, string) {
+	e := m.e
 	st := e.State()
 	step := e.spec.Steps[st.Step]
 	q := e.spec.Analysis.Sequential
@@ -316,57 +333,57 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 		e.wake = st.NextAnalysisAt
 		return Analyzing, ""
 	}
-	where := fmt.Sprintf("step %d/%d (%s)", st.Step+1, st.Steps, pct(step.Weight))
-	if e.seq.a == nil {
+	where := fmt.Sprintf("step %d/%d (%s)", st.Step+1, st.Steps, providers.PercentText(step.Weight))
+	if m.seq.a == nil {
 		cfg := q.analyzerConfig()
 		cfg.WarmControl = !e.spec.HasBaseline()
 		a, err := sequential.New(cfg)
 		if err != nil {
 			return RollingBack, where + ": " + err.Error()
 		}
-		e.seq.a = a
+		m.seq.a = a
 	}
-	if e.seq.cursor.IsZero() || e.seq.cursor.Before(st.StepStartedAt) {
-		e.startLooks(st.StepStartedAt, step)
+	if m.seq.cursor.IsZero() || m.seq.cursor.Before(st.StepStartedAt) {
+		m.startLooks(st.StepStartedAt, step)
 	}
 	until := now.Add(-e.spec.requestLag())
-	if until.Before(e.seq.cursor) {
-		until = e.seq.cursor
+	if until.Before(m.seq.cursor) {
+		until = m.seq.cursor
 	}
 	var reqs []providers.Request
 	err := e.call(ctx, func(c context.Context) (err error) {
-		reqs, err = e.cfg.Requests.Requests(c, e.seq.cursor, until)
+		reqs, err = e.cfg.Requests.Requests(c, m.seq.cursor, until)
 		return err
 	})
 	if err != nil {
-		return e.lookError(st, step, now, where, err)
+		return m.lookError(st, step, now, where, err)
 	}
-	from := e.seq.cursor
-	e.seq.cursor = until
+	from := m.seq.cursor
+	m.seq.cursor = until
 	// What the request log lost or refused during the step so far (one range, so that nothing is
 	// counted twice): entries dropped since the last look make this look's window incomplete (they
 	// arrived after the last look read up to its cursor, so they belong here or later).
 	dropped := 0
 	if in := e.ingest(ctx, st.StepStartedAt, until); in != nil {
-		dropped = max(in.DroppedEntries-e.seq.ingest.DroppedEntries, 0)
-		e.seq.ingest.DroppedEntries = max(e.seq.ingest.DroppedEntries, in.DroppedEntries)
-		e.seq.ingest.RejectedPosts = max(e.seq.ingest.RejectedPosts, in.RejectedPosts)
-		e.seq.ingest.StaleEntries = max(e.seq.ingest.StaleEntries, in.StaleEntries)
+		dropped = max(in.DroppedEntries-m.seq.ingest.DroppedEntries, 0)
+		m.seq.ingest.DroppedEntries = max(m.seq.ingest.DroppedEntries, in.DroppedEntries)
+		m.seq.ingest.RejectedPosts = max(m.seq.ingest.RejectedPosts, in.RejectedPosts)
+		m.seq.ingest.StaleEntries = max(m.seq.ingest.StaleEntries, in.StaleEntries)
 	}
 	v := sequential.NeedMoreData
 	// the look after one that lost entries is left out too: a dropped post held entries of up to
 	// the flush delay after the earlier look's cursor
-	lossy := dropped > 0 || e.seq.lossyPrev
-	e.seq.lossyPrev = dropped > 0
+	lossy := dropped > 0 || m.seq.lossyPrev
+	m.seq.lossyPrev = dropped > 0
 	if !lossy { // a look missing entries the receiver dropped is left out: the loss could skew it
 		b := batchOf(reqs, e.spec.ControlCohort())
-		e.seq.cohorts.observe(b)
-		e.seq.canary += len(b.Canary)
-		e.seq.baseline += len(b.Baseline)
+		m.seq.cohorts.observe(b)
+		m.seq.canary += len(b.Canary)
+		m.seq.baseline += len(b.Baseline)
 		b.Until = until
-		v = e.seq.a.Observe(b)
+		v = m.seq.a.Observe(b)
 	}
-	e.seq.looks++
+	m.seq.looks++
 	e.mu.Lock()
 	e.st.ConsecutiveErrors = 0
 	e.st.NextAnalysisAt = now.Add(q.LookInterval)
@@ -375,57 +392,57 @@ func (e *Engine) handleLook(ctx context.Context) (Phase, string) {
 
 	elapsed := now.Sub(st.StepStartedAt)
 	last := st.Step+1 >= st.Steps
-	where = fmt.Sprintf("%s look %d after %s", where, e.seq.looks, elapsed.Round(100*time.Millisecond))
+	where = fmt.Sprintf("%s look %d after %s", where, m.seq.looks, elapsed.Round(100*time.Millisecond))
 	switch {
 	case v == sequential.Fail:
-		rep := e.record(st, now, VerdictFail, true, "")
+		rep := m.record(st, now, VerdictFail, true, "")
 		return RollingBack, fmt.Sprintf("%s: %s: %s", where, rep.Reason, decisionReasons(rep, sequential.Fail))
 	case v == sequential.Pass && elapsed >= min(q.MinBake, step.Duration):
-		rep := e.record(st, now, VerdictPass, true, "")
+		rep := m.record(st, now, VerdictPass, true, "")
 		return e.stepPassed(fmt.Sprintf("%s: step passed: %s", where, rep.Reason))
-	case !last && !now.Before(e.seq.nextExpand):
+	case !last && !now.Before(m.seq.nextExpand):
 		// Asked again every ExpandCheckEvery, or every interval of a shorter step: a policy check that
 		// the tests' error guarantees do not depend on, so a short step is not held 10 s for it.
-		e.seq.nextExpand = now.Add(min(sequential.ExpandCheckEvery, step.Interval))
-		if v == sequential.NeedMoreData && e.seq.a.SafeToExpand(q.ExpandFactor) {
-			rep := e.record(st, now, VerdictNeedMoreData, true, fmt.Sprintf("; the data exclude %g times every margin: moving on", q.ExpandFactor))
+		m.seq.nextExpand = now.Add(min(sequential.ExpandCheckEvery, step.Interval))
+		if v == sequential.NeedMoreData && m.seq.a.SafeToExpand(q.ExpandFactor) {
+			rep := m.record(st, now, VerdictNeedMoreData, true, fmt.Sprintf("; the data exclude %g times every margin: moving on", q.ExpandFactor))
 			return e.stepPassed(fmt.Sprintf("%s: undecided after the step's %s, but the data exclude %g times every margin; moving on to the larger step: %s",
 				where, step.Duration, q.ExpandFactor, rep.Reason))
 		}
 	}
 	if elapsed >= q.MaxBake {
-		rep := e.record(st, now, verdictOf(v), true, fmt.Sprintf("; paused at maxBake %s", q.MaxBake))
+		rep := m.record(st, now, verdictOf(v), true, fmt.Sprintf("; paused at maxBake %s", q.MaxBake))
 		reason := fmt.Sprintf("%s: still undecided at maxBake %s (never failed for lack of data): %s%s; run canaryctl promote %s to accept the step or canaryctl abort %s",
-			where, q.MaxBake, rep.Reason, e.needAtRate(elapsed), st.Service, st.Service)
+			where, q.MaxBake, rep.Reason, m.needAtRate(elapsed), st.Service, st.Service)
 		e.setPause(PauseNeedMoreData, reason)
 		return Paused, reason
 	}
-	if elapsed >= step.Duration && !e.seq.extended {
-		if reason, short := e.notEnoughTraffic(st, elapsed); short {
-			e.record(st, now, verdictOf(v), true, "; "+reason)
+	if elapsed >= step.Duration && !m.seq.extended {
+		if reason, short := m.notEnoughTraffic(st, elapsed); short {
+			m.record(st, now, verdictOf(v), true, "; "+reason)
 			reason = fmt.Sprintf("%s: %s; run canaryctl promote %s to accept the step or canaryctl abort %s",
 				where, reason, st.Service, st.Service)
 			e.setPause(PauseNeedMoreData, reason)
 			return Paused, reason
 		}
-		e.seq.extended = true
-		rep := e.record(st, now, verdictOf(v), false, fmt.Sprintf("; step extended beyond its %s, up to maxBake %s%s", step.Duration, q.MaxBake, e.needAtRate(elapsed)))
+		m.seq.extended = true
+		rep := m.record(st, now, verdictOf(v), false, fmt.Sprintf("; step extended beyond its %s, up to maxBake %s%s", step.Duration, q.MaxBake, m.needAtRate(elapsed)))
 		e.log.Info("step extended", "step", st.Step+1, "maxBake", q.MaxBake, "moreRequests", rep.MoreRequests)
 		return Analyzing, ""
 	}
 	if lossy {
-		e.seq.leftOut++
-		e.seq.leftOutEntries += dropped
+		m.seq.leftOut++
+		m.seq.leftOutEntries += dropped
 		e.log.Warn("look left out: the request log dropped entries", "step", st.Step+1, "from", from, "until", until, "dropped", dropped)
 	}
-	if !now.Before(e.seq.lastRecord.Add(step.Interval)) {
+	if !now.Before(m.seq.lastRecord.Add(step.Interval)) {
 		note := ""
-		if e.seq.leftOut > 0 {
+		if m.seq.leftOut > 0 {
 			note = fmt.Sprintf("; %d %s since the last record were not used: %d entries dropped by the receiver (overloaded or full)",
-				e.seq.leftOut, plural(e.seq.leftOut, "look", "looks"), e.seq.leftOutEntries)
-			e.seq.leftOut, e.seq.leftOutEntries = 0, 0
+				m.seq.leftOut, plural(m.seq.leftOut, "look", "looks"), m.seq.leftOutEntries)
+			m.seq.leftOut, m.seq.leftOutEntries = 0, 0
 		}
-		e.record(st, now, verdictOf(v), false, note)
+		m.record(st, now, verdictOf(v), false, note)
 	}
 	return Analyzing, ""
 }
@@ -441,9 +458,10 @@ const shortfallFactor = 4
 // shortfallFactor times longer than what is left, and only when no regression may be building up
 // (every Fail test below a quarter of its threshold, in log terms, and the canary not failing more
 // often than the control): then the rollout pauses with the numbers instead of waiting for maxBake.
-func (e *Engine) notEnoughTraffic(st State, elapsed time.Duration) (string, bool) {
+func (m *looks) notEnoughTraffic(st State, elapsed time.Duration) (string, bool) {
+	e := m.e
 	q := e.spec.Analysis.Sequential
-	a := e.seq.a
+	a := m.seq.a
 	if st.Step+1 < st.Steps {
 		// a step that is not the last may still move on (SafeToExpand, asked every interval) before
 		// maxBake, where it pauses with the numbers if it could not
@@ -456,8 +474,8 @@ func (e *Engine) notEnoughTraffic(st State, elapsed time.Duration) (string, bool
 	secs := elapsed.Seconds()
 	pairRate := float64(rep.CanaryRequests) / secs
 	left := q.MaxBake - elapsed
-	rates := fmt.Sprintf("%.2f canary and %.2f %s requests/s, %.2f of them paired per second", float64(e.seq.canary)/secs,
-		float64(e.seq.baseline)/secs, e.controlLabel(), pairRate)
+	rates := fmt.Sprintf("%.2f canary and %.2f %s requests/s, %.2f of them paired per second", float64(m.seq.canary)/secs,
+		float64(m.seq.baseline)/secs, e.controlLabel(), pairRate)
 	switch {
 	case rep.MoreRequests < 0:
 		return fmt.Sprintf("not enough traffic for this step: the tests cannot settle at %s; maxBake %s would not change that", rates, q.MaxBake), true
@@ -477,8 +495,8 @@ func (e *Engine) notEnoughTraffic(st State, elapsed time.Duration) (string, bool
 
 // needAtRate says how long the requests the tests still need take at the step's pairing rate so
 // far ("" when unknown), so that an extended step says what it waits for.
-func (e *Engine) needAtRate(elapsed time.Duration) string {
-	rep := e.seq.a.Report()
+func (m *looks) needAtRate(elapsed time.Duration) string {
+	rep := m.seq.a.Report()
 	if rep.MoreRequests <= 0 || elapsed <= 0 || rep.CanaryRequests == 0 {
 		return ""
 	}
@@ -500,9 +518,10 @@ func verdictOf(v sequential.Verdict) Verdict {
 
 // lookError counts a failed fetch; the next look retries the same window (nothing is lost) after a
 // backoff that doubles from LookInterval up to the step's interval.
-func (e *Engine) lookError(st State, step StepSpec, now time.Time, where string, err error) (Phase, string) {
-	iv := Interval{Step: st.Step, Index: e.stepIntervals(st) + 1, At: now, Start: e.seq.cursor, End: now, Split: st.Split,
-		Score: Number(math.NaN()), Verdict: VerdictError, Error: fmt.Sprintf("read requests: %v", err), Control: e.intervalControl()}
+func (m *looks) lookError(st State, step StepSpec, now time.Time, where string, err error) (Phase, string) {
+	e := m.e
+	iv := Interval{Step: st.Step, Index: e.stepIntervals(st) + 1, At: now, Start: m.seq.cursor, End: now, Split: st.Split,
+		Score: Number(math.NaN()), Verdict: VerdictError, Error: fmt.Sprintf("read requests: %v", err), Control: e.spec.intervalControl()}
 	e.mu.Lock()
 	e.st.Intervals = append(e.st.Intervals, iv)
 	e.st.ConsecutiveErrors++
@@ -538,21 +557,22 @@ func (e *Engine) stepIntervals(st State) int {
 
 // record adds an interval with the analyzer's explanation to the state, prints the progress line,
 // emits the event and saves the state.
-func (e *Engine) record(st State, now time.Time, v Verdict, final bool, note string) sequential.Report {
-	rep := e.controlWords(e.seq.a.Report())
-	e.seq.lastRecord = now
-	if in := e.seq.ingestSoFar(); in != nil && !strings.Contains(note, in.String()) {
+func (m *looks) record(st State, now time.Time, v Verdict, final bool, note string) sequential.Report {
+	e := m.e
+	rep := e.controlWords(m.seq.a.Report())
+	m.seq.lastRecord = now
+	if in := m.seq.ingestSoFar(); in != nil && !strings.Contains(note, in.String()) {
 		note += ingestNote(in) // what the request log lost or refused during the step says so
 	}
 	iv := Interval{Step: st.Step, Index: e.stepIntervals(st) + 1, At: now, Start: st.StepStartedAt, End: now,
-		Split: st.Split, Baseline: e.seq.baseline, Canary: e.seq.canary, Score: Number(math.NaN()), Verdict: v,
+		Split: st.Split, Baseline: m.seq.baseline, Canary: m.seq.canary, Score: Number(math.NaN()), Verdict: v,
 		Final: final, Metrics: decisionMetrics(rep), Reason: rep.Reason + note, Sequential: &rep,
-		Cohorts: e.seq.cohorts.stats(), Control: e.intervalControl(), Ingest: e.seq.ingestSoFar()}
+		Cohorts: m.seq.cohorts.stats(), Control: e.spec.intervalControl(), Ingest: m.seq.ingestSoFar()}
 	e.mu.Lock()
 	e.st.Intervals = append(e.st.Intervals, iv)
 	e.st.Verdict = v
 	e.mu.Unlock()
-	e.seqProgress(st, iv)
+	m.seqProgress(st, iv)
 	e.emit(&Event{Type: EvInterval, Interval: &iv})
 	if err := e.save(); err != nil {
 		e.log.Error("save state", "err", err)
@@ -619,17 +639,18 @@ func decisionReasons(rep sequential.Report, v sequential.Verdict) string {
 }
 
 // seqProgress prints the progress line of a recorded interval.
-func (e *Engine) seqProgress(st State, iv Interval) {
+func (m *looks) seqProgress(st State, iv Interval) {
+	e := m.e
 	if e.cfg.Progress == nil {
 		return
 	}
 	line := fmt.Sprintf("%s step %d/%d %s | interval %d | look %d, %s into the step | requests this step %s %d canary %d | %s | %s",
-		st.Service, st.Step+1, st.Steps, e.splitText(st.Split), iv.Index, e.seq.looks, iv.At.Sub(st.StepStartedAt).Round(100*time.Millisecond),
+		st.Service, st.Step+1, st.Steps, e.splitText(st.Split), iv.Index, m.seq.looks, iv.At.Sub(st.StepStartedAt).Round(100*time.Millisecond),
 		e.controlLabel(), iv.Baseline, iv.Canary, iv.Verdict, iv.Reason)
 	if iv.Verdict == VerdictFail && iv.Sequential != nil {
 		line += " | " + decisionReasons(*iv.Sequential, sequential.Fail)
 	}
-	fmt.Fprintln(e.cfg.Progress, oneLine(line))
+	fmt.Fprintln(e.cfg.Progress, OneLine(line))
 }
 
 // errNoRequestLog: mode sequential without a request log.

@@ -2,13 +2,16 @@ package rollout
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,8 +20,6 @@ import (
 	"github.com/canaryctl/canaryctl/analysis/sequential"
 	"github.com/canaryctl/canaryctl/internal/yamlerr"
 	"github.com/canaryctl/canaryctl/providers"
-	"github.com/canaryctl/canaryctl/providers/kong"
-	"github.com/canaryctl/canaryctl/providers/prometheus"
 	"github.com/canaryctl/canaryctl/rollout/deploy"
 )
 
@@ -55,25 +56,6 @@ type Spec struct {
 // StableSpec: the addresses of the stable instances, registered at the gateway as the stable cohort.
 type StableSpec struct {
 	Addresses []string `yaml:"addresses" json:"addresses"`
-}
-
-// GatewaySpec selects the gateway. Type "builtin" is canaryctl's own reverse proxy, either embedded in
-// the run process (Listen) or a separate `canaryctl proxy` reached through its admin API (Admin).
-type GatewaySpec struct {
-	Type      string `yaml:"type" json:"type"`
-	Listen    string `yaml:"listen,omitempty" json:"listen,omitempty"`
-	Admin     string `yaml:"admin,omitempty" json:"admin,omitempty"`
-	TokenEnv  string `yaml:"tokenEnv,omitempty" json:"tokenEnv,omitempty"`
-	TokenFile string `yaml:"tokenFile,omitempty" json:"tokenFile,omitempty"`
-	// Kong configures gateway.type kong (package providers/kong).
-	Kong *kong.Spec `yaml:"kong,omitempty" json:"kong,omitempty"`
-}
-
-// MetricsSpec selects where metrics come from: "builtin" is the built-in proxy's per-request data.
-type MetricsSpec struct {
-	Type string `yaml:"type" json:"type"`
-	// Prometheus configures metrics.type prometheus (package providers/prometheus).
-	Prometheus *prometheus.Spec `yaml:"prometheus,omitempty" json:"prometheus,omitempty"`
 }
 
 // AnalysisSpec is the Kayenta canary configuration: metrics with their per-metric settings,
@@ -160,7 +142,7 @@ func (s *StepSpec) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.MappingNode {
 		known := []string{"weight", "duration", "interval", "lookback", "warmup", "approval"}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if k := n.Content[i].Value; !contains(known, k) {
+			if k := n.Content[i].Value; !slices.Contains(known, k) {
 				return fmt.Errorf("line %d: field %s not found in step (valid: %s)", n.Content[i].Line, k, strings.Join(known, ", "))
 			}
 		}
@@ -210,12 +192,6 @@ const (
 // DefaultStepWeights are the default steps in percent (shared with the simulator through
 // analysis/sequential).
 var DefaultStepWeights = sequential.DefaultStepWeights()
-
-// GatewayTypes and MetricsTypes list the provider names this build knows.
-var (
-	GatewayTypes = []string{"builtin", "kong"}
-	MetricsTypes = []string{"builtin", "kong-log", "prometheus"}
-)
 
 // Notification events.
 const (
@@ -340,7 +316,7 @@ func yamlProblems(data []byte, err error) error {
 	}
 	switch len(errs) {
 	case 0: // a problem the walk does not know: the decoder's own words, with field paths
-		return &SpecError{Field: "(yaml)", Msg: oneLine(yamlerr.Describe(data, err)) + "; fix the YAML (field names are case-sensitive, see rollout/README.md)"}
+		return &SpecError{Field: "(yaml)", Msg: OneLine(yamlerr.Describe(data, err)) + "; fix the YAML (field names are case-sensitive, see rollout/README.md)"}
 	case 1:
 		return errs[0]
 	}
@@ -404,7 +380,9 @@ func FormatDuration(d time.Duration) string {
 
 func dur(d time.Duration) string { return FormatDuration(d) }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// OneLine folds a text's white space, new lines included, into single spaces: every error, progress
+// line and report line canaryctl prints is one line.
+func OneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // SetDefaults fills every field left out with its default.
 func (s *Spec) SetDefaults() {
@@ -422,31 +400,7 @@ func (s *Spec) SetDefaults() {
 		a.Metrics = DefaultMetrics()
 	}
 	for i := range a.Metrics {
-		m := &a.Metrics[i]
-		if m.Kind == providers.LatencyQuantile && m.Quantile == 0 {
-			m.Quantile = DefaultQuantile
-		}
-		if m.Direction == "" {
-			m.Direction = "increase"
-		}
-		if m.NaNStrategy == "" {
-			m.NaNStrategy = "remove"
-		}
-		if m.Group == "" {
-			m.Group = m.Name
-		}
-		if m.EffectSize.AllowedIncrease == 0 {
-			m.EffectSize.AllowedIncrease = 1
-		}
-		if m.EffectSize.AllowedDecrease == 0 {
-			m.EffectSize.AllowedDecrease = 1
-		}
-		if m.EffectSize.CriticalIncrease == 0 {
-			m.EffectSize.CriticalIncrease = 1
-		}
-		if m.EffectSize.CriticalDecrease == 0 {
-			m.EffectSize.CriticalDecrease = 1
-		}
+		a.Metrics[i].setDefaults()
 	}
 	if a.Thresholds == (Thresholds{}) {
 		a.Thresholds = Thresholds{Pass: DefaultPass, Marginal: DefaultMarginal}
@@ -482,6 +436,27 @@ func (s *Spec) SetDefaults() {
 	if s.Notify.Timeout == 0 {
 		s.Notify.Timeout = DefaultNotifyTimeout
 	}
+}
+
+// setDefaults fills a metric's fields left out: Kayenta's defaults (effect sizes 1).
+func (m *MetricSpec) setDefaults() {
+	m.Quantile = cmp.Or(m.Quantile, quantileDefault(m.Kind))
+	m.Direction = cmp.Or(m.Direction, "increase")
+	m.NaNStrategy = cmp.Or(m.NaNStrategy, "remove")
+	m.Group = cmp.Or(m.Group, m.Name)
+	e := &m.EffectSize
+	e.AllowedIncrease = cmp.Or(e.AllowedIncrease, 1)
+	e.AllowedDecrease = cmp.Or(e.AllowedDecrease, 1)
+	e.CriticalIncrease = cmp.Or(e.CriticalIncrease, 1)
+	e.CriticalDecrease = cmp.Or(e.CriticalDecrease, 1)
+}
+
+// quantileDefault is the quantile of a metric of kind k that leaves it out (0: none).
+func quantileDefault(k providers.MetricKind) float64 {
+	if k == providers.LatencyQuantile {
+		return DefaultQuantile
+	}
+	return 0
 }
 
 var serviceRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
@@ -540,7 +515,7 @@ func (s *Spec) Validate() error {
 			}
 		}
 		for j, ev := range w.On {
-			if !contains(notifyEvents, ev) {
+			if !slices.Contains(notifyEvents, ev) {
 				bad(fmt.Sprintf("%s.on[%d]", p, j), "unknown event %q; use one of %s", ev, strings.Join(notifyEvents, ", "))
 			}
 		}
@@ -553,57 +528,171 @@ func (s *Spec) Validate() error {
 
 func (s *Spec) validateGateway(bad func(string, string, ...any)) {
 	g := s.Gateway
-	if !contains(GatewayTypes, g.Type) {
-		bad("gateway.type", "unknown gateway %q; use one of %s", g.Type, strings.Join(GatewayTypes, ", "))
-	} else if g.Type == "builtin" {
+	gt, ok := providers.LookupGateway(g.Type)
+	switch {
+	case !ok:
+		bad("gateway.type", "unknown gateway %q; use one of %s", g.Type, strings.Join(providers.GatewayNames(), ", "))
+	case g.Type == "builtin":
+		validateBuiltin(g, bad)
+	default:
+		validateSection(bad, "gateway", "gateway type", g.Type, gt, g.Section())
+	}
+	mt, known := providers.LookupMetrics(s.Metrics.Type)
+	if known {
+		if gw, origin := mt.Gateway(); gw != "" && gw != g.Type {
+			bad("metrics.type", "%s metrics come from %s; set gateway.type: %s or choose another metrics source", s.Metrics.Type, origin, gw)
+		}
+		validateSection(bad, "metrics", "metrics type", s.Metrics.Type, mt, s.Metrics.Section())
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Metrics.Sections)) {
+		if name != s.Metrics.Type {
+			bad("metrics."+name, "only used with metrics.type %s; remove it or set the type", name)
+		}
+	}
+	if !known {
+		bad("metrics.type", "unknown metrics source %q; use one of %s", s.Metrics.Type, strings.Join(providers.MetricsNames(), ", "))
+	}
+}
+
+// sectionType is what validateSection needs of a gateway or metrics type.
+type sectionType interface {
+	Section() any
+	Example() string
+	Problems(section any) []providers.Problem
+}
+
+// validateSection checks the section of a gateway or metrics type (kind gateway or metrics): present
+// when the type has one, and its problems, each under kind.name.
+func validateSection(bad func(string, string, ...any), kind, what, name string, t sectionType, section any) {
+	if t.Section() == nil {
+		return
+	}
+	if section == nil {
+		bad(kind+"."+name, "required for %s %s; e.g. %s", what, name, t.Example())
+		return
+	}
+	for _, p := range t.Problems(section) {
+		bad(kind+"."+name+"."+p.Field, "%s", p.Msg)
+	}
+}
+
+// validateKind checks a metric's kind and the fields that go with it.
+func (s *Spec) validateKind(p string, m MetricSpec, bad func(string, string, ...any)) {
+	switch m.Kind {
+	case providers.LatencyQuantile:
+		if !(m.Quantile > 0 && m.Quantile < 1) {
+			bad(p+".quantile", "%v is out of range; use a value between 0 and 1, e.g. 0.99", m.Quantile)
+		}
+	case providers.ErrorRate:
+		if m.Quantile != 0 {
+			bad(p+".quantile", "only used by kind latency; remove it")
+		}
+	case providers.Query:
+		if strings.TrimSpace(m.Query) == "" {
+			bad(p+".query", "required for kind query")
+		}
+		if s.Metrics.Type == "builtin" {
+			bad(p+".kind", "kind query needs a query-capable metrics source (not builtin); use latency or error_rate")
+		}
+	case "":
+		bad(p+".kind", "required; use latency, error_rate or query")
+	default:
+		bad(p+".kind", "unknown kind %q; use latency, error_rate or query", m.Kind)
+	}
+	if m.Kind != providers.Query && m.Query != "" {
+		bad(p+".query", "only used by kind query; remove it")
+	}
+}
+
+// metricChoices are a metric's fields that take one of a few words.
+var metricChoices = []struct {
+	field, noun string
+	value       func(MetricSpec) string
+	valid       []string
+}{
+	{"direction", "direction", func(m MetricSpec) string { return m.Direction }, []string{"increase", "decrease", "either"}},
+	{"nanStrategy", "strategy", func(m MetricSpec) string { return m.NaNStrategy }, []string{"remove", "replace"}},
+}
+
+// effectRatios are the rules of a metric's effect sizes: an increase is a ratio of at least 1, a
+// decrease one in (0, 1].
+var effectRatios = []struct {
+	field, rule, example string
+	value                func(EffectSize) float64
+	ok                   func(float64) bool
+}{
+	{"allowedIncrease", ">= 1", "e.g. 1.1 (10% increase tolerated)", func(e EffectSize) float64 { return e.AllowedIncrease }, increaseRatio},
+	{"allowedDecrease", "in (0, 1]", "e.g. 0.9 (10% decrease tolerated)", func(e EffectSize) float64 { return e.AllowedDecrease }, decreaseRatio},
+	{"criticalIncrease", ">= 1", "e.g. 1.5; a critical metric's increase fails the rollout only beyond it (default 1)", func(e EffectSize) float64 { return e.CriticalIncrease }, increaseRatio},
+	{"criticalDecrease", "in (0, 1]", "e.g. 0.5 (default 1)", func(e EffectSize) float64 { return e.CriticalDecrease }, decreaseRatio},
+}
+
+func increaseRatio(v float64) bool { return v >= 1 && !math.IsInf(v, 0) }
+func decreaseRatio(v float64) bool { return v > 0 && v <= 1 }
+
+// orList writes words as "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+// validateWeights checks the metrics' group weights: all or none, one per group, adding up to 100.
+func validateWeights(metrics []MetricSpec, bad func(string, string, ...any)) {
+	groupWeight := map[string]float64{}
+	weighted, unweighted := 0, 0
+	for i, m := range metrics {
+		p := fmt.Sprintf("analysis.metrics[%d]", i)
 		switch {
-		case g.Listen == "" && g.Admin == "":
-			bad("gateway.listen", "builtin gateway needs listen (embedded proxy, e.g. 127.0.0.1:8080) or admin (URL of a `canaryctl proxy` admin API)")
-		case g.Listen != "" && g.Admin != "":
-			bad("gateway.admin", "set either listen (embedded proxy) or admin (external proxy), not both")
-		case g.Listen != "":
-			if _, _, err := net.SplitHostPort(g.Listen); err != nil {
-				bad("gateway.listen", "%q is not host:port; use e.g. 127.0.0.1:8080", g.Listen)
+		case m.Weight < 0 || math.IsNaN(m.Weight) || math.IsInf(m.Weight, 0):
+			bad(p+".weight", "%v must be between 0 and 100", m.Weight)
+		case m.Weight > 0:
+			weighted++
+			if w, ok := groupWeight[m.Group]; ok && w != m.Weight {
+				bad(p+".weight", "group %q has weight %v in another metric; every metric of a group states the same weight", m.Group, w)
 			}
-			if g.TokenEnv != "" || g.TokenFile != "" {
-				bad("gateway.tokenEnv", "a token is only used with admin; remove tokenEnv/tokenFile or set admin")
-			}
+			groupWeight[m.Group] = m.Weight
 		default:
-			if err := checkURL(g.Admin); err != nil {
-				bad("gateway.admin", "%v", err)
-			}
-			if g.TokenEnv != "" && g.TokenFile != "" {
-				bad("gateway.tokenFile", "set either tokenEnv or tokenFile, not both")
-			}
+			unweighted++
 		}
 	}
-	if g.Type == "kong" {
-		if g.Kong == nil {
-			bad("gateway.kong", "required for gateway type kong; e.g. kong: {admin: http://127.0.0.1:8001, service: web}")
-		} else {
-			for _, p := range g.Kong.Problems() {
-				bad("gateway.kong."+p.Field, "%s", p.Msg)
-			}
+	switch {
+	case weighted == 0:
+	case unweighted > 0:
+		bad("analysis.metrics", "some metrics have a weight and some do not; give every metric its group's weight, or none")
+	default:
+		sum := 0.0
+		for _, w := range groupWeight {
+			sum += w
+		}
+		if math.Abs(sum-100) > 1e-9 {
+			bad("analysis.metrics", "group weights add up to %v; they must add up to 100", sum)
 		}
 	}
-	if s.Metrics.Type == "kong-log" && g.Type != "kong" {
-		bad("metrics.type", "kong-log metrics come from Kong's http-log plugin; set gateway.type: kong or choose another metrics source")
-	}
-	if s.Metrics.Type == "prometheus" {
-		if s.Metrics.Prometheus == nil {
-			bad("metrics.prometheus", "required for metrics type prometheus; e.g. prometheus: {url: http://127.0.0.1:9090}")
-		} else {
-			for _, p := range s.Metrics.Prometheus.Problems() {
-				bad("metrics.prometheus."+p.Field, "%v", p.Err)
-			}
+}
+
+// validateBuiltin checks the builtin gateway's own fields.
+func validateBuiltin(g GatewaySpec, bad func(string, string, ...any)) {
+	switch {
+	case g.Listen == "" && g.Admin == "":
+		bad("gateway.listen", "builtin gateway needs listen (embedded proxy, e.g. 127.0.0.1:8080) or admin (URL of a `canaryctl proxy` admin API)")
+	case g.Listen != "" && g.Admin != "":
+		bad("gateway.admin", "set either listen (embedded proxy) or admin (external proxy), not both")
+	case g.Listen != "":
+		if _, _, err := net.SplitHostPort(g.Listen); err != nil {
+			bad("gateway.listen", "%q is not host:port; use e.g. 127.0.0.1:8080", g.Listen)
 		}
-	} else if s.Metrics.Prometheus != nil {
-		bad("metrics.prometheus", "only used with metrics.type prometheus; remove it or set the type")
-	}
-	if !contains(MetricsTypes, s.Metrics.Type) {
-		bad("metrics.type", "unknown metrics source %q; use one of %s", s.Metrics.Type, strings.Join(MetricsTypes, ", "))
-	} else if s.Metrics.Type == "builtin" && g.Type != "builtin" {
-		bad("metrics.type", "builtin metrics come from the builtin gateway; set gateway.type: builtin or choose another metrics source")
+		if g.TokenEnv != "" || g.TokenFile != "" {
+			bad("gateway.tokenEnv", "a token is only used with admin; remove tokenEnv/tokenFile or set admin")
+		}
+	default:
+		if err := checkURL(g.Admin); err != nil {
+			bad("gateway.admin", "%v", err)
+		}
+		if g.TokenEnv != "" && g.TokenFile != "" {
+			bad("gateway.tokenFile", "set either tokenEnv or tokenFile, not both")
+		}
 	}
 }
 
@@ -613,8 +702,6 @@ func (s *Spec) validateAnalysis(bad func(string, string, ...any)) {
 		bad("analysis.metrics", "empty; leave the field out for the defaults (p99 latency, 5xx rate) or list metrics")
 	}
 	seen := map[string]bool{}
-	groupWeight := map[string]float64{}
-	weighted, unweighted := 0, 0
 	for i, m := range a.Metrics {
 		p := fmt.Sprintf("analysis.metrics[%d]", i)
 		switch {
@@ -624,76 +711,19 @@ func (s *Spec) validateAnalysis(bad func(string, string, ...any)) {
 			bad(p+".name", "%q is used twice; metric names must be unique", m.Name)
 		}
 		seen[m.Name] = true
-		switch m.Kind {
-		case providers.LatencyQuantile:
-			if !(m.Quantile > 0 && m.Quantile < 1) {
-				bad(p+".quantile", "%v is out of range; use a value between 0 and 1, e.g. 0.99", m.Quantile)
+		s.validateKind(p, m, bad)
+		for _, c := range metricChoices {
+			if v := c.value(m); !slices.Contains(c.valid, v) {
+				bad(p+"."+c.field, "unknown %s %q; use %s", c.noun, v, orList(c.valid))
 			}
-		case providers.ErrorRate:
-			if m.Quantile != 0 {
-				bad(p+".quantile", "only used by kind latency; remove it")
-			}
-		case providers.Query:
-			if strings.TrimSpace(m.Query) == "" {
-				bad(p+".query", "required for kind query")
-			}
-			if s.Metrics.Type == "builtin" {
-				bad(p+".kind", "kind query needs a query-capable metrics source (not builtin); use latency or error_rate")
-			}
-		case "":
-			bad(p+".kind", "required; use latency, error_rate or query")
-		default:
-			bad(p+".kind", "unknown kind %q; use latency, error_rate or query", m.Kind)
 		}
-		if m.Kind != providers.Query && m.Query != "" {
-			bad(p+".query", "only used by kind query; remove it")
-		}
-		if m.Direction != "increase" && m.Direction != "decrease" && m.Direction != "either" {
-			bad(p+".direction", "unknown direction %q; use increase, decrease or either", m.Direction)
-		}
-		if m.NaNStrategy != "remove" && m.NaNStrategy != "replace" {
-			bad(p+".nanStrategy", "unknown strategy %q; use remove or replace", m.NaNStrategy)
-		}
-		e := m.EffectSize
-		if !(e.AllowedIncrease >= 1) || math.IsInf(e.AllowedIncrease, 0) {
-			bad(p+".effectSize.allowedIncrease", "%v must be a ratio >= 1, e.g. 1.1 (10%% increase tolerated)", e.AllowedIncrease)
-		}
-		if !(e.AllowedDecrease > 0 && e.AllowedDecrease <= 1) {
-			bad(p+".effectSize.allowedDecrease", "%v must be a ratio in (0, 1], e.g. 0.9 (10%% decrease tolerated)", e.AllowedDecrease)
-		}
-		if !(e.CriticalIncrease >= 1) || math.IsInf(e.CriticalIncrease, 0) {
-			bad(p+".effectSize.criticalIncrease", "%v must be a ratio >= 1, e.g. 1.5; a critical metric's increase fails the rollout only beyond it (default 1)", e.CriticalIncrease)
-		}
-		if !(e.CriticalDecrease > 0 && e.CriticalDecrease <= 1) {
-			bad(p+".effectSize.criticalDecrease", "%v must be a ratio in (0, 1], e.g. 0.5 (default 1)", e.CriticalDecrease)
-		}
-		if m.Weight < 0 || math.IsNaN(m.Weight) || math.IsInf(m.Weight, 0) {
-			bad(p+".weight", "%v must be between 0 and 100", m.Weight)
-			continue
-		}
-		if m.Weight > 0 {
-			weighted++
-			if w, ok := groupWeight[m.Group]; ok && w != m.Weight {
-				bad(p+".weight", "group %q has weight %v in another metric; every metric of a group states the same weight", m.Group, w)
-			}
-			groupWeight[m.Group] = m.Weight
-		} else {
-			unweighted++
-		}
-	}
-	if weighted > 0 {
-		if unweighted > 0 {
-			bad("analysis.metrics", "some metrics have a weight and some do not; give every metric its group's weight, or none")
-		} else {
-			sum := 0.0
-			for _, w := range groupWeight {
-				sum += w
-			}
-			if math.Abs(sum-100) > 1e-9 {
-				bad("analysis.metrics", "group weights add up to %v; they must add up to 100", sum)
+		for _, r := range effectRatios {
+			if v := r.value(m.EffectSize); !r.ok(v) {
+				bad(p+".effectSize."+r.field, "%v must be a ratio %s, %s", v, r.rule, r.example)
 			}
 		}
 	}
+	validateWeights(a.Metrics, bad)
 	t := a.Thresholds
 	if !(t.Marginal >= 0 && t.Marginal < t.Pass && t.Pass <= 100) {
 		bad("analysis.thresholds", "need 0 <= marginal < pass <= 100, got marginal %v pass %v; e.g. marginal 75, pass 95", t.Marginal, t.Pass)
@@ -780,15 +810,6 @@ func checkURL(s string) error {
 		return fmt.Errorf("%q must be an http:// or https:// URL with a host, e.g. http://10.0.0.5:8080", s)
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // flatten turns an errors.Join tree into its leaves.

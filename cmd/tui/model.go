@@ -7,7 +7,6 @@ package tui
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/charmbracelet/bubbles/help"
@@ -296,4 +295,4 @@ func (m Model) send(a rollout.Action) (tea.Model, tea.Cmd) {
 	}
 }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+var oneLine = rollout.OneLine

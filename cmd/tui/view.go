@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"strings"
@@ -85,7 +86,7 @@ func (m Model) header(w int) []string {
 	if st.Steps > 0 {
 		step := fmt.Sprintf("step %d/%d", st.Step+1, st.Steps)
 		if st.Step < len(st.Weights) {
-			step += " (" + pct(st.Weights[st.Step]) + ")"
+			step += " (" + providers.PercentText(st.Weights[st.Step]) + ")"
 		}
 		parts = append(parts, step)
 	}
@@ -134,7 +135,7 @@ func (m Model) next() string {
 	}
 	after := func() string {
 		if st.Step+1 < st.Steps && st.Step+1 < len(st.Weights) {
-			return fmt.Sprintf("step %d/%d (%s)", st.Step+2, st.Steps, pct(st.Weights[st.Step+1]))
+			return fmt.Sprintf("step %d/%d (%s)", st.Step+2, st.Steps, providers.PercentText(st.Weights[st.Step+1]))
 		}
 		return "promotion"
 	}
@@ -292,57 +293,70 @@ func (m Model) metrics(w int) []string {
 	lines = append(lines, cohorts...)
 	lines = append(lines, s.dim.Render(row(hdr, nil)+"reason"))
 	for _, mr := range iv.Metrics {
-		unit, ciUnit := m.unit(mr.Name), m.unit(mr.Name)
-		if d := seqDecision(iv, mr.Name); d != nil {
-			// A sequential test compares shares of requests (%); its interval bounds their
-			// difference, in percentage points.
-			unit, ciUnit = cmpOr(d.Unit, "%"), "pp"
-		}
-		b := fmt.Sprintf("%s (%d)", fmtValue(float64(mr.BaselineMean), unit), mr.BaselineCount)
-		c := fmt.Sprintf("%s (%d)", fmtValue(float64(mr.CanaryMean), unit), mr.CanaryCount)
-		if iv.Sequential != nil { // shares: as few digits as they need, so that the count fits too
-			b = fmt.Sprintf("%s%s (%d)", fmtNum(float64(mr.BaselineMean)), unit, mr.BaselineCount)
-			c = fmt.Sprintf("%s%s (%d)", fmtNum(float64(mr.CanaryMean)), unit, mr.CanaryCount)
-		}
-		if mr.BaselineCount == 0 && mr.CanaryCount == 0 { // nothing measured yet: no numbers to show
-			b, c = "– (0)", "– (0)"
-		}
-		ci := "–"
-		if mr.CILower != nil && mr.CIUpper != nil && (mr.BaselineCount > 0 || mr.CanaryCount > 0) {
-			ci = fmt.Sprintf("[%s, %s]", fmtNum(float64(*mr.CILower)), fmtNum(float64(*mr.CIUpper))) + ciUnit
-		}
-		name := mr.Name
-		if mr.Critical || m.critical(mr.Name) {
-			name += "*"
-		}
-		plain := s.plain
-		var cells []string
-		var sty []lipgloss.Style
-		if wide {
-			cells = []string{name, b, c, fmtNum(float64(mr.Ratio)), mr.Classification, ci}
-			sty = []lipgloss.Style{plain, plain, plain, plain, s.class(mr.Classification), plain}
-		} else {
-			cells = []string{name, b, c, mr.Classification, ci}
-			sty = []lipgloss.Style{plain, plain, plain, s.class(mr.Classification), plain}
-		}
+		cells, sty := m.metricCells(iv, mr, wide)
 		head, reason := row(cells, sty), oneLine(mr.Reason)
-		// On a large screen the reason of a metric that did not pass is not cut at the edge: it breaks
-		// at a space and goes on over indented lines (at most reasonLines more).
 		if m.height >= tallHeight && wide && mr.Classification != "Pass" {
-			first, rest := splitAt(reason, max(w-lipgloss.Width(head), 8))
-			lines = append(lines, head+first)
-			if rest != "" {
-				more := strings.Split(ansi.Wrap(rest, max(w-4, 20), " "), "\n")
-				if len(more) > reasonLines {
-					more = append(more[:reasonLines-1], ansi.Truncate(strings.Join(more[reasonLines-1:], " "), max(w-4, 20), "…"))
-				}
-				for _, l := range more {
-					lines = append(lines, "    "+s.dim.Render(strings.TrimSpace(l)))
-				}
-			}
+			lines = append(lines, m.longReason(head, reason, w)...)
 			continue
 		}
 		lines = append(lines, head+reason)
+	}
+	return lines
+}
+
+// metricCells are the cells of a metric's row and their styles.
+func (m Model) metricCells(iv *rollout.Interval, mr rollout.MetricResult, wide bool) ([]string, []lipgloss.Style) {
+	s := m.st
+	unit, ciUnit := m.unit(mr.Name), m.unit(mr.Name)
+	if d := seqDecision(iv, mr.Name); d != nil {
+		// A sequential test compares shares of requests (%); its interval bounds their
+		// difference, in percentage points.
+		unit, ciUnit = cmp.Or(d.Unit, "%"), "pp"
+	}
+	b := fmt.Sprintf("%s (%d)", fmtValue(float64(mr.BaselineMean), unit), mr.BaselineCount)
+	c := fmt.Sprintf("%s (%d)", fmtValue(float64(mr.CanaryMean), unit), mr.CanaryCount)
+	if iv.Sequential != nil { // shares: as few digits as they need, so that the count fits too
+		b = fmt.Sprintf("%s%s (%d)", fmtNum(float64(mr.BaselineMean)), unit, mr.BaselineCount)
+		c = fmt.Sprintf("%s%s (%d)", fmtNum(float64(mr.CanaryMean)), unit, mr.CanaryCount)
+	}
+	if mr.BaselineCount == 0 && mr.CanaryCount == 0 { // nothing measured yet: no numbers to show
+		b, c = "– (0)", "– (0)"
+	}
+	ci := "–"
+	if mr.CILower != nil && mr.CIUpper != nil && (mr.BaselineCount > 0 || mr.CanaryCount > 0) {
+		ci = fmt.Sprintf("[%s, %s]", fmtNum(float64(*mr.CILower)), fmtNum(float64(*mr.CIUpper))) + ciUnit
+	}
+	name := mr.Name
+	if mr.Critical || m.critical(mr.Name) {
+		name += "*"
+	}
+	plain := s.plain
+	var cells []string
+	var sty []lipgloss.Style
+	if wide {
+		cells = []string{name, b, c, fmtNum(float64(mr.Ratio)), mr.Classification, ci}
+		sty = []lipgloss.Style{plain, plain, plain, plain, s.class(mr.Classification), plain}
+	} else {
+		cells = []string{name, b, c, mr.Classification, ci}
+		sty = []lipgloss.Style{plain, plain, plain, s.class(mr.Classification), plain}
+	}
+	return cells, sty
+}
+
+// longReason is a row whose reason is not cut at the edge on a large screen: it breaks at a space
+// and goes on over indented lines (at most reasonLines more).
+func (m Model) longReason(head, reason string, w int) []string {
+	s := m.st
+	first, rest := splitAt(reason, max(w-lipgloss.Width(head), 8))
+	lines := []string{head + first}
+	if rest != "" {
+		more := strings.Split(ansi.Wrap(rest, max(w-4, 20), " "), "\n")
+		if len(more) > reasonLines {
+			more = append(more[:reasonLines-1], ansi.Truncate(strings.Join(more[reasonLines-1:], " "), max(w-4, 20), "…"))
+		}
+		for _, l := range more {
+			lines = append(lines, "    "+s.dim.Render(strings.TrimSpace(l)))
+		}
 	}
 	return lines
 }
@@ -464,15 +478,6 @@ func (m Model) critical(name string) bool {
 		}
 	}
 	return false
-}
-
-// unit of a metric's values, from the spec: ms for latency, % for error rates.
-// seqDecision is the sequential test behind a metric row of a look, or nil (mode kayenta).
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func seqDecision(iv *rollout.Interval, name string) *sequential.Decision {
@@ -661,14 +666,6 @@ func FormatEvent(ev rollout.Event) string {
 		s += ": " + oneLine(ev.Reason)
 	}
 	return s
-}
-
-func pct(w float64) string {
-	bp, err := providers.PercentToBP(w)
-	if err != nil {
-		return fmt.Sprintf("%v%%", w)
-	}
-	return providers.Percent(bp)
 }
 
 func fmtScore(f float64) string {

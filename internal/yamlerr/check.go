@@ -39,6 +39,13 @@ type Hint func(path string) string
 
 var durationType = reflect.TypeFor[time.Duration]()
 
+// Shaper is implemented by a type whose YAML mapping has other fields than its Go struct (sections
+// registered at run time, decoded by its own UnmarshalYAML): Check walks the struct type YAMLShape
+// returns instead. YAMLShape is called on the type's zero value.
+type Shaper interface {
+	YAMLShape() reflect.Type
+}
+
 // Check walks the YAML document data against the fields of out's type (a pointer to a struct, read
 // through its `yaml` tags) and returns every problem at once: unknown fields with the closest known
 // name, values of the wrong kind (a number without a unit where a duration is due, text where a number
@@ -94,6 +101,9 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if sh, ok := reflect.Zero(t).Interface().(Shaper); ok {
+		t = sh.YAMLShape()
 	}
 	switch {
 	case t == durationType:

@@ -245,7 +245,7 @@ func TestE2E(t *testing.T) {
 // assemble builds the engine from the spec the way `canaryctl run` does for gateway.type kong.
 func assemble(t *testing.T, spec *rollout.Spec, raw []byte) (*rollout.Engine, *kong.LogReceiver) {
 	t.Helper()
-	opened, err := kong.Open(t.Context(), kong.OpenConfig{Spec: spec.Gateway.Kong, RolloutID: spec.Service,
+	opened, err := kong.Open(t.Context(), kong.OpenConfig{Spec: spec.Gateway.Section().(*kong.Spec), RolloutID: spec.Service,
 		WithLog: spec.Metrics.Type == "kong-log", Getenv: func(string) string { return "" }})
 	if err != nil {
 		t.Fatal(err)

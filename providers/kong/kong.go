@@ -26,7 +26,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +34,7 @@ import (
 	gokong "github.com/kong/go-kong/kong"
 
 	"github.com/canaryctl/canaryctl/providers"
+	"github.com/canaryctl/canaryctl/providers/kong/internal/schemaerr"
 )
 
 // Mode selects how traffic is split.
@@ -194,9 +194,7 @@ func (e *APIError) Error() string {
 		return fmt.Sprintf("Kong answered 403 to %s %s (%s): the admin token is wrong for this: it lacks permission; use a token whose RBAC role may write upstreams, targets, services and plugins", e.Method, e.Path, e.Msg)
 	}
 	if len(e.Fields) > 0 {
-		var parts []string
-		flattenFields("", e.Fields, &parts)
-		sort.Strings(parts)
+		parts := schemaerr.Parts(e.Fields)
 		name := e.Name
 		if name == "" {
 			name = "invalid request"
@@ -220,29 +218,6 @@ func (e *APIError) Unwrap() error {
 	return nil
 }
 
-func flattenFields(prefix string, v any, out *[]string) {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			p := k
-			if prefix != "" {
-				p = prefix + "." + k
-			}
-			flattenFields(p, e, out)
-		}
-	case []any:
-		for _, e := range x {
-			flattenFields(prefix, e, out)
-		}
-	default:
-		if prefix == "@entity" || strings.HasSuffix(prefix, ".@entity") {
-			*out = append(*out, fmt.Sprint(x))
-			return
-		}
-		*out = append(*out, fmt.Sprintf("%s: %v", prefix, x))
-	}
-}
-
 func isStatus(err error, status int) bool {
 	var ae *APIError
 	return errors.As(err, &ae) && ae.Status == status
@@ -264,6 +239,7 @@ type Router struct {
 	recorded bool     // orig came from the rollout's state (SetOriginal), not from this preflight
 	version  [2]int   // Kong's major.minor from GET / (0.0: unknown)
 	noHealth bool     // the node cannot show its balancer: propagation is a fixed wait
+	mode     router   // the mode's gateway operations (mode.go)
 	recall   recall   // what the rollout's state says it did (recall.go)
 }
 
@@ -273,100 +249,7 @@ func New(cfg Config) (*Router, error) {
 	if cfg.Mode == "" {
 		cfg.Mode = ModeTargets
 	}
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)})
-	}
-	u, err := url.Parse(cfg.AdminURL)
-	switch {
-	case cfg.AdminURL == "":
-		bad("adminURL", "required; e.g. http://127.0.0.1:8001")
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		bad("adminURL", "%q is not an http(s) URL; e.g. http://127.0.0.1:8001", cfg.AdminURL)
-	}
-	if !validMode(cfg.Mode) {
-		bad("mode", "unknown mode %q; use one of %s", cfg.Mode, modeList())
-	}
-	needService := cfg.Mode == ModeBlueGreen || cfg.Mode == ModeCanaryPlugin || cfg.LogEndpoint != ""
-	switch {
-	case cfg.Service == "" && cfg.Upstream == "":
-		bad("service", "required: the Kong Service to split (or gateway.kong.upstream)")
-	case cfg.Service != "" && cfg.Upstream != "":
-		bad("upstream", "set either service or upstream, not both (the service's host names its upstream)")
-	case cfg.Service == "" && needService && cfg.LogEndpoint != "" && cfg.Mode != ModeBlueGreen && cfg.Mode != ModeCanaryPlugin:
-		bad("service", "required for metrics.type kong-log: canaryctl adds its http-log plugin to the Service (or configure the plugin yourself and set gateway.kong.log.manual: true); name the Kong Service")
-	case cfg.Service == "" && needService:
-		bad("service", "required for mode %s; name the Kong Service", cfg.Mode)
-	}
-	if cfg.RolloutID == "" {
-		bad("rolloutID", "required: an id that tags what this rollout creates in Kong")
-	} else if strings.ContainsAny(cfg.RolloutID, ",/") {
-		bad("rolloutID", "%q must not contain ',' or '/' (Kong tag separators)", cfg.RolloutID)
-	}
-	if cfg.Token != "" && cfg.TokenFile != "" {
-		bad("tokenFile", "set either the token (CANARYCTL_KONG_TOKEN) or tokenFile, not both")
-	}
-	token := cfg.Token
-	if cfg.TokenFile != "" {
-		b, err := os.ReadFile(cfg.TokenFile)
-		if err != nil {
-			bad("tokenFile", "cannot read %q: %v", cfg.TokenFile, errors.Unwrap(err))
-		} else if token = strings.TrimSpace(string(b)); token == "" {
-			bad("tokenFile", "%q is empty; put the Kong-Admin-Token in it", cfg.TokenFile)
-		}
-	}
-	switch cfg.Mode {
-	case ModeHash:
-		switch cfg.HashOn {
-		case "consumer", "ip":
-		case "header":
-			if cfg.HashOnHeader == "" {
-				bad("hashOnHeader", "required when hashOn is header; e.g. X-User-ID")
-			}
-		case "cookie":
-			if cfg.HashOnCookie == "" {
-				bad("hashOnCookie", "required when hashOn is cookie; e.g. canary-cohort")
-			}
-		default:
-			bad("hashOn", "%q: use consumer, ip, header or cookie", cfg.HashOn)
-		}
-	case ModeBlueGreen:
-		if cfg.GreenUpstream == "" {
-			bad("greenUpstream", "required for mode bluegreen: the upstream that receives the canary's targets")
-		}
-	case ModeCanaryPlugin:
-		switch cfg.CanaryHash {
-		case "", "none", "consumer", "ip":
-		case "header":
-			if cfg.CanaryHashHeader == "" {
-				bad("canaryHashHeader", "required when canaryHash is header")
-			}
-		default:
-			bad("canaryHash", "%q: use none, consumer, ip or header", cfg.CanaryHash)
-		}
-	}
-	if cfg.LogEndpoint != "" {
-		if u, err := url.Parse(cfg.LogEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("log.endpoint", "%q is not an http(s) URL that Kong can reach; e.g. http://10.0.0.5:9900/", cfg.LogEndpoint)
-		}
-	}
-	if cfg.LogEndpoint != "" && cfg.Mode == ModeDBLess {
-		bad("log.manual", "DB-less Kong cannot add plugins through the Admin API; add an http-log plugin posting to the receiver to your declarative config and set gateway.kong.log.manual: true")
-	}
-	if cfg.ClusterWait < 0 {
-		bad("clusterWait", "%s is negative; use e.g. 5s (Kong's db_update_frequency) for a cluster, or leave it out for one node", cfg.ClusterWait)
-	}
-	if p := max(cfg.Propagation, 0); p == 0 && cfg.Propagation == 0 {
-		p = DefaultPropagation
-		if p+cfg.ClusterWait >= maxWait {
-			bad("clusterWait", "propagation (default %s) + clusterWait %s must stay below %s, the engine's time for one gateway call; lower clusterWait or set propagation", DefaultPropagation, cfg.ClusterWait, maxWait)
-		}
-	} else if p+cfg.ClusterWait >= maxWait {
-		bad("propagation", "%s + clusterWait %s must stay below %s, the engine's time for one gateway call", p, cfg.ClusterWait, maxWait)
-	}
-	if cfg.Timeout < 0 {
-		bad("timeout", "%s is negative; use e.g. 10s", cfg.Timeout)
-	}
+	token, errs := validate(cfg)
 	hc := cfg.HTTPClient
 	if hc == nil && len(errs) == 0 {
 		tc, err := tlsConfig(cfg.TLS)
@@ -381,6 +264,104 @@ func New(cfg Config) (*Router, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	return build(cfg, token, hc)
+}
+
+// validate reports every problem of cfg, a *ConfigError each, in the order of the fields, and
+// returns the admin token (read from TokenFile when set).
+func validate(cfg Config) (token string, errs []error) {
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	u, err := url.Parse(cfg.AdminURL)
+	switch {
+	case cfg.AdminURL == "":
+		bad("adminURL", "required; e.g. http://127.0.0.1:8001")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		bad("adminURL", "%q is not an http(s) URL; e.g. http://127.0.0.1:8001", cfg.AdminURL)
+	}
+	mt, known := modeTypes[cfg.Mode]
+	if !known {
+		bad("mode", "unknown mode %q; use one of %s", cfg.Mode, modeList())
+	}
+	validateService(cfg, mt, bad)
+	if cfg.RolloutID == "" {
+		bad("rolloutID", "required: an id that tags what this rollout creates in Kong")
+	} else if strings.ContainsAny(cfg.RolloutID, ",/") {
+		bad("rolloutID", "%q must not contain ',' or '/' (Kong tag separators)", cfg.RolloutID)
+	}
+	token = readToken(cfg, bad)
+	if mt.validate != nil {
+		mt.validate(cfg, bad)
+	}
+	if cfg.LogEndpoint != "" {
+		if u, err := url.Parse(cfg.LogEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("log.endpoint", "%q is not an http(s) URL that Kong can reach; e.g. http://10.0.0.5:9900/", cfg.LogEndpoint)
+		}
+		if mt.declarative {
+			bad("log.manual", "DB-less Kong cannot add plugins through the Admin API; add an http-log plugin posting to the receiver to your declarative config and set gateway.kong.log.manual: true")
+		}
+	}
+	validateWaits(cfg, bad)
+	return token, errs
+}
+
+// validateService checks service and upstream: one of them, the service for the modes that change
+// it and for an http-log plugin canaryctl adds.
+func validateService(cfg Config, mt modeType, bad badFunc) {
+	switch {
+	case cfg.Service == "" && cfg.Upstream == "":
+		bad("service", "required: the Kong Service to split (or gateway.kong.upstream)")
+	case cfg.Service != "" && cfg.Upstream != "":
+		bad("upstream", "set either service or upstream, not both (the service's host names its upstream)")
+	case cfg.Service == "" && mt.needsService:
+		bad("service", "required for mode %s; name the Kong Service", cfg.Mode)
+	case cfg.Service == "" && cfg.LogEndpoint != "":
+		bad("service", "required for metrics.type kong-log: canaryctl adds its http-log plugin to the Service (or configure the plugin yourself and set gateway.kong.log.manual: true); name the Kong Service")
+	}
+}
+
+// readToken returns the token of cfg: Token, or the content of TokenFile.
+func readToken(cfg Config, bad badFunc) string {
+	if cfg.Token != "" && cfg.TokenFile != "" {
+		bad("tokenFile", "set either the token (CANARYCTL_KONG_TOKEN) or tokenFile, not both")
+	}
+	if cfg.TokenFile == "" {
+		return cfg.Token
+	}
+	b, err := os.ReadFile(cfg.TokenFile)
+	if err != nil {
+		bad("tokenFile", "cannot read %q: %v", cfg.TokenFile, errors.Unwrap(err))
+		return cfg.Token
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		bad("tokenFile", "%q is empty; put the Kong-Admin-Token in it", cfg.TokenFile)
+	}
+	return token
+}
+
+// validateWaits checks the waits: propagation plus clusterWait within one engine call, no negative
+// timeout.
+func validateWaits(cfg Config, bad badFunc) {
+	if cfg.ClusterWait < 0 {
+		bad("clusterWait", "%s is negative; use e.g. 5s (Kong's db_update_frequency) for a cluster, or leave it out for one node", cfg.ClusterWait)
+	}
+	if p := max(cfg.Propagation, 0); p == 0 && cfg.Propagation == 0 {
+		p = DefaultPropagation
+		if p+cfg.ClusterWait >= maxWait {
+			bad("clusterWait", "propagation (default %s) + clusterWait %s must stay below %s, the engine's time for one gateway call; lower clusterWait or set propagation", DefaultPropagation, cfg.ClusterWait, maxWait)
+		}
+	} else if p+cfg.ClusterWait >= maxWait {
+		bad("propagation", "%s + clusterWait %s must stay below %s, the engine's time for one gateway call", p, cfg.ClusterWait, maxWait)
+	}
+	if cfg.Timeout < 0 {
+		bad("timeout", "%s is negative; use e.g. 10s", cfg.Timeout)
+	}
+}
+
+// build constructs the Router of a valid cfg: the defaults, the Admin API client and the mode's router.
+func build(cfg Config, token string, hc *http.Client) (*Router, error) {
 	if cfg.Propagation == 0 {
 		cfg.Propagation = DefaultPropagation
 	}
@@ -407,17 +388,9 @@ func New(cfg Config) (*Router, error) {
 	}
 	client.SetWorkspace(cfg.Workspace)
 	r := &Router{cfg: cfg, client: client, log: logger.With("gateway", "kong"), token: token, retries: retries}
+	r.mode = modeTypes[cfg.Mode].router(r)
 	client.SetDoer(r.do)
 	return r, nil
-}
-
-func validMode(m Mode) bool {
-	for _, x := range Modes {
-		if x == m {
-			return true
-		}
-	}
-	return false
 }
 
 func modeList() string {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/canaryctl/canaryctl/providers/kong/internal/schemaerr"
 )
 
 // logHeaders is the http-log plugin's config.headers carrying the receiver's secret. Kong 3.x
@@ -56,9 +58,7 @@ func headersRejected(err error) bool {
 	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
 		return false
 	}
-	var parts []string
-	flattenFields("", ae.Fields, &parts)
-	for _, p := range parts {
+	for _, p := range schemaerr.Parts(ae.Fields) {
 		if strings.HasPrefix(p, "config.headers") {
 			return true
 		}

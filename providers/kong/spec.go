@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/canaryctl/canaryctl/providers"
 )
 
 // DefaultTokenEnv is the environment variable the admin token is read from by default.
@@ -50,13 +52,8 @@ type Spec struct {
 	Log *LogSpec `yaml:"log,omitempty" json:"log,omitempty"`
 }
 
-// TLSSpec is Spec's TLS section.
-type TLSSpec struct {
-	CAFile             string `yaml:"caFile,omitempty" json:"caFile,omitempty"`
-	CertFile           string `yaml:"certFile,omitempty" json:"certFile,omitempty"`
-	KeyFile            string `yaml:"keyFile,omitempty" json:"keyFile,omitempty"`
-	InsecureSkipVerify bool   `yaml:"insecureSkipVerify,omitempty" json:"insecureSkipVerify,omitempty"`
-}
+// TLSSpec is Spec's TLS section: the Admin API's CA, a client certificate.
+type TLSSpec = providers.TLSSpec
 
 // LogSpec configures the http-log receiver.
 type LogSpec struct {

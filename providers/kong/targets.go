@@ -114,6 +114,60 @@ func (r *Router) ws() string {
 	return r.cfg.Workspace
 }
 
+// findService reads the Kong Service into st.
+func (r *Router) findService(ctx context.Context, st *state) error {
+	svc, err := r.client.Services.Get(ctx, ptr(r.cfg.Service))
+	if err != nil {
+		if errors.Is(err, providers.ErrNotFound) {
+			return fmt.Errorf("kong: find service %q: %w: no such Kong Service in workspace %q at %s; check gateway.kong.service (GET /services/%s answered 404)",
+				r.cfg.Service, providers.ErrNotFound, r.ws(), r.cfg.AdminURL, r.cfg.Service)
+		}
+		return fmt.Errorf("kong: find service %q: %w", r.cfg.Service, err)
+	}
+	st.serviceID = deref(svc.ID)
+	st.serviceHost = deref(svc.Host)
+	if svc.Port != nil {
+		st.servicePort = *svc.Port
+	}
+	st.servicePath = deref(svc.Path)
+	return nil
+}
+
+// findUpstream reads the upstream the rollout splits.
+func (r *Router) findUpstream(ctx context.Context, name string) (*gokong.Upstream, error) {
+	up, err := r.client.Upstreams.Get(ctx, ptr(name))
+	if err == nil {
+		return up, nil
+	}
+	if errors.Is(err, providers.ErrNotFound) {
+		if r.cfg.Service != "" {
+			return nil, fmt.Errorf("kong: find upstream of service %q: %w: the service sends traffic to host %q, which is not a Kong Upstream; create an upstream named %q with the current instances as targets (canaryctl splits traffic between upstream targets), or use mode canary-plugin",
+				r.cfg.Service, providers.ErrNotFound, name, name)
+		}
+		return nil, fmt.Errorf("kong: find upstream %q: %w: no such Kong Upstream in workspace %q; check gateway.kong.upstream", name, providers.ErrNotFound, r.ws())
+	}
+	return nil, fmt.Errorf("kong: find upstream %q: %w", name, err)
+}
+
+// adoptTargets takes the upstream's targets of this rollout into st (a resumed rollout) and
+// returns the others with weight 0; a target of another rollout is an error.
+func (r *Router) adoptTargets(st *state, ts []target) (idle []string, err error) {
+	for _, t := range ts {
+		if other := r.foreignRollout(t); other != "" {
+			return nil, fmt.Errorf("kong: upstream %q has target %s of another canaryctl rollout (%s); finish or roll back that rollout first, or delete its targets", st.upstream, t.Addr, other)
+		}
+		if c, ok := r.cohortOf(t); ok {
+			// resuming this rollout: adopt what it created
+			st.cohorts[c] = append(st.cohorts[c], t.Addr)
+			continue
+		}
+		if t.Weight == 0 {
+			idle = append(idle, t.Addr)
+		}
+	}
+	return idle, nil
+}
+
 func (r *Router) resolveLocked(ctx context.Context) error {
 	if r.resolved {
 		return nil
@@ -124,23 +178,12 @@ func (r *Router) resolveLocked(ctx context.Context) error {
 	st := state{cohorts: map[providers.Cohort][]string{}}
 	upName := r.cfg.Upstream
 	if r.cfg.Service != "" {
-		svc, err := r.client.Services.Get(ctx, ptr(r.cfg.Service))
-		if err != nil {
-			if errors.Is(err, providers.ErrNotFound) {
-				return fmt.Errorf("kong: find service %q: %w: no such Kong Service in workspace %q at %s; check gateway.kong.service (GET /services/%s answered 404)",
-					r.cfg.Service, providers.ErrNotFound, r.ws(), r.cfg.AdminURL, r.cfg.Service)
-			}
-			return fmt.Errorf("kong: find service %q: %w", r.cfg.Service, err)
+		if err := r.findService(ctx, &st); err != nil {
+			return err
 		}
-		st.serviceID = deref(svc.ID)
-		st.serviceHost = deref(svc.Host)
-		if svc.Port != nil {
-			st.servicePort = *svc.Port
-		}
-		st.servicePath = deref(svc.Path)
 		upName = st.serviceHost
 	}
-	if r.cfg.Mode == ModeCanaryPlugin {
+	if modeTypes[r.cfg.Mode].stableByRollout { // no upstream: the Service's host is the stable cohort
 		if !r.recorded {
 			r.orig = Original{Mode: r.cfg.Mode, ServiceHost: st.serviceHost, ServicePort: st.servicePort, ServicePath: st.servicePath}
 		}
@@ -148,16 +191,9 @@ func (r *Router) resolveLocked(ctx context.Context) error {
 		r.applyOriginalLocked()
 		return nil
 	}
-	up, err := r.client.Upstreams.Get(ctx, ptr(upName))
+	up, err := r.findUpstream(ctx, upName)
 	if err != nil {
-		if errors.Is(err, providers.ErrNotFound) {
-			if r.cfg.Service != "" {
-				return fmt.Errorf("kong: find upstream of service %q: %w: the service sends traffic to host %q, which is not a Kong Upstream; create an upstream named %q with the current instances as targets (canaryctl splits traffic between upstream targets), or use mode canary-plugin",
-					r.cfg.Service, providers.ErrNotFound, upName, upName)
-			}
-			return fmt.Errorf("kong: find upstream %q: %w: no such Kong Upstream in workspace %q; check gateway.kong.upstream", upName, providers.ErrNotFound, r.ws())
-		}
-		return fmt.Errorf("kong: find upstream %q: %w", upName, err)
+		return err
 	}
 	st.upstreamID, st.upstream = deref(up.ID), deref(up.Name)
 	st.hashOrig = map[string]any{
@@ -170,20 +206,10 @@ func (r *Router) resolveLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kong: list targets of upstream %q: %w", st.upstream, err)
 	}
-	var idle []string // targets of others with weight 0
 	ours := func(t target) bool { _, ok := r.cohortOf(t); return ok }
-	for _, t := range ts {
-		if other := r.foreignRollout(t); other != "" {
-			return fmt.Errorf("kong: upstream %q has target %s of another canaryctl rollout (%s); finish or roll back that rollout first, or delete its targets", st.upstream, t.Addr, other)
-		}
-		if c, ok := r.cohortOf(t); ok {
-			// resuming this rollout: adopt what it created
-			st.cohorts[c] = append(st.cohorts[c], t.Addr)
-			continue
-		}
-		if t.Weight == 0 {
-			idle = append(idle, t.Addr)
-		}
+	idle, err := r.adoptTargets(&st, ts)
+	if err != nil {
+		return err
 	}
 	r.st = st
 	if !r.recorded {
@@ -326,21 +352,12 @@ func (r *Router) SetUpstreams(ctx context.Context, c providers.Cohort, addrs []s
 	if err := r.resolveLocked(ctx); err != nil {
 		return err
 	}
-	var err error
-	switch r.cfg.Mode {
-	case ModeBlueGreen:
-		err = r.bgSetUpstreams(ctx, c, norm)
-	case ModeCanaryPlugin:
-		err = r.cpSetUpstreams(ctx, c, norm)
-	default:
-		err = r.tSetUpstreams(ctx, c, norm)
-	}
-	if err != nil {
+	if err := r.mode.setUpstreams(ctx, c, norm); err != nil {
 		return err
 	}
 	// Stable's targets are learnt from the upstream when it is resolved; in canary-plugin mode the
 	// Service may point at a plain host, so stable is what the rollout says it is.
-	if r.cfg.Log != nil && (c != providers.Stable || r.cfg.Mode == ModeCanaryPlugin) {
+	if r.cfg.Log != nil && (c != providers.Stable || modeTypes[r.cfg.Mode].stableByRollout) {
 		if err := r.cfg.Log.SetCohort(c, norm); err != nil {
 			return fmt.Errorf("kong: register %s targets with the kong-log receiver: %w", c, err)
 		}
@@ -356,16 +373,56 @@ func (r *Router) SetUpstreams(ctx context.Context, c providers.Cohort, addrs []s
 func (r *Router) tSetUpstreams(ctx context.Context, c providers.Cohort, addrs []string) error {
 	st := &r.st
 	if c == providers.Stable {
-		for _, a := range addrs {
-			if !slices.ContainsFunc(st.stable, func(s stableTarget) bool { return s.addr == a }) {
-				return fmt.Errorf("kong: stable address %s is not a target with weight > 0 of upstream %q (stable targets: %s); fix deploy.stable or the upstream", a, st.upstream, stableList(st.stable))
-			}
-		}
-		return nil
+		return r.checkStable(addrs)
 	}
 	if len(addrs) == 0 {
 		return fmt.Errorf("kong: set %s upstreams: no address given", c)
 	}
+	if err := r.checkOwnAddrs(c, addrs); err != nil {
+		return err
+	}
+	if r.cfg.Mode == ModeHash && !st.hashSet {
+		if err := r.setHash(ctx); err != nil {
+			return err
+		}
+	}
+	ts, err := r.listTargets(ctx, st.upstreamID)
+	if err != nil {
+		return fmt.Errorf("kong: list targets of upstream %q: %w", st.upstream, err)
+	}
+	changes, err := r.targetChanges(c, addrs, ts)
+	if err != nil {
+		return err
+	}
+	if err := r.apply(ctx, changes); err != nil {
+		return fmt.Errorf("kong: add %s targets %s to upstream %q: %w", c, strings.Join(addrs, ", "), st.upstream, err)
+	}
+	st.cohorts[c] = addrs
+	ts, err = r.listTargets(ctx, st.upstreamID)
+	if err != nil {
+		return fmt.Errorf("kong: read back targets of upstream %q: %w", st.upstream, err)
+	}
+	if err := r.checkAdded(c, addrs, changes, ts); err != nil {
+		return err
+	}
+	r.log.Info("kong targets added", "cohort", c, "upstream", st.upstream, "targets", addrs)
+	return nil
+}
+
+// checkStable: stable's addresses must be targets of the upstream already.
+func (r *Router) checkStable(addrs []string) error {
+	st := &r.st
+	for _, a := range addrs {
+		if !slices.ContainsFunc(st.stable, func(s stableTarget) bool { return s.addr == a }) {
+			return fmt.Errorf("kong: stable address %s is not a target with weight > 0 of upstream %q (stable targets: %s); fix deploy.stable or the upstream", a, st.upstream, stableList(st.stable))
+		}
+	}
+	return nil
+}
+
+// checkOwnAddrs: a cohort's addresses are neither stable's nor the other cohort's.
+func (r *Router) checkOwnAddrs(c providers.Cohort, addrs []string) error {
+	st := &r.st
 	other := providers.Canary
 	if c == providers.Canary {
 		other = providers.Baseline
@@ -378,15 +435,13 @@ func (r *Router) tSetUpstreams(ctx context.Context, c providers.Cohort, addrs []
 			return fmt.Errorf("kong: %s address %s is already the %s's; canary and baseline need different instances", c, a, other)
 		}
 	}
-	if r.cfg.Mode == ModeHash && !st.hashSet {
-		if err := r.setHash(ctx); err != nil {
-			return err
-		}
-	}
-	ts, err := r.listTargets(ctx, st.upstreamID)
-	if err != nil {
-		return fmt.Errorf("kong: list targets of upstream %q: %w", st.upstream, err)
-	}
+	return nil
+}
+
+// targetChanges are the targets to create (weight 0) and delete so that the cohort's targets are
+// addrs; an address another cohort or another rollout holds is an error.
+func (r *Router) targetChanges(c providers.Cohort, addrs []string, ts []target) ([]change, error) {
+	st := &r.st
 	var changes []change
 	have := map[string]target{}
 	for _, t := range ts {
@@ -399,7 +454,7 @@ func (r *Router) tSetUpstreams(ctx context.Context, c providers.Cohort, addrs []
 			changes = append(changes, change{op: opCreate, addr: a, weight: 0, tags: r.tags(c)})
 		case slices.Contains(t.Tags, r.rolloutTag()):
 			if tc, _ := r.cohortOf(t); tc != c {
-				return fmt.Errorf("kong: %s address %s is tagged cohort:%s by this rollout; canary and baseline need different instances", c, a, tc)
+				return nil, fmt.Errorf("kong: %s address %s is tagged cohort:%s by this rollout; canary and baseline need different instances", c, a, tc)
 			}
 			// Registered by an earlier run of this rollout: it keeps its weight (the step's split
 			// is set again next); zeroing it would take the share of a 50/50 step to nothing.
@@ -407,7 +462,7 @@ func (r *Router) tSetUpstreams(ctx context.Context, c providers.Cohort, addrs []
 			// Not there before the rollout (the recorded original says so) and untagged: the
 			// canary target a promotion of this rollout untagged before it was interrupted.
 		default:
-			return fmt.Errorf("kong: %s address %s is already a target of upstream %q that this rollout did not create (tags %v); give the %s its own address or delete that target", c, a, st.upstream, t.Tags, c)
+			return nil, fmt.Errorf("kong: %s address %s is already a target of upstream %q that this rollout did not create (tags %v); give the %s its own address or delete that target", c, a, st.upstream, t.Tags, c)
 		}
 	}
 	for _, old := range st.cohorts[c] {
@@ -417,14 +472,12 @@ func (r *Router) tSetUpstreams(ctx context.Context, c providers.Cohort, addrs []
 			}
 		}
 	}
-	if err := r.apply(ctx, changes); err != nil {
-		return fmt.Errorf("kong: add %s targets %s to upstream %q: %w", c, strings.Join(addrs, ", "), st.upstream, err)
-	}
-	st.cohorts[c] = addrs
-	ts, err = r.listTargets(ctx, st.upstreamID)
-	if err != nil {
-		return fmt.Errorf("kong: read back targets of upstream %q: %w", st.upstream, err)
-	}
+	return changes, nil
+}
+
+// checkAdded reads the created targets back: there, with weight 0.
+func (r *Router) checkAdded(c providers.Cohort, addrs []string, changes []change, ts []target) error {
+	st := &r.st
 	for _, ch := range changes {
 		if ch.op == opCreate && !slices.ContainsFunc(ts, func(t target) bool { return t.Addr == ch.addr && t.Weight == 0 }) {
 			return fmt.Errorf("kong: read back targets of upstream %q: %s target %s is missing or has a weight other than 0", st.upstream, c, ch.addr)
@@ -435,7 +488,6 @@ func (r *Router) tSetUpstreams(ctx context.Context, c providers.Cohort, addrs []
 			return fmt.Errorf("kong: read back targets of upstream %q: %s target %s is missing", st.upstream, c, a)
 		}
 	}
-	r.log.Info("kong targets added", "cohort", c, "upstream", st.upstream, "targets", addrs)
 	return nil
 }
 
@@ -497,21 +549,7 @@ func (r *Router) SetSplit(ctx context.Context, s providers.Split) error {
 	if err := r.resolveLocked(ctx); err != nil {
 		return err
 	}
-	var err error
-	switch r.cfg.Mode {
-	case ModeBlueGreen:
-		err = r.bgSetSplit(ctx, s)
-	case ModeCanaryPlugin:
-		err = r.cpSetSplit(ctx, s)
-	default:
-		if err = r.tSetSplit(ctx, s); err == nil {
-			return r.settle(ctx, r.st.upstreamID, "set split "+s.String(), true)
-		}
-	}
-	if err != nil {
-		return err
-	}
-	return r.wait(ctx, "set split "+s.String())
+	return r.mode.setSplit(ctx, s)
 }
 
 func (r *Router) tSetSplit(ctx context.Context, s providers.Split) error {
@@ -622,12 +660,11 @@ func (r *Router) Split(ctx context.Context) (providers.Split, error) {
 	if err := r.resolveLocked(ctx); err != nil {
 		return providers.Split{}, err
 	}
-	switch r.cfg.Mode {
-	case ModeBlueGreen:
-		return r.bgSplit(ctx)
-	case ModeCanaryPlugin:
-		return r.cpSplit(ctx)
-	}
+	return r.mode.split(ctx)
+}
+
+// tSplit derives the split from the weights of the upstream's targets.
+func (r *Router) tSplit(ctx context.Context) (providers.Split, error) {
 	ts, err := r.listTargets(ctx, r.st.upstreamID)
 	if err != nil {
 		return providers.Split{}, fmt.Errorf("kong: read targets of upstream %q: %w", r.st.upstream, err)
@@ -654,25 +691,18 @@ func roundBP(w, total int) int { return (w*providers.BasisPoints*2 + total) / (2
 // canary and baseline targets are deleted (hash mode: the upstream's hashing is restored; the
 // http-log plugin canaryctl added is removed).
 func (r *Router) Rollback(ctx context.Context) error {
-	return r.finish(ctx, r.bgRollback, r.cpRollback, r.tRollback, "kong rollback done: all traffic on stable")
+	return r.finish(ctx, router.rollback, "kong rollback done: all traffic on stable")
 }
 
-// finish runs the mode's last act of a rollout (rollback or promotion: bluegreen, canary-plugin or
-// the upstream-targets default), then removes the http-log plugin canaryctl added.
-func (r *Router) finish(ctx context.Context, bg, cp, targets func(context.Context) error, done string) error {
+// finish runs the mode's last act of a rollout (rollback or promotion), then removes the http-log
+// plugin canaryctl added.
+func (r *Router) finish(ctx context.Context, act func(router, context.Context) error, done string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.resolveLocked(ctx); err != nil {
 		return err
 	}
-	act := targets
-	switch r.cfg.Mode {
-	case ModeBlueGreen:
-		act = bg
-	case ModeCanaryPlugin:
-		act = cp
-	}
-	if err := act(ctx); err != nil {
+	if err := act(r.mode, ctx); err != nil {
 		return err
 	}
 	if err := r.disableLogLocked(ctx); err != nil {
@@ -759,7 +789,7 @@ func (r *Router) tRollback(ctx context.Context) error {
 // baseline and the old stable targets and untags the canary's, which become the new stable. The
 // canary's weight is raised before any other is lowered, so the upstream never has zero capacity.
 func (r *Router) Promote(ctx context.Context) error {
-	return r.finish(ctx, r.bgPromote, r.cpPromote, r.tPromote, "kong promotion done: the canary is the new stable")
+	return r.finish(ctx, router.promote, "kong promotion done: the canary is the new stable")
 }
 
 func (r *Router) tPromote(ctx context.Context) error {
@@ -863,63 +893,89 @@ func splitWeights(s providers.Split, stableOrig []int, nb, nc int) weights {
 		base[i] = w / g
 		W += base[i]
 	}
-	C, B, S := s.Canary, s.Baseline, s.Stable()
-	limit := W * max(nb, 1) * max(nc, 1)
+	shares := cohortShares{base: base, W: W, C: s.Canary, B: s.Baseline, S: s.Stable(), nb: nb, nc: nc}
+	if w, ok := shares.exact(); ok {
+		return w
+	}
+	return shares.closest()
+}
+
+// cohortShares is a split to give as target weights: stable's base ratios (summing to W), the
+// basis points of canary (C), baseline (B) and stable (S), and the canary and baseline targets.
+type cohortShares struct {
+	base       []int
+	W, C, B, S int
+	nb, nc     int
+}
+
+// exact returns the smallest exact weights, if they fit in 65535.
+func (c cohortShares) exact() (weights, bool) {
+	limit := c.W * max(c.nb, 1) * max(c.nc, 1)
 	for k := 1; k <= limit && k <= 1<<20; k++ {
-		if nc > 0 && C*k%nc != 0 || nc == 0 && C > 0 || nb > 0 && B*k%nb != 0 || nb == 0 && B > 0 {
+		if !c.divides(k) {
 			continue
 		}
-		ok := true
-		for _, b := range base {
-			if S*k*b%W != 0 {
-				ok = false
-				break
-			}
-		}
-		if !ok {
-			continue
-		}
-		w := weights{stable: make([]int, len(base)), exact: true}
-		all := 0
-		for i, b := range base {
-			w.stable[i] = S * k * b / W
-			all = gcd(all, w.stable[i])
-		}
-		if nc > 0 {
-			w.canary = C * k / nc
-			all = gcd(all, w.canary)
-		}
-		if nb > 0 {
-			w.baseline = B * k / nb
-			all = gcd(all, w.baseline)
-		}
-		if all > 1 {
-			for i := range w.stable {
-				w.stable[i] /= all
-			}
-			w.canary /= all
-			w.baseline /= all
-		}
+		w := c.scaled(k)
 		fits := w.canary <= maxWeight && w.baseline <= maxWeight
 		for _, x := range w.stable {
 			fits = fits && x <= maxWeight
 		}
-		if fits {
-			return w
+		return w, fits // larger k only gives larger weights
+	}
+	return weights{}, false
+}
+
+// divides reports whether k times every share is a whole weight per target.
+func (c cohortShares) divides(k int) bool {
+	if c.nc > 0 && c.C*k%c.nc != 0 || c.nc == 0 && c.C > 0 || c.nb > 0 && c.B*k%c.nb != 0 || c.nb == 0 && c.B > 0 {
+		return false
+	}
+	for _, b := range c.base {
+		if c.S*k*b%c.W != 0 {
+			return false
 		}
-		break // larger k only gives larger weights
 	}
-	// closest: per-target ideal shares of a total of 60000
+	return true
+}
+
+// scaled is the weights of k times the shares, divided by their greatest common divisor.
+func (c cohortShares) scaled(k int) weights {
+	w := weights{stable: make([]int, len(c.base)), exact: true}
+	all := 0
+	for i, b := range c.base {
+		w.stable[i] = c.S * k * b / c.W
+		all = gcd(all, w.stable[i])
+	}
+	if c.nc > 0 {
+		w.canary = c.C * k / c.nc
+		all = gcd(all, w.canary)
+	}
+	if c.nb > 0 {
+		w.baseline = c.B * k / c.nb
+		all = gcd(all, w.baseline)
+	}
+	if all > 1 {
+		for i := range w.stable {
+			w.stable[i] /= all
+		}
+		w.canary /= all
+		w.baseline /= all
+	}
+	return w
+}
+
+// closest: per-target ideal shares of a total of 60000, rounded.
+func (c cohortShares) closest() weights {
 	const total = 60000
-	ideal := make([]float64, 0, len(base)+2)
-	for _, b := range base {
-		ideal = append(ideal, float64(S)/providers.BasisPoints*total*float64(b)/float64(W))
+	ideal := make([]float64, 0, len(c.base)+2)
+	for _, b := range c.base {
+		ideal = append(ideal, float64(c.S)/providers.BasisPoints*total*float64(b)/float64(c.W))
 	}
-	if nc > 0 {
-		ideal = append(ideal, float64(C)/providers.BasisPoints*total/float64(nc))
+	if c.nc > 0 {
+		ideal = append(ideal, float64(c.C)/providers.BasisPoints*total/float64(c.nc))
 	}
-	if nb > 0 {
-		ideal = append(ideal, float64(B)/providers.BasisPoints*total/float64(nb))
+	if c.nb > 0 {
+		ideal = append(ideal, float64(c.B)/providers.BasisPoints*total/float64(c.nb))
 	}
 	round := make([]int, len(ideal))
 	for i, x := range ideal {
@@ -927,17 +983,15 @@ func splitWeights(s providers.Split, stableOrig []int, nb, nc int) weights {
 		if x > 0 && round[i] == 0 {
 			round[i] = 1
 		}
-		if round[i] > maxWeight {
-			round[i] = maxWeight
-		}
+		round[i] = min(round[i], maxWeight)
 	}
-	w := weights{stable: round[:len(base)]}
-	i := len(base)
-	if nc > 0 {
+	w := weights{stable: round[:len(c.base)]}
+	i := len(c.base)
+	if c.nc > 0 {
 		w.canary = round[i]
 		i++
 	}
-	if nb > 0 {
+	if c.nb > 0 {
 		w.baseline = round[i]
 	}
 	return w

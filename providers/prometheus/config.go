@@ -1,6 +1,7 @@
 package prometheus
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -122,78 +123,82 @@ func configErrorf(field, format string, args ...any) error {
 
 // withDefaults validates cfg and fills in the defaults.
 func (cfg Config) withDefaults() (Config, error) {
-	if cfg.URL == "" {
-		return cfg, configErrorf("url", "is required, e.g. http://127.0.0.1:9090")
+	if err := cfg.checkAccess(); err != nil {
+		return cfg, err
 	}
+	cfg = cfg.defaulted()
+	return cfg, cfg.checkLabels()
+}
+
+// checkAccess checks how the server is reached: its URL, the credentials, the client certificate
+// and the durations; the first problem, in this order.
+func (cfg Config) checkAccess() error {
 	u, err := url.Parse(cfg.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return cfg, configErrorf("url", "%q must be an http:// or https:// address, e.g. http://127.0.0.1:9090", cfg.URL)
+	ba := cfg.BasicAuth
+	bearer := cfg.BearerToken != "" || cfg.BearerTokenFile != ""
+	rules := []struct {
+		bad        bool
+		field, msg string
+	}{
+		{cfg.URL == "", "url", "is required, e.g. http://127.0.0.1:9090"},
+		{err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "", "url",
+			fmt.Sprintf("%q must be an http:// or https:// address, e.g. http://127.0.0.1:9090", cfg.URL)},
+		{cfg.BearerToken != "" && cfg.BearerTokenFile != "", "bearerTokenFile", "set either a bearer token or a token file, not both"},
+		{ba.User != "" && bearer, "basicAuth", "set either basic auth or a bearer token, not both"},
+		{ba.Password != "" && ba.PasswordFile != "", "basicAuth.passwordFile", "set either a password or a password file, not both"},
+		{(ba.Password != "" || ba.PasswordFile != "") && ba.User == "", "basicAuth.user", "is required when a password is set"},
+		{(cfg.TLS.CertFile == "") != (cfg.TLS.KeyFile == ""), "tls.keyFile", "a client certificate needs both certFile and keyFile"},
+		{cfg.Timeout < 0 || cfg.Backoff < 0 || cfg.MinWindow < 0, "timeout", "durations must not be negative"},
 	}
-	if cfg.BearerToken != "" && cfg.BearerTokenFile != "" {
-		return cfg, configErrorf("bearerTokenFile", "set either a bearer token or a token file, not both")
-	}
-	if cfg.BasicAuth.User != "" && (cfg.BearerToken != "" || cfg.BearerTokenFile != "") {
-		return cfg, configErrorf("basicAuth", "set either basic auth or a bearer token, not both")
-	}
-	if cfg.BasicAuth.Password != "" && cfg.BasicAuth.PasswordFile != "" {
-		return cfg, configErrorf("basicAuth.passwordFile", "set either a password or a password file, not both")
-	}
-	if (cfg.BasicAuth.Password != "" || cfg.BasicAuth.PasswordFile != "") && cfg.BasicAuth.User == "" {
-		return cfg, configErrorf("basicAuth.user", "is required when a password is set")
-	}
-	if (cfg.TLS.CertFile == "") != (cfg.TLS.KeyFile == "") {
-		return cfg, configErrorf("tls.keyFile", "a client certificate needs both certFile and keyFile")
-	}
-	if cfg.Timeout < 0 || cfg.Backoff < 0 || cfg.MinWindow < 0 {
-		return cfg, configErrorf("timeout", "durations must not be negative")
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.Retries == 0 {
-		cfg.Retries = DefaultRetries
-	} else if cfg.Retries < 0 {
-		cfg.Retries = 0
-	}
-	if cfg.Backoff == 0 {
-		cfg.Backoff = DefaultBackoff
-	}
-	if cfg.MinWindow == 0 {
-		cfg.MinWindow = DefaultMinWindow
-	}
-	if cfg.CohortLabel == "" {
-		cfg.CohortLabel = DefaultCohortLabel
-	}
-	if !validLabelName(cfg.CohortLabel) {
-		return cfg, configErrorf("cohortLabel", "%q is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)", cfg.CohortLabel)
-	}
-	if cfg.ServiceLabel == "" {
-		cfg.ServiceLabel = "service"
-	}
-	if !validLabelName(cfg.ServiceLabel) {
-		return cfg, configErrorf("serviceLabel", "%q is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)", cfg.ServiceLabel)
-	}
-	if strings.ContainsAny(cfg.Service, "\"\\{}\n") {
-		return cfg, configErrorf("service", "%q must not contain quotes, backslashes, braces or newlines", cfg.Service)
-	}
-	for c := range cfg.CohortValues {
-		if !c.Valid() {
-			return cfg, configErrorf("cohortValues", "unknown cohort %q (valid: stable, baseline, canary)", c)
+	for _, r := range rules {
+		if r.bad {
+			return configErrorf(r.field, "%s", r.msg)
 		}
 	}
-	if cfg.Control == "" {
-		cfg.Control = providers.Baseline
+	return nil
+}
+
+// defaulted fills the fields left out.
+func (cfg Config) defaulted() Config {
+	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
+	switch {
+	case cfg.Retries == 0:
+		cfg.Retries = DefaultRetries
+	case cfg.Retries < 0:
+		cfg.Retries = 0
 	}
-	if cfg.Control != providers.Baseline && cfg.Control != providers.Stable {
-		return cfg, configErrorf("control", "%q: the control is baseline or stable", cfg.Control)
-	}
-	if cfg.QuerySet == "" {
-		cfg.QuerySet = "builtin"
-	}
+	cfg.Backoff = cmp.Or(cfg.Backoff, DefaultBackoff)
+	cfg.MinWindow = cmp.Or(cfg.MinWindow, DefaultMinWindow)
+	cfg.CohortLabel = cmp.Or(cfg.CohortLabel, DefaultCohortLabel)
+	cfg.ServiceLabel = cmp.Or(cfg.ServiceLabel, "service")
+	cfg.Control = cmp.Or(cfg.Control, providers.Baseline)
+	cfg.QuerySet = cmp.Or(cfg.QuerySet, "builtin")
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return cfg, nil
+	return cfg
+}
+
+// checkLabels checks what the queries are built from: the label names, the service, the cohorts'
+// label values and the control.
+func (cfg Config) checkLabels() error {
+	for _, l := range []struct{ field, name string }{{"cohortLabel", cfg.CohortLabel}, {"serviceLabel", cfg.ServiceLabel}} {
+		if !validLabelName(l.name) {
+			return configErrorf(l.field, "%q is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)", l.name)
+		}
+	}
+	if strings.ContainsAny(cfg.Service, "\"\\{}\n") {
+		return configErrorf("service", "%q must not contain quotes, backslashes, braces or newlines", cfg.Service)
+	}
+	for c := range cfg.CohortValues {
+		if !c.Valid() {
+			return configErrorf("cohortValues", "unknown cohort %q (valid: stable, baseline, canary)", c)
+		}
+	}
+	if cfg.Control != providers.Baseline && cfg.Control != providers.Stable {
+		return configErrorf("control", "%q: the control is baseline or stable", cfg.Control)
+	}
+	return nil
 }
 
 func validLabelName(s string) bool {

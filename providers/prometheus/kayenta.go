@@ -31,6 +31,72 @@ type KayentaScope struct {
 // resource type.
 const DefaultKayentaScopeLabel = "instance"
 
+// kayentaTemplate is the query's template: inline, or named from templates ("" without one).
+func kayentaTemplate(q KayentaQuery, templates map[string]string) (string, error) {
+	switch {
+	case q.CustomInlineTemplate != "":
+		return q.CustomInlineTemplate, nil
+	case q.CustomFilterTemplate != "":
+		if len(templates) == 0 {
+			return "", fmt.Errorf("custom filter template %q is referenced, but the config defines no templates", q.CustomFilterTemplate)
+		}
+		t, ok := templates[q.CustomFilterTemplate]
+		if !ok {
+			return "", fmt.Errorf("custom filter template %q is not in templates (have: %s)", q.CustomFilterTemplate, strings.Join(sortedKeys(templates), ", "))
+		}
+		return t, nil
+	}
+	return "", nil
+}
+
+// templateVars are the variables a template sees: the scope's, the query's resourceType over the
+// scope's, and every extended scope parameter.
+func templateVars(q KayentaQuery, s KayentaScope, project string) map[string]string {
+	vars := map[string]string{}
+	for k, v := range map[string]string{"project": project, "resourceType": s.ExtendedScopeParams["resourceType"], "scope": s.Scope, "location": s.Location} {
+		if v != "" {
+			vars[k] = v
+		}
+	}
+	if q.ResourceType != "" {
+		vars["resourceType"] = q.ResourceType
+	}
+	for k, v := range s.ExtendedScopeParams {
+		vars[k] = v
+	}
+	return vars
+}
+
+// resourceFilters are the label filters of a resource type without a custom filter.
+func resourceFilters(resourceType string, s KayentaScope, project, scopeLabel string) ([]string, error) {
+	var filters []string
+	switch resourceType {
+	case "gce_instance":
+		if s.Location == "" {
+			return nil, errors.New("location (i.e. region) is required when resourceType is gce_instance")
+		}
+		if s.Scope != "" {
+			filters = append(filters, scopeLabel+`=~"`+s.Scope+`-.{4}"`)
+		}
+		zone := ".+/"
+		if project != "" {
+			zone += "projects/" + project + "/"
+		}
+		return append(filters, `zone=~"`+zone+"zones/"+s.Location+`-.{1}"`), nil
+	case "aws_ec2_instance":
+		if s.Location == "" {
+			return nil, errors.New("location (i.e. region) is required when resourceType is aws_ec2_instance")
+		}
+		if s.Scope != "" {
+			filters = append(filters, `asg_groupName="`+s.Scope+`"`)
+		}
+		return append(filters, `zone=~"`+s.Location+`.{1}"`), nil
+	case "":
+		return nil, errors.New("either a resourceType or a custom filter (customInlineTemplate or customFilterTemplate) is required")
+	}
+	return nil, fmt.Errorf("resourceType %q is not supported (valid: gce_instance, aws_ec2_instance); build the filter with labelBindings and a custom filter template instead", resourceType)
+}
+
 // BuildKayentaQuery returns the PromQL that Kayenta's Prometheus metrics service
 // (PrometheusMetricsService.buildQuery) runs for query q in scope s:
 //
@@ -63,37 +129,13 @@ func BuildKayentaQuery(q KayentaQuery, templates map[string]string, s KayentaSco
 		resourceType = s.ExtendedScopeParams["resourceType"]
 	}
 
-	var tmpl string
-	switch {
-	case q.CustomInlineTemplate != "":
-		tmpl = q.CustomInlineTemplate
-	case q.CustomFilterTemplate != "":
-		if len(templates) == 0 {
-			return "", fmt.Errorf("custom filter template %q is referenced, but the config defines no templates", q.CustomFilterTemplate)
-		}
-		t, ok := templates[q.CustomFilterTemplate]
-		if !ok {
-			return "", fmt.Errorf("custom filter template %q is not in templates (have: %s)", q.CustomFilterTemplate, strings.Join(sortedKeys(templates), ", "))
-		}
-		tmpl = t
+	tmpl, err := kayentaTemplate(q, templates)
+	if err != nil {
+		return "", err
 	}
-
 	var filter string
 	if tmpl != "" {
-		vars := map[string]string{}
-		for k, v := range map[string]string{"project": project, "resourceType": s.ExtendedScopeParams["resourceType"], "scope": s.Scope, "location": s.Location} {
-			if v != "" {
-				vars[k] = v
-			}
-		}
-		if q.ResourceType != "" {
-			vars["resourceType"] = q.ResourceType
-		}
-		for k, v := range s.ExtendedScopeParams {
-			vars[k] = v
-		}
-		var err error
-		if filter, err = expandKayentaTemplate(strings.ReplaceAll(tmpl, `$\{`, "${"), vars); err != nil {
+		if filter, err = expandKayentaTemplate(strings.ReplaceAll(tmpl, `$\{`, "${"), templateVars(q, s, project)); err != nil {
 			return "", err
 		}
 		if rest, ok := strings.CutPrefix(filter, "PromQL:"); ok {
@@ -110,32 +152,11 @@ func BuildKayentaQuery(q KayentaQuery, templates map[string]string, s KayentaSco
 		filters = append(filters, q.LabelBindings...)
 	} else {
 		filters = append(filters, q.LabelBindings...)
-		switch resourceType {
-		case "gce_instance":
-			if s.Location == "" {
-				return "", errors.New("location (i.e. region) is required when resourceType is gce_instance")
-			}
-			if s.Scope != "" {
-				filters = append(filters, scopeLabel+`=~"`+s.Scope+`-.{4}"`)
-			}
-			zone := ".+/"
-			if project != "" {
-				zone += "projects/" + project + "/"
-			}
-			filters = append(filters, `zone=~"`+zone+"zones/"+s.Location+`-.{1}"`)
-		case "aws_ec2_instance":
-			if s.Location == "" {
-				return "", errors.New("location (i.e. region) is required when resourceType is aws_ec2_instance")
-			}
-			if s.Scope != "" {
-				filters = append(filters, `asg_groupName="`+s.Scope+`"`)
-			}
-			filters = append(filters, `zone=~"`+s.Location+`.{1}"`)
-		case "":
-			return "", errors.New("either a resourceType or a custom filter (customInlineTemplate or customFilterTemplate) is required")
-		default:
-			return "", fmt.Errorf("resourceType %q is not supported (valid: gce_instance, aws_ec2_instance); build the filter with labelBindings and a custom filter template instead", resourceType)
+		rf, err := resourceFilters(resourceType, s, project, scopeLabel)
+		if err != nil {
+			return "", err
 		}
+		filters = append(filters, rf...)
 	}
 	var b strings.Builder
 	b.WriteString("avg(")

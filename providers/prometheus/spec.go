@@ -38,13 +38,10 @@ type BasicAuthSpec struct {
 	PasswordFile string `yaml:"passwordFile,omitempty" json:"passwordFile,omitempty"`
 }
 
-// TLSSpec is Spec's TLS section.
+// TLSSpec is Spec's TLS section: the provider's TLS files and the server name to check.
 type TLSSpec struct {
-	CAFile             string `yaml:"caFile,omitempty" json:"caFile,omitempty"`
-	CertFile           string `yaml:"certFile,omitempty" json:"certFile,omitempty"`
-	KeyFile            string `yaml:"keyFile,omitempty" json:"keyFile,omitempty"`
-	ServerName         string `yaml:"serverName,omitempty" json:"serverName,omitempty"`
-	InsecureSkipVerify bool   `yaml:"insecureSkipVerify,omitempty" json:"insecureSkipVerify,omitempty"`
+	providers.TLSSpec `yaml:",inline"`
+	ServerName        string `yaml:"serverName,omitempty" json:"serverName,omitempty"`
 }
 
 // specFields maps Config field names in ConfigErrors to the spec's names.

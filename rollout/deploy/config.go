@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -157,134 +158,162 @@ func (c *Config) Validate() error {
 func (t *Target) Validate(path string) error { return t.validate(path) }
 
 func (t *Target) validate(p string) error {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, &ConfigError{Field: p + "." + field, Msg: fmt.Sprintf(format, args...)})
+	c := &targetCheck{t: t, p: p}
+	check, ok := typeChecks[t.Type]
+	switch {
+	case t.Type == "":
+		c.bad("type", "required; use one of %s", typeList())
+		return errors.Join(c.errs...)
+	case !ok:
+		c.bad("type", "unknown type %q; use one of %s", t.Type, typeList())
+		return errors.Join(c.errs...)
 	}
-	notFor := func(field string, set bool) {
-		if set {
-			bad(field, "not used by type %s; remove it", t.Type)
+	check(c)
+	for _, f := range targetFields {
+		if f.set(t) && !slices.Contains(f.usedBy, t.Type) {
+			c.bad(f.name, "not used by type %s; remove it", t.Type)
 		}
-	}
-	checkTemplate := func(field, text string) {
-		if err := checkTemplate(text, t); err != nil {
-			bad(field, "%v; templates see .Cohort .Service .Version .Image .Port .Instance .Executable .Vars.NAME", err)
-		}
-	}
-	switch t.Type {
-	case Static:
-		if len(t.Addresses) == 0 {
-			bad("addresses", "required for type static; e.g. [\"http://10.0.0.7:8080\"]")
-		}
-		for i, a := range t.Addresses {
-			if err := checkURL(a); err != nil {
-				bad(fmt.Sprintf("addresses[%d]", i), "%v", err)
-			}
-		}
-		notFor("command", t.Command != "")
-		notFor("teardown", t.Teardown != "")
-		notFor("args", len(t.Args) > 0)
-		notFor("env", len(t.Env) > 0)
-		notFor("dir", t.Dir != "")
-		notFor("port", t.Port != 0)
-		notFor("instances", t.Instances != 0)
-		notFor("listenFD", t.ListenFD)
-		notFor("status", t.Status != "")
-		notFor("statusInterval", t.StatusInterval != 0)
-	case Exec:
-		if strings.TrimSpace(t.Command) == "" {
-			bad("command", "required for type exec; e.g. \"kubectl apply -f deploy/{{.Cohort}}.yaml\"")
-		} else {
-			checkTemplate("command", t.Command)
-		}
-		if strings.TrimSpace(t.Teardown) == "" {
-			bad("teardown", "required for type exec; e.g. \"kubectl delete --ignore-not-found -f deploy/{{.Cohort}}.yaml\"")
-		} else {
-			checkTemplate("teardown", t.Teardown)
-		}
-		if len(t.Addresses) == 0 {
-			bad("addresses", "required for type exec; e.g. [\"http://{{.Service}}-{{.Cohort}}.default.svc:8080\"]")
-		}
-		for i, a := range t.Addresses {
-			f := fmt.Sprintf("addresses[%d]", i)
-			checkTemplate(f, a)
-			if s, err := render(a, sampleVars(t)); err == nil {
-				if err := checkURL(s); err != nil {
-					bad(f, "%v", err)
-				}
-			}
-		}
-		for k, v := range t.Env {
-			checkTemplate("env."+k, v)
-		}
-		if t.Port < 0 || t.Port > 65535 {
-			bad("port", "%d is not a port; use 1..65535, or leave it out for a free loopback port", t.Port)
-		}
-		notFor("args", len(t.Args) > 0)
-		notFor("instances", t.Instances != 0)
-		notFor("listenFD", t.ListenFD)
-		if t.Status != "" {
-			checkTemplate("status", t.Status)
-		}
-		if t.StatusInterval < 0 {
-			bad("statusInterval", "%s is negative; use a duration such as 10s", t.StatusInterval)
-		}
-	case Process:
-		if strings.TrimSpace(t.Command) == "" {
-			bad("command", "required for type process; e.g. \"./bin/myservice\" or \"{{.Executable}}\"")
-		} else {
-			checkTemplate("command", t.Command)
-		}
-		for i, a := range t.Args {
-			checkTemplate(fmt.Sprintf("args[%d]", i), a)
-		}
-		for k, v := range t.Env {
-			checkTemplate("env."+k, v)
-		}
-		if t.Instances < 0 || t.Instances > MaxInstances {
-			bad("instances", "%d is out of range; use 1..%d (default 1)", t.Instances, MaxInstances)
-		}
-		notFor("addresses", len(t.Addresses) > 0)
-		notFor("teardown", t.Teardown != "")
-		notFor("port", t.Port != 0)
-		notFor("status", t.Status != "")
-		notFor("statusInterval", t.StatusInterval != 0)
-	case "":
-		bad("type", "required; use one of %s", typeList())
-		return errors.Join(errs...)
-	default:
-		bad("type", "unknown type %q; use one of %s", t.Type, typeList())
-		return errors.Join(errs...)
 	}
 	for k := range t.Env {
 		if k == "" || strings.ContainsAny(k, "= \t\n") {
-			bad("env", "%q is not an environment variable name; use letters, digits and _", k)
+			c.bad("env", "%q is not an environment variable name; use letters, digits and _", k)
 		}
 	}
 	if t.Timeout < 0 {
-		bad("timeout", "%s is negative; use a duration such as 2m", t.Timeout)
+		c.bad("timeout", "%s is negative; use a duration such as 2m", t.Timeout)
 	}
 	if t.GracePeriod < 0 {
-		bad("gracePeriod", "%s is negative; use a duration such as 5s", t.GracePeriod)
+		c.bad("gracePeriod", "%s is negative; use a duration such as 5s", t.GracePeriod)
 	}
-	if pr := t.Readiness; pr != nil {
-		if pr.Path != "" && !strings.HasPrefix(pr.Path, "/") {
-			bad("readiness.path", "%q must start with /; e.g. /healthz", pr.Path)
+	if t.Readiness != nil {
+		c.readiness(*t.Readiness)
+	}
+	return errors.Join(c.errs...)
+}
+
+// targetCheck collects the problems of one target (p is its field path).
+type targetCheck struct {
+	t    *Target
+	p    string
+	errs []error
+}
+
+func (c *targetCheck) bad(field, format string, args ...any) {
+	c.errs = append(c.errs, &ConfigError{Field: c.p + "." + field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// template checks a field holding a template.
+func (c *targetCheck) template(field, text string) {
+	if err := checkTemplate(text, c.t); err != nil {
+		c.bad(field, "%v; templates see .Cohort .Service .Version .Image .Port .Instance .Executable .Vars.NAME", err)
+	}
+}
+
+// required reports a field left blank with an example, or checks its template.
+func (c *targetCheck) required(field, text, example string) {
+	if strings.TrimSpace(text) == "" {
+		c.bad(field, "required for type %s; e.g. %s", c.t.Type, example)
+		return
+	}
+	c.template(field, text)
+}
+
+// typeChecks check the fields each type uses.
+var typeChecks = map[Type]func(c *targetCheck){
+	Static: func(c *targetCheck) {
+		if len(c.t.Addresses) == 0 {
+			c.bad("addresses", "required for type static; e.g. [\"http://10.0.0.7:8080\"]")
 		}
-		if pr.Status != 0 && (pr.Status < 100 || pr.Status > 599) {
-			bad("readiness.status", "%d is not an HTTP status; use 100..599 (default 200)", pr.Status)
+		for i, a := range c.t.Addresses {
+			if err := checkURL(a); err != nil {
+				c.bad(fmt.Sprintf("addresses[%d]", i), "%v", err)
+			}
 		}
-		if pr.Interval < 0 {
-			bad("readiness.interval", "%s is negative; use a duration such as 1s", pr.Interval)
+	},
+	Exec: func(c *targetCheck) {
+		t := c.t
+		c.required("command", t.Command, "\"kubectl apply -f deploy/{{.Cohort}}.yaml\"")
+		c.required("teardown", t.Teardown, "\"kubectl delete --ignore-not-found -f deploy/{{.Cohort}}.yaml\"")
+		if len(t.Addresses) == 0 {
+			c.bad("addresses", "required for type exec; e.g. [\"http://{{.Service}}-{{.Cohort}}.default.svc:8080\"]")
 		}
-		if pr.Timeout < 0 {
-			bad("readiness.timeout", "%s is negative; use a duration such as 1s", pr.Timeout)
+		for i, a := range t.Addresses {
+			f := fmt.Sprintf("addresses[%d]", i)
+			c.template(f, a)
+			if s, err := render(a, sampleVars(t)); err == nil {
+				if err := checkURL(s); err != nil {
+					c.bad(f, "%v", err)
+				}
+			}
 		}
-		if pr.FailureThreshold < 0 {
-			bad("readiness.failureThreshold", "%d is negative; use 1 or more (default 3)", pr.FailureThreshold)
+		c.envTemplates()
+		if t.Port < 0 || t.Port > 65535 {
+			c.bad("port", "%d is not a port; use 1..65535, or leave it out for a free loopback port", t.Port)
+		}
+		if t.Status != "" {
+			c.template("status", t.Status)
+		}
+		if t.StatusInterval < 0 {
+			c.bad("statusInterval", "%s is negative; use a duration such as 10s", t.StatusInterval)
+		}
+	},
+	Process: func(c *targetCheck) {
+		t := c.t
+		c.required("command", t.Command, "\"./bin/myservice\" or \"{{.Executable}}\"")
+		for i, a := range t.Args {
+			c.template(fmt.Sprintf("args[%d]", i), a)
+		}
+		c.envTemplates()
+		if t.Instances < 0 || t.Instances > MaxInstances {
+			c.bad("instances", "%d is out of range; use 1..%d (default 1)", t.Instances, MaxInstances)
+		}
+	},
+}
+
+func (c *targetCheck) envTemplates() {
+	for k, v := range c.t.Env {
+		c.template("env."+k, v)
+	}
+}
+
+// targetFields are the fields not every type uses, in the order their problems are reported.
+var targetFields = []struct {
+	name   string
+	set    func(t *Target) bool
+	usedBy []Type
+}{
+	{"addresses", func(t *Target) bool { return len(t.Addresses) > 0 }, []Type{Static, Exec}},
+	{"command", func(t *Target) bool { return t.Command != "" }, []Type{Exec, Process}},
+	{"teardown", func(t *Target) bool { return t.Teardown != "" }, []Type{Exec}},
+	{"args", func(t *Target) bool { return len(t.Args) > 0 }, []Type{Process}},
+	{"env", func(t *Target) bool { return len(t.Env) > 0 }, []Type{Exec, Process}},
+	{"dir", func(t *Target) bool { return t.Dir != "" }, []Type{Exec, Process}},
+	{"port", func(t *Target) bool { return t.Port != 0 }, []Type{Exec}},
+	{"instances", func(t *Target) bool { return t.Instances != 0 }, []Type{Process}},
+	{"listenFD", func(t *Target) bool { return t.ListenFD }, []Type{Process}},
+	{"status", func(t *Target) bool { return t.Status != "" }, []Type{Exec}},
+	{"statusInterval", func(t *Target) bool { return t.StatusInterval != 0 }, []Type{Exec}},
+}
+
+// readiness checks the readiness probe.
+func (c *targetCheck) readiness(pr Probe) {
+	if pr.Path != "" && !strings.HasPrefix(pr.Path, "/") {
+		c.bad("readiness.path", "%q must start with /; e.g. /healthz", pr.Path)
+	}
+	if pr.Status != 0 && (pr.Status < 100 || pr.Status > 599) {
+		c.bad("readiness.status", "%d is not an HTTP status; use 100..599 (default 200)", pr.Status)
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"readiness.interval", pr.Interval}, {"readiness.timeout", pr.Timeout}} {
+		if d.v < 0 {
+			c.bad(d.field, "%s is negative; use a duration such as 1s", d.v)
 		}
 	}
-	return errors.Join(errs...)
+	if pr.FailureThreshold < 0 {
+		c.bad("readiness.failureThreshold", "%d is negative; use 1 or more (default 3)", pr.FailureThreshold)
+	}
 }
 
 func typeList() string {

@@ -78,12 +78,10 @@ func (u *unit) startWatch(addrs []string, procs []*proc) {
 	if every <= 0 {
 		every = DefaultStatusInterval
 	}
-	port := u.port
+	w := &watcher{u: u, addrs: addrs, procs: procs, pr: pr, threshold: threshold, every: every, port: u.port,
+		probe: probe, status: status, fails: map[string]int{}, nextStatus: time.Now().Add(every)}
 	go func() {
 		defer close(done)
-		fails := map[string]int{}
-		statusFails := 0
-		nextStatus := time.Now().Add(every)
 		tick := time.NewTicker(min(pr.Interval, every))
 		defer tick.Stop()
 		for {
@@ -92,45 +90,84 @@ func (u *unit) startWatch(addrs []string, procs []*proc) {
 				return
 			case <-tick.C:
 			}
-			for _, p := range procs {
-				if p.done == nil && !p.stopping.Load() && !p.same() {
-					u.setDead(fmt.Errorf("%w: %w: process %d (started by an earlier run) is gone", ErrNotAlive, ErrExited, p.pid))
-					return
-				}
-			}
-			if probe {
-				for _, a := range addrs {
-					err := u.probeOnce(ctx, a, pr)
-					if ctx.Err() != nil {
-						return
-					}
-					if err == nil {
-						fails[a] = 0
-						continue
-					}
-					if fails[a]++; fails[a] >= threshold {
-						u.setDead(fmt.Errorf("%w: readiness probe failed %d times in a row: %v", ErrNotAlive, fails[a], err))
-						return
-					}
-				}
-			}
-			if status && !time.Now().Before(nextStatus) {
-				nextStatus = time.Now().Add(every)
-				sctx, scancel := context.WithTimeout(ctx, u.timeout())
-				err := u.runShell(sctx, "status", u.target.Status, u.vars(port, 0))
-				scancel()
-				if ctx.Err() != nil {
-					return
-				}
-				if err == nil {
-					statusFails = 0
-				} else if statusFails++; statusFails >= threshold {
-					u.setDead(fmt.Errorf("%w: status command failed %d times in a row: %v", ErrNotAlive, statusFails, err))
-					return
-				}
+			if w.procsGone() || w.probeFailed(ctx) || w.statusFailed(ctx) {
+				return
 			}
 		}
 	}()
+}
+
+// watcher is the state of a unit's watch between ticks.
+type watcher struct {
+	u             *unit
+	addrs         []string
+	procs         []*proc
+	pr            Probe
+	threshold     int
+	every         time.Duration
+	port          int
+	probe, status bool
+	fails         map[string]int
+	statusFails   int
+	nextStatus    time.Time
+}
+
+// procsGone marks the unit dead when a process an earlier run started is gone (or ctx ended).
+func (w *watcher) procsGone() bool {
+	for _, p := range w.procs {
+		if p.done == nil && !p.stopping.Load() && !p.same() {
+			w.u.setDead(fmt.Errorf("%w: %w: process %d (started by an earlier run) is gone", ErrNotAlive, ErrExited, p.pid))
+			return true
+		}
+	}
+	return false
+}
+
+// probeFailed probes every address; threshold failures in a row mark the unit dead. It reports
+// whether the watch ends.
+func (w *watcher) probeFailed(ctx context.Context) bool {
+	if !w.probe {
+		return false
+	}
+	for _, a := range w.addrs {
+		err := w.u.probeOnce(ctx, a, w.pr)
+		if ctx.Err() != nil {
+			return true
+		}
+		if err == nil {
+			w.fails[a] = 0
+			continue
+		}
+		if w.fails[a]++; w.fails[a] >= w.threshold {
+			w.u.setDead(fmt.Errorf("%w: readiness probe failed %d times in a row: %v", ErrNotAlive, w.fails[a], err))
+			return true
+		}
+	}
+	return false
+}
+
+// statusFailed runs the status command when due; threshold failures in a row mark the unit dead.
+// It reports whether the watch ends.
+func (w *watcher) statusFailed(ctx context.Context) bool {
+	if !w.status || time.Now().Before(w.nextStatus) {
+		return false
+	}
+	w.nextStatus = time.Now().Add(w.every)
+	sctx, scancel := context.WithTimeout(ctx, w.u.timeout())
+	err := w.u.runShell(sctx, "status", w.u.target.Status, w.u.vars(w.port, 0))
+	scancel()
+	if ctx.Err() != nil {
+		return true
+	}
+	if err == nil {
+		w.statusFails = 0
+		return false
+	}
+	if w.statusFails++; w.statusFails >= w.threshold {
+		w.u.setDead(fmt.Errorf("%w: status command failed %d times in a row: %v", ErrNotAlive, w.statusFails, err))
+		return true
+	}
+	return false
 }
 
 // endWatch stops the watcher, if one runs, and waits for it.

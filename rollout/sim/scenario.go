@@ -17,6 +17,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/canaryctl/canaryctl/internal/yamlerr"
+	// The specs a policy writes name gateway.type kong and metrics.type kong-log: their types
+	// register themselves with the spec when the package is linked in (providers registry).
+	_ "github.com/canaryctl/canaryctl/providers/kong"
 	"github.com/canaryctl/canaryctl/rollout"
 	"github.com/canaryctl/canaryctl/rollout/sim/traffic"
 )

@@ -154,46 +154,67 @@ func exportConfig(st *store) map[string]any {
 	return out
 }
 
+// importEntity creates an entity of a declarative config (i: its index in its section); a
+// problem goes into errPath under i, and nil is returned.
+func (s *Server) importEntity(st *store, kind string, i int, e, fks, errPath map[string]any) map[string]any {
+	body := map[string]any{}
+	for k, v := range e {
+		if k == "targets" || k == "routes" || k == "plugins" && kind == "services" {
+			continue
+		}
+		body[k] = v
+	}
+	for _, fk := range []string{"service", "route"} {
+		if name, ok := body[fk].(string); ok {
+			body[fk] = map[string]any{"name": name}
+		}
+	}
+	a := s.create(st, kind, body, fks)
+	if a.status != http.StatusCreated {
+		b := a.body.(map[string]any)
+		if f, ok := b["fields"]; ok {
+			errPath[strconv.Itoa(i)] = f
+		} else {
+			errPath[strconv.Itoa(i)] = b["message"]
+		}
+		return nil
+	}
+	return a.body.(map[string]any)
+}
+
+// docSection is the entities of one section of a declarative config.
+func docSection(doc map[string]any, kind string) []map[string]any {
+	a, _ := doc[kind].([]any)
+	var out []map[string]any
+	for _, e := range a {
+		if m, ok := e.(map[string]any); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// upstreamKey is how a top-level target names its upstream: its id or name, or a record
+// {"id": ...} / {"name": ...}.
+func upstreamKey(ref any) string {
+	if m, ok := ref.(map[string]any); ok {
+		if m["id"] == nil {
+			return fmt.Sprint(m["name"])
+		}
+		return fmt.Sprint(m["id"])
+	}
+	return fmt.Sprint(ref)
+}
+
 // importConfig validates a declarative configuration into a new store. Errors are keyed like
 // Kong's flattened declarative errors: {"upstreams": {"1": {"targets": {"0": {...}}}}}.
 func (s *Server) importConfig(doc map[string]any) (*store, map[string]any) {
 	st := newStore()
 	errs := map[string]any{}
 	add := func(kind string, i int, e map[string]any, fks map[string]any, errPath map[string]any) map[string]any {
-		body := map[string]any{}
-		for k, v := range e {
-			if k == "targets" || k == "routes" || k == "plugins" && kind == "services" {
-				continue
-			}
-			body[k] = v
-		}
-		for _, fk := range []string{"service", "route"} {
-			if name, ok := body[fk].(string); ok {
-				body[fk] = map[string]any{"name": name}
-			}
-		}
-		a := s.create(st, kind, body, fks)
-		if a.status != http.StatusCreated {
-			b := a.body.(map[string]any)
-			if f, ok := b["fields"]; ok {
-				errPath[strconv.Itoa(i)] = f
-			} else {
-				errPath[strconv.Itoa(i)] = b["message"]
-			}
-			return nil
-		}
-		return a.body.(map[string]any)
+		return s.importEntity(st, kind, i, e, fks, errPath)
 	}
-	section := func(kind string) []map[string]any {
-		a, _ := doc[kind].([]any)
-		var out []map[string]any
-		for _, e := range a {
-			if m, ok := e.(map[string]any); ok {
-				out = append(out, m)
-			}
-		}
-		return out
-	}
+	section := func(kind string) []map[string]any { return docSection(doc, kind) }
 	if _, ok := doc["_format_version"]; !ok {
 		errs["_format_version"] = "required field missing"
 	}
@@ -221,14 +242,7 @@ func (s *Server) importConfig(doc map[string]any) (*store, map[string]any) {
 	// top-level targets name their upstream: its id or name, or a record {"id": ...} / {"name": ...}
 	tErr := map[string]any{}
 	for i, t := range section("targets") {
-		key := fmt.Sprint(t["upstream"])
-		if m, ok := t["upstream"].(map[string]any); ok {
-			key = fmt.Sprint(m["id"])
-			if m["id"] == nil {
-				key = fmt.Sprint(m["name"])
-			}
-		}
-		u := st.find("upstreams", key)
+		u := st.find("upstreams", upstreamKey(t["upstream"]))
 		if u == nil {
 			tErr[strconv.Itoa(i)] = map[string]any{"upstream": "required field missing"}
 			continue

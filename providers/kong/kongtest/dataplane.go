@@ -16,6 +16,54 @@ import (
 	"time"
 )
 
+// canaryUpstream is where the Enterprise canary plugin (developer.konghq.com/plugins/canary) of the
+// service sends the request, if it chooses it: upstream_host/upstream_port/upstream_uri instead of
+// the service's.
+func canaryUpstream(st *store, svc map[string]any, r *http.Request, host string, port int, path string) (string, int, string) {
+	for _, p := range st.children("plugins", "service", svc["id"].(string)) {
+		if p["name"] != "canary" || p["enabled"] != true {
+			continue
+		}
+		c := p["config"].(map[string]any)
+		if canaryChosen(c, r) {
+			if h, ok := c["upstream_host"].(string); ok {
+				host = h
+			}
+			if pt, ok := c["upstream_port"].(int64); ok {
+				port = int(pt)
+			}
+			if u, ok := c["upstream_uri"].(string); ok {
+				path = u
+			}
+		}
+	}
+	return host, port, path
+}
+
+// logQueuesLocked are the queues of the enabled http-log plugins that log the service's requests.
+func (s *Server) logQueuesLocked(st *store, svc map[string]any) []*logQueue {
+	var logs []*logQueue
+	for _, p := range st.list["plugins"] {
+		if p["name"] != "http-log" || p["enabled"] != true {
+			continue
+		}
+		if ref, ok := p["service"].(map[string]any); ok && ref["id"] != svc["id"] {
+			continue
+		}
+		logs = append(logs, s.queueLocked(p))
+	}
+	return logs
+}
+
+// logTries are the balancer's tries as a log entry lists them.
+func logTries(tries []map[string]any) []Try {
+	lt := make([]Try, len(tries))
+	for i, t := range tries {
+		lt[i] = Try{IP: t["ip"].(string), Port: t["port"].(int), Start: time.UnixMilli(t["balancer_start"].(int64)), Failed: t["state"] == "failed"}
+	}
+	return lt
+}
+
 // serveProxy is the data plane: route -> service -> (canary plugin) -> upstream target, then the
 // log phase (http-log).
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
@@ -37,40 +85,13 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	if route["strip_path"] == true {
 		uri = stripPrefix(route, uri)
 	}
-	// Enterprise canary plugin (developer.konghq.com/plugins/canary): a share of requests goes to
-	// upstream_host/upstream_port/upstream_uri instead of the service.
-	for _, p := range st.children("plugins", "service", svc["id"].(string)) {
-		if p["name"] != "canary" || p["enabled"] != true {
-			continue
-		}
-		c := p["config"].(map[string]any)
-		if canaryChosen(c, r) {
-			if h, ok := c["upstream_host"].(string); ok {
-				host = h
-			}
-			if pt, ok := c["upstream_port"].(int64); ok {
-				port = int(pt)
-			}
-			if u, ok := c["upstream_uri"].(string); ok {
-				path = u
-			}
-		}
-	}
+	host, port, path = canaryUpstream(st, svc, r, host, port, path)
 	upstreamURI := joinPath(path, uri)
 	if r.URL.RawQuery != "" {
 		upstreamURI += "?" + r.URL.RawQuery
 	}
 	retries := int(svc["retries"].(int64))
-	var logs []*logQueue
-	for _, p := range st.list["plugins"] {
-		if p["name"] != "http-log" || p["enabled"] != true {
-			continue
-		}
-		if ref, ok := p["service"].(map[string]any); ok && ref["id"] != svc["id"] {
-			continue
-		}
-		logs = append(logs, s.queueLocked(p))
-	}
+	logs := s.logQueuesLocked(st, svc)
 	up := st.find("upstreams", host)
 	svcCopy, routeCopy := cloneValue(svc), cloneValue(route)
 	s.mu.Unlock()
@@ -162,10 +183,7 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	if resp != nil {
 		proxy = upstreamEnd.Sub(upstreamStart)
 	}
-	lt := make([]Try, len(tries))
-	for i, t := range tries {
-		lt[i] = Try{IP: t["ip"].(string), Port: t["port"].(int), Start: time.UnixMilli(t["balancer_start"].(int64)), Failed: t["state"] == "failed"}
-	}
+	lt := logTries(tries)
 	entry := LogEntry(LogInput{
 		Method: r.Method, Host: r.Host, URI: r.URL.RequestURI(), Query: flatQuery(r), RequestHeaders: r.Header,
 		RequestSize: len(body), UpstreamURI: upstreamURI, Status: status, ResponseHeaders: w.Header(),

@@ -6,9 +6,11 @@ import (
 	"math"
 	"net"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/canaryctl/canaryctl/providers/kong/internal/schemaerr"
 )
 
 // The entity schemas below mirror the field definitions of Kong 3.x (kong/db/schema/entities/*.lua and
@@ -336,79 +338,12 @@ func validate(fields []field, base, input map[string]any) (map[string]any, map[s
 
 func coerce(f field, v any) (any, string) {
 	var out any
-	switch f.kind {
-	case kString:
-		s, ok := v.(string)
-		if !ok {
-			return nil, "expected a string"
+	if c, ok := coercers[f.kind]; ok {
+		var msg string
+		var final bool
+		if out, msg, final = c(f, v); msg != "" || final {
+			return out, msg
 		}
-		if len(f.oneOf) > 0 && !contains(f.oneOf, s) {
-			return nil, "expected one of: " + strings.Join(f.oneOf, ", ")
-		}
-		out = s
-	case kInt:
-		n, ok := v.(json.Number)
-		if !ok {
-			return nil, "expected an integer"
-		}
-		i, err := n.Int64()
-		if err != nil {
-			return nil, "expected an integer"
-		}
-		if f.between != nil && (float64(i) < f.between[0] || float64(i) > f.between[1]) {
-			return nil, fmt.Sprintf("value should be between %d and %d", int64(f.between[0]), int64(f.between[1]))
-		}
-		out = i
-	case kNumber:
-		n, ok := v.(json.Number)
-		if !ok {
-			return nil, "expected a number"
-		}
-		x, err := n.Float64()
-		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
-			return nil, "expected a number"
-		}
-		if f.between != nil && (x < f.between[0] || x > f.between[1]) {
-			return nil, fmt.Sprintf("value should be between %s and %s", fmtNum(f.between[0]), fmtNum(f.between[1]))
-		}
-		out = x
-	case kBool:
-		b, ok := v.(bool)
-		if !ok {
-			return nil, "expected a boolean"
-		}
-		out = b
-	case kStrings:
-		a, ok := v.([]any)
-		if !ok {
-			return nil, "expected an array"
-		}
-		for _, e := range a {
-			if _, ok := e.(string); !ok {
-				return nil, "expected an array of strings"
-			}
-		}
-		out = a
-	case kMap:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, "expected a map"
-		}
-		out = m
-	case kForeign:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, "expected a record"
-		}
-		id, ok := m["id"].(string)
-		if !ok {
-			name, isName := m["name"].(string)
-			if !isName {
-				return nil, "expected a record with an id"
-			}
-			return map[string]any{"name": name}, ""
-		}
-		out = map[string]any{"id": id}
 	}
 	if f.check != nil {
 		if msg := f.check(out); msg != "" {
@@ -418,16 +353,87 @@ func coerce(f field, v any) (any, string) {
 	return out, ""
 }
 
-func fmtNum(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
+// coercers convert a JSON value to a field's kind, or say what Kong says of a value of the wrong
+// kind; final: the value needs no further check.
+var coercers = map[kind]func(f field, v any) (out any, msg string, final bool){
+	kString: func(f field, v any) (any, string, bool) {
+		s, ok := v.(string)
+		if !ok {
+			return nil, "expected a string", false
 		}
-	}
-	return false
+		if len(f.oneOf) > 0 && !slices.Contains(f.oneOf, s) {
+			return nil, "expected one of: " + strings.Join(f.oneOf, ", "), false
+		}
+		return s, "", false
+	},
+	kInt: func(f field, v any) (any, string, bool) {
+		n, ok := v.(json.Number)
+		if !ok {
+			return nil, "expected an integer", false
+		}
+		i, err := n.Int64()
+		if err != nil {
+			return nil, "expected an integer", false
+		}
+		if f.between != nil && (float64(i) < f.between[0] || float64(i) > f.between[1]) {
+			return nil, fmt.Sprintf("value should be between %d and %d", int64(f.between[0]), int64(f.between[1])), false
+		}
+		return i, "", false
+	},
+	kNumber: func(f field, v any) (any, string, bool) {
+		n, ok := v.(json.Number)
+		if !ok {
+			return nil, "expected a number", false
+		}
+		x, err := n.Float64()
+		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, "expected a number", false
+		}
+		if f.between != nil && (x < f.between[0] || x > f.between[1]) {
+			return nil, fmt.Sprintf("value should be between %s and %s", fmtNum(f.between[0]), fmtNum(f.between[1])), false
+		}
+		return x, "", false
+	},
+	kBool: func(_ field, v any) (any, string, bool) {
+		if b, ok := v.(bool); ok {
+			return b, "", false
+		}
+		return nil, "expected a boolean", false
+	},
+	kStrings: func(_ field, v any) (any, string, bool) {
+		a, ok := v.([]any)
+		if !ok {
+			return nil, "expected an array", false
+		}
+		for _, e := range a {
+			if _, ok := e.(string); !ok {
+				return nil, "expected an array of strings", false
+			}
+		}
+		return a, "", false
+	},
+	kMap: func(_ field, v any) (any, string, bool) {
+		if m, ok := v.(map[string]any); ok {
+			return m, "", false
+		}
+		return nil, "expected a map", false
+	},
+	kForeign: func(_ field, v any) (any, string, bool) {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, "expected a record", false
+		}
+		if id, ok := m["id"].(string); ok {
+			return map[string]any{"id": id}, "", false
+		}
+		if name, ok := m["name"].(string); ok {
+			return map[string]any{"name": name}, "", true
+		}
+		return nil, "expected a record with an id", false
+	},
 }
+
+func fmtNum(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
 
 func cloneValue(v any) any {
 	switch x := v.(type) {
@@ -452,35 +458,10 @@ func cloneValue(v any) any {
 // code 2): {"code":2,"name":"schema violation","fields":{...},"message":"schema violation (f: msg)"}
 // or "N schema violations (a: x; b: y)".
 func schemaViolation(fields map[string]any) map[string]any {
-	var parts []string
-	flatten("", fields, &parts)
-	sort.Strings(parts)
+	parts := schemaerr.Parts(fields)
 	msg := "schema violation (" + strings.Join(parts, "; ") + ")"
 	if len(parts) > 1 {
 		msg = fmt.Sprintf("%d schema violations (%s)", len(parts), strings.Join(parts, "; "))
 	}
 	return map[string]any{"code": 2, "name": "schema violation", "fields": fields, "message": msg}
-}
-
-func flatten(prefix string, v any, out *[]string) {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			p := k
-			if prefix != "" {
-				p = prefix + "." + k
-			}
-			flatten(p, e, out)
-		}
-	case []any:
-		for _, e := range x {
-			flatten(prefix, e, out)
-		}
-	default:
-		if prefix == "@entity" || strings.HasSuffix(prefix, ".@entity") {
-			*out = append(*out, fmt.Sprint(x))
-			return
-		}
-		*out = append(*out, fmt.Sprintf("%s: %v", prefix, x))
-	}
 }

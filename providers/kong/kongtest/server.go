@@ -46,6 +46,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -508,32 +509,13 @@ func writeJSON(w http.ResponseWriter, a answer) {
 }
 
 func (s *Server) handleLocked(r *http.Request) answer {
-	// Enterprise RBAC: kong/rbac (documented under "RBAC" in the Admin API reference).
-	if s.token != "" || s.readOnlyToken != "" {
-		tok := r.Header.Get("Kong-Admin-Token")
-		switch {
-		case tok != "" && tok == s.token:
-		case tok != "" && tok == s.readOnlyToken:
-			if r.Method != http.MethodGet && r.Method != http.MethodHead {
-				return msg(http.StatusForbidden, "you do not have permissions to "+verb(r.Method)+" this resource")
-			}
-		default:
-			return msg(http.StatusUnauthorized, "Invalid credentials. Token or User credentials required")
-		}
+	if a := s.authorize(r); a != nil {
+		return *a
 	}
-	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	wsName := "default"
-	if len(segs) > 0 && !collections[segs[0]] {
-		if s.ws[segs[0]] == nil {
-			return notFound
-		}
-		wsName = segs[0]
-		segs = segs[1:]
+	st, segs, ok := s.route(r)
+	if !ok {
+		return notFound
 	}
-	if len(segs) == 1 && segs[0] == "" {
-		segs = nil
-	}
-	st := s.ws[wsName]
 	var body map[string]any
 	if r.Method == http.MethodPost || r.Method == http.MethodPatch || r.Method == http.MethodPut {
 		var err error
@@ -583,117 +565,175 @@ func (s *Server) handleLocked(r *http.Request) answer {
 	}
 	switch len(segs) {
 	case 1: // /kind
-		if kind == "targets" {
-			if r.Method != http.MethodGet {
-				return methodNotAllowed
-			}
-			return s.list(r, st, "targets", nil)
-		}
-		switch r.Method {
-		case http.MethodGet:
-			return s.list(r, st, kind, nil)
-		case http.MethodPost:
-			return s.create(st, kind, body, nil)
-		}
-		return methodNotAllowed
+		return s.collection(r, st, kind, body)
 	case 2: // /kind/{key}
-		if kind == "targets" {
-			return notFound
-		}
-		e := st.find(kind, segs[1])
-		switch r.Method {
-		case http.MethodGet:
-			if e == nil {
-				return notFound
-			}
-			return answer{status: 200, body: e}
-		case http.MethodPatch:
-			if e == nil {
-				return notFound
-			}
-			return s.update(st, kind, e, body)
-		case http.MethodPut:
-			return s.put(st, kind, segs[1], e, body, nil)
-		case http.MethodDelete:
-			if e != nil {
-				s.delete(st, kind, e)
-			}
-			return answer{status: http.StatusNoContent}
-		}
-		return methodNotAllowed
+		return s.entity(r, st, kind, segs[1], body)
 	case 3, 4: // /kind/{key}/sub[/{key}]
-		parent := st.find(kind, segs[1])
-		sub := segs[2]
-		if kind == "upstreams" && sub == "health" && len(segs) == 3 {
-			if parent == nil {
-				return notFound
+		return s.nested(r, st, segs, body)
+	}
+	return notFound
+}
+
+// authorize answers a request Enterprise RBAC refuses (nil: go on).
+func (s *Server) authorize(r *http.Request) *answer {
+	// Enterprise RBAC: kong/rbac (documented under "RBAC" in the Admin API reference).
+	if s.token != "" || s.readOnlyToken != "" {
+		tok := r.Header.Get("Kong-Admin-Token")
+		switch {
+		case tok != "" && tok == s.token:
+		case tok != "" && tok == s.readOnlyToken:
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				a := msg(http.StatusForbidden, "you do not have permissions to "+verb(r.Method)+" this resource")
+				return &a
 			}
-			return s.health(r, st, parent)
+		default:
+			a := msg(http.StatusUnauthorized, "Invalid credentials. Token or User credentials required")
+			return &a
 		}
-		fk, ok := nested[kind+"/"+sub]
-		if !ok {
-			return notFound
+	}
+	return nil
+}
+
+// route splits the path into the workspace's store and the segments after it (false: unknown
+// workspace).
+func (s *Server) route(r *http.Request) (*store, []string, bool) {
+	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	wsName := "default"
+	if len(segs) > 0 && !collections[segs[0]] {
+		if s.ws[segs[0]] == nil {
+			return nil, nil, false
 		}
+		wsName = segs[0]
+		segs = segs[1:]
+	}
+	if len(segs) == 1 && segs[0] == "" {
+		segs = nil
+	}
+	return s.ws[wsName], segs, true
+}
+
+// collection answers /kind.
+func (s *Server) collection(r *http.Request, st *store, kind string, body map[string]any) answer {
+	if kind == "targets" {
+		if r.Method != http.MethodGet {
+			return methodNotAllowed
+		}
+		return s.list(r, st, "targets", nil)
+	}
+	switch r.Method {
+	case http.MethodGet:
+		return s.list(r, st, kind, nil)
+	case http.MethodPost:
+		return s.create(st, kind, body, nil)
+	}
+	return methodNotAllowed
+}
+
+// entity answers /kind/{key}.
+func (s *Server) entity(r *http.Request, st *store, kind, key string, body map[string]any) answer {
+	if kind == "targets" {
+		return notFound
+	}
+	e := st.find(kind, key)
+	if a, ok := s.readOrPatch(r.Method, st, kind, e, body); ok {
+		return a
+	}
+	switch r.Method {
+	case http.MethodPut:
+		return s.put(st, kind, key, e, body, nil)
+	case http.MethodDelete:
+		if e != nil {
+			s.delete(st, kind, e)
+		}
+		return answer{status: http.StatusNoContent}
+	}
+	return methodNotAllowed
+}
+
+// readOrPatch answers a GET or PATCH of entity e of kind (nil: not there); ok false for other methods.
+func (s *Server) readOrPatch(method string, st *store, kind string, e, body map[string]any) (a answer, ok bool) {
+	switch {
+	case method != http.MethodGet && method != http.MethodPatch:
+		return answer{}, false
+	case e == nil:
+		return notFound, true
+	case method == http.MethodGet:
+		return answer{status: 200, body: e}, true
+	}
+	return s.update(st, kind, e, body), true
+}
+
+// nested answers /kind/{key}/sub[/{key}].
+func (s *Server) nested(r *http.Request, st *store, segs []string, body map[string]any) answer {
+	kind := segs[0]
+	parent := st.find(kind, segs[1])
+	sub := segs[2]
+	if kind == "upstreams" && sub == "health" && len(segs) == 3 {
 		if parent == nil {
 			return notFound
 		}
-		ref := map[string]any{"id": parent["id"]}
-		if len(segs) == 3 {
-			switch r.Method {
-			case http.MethodGet:
-				return s.list(r, st, sub, func(e map[string]any) bool { return sameRef(e[fk], parent["id"]) })
-			case http.MethodPost:
-				return s.create(st, sub, body, map[string]any{fk: ref})
+		return s.health(r, st, parent)
+	}
+	fk, ok := nested[kind+"/"+sub]
+	if !ok {
+		return notFound
+	}
+	if parent == nil {
+		return notFound
+	}
+	ref := map[string]any{"id": parent["id"]}
+	if len(segs) == 3 {
+		return s.nestedCollection(r, st, sub, fk, parent, body)
+	}
+	key := segs[3]
+	e := st.find(sub, key)
+	if e != nil && !sameRef(e[fk], parent["id"]) {
+		e = nil
+	}
+	if sub == "targets" && e == nil {
+		// a target is found by id or by its address within the upstream
+		for _, t := range st.children("targets", "upstream", parent["id"].(string)) {
+			if t["target"] == normalizeTarget(key) {
+				e = t
 			}
-			return methodNotAllowed
 		}
-		key := segs[3]
-		e := st.find(sub, key)
-		if e != nil && !sameRef(e[fk], parent["id"]) {
-			e = nil
-		}
-		if sub == "targets" && e == nil {
-			// a target is found by id or by its address within the upstream
-			for _, t := range st.children("targets", "upstream", parent["id"].(string)) {
-				if t["target"] == normalizeTarget(key) {
-					e = t
-				}
-			}
-		}
-		switch r.Method {
-		case http.MethodGet:
-			if e == nil {
-				return notFound
-			}
-			return answer{status: 200, body: e}
-		case http.MethodPatch:
+	}
+	if a, ok := s.readOrPatch(r.Method, st, sub, e, body); ok {
+		return a
+	}
+	switch r.Method {
+	case http.MethodPut:
+		if sub == "targets" {
+			// kong/api/routes/upstreams.lua (3.x): PUT and PATCH of a target both go through
+			// target_endpoint -> update_target_cb, an update of the fields sent; a target that is
+			// not there is a 404, not an upsert.
 			if e == nil {
 				return notFound
 			}
 			return s.update(st, sub, e, body)
-		case http.MethodPut:
-			if sub == "targets" {
-				// kong/api/routes/upstreams.lua (3.x): PUT and PATCH of a target both go through
-				// target_endpoint -> update_target_cb, an update of the fields sent; a target that is
-				// not there is a 404, not an upsert.
-				if e == nil {
-					return notFound
-				}
-				return s.update(st, sub, e, body)
-			}
-			return s.put(st, sub, key, e, body, map[string]any{fk: ref})
-		case http.MethodDelete:
-			if e == nil && sub == "targets" {
-				return notFound // target_endpoint: 404 before delete_target_cb
-			}
-			if e != nil {
-				s.delete(st, sub, e)
-			}
-			return answer{status: http.StatusNoContent}
 		}
-		return methodNotAllowed
+		return s.put(st, sub, key, e, body, map[string]any{fk: ref})
+	case http.MethodDelete:
+		if e == nil && sub == "targets" {
+			return notFound // target_endpoint: 404 before delete_target_cb
+		}
+		if e != nil {
+			s.delete(st, sub, e)
+		}
+		return answer{status: http.StatusNoContent}
 	}
-	return notFound
+	return methodNotAllowed
+}
+
+// nestedCollection answers /kind/{key}/sub: the sub-entities of parent, whose foreign key fk refers to it.
+func (s *Server) nestedCollection(r *http.Request, st *store, sub, fk string, parent, body map[string]any) answer {
+	switch r.Method {
+	case http.MethodGet:
+		return s.list(r, st, sub, func(e map[string]any) bool { return sameRef(e[fk], parent["id"]) })
+	case http.MethodPost:
+		return s.create(st, sub, body, map[string]any{fk: map[string]any{"id": parent["id"]}})
+	}
+	return methodNotAllowed
 }
 
 // nested collections and their foreign key (kong/api/routes/*.lua, generated endpoints).
@@ -738,6 +778,28 @@ func decodeBody(r *http.Request) (map[string]any, error) {
 	return m, nil
 }
 
+// tagFilter is the ?tags= filter of a list: a,b (all of them) or a/b (any of them); nil without
+// one; an answer for an invalid one.
+func tagFilter(tags string) (func(have []string) bool, *answer) {
+	if tags == "" {
+		return nil, nil
+	}
+	and, or := strings.Contains(tags, ","), strings.Contains(tags, "/")
+	if and && or {
+		return nil, &answer{status: 400, body: map[string]any{"code": 11, "name": "invalid options", "fields": map[string]any{"tags": "invalid filter syntax"}, "message": "invalid option (tags: invalid filter syntax)"}}
+	}
+	if or {
+		want := strings.Split(tags, "/")
+		return func(have []string) bool {
+			return slices.ContainsFunc(want, func(w string) bool { return slices.Contains(have, w) })
+		}, nil
+	}
+	want := strings.Split(tags, ",")
+	return func(have []string) bool {
+		return !slices.ContainsFunc(want, func(w string) bool { return !slices.Contains(have, w) })
+	}, nil
+}
+
 // list answers a paginated list: kong/api/endpoints.lua (page_collection): size 1..1000, default
 // 100; `offset` is opaque; `next` is null on the last page.
 func (s *Server) list(r *http.Request, st *store, kind string, keep func(map[string]any) bool) answer {
@@ -759,33 +821,9 @@ func (s *Server) list(r *http.Request, st *store, kind string, keep func(map[str
 		}
 		start = n
 	}
-	var match func([]string) bool
-	if tags := q.Get("tags"); tags != "" {
-		and, or := strings.Contains(tags, ","), strings.Contains(tags, "/")
-		if and && or {
-			return answer{status: 400, body: map[string]any{"code": 11, "name": "invalid options", "fields": map[string]any{"tags": "invalid filter syntax"}, "message": "invalid option (tags: invalid filter syntax)"}}
-		}
-		if or {
-			want := strings.Split(tags, "/")
-			match = func(have []string) bool {
-				for _, w := range want {
-					if contains(have, w) {
-						return true
-					}
-				}
-				return false
-			}
-		} else {
-			want := strings.Split(tags, ",")
-			match = func(have []string) bool {
-				for _, w := range want {
-					if !contains(have, w) {
-						return false
-					}
-				}
-				return true
-			}
-		}
+	match, bad := tagFilter(q.Get("tags"))
+	if bad != nil {
+		return *bad
 	}
 	if keep != nil {
 		// A nested collection (/services/{s}/plugins, /upstreams/{u}/targets) is paged by its
@@ -900,6 +938,35 @@ func (s *Server) put(st *store, kind, key string, e, body, fks map[string]any) a
 // check validates body for kind (on top of base for PATCH) and enforces uniqueness; fks are foreign
 // keys set by the route (the parent of a nested collection).
 func (s *Server) check(st *store, kind string, base map[string]any, selfID string, body, fks map[string]any) (map[string]any, *answer) {
+	e, errs := validate(schemas[kind], base, checkInput(kind, body, fks))
+	if kind == "targets" {
+		for k, v := range fks {
+			e[k] = v
+		}
+		if t, ok := e["target"].(string); ok && errs["target"] == nil {
+			e["target"] = normalizeTarget(t)
+		}
+	}
+	if a := foreignKeys(st, e, errs); a != nil {
+		return nil, a
+	}
+	if kind == "upstreams" {
+		upstreamChecks(e, errs)
+	}
+	if kind == "plugins" && errs["name"] == nil {
+		s.pluginChecks(e, errs, base, body)
+	}
+	if len(errs) > 0 {
+		return nil, &answer{status: 400, body: schemaViolation(errs)}
+	}
+	if a := unique(st, kind, e, selfID); a != nil {
+		return nil, a
+	}
+	return e, nil
+}
+
+// checkInput is the body's fields a write may set, with the foreign keys of its path.
+func checkInput(kind string, body, fks map[string]any) map[string]any {
 	in := map[string]any{}
 	for k, v := range body {
 		if k == "id" || k == "created_at" || k == "updated_at" {
@@ -915,16 +982,11 @@ func (s *Server) check(st *store, kind string, base map[string]any, selfID strin
 			in[k] = v
 		}
 	}
-	fields := schemas[kind]
-	e, errs := validate(fields, base, in)
-	if kind == "targets" {
-		for k, v := range fks {
-			e[k] = v
-		}
-		if t, ok := e["target"].(string); ok && errs["target"] == nil {
-			e["target"] = normalizeTarget(t)
-		}
-	}
+	return in
+}
+
+// foreignKeys checks that the service and route an entity refers to exist.
+func foreignKeys(st *store, e, errs map[string]any) *answer {
 	// foreign keys must exist (kong/db/errors.lua FOREIGN_KEY_VIOLATION, code 4)
 	for _, fk := range []string{"service", "route"} {
 		if ref, ok := e[fk].(map[string]any); ok && errs[fk] == nil {
@@ -935,69 +997,74 @@ func (s *Server) check(st *store, kind string, base map[string]any, selfID strin
 				}
 			}
 			if target == nil {
-				return nil, &answer{status: 400, body: map[string]any{"code": 4, "name": "foreign key violation", "fields": map[string]any{fk: ref},
+				return &answer{status: 400, body: map[string]any{"code": 4, "name": "foreign key violation", "fields": map[string]any{fk: ref},
 					"message": fmt.Sprintf("the foreign key '{id=\"%v\"}' does not reference an existing '%ss' entity.", ref["id"], fk)}}
 			}
 			e[fk] = map[string]any{"id": target["id"]}
 		}
 	}
-	if kind == "upstreams" {
-		// kong/db/schema/entities/upstreams.lua entity_checks: hash_on = header needs
-		// hash_on_header, cookie needs hash_on_cookie.
-		cond := func(on, need string) {
-			if e["hash_on"] == on && e[need] == nil {
-				errs["@entity"] = []any{"failed conditional validation given value of field 'hash_on'"}
-				errs[need] = "required field missing"
+	return nil
+}
+
+// upstreamChecks are kong/db/schema/entities/upstreams.lua's entity checks.
+func upstreamChecks(e, errs map[string]any) {
+	// kong/db/schema/entities/upstreams.lua entity_checks: hash_on = header needs
+	// hash_on_header, cookie needs hash_on_cookie.
+	cond := func(on, need string) {
+		if e["hash_on"] == on && e[need] == nil {
+			errs["@entity"] = []any{"failed conditional validation given value of field 'hash_on'"}
+			errs[need] = "required field missing"
+		}
+	}
+	cond("header", "hash_on_header")
+	cond("cookie", "hash_on_cookie")
+	cond("query_arg", "hash_on_query_arg")
+	cond("uri_capture", "hash_on_uri_capture")
+}
+
+// pluginChecks checks a plugin's name and config against its schema.
+func (s *Server) pluginChecks(e, errs, base, body map[string]any) {
+	name, _ := e["name"].(string)
+	ps, ok := s.pluginSchema(name)
+	if !ok || name == "canary" && !s.enterprise {
+		errs["name"] = fmt.Sprintf("plugin '%s' not enabled; add it to the 'plugins' configuration property", name)
+	} else {
+		cin, _ := body["config"].(map[string]any)
+		var cbase map[string]any
+		if base != nil {
+			cbase, _ = base["config"].(map[string]any)
+		}
+		if cin == nil {
+			cin = map[string]any{}
+		}
+		c, cerrs := validate(ps, cbase, cin)
+		if name == "canary" && len(cerrs) == 0 {
+			if c["percentage"] == nil && c["start"] == nil {
+				cerrs["@entity"] = []any{"at least one of these fields must be non-empty: 'config.percentage', 'config.start'"}
+			}
+			if c["upstream_host"] == nil && c["upstream_port"] == nil && c["upstream_uri"] == nil {
+				cerrs["@entity"] = []any{"at least one of these fields must be non-empty: 'config.upstream_uri', 'config.upstream_host', 'config.upstream_port'"}
+			}
+			if c["hash"] == "header" && c["hash_header"] == nil {
+				cerrs["hash_header"] = "required field missing"
 			}
 		}
-		cond("header", "hash_on_header")
-		cond("cookie", "hash_on_cookie")
-		cond("query_arg", "hash_on_query_arg")
-		cond("uri_capture", "hash_on_uri_capture")
-	}
-	if kind == "plugins" && errs["name"] == nil {
-		name, _ := e["name"].(string)
-		ps, ok := s.pluginSchema(name)
-		if !ok || name == "canary" && !s.enterprise {
-			errs["name"] = fmt.Sprintf("plugin '%s' not enabled; add it to the 'plugins' configuration property", name)
+		if len(cerrs) > 0 {
+			errs["config"] = cerrs
 		} else {
-			cin, _ := body["config"].(map[string]any)
-			var cbase map[string]any
-			if base != nil {
-				cbase, _ = base["config"].(map[string]any)
-			}
-			if cin == nil {
-				cin = map[string]any{}
-			}
-			c, cerrs := validate(ps, cbase, cin)
-			if name == "canary" && len(cerrs) == 0 {
-				if c["percentage"] == nil && c["start"] == nil {
-					cerrs["@entity"] = []any{"at least one of these fields must be non-empty: 'config.percentage', 'config.start'"}
-				}
-				if c["upstream_host"] == nil && c["upstream_port"] == nil && c["upstream_uri"] == nil {
-					cerrs["@entity"] = []any{"at least one of these fields must be non-empty: 'config.upstream_uri', 'config.upstream_host', 'config.upstream_port'"}
-				}
-				if c["hash"] == "header" && c["hash_header"] == nil {
-					cerrs["hash_header"] = "required field missing"
-				}
-			}
-			if len(cerrs) > 0 {
-				errs["config"] = cerrs
-			} else {
-				e["config"] = c
-			}
+			e["config"] = c
 		}
 	}
-	if len(errs) > 0 {
-		return nil, &answer{status: 400, body: schemaViolation(errs)}
-	}
+}
+
+// unique answers a write that would duplicate an entity's endpoint key (nil: none).
+func unique(st *store, kind string, e map[string]any, id string) *answer {
 	// uniqueness: kong/db/errors.lua UNIQUE_VIOLATION (code 5), 409.
-	id := selfID
 	if ek := endpointKey[kind]; kind != "targets" && kind != "plugins" {
 		if v, ok := e[ek].(string); ok {
 			for _, o := range st.list[kind] {
 				if o[ek] == v && o["id"] != id {
-					return nil, &answer{status: 409, body: map[string]any{"code": 5, "name": "unique constraint violation", "fields": map[string]any{ek: v},
+					return &answer{status: 409, body: map[string]any{"code": 5, "name": "unique constraint violation", "fields": map[string]any{ek: v},
 						"message": fmt.Sprintf("UNIQUE violation detected on '{%s=\"%s\"}'", ek, v)}}
 				}
 			}
@@ -1007,7 +1074,7 @@ func (s *Server) check(st *store, kind string, base map[string]any, selfID strin
 		up := e["upstream"].(map[string]any)["id"].(string)
 		for _, o := range st.children("targets", "upstream", up) {
 			if o["target"] == e["target"] && o["id"] != id {
-				return nil, &answer{status: 409, body: map[string]any{"code": 5, "name": "unique constraint violation",
+				return &answer{status: 409, body: map[string]any{"code": 5, "name": "unique constraint violation",
 					"fields":  map[string]any{"target": e["target"], "upstream": map[string]any{"id": up}},
 					"message": fmt.Sprintf("UNIQUE violation detected on '{target=\"%s\",upstream={id=\"%s\"}}'", e["target"], up)}}
 			}
@@ -1016,13 +1083,13 @@ func (s *Server) check(st *store, kind string, base map[string]any, selfID strin
 	if kind == "plugins" {
 		for _, o := range st.list["plugins"] {
 			if o["name"] == e["name"] && o["id"] != id && sameOrNil(o["service"], e["service"]) && sameOrNil(o["route"], e["route"]) && sameOrNil(o["consumer"], e["consumer"]) {
-				return nil, &answer{status: 409, body: map[string]any{"code": 5, "name": "unique constraint violation",
+				return &answer{status: 409, body: map[string]any{"code": 5, "name": "unique constraint violation",
 					"fields":  map[string]any{"name": e["name"], "service": e["service"], "route": e["route"], "consumer": e["consumer"]},
 					"message": fmt.Sprintf("UNIQUE violation detected on '{consumer=null,name=\"%s\",route=null,service=%s}'", e["name"], refString(e["service"]))}}
 			}
 		}
 	}
-	return e, nil
+	return nil
 }
 
 func sameOrNil(a, b any) bool {
