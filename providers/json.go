@@ -111,12 +111,13 @@ type requestJSON struct {
 	Status    int       `json:"status"`
 	LatencyMs float64   `json:"latencyMs"`
 	ByRule    bool      `json:"byRule,omitempty"`
+	Instance  string    `json:"instance,omitempty"`
 }
 
 // MarshalJSON writes the latency in milliseconds ("latencyMs", to the nanosecond).
 func (r Request) MarshalJSON() ([]byte, error) {
 	return json.Marshal(requestJSON{Time: r.Time, Cohort: r.Cohort, Status: r.Status,
-		LatencyMs: float64(r.Latency) / float64(time.Millisecond), ByRule: r.ByRule})
+		LatencyMs: float64(r.Latency) / float64(time.Millisecond), ByRule: r.ByRule, Instance: r.Instance})
 }
 
 // UnmarshalJSON reads "latencyMs", or "latency" in nanoseconds as written before.
@@ -129,7 +130,7 @@ func (r *Request) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return fmt.Errorf("request: %w", err)
 	}
-	*r = Request{Time: v.Time, Cohort: v.Cohort, Status: v.Status, ByRule: v.ByRule}
+	*r = Request{Time: v.Time, Cohort: v.Cohort, Status: v.Status, ByRule: v.ByRule, Instance: v.Instance}
 	switch {
 	case !math.IsNaN(v.LatencyMs):
 		r.Latency = time.Duration(math.Round(v.LatencyMs * float64(time.Millisecond)))

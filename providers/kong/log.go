@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"runtime"
@@ -95,8 +96,13 @@ type LogReceiver struct {
 	want    []byte // "Bearer SECRET"
 	started time.Time
 
-	cohorts atomic.Pointer[map[string]uint8] // ip:port -> cohort index; replaced whole by SetCohort
-	slots   chan *logWorker
+	cohorts atomic.Pointer[map[string]uint16] // ip:port -> target id; replaced whole by SetCohort
+	// targets holds, by id-1, every (ip:port, cohort) pair SetCohort ever mapped: append-only, so a
+	// record's id names the same target and cohort whatever SetCohort does later. targetIDs finds
+	// a pair's id (guarded by mu).
+	targets   atomic.Pointer[[]logTarget]
+	targetIDs map[logTarget]uint16
+	slots     chan *logWorker
 
 	mu      sync.Mutex
 	ring    []record
@@ -115,13 +121,23 @@ type lossBucket struct {
 }
 
 // record is one attributed request: the time it finished (µs since the epoch), its latency (µs),
-// status and cohort.
+// status, and the id of the target that answered (which names its address and cohort).
 type record struct {
 	t      int64
 	lat    uint32
 	status uint16
+	target uint16
+}
+
+// logTarget is an upstream target address (ip:port, as Kong logs the last try) in a cohort.
+type logTarget struct {
+	addr   string
 	cohort uint8
 }
+
+// maxTargets bounds the (address, cohort) pairs one receiver can tell apart: ids are 16 bits so
+// that a record stays 16 bytes.
+const maxTargets = math.MaxUint16
 
 var cohortNames = [...]providers.Cohort{providers.Stable, providers.Baseline, providers.Canary}
 
@@ -214,8 +230,10 @@ func NewLogReceiver(cfg LogConfig) (*LogReceiver, error) {
 		ring:  make([]record, cfg.MaxRequests),
 		slots: make(chan *logWorker, cfg.MaxInflight),
 	}
-	empty := map[string]uint8{}
+	empty := map[string]uint16{}
 	r.cohorts.Store(&empty)
+	r.targets.Store(&[]logTarget{})
+	r.targetIDs = map[logTarget]uint16{}
 	for range cfg.MaxInflight {
 		r.slots <- &logWorker{}
 	}
@@ -284,15 +302,27 @@ func (r *LogReceiver) SetCohort(c providers.Cohort, addrs []string) error {
 	r.mu.Lock() // serializes writers of the map; readers load it without a lock
 	defer r.mu.Unlock()
 	old := *r.cohorts.Load()
-	m := make(map[string]uint8, len(old)+len(keys))
-	for k, v := range old {
-		if v != ci {
-			m[k] = v
+	targets := *r.targets.Load()
+	m := make(map[string]uint16, len(old)+len(keys))
+	for k, id := range old {
+		if targets[id-1].cohort != ci {
+			m[k] = id
 		}
 	}
-	for k := range keys {
-		m[k] = ci
+	if len(targets)+len(keys) > maxTargets {
+		return fmt.Errorf("kong-log: %s targets: more than %d distinct target addresses for one receiver; start a new receiver (a new rollout)", c, maxTargets)
 	}
+	for k := range keys {
+		tg := logTarget{addr: k, cohort: ci}
+		id, ok := r.targetIDs[tg]
+		if !ok {
+			targets = append(targets[:len(targets):len(targets)], tg) // a new array: readers keep theirs
+			id = uint16(len(targets))
+			r.targetIDs[tg] = id
+		}
+		m[k] = id
+	}
+	r.targets.Store(&targets)
 	r.cohorts.Store(&m)
 	return nil
 }
@@ -538,6 +568,9 @@ func (r *LogReceiver) Requests(ctx context.Context, since, until time.Time) ([]p
 		lo = 0
 	}
 	r.mu.Lock()
+	// loaded under mu, after the store of every record in the ring: each record's id came from a
+	// cohort map published after the targets that hold it
+	targets := *r.targets.Load()
 	n := r.next
 	if r.full {
 		n = len(r.ring)
@@ -546,9 +579,10 @@ func (r *LogReceiver) Requests(ctx context.Context, since, until time.Time) ([]p
 	for i := 0; i < n; i++ {
 		q := r.ring[i]
 		if q.t >= lo && q.t < hi {
+			tg := targets[q.target-1]
 			out = append(out, providers.Request{
-				Time: time.UnixMicro(q.t), Cohort: cohortNames[q.cohort], Status: int(q.status),
-				Latency: time.Duration(q.lat) * time.Microsecond,
+				Time: time.UnixMicro(q.t), Cohort: cohortNames[tg.cohort], Status: int(q.status),
+				Latency: time.Duration(q.lat) * time.Microsecond, Instance: tg.addr,
 			})
 		}
 	}

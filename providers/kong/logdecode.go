@@ -46,7 +46,7 @@ func (r *LogReceiver) decode(body []byte, wk *logWorker, staleBefore int64) erro
 
 type entryDecoder struct {
 	s           scanner
-	cohorts     map[string]uint8
+	cohorts     map[string]uint16 // ip:port -> target id
 	wk          *logWorker
 	staleBefore int64
 	kb          [96]byte
@@ -188,11 +188,11 @@ func (d *entryDecoder) record(started, request, proxy, statusF float64, hasStart
 		return
 	}
 	port := int64(portF)
-	c, ok := d.cohorts[string(key(d.kb[:0], unsafe.String(unsafe.SliceData(ip), len(ip)), port))]
+	id, ok := d.cohorts[string(key(d.kb[:0], unsafe.String(unsafe.SliceData(ip), len(ip)), port))]
 	if !ok {
 		// a non-canonical spelling of an address (e.g. IPv6): canonicalize, allocating only here
 		if p := net.ParseIP(string(ip)); p != nil {
-			c, ok = d.cohorts[string(key(d.kb[:0], p.String(), port))]
+			id, ok = d.cohorts[string(key(d.kb[:0], p.String(), port))]
 		}
 		if !ok {
 			n.unattributed++
@@ -206,7 +206,7 @@ func (d *entryDecoder) record(started, request, proxy, statusF float64, hasStart
 	if status == 0 {
 		status = http.StatusBadGateway // tried an upstream but sent no status: none answered
 	}
-	d.wk.recs = append(d.wk.recs, record{t: t, lat: uint32(min(lat*1000, math.MaxUint32)), status: uint16(status), cohort: c})
+	d.wk.recs = append(d.wk.recs, record{t: t, lat: uint32(min(lat*1000, math.MaxUint32)), status: uint16(status), target: id})
 }
 
 // countEntries counts the entries of an http-log body streamed from rd through a small buffer,

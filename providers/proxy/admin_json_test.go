@@ -96,7 +96,7 @@ func TestAdminAPIJSONGolden(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := []string{"cohort", "latencyMs", "status", "time"}; !slices.Equal(keys, want) {
+	if want := []string{"cohort", "instance", "latencyMs", "status", "time"}; !slices.Equal(keys, want) {
 		t.Errorf("/v1/requests fields %v, want %v", keys, want)
 	}
 	if ms, ok := reqs[0]["latencyMs"].(float64); !ok || ms <= 0 || ms > float64(elapsed)/float64(time.Millisecond) {
@@ -109,7 +109,8 @@ func TestAdminAPIJSONGolden(t *testing.T) {
 	}
 	direct, _ := p.Requests(t.Context(), since, time.Now().Add(time.Second))
 	viaAPI, err := cl.Requests(t.Context(), since, time.Now().Add(time.Second))
-	if err != nil || len(viaAPI) != 1 || viaAPI[0].Latency != direct[0].Latency || viaAPI[0].Cohort != direct[0].Cohort {
+	if err != nil || len(viaAPI) != 1 || viaAPI[0].Latency != direct[0].Latency || viaAPI[0].Cohort != direct[0].Cohort ||
+		viaAPI[0].Instance == "" || viaAPI[0].Instance != direct[0].Instance {
 		t.Errorf("client read %+v, %v; the proxy recorded %+v", viaAPI, err, direct)
 	}
 	if s, err := cl.Split(t.Context()); err != nil || s != (providers.Split{Canary: 1000, Baseline: 1000}) {

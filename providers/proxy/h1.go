@@ -670,9 +670,9 @@ func (p *Proxy) serveH1(c *h1Conn, h *h1Head, closing bool) (keep bool) {
 		up.pool.put(reuse, end.UnixNano(), p.fast.perHost)
 	}
 	if client {
-		p.recordClientError(end, end.Sub(start), status, ci, byRule)
+		p.recordClientError(end, end.Sub(start), status, ci, byRule, up)
 	} else {
-		p.record(end, end.Sub(start), status, ci, byRule)
+		p.record(end, end.Sub(start), status, ci, byRule, up)
 	}
 	return keep
 }
@@ -697,8 +697,9 @@ func writeStatus(bw *bufio.Writer, status int, keep bool) bool {
 
 // proxyH1 sends the request to up (retrying refused connections on other upstreams, and a stale
 // keep-alive connection once on a new one) and copies the answer to the client. It returns the
-// status to record, the cohort that served, whether the client connection stays open, and the
-// upstream connection to return to its upstream's pool (nil when none).
+// status to record, the cohort that served, whether the client connection stays open, the
+// upstream connection to return to its upstream's pool (nil when none), and the upstream that
+// answered or failed last (recorded as the request's instance).
 func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, keep bool, start time.Time) (status, cohort int, keepClient bool, reuse *upConn, from *upstream, client bool) {
 	// A reading of time.Now for the first wait's deadline, unless p.now is another clock or a
 	// dial or an attempt has taken time since: the request's start saves a clock read.
@@ -741,7 +742,7 @@ func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, ke
 		if errors.Is(err, errClientGone) {
 			// nginx's convention; nobody to answer. Kept in the analysis: the upstream was slow enough
 			// for the client to give up, and that wait is its latency.
-			return statusClientClosed, ci, false, nil, nil, false
+			return statusClientClosed, ci, false, nil, up, false
 		}
 		if !isDialError(err) {
 			status := http.StatusBadGateway
@@ -749,11 +750,11 @@ func (p *Proxy) proxyH1(c *h1Conn, h *h1Head, t *table, ci int, up *upstream, ke
 				status = http.StatusGatewayTimeout
 			}
 			p.log.Debug("proxy error", "cohort", cohortNames[ci], "upstream", up.raw, "err", err)
-			return status, ci, writeStatus(c.bw, status, keep), nil, nil, false
+			return status, ci, writeStatus(c.bw, status, keep), nil, up, false
 		}
 		nci, next := p.refused(t, ci, up, err, attempt < 2)
 		if next == nil {
-			return http.StatusBadGateway, ci, writeStatus(c.bw, http.StatusBadGateway, keep), nil, nil, false
+			return http.StatusBadGateway, ci, writeStatus(c.bw, http.StatusBadGateway, keep), nil, up, false
 		}
 		ci, up = nci, next
 	}

@@ -105,12 +105,15 @@ type Config struct {
 // Proxy is the built-in gateway. It is an http.Handler for the data plane and satisfies the
 // rollout engine's Gateway and RequestLog interfaces in process.
 type Proxy struct {
-	log            *slog.Logger
-	now            func() time.Time
-	wallClock      bool // now is time.Now: its readings also serve for deadlines (h1 loop)
-	table          atomic.Pointer[table]
-	mu             sync.Mutex // serialises writers of table
-	known          map[string]*upstream
+	log       *slog.Logger
+	now       func() time.Time
+	wallClock bool // now is time.Now: its readings also serve for deadlines (h1 loop)
+	table     atomic.Pointer[table]
+	mu        sync.Mutex // serialises writers of table
+	known     map[string]*upstream
+	// instances names every upstream ever configured, by id-1 (upstream.id): append-only, written
+	// under mu, so an id in a sample names the same upstream whatever reloads come after it.
+	instances      atomic.Pointer[[]string]
 	rr             *[nCohorts]atomic.Uint64
 	wheelPos       atomic.Uint64
 	hashKind       hashKind
@@ -356,6 +359,13 @@ func (p *Proxy) resolve(addrs []string) ([]*upstream, error) {
 		if up == nil {
 			up = newUpstream(key, u)
 			p.known[key] = up
+			var names []string
+			if cur := p.instances.Load(); cur != nil {
+				names = *cur
+			}
+			names = append(names[:len(names):len(names)], key) // a new array: readers keep theirs
+			up.id = uint32(len(names))
+			p.instances.Store(&names)
 		}
 		out = append(out, up)
 	}
@@ -523,7 +533,11 @@ func hashOnString(k hashKind, name string) string {
 
 // Requests returns the recorded requests that finished in [since, until), oldest first.
 func (p *Proxy) Requests(_ context.Context, since, until time.Time) ([]providers.Request, error) {
-	return p.samples.collect(since, until), nil
+	var names []string
+	if cur := p.instances.Load(); cur != nil {
+		names = *cur
+	}
+	return p.samples.collect(since, until, names), nil
 }
 
 // MetricsHandler serves the Prometheus metrics of this proxy (its own registry).
@@ -644,19 +658,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				switch {
 				case c.upStatus >= 500:
 					// the upstream failed first: its 5xx, whatever the client did afterwards
-					p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule)
+					p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule, c.up)
 				case c.body != nil && c.body.err != nil:
-					p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule)
+					p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule, c.up)
 				case c.w != nil && c.w.werr != nil:
-					p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule)
+					p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up)
 				case r.Context().Err() != nil:
 					// the client left mid-answer (ReverseProxy's read of the upstream body ends
 					// with the request's context): not the upstream's 502; 499 kept in the
 					// analysis, as in the other paths, since the client may have left because
 					// the upstream kept it waiting
-					p.record(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule)
+					p.record(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up)
 				default:
-					p.record(end, end.Sub(start), http.StatusBadGateway, c.cohort, c.byRule)
+					p.record(end, end.Sub(start), http.StatusBadGateway, c.cohort, c.byRule, c.up)
 				}
 			}
 			panic(v)
@@ -676,7 +690,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status := clientStatus(err)
 			answerClientError(w, status)
 			end := p.now()
-			p.recordClientError(end, end.Sub(start), status, c.cohort, c.byRule)
+			p.recordClientError(end, end.Sub(start), status, c.cohort, c.byRule, c.up)
 			recorded = true
 			return
 		}
@@ -693,14 +707,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case c.upStatus >= 500:
 		// the upstream failed first: its 5xx, whatever the client did afterwards
-		p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule)
+		p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule, c.up)
 	case c.body != nil && c.body.err != nil:
 		// the rest of a long body failed on the client's side while it streamed upstream
-		p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule)
+		p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule, c.up)
 	case c.clientErr || (c.w != nil && c.w.werr != nil):
-		p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule)
+		p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up)
 	default:
-		p.record(end, end.Sub(start), c.status, c.cohort, c.byRule)
+		p.record(end, end.Sub(start), c.status, c.cohort, c.byRule, c.up)
 	}
 	recorded = true
 	if c.abort {
@@ -715,28 +729,37 @@ func (p *Proxy) serveRP(w http.ResponseWriter, r *http.Request, c *call) {
 	p.rp.ServeHTTP(c.w, r.WithContext(&c.ctx))
 }
 
-func (p *Proxy) record(end time.Time, lat time.Duration, status, ci int, byRule bool) {
+// instanceID is the sample's id of up (0 when no upstream answered).
+func instanceID(up *upstream) uint32 {
+	if up == nil {
+		return 0
+	}
+	return up.id
+}
+
+// record records a request that up (nil: none) answered.
+func (p *Proxy) record(end time.Time, lat time.Duration, status, ci int, byRule bool, up *upstream) {
 	route := 0
 	if byRule {
 		route = 1
 	}
 	p.served[ci][route].Add(1)
 	p.metrics.observe(ci, route, status, lat)
-	p.samples.add(end.UnixNano(), lat, status, ci, byRule, false)
+	p.samples.add(end.UnixNano(), lat, status, ci, byRule, false, instanceID(up))
 }
 
 // recordClientError records a request the client broke — bad framing (400), an upload that
 // stalled (408) or was broken off (499), an answer it did not take (499) — under its status code
 // in canaryctl_proxy_requests_total, but not in the latency histogram nor in the request log the
 // analysis reads (Requests): only the upstream's own failures count against a cohort.
-func (p *Proxy) recordClientError(end time.Time, lat time.Duration, status, ci int, byRule bool) {
+func (p *Proxy) recordClientError(end time.Time, lat time.Duration, status, ci int, byRule bool, up *upstream) {
 	route := 0
 	if byRule {
 		route = 1
 	}
 	p.served[ci][route].Add(1)
 	p.metrics.counter(ci, route, status).Inc()
-	p.samples.add(end.UnixNano(), lat, status, ci, byRule, true)
+	p.samples.add(end.UnixNano(), lat, status, ci, byRule, true, instanceID(up))
 }
 
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {

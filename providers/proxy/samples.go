@@ -45,8 +45,12 @@ func newRing(capacity int) *ring {
 // upload, an answer it did not take): kept in the ring, left out of collect.
 const metaClient = 1 << 25
 
-func packMeta(status, cohort int, byRule, client bool) uint64 {
-	m := uint64(status&0xffff) | uint64(cohort&0xff)<<16
+// metaInstShift places the upstream's instance id (upstream.id: 0 unknown, else 1 + its index in
+// the proxy's append-only instance table) in the meta word's upper 32 bits.
+const metaInstShift = 32
+
+func packMeta(status, cohort int, byRule, client bool, inst uint32) uint64 {
+	m := uint64(status&0xffff) | uint64(cohort&0xff)<<16 | uint64(inst)<<metaInstShift
 	if byRule {
 		m |= 1 << 24
 	}
@@ -56,7 +60,7 @@ func packMeta(status, cohort int, byRule, client bool) uint64 {
 	return m
 }
 
-func (r *ring) add(at int64, lat time.Duration, status, cohort int, byRule, client bool) {
+func (r *ring) add(at int64, lat time.Duration, status, cohort int, byRule, client bool, inst uint32) {
 	idx := r.head.Add(1) - 1
 	s := r.claim(idx)
 	if s == nil {
@@ -64,7 +68,7 @@ func (r *ring) add(at int64, lat time.Duration, status, cohort int, byRule, clie
 	}
 	s.at.Store(at)
 	s.lat.Store(int64(lat))
-	s.meta.Store(packMeta(status, cohort, byRule, client))
+	s.meta.Store(packMeta(status, cohort, byRule, client, inst))
 	s.seq.Store(idx + 1) // publish
 }
 
@@ -88,8 +92,9 @@ func (r *ring) claim(idx uint64) *slot {
 
 // collect returns the samples that finished in [since, until), oldest first. Slots being
 // rewritten while read are skipped, and so are client errors (metaClient): they say nothing about
-// the cohort the request was routed to, so the analysis never sees them.
-func (r *ring) collect(since, until time.Time) []providers.Request {
+// the cohort the request was routed to, so the analysis never sees them. names is the proxy's
+// instance table (names[id-1] is the upstream of instance id); an id beyond it reads as unknown.
+func (r *ring) collect(since, until time.Time, names []string) []providers.Request {
 	head := r.head.Load()
 	n := uint64(len(r.slots))
 	first := uint64(0)
@@ -115,12 +120,17 @@ func (r *ring) collect(since, until time.Time) []providers.Request {
 		if ci >= nCohorts {
 			continue
 		}
+		var inst string
+		if id := meta >> metaInstShift; id != 0 && id <= uint64(len(names)) {
+			inst = names[id-1]
+		}
 		out = append(out, providers.Request{
-			Time:    time.Unix(0, at),
-			Cohort:  cohortNames[ci],
-			Status:  int(meta & 0xffff),
-			Latency: time.Duration(lat),
-			ByRule:  meta&(1<<24) != 0,
+			Time:     time.Unix(0, at),
+			Cohort:   cohortNames[ci],
+			Status:   int(meta & 0xffff),
+			Latency:  time.Duration(lat),
+			ByRule:   meta&(1<<24) != 0,
+			Instance: inst,
 		})
 	}
 	slices.SortStableFunc(out, func(a, b providers.Request) int { return a.Time.Compare(b.Time) })

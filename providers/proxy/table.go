@@ -38,6 +38,9 @@ func cohortIndex(c providers.Cohort) (int, bool) {
 type upstream struct {
 	raw string
 	url *url.URL
+	// id names this upstream in the request samples: 1 + its index in the proxy's instance table
+	// (Proxy.instances), assigned once when the upstream is first configured and never reused.
+	id uint32
 	// hostport is the dial address; fast is set when the fast path may serve this upstream
 	// (plain http, no base path); pool holds its idle fast-path connections.
 	hostport string

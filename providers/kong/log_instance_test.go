@@ -1,0 +1,97 @@
+package kong
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/canaryctl/canaryctl/providers"
+)
+
+// kong3Entry is an http-log entry as Kong 3.x serializes it (kong/pdk/log.lua, serialize): tries
+// is ctx.balancer_data.tries, one object per balancer try with the fields kong/init.lua sets
+// (balancer_start(_ns), balancer_latency(_ns), ip, port; state and code on a failed one). tries
+// is the array's JSON.
+func kong3Entry(end time.Time, status int, tries string) string {
+	started := end.Add(-12 * time.Millisecond).UnixMilli()
+	return fmt.Sprintf(`{"request":{"id":"6a1b","uri":"/api/items","url":"http://shop.example:8000/api/items","querystring":{},"method":"GET","headers":{"host":"shop.example:8000","user-agent":"curl/8.5.0","accept":"*/*"},"size":93},`+
+		`"upstream_uri":"/api/items","upstream_status":"%d","response":{"status":%d,"headers":{"content-type":"application/json","content-length":"2","via":"kong/3.9.0"},"size":312},`+
+		`"latencies":{"kong":2,"proxy":10,"request":12,"receive":0},"tries":%s,"authenticated_entity":null,`+
+		`"route":{"id":"r1","name":"shop","paths":["/api"],"protocols":["http"]},"service":{"id":"s1","name":"shop","host":"shop.upstream","port":80,"protocol":"http"},`+
+		`"client_ip":"127.0.0.1","started_at":%d,"source":"upstream","workspace":"w1","workspace_name":"default"}`,
+		status, status, tries, started)
+}
+
+// kong3Try is one element of tries; failed adds the state and code Kong sets on a failed try.
+func kong3Try(ip string, port int, failed bool) string {
+	s := fmt.Sprintf(`{"balancer_start":1733540000000,"balancer_start_ns":1733540000000000000,"balancer_latency":0,"balancer_latency_ns":41000,"ip":%q,"port":%d`, ip, port)
+	if failed {
+		s += `,"state":"failed","code":502`
+	}
+	return s + "}"
+}
+
+// TestLogRequestsNameTheTarget: each request names the target of its last try as ip:port
+// (Request.Instance), for two canary targets — one reached after a failed try on the other, and
+// an IPv6 address as Kong spells it — and a target that SetCohort later moves to the baseline
+// keeps the cohort and name it had when Kong logged its requests.
+func TestLogRequestsNameTheTarget(t *testing.T) {
+	t.Parallel()
+	if n := unsafe.Sizeof(record{}); n != 16 {
+		t.Fatalf("a record is %d bytes; LogConfig.MaxRequests documents 16", n)
+	}
+	rec := newTestReceiver(t, LogConfig{}) // canary: 10.0.0.1:80 and [::1]:8080
+	if err := rec.SetCohort(providers.Canary, []string{"10.0.0.1:80", "10.0.0.3:8000", "[::1]:8080"}); err != nil {
+		t.Fatal(err)
+	}
+	auth := "Bearer " + testSecret
+	now := time.Now()
+	batch := func(entries ...string) {
+		t.Helper()
+		if got := post(t, http.DefaultClient, rec.URL(), auth, "["+strings.Join(entries, ",")+"]"); got != http.StatusOK {
+			t.Fatalf("post: %d", got)
+		}
+	}
+	batch(
+		kong3Entry(now.Add(-5*time.Second), 200, "["+kong3Try("10.0.0.1", 80, false)+"]"),
+		kong3Entry(now.Add(-4*time.Second), 503, "["+kong3Try("10.0.0.1", 80, true)+","+kong3Try("10.0.0.3", 8000, false)+"]"),
+		kong3Entry(now.Add(-3*time.Second), 204, "["+kong3Try("0:0:0:0:0:0:0:1", 8080, false)+"]"),
+	)
+	// 10.0.0.1:80 moves to the baseline; what it answered as a canary stays the canary's
+	if err := rec.SetCohort(providers.Canary, []string{"10.0.0.3:8000"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.SetCohort(providers.Baseline, []string{"10.0.0.1:80"}); err != nil {
+		t.Fatal(err)
+	}
+	batch(
+		kong3Entry(now.Add(-2*time.Second), 201, "["+kong3Try("10.0.0.1", 80, false)+"]"),
+		kong3Entry(now.Add(-1*time.Second), 500, "["+kong3Try("10.0.0.3", 8000, false)+"]"),
+	)
+	got, err := rec.Requests(t.Context(), now.Add(-time.Minute), now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		cohort   providers.Cohort
+		status   int
+		instance string
+	}{
+		{providers.Canary, 200, "10.0.0.1:80"},
+		{providers.Canary, 503, "10.0.0.3:8000"},
+		{providers.Canary, 204, "[::1]:8080"},
+		{providers.Baseline, 201, "10.0.0.1:80"},
+		{providers.Canary, 500, "10.0.0.3:8000"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d requests, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		if g := got[i]; g.Cohort != w.cohort || g.Status != w.status || g.Instance != w.instance {
+			t.Errorf("request %d: %s %d from %q, want %s %d from %q", i, g.Cohort, g.Status, g.Instance, w.cohort, w.status, w.instance)
+		}
+	}
+}
