@@ -97,9 +97,10 @@ func TestE2EForgedPostsChangeNothing(t *testing.T) {
 			t.Cleanup(tap.Close)
 			modes := map[string]string{
 				"kayenta": "  mode: kayenta",
-				// wide margins: this test is about what reaches the analysis, not about how many
-				// requests tell a 1 pp P99 difference on a loaded machine
-				"sequential": "  mode: sequential\n  sequential: {minBake: 2s, maxBake: 40s, expandFactor: 10, thresholdSamples: 20, errorMargin: 5, medianMargin: 30, tailQuantile: 0.9, tailMargin: 5}",
+				// wide margins and an uncapped block (blockCap 10, as the demo): this test is about what
+				// reaches the analysis, not about how many requests tell a 1 pp P99 difference on a
+				// loaded machine; with the default cap of 0.75 nats per 5 s a step's Pass needs 40 s
+				"sequential": "  mode: sequential\n  sequential: {minBake: 2s, maxBake: 40s, blockCap: 10, expandFactor: 10, thresholdSamples: 20, errorMargin: 5, medianMargin: 30, tailQuantile: 0.9, tailMargin: 5}",
 			}
 			raw := strings.Replace(fmt.Sprintf(e2eSpec, s0.URL, s1.URL, base.URL, can.URL, k.AdminURL(), modes[mode]),
 				"log: {flush: 100ms}", fmt.Sprintf("log: {flush: 100ms, endpoint: %q}", tap.URL+"/"), 1)
