@@ -159,20 +159,11 @@ func (c Config) Validate() error {
 			return e
 		}
 	}
-	if !c.NoGuard && !(c.GuardRatio >= 1 && c.GuardRatio <= 1024) {
-		return &ConfigError{"guardRatio", fmt.Sprintf("%v must be between 1 and 1024, e.g. 2", c.GuardRatio)}
+	if err := c.validateGuard(); err != nil {
+		return err
 	}
 	if c.MinThresholdSamples < 10 {
 		return &ConfigError{"minThresholdSamples", fmt.Sprintf("%d must be at least 10, e.g. 100", c.MinThresholdSamples)}
-	}
-	if !c.NoGuard && !(c.FreshFactor >= 1 && c.FreshFactor <= 100) {
-		return &ConfigError{"freshFactor", fmt.Sprintf("%v must be between 1 and 100, e.g. 3", c.FreshFactor)}
-	}
-	if !c.NoGuard && !(c.FastInstanceEvidence >= 1) || math.IsInf(c.FastInstanceEvidence, 0) {
-		return &ConfigError{"fastInstanceEvidence", fmt.Sprintf("%v must be an e-value of at least 1, e.g. 10", c.FastInstanceEvidence)}
-	}
-	if !c.NoGuard && !(c.FastBaselineEvidence > 1) || math.IsInf(c.FastBaselineEvidence, 0) {
-		return &ConfigError{"fastBaselineEvidence", fmt.Sprintf("%v must be an e-value above 1, e.g. 20", c.FastBaselineEvidence)}
 	}
 	if c.SlotRequests < 1 || c.SlotRequests > 1000 {
 		return &ConfigError{"slotRequests", fmt.Sprintf("%d must be between 1 and 1000, e.g. 4", c.SlotRequests)}
@@ -182,6 +173,26 @@ func (c Config) Validate() error {
 	}
 	if c.MinSlot < time.Millisecond || c.MaxSlot < c.MinSlot || c.MaxSlot > time.Hour {
 		return &ConfigError{"maxSlot", fmt.Sprintf("slots of %s..%s: use 1ms <= minSlot <= maxSlot <= 1h, e.g. 1s..30s", c.MinSlot, c.MaxSlot)}
+	}
+	return nil
+}
+
+// validateGuard checks the 5xx guard's and the fast test's fields (unused with NoGuard).
+func (c Config) validateGuard() error {
+	if c.NoGuard {
+		return nil
+	}
+	if !(c.GuardRatio >= 1 && c.GuardRatio <= 1024) {
+		return &ConfigError{"guardRatio", fmt.Sprintf("%v must be between 1 and 1024, e.g. 2", c.GuardRatio)}
+	}
+	if !(c.FreshFactor >= 1 && c.FreshFactor <= 100) {
+		return &ConfigError{"freshFactor", fmt.Sprintf("%v must be between 1 and 100, e.g. 3", c.FreshFactor)}
+	}
+	if !(c.FastInstanceEvidence >= 1) || math.IsInf(c.FastInstanceEvidence, 0) {
+		return &ConfigError{"fastInstanceEvidence", fmt.Sprintf("%v must be an e-value of at least 1, e.g. 10", c.FastInstanceEvidence)}
+	}
+	if !(c.FastBaselineEvidence > 1) || math.IsInf(c.FastBaselineEvidence, 0) {
+		return &ConfigError{"fastBaselineEvidence", fmt.Sprintf("%v must be an e-value above 1, e.g. 20", c.FastBaselineEvidence)}
 	}
 	return nil
 }

@@ -227,118 +227,140 @@ func (m Model) WithDefaults() Model {
 
 // Validate checks a model (after WithDefaults) and names the field and the fix of the first problem.
 func (m Model) Validate() error {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	c := &checks{}
+	for _, part := range []func(*checks){m.checkRate, m.checkLatency, m.checkCohorts, m.checkClients, m.checkEvents, m.checkRegression} {
+		part(c)
 	}
-	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-	pos := func(field string, v float64, eg string) {
-		if !(v > 0) || !finite(v) {
-			bad(field, "%v must be a positive number, e.g. %s", v, eg)
-		}
+	return errors.Join(c.errs...)
+}
+
+// checks collects a model's problems, one error per field, in the order they are checked.
+type checks struct{ errs []error }
+
+func (c *checks) bad(field, format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+}
+
+func (c *checks) pos(field string, v float64, eg string) {
+	if !(v > 0) || math.IsNaN(v) || math.IsInf(v, 0) {
+		c.bad(field, "%v must be a positive number, e.g. %s", v, eg)
 	}
-	prob := func(field string, v float64, eg string) {
-		if !(v >= 0 && v < 1) {
-			bad(field, "%v must be a probability in [0, 1), e.g. %s", v, eg)
-		}
+}
+
+func (c *checks) prob(field string, v float64, eg string) {
+	if !(v >= 0 && v < 1) {
+		c.bad(field, "%v must be a probability in [0, 1), e.g. %s", v, eg)
 	}
-	pos("rate.rps", m.Rate.RPS, "200")
+}
+
+func (c *checks) positiveDuration(field string, d time.Duration, eg string) {
+	if d <= 0 {
+		c.bad(field, "%s must be positive, e.g. %s", d, eg)
+	}
+}
+
+func (m Model) checkRate(c *checks) {
+	c.pos("rate.rps", m.Rate.RPS, "200")
 	if m.Rate.RPS > 1e6 {
-		bad("rate.rps", "%v is more than the simulator handles (at most 1000000)", m.Rate.RPS)
+		c.bad("rate.rps", "%v is more than the simulator handles (at most 1000000)", m.Rate.RPS)
 	}
 	if a := m.Rate.Diurnal.Amplitude; !(a >= 0 && a < 1) {
-		bad("rate.diurnal.amplitude", "%v must be in [0, 1), e.g. 0.3 for ±30%%", a)
+		c.bad("rate.diurnal.amplitude", "%v must be in [0, 1), e.g. 0.3 for ±30%%", a)
 	}
-	if m.Rate.Diurnal.Period <= 0 {
-		bad("rate.diurnal.period", "%s must be positive, e.g. 24h", m.Rate.Diurnal.Period)
-	}
-	if m.Latency.Median <= 0 {
-		bad("latency.median", "%s must be positive, e.g. 80ms", m.Latency.Median)
-	}
-	pos("latency.sigma", m.Latency.Sigma, "0.45")
+	c.positiveDuration("rate.diurnal.period", m.Rate.Diurnal.Period, "24h")
+}
+
+func (m Model) checkLatency(c *checks) {
+	c.positiveDuration("latency.median", m.Latency.Median, "80ms")
+	c.pos("latency.sigma", m.Latency.Sigma, "0.45")
 	if t := m.Latency.Tail; t != nil {
-		prob("latency.tail.weight", t.Weight, "0.03")
-		if t.Min <= 0 {
-			bad("latency.tail.min", "%s must be positive, e.g. 150ms", t.Min)
-		}
-		if !(t.Shape > 1) || !finite(t.Shape) {
-			bad("latency.tail.shape", "%v must be above 1 (a finite mean), e.g. 2.5", t.Shape)
+		c.prob("latency.tail.weight", t.Weight, "0.03")
+		c.positiveDuration("latency.tail.min", t.Min, "150ms")
+		if !(t.Shape > 1) || math.IsNaN(t.Shape) || math.IsInf(t.Shape, 0) {
+			c.bad("latency.tail.shape", "%v must be above 1 (a finite mean), e.g. 2.5", t.Shape)
 		}
 	}
-	prob("errorRate", m.ErrorRate, "0.005")
-	for _, c := range []struct {
+	c.prob("errorRate", m.ErrorRate, "0.005")
+}
+
+func (m Model) checkCohorts(c *checks) {
+	for _, co := range []struct {
 		name string
 		c    Cohort
 	}{{"cohorts.stable", m.Cohorts.Stable}, {"cohorts.baseline", m.Cohorts.Baseline}, {"cohorts.canary", m.Cohorts.Canary}} {
-		if c.c.Instances < 1 || c.c.Instances > 10000 {
-			bad(c.name+".instances", "%d must be between 1 and 10000", c.c.Instances)
+		if co.c.Instances < 1 || co.c.Instances > 10000 {
+			c.bad(co.name+".instances", "%d must be between 1 and 10000", co.c.Instances)
 		}
-		pos(c.name+".share", c.c.Share, "1.25")
-		pos(c.name+".errorFactor", c.c.ErrorFactor, "3")
-		pos(c.name+".latencyFactor", c.c.LatencyFactor, "1.2")
-		if cs := c.c.ColdStart; cs != nil {
-			if cs.Duration <= 0 {
-				bad(c.name+".coldStart.duration", "%s must be positive, e.g. 2m", cs.Duration)
-			}
-			pos(c.name+".coldStart.errorFactor", cs.ErrorFactor, "5")
-			pos(c.name+".coldStart.latencyFactor", cs.LatencyFactor, "1.5")
+		c.pos(co.name+".share", co.c.Share, "1.25")
+		c.pos(co.name+".errorFactor", co.c.ErrorFactor, "3")
+		c.pos(co.name+".latencyFactor", co.c.LatencyFactor, "1.2")
+		if cs := co.c.ColdStart; cs != nil {
+			c.positiveDuration(co.name+".coldStart.duration", cs.Duration, "2m")
+			c.pos(co.name+".coldStart.errorFactor", cs.ErrorFactor, "5")
+			c.pos(co.name+".coldStart.latencyFactor", cs.LatencyFactor, "1.5")
 		}
-		if e := c.c.Episodes; e != nil {
-			e.validate(c.name+".episodes", bad, pos, prob)
+		if e := co.c.Episodes; e != nil {
+			e.validate(co.name+".episodes", c)
 		}
 	}
-	if c := m.Clients; c != nil {
-		if c.Count < 1 || c.Count > 1_000_000 {
-			bad("clients.count", "%d must be between 1 and 1000000, e.g. 500", c.Count)
-		}
-		h := c.Heterogeneity
-		for _, f := range []struct {
-			name string
-			v    float64
-		}{{"rate", h.Rate}, {"latency", h.Latency}, {"errors", h.Errors}} {
-			if !(f.v >= 0 && f.v <= 5) {
-				bad("clients.heterogeneity."+f.name, "%v must be a log-standard deviation in [0, 5], e.g. 1", f.v)
-			}
-		}
-	}
-	for i, e := range m.Events {
-		p := fmt.Sprintf("events[%d]", i)
-		e.validate(p, bad, pos, prob)
-		pos(p+".load", e.Load, "2.5")
-	}
-	if d := m.Drift.LatencyPerHour; !(d > -1 && d <= 100) {
-		bad("drift.latencyPerHour", "%v must be in (-1, 100], e.g. 0.1 for +10%% per hour", d)
-	}
-	if d := m.Drift.ErrorRatePerHour; !(d >= 0 && d < 1) {
-		bad("drift.errorRatePerHour", "%v must be in [0, 1), e.g. 0.001 for +0.1 pp per hour", d)
-	}
-	r := m.Regression
-	if r.FromStep < 0 {
-		bad("regression.fromStep", "%d must be a step number (1 is the first step)", r.FromStep)
-	}
-	pos("regression.latencyFactor", r.LatencyFactor, "1.2")
-	pos("regression.tailFactor", r.TailFactor, "1.5")
-	if r.Added < 0 {
-		bad("regression.added", "%s must not be negative, e.g. 20ms", r.Added)
-	}
-	prob("regression.addErrorRate", r.AddErrorRate, "0.01")
-	prob("regression.errorRate", r.ErrorRate, "0.1")
-	return errors.Join(errs...)
 }
 
-func (e Episode) validate(p string, bad func(string, string, ...any), pos func(string, float64, string), prob func(string, float64, string)) {
-	if e.Every <= 0 {
-		bad(p+".every", "%s must be positive, e.g. 12m", e.Every)
+func (m Model) checkClients(c *checks) {
+	cl := m.Clients
+	if cl == nil {
+		return
 	}
-	if e.Duration <= 0 {
-		bad(p+".duration", "%s must be positive, e.g. 15s", e.Duration)
+	if cl.Count < 1 || cl.Count > 1_000_000 {
+		c.bad("clients.count", "%d must be between 1 and 1000000, e.g. 500", cl.Count)
 	}
+	h := cl.Heterogeneity
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"rate", h.Rate}, {"latency", h.Latency}, {"errors", h.Errors}} {
+		if !(f.v >= 0 && f.v <= 5) {
+			c.bad("clients.heterogeneity."+f.name, "%v must be a log-standard deviation in [0, 5], e.g. 1", f.v)
+		}
+	}
+}
+
+func (m Model) checkEvents(c *checks) {
+	for i, e := range m.Events {
+		p := fmt.Sprintf("events[%d]", i)
+		e.validate(p, c)
+		c.pos(p+".load", e.Load, "2.5")
+	}
+	if d := m.Drift.LatencyPerHour; !(d > -1 && d <= 100) {
+		c.bad("drift.latencyPerHour", "%v must be in (-1, 100], e.g. 0.1 for +10%% per hour", d)
+	}
+	if d := m.Drift.ErrorRatePerHour; !(d >= 0 && d < 1) {
+		c.bad("drift.errorRatePerHour", "%v must be in [0, 1), e.g. 0.001 for +0.1 pp per hour", d)
+	}
+}
+
+func (m Model) checkRegression(c *checks) {
+	r := m.Regression
+	if r.FromStep < 0 {
+		c.bad("regression.fromStep", "%d must be a step number (1 is the first step)", r.FromStep)
+	}
+	c.pos("regression.latencyFactor", r.LatencyFactor, "1.2")
+	c.pos("regression.tailFactor", r.TailFactor, "1.5")
+	if r.Added < 0 {
+		c.bad("regression.added", "%s must not be negative, e.g. 20ms", r.Added)
+	}
+	c.prob("regression.addErrorRate", r.AddErrorRate, "0.01")
+	c.prob("regression.errorRate", r.ErrorRate, "0.1")
+}
+
+func (e Episode) validate(p string, c *checks) {
+	c.positiveDuration(p+".every", e.Every, "12m")
+	c.positiveDuration(p+".duration", e.Duration, "15s")
 	if e.DurationMax != 0 && e.DurationMax < e.Duration {
-		bad(p+".durationMax", "%s is shorter than duration %s; leave it out or make it longer", e.DurationMax, e.Duration)
+		c.bad(p+".durationMax", "%s is shorter than duration %s; leave it out or make it longer", e.DurationMax, e.Duration)
 	}
-	pos(p+".latencyFactor", e.LatencyFactor, "1.5")
-	pos(p+".errorFactor", e.ErrorFactor, "3")
-	prob(p+".errorRate", e.ErrorRate, "0.2")
+	c.pos(p+".latencyFactor", e.LatencyFactor, "1.5")
+	c.pos(p+".errorFactor", e.ErrorFactor, "3")
+	c.prob(p+".errorRate", e.ErrorRate, "0.2")
 }
 
 // LatencyCDF is the distribution function of the body-and-tail latency in ms (no factors).
