@@ -23,18 +23,7 @@ func TestDeckKeepJudgesLikeKayenta(t *testing.T) {
 		if v.Kind != "classifier" || isRandomized(v.Expected.Kayenta) {
 			continue
 		}
-		var c struct {
-			MetricName         string     `json:"metricName"`
-			Tolerance          float64    `json:"tolerance"`
-			ConfLevel          float64    `json:"confLevel"`
-			EffectSizeMeasure  string     `json:"effectSizeMeasure"`
-			Direction          string     `json:"direction"`
-			NaNStrategy        string     `json:"nanStrategy"`
-			IsCriticalMetric   bool       `json:"isCriticalMetric"`
-			IsDataRequired     bool       `json:"isDataRequired"`
-			EffectSizeThresh   [2]float64 `json:"effectSizeThresholds"`
-			CriticalThresholds [2]float64 `json:"criticalThresholds"`
-		}
+		var c classifierVectorConfig
 		mustUnmarshalConfig(t, v, &c)
 		canary, baseline := nums(v.Canary), nums(v.Baseline)
 		if slices.ContainsFunc(append(slices.Clone(canary), baseline...), func(x float64) bool { return math.IsNaN(x) || math.IsInf(x, 0) }) {

@@ -246,19 +246,22 @@ func isRandomized(m map[string]json.RawMessage) bool {
 	return string(m["randomized"]) == "true"
 }
 
+// classifierVectorConfig is the classifier suite's metric configuration as its vectors carry it.
+type classifierVectorConfig struct {
+	MetricName         string     `json:"metricName"`
+	Tolerance          float64    `json:"tolerance"`
+	ConfLevel          float64    `json:"confLevel"`
+	EffectSizeMeasure  string     `json:"effectSizeMeasure"`
+	Direction          string     `json:"direction"`
+	NaNStrategy        string     `json:"nanStrategy"`
+	IsCriticalMetric   bool       `json:"isCriticalMetric"`
+	IsDataRequired     bool       `json:"isDataRequired"`
+	EffectSizeThresh   [2]float64 `json:"effectSizeThresholds"` // [decrease, increase]
+	CriticalThresholds [2]float64 `json:"criticalThresholds"`   // [decrease, increase]
+}
+
 func runClassifierVector(t *testing.T, v vector) {
-	var c struct {
-		MetricName         string     `json:"metricName"`
-		Tolerance          float64    `json:"tolerance"`
-		ConfLevel          float64    `json:"confLevel"`
-		EffectSizeMeasure  string     `json:"effectSizeMeasure"`
-		Direction          string     `json:"direction"`
-		NaNStrategy        string     `json:"nanStrategy"`
-		IsCriticalMetric   bool       `json:"isCriticalMetric"`
-		IsDataRequired     bool       `json:"isDataRequired"`
-		EffectSizeThresh   [2]float64 `json:"effectSizeThresholds"` // [decrease, increase]
-		CriticalThresholds [2]float64 `json:"criticalThresholds"`   // [decrease, increase]
-	}
+	var c classifierVectorConfig
 	mustUnmarshalConfig(t, v, &c)
 	a := MetricAnalysis{
 		Direction: Direction(c.Direction), NaNStrategy: NaNRemove, Outliers: OutliersKeep, OutlierFactor: 3,

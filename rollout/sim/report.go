@@ -9,7 +9,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"time"
 
 	"gonum.org/v1/gonum/stat/distuv"
 
@@ -170,7 +169,7 @@ func (r Result) check() []string {
 	if r.Rate < t.MinDetection {
 		w := ""
 		if t.Within > 0 {
-			w = " within " + shortDur(t.Within)
+			w = " within " + rollout.FormatDuration(t.Within)
 		}
 		missed = append(missed, fmt.Sprintf("detection%s %s < %s", w, pct(r.Rate), pct(t.MinDetection)))
 	}
@@ -179,9 +178,9 @@ func (r Result) check() []string {
 	switch {
 	case t.MedianRollback <= 0:
 	case math.IsInf(r.HalfRolledBackS, 1):
-		missed = append(missed, fmt.Sprintf("fewer than half rolled back (median time to roll back: never, want < %s)", shortDur(t.MedianRollback)))
+		missed = append(missed, fmt.Sprintf("fewer than half rolled back (median time to roll back: never, want < %s)", rollout.FormatDuration(t.MedianRollback)))
 	case r.HalfRolledBackS >= t.MedianRollback.Seconds():
-		missed = append(missed, fmt.Sprintf("median time to roll back %s ≥ %s", secs(r.HalfRolledBackS), shortDur(t.MedianRollback)))
+		missed = append(missed, fmt.Sprintf("median time to roll back %s ≥ %s", secs(r.HalfRolledBackS), rollout.FormatDuration(t.MedianRollback)))
 	}
 	return missed
 }
@@ -310,21 +309,10 @@ func (r Result) targetText() string {
 	}
 	s := "≥ " + pct(t.MinDetection)
 	if t.Within > 0 {
-		s += " within " + shortDur(t.Within)
+		s += " within " + rollout.FormatDuration(t.Within)
 	}
 	if t.MedianRollback > 0 {
-		s += ", median < " + shortDur(t.MedianRollback)
-	}
-	return s
-}
-
-func shortDur(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
+		s += ", median < " + rollout.FormatDuration(t.MedianRollback)
 	}
 	return s
 }
