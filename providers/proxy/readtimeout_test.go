@@ -63,25 +63,3 @@ func TestUpstreamStalledMidBodyTimesOut(t *testing.T) {
 		})
 	}
 }
-
-// TestUpstreamReadTimeoutConfig: timeouts.upstreamRead from YAML, and a negative value is a
-// one-line error naming the field.
-func TestUpstreamReadTimeoutConfig(t *testing.T) {
-	t.Parallel()
-	fc, err := ParseFileConfig([]byte("upstreams: {stable: [http://127.0.0.1:9]}\ntimeouts: {upstreamRead: 9s}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := fc.ProxyConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.UpstreamReadTimeout != 9*time.Second {
-		t.Fatalf("UpstreamReadTimeout %v, want 9s", cfg.UpstreamReadTimeout)
-	}
-	_, err = ParseFileConfig([]byte("timeouts: {upstreamRead: -1s}\n"))
-	var ce *ConfigError
-	if !errors.As(err, &ce) || ce.Field != "timeouts.upstreamRead" {
-		t.Fatalf("error %v, want a ConfigError naming timeouts.upstreamRead", err)
-	}
-}

@@ -61,25 +61,35 @@ func TestUpstreamNotReadingTheBodyTimesOut(t *testing.T) {
 	}
 }
 
-// TestUpstreamSendTimeoutConfig: timeouts.upstreamSend from YAML, and a negative value is a
-// one-line error naming the field.
-func TestUpstreamSendTimeoutConfig(t *testing.T) {
+// TestUpstreamTimeoutsConfig: timeouts.upstreamSend and timeouts.upstreamRead from YAML, and a
+// negative value is a one-line error naming the field.
+func TestUpstreamTimeoutsConfig(t *testing.T) {
 	t.Parallel()
-	fc, err := ParseFileConfig([]byte("upstreams: {stable: [http://127.0.0.1:9]}\ntimeouts: {upstreamSend: 9s}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := fc.ProxyConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.UpstreamSendTimeout != 9*time.Second {
-		t.Fatalf("UpstreamSendTimeout %v, want 9s", cfg.UpstreamSendTimeout)
-	}
-	_, err = ParseFileConfig([]byte("timeouts: {upstreamSend: -1s}\n"))
-	var ce *ConfigError
-	if !errors.As(err, &ce) || ce.Field != "timeouts.upstreamSend" {
-		t.Fatalf("error %v, want a ConfigError naming timeouts.upstreamSend", err)
+	for _, tc := range []struct {
+		field string
+		got   func(Config) time.Duration
+	}{
+		{"upstreamSend", func(c Config) time.Duration { return c.UpstreamSendTimeout }},
+		{"upstreamRead", func(c Config) time.Duration { return c.UpstreamReadTimeout }},
+	} {
+		t.Run(tc.field, func(t *testing.T) {
+			fc, err := ParseFileConfig([]byte("upstreams: {stable: [http://127.0.0.1:9]}\ntimeouts: {" + tc.field + ": 9s}\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := fc.ProxyConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := tc.got(cfg); d != 9*time.Second {
+				t.Fatalf("timeouts.%s %v, want 9s", tc.field, d)
+			}
+			_, err = ParseFileConfig([]byte("timeouts: {" + tc.field + ": -1s}\n"))
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Field != "timeouts."+tc.field {
+				t.Fatalf("error %v, want a ConfigError naming timeouts.%s", err, tc.field)
+			}
+		})
 	}
 }
 
