@@ -119,6 +119,13 @@ type Request struct {
 	// sequential guard uses it to tell a regression of the version (every canary instance worse)
 	// from a bad moment of one instance (analysis/sequential, "per-instance episodes").
 	Instance string `json:"instance,omitempty"`
+	// Route names the route the request took, "" when the source does not record routes: Kong's
+	// route name (kong-log), or the method and path template ("POST /checkout/{id}", RouteTemplate)
+	// of the built-in proxy with routes on. Path is the request path without the query, when the
+	// source keeps it (kong-log); analysis.routes matches pathPrefix and regex against it, or against
+	// Route's template when it is empty.
+	Route string `json:"route,omitempty"`
+	Path  string `json:"path,omitempty"`
 }
 
 // Window is a time range to fetch metrics for, with the resolution of the series.

@@ -233,6 +233,11 @@ func (r Report) WriteJUnit(w io.Writer) error {
 		top.Errors += suite.Errors
 		top.Suites = append(top.Suites, suite)
 	}
+	if rs, ok := r.routeSuite(); ok { // analysis.routes: a testcase per route
+		top.Tests += rs.Tests
+		top.Fail += rs.Fail
+		top.Suites = append(top.Suites, rs)
+	}
 	outcome := junitCase{Name: "rollout", Classname: "canaryctl " + r.Service, Time: "0",
 		SystemOut: fmt.Sprintf("phase %s; verdict %s; %s", r.Phase, r.Verdict, r.Reason)}
 	if r.Phase != Promoted {

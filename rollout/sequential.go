@@ -245,6 +245,8 @@ type seqState struct {
 	// leftOut: looks left out since the last record because entries were dropped, and how many
 	leftOut, leftOutEntries int
 	lossyPrev               bool // the last look lost entries
+	// routes: per-route verdicts (analysis.routes, routes_looks.go)
+	routes routeLooks
 }
 
 // looks is analysis.mode sequential: every LookInterval the requests the gateway logged since the
@@ -284,6 +286,9 @@ func (m *looks) startLooks(now time.Time, step StepSpec) {
 	m.seq.looks, m.seq.canary, m.seq.baseline, m.seq.extended = 0, 0, 0, false
 	if m.seq.a != nil {
 		m.seq.a.NewStep() // a step's Pass is earned at its own split; Fail evidence carries on
+	}
+	if j := m.seq.routes.judge; j != nil {
+		j.NewStep()
 	}
 	m.seq.cohorts = cohortTallies{control: e.spec.ControlCohort()}
 	m.seq.ingest = providers.Ingest{}
@@ -375,13 +380,22 @@ func (m *looks) handleLook(ctx context.Context) (Phase, string) {
 	// the flush delay after the earlier look's cursor
 	lossy := dropped > 0 || m.seq.lossyPrev
 	m.seq.lossyPrev = dropped > 0
+	routeFail := ""
 	if !lossy { // a look missing entries the receiver dropped is left out: the loss could skew it
+		if err := m.decideRoutes(reqs); err != nil {
+			return RollingBack, where + ": " + err.Error()
+		}
 		b := batchOf(reqs, e.spec.ControlCohort())
 		m.seq.cohorts.observe(b)
 		m.seq.canary += len(b.Canary)
 		m.seq.baseline += len(b.Baseline)
 		b.Until = until
 		v = m.seq.a.Observe(b)
+		if j := m.seq.routes.judge; j != nil {
+			if routeFail, err = j.Observe(reqs, until); err != nil {
+				return RollingBack, where + ": " + err.Error()
+			}
+		}
 	}
 	m.seq.looks++
 	e.mu.Lock()
@@ -397,6 +411,9 @@ func (m *looks) handleLook(ctx context.Context) (Phase, string) {
 	case v == sequential.Fail:
 		rep := m.record(st, now, VerdictFail, true, "")
 		return RollingBack, fmt.Sprintf("%s: %s: %s", where, rep.Reason, decisionReasons(rep, sequential.Fail))
+	case routeFail != "": // one route is worse (analysis.routes): the reason names it
+		m.record(st, now, VerdictFail, true, "; "+m.seq.routes.judge.FailReason(routeFail))
+		return RollingBack, fmt.Sprintf("%s: %s", where, m.seq.routes.judge.FailReason(routeFail))
 	case v == sequential.Pass && elapsed >= min(q.MinBake, step.Duration):
 		rep := m.record(st, now, VerdictPass, true, "")
 		return e.stepPassed(fmt.Sprintf("%s: step passed: %s", where, rep.Reason))
@@ -568,6 +585,9 @@ func (m *looks) record(st State, now time.Time, v Verdict, final bool, note stri
 		Split: st.Split, Baseline: m.seq.baseline, Canary: m.seq.canary, Score: Number(math.NaN()), Verdict: v,
 		Final: final, Metrics: decisionMetrics(rep), Reason: rep.Reason + note, Sequential: &rep,
 		Cohorts: m.seq.cohorts.stats(), Control: e.spec.intervalControl(), Ingest: m.seq.ingestSoFar()}
+	if j := m.seq.routes.judge; j != nil {
+		iv.Routes = j.Results()
+	}
 	e.mu.Lock()
 	e.st.Intervals = append(e.st.Intervals, iv)
 	e.st.Verdict = v

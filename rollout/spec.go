@@ -79,6 +79,9 @@ type AnalysisSpec struct {
 	// ConsecutiveErrorLimit: metric fetches or judgements in a row that may fail before the rollout
 	// rolls back (default 4, as Argo Rollouts).
 	ConsecutiveErrorLimit int `yaml:"consecutiveErrorLimit" json:"consecutiveErrorLimit"`
+	// Routes judges every route on its own as well as the service (routes.go): auto (the default in
+	// mode sequential when the requests name routes), off, or an explicit list.
+	Routes RoutesSpec `yaml:"routes" json:"routes,omitzero"`
 }
 
 // Thresholds are the score thresholds: a final score >= Pass passes a step; any interval score
@@ -413,6 +416,7 @@ func (s *Spec) SetDefaults() {
 	}
 	s.setControlDefault()
 	s.setSequentialDefaults()
+	a.Routes.setDefaults()
 	if s.Steps == nil {
 		for _, w := range DefaultStepWeights {
 			s.Steps = append(s.Steps, StepSpec{Weight: w, Warmup: DefaultStepWarmup})
@@ -493,6 +497,7 @@ func (s *Spec) Validate() error {
 	s.validateSteps(bad)
 	s.validateControl(bad)
 	s.validateSequential(bad)
+	s.validateRoutes(bad)
 	s.validateState(bad)
 	if s.OnMarginal != "pause" && s.OnMarginal != "rollback" {
 		bad("onMarginal", "unknown value %q; use pause or rollback", s.OnMarginal)

@@ -171,6 +171,8 @@ type Interval struct {
 	// and margin, the e-values and the requests still needed.
 	Reason     string             `json:"reason,omitempty"`
 	Sequential *sequential.Report `json:"sequential,omitempty"`
+	// Routes: each route's verdict (analysis.routes, mode sequential), the worst first.
+	Routes []RouteResult `json:"routes,omitempty"`
 	// Cohorts: baseline's and canary's requests in the window (count, P50, P99, 5xx rate), for
 	// request-based metrics sources; in mode sequential, the requests of the step's looks so far.
 	Cohorts map[providers.Cohort]CohortStats `json:"cohorts,omitempty"`

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/canaryctl/canaryctl/analysis/sequential"
 	"github.com/canaryctl/canaryctl/providers"
 	"github.com/canaryctl/canaryctl/providers/proxy"
 	"github.com/canaryctl/canaryctl/rollout"
@@ -150,6 +151,16 @@ func failedMetrics(st rollout.State) []string {
 		for _, m := range iv.Metrics {
 			if m.Classification != "Pass" && m.Classification != "Undecided" {
 				out = append(out, m.Name)
+			}
+		}
+		for _, r := range iv.Routes { // analysis.routes: a route failed (the service may not have)
+			if r.Verdict != rollout.VerdictFail {
+				continue
+			}
+			for _, d := range r.Decisions {
+				if d.Verdict == sequential.Fail && !slices.Contains(out, d.Metric) {
+					out = append(out, "route "+d.Metric)
+				}
 			}
 		}
 		if len(out) > 0 {

@@ -43,7 +43,8 @@ type Generator struct {
 	events   []process
 	cohorts  [3]cohortState // stable, baseline, canary
 	clients  *clientPop
-	q90, q99 float64 // body-and-tail quantiles for Regression.TailFactor
+	q90, q99 float64     // body-and-tail quantiles for Regression.TailFactor
+	routes   *routeTable // nil without Model.Routes
 	counts   [3]Counts
 }
 
@@ -133,6 +134,7 @@ func New(m Model, t0 time.Time, router Router, seed [2]uint64) *Generator {
 	if m.Regression.TailFactor != 1 {
 		g.q90, g.q99 = m.Latency.Quantile(0.90), m.Latency.Quantile(0.99)
 	}
+	g.routes = newRouteTable(m)
 	g.diurnalAt = -1
 	g.next = g.gap(0)
 	return g
@@ -202,8 +204,12 @@ func (g *Generator) Advance(until time.Time, emit func(providers.Request)) {
 func (g *Generator) emitBefore(t float64, emit func(providers.Request)) {
 	for g.pending.len() > 0 && g.pending.first().fin < t {
 		p := g.pending.pop()
-		emit(providers.Request{Time: g.t0.Add(time.Duration(p.fin * float64(time.Second))), Cohort: cohortOf[p.cohort],
-			Instance: g.cohorts[p.cohort].names[p.instance], Status: int(p.status), Latency: time.Duration(float64(p.latencyMS) * float64(time.Millisecond))})
+		q := providers.Request{Time: g.t0.Add(time.Duration(p.fin * float64(time.Second))), Cohort: cohortOf[p.cohort],
+			Instance: g.cohorts[p.cohort].names[p.instance], Status: int(p.status), Latency: time.Duration(float64(p.latencyMS) * float64(time.Millisecond))}
+		if g.routes != nil {
+			q.Route = g.routes.names[p.route]
+		}
+		emit(q)
 	}
 }
 
@@ -267,10 +273,14 @@ func (g *Generator) arrive(t float64) {
 		latF *= math.Pow(1+d, hours)
 	}
 	addErr += m.Drift.ErrorRatePerHour * hours
+	route := 0
+	if g.routes != nil { // a draw only for models with routes: the others keep their random streams
+		route = g.routes.pick(g.rng.Float64())
+	}
 	base := g.latency()
 	pErr := m.ErrorRate*errF + addErr
 	lat := base * latF
-	if r := &m.Regression; ci == 2 && rt.Step+1 >= r.FromStep {
+	if r := &m.Regression; ci == 2 && rt.Step+1 >= r.FromStep && (g.routes == nil || g.routes.broken < 0 || g.routes.broken == route) {
 		if r.TailFactor != 1 {
 			w := min(max((base-g.q90)/(g.q99-g.q90), 0), 1)
 			lat *= 1 + (r.TailFactor-1)*w
@@ -294,7 +304,7 @@ func (g *Generator) arrive(t float64) {
 		g.counts[ci].Errors++
 	}
 	g.pending.push(pendingReq{fin: t + lat/1000, latencyMS: float32(lat), status: int16(status), cohort: int8(ci),
-		instance: uint16(inst)})
+		instance: uint16(inst), route: uint16(route)})
 }
 
 // latency draws a body-or-tail latency in ms.
@@ -312,6 +322,7 @@ type pendingReq struct {
 	fin       float64 // seconds since t0
 	latencyMS float32 // exact for whole ms; 24 bits of mantissa otherwise (about 10 ns at 100 ms)
 	instance  uint16
+	route     uint16 // index in the route table (Model.Routes)
 	status    int16
 	cohort    int8
 }

@@ -34,6 +34,9 @@ type Model struct {
 	Drift Drift `yaml:"drift" json:"drift"`
 	// Regression is what the canary does worse; zero for a good canary (A/A).
 	Regression Regression `yaml:"regression" json:"regression"`
+	// Routes: the service's routes and their shares of the requests (routes.go); left out, requests
+	// name no route (as a source that does not record routes).
+	Routes []RouteShare `yaml:"routes,omitempty" json:"routes,omitempty"`
 }
 
 // Rate is the request rate of all cohorts together.
@@ -168,6 +171,9 @@ type Regression struct {
 	// AddErrorRate is added to the canary's 5xx probability; ErrorRate, when positive, replaces it.
 	AddErrorRate float64 `yaml:"addErrorRate" json:"addErrorRate"`
 	ErrorRate    float64 `yaml:"errorRate" json:"errorRate"`
+	// Route confines the regression to the canary's requests on this route (a name in Routes);
+	// "" for every route.
+	Route string `yaml:"route,omitempty" json:"route,omitempty"`
 }
 
 // Active reports whether the regression changes anything.
@@ -228,7 +234,7 @@ func (m Model) WithDefaults() Model {
 // Validate checks a model (after WithDefaults) and names the field and the fix of the first problem.
 func (m Model) Validate() error {
 	c := &checks{}
-	for _, part := range []func(*checks){m.checkRate, m.checkLatency, m.checkCohorts, m.checkClients, m.checkEvents, m.checkRegression} {
+	for _, part := range []func(*checks){m.checkRate, m.checkLatency, m.checkCohorts, m.checkClients, m.checkEvents, m.checkRegression, m.checkRoutes} {
 		part(c)
 	}
 	return errors.Join(c.errs...)
