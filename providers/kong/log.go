@@ -102,6 +102,8 @@ type LogReceiver struct {
 	// a pair's id (guarded by mu).
 	targets   atomic.Pointer[[]logTarget]
 	targetIDs map[logTarget]uint16
+	// routes names the records' routes and path templates (analysis.routes)
+	routes routeNames
 	slots     chan *logWorker
 
 	mu      sync.Mutex
@@ -127,6 +129,8 @@ type record struct {
 	lat    uint32
 	status uint16
 	target uint16
+	// route and path: ids in the receiver's route table (logroutes.go), 0 when the entry had none
+	route, path uint16
 }
 
 // logTarget is an upstream target address (ip:port, as Kong logs the last try) in a cohort.
@@ -136,7 +140,7 @@ type logTarget struct {
 }
 
 // maxTargets bounds the (address, cohort) pairs one receiver can tell apart: ids are 16 bits so
-// that a record stays 16 bytes.
+// that a record stays small (24 bytes with its route ids).
 const maxTargets = math.MaxUint16
 
 var cohortNames = [...]providers.Cohort{providers.Stable, providers.Baseline, providers.Canary}
@@ -571,6 +575,7 @@ func (r *LogReceiver) Requests(ctx context.Context, since, until time.Time) ([]p
 	// loaded under mu, after the store of every record in the ring: each record's id came from a
 	// cohort map published after the targets that hold it
 	targets := *r.targets.Load()
+	routes := r.routes.snapshot()
 	n := r.next
 	if r.full {
 		n = len(r.ring)
@@ -583,6 +588,7 @@ func (r *LogReceiver) Requests(ctx context.Context, since, until time.Time) ([]p
 			out = append(out, providers.Request{
 				Time: time.UnixMicro(q.t), Cohort: cohortNames[tg.cohort], Status: int(q.status),
 				Latency: time.Duration(q.lat) * time.Microsecond, Instance: tg.addr,
+				Route: name(routes, q.route), Path: name(routes, q.path),
 			})
 		}
 	}

@@ -15,12 +15,13 @@ var errNotEntries = errors.New("the body is neither an http-log entry (a JSON ob
 
 // decode reads the entries of an http-log body (one entry, or a JSON array of them as Kong's queue
 // sends) into wk.recs, counting what it cannot use in wk.n. Only started_at, latencies.request,
-// latencies.proxy, response.status and the last of tries (ip, port) are read; everything else
-// (headers, service, route...) is skipped without being decoded (see scanner). The body is read in
+// latencies.proxy, response.status, the last of tries (ip, port), route.name, route.id,
+// request.method and request.uri are read; everything else (headers, service...) is skipped
+// without being decoded (see scanner). The body is read in
 // place: no copy, no allocation per entry. A malformed body is an error and nothing of it is kept.
 // Entries that finished before staleBefore (µs since the epoch) are counted as stale, not kept.
 func (r *LogReceiver) decode(body []byte, wk *logWorker, staleBefore int64) error {
-	d := entryDecoder{s: scanner{b: body}, cohorts: *r.cohorts.Load(), wk: wk, staleBefore: staleBefore}
+	d := entryDecoder{s: scanner{b: body}, cohorts: *r.cohorts.Load(), wk: wk, staleBefore: staleBefore, routes: &r.routes}
 	s := &d.s
 	ok := true
 	switch s.peek() {
@@ -50,6 +51,9 @@ type entryDecoder struct {
 	wk          *logWorker
 	staleBefore int64
 	kb          [96]byte
+	// routes interns routes and path templates (nil: not recorded); rb and pb are its scratch
+	routes *routeNames
+	rb, pb [512]byte
 }
 
 // numOrSkip reads a number, or skips a value of another kind (isNum false).
@@ -74,6 +78,7 @@ func (d *entryDecoder) entry() bool {
 	}
 	started, request, proxy, status := 0.0, 0.0, -1.0, 0.0
 	hasStart, hasProxy, hasTry := false, false, false
+	var rt entryRoute // analysis.routes (logroutes.go)
 	var ip []byte
 	port := -1.0
 	more, ok := s.beginObject()
@@ -107,6 +112,24 @@ func (d *entryDecoder) entry() bool {
 			})
 		case "tries":
 			ok = d.tries(&ip, &port, &hasTry)
+		case "route":
+			ok = d.strings(func(k, v []byte) {
+				switch string(k) {
+				case "name":
+					rt.name = v
+				case "id":
+					rt.id = v
+				}
+			})
+		case "request":
+			ok = d.strings(func(k, v []byte) {
+				switch string(k) {
+				case "method":
+					rt.method = v
+				case "uri":
+					rt.uri = v
+				}
+			})
 		default:
 			ok = s.skip()
 		}
@@ -117,8 +140,27 @@ func (d *entryDecoder) entry() bool {
 	if !ok {
 		return false
 	}
-	d.record(started, request, proxy, status, hasStart, hasProxy, hasTry, ip, port)
+	if d.record(started, request, proxy, status, hasStart, hasProxy, hasTry, ip, port) && d.routes != nil {
+		rec := &d.wk.recs[len(d.wk.recs)-1]
+		rec.route, rec.path = d.routes.routeIDs(rt, d.rb[:0], d.pb[:0])
+	}
 	return true
+}
+
+// strings walks an object calling member with each key whose value is a string (its raw
+// contents); values of other kinds are skipped. Anything but an object is skipped.
+func (d *entryDecoder) strings(member func(k, v []byte)) bool {
+	s := &d.s
+	return d.members(func(k []byte) bool {
+		if s.peek() != '"' {
+			return s.skip()
+		}
+		v, ok := s.str()
+		if ok {
+			member(k, v)
+		}
+		return ok
+	})
 }
 
 // members walks an object calling member at each key (which consumes the value), or skips a value
@@ -169,23 +211,23 @@ func (d *entryDecoder) tries(ip *[]byte, port *float64, hasTry *bool) bool {
 	return ok
 }
 
-// record turns an entry's fields into a record, or counts why it cannot.
-func (d *entryDecoder) record(started, request, proxy, statusF float64, hasStart, hasProxy, hasTry bool, ip []byte, portF float64) {
+// record turns an entry's fields into a record, or counts why it cannot (false).
+func (d *entryDecoder) record(started, request, proxy, statusF float64, hasStart, hasProxy, hasTry bool, ip []byte, portF float64) bool {
 	n := &d.wk.n
 	status := int(statusF)
 	if !hasStart || started <= 0 || started > 1e14 || status < 0 || status > 999 || request < 0 || request > 1e9 {
 		n.invalid++
-		return
+		return false
 	}
 	// the request finished at started_at + latencies.request (ms, possibly fractional)
 	t := int64(math.Round((started + request) * 1000))
 	if t < d.staleBefore {
 		n.stale++
-		return
+		return false
 	}
 	if !hasTry {
 		n.unattributed++ // Kong answered without an upstream (no route, no peer)
-		return
+		return false
 	}
 	port := int64(portF)
 	id, ok := d.cohorts[string(key(d.kb[:0], unsafe.String(unsafe.SliceData(ip), len(ip)), port))]
@@ -196,7 +238,7 @@ func (d *entryDecoder) record(started, request, proxy, statusF float64, hasStart
 		}
 		if !ok {
 			n.unattributed++
-			return
+			return false
 		}
 	}
 	lat := request
@@ -207,6 +249,7 @@ func (d *entryDecoder) record(started, request, proxy, statusF float64, hasStart
 		status = http.StatusBadGateway // tried an upstream but sent no status: none answered
 	}
 	d.wk.recs = append(d.wk.recs, record{t: t, lat: uint32(min(lat*1000, math.MaxUint32)), status: uint16(status), target: id})
+	return true
 }
 
 // countEntries counts the entries of an http-log body streamed from rd through a small buffer,

@@ -258,7 +258,7 @@ func TestKongLog(t *testing.T) {
 	if logPlugin == nil {
 		t.Fatal("no http-log plugin on the service")
 	}
-	get(t, f.kong.ProxyURL(), 200, nil) // 50 canary (500), 50 baseline, 100 stable
+	get(t, f.kong.ProxyURL()+"/checkout/pay/42", 200, nil) // 50 canary (500), 50 baseline, 100 stable
 	// Kong's queue sends batches at most max_coalescing_delay (1 s) apart: wait for all 200 entries
 	wctx, cancel := context.WithTimeout(ctx(t), 10*time.Second)
 	defer cancel()
@@ -272,6 +272,10 @@ func TestKongLog(t *testing.T) {
 	count := map[providers.Cohort]int{}
 	errs := map[providers.Cohort]int{}
 	for _, q := range reqs {
+		// analysis.routes: the Kong route that matched, and the path's template
+		if q.Route != "web" || q.Path != "/checkout/pay/{id}" {
+			t.Fatalf("request %+v: want route web (the fixture's), path /checkout/pay/{id}", q)
+		}
 		count[q.Cohort]++
 		if q.Status >= 500 {
 			errs[q.Cohort]++
