@@ -104,7 +104,7 @@ type LogReceiver struct {
 	targetIDs map[logTarget]uint16
 	// routes names the records' routes and path templates (analysis.routes)
 	routes routeNames
-	slots     chan *logWorker
+	slots  chan *logWorker
 
 	mu      sync.Mutex
 	ring    []record
