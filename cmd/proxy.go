@@ -29,6 +29,7 @@ type proxyOptions struct {
 	canaryPercent   float64
 	baselinePercent float64
 	hashOn          string
+	routeSegments   int
 	preserveHost    bool
 	adminInsecure   bool
 	shutdownTimeout time.Duration
@@ -68,6 +69,7 @@ Flags override the fields of the YAML --config file. Exit codes: 0 after a grace
 	f.Float64Var(&o.canaryPercent, "canary-percent", 0, "canary's share of traffic in percent, steps of 0.01 (e.g. 2.5)")
 	f.Float64Var(&o.baselinePercent, "baseline-percent", 0, "baseline's share of traffic in percent")
 	f.StringVar(&o.hashOn, "hash-on", "", "sticky cohorts: none, ip, header:NAME, cookie:NAME or consumer (verified JWT sub)")
+	f.IntVar(&o.routeSegments, "route-segments", 0, "record each request's route as its method and this many path segments, ids folded (GET /users/{id}), for analysis.routes; 0 records none")
 	f.BoolVar(&o.preserveHost, "preserve-host", false, "send the client's Host header upstream")
 	f.BoolVar(&o.adminInsecure, "admin-insecure", false, "serve the admin API without a token (only on a loopback address)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may finish after SIGINT/SIGTERM/SIGHUP")
@@ -256,6 +258,9 @@ func (o *proxyOptions) fileConfig(flags *pflag.FlagSet) (*proxy.FileConfig, erro
 	}
 	if set("preserve-host") {
 		fc.PreserveHost = o.preserveHost
+	}
+	if set("route-segments") {
+		fc.RouteSegments = o.routeSegments
 	}
 	if set("shutdown-timeout") || fc.Timeouts.Shutdown == 0 {
 		fc.Timeouts.Shutdown = o.shutdownTimeout

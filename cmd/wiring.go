@@ -51,7 +51,8 @@ func opener[T any](openers map[string]T, field, name string, valid []string) (T,
 func openBuiltin(ctx context.Context, env *Env, p rolloutParts, rt *assembly, log *slog.Logger) (openedGateway, error) {
 	spec := p.spec
 	if spec.Gateway.Listen != "" {
-		px, err := proxy.New(proxy.Config{Upstreams: map[providers.Cohort][]string{providers.Stable: spec.Stable.Addresses}, Logger: log})
+		px, err := proxy.New(proxy.Config{Upstreams: map[providers.Cohort][]string{providers.Stable: spec.Stable.Addresses}, Logger: log,
+			RouteSegments: spec.RouteSegments()})
 		if err != nil {
 			return openedGateway{}, fmt.Errorf("start embedded proxy: %w", err)
 		}

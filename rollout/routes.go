@@ -157,6 +157,16 @@ func (r RoutesSpec) Explicit() bool { return r.Mode == RoutesAuto || r.Mode == R
 // on what the requests show, so the alpha split below is fixed before any evidence is seen.
 const RoutesOnByDefault = true
 
+// RouteSegments is how many path segments the embedded built-in proxy records routes by: the
+// spec's analysis.routes.segments when routes may be judged (mode sequential, routes not off), 0
+// otherwise (the proxy then records no route and its hot path does no route work).
+func (s *Spec) RouteSegments() int {
+	if s.Analysis.Mode != ModeSequential || s.Analysis.Routes.Mode == RoutesOff || !RoutesOnByDefault && !s.Analysis.Routes.Explicit() {
+		return 0
+	}
+	return s.Analysis.Routes.Segments
+}
+
 // validateRoutes reports mistakes in analysis.routes through bad (field, message).
 func (s *Spec) validateRoutes(bad func(string, string, ...any)) {
 	r := s.Analysis.Routes

@@ -51,6 +51,9 @@ type FileConfig struct {
 		Max  time.Duration `yaml:"max"`
 	} `yaml:"backoff"`
 	SampleCapacity int `yaml:"sampleCapacity"`
+	// RouteSegments: record each request's route by its method and this many path segments
+	// (Config.RouteSegments; 0, the default, records none).
+	RouteSegments int `yaml:"routeSegments"`
 	// NetHTTPOnly serves every request through net/http instead of the proxy's HTTP/1.1 loop
 	// (ServeConfig.NetHTTPOnly).
 	NetHTTPOnly bool `yaml:"netHTTPOnly"`
@@ -139,6 +142,6 @@ func (fc *FileConfig) ProxyConfig() (Config, error) {
 		DialTimeout: fc.Timeouts.Dial, ResponseHeaderTimeout: fc.Timeouts.ResponseHeader, IdleConnTimeout: fc.Timeouts.Idle,
 		BackoffBase: fc.Backoff.Base, BackoffMax: fc.Backoff.Max, SampleCapacity: fc.SampleCapacity,
 		ClientBodyTimeout: fc.Timeouts.ClientBody, SendTimeout: fc.Timeouts.Send, UpstreamSendTimeout: fc.Timeouts.UpstreamSend,
-		UpstreamReadTimeout: fc.Timeouts.UpstreamRead, RequestBodyBuffer: fc.RequestBodyBuffer,
+		UpstreamReadTimeout: fc.Timeouts.UpstreamRead, RequestBodyBuffer: fc.RequestBodyBuffer, RouteSegments: fc.RouteSegments,
 	}, nil
 }

@@ -669,10 +669,14 @@ func (p *Proxy) serveH1(c *h1Conn, h *h1Head, closing bool) (keep bool) {
 	if reuse != nil {
 		up.pool.put(reuse, end.UnixNano(), p.fast.perHost)
 	}
+	var route uint32
+	if p.routes != nil {
+		route = routeID(p.routes, h.method, h.target)
+	}
 	if client {
-		p.recordClientError(end, end.Sub(start), status, ci, byRule, up)
+		p.recordClientError(end, end.Sub(start), status, ci, byRule, up, route)
 	} else {
-		p.record(end, end.Sub(start), status, ci, byRule, up)
+		p.record(end, end.Sub(start), status, ci, byRule, up, route)
 	}
 	return keep
 }

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/canaryctl/canaryctl/providers"
 )
@@ -134,37 +135,52 @@ func BenchmarkH1HotPath(b *testing.B) {
 
 // TestH1HotPathAllocations: a bodiless GET through the h1 loop over a pooled keep-alive upstream
 // connection allocates nothing per request (bench/RESULTS.md: allocations are CPU and GC work on
-// the path the loopback benchmark measures). Counted over whole requests with runtime.MemStats;
-// the raw client and upstream allocate nothing per request themselves.
+// the path the loopback benchmark measures), without routes and with them (Config.RouteSegments:
+// the template is built on the stack and found in the interned table). Counted over whole requests
+// with runtime.MemStats; the raw client and upstream allocate nothing per request themselves.
 func TestH1HotPathAllocations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("counts allocations over 3000 requests")
 	}
-	up := rawBenchUpstream(t)
-	_, srv := startProxyFront(t, Config{Upstreams: map[providers.Cohort][]string{"stable": {up}, "canary": {up}},
-		Split: providers.Split{Canary: 500}}, false)
-	rc := dialBenchClient(t, strings.TrimPrefix(srv.URL, "http://"))
-	for range 200 { // warm up: pools, buffers, metric series of both cohorts
-		if err := rc.do(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The fewest of three rounds: goroutines other tests left behind may allocate meanwhile, but
-	// an allocation on the path is one or more per request in every round.
-	const n = 1000
-	fewest := math.Inf(1)
-	for range 3 {
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		for range n {
-			if err := rc.do(); err != nil {
-				t.Fatal(err)
+	for _, tc := range []struct {
+		name     string
+		segments int
+	}{{"routes off", 0}, {"routes on", 2}} {
+		t.Run(tc.name, func(t *testing.T) { // not parallel: the count is process-wide
+			up := rawBenchUpstream(t)
+			p, srv := startProxyFront(t, Config{Upstreams: map[providers.Cohort][]string{"stable": {up}, "canary": {up}},
+				Split: providers.Split{Canary: 500}, RouteSegments: tc.segments}, false)
+			rc := dialBenchClient(t, strings.TrimPrefix(srv.URL, "http://"))
+			for range 200 { // warm up: pools, buffers, metric series of both cohorts, the route table
+				if err := rc.do(); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-		runtime.ReadMemStats(&after)
-		fewest = min(fewest, float64(after.Mallocs-before.Mallocs)/n)
-	}
-	if fewest >= 0.5 {
-		t.Errorf("%.2f allocations per request through the h1 loop, want none", fewest)
+			// The fewest of three rounds: goroutines other tests left behind may allocate meanwhile, but
+			// an allocation on the path is one or more per request in every round.
+			const n = 1000
+			fewest := math.Inf(1)
+			for range 3 {
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				for range n {
+					if err := rc.do(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				runtime.ReadMemStats(&after)
+				fewest = min(fewest, float64(after.Mallocs-before.Mallocs)/n)
+			}
+			if fewest >= 0.5 {
+				t.Errorf("%.2f allocations per request through the h1 loop, want none", fewest)
+			}
+			reqs, err := p.Requests(t.Context(), time.Unix(0, 0), time.Now().Add(time.Hour))
+			if err != nil || len(reqs) == 0 {
+				t.Fatalf("requests %d, %v", len(reqs), err)
+			}
+			if got, want := reqs[len(reqs)-1].Route, map[int]string{0: "", 2: "GET /bench"}[tc.segments]; got != want {
+				t.Errorf("route %q, want %q", got, want)
+			}
+		})
 	}
 }

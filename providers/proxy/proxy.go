@@ -94,6 +94,10 @@ type Config struct {
 	BackoffMax  time.Duration
 	// SampleCapacity is the number of per-request samples kept (default DefaultSampleCapacity).
 	SampleCapacity int
+	// RouteSegments, when positive, names each recorded request's route by its method and this
+	// many leading path segments, identifiers folded ("GET /users/{id}"; analysis.routes); 0 (the
+	// default) records no route and costs nothing (routes.go). At most MaxRouteSegments.
+	RouteSegments int
 	// Transport replaces the upstream transport (tests); nil builds a tuned http.Transport.
 	Transport http.RoundTripper
 	// Logger receives proxy errors; nil discards them.
@@ -130,6 +134,7 @@ type Proxy struct {
 	rp             *httputil.ReverseProxy
 	metrics        *metrics
 	samples        *ring
+	routes         *routeTable // nil unless Config.RouteSegments (routes.go)
 	backoffBase    time.Duration
 	backoffMax     time.Duration
 	preserveHost   bool
@@ -261,6 +266,13 @@ func New(cfg Config) (*Proxy, error) {
 		capacity = DefaultSampleCapacity
 	}
 	p.samples = newRing(capacity)
+	if cfg.RouteSegments < 0 || cfg.RouteSegments > providers.MaxRouteSegments {
+		return nil, &ConfigError{Field: "routeSegments", Err: fmt.Errorf("%d is out of range; use 0 (no routes) to %d, e.g. %d", cfg.RouteSegments, providers.MaxRouteSegments, providers.DefaultRouteSegments)}
+	}
+	if cfg.RouteSegments > 0 {
+		p.routes = newRouteTable(cfg.RouteSegments)
+		p.samples.route = make([]atomic.Uint32, len(p.samples.slots))
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      (*retrier)(p),
@@ -537,7 +549,7 @@ func (p *Proxy) Requests(_ context.Context, since, until time.Time) ([]providers
 	if cur := p.instances.Load(); cur != nil {
 		names = *cur
 	}
-	return p.samples.collect(since, until, names), nil
+	return p.samples.collect(since, until, names, p.routeNames()), nil
 }
 
 // MetricsHandler serves the Prometheus metrics of this proxy (its own registry).
@@ -563,6 +575,7 @@ type call struct {
 	w        *rpWriter
 	conn     atomic.Pointer[upConn] // fast path: the upstream connection in use, for the client watcher
 	ctx      callCtx
+	route    uint32 // the route's id (Config.RouteSegments; 0 without)
 }
 
 type callKey struct{}
@@ -648,6 +661,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	want, byRule := p.decide(t, r)
 	ci, up := p.route(t, want, start.UnixNano())
 	c := &call{t: t, cohort: ci, byRule: byRule, up: up, status: http.StatusBadGateway}
+	if p.routes != nil {
+		c.route = routeID(p.routes, r.Method, requestPath(r))
+	}
 	recorded := false
 	defer func() {
 		// ReverseProxy aborts a response whose upstream body broke off (or whose client stopped
@@ -658,19 +674,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				switch {
 				case c.upStatus >= 500:
 					// the upstream failed first: its 5xx, whatever the client did afterwards
-					p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule, c.up)
+					p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule, c.up, c.route)
 				case c.body != nil && c.body.err != nil:
-					p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule, c.up)
+					p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule, c.up, c.route)
 				case c.w != nil && c.w.werr != nil:
-					p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up)
+					p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up, c.route)
 				case r.Context().Err() != nil:
 					// the client left mid-answer (ReverseProxy's read of the upstream body ends
 					// with the request's context): not the upstream's 502; 499 kept in the
 					// analysis, as in the other paths, since the client may have left because
 					// the upstream kept it waiting
-					p.record(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up)
+					p.record(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up, c.route)
 				default:
-					p.record(end, end.Sub(start), http.StatusBadGateway, c.cohort, c.byRule, c.up)
+					p.record(end, end.Sub(start), http.StatusBadGateway, c.cohort, c.byRule, c.up, c.route)
 				}
 			}
 			panic(v)
@@ -690,7 +706,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status := clientStatus(err)
 			answerClientError(w, status)
 			end := p.now()
-			p.recordClientError(end, end.Sub(start), status, c.cohort, c.byRule, c.up)
+			p.recordClientError(end, end.Sub(start), status, c.cohort, c.byRule, c.up, c.route)
 			recorded = true
 			return
 		}
@@ -707,14 +723,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case c.upStatus >= 500:
 		// the upstream failed first: its 5xx, whatever the client did afterwards
-		p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule, c.up)
+		p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule, c.up, c.route)
 	case c.body != nil && c.body.err != nil:
 		// the rest of a long body failed on the client's side while it streamed upstream
-		p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule, c.up)
+		p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule, c.up, c.route)
 	case c.clientErr || (c.w != nil && c.w.werr != nil):
-		p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up)
+		p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up, c.route)
 	default:
-		p.record(end, end.Sub(start), c.status, c.cohort, c.byRule, c.up)
+		p.record(end, end.Sub(start), c.status, c.cohort, c.byRule, c.up, c.route)
 	}
 	recorded = true
 	if c.abort {
@@ -737,29 +753,29 @@ func instanceID(up *upstream) uint32 {
 	return up.id
 }
 
-// record records a request that up (nil: none) answered.
-func (p *Proxy) record(end time.Time, lat time.Duration, status, ci int, byRule bool, up *upstream) {
+// record records a request that up (nil: none) answered; rid is its route's id (0: none).
+func (p *Proxy) record(end time.Time, lat time.Duration, status, ci int, byRule bool, up *upstream, rid uint32) {
 	route := 0
 	if byRule {
 		route = 1
 	}
 	p.served[ci][route].Add(1)
 	p.metrics.observe(ci, route, status, lat)
-	p.samples.add(end.UnixNano(), lat, status, ci, byRule, false, instanceID(up))
+	p.samples.add(end.UnixNano(), lat, status, ci, byRule, false, instanceID(up), rid)
 }
 
 // recordClientError records a request the client broke — bad framing (400), an upload that
 // stalled (408) or was broken off (499), an answer it did not take (499) — under its status code
 // in canaryctl_proxy_requests_total, but not in the latency histogram nor in the request log the
 // analysis reads (Requests): only the upstream's own failures count against a cohort.
-func (p *Proxy) recordClientError(end time.Time, lat time.Duration, status, ci int, byRule bool, up *upstream) {
+func (p *Proxy) recordClientError(end time.Time, lat time.Duration, status, ci int, byRule bool, up *upstream, rid uint32) {
 	route := 0
 	if byRule {
 		route = 1
 	}
 	p.served[ci][route].Add(1)
 	p.metrics.counter(ci, route, status).Inc()
-	p.samples.add(end.UnixNano(), lat, status, ci, byRule, true, instanceID(up))
+	p.samples.add(end.UnixNano(), lat, status, ci, byRule, true, instanceID(up), rid)
 }
 
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {

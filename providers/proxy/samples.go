@@ -31,6 +31,9 @@ type ring struct {
 	head  atomic.Uint64
 	mask  uint64
 	slots []slot
+	// route holds each slot's route id (routes.go), written and read with the slot's sequence;
+	// nil when the proxy records no routes
+	route []atomic.Uint32
 }
 
 func newRing(capacity int) *ring {
@@ -60,11 +63,14 @@ func packMeta(status, cohort int, byRule, client bool, inst uint32) uint64 {
 	return m
 }
 
-func (r *ring) add(at int64, lat time.Duration, status, cohort int, byRule, client bool, inst uint32) {
+func (r *ring) add(at int64, lat time.Duration, status, cohort int, byRule, client bool, inst, route uint32) {
 	idx := r.head.Add(1) - 1
 	s := r.claim(idx)
 	if s == nil {
 		return
+	}
+	if r.route != nil {
+		r.route[idx&r.mask].Store(route)
 	}
 	s.at.Store(at)
 	s.lat.Store(int64(lat))
@@ -94,7 +100,7 @@ func (r *ring) claim(idx uint64) *slot {
 // rewritten while read are skipped, and so are client errors (metaClient): they say nothing about
 // the cohort the request was routed to, so the analysis never sees them. names is the proxy's
 // instance table (names[id-1] is the upstream of instance id); an id beyond it reads as unknown.
-func (r *ring) collect(since, until time.Time, names []string) []providers.Request {
+func (r *ring) collect(since, until time.Time, names, routes []string) []providers.Request {
 	head := r.head.Load()
 	n := uint64(len(r.slots))
 	first := uint64(0)
@@ -110,6 +116,10 @@ func (r *ring) collect(since, until time.Time, names []string) []providers.Reque
 			continue
 		}
 		at, lat, meta := s.at.Load(), s.lat.Load(), s.meta.Load()
+		var rid uint32
+		if r.route != nil {
+			rid = r.route[idx&r.mask].Load()
+		}
 		if s.seq.Load() != seq {
 			continue
 		}
@@ -132,6 +142,9 @@ func (r *ring) collect(since, until time.Time, names []string) []providers.Reque
 			ByRule:   meta&(1<<24) != 0,
 			Instance: inst,
 		})
+		if rid != 0 && int(rid) <= len(routes) {
+			out[len(out)-1].Route = routes[rid-1]
+		}
 	}
 	slices.SortStableFunc(out, func(a, b providers.Request) int { return a.Time.Compare(b.Time) })
 	return out
