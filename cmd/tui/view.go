@@ -301,7 +301,7 @@ func (m Model) metrics(w int) []string {
 		}
 		lines = append(lines, head+reason)
 	}
-	return lines
+	return append(lines, m.routes(iv, w)...) // analysis.routes: the worst routes
 }
 
 // metricCells are the cells of a metric's row and their styles.
