@@ -3,7 +3,6 @@ package cmd
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -47,6 +46,9 @@ type analyzeOptions struct {
 	step                          time.Duration
 	pass, marginal                float64
 	output                        string
+	// routeLabel and routes: judge each route too (analyze_routes.go)
+	routeLabel string
+	routes     []string
 }
 
 func newAnalyzeCmd(env *Env) *cobra.Command {
@@ -114,6 +116,8 @@ CANARYCTL_PROMETHEUS_PASSWORD.`,
 	f.DurationVar(&o.step, "step", 30*time.Second, "resolution: one point per step")
 	f.Float64Var(&o.pass, "pass", judge.DefaultThresholds.Pass, "score needed to pass (with --spec: the spec's analysis.thresholds.pass unless this flag is given)")
 	f.Float64Var(&o.marginal, "marginal", judge.DefaultThresholds.Marginal, "score needed to be marginal rather than fail (with --spec: the spec's analysis.thresholds.marginal unless given)")
+	f.StringVar(&o.routeLabel, "route-label", "", "also judge each --route on its own: the label that tells routes apart in the metrics (e.g. uri, handler); queries get LABEL=\"route\" and templates .Route")
+	f.StringArrayVar(&o.routes, "route", nil, "a route to judge (a value of --route-label), repeatable; the 98% confidence is split over the routes (Bonferroni)")
 	f.StringVarP(&o.output, "output", "o", "", "output format: json or text (default text on a terminal, json otherwise)")
 	_ = c.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"json", "text"}, cobra.ShellCompDirectiveNoFileComp
@@ -174,38 +178,31 @@ func (o *analyzeOptions) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := o.checkRoutes(metrics, pcfg); err != nil {
+		return err
+	}
 	prov, err := prometheus.New(pcfg)
 	if err != nil {
 		return err
 	}
-
-	pairs := make([]judge.MetricSetPair, 0, len(metrics))
-	for _, m := range metrics {
-		var pair providers.Pair
-		var err error
-		if m.metric != nil {
-			pair, err = prov.Pair(ctx, *m.metric, w)
-		} else {
-			pair, err = prov.PairQueries(ctx, m.name, m.baseline, m.canary, w)
-		}
-		switch {
-		case errors.Is(err, providers.ErrNoData):
-			o.env.Logger.Warn("no data; the judge applies the metric's mustHaveData rule", "metric", m.name, "err", err)
-			pair = providers.Pair{}
-		case err != nil:
-			return fmt.Errorf("analyze: fetch %s: %w", m.name, err)
-		}
-		if pair.Baseline == nil {
-			pair.Baseline = []float64{}
-		}
-		if pair.Canary == nil {
-			pair.Canary = []float64{}
-		}
-		pairs = append(pairs, judge.MetricSetPair{Name: m.name, Control: pair.Baseline, Experiment: pair.Canary})
-	}
-	res, err := judge.Judge(cc, th, pairs)
+	res, err := o.judgeWindow(ctx, prov, metrics, cc, th, w, "the service")
 	if err != nil {
-		return fmt.Errorf("analyze: judge: %w", err)
+		return err
+	}
+	if o.routeLabel != "" {
+		routes, err := o.judgeRoutes(ctx, pcfg, metrics, cc, th, w)
+		if err != nil {
+			return err
+		}
+		if format == "text" {
+			if err := writeAnalyzeResult(o.env.Stdout, format, res, th, w); err != nil {
+				return fmt.Errorf("analyze: write result: %w", err)
+			}
+		}
+		if err := writeAnalyzeRoutes(o.env.Stdout, format, res, o.routeLabel, routes, th); err != nil {
+			return fmt.Errorf("analyze: write result: %w", err)
+		}
+		return verdictResult(worstVerdict(res, routes))
 	}
 	if err := writeAnalyzeResult(o.env.Stdout, format, res, th, w); err != nil {
 		return fmt.Errorf("analyze: write result: %w", err)

@@ -95,12 +95,26 @@ type ResultMetadata struct {
 // Option configures Judge.
 type Option func(*options)
 
-type options struct{ noise NormalSource }
+type options struct {
+	noise     NormalSource
+	confLevel float64
+}
 
 // WithNoise sets the source of the Gaussian noise Kayenta adds when both samples of a metric are
 // constant (tests pass a seeded *rand.Rand). The default is math/rand/v2's auto-seeded global source,
 // which, like Kayenta's unseeded scala.util.Random, makes that case non-deterministic.
 func WithNoise(src NormalSource) Option { return func(o *options) { o.noise = src } }
+
+// WithConfLevel sets the confidence level of every metric's Mann-Whitney interval instead of
+// ConfLevel (0.98), e.g. 1-(1-ConfLevel)/M to judge M routes at the false-alarm rate of one
+// (canaryctl analyze --route-label, a Bonferroni split). A level outside (0, 1) is ignored.
+func WithConfLevel(c float64) Option {
+	return func(o *options) {
+		if c > 0 && c < 1 {
+			o.confLevel = c
+		}
+	}
+}
 
 type globalNormal struct{}
 
@@ -110,7 +124,7 @@ func (globalNormal) NormFloat64() float64 { return rand.NormFloat64() }
 // of the same name, then scored with cfg's group weights and classified with th. A pair without a
 // metric config (ErrUnknownMetric) or invalid thresholds give a *ConfigError; nothing is judged then.
 func Judge(cfg *CanaryConfig, th Thresholds, pairs []MetricSetPair, opts ...Option) (*Result, error) {
-	o := options{noise: globalNormal{}}
+	o := options{noise: globalNormal{}, confLevel: ConfLevel}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -133,7 +147,7 @@ func Judge(cfg *CanaryConfig, th Thresholds, pairs []MetricSetPair, opts ...Opti
 	res := &Result{JudgeName: JudgeName, Results: make([]MetricResult, 0, len(pairs))}
 	inputs := make([]scoreInput, 0, len(pairs))
 	for i, p := range pairs {
-		mr, err := judgeMetric(metrics[i], p, o.noise)
+		mr, err := judgeMetric(metrics[i], p, o.noise, o.confLevel)
 		if err != nil {
 			return nil, err
 		}
@@ -155,7 +169,7 @@ func Judge(cfg *CanaryConfig, th Thresholds, pairs []MetricSetPair, opts ...Opti
 
 // judgeMetric is NetflixACAJudge.classifyMetric: preprocessing, statistics, classification. Errors of
 // the comparison become an Error classification; preprocessing errors fail the judgement.
-func judgeMetric(m *MetricConfig, p MetricSetPair, noise NormalSource) (MetricResult, error) {
+func judgeMetric(m *MetricConfig, p MetricSetPair, noise NormalSource, confLevel float64) (MetricResult, error) {
 	a := m.Analysis
 	experiment, err := preprocess(p.Experiment, a)
 	if err != nil {
@@ -178,7 +192,7 @@ func judgeMetric(m *MetricConfig, p MetricSetPair, noise NormalSource) (MetricRe
 		ExperimentMetadata: Metadata{Stats: stats(experiment)},
 		ControlMetadata:    Metadata{Stats: stats(control)},
 	}
-	params := classifierParams{name: p.Name, tolerance: Tolerance, confLevel: ConfLevel, analysis: a,
+	params := classifierParams{name: p.Name, tolerance: Tolerance, confLevel: confLevel, analysis: a,
 		canaryLabel: "Canary", baselineLabel: "Baseline"}
 	c, err := classify(params, experiment, control, noise)
 	if err != nil {

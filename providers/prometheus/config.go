@@ -68,6 +68,13 @@ type Config struct {
 	Control providers.Cohort
 	// Selector holds extra label matchers joined into .Selector, e.g. `namespace="shop"`.
 	Selector string
+	// RouteLabel and Route narrow every query to one route (canaryctl analyze --route-label): the
+	// matcher RouteLabel="Route" joins .Selector, and templates see .Route and .RouteLabel. The
+	// label must tell routes apart in the application's metrics (Micrometer's uri, promhttp's
+	// handler); the built-in proxy's metrics have none (their route label is split or rule), and
+	// Kong's Prometheus plugin has a route label but no upstream-target label, so it cannot tell
+	// canary from stable at all.
+	RouteLabel, Route string
 	// Service is the service name, available to templates as .Service (and, when set, matched by
 	// the app-labels set through its ServiceLabel).
 	Service string

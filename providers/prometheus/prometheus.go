@@ -124,12 +124,14 @@ type Vars struct {
 	Step        string // the step of the range query as a PromQL duration, e.g. "30s" (see Points)
 	Window      string // the rate window: the window's step or Config.MinWindow, the larger; equal to Step
 	Quantile    string // the metric's quantile, e.g. "0.99" (0.99 when unset)
+	// Route and RouteLabel: the route the query is narrowed to (Config.Route), "" for the service
+	Route, RouteLabel string
 }
 
 func (v Vars) asMap() map[string]any {
 	return map[string]any{
 		"Cohort": v.Cohort, "CohortLabel": v.CohortLabel, "Service": v.Service, "Selector": v.Selector,
-		"Step": v.Step, "Window": v.Window, "Quantile": v.Quantile,
+		"Step": v.Step, "Window": v.Window, "Quantile": v.Quantile, "Route": v.Route, "RouteLabel": v.RouteLabel,
 	}
 }
 
@@ -143,6 +145,9 @@ func (p *Provider) Vars(m providers.Metric, c providers.Cohort, w providers.Wind
 	if s := strings.Trim(strings.TrimSpace(p.cfg.Selector), ","); s != "" {
 		sel += "," + s
 	}
+	if p.cfg.RouteLabel != "" && p.cfg.Route != "" {
+		sel += "," + p.cfg.RouteLabel + "=" + strconv.Quote(p.cfg.Route)
+	}
 	step := w.Step
 	if step <= 0 {
 		step = time.Minute
@@ -155,7 +160,7 @@ func (p *Provider) Vars(m providers.Metric, c providers.Cohort, w providers.Wind
 	return Vars{
 		Cohort: val, CohortLabel: p.cfg.CohortLabel, Service: p.cfg.Service, Selector: sel,
 		Step: promDuration(step), Window: promDuration(step),
-		Quantile: strconv.FormatFloat(q, 'f', -1, 64),
+		Quantile: strconv.FormatFloat(q, 'f', -1, 64), Route: p.cfg.Route, RouteLabel: p.cfg.RouteLabel,
 	}
 }
 
@@ -180,7 +185,7 @@ func (p *Provider) Render(m providers.Metric, c providers.Cohort, w providers.Wi
 	var b strings.Builder
 	if err := t.Execute(&b, p.Vars(m, c, w).asMap()); err != nil {
 		return "", &ConfigError{Field: metricField(m, "query"),
-			Err: fmt.Errorf("render for %s: %w (variables: .Cohort .CohortLabel .Service .Selector .Step .Window .Quantile)", c, err)}
+			Err: fmt.Errorf("render for %s: %w (variables: .Cohort .CohortLabel .Service .Selector .Step .Window .Quantile .Route .RouteLabel)", c, err)}
 	}
 	out := strings.TrimSpace(b.String())
 	if out == "" {

@@ -33,6 +33,11 @@ func TestRenderQuerySets(t *testing.T) {
 		{"query kind with every variable", Config{Service: "svc"},
 			providers.Metric{Name: "q", Kind: providers.Query, Query: `{{.Cohort}} {{.CohortLabel}} {{.Service}} {{.Selector}} {{.Step}} {{.Window}} {{.Quantile}}`}, providers.Canary,
 			`canary cohort svc cohort="canary" 30s 30s 0.99`},
+		{"app-labels narrowed to a route", Config{QuerySet: "app-labels", Service: "checkout", RouteLabel: "uri", Route: "/checkout/pay"}, errorRate, providers.Canary,
+			`100 * (sum(rate(http_server_requests_seconds_count{cohort="canary",uri="/checkout/pay",service="checkout",status=~"5.."}[30s])) or vector(0)) / sum(rate(http_server_requests_seconds_count{cohort="canary",uri="/checkout/pay",service="checkout"}[30s]))`},
+		{"query kind sees the route", Config{RouteLabel: "handler", Route: "/pay"},
+			providers.Metric{Name: "q", Kind: providers.Query, Query: `{{.RouteLabel}}={{.Route}} {{.Selector}}`}, providers.Canary,
+			`handler=/pay cohort="canary",handler="/pay"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
