@@ -37,12 +37,13 @@ func newDemoCmd(env *Env) *cobra.Command {
 	o := &demoOptions{}
 	c := &cobra.Command{
 		Use:   "demo",
-		Short: "Run a demo rollout on embedded defaults: good is promoted, slow and errors are rolled back",
+		Short: "Run a demo rollout on embedded defaults: good is promoted, slow, errors and route are rolled back",
 		Long: "demo starts a small demo service (stable v1, baseline v1, canary v2, each a child process), the\n" +
 			"built-in proxy and a load generator on loopback, and runs the real pipeline on a shortened\n" +
 			"schedule (2.5% -> 10% -> 100%, about 30 s at 400 requests/s) from the embedded spec " + demo.SpecPath + ".\n\n" +
-			"Scenarios: good (promoted, exit 0), slow (canary 50 ms slower on every request) and errors\n" +
-			"(canary answers 10% of requests with 500), both rolled back with the reason (exit 3).",
+			"Scenarios: good (promoted, exit 0), slow (canary 50 ms slower on every request), errors\n" +
+			"(canary answers 10% of requests with 500) and route (canary answers half the requests to\n" +
+			"POST /checkout/pay, 2% of the load, with 500), rolled back with the reason (exit 3).",
 		Example: "  canaryctl demo\n  canaryctl demo --scenario errors\n  canaryctl demo --scenario slow -o json > report.json",
 		Args:    cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -50,14 +51,14 @@ func newDemoCmd(env *Env) *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.scenario, "scenario", string(demo.Good), "good, slow or errors")
+	f.StringVar(&o.scenario, "scenario", string(demo.Good), "good, slow, errors or route")
 	f.StringVarP(&o.output, "output", "o", "text", "final output on stdout: text or json (the rollout report plus the demo's measurements)")
 	f.IntVar(&o.rps, "rps", demo.DefaultRPS, "requests per second of the load generator (1..2000)")
 	f.BoolVar(&o.spinnaker, "spinnaker", false, "print one SPINNAKER_CONFIG_JSON={...} line on stdout at the end")
 	f.StringVar(&o.stateDir, "state-dir", "", "keep state, events and logs in this directory (default: a temporary one, removed at the end)")
 	f.StringVar(&o.events, "events", "", "append every event as a JSON line to FILE")
 	f.BoolVar(&o.tui, "tui", false, "show the live monitor (as canaryctl watch) while the demo runs")
-	_ = c.RegisterFlagCompletionFunc("scenario", cobra.FixedCompletions([]string{string(demo.Good), string(demo.Slow), string(demo.Errors)}, cobra.ShellCompDirectiveNoFileComp))
+	_ = c.RegisterFlagCompletionFunc("scenario", cobra.FixedCompletions([]string{string(demo.Good), string(demo.Slow), string(demo.Errors), string(demo.Route)}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	return c
 }
@@ -88,6 +89,7 @@ var scenarioText = map[demo.Behaviour]string{
 	demo.Good:   "canary v2 behaves like v1: expect promotion (exit 0)",
 	demo.Slow:   "canary v2 is 50 ms slower on every request: expect rollback (exit 3)",
 	demo.Errors: "canary v2 answers 10% of requests with 500: expect rollback (exit 3)",
+	demo.Route:  "canary v2 answers half of POST /checkout/pay (2% of the load) with 500: expect rollback naming the route (exit 3)",
 }
 
 // check checks the demo's flags and returns its scenario.
@@ -276,7 +278,7 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 
 	lctx, stopLoad := context.WithCancel(infra)
 	defer stopLoad()
-	load, err := demo.StartLoad(lctx, demo.LoadConfig{Target: target, RPS: o.rps})
+	load, err := demo.StartLoad(lctx, demo.LoadConfig{Target: target, RPS: o.rps, RoutePath: demo.BrokenRoute, RouteShare: demo.DemoRouteShare})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}

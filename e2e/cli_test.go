@@ -221,7 +221,7 @@ func TestCompletesFlagValues(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"__complete", "demo", "--scenario", ""}, []string{"good", "slow", "errors"}},
+		{[]string{"__complete", "demo", "--scenario", ""}, []string{"good", "slow", "errors", "route"}},
 		{[]string{"__complete", "demo", "-o", ""}, []string{"text", "json"}},
 		{[]string{"__complete", "run", "-o", ""}, []string{"text", "json"}},
 	} {

@@ -249,6 +249,9 @@ func TestDemo(t *testing.T) {
 		// analysis.mode sequential (the default for the demo's builtin metrics) names the failed test
 		{scenario: "slow", code: 3, phase: rollout.RolledBack, reason: "the canary is worse on latency-"},
 		{scenario: "errors", code: 3, phase: rollout.RolledBack, reason: "the canary is worse on 5xx-"},
+		// one broken route (2% of the load): its own tests (analysis.routes, on by default) or, at the
+		// 50/50 step, the service's 5xx tests roll it back, whichever has the evidence first
+		{scenario: "route", code: 3, phase: rollout.RolledBack, reason: "5xx-"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.scenario, func(t *testing.T) {
@@ -273,6 +276,10 @@ func TestDemo(t *testing.T) {
 				t.Errorf("stderr has no progress lines:\n%s", r.stderr)
 			}
 			switch tc.scenario {
+			case "route":
+				if n := d.Demo.Load.FailedBy["v1"]; n != 0 {
+					t.Errorf("%d client requests failed on v1 in scenario route", n)
+				}
 			case "good", "slow":
 				if d.Demo.FailedRequests != 0 {
 					t.Errorf("%d client requests failed in scenario %s", d.Demo.FailedRequests, tc.scenario)

@@ -21,10 +21,20 @@ const (
 	Good   Behaviour = "good"   // answers 200 after the base latency
 	Slow   Behaviour = "slow"   // answers 200, SlowBy later than good on every request
 	Errors Behaviour = "errors" // answers ErrorShare of requests with 500
+	// Route answers BrokenRouteShare of the requests to BrokenRoute with 500, every other request
+	// as good: one broken endpoint with a small share of the traffic (analysis.routes).
+	Route Behaviour = "route"
+)
+
+// The broken endpoint of behaviour Route: the load generator sends LoadRouteShare of its requests
+// there, and the Route canary fails half of them.
+const (
+	BrokenRoute      = "/checkout/pay"
+	BrokenRouteShare = 0.5
 )
 
 // Behaviours lists the valid behaviours.
-var Behaviours = []Behaviour{Good, Slow, Errors}
+var Behaviours = []Behaviour{Good, Slow, Errors, Route}
 
 // ParseBehaviour parses a behaviour name; the error lists the valid ones.
 func ParseBehaviour(s string) (Behaviour, error) {
@@ -33,7 +43,7 @@ func ParseBehaviour(s string) (Behaviour, error) {
 			return b, nil
 		}
 	}
-	return "", fmt.Errorf("unknown behaviour %q; use good, slow or errors", s)
+	return "", fmt.Errorf("unknown behaviour %q; use good, slow, errors or route", s)
 }
 
 // Defaults of the demo service: answers take 10 ms plus a log-normal extra with a median of 5 ms
@@ -103,7 +113,8 @@ func (c *AppConfig) setDefaults() {
 }
 
 // App is the demo service: GET /healthz answers 200 at once; any other path answers after the base
-// latency plus jitter (plus SlowBy when slow), with 500 for ErrorShare of requests when erroneous.
+// latency plus jitter (plus SlowBy when slow), with 500 for ErrorShare of requests when erroneous,
+// and for half the requests to /checkout/pay with behaviour route.
 type App struct {
 	cfg AppConfig
 	mu  sync.Mutex
@@ -125,8 +136,8 @@ func NewApp(cfg AppConfig) (*App, error) {
 	return &App{cfg: cfg, rnd: rand.New(rand.NewPCG(cfg.Seed, 0x64656d6f))}, nil
 }
 
-// draw returns the latency of the next request and whether it fails.
-func (a *App) draw() (time.Duration, bool) {
+// draw returns the latency of the next request to path and whether it fails.
+func (a *App) draw(path string) (time.Duration, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	d := a.cfg.Latency
@@ -140,6 +151,8 @@ func (a *App) draw() (time.Duration, bool) {
 		d += a.cfg.SlowBy
 	case Errors:
 		fail = a.rnd.Float64() < a.cfg.ErrorShare
+	case Route:
+		fail = path == BrokenRoute && a.rnd.Float64() < BrokenRouteShare
 	}
 	return d, fail
 }
@@ -151,7 +164,7 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "{\"status\":\"ok\",\"version\":%q}\n", a.cfg.Version)
 		return
 	}
-	d, fail := a.draw()
+	d, fail := a.draw(r.URL.Path)
 	a.cfg.Sleep(r, d)
 	status := http.StatusOK
 	if fail {

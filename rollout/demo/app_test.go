@@ -95,7 +95,7 @@ func TestNewAppRejects(t *testing.T) {
 		cfg  AppConfig
 		want string
 	}{
-		{name: "behaviour", cfg: AppConfig{Behaviour: "flaky"}, want: "use good, slow or errors"},
+		{name: "behaviour", cfg: AppConfig{Behaviour: "flaky"}, want: "use good, slow, errors or route"},
 		{name: "error share", cfg: AppConfig{ErrorShare: 1.5}, want: "between 0 and 1"},
 		{name: "negative latency", cfg: AppConfig{Latency: -1}, want: "negative"},
 	}
@@ -106,5 +106,28 @@ func TestNewAppRejects(t *testing.T) {
 				t.Errorf("NewApp error = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestAppRoute: behaviour route fails about half the requests to BrokenRoute and none elsewhere.
+func TestAppRoute(t *testing.T) {
+	t.Parallel()
+	app, err := NewApp(AppConfig{Version: "v2", Behaviour: Route, Seed: 7, Sleep: func(*http.Request, time.Duration) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fails := map[string]int{}
+	const n = 2000
+	for _, path := range []string{"/", BrokenRoute} {
+		for range n {
+			w := httptest.NewRecorder()
+			app.ServeHTTP(w, httptest.NewRequest(http.MethodPost, path, nil))
+			if w.Code == http.StatusInternalServerError {
+				fails[path]++
+			}
+		}
+	}
+	if fails["/"] != 0 || fails[BrokenRoute] < 900 || fails[BrokenRoute] > 1100 {
+		t.Fatalf("500s per path %v of %d each; want none on / and about half on %s", fails, n, BrokenRoute)
 	}
 }

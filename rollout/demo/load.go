@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
@@ -25,6 +26,10 @@ type LoadConfig struct {
 	MaxInFlight int
 	// Timeout per request (default 5s).
 	Timeout time.Duration
+	// RoutePath and RouteShare: every 1/RouteShare-th request is a POST to Target with this path
+	// appended instead (share 0: none), one small endpoint beside the rest of the traffic.
+	RoutePath  string
+	RouteShare float64
 	// OnResult, if set, sees every result (from many goroutines).
 	OnResult func(Result)
 	// Client sends the requests; default: a pooled client without proxy from the environment.
@@ -34,9 +39,11 @@ type LoadConfig struct {
 
 // Limits and defaults of the load generator.
 const (
-	DefaultRPS  = 400
-	MaxRPS      = 2000
-	maxInFlight = 256
+	// DemoRouteShare: the demo sends 2% of its requests to demo.BrokenRoute.
+	DemoRouteShare = 0.02
+	DefaultRPS     = 400
+	MaxRPS         = 2000
+	maxInFlight    = 256
 )
 
 // Result is one request as the client saw it.
@@ -44,6 +51,7 @@ type Result struct {
 	Start, End time.Time
 	Status     int    // 0 when no response came back
 	Version    string // the VersionHeader of the answer
+	Route      bool   // sent to LoadConfig.RoutePath
 	Err        error
 }
 
@@ -120,6 +128,9 @@ func StartLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.RouteShare < 0 || cfg.RouteShare > 1 || cfg.RouteShare > 0 && !strings.HasPrefix(cfg.RoutePath, "/") {
+		return nil, fmt.Errorf("load route %q with share %v: give a path starting with / and a share in [0, 1]", cfg.RoutePath, cfg.RouteShare)
+	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Transport: &http.Transport{
 			Proxy: nil, MaxIdleConnsPerHost: cfg.MaxInFlight, IdleConnTimeout: 30 * time.Second,
@@ -158,19 +169,24 @@ func (l *Load) run(ctx context.Context) {
 				continue
 			}
 			l.wg.Add(1)
+			route := l.cfg.RouteShare > 0 && int(float64(sent+1)*l.cfg.RouteShare) > int(float64(sent)*l.cfg.RouteShare)
 			go func() {
 				defer func() { <-sem; l.wg.Done() }()
-				l.add(ctx, l.send(ctx))
+				l.add(ctx, l.send(ctx, route))
 			}()
 		}
 	}
 }
 
-func (l *Load) send(ctx context.Context) Result {
+func (l *Load) send(ctx context.Context, route bool) Result {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
 	defer cancel()
-	res := Result{Start: l.cfg.Now()}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.cfg.Target, nil)
+	res := Result{Start: l.cfg.Now(), Route: route}
+	method, target := http.MethodGet, l.cfg.Target
+	if route {
+		method, target = http.MethodPost, strings.TrimSuffix(target, "/")+l.cfg.RoutePath
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, nil)
 	if err != nil {
 		res.Err, res.End = err, l.cfg.Now()
 		return res

@@ -45,6 +45,32 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+// TestLoadRoute: every 1/RouteShare-th request is a POST to the route's path, the rest GET Target.
+func TestLoadRoute(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Method+" "+r.URL.Path]++
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	l, err := StartLoad(t.Context(), LoadConfig{Target: srv.URL + "/", RPS: 400, MaxRequests: 200, RoutePath: "/checkout/pay", RouteShare: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["POST /checkout/pay"] != 20 || seen["GET /"] != 180 {
+		t.Fatalf("requests by route %v; want 20 POST /checkout/pay and 180 GET /", seen)
+	}
+	if _, err := StartLoad(t.Context(), LoadConfig{Target: srv.URL, RoutePath: "checkout", RouteShare: 0.1}); err == nil {
+		t.Fatal("a route path without a leading / accepted")
+	}
+}
+
 // TestLoadStopsWithContext: cancelling the context stops the load; Wait returns with what was sent
 // and no request cut short by the stop counts as failed. It waits for the server to have seen
 // requests (an event), not for a wall-clock rate: under load the first answers may take longer than
