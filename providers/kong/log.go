@@ -34,7 +34,7 @@ type LogConfig struct {
 	Secret string
 	// CertFile and KeyFile, when set, make the receiver serve https.
 	CertFile, KeyFile string
-	// MaxRequests bounds the requests kept in memory, 16 bytes each (default 4,000,000, 64 MB):
+	// MaxRequests bounds the requests kept in memory, 24 bytes each (default 4,000,000, 96 MB):
 	// the oldest go first, and are counted as dropped for the windows they belonged to.
 	MaxRequests int
 	// MaxInflight bounds the posts read and decoded at once, each with a buffer of up to MaxBody
@@ -85,8 +85,9 @@ type LogStats struct {
 // secret are read. It implements the rollout engine's RequestLog and IngestReporter interfaces.
 //
 // Ingestion decodes only the fields the analysis needs (started_at, latencies.request and .proxy,
-// response.status, the last try's ip and port) with gjson, straight from a reused buffer, into
-// 16-byte records in a fixed ring: no allocation per entry, bounded memory at any rate.
+// response.status, the last try's ip and port, the route and the request's method and URI) with its
+// own scanner (logscan.go), straight from a reused buffer, into 24-byte records in a fixed ring: no
+// allocation per entry, bounded memory at any rate.
 type LogReceiver struct {
 	cfg     LogConfig
 	log     *slog.Logger

@@ -40,8 +40,8 @@ func kong3Try(ip string, port int, failed bool) string {
 // keeps the cohort and name it had when Kong logged its requests.
 func TestLogRequestsNameTheTarget(t *testing.T) {
 	t.Parallel()
-	if n := unsafe.Sizeof(record{}); n != 16 {
-		t.Fatalf("a record is %d bytes; LogConfig.MaxRequests documents 16", n)
+	if n := unsafe.Sizeof(record{}); n != 24 {
+		t.Fatalf("a record is %d bytes; LogConfig.MaxRequests documents 24", n)
 	}
 	rec := newTestReceiver(t, LogConfig{}) // canary: 10.0.0.1:80 and [::1]:8080
 	if err := rec.SetCohort(providers.Canary, []string{"10.0.0.1:80", "10.0.0.3:8000", "[::1]:8080"}); err != nil {
