@@ -13,6 +13,7 @@ import (
 type routeLooks struct {
 	decided bool
 	judge   *RouteJudge // nil: the service alone
+	warned  bool        // routes were asked for but the requests name none (said once)
 }
 
 // decideRoutes turns per-route judging on or off for the rollout, once, before the service's
@@ -23,6 +24,11 @@ type routeLooks struct {
 func (m *looks) decideRoutes(reqs []providers.Request) error {
 	r := &m.seq.routes
 	rs := m.e.spec.Analysis.Routes
+	if r.judge != nil && !r.warned && rs.Explicit() && len(reqs) > 0 && !namesRoutes(reqs) {
+		r.warned = true
+		m.e.log.Warn("analysis.routes: the requests name no route, so every one counts as other; with an external canaryctl proxy run it with --route-segments",
+			"segments", rs.Segments)
+	}
 	if r.decided {
 		return nil
 	}
