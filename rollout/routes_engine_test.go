@@ -69,6 +69,9 @@ func TestEngineRollsBackOnABrokenRoute(t *testing.T) {
 	if len(last.Routes) < 2 || last.Routes[0].Route != "POST /checkout/pay" || last.Routes[0].Verdict != VerdictFail {
 		t.Fatalf("route rows %+v: want the broken route first, failed", last.Routes)
 	}
+	if !strings.HasPrefix(last.Reason, "fail: route POST /checkout/pay: ") || !strings.Contains(last.Reason, "; the service as a whole: ") {
+		t.Errorf("the interval's reason %q does not start with the route's sentence", last.Reason)
+	}
 	t.Logf("rolled back after %s of step %d: %s", last.At.Sub(last.Start), last.Step+1, st.Reason)
 	rep := NewReport(spec, st)
 	var js, ju strings.Builder

@@ -14,6 +14,7 @@ type routeLooks struct {
 	decided bool
 	judge   *RouteJudge // nil: the service alone
 	warned  bool        // routes were asked for but the requests name none (said once)
+	reason  string      // the failing route's sentence, for the interval that records it
 }
 
 // decideRoutes turns per-route judging on or off for the rollout, once, before the service's

@@ -412,8 +412,10 @@ func (m *looks) handleLook(ctx context.Context) (Phase, string) {
 		rep := m.record(st, now, VerdictFail, true, "")
 		return RollingBack, fmt.Sprintf("%s: %s: %s", where, rep.Reason, decisionReasons(rep, sequential.Fail))
 	case routeFail != "": // one route is worse (analysis.routes): the reason names it
-		m.record(st, now, VerdictFail, true, "; "+m.seq.routes.judge.FailReason(routeFail))
-		return RollingBack, fmt.Sprintf("%s: %s", where, m.seq.routes.judge.FailReason(routeFail))
+		reason := m.seq.routes.judge.FailReason(routeFail)
+		m.seq.routes.reason = reason
+		m.record(st, now, VerdictFail, true, "")
+		return RollingBack, fmt.Sprintf("%s: %s", where, reason)
 	case v == sequential.Pass && elapsed >= min(q.MinBake, step.Duration):
 		rep := m.record(st, now, VerdictPass, true, "")
 		return e.stepPassed(fmt.Sprintf("%s: step passed: %s", where, rep.Reason))
@@ -587,6 +589,9 @@ func (m *looks) record(st State, now time.Time, v Verdict, final bool, note stri
 		Cohorts: m.seq.cohorts.stats(), Control: e.spec.intervalControl(), Ingest: m.seq.ingestSoFar()}
 	if j := m.seq.routes.judge; j != nil {
 		iv.Routes = j.Results()
+	}
+	if r := m.seq.routes.reason; r != "" { // a route failed: its sentence, then the service's
+		iv.Reason = r + "; the service as a whole: " + iv.Reason
 	}
 	e.mu.Lock()
 	e.st.Intervals = append(e.st.Intervals, iv)
