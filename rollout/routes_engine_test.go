@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"encoding/xml"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -72,6 +73,18 @@ func TestEngineRollsBackOnABrokenRoute(t *testing.T) {
 	if !strings.HasPrefix(last.Reason, "fail: route POST /checkout/pay: ") || !strings.Contains(last.Reason, "; the service as a whole: ") {
 		t.Errorf("the interval's reason %q does not start with the route's sentence", last.Reason)
 	}
+	// the alpha split: the service's fast 5xx test at 0.4 of (1 - alphaShare) * 0.01, each route's at
+	// 0.4 of alphaShare * 0.01 / 11
+	for _, d := range last.Sequential.Decisions {
+		if want := 1 - 0.4*(1-DefaultRouteAlphaShare)*0.01; d.Metric == "5xx-fast" && math.Abs(d.LowerLevel-want) > 1e-12 {
+			t.Errorf("the service's 5xx-fast at level %v, want %v", d.LowerLevel, want)
+		}
+	}
+	for _, d := range last.Routes[0].Decisions {
+		if want := 1 - 0.4*DefaultRouteAlphaShare*0.01/11; d.Metric == "5xx-fast" && math.Abs(d.LowerLevel-want) > 1e-12 {
+			t.Errorf("the route's 5xx-fast at level %v, want %v", d.LowerLevel, want)
+		}
+	}
 	t.Logf("rolled back after %s of step %d: %s", last.At.Sub(last.Start), last.Step+1, st.Reason)
 	rep := NewReport(spec, st)
 	var js, ju strings.Builder
@@ -135,6 +148,32 @@ func TestEngineRoutesOffWithoutNames(t *testing.T) {
 						}
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestRouteSegmentsOfTheEmbeddedProxy: the embedded proxy records routes whenever the rollout may
+// judge them, with the spec's segments, and not otherwise (its hot path then does no route work).
+func TestRouteSegmentsOfTheEmbeddedProxy(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		mod  func(*Spec)
+		want int
+	}{
+		{"default", func(*Spec) {}, 2},
+		{"auto with 3 segments", func(s *Spec) { s.Analysis.Routes = RoutesSpec{Mode: RoutesAuto, Segments: 3} }, 3},
+		{"off", func(s *Spec) { s.Analysis.Routes.Mode = RoutesOff }, 0},
+		{"kayenta", func(s *Spec) { s.Analysis.Mode = ModeKayenta }, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := seqSpec()
+			tc.mod(s)
+			s.Analysis.Routes.setDefaults()
+			if got := s.RouteSegments(); got != tc.want {
+				t.Fatalf("RouteSegments() = %d, want %d", got, tc.want)
 			}
 		})
 	}
