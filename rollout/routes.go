@@ -1,7 +1,6 @@
 package rollout
 
 import (
-	"bytes"
 	"fmt"
 	"regexp"
 	"slices"
@@ -76,7 +75,7 @@ const (
 )
 
 // UnmarshalYAML accepts auto, off, a mapping of settings (with list: the explicit form) or a list
-// of routes.
+// of routes. Unknown fields are errors naming the line, as everywhere in the spec.
 func (r *RoutesSpec) UnmarshalYAML(n *yaml.Node) error {
 	const want = "write auto, off, {segments: 2, top: 10} or a list of {name, match}"
 	switch n.Kind {
@@ -86,25 +85,32 @@ func (r *RoutesSpec) UnmarshalYAML(n *yaml.Node) error {
 			*r = RoutesSpec{Mode: n.Value}
 			return nil
 		}
-		return fmt.Errorf("line %d: analysis.routes: %q is not valid; %s", n.Line, n.Value, want)
+		return fmt.Errorf("line %d: %q is not valid; %s", n.Line, n.Value, want)
 	case yaml.SequenceNode:
+		if err := checkRouteList(n); err != nil {
+			return err
+		}
 		var list []RouteSpec
-		if err := strictDecode(n, &list); err != nil {
+		if err := n.Decode(&list); err != nil {
 			return err
 		}
 		*r = RoutesSpec{Mode: RoutesList, List: list}
 		return nil
 	case yaml.MappingNode:
 		// Node.Decode does not refuse unknown fields as the spec's decoder does: check them here
-		known := []string{"segments", "top", "minRequests", "alphaShare", "list"}
+		if err := checkKeys(n, "analysis.routes", "segments", "top", "minRequests", "alphaShare", "list"); err != nil {
+			return err
+		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if k := n.Content[i]; !slices.Contains(known, k.Value) {
-				return fmt.Errorf("line %d: field %s not found in analysis.routes (valid: %s)", k.Line, k.Value, strings.Join(known, ", "))
+			if n.Content[i].Value == "list" {
+				if err := checkRouteList(n.Content[i+1]); err != nil {
+					return err
+				}
 			}
 		}
 		type plain RoutesSpec
 		var p plain
-		if err := strictDecode(n, &p); err != nil {
+		if err := n.Decode(&p); err != nil {
 			return err
 		}
 		*r = RoutesSpec(p)
@@ -114,20 +120,41 @@ func (r *RoutesSpec) UnmarshalYAML(n *yaml.Node) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("line %d: analysis.routes: %s", n.Line, want)
+	return fmt.Errorf("line %d: %s", n.Line, want)
 }
 
-// strictDecode decodes n into v refusing unknown fields (Node.Decode does not), with the error
-// naming the line in the spec.
-func strictDecode(n *yaml.Node, v any) error {
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		return err
+// YAMLSelfChecked: analysis.routes takes several shapes and checks its own fields (yamlerr).
+func (RoutesSpec) YAMLSelfChecked() {}
+
+// checkRouteList checks the fields of a list of routes: {name, match: {pathPrefix|regex|kongRoute}}.
+func checkRouteList(n *yaml.Node) error {
+	if n.Kind != yaml.SequenceNode {
+		return fmt.Errorf("line %d: list: write a list of {name, match}", n.Line)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("line %d: analysis.routes: %w", n.Line, err)
+	for _, item := range n.Content {
+		if err := checkKeys(item, "a route", "name", "match"); err != nil {
+			return err
+		}
+		for i := 0; i+1 < len(item.Content); i += 2 {
+			if item.Content[i].Value == "match" {
+				if err := checkKeys(item.Content[i+1], "a route's match", "pathPrefix", "regex", "kongRoute"); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// checkKeys refuses a mapping key that is not one of known (what names the mapping in the message).
+func checkKeys(n *yaml.Node, what string, known ...string) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: %s is a group of fields (%s)", n.Line, what, strings.Join(known, ", "))
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; !slices.Contains(known, k.Value) {
+			return fmt.Errorf("line %d: field %s not found in %s; use %s", k.Line, k.Value, what, strings.Join(known, ", "))
+		}
 	}
 	return nil
 }

@@ -124,15 +124,17 @@ func TestRoutesSpecParse(t *testing.T) {
 			}
 		})
 	}
-	for _, tc := range []struct{ name, yaml string }{
-		{"routes: all", "analysis: {routes: all}\n"},
-		{"misspelt field", "analysis: {routes: {segmnts: 2}}\n"},
-		{"misspelt match field", "analysis:\n  routes:\n    - {name: pay, match: {prefix: /p}}\n"},
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"routes: all", "analysis: {routes: all}\n", `"all" is not valid; write auto, off`},
+		{"misspelt field", "analysis: {routes: {segmnts: 2}}\n", "field segmnts not found in analysis.routes; use segments"},
+		{"misspelt match field", "analysis:\n  routes:\n    - {name: pay, match: {prefix: /p}}\n", "field prefix not found in a route's match; use pathPrefix"},
+		{"misspelt route field", "analysis:\n  routes: {list: [{nme: pay}]}\n", "field nme not found in a route; use name, match"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if _, err := ParseSpec(strings.NewReader(minimalSpec + kongLogLines + tc.yaml)); err == nil {
-				t.Fatal("accepted")
+			_, err := ParseSpec(strings.NewReader(minimalSpec + kongLogLines + tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "analysis.routes") {
+				t.Fatalf("error %v, want one naming analysis.routes saying %q", err, tc.want)
 			}
 		})
 	}

@@ -46,6 +46,13 @@ type Shaper interface {
 	YAMLShape() reflect.Type
 }
 
+// SelfChecked is implemented by a type whose UnmarshalYAML accepts several shapes (a word, a list or
+// a mapping) and explains its own mistakes with their lines: Check leaves its node alone, and a
+// decode error of it reaches the user in its own words (Describe).
+type SelfChecked interface {
+	YAMLSelfChecked()
+}
+
 // Check walks the YAML document data against the fields of out's type (a pointer to a struct, read
 // through its `yaml` tags) and returns every problem at once: unknown fields with the closest known
 // name, values of the wrong kind (a number without a unit where a duration is due, text where a number
@@ -104,6 +111,9 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 	}
 	if sh, ok := reflect.Zero(t).Interface().(Shaper); ok {
 		t = sh.YAMLShape()
+	}
+	if _, ok := reflect.Zero(t).Interface().(SelfChecked); ok {
+		return
 	}
 	switch {
 	case t == durationType:
