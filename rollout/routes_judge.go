@@ -248,17 +248,18 @@ func routeRank(r RouteResult) int {
 	return 2
 }
 
-// routeFailReason names the route and what its failed tests showed: "route POST /checkout/pay:
-// 5xx-fast 48% vs 0.4% (40 canary vs 3,980 control requests)".
+// routeFailReason names the route and what its failed tests showed, in the service's words:
+// "route POST /checkout/pay: the canary is worse on 5xx-fast (48% vs 0.4%, 40 canary vs 3980
+// control requests)".
 func routeFailReason(route string, rep sequential.Report) string {
 	var parts []string
 	for _, d := range rep.Decisions {
 		if d.Verdict != sequential.Fail {
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s %.3g%s vs %.3g%s (%d canary vs %d control requests)", d.Metric, d.CanaryValue, d.Unit, d.BaselineValue, d.Unit, d.Canary, d.Baseline))
+		parts = append(parts, fmt.Sprintf("%s (%.3g%s vs %.3g%s, %d canary vs %d control requests)", d.Metric, d.CanaryValue, d.Unit, d.BaselineValue, d.Unit, d.Canary, d.Baseline))
 	}
-	return fmt.Sprintf("route %s: %s", route, strings.Join(parts, ", "))
+	return fmt.Sprintf("route %s: the canary is worse on %s", route, strings.Join(parts, " and "))
 }
 
 // FailReason is the sentence of a rollback by a route, with the alpha split it was judged at.

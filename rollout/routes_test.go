@@ -215,7 +215,7 @@ func TestRouteJudgeCatchesOneBrokenRoute(t *testing.T) {
 				t.Fatalf("failed route %q, want POST /checkout/pay within 20 minutes", failed)
 			}
 			res := j.Results()
-			if res[0].Route != "POST /checkout/pay" || res[0].Verdict != VerdictFail || !strings.Contains(res[0].Reason, "route POST /checkout/pay: 5xx") {
+			if res[0].Route != "POST /checkout/pay" || res[0].Verdict != VerdictFail || !strings.Contains(res[0].Reason, "route POST /checkout/pay: the canary is worse on 5xx-") {
 				t.Fatalf("worst route row %+v", res[0])
 			}
 			for _, r := range res[1:] {
