@@ -54,10 +54,13 @@ type SequentialSpec struct {
 	// GuardRatio is the canary/control 5xx rate ratio tolerated by the fast guard (default 1.5).
 	GuardRatio float64 `yaml:"guardRatio" json:"guardRatio"`
 	// FreshFactor is how many times as often as warm stable freshly deployed instances may fail
-	// without being a regression (default 3): the fast 5xx test rolls back a canary whose 5xx rate is
-	// beyond freshFactor times baseline plus stable's within seconds; the guard compares the canary
-	// with stable beyond guardRatio × freshFactor. Raise it if your instances fail more than that
-	// while warming up; lower it (down to 1) for faster rollbacks of large error regressions.
+	// without being a regression (default 3): the fast 5xx test rolls back within seconds a canary
+	// whose 5xx rate is beyond freshFactor times stable's and beyond its baseline's; the guard
+	// compares the canary with stable beyond guardRatio × freshFactor. Raise it if your instances fail
+	// more than that while warming up; lower it (down to 1) for faster rollbacks of large error
+	// regressions (1.5: the simulator's 10%-5xx canary at 200 req/s in a median of 12.2 s instead of
+	// 15.2, at 5 req/s 87.5% within 15 minutes instead of 73.5%; good canaries with fresh instances at
+	// 3x stable's 5xx rate then roll back 1.1% of the time).
 	FreshFactor float64 `yaml:"freshFactor" json:"freshFactor"`
 	// BlockCap bounds, in nats, the evidence any 5 s of requests may add to a test (default 0.75):
 	// a burst of dependent requests (one instance's bad moment, a GC storm) then weighs a few blocks,

@@ -44,8 +44,9 @@
 // causing a rollback. (For Bernoulli requests at r0 > 1 the binomial model is an approximation, close
 // when errors are rare; TestRatioFalseAlarmUnderContinuousMonitoring checks it at r0 = 1.5.)
 //
-// The same construction with a shifted null (canary rate at most FreshFactor times baseline plus
-// stable's) and no cap is the fast 5xx test (fast.go): the path for large regressions, which must be
+// The same construction over three cohorts with a shifted null (the canary's rate at most the
+// baseline's and at most FreshFactor times stable's: threeway.go) and no cap is the fast 5xx test
+// (fast.go): the path for large regressions, which must be
 // rolled back in seconds, where the capped, per-instance-confirmed tests of correlated production
 // traffic take minutes. Pairing within time slots (slots.go), the block cap and the per-instance
 // confirmation are explained in README.md, with the assumptions each guarantee rests on.
