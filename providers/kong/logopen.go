@@ -24,6 +24,17 @@ func openLogReceiver(cfg OpenConfig, ls *LogSpec) (*LogReceiver, error) {
 	if ls.TLS != nil {
 		lc.CertFile, lc.KeyFile = ls.TLS.CertFile, ls.TLS.KeyFile
 	}
+	if sp := cfg.Spec; sp != nil && sp.Mode == ModeHash {
+		// the client key is what Kong hashes on: the sequential tests judge sticky cohorts by it
+		switch sp.HashOn {
+		case "header":
+			lc.ClientHeader = strings.ToLower(sp.HashOnHeader)
+		case "cookie":
+			lc.ClientCookie = sp.HashOnCookie
+		case "ip":
+			lc.ClientIP = true
+		}
+	}
 	return NewLogReceiver(lc)
 }
 
