@@ -111,15 +111,15 @@ type LogReceiver struct {
 	targetIDs map[logTarget]uint16
 	slots     chan *logWorker
 
-	mu      sync.Mutex
-	ring    []record
+	mu   sync.Mutex
+	ring []record
 	// clients interns client keys: clients[id-1] is the key of id (append-only, under mu)
 	clients   []string
 	clientIDs map[string]uint32
-	next    int  // index of the next write
-	full    bool // the ring wrapped: ring[next] is the oldest
-	stats   LogStats
-	changed chan struct{} // closed and cleared when entries arrive, if someone waits
+	next      int  // index of the next write
+	full      bool // the ring wrapped: ring[next] is the oldest
+	stats     LogStats
+	changed   chan struct{} // closed and cleared when entries arrive, if someone waits
 
 	lossMu sync.Mutex
 	loss   [lossSeconds]lossBucket
