@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -118,8 +119,9 @@ func (p *Proxy) clientOf(r *http.Request, ip string) uint32 {
 			}
 		}
 		if ip == "" {
-			if a, ok := ri.clientIP(); ok {
-				return p.clients.idString(a.String())
+			// the host part of RemoteAddr, a substring: no allocation for a known client
+			if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+				ip = host
 			}
 		}
 	}
