@@ -43,13 +43,15 @@ import (
 // evidence comes from a few clients, so small effects need hundreds of clients (the 50/50 step).
 //
 // Detecting stickiness: a gateway that splits per request sends a client's requests to both cohorts
-// (a client with 2 requests in canary or baseline reaches both with probability 1/2, with 6 with
-// 97%); a sticky one never within a step. Unless the spec says the cohorts are sticky
-// (Config.StickyClients), the analyzer counts, per step, the clients with at least 2 requests in
-// canary or baseline and those seen in both: once at least 5 were seen in both and they are a
-// quarter of those counted, the split is per request and the request-level tests judge; once 20
-// were counted and at most 1 in 20 was seen in both, the cohorts are sticky and this test judges.
-// Until then, with client keys present, this test judges the Fails (it is valid either way).
+// (a client with 4 requests in canary or baseline has 2 in each with probability 3/8, with 6 with
+// 78%); a sticky one never within a step (a request of the previous split in flight at a step change
+// is one, not two). Unless the spec says the cohorts are sticky (Config.StickyClients), the analyzer
+// counts, per step, the clients with 4 requests in canary or baseline and those with 2 in each:
+// once at least one has 2 in each and they are a quarter of those counted, the split is per request
+// and the request-level tests judge (a service called from one address is decided after its fourth
+// request); once 20 were counted and at most 1 in 20 had 2 in each, the cohorts are sticky and this
+// test judges. Until then, with client keys present, this test judges the Fails: it never takes a
+// difference between user populations for a regression.
 
 // Cluster test defaults.
 const (
@@ -76,8 +78,8 @@ const (
 type clientRec struct {
 	first int32 // the step in which it was first seen in canary or baseline
 	step  int32 // the step of mask and n
-	mask  uint8 // cohorts seen in step
-	n     int32 // requests in canary or baseline in step
+	mask  uint8    // cohorts seen in step
+	n     [2]int32 // requests in canary, baseline in step
 	done  bool  // settled, or left out
 	// its first requests of the step it is fresh in
 	sn, se      int32 // requests, 5xx
@@ -174,7 +176,7 @@ func (t *clusterTests) slot(c, b []Sample, end time.Time) {
 	}
 	if !t.declared && t.mode == stickyUnknown {
 		switch {
-		case t.mixed >= 5 && 4*t.mixed >= t.eligible:
+		case t.mixed >= 1 && 4*t.mixed >= t.eligible:
 			t.mode = stickyNo
 		case t.eligible >= 20 && 20*t.mixed <= t.eligible:
 			t.mode = stickyYes
@@ -203,15 +205,16 @@ func (t *clusterTests) add(x Sample, cohort uint8) {
 		t.clients[x.Client] = r
 	}
 	if r.step != t.step {
-		r.step, r.mask, r.n = t.step, 0, 0
+		r.step, r.mask, r.n = t.step, 0, [2]int32{}
 	}
-	was := r.mask
 	r.mask |= cohort
-	r.n++
-	if r.n == 2 {
+	r.n[cohort-1]++
+	// detection: a client with 4 requests in the step is counted, and as mixed once it has 2 in
+	// each cohort (a request or two of the previous split, in flight at a step change, do not count)
+	if r.n[0]+r.n[1] == 4 {
 		t.eligible++
 	}
-	if was != 0 && was != r.mask {
+	if r.n[cohort-1] == 2 && r.n[2-cohort] >= 2 {
 		t.mixed++
 	}
 	if r.done || r.first != t.step {

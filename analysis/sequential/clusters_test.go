@@ -196,3 +196,23 @@ func TestStickyRegressionFails(t *testing.T) {
 		t.Errorf("%d of %d canaries 5 pp worse caught, want at least %d", caught, rollouts, rollouts-1)
 	}
 }
+
+// TestOneCallerIsPerRequest: a service called from one address (a load balancer, a test client)
+// has one client key in both cohorts; the split is then known to be per request after its fourth
+// request and the request-level tests judge, catching a canary 5 pp worse.
+func TestOneCallerIsPerRequest(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(7, 14))
+	w := newClientWorld(rng, 1)
+	w.errs[0] = 0.005
+	a := w.run(t, rng, Config{NoGuard: true}, false, true, 0.05)
+	if a.clusters.mode != stickyNo {
+		t.Fatalf("stickiness %d, want per request (%d)", a.clusters.mode, stickyNo)
+	}
+	if a.Verdict() != Fail {
+		t.Fatalf("verdict %s, want fail", a.Verdict())
+	}
+	if d := a.Report().Decisions[0]; d.Verdict != Fail || d.Clients {
+		t.Errorf("decision %+v, want a request-level 5xx-rate Fail", d)
+	}
+}
