@@ -76,11 +76,11 @@ const (
 
 // clientRec is one client's state.
 type clientRec struct {
-	first int32 // the step in which it was first seen in canary or baseline
-	step  int32 // the step of mask and n
+	first int32    // the step in which it was first seen in canary or baseline
+	step  int32    // the step of mask and n
 	mask  uint8    // cohorts seen in step
 	n     [2]int32 // requests in canary, baseline in step
-	done  bool  // settled, or left out
+	done  bool     // settled, or left out
 	// its first requests of the step it is fresh in
 	sn, se      int32 // requests, 5xx
 	sl          int32 // requests with latency thresholds set
