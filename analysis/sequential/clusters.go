@@ -58,6 +58,7 @@ const (
 	defaultClusterRequests   = 100
 	defaultClusterWindow     = 4
 	defaultClusterWindowTime = time.Minute
+	maxTrackedClients        = 1 << 20
 )
 
 // stickiness is what the analyzer knows of the split: per request, sticky, or not yet known.
@@ -201,6 +202,9 @@ func (t *clusterTests) add(x Sample, cohort uint8) {
 	t.anyKey = true
 	r := t.clients[x.Client]
 	if r == nil {
+		if len(t.clients) >= maxTrackedClients {
+			return // beyond the bound a new client is not followed (about 100 MB of state by then)
+		}
 		r = &clientRec{first: t.step, step: t.step}
 		t.clients[x.Client] = r
 	}
