@@ -43,15 +43,16 @@ import (
 // evidence comes from a few clients, so small effects need hundreds of clients (the 50/50 step).
 //
 // Detecting stickiness: a gateway that splits per request sends a client's requests to both cohorts
-// (a client with 4 requests in canary or baseline has 2 in each with probability 3/8, with 6 with
-// 78%); a sticky one never within a step (a request of the previous split in flight at a step change
-// is one, not two). Unless the spec says the cohorts are sticky (Config.StickyClients), the analyzer
-// counts, per step, the clients with 4 requests in canary or baseline and those with 2 in each:
-// once at least one has 2 in each and they are a quarter of those counted, the split is per request
-// and the request-level tests judge (a service called from one address is decided after its fourth
-// request); once 20 were counted and at most 1 in 20 had 2 in each, the cohorts are sticky and this
-// test judges. Until then, with client keys present, this test judges the Fails: it never takes a
-// difference between user populations for a regression.
+// (a client with 6 requests in canary or baseline has at least 2 in each with probability 78%); a
+// sticky one never within a step (a request of the previous split in flight at a step change is
+// one, not two). Unless the spec says the cohorts are sticky (Config.StickyClients), the analyzer
+// counts, per step, the clients with 6 requests in canary or baseline and those with 2 in each:
+// once 10 were counted and at most 1 in 20 had 2 in each, the cohorts are sticky and this test
+// judges (a per-request split looks like that with probability below 10^-6); once one has 2 in each
+// and they are a quarter of those counted, the split is per request for good. Until either, the
+// request-level tests judge: with many clients of a few requests each (no decision for a long
+// time) the cohorts' populations differ little, and with a few busy clients — where they differ
+// most — the decision comes within seconds.
 
 // Cluster test defaults.
 const (
@@ -143,10 +144,8 @@ func newClusterTests(cfg Config, alpha float64) *clusterTests {
 }
 
 // judges reports whether the client-level tests, not the request-level ones, decide the Fails:
-// the cohorts are sticky, or client keys are present and it is not yet known whether they are.
-func (t *clusterTests) judges() bool {
-	return t.mode == stickyYes || t.mode == stickyUnknown && t.anyKey
-}
+// the cohorts are sticky (declared, or seen).
+func (t *clusterTests) judges() bool { return t.mode == stickyYes }
 
 // newStep closes the open window (a window never spans steps: fresh clients of different steps
 // had different chances of being canary) and starts the step's detection counts.
@@ -179,7 +178,7 @@ func (t *clusterTests) slot(c, b []Sample, end time.Time) {
 		switch {
 		case t.mixed >= 1 && 4*t.mixed >= t.eligible:
 			t.mode = stickyNo
-		case t.eligible >= 20 && 20*t.mixed <= t.eligible:
+		case t.eligible >= 10 && 20*t.mixed <= t.eligible:
 			t.mode = stickyYes
 		}
 	}
@@ -215,7 +214,7 @@ func (t *clusterTests) add(x Sample, cohort uint8) {
 	r.n[cohort-1]++
 	// detection: a client with 4 requests in the step is counted, and as mixed once it has 2 in
 	// each cohort (a request or two of the previous split, in flight at a step change, do not count)
-	if r.n[0]+r.n[1] == 4 {
+	if r.n[0]+r.n[1] == 6 {
 		t.eligible++
 	}
 	if r.n[cohort-1] == 2 && r.n[2-cohort] >= 2 {
