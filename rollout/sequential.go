@@ -147,6 +147,16 @@ func (q SequentialSpec) analyzerConfig() sequential.Config {
 		SlotRequests: d.SlotRequests, MinSlot: d.MinSlot, MaxSlot: d.MaxSlot, Seed: d.Seed}
 }
 
+// sequentialConfig is the analyzer's configuration for this rollout: the spec's settings, whether the
+// control is warm stable (no baseline), and whether the gateway keeps each client on one cohort (then
+// the paired metrics' Fails are judged by client).
+func (s *Spec) sequentialConfig() sequential.Config {
+	cfg := s.Analysis.Sequential.analyzerConfig()
+	cfg.WarmControl = !s.HasBaseline()
+	cfg.StickyClients = s.stickyKey() != ""
+	return cfg
+}
+
 // validateSequentialPremises checks what the sequential tests assume of the traffic: individual
 // requests, and canary and control requests drawn from the same users.
 func (s *Spec) validateSequentialPremises(bad func(string, string, ...any)) {
@@ -334,10 +344,7 @@ func (m *looks) handleLook(ctx context.Context) (Phase, string) {
 	}
 	where := fmt.Sprintf("step %d/%d (%s)", st.Step+1, st.Steps, providers.PercentText(step.Weight))
 	if m.seq.a == nil {
-		cfg := q.analyzerConfig()
-		cfg.WarmControl = !e.spec.HasBaseline()
-		cfg.StickyClients = e.spec.stickyKey() != ""
-		a, err := sequential.New(cfg)
+		a, err := sequential.New(e.spec.sequentialConfig())
 		if err != nil {
 			return RollingBack, where + ": " + err.Error()
 		}

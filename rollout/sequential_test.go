@@ -455,6 +455,9 @@ func TestSequentialSpecValidation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if got, want := s.sequentialConfig().StickyClients, strings.Contains(tc.edit, "mode: hash"); got != want {
+				t.Errorf("the analyzer is told the cohorts are sticky: %v, want %v", got, want)
+			}
 			if s.Analysis.Mode != tc.mode {
 				t.Errorf("mode %q, want %q", s.Analysis.Mode, tc.mode)
 			}
