@@ -68,6 +68,7 @@ type clientWorld struct {
 	cum, errs, lat []float64
 	canary         []bool // sticky: the client's cohort
 	names          []string
+	secs           int // how long run runs (default 600 s)
 }
 
 func newClientWorld(rng *rand.Rand, n int) *clientWorld {
@@ -98,7 +99,11 @@ func (w *clientWorld) run(t *testing.T, rng *rand.Rand, cfg Config, sticky, keys
 	}
 	t0 := time.Unix(1_700_000_000, 0)
 	const rps = 100
-	for sec := range 600 {
+	secs := w.secs
+	if secs == 0 {
+		secs = 600
+	}
+	for sec := range secs {
 		var b Batch
 		for range rps {
 			u := rng.Float64()
@@ -214,5 +219,36 @@ func TestOneCallerIsPerRequest(t *testing.T) {
 	}
 	if d := a.Report().Decisions[0]; d.Verdict != Fail || d.Clients {
 		t.Errorf("decision %+v, want a request-level 5xx-rate Fail", d)
+	}
+}
+
+// TestFewClients: with sticky cohorts and no Fail test past half its threshold, a step that
+// cannot settle its margins may move on (only more clients can decide); never when the cohorts are
+// not sticky, nor once evidence of a regression builds up.
+func TestFewClients(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 14))
+	w := newClientWorld(rng, 80)
+	for _, tc := range []struct {
+		name           string
+		sticky, keys   bool
+		addErr         float64
+		cfg            Config
+		wantFewClients bool
+	}{
+		{"declared sticky, good canary, first 30 s", true, true, 0, Config{NoGuard: true, StickyClients: true}, true},
+		{"per request", false, true, 0, Config{NoGuard: true}, false},
+		{"declared sticky, 5 pp worse", true, true, 0.05, Config{NoGuard: true, StickyClients: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w.secs = 0
+			if tc.wantFewClients {
+				w.secs = 30 // before the request-level Pass
+			}
+			a := w.run(t, rand.New(rand.NewPCG(4, 14)), tc.cfg, tc.sticky, tc.keys, tc.addErr)
+			if got := a.FewClients(); got != tc.wantFewClients {
+				t.Errorf("FewClients %v (verdict %s, fail evidence %.2f), want %v", got, a.Verdict(), a.FailEvidence(), tc.wantFewClients)
+			}
+		})
 	}
 }
