@@ -52,7 +52,8 @@ type LogConfig struct {
 	// ClientHeader and ClientCookie, when set, name the request header (lower case, as Kong logs
 	// request.headers) or cookie whose value is a request's client key (Request.Client): the
 	// sticky key of Kong's hash mode (hash_on header or cookie). Otherwise, and for requests without
-	// it, the key is the authenticated consumer's id, else client_ip.
+	// it (or with the header sent twice, which Kong logs as an array), the key is the
+	// authenticated consumer's id, else client_ip.
 	ClientHeader, ClientCookie string
 	// ClientIP makes client_ip the client key even for requests with a consumer (hash_on ip).
 	ClientIP bool
