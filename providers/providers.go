@@ -119,6 +119,11 @@ type Request struct {
 	// sequential guard uses it to tell a regression of the version (every canary instance worse)
 	// from a bad moment of one instance (analysis/sequential, "per-instance episodes").
 	Instance string `json:"instance,omitempty"`
+	// Client names who sent the request (the remote address, the trusted X-Forwarded-For hop, the
+	// sticky hash key, Kong's consumer or client_ip), "" when unknown. The sequential tests use it
+	// to notice sticky cohorts (a client confined to one cohort) and then judge clients, not
+	// requests (analysis/sequential, "sticky cohorts").
+	Client string `json:"client,omitempty"`
 }
 
 // Window is a time range to fetch metrics for, with the resolution of the series.

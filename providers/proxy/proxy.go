@@ -114,6 +114,7 @@ type Proxy struct {
 	// instances names every upstream ever configured, by id-1 (upstream.id): append-only, written
 	// under mu, so an id in a sample names the same upstream whatever reloads come after it.
 	instances      atomic.Pointer[[]string]
+	clients        clientTable // the clients of recorded requests (Request.Client)
 	rr             *[nCohorts]atomic.Uint64
 	wheelPos       atomic.Uint64
 	hashKind       hashKind
@@ -537,7 +538,7 @@ func (p *Proxy) Requests(_ context.Context, since, until time.Time) ([]providers
 	if cur := p.instances.Load(); cur != nil {
 		names = *cur
 	}
-	return p.samples.collect(since, until, names), nil
+	return p.samples.collect(since, until, names, p.clients.snapshot()), nil
 }
 
 // MetricsHandler serves the Prometheus metrics of this proxy (its own registry).
@@ -551,6 +552,7 @@ type call struct {
 	cohort int
 	byRule bool
 	up     *upstream
+	client uint32 // clientTable id
 	status int
 	abort  bool // the upstream broke off the body: abort the client's response after recording
 	// clientErr: the client did not take its answer (fast path); body: the request body as read
@@ -647,7 +649,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := p.table.Load()
 	want, byRule := p.decide(t, r)
 	ci, up := p.route(t, want, start.UnixNano())
-	c := &call{t: t, cohort: ci, byRule: byRule, up: up, status: http.StatusBadGateway}
+	c := &call{t: t, cohort: ci, byRule: byRule, up: up, status: http.StatusBadGateway, client: p.clientOf(r, "")}
 	recorded := false
 	defer func() {
 		// ReverseProxy aborts a response whose upstream body broke off (or whose client stopped
@@ -658,19 +660,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				switch {
 				case c.upStatus >= 500:
 					// the upstream failed first: its 5xx, whatever the client did afterwards
-					p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule, c.up)
+					p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule, c.up, c.client)
 				case c.body != nil && c.body.err != nil:
-					p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule, c.up)
+					p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule, c.up, c.client)
 				case c.w != nil && c.w.werr != nil:
-					p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up)
+					p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up, c.client)
 				case r.Context().Err() != nil:
 					// the client left mid-answer (ReverseProxy's read of the upstream body ends
 					// with the request's context): not the upstream's 502; 499 kept in the
 					// analysis, as in the other paths, since the client may have left because
 					// the upstream kept it waiting
-					p.record(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up)
+					p.record(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up, c.client)
 				default:
-					p.record(end, end.Sub(start), http.StatusBadGateway, c.cohort, c.byRule, c.up)
+					p.record(end, end.Sub(start), http.StatusBadGateway, c.cohort, c.byRule, c.up, c.client)
 				}
 			}
 			panic(v)
@@ -690,7 +692,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status := clientStatus(err)
 			answerClientError(w, status)
 			end := p.now()
-			p.recordClientError(end, end.Sub(start), status, c.cohort, c.byRule, c.up)
+			p.recordClientError(end, end.Sub(start), status, c.cohort, c.byRule, c.up, c.client)
 			recorded = true
 			return
 		}
@@ -707,14 +709,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case c.upStatus >= 500:
 		// the upstream failed first: its 5xx, whatever the client did afterwards
-		p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule, c.up)
+		p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule, c.up, c.client)
 	case c.body != nil && c.body.err != nil:
 		// the rest of a long body failed on the client's side while it streamed upstream
-		p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule, c.up)
+		p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule, c.up, c.client)
 	case c.clientErr || (c.w != nil && c.w.werr != nil):
-		p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up)
+		p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up, c.client)
 	default:
-		p.record(end, end.Sub(start), c.status, c.cohort, c.byRule, c.up)
+		p.record(end, end.Sub(start), c.status, c.cohort, c.byRule, c.up, c.client)
 	}
 	recorded = true
 	if c.abort {
@@ -738,28 +740,28 @@ func instanceID(up *upstream) uint32 {
 }
 
 // record records a request that up (nil: none) answered.
-func (p *Proxy) record(end time.Time, lat time.Duration, status, ci int, byRule bool, up *upstream) {
+func (p *Proxy) record(end time.Time, lat time.Duration, status, ci int, byRule bool, up *upstream, client uint32) {
 	route := 0
 	if byRule {
 		route = 1
 	}
 	p.served[ci][route].Add(1)
 	p.metrics.observe(ci, route, status, lat)
-	p.samples.add(end.UnixNano(), lat, status, ci, byRule, false, instanceID(up))
+	p.samples.add(end.UnixNano(), lat, status, ci, byRule, false, instanceID(up), client)
 }
 
 // recordClientError records a request the client broke — bad framing (400), an upload that
 // stalled (408) or was broken off (499), an answer it did not take (499) — under its status code
 // in canaryctl_proxy_requests_total, but not in the latency histogram nor in the request log the
 // analysis reads (Requests): only the upstream's own failures count against a cohort.
-func (p *Proxy) recordClientError(end time.Time, lat time.Duration, status, ci int, byRule bool, up *upstream) {
+func (p *Proxy) recordClientError(end time.Time, lat time.Duration, status, ci int, byRule bool, up *upstream, client uint32) {
 	route := 0
 	if byRule {
 		route = 1
 	}
 	p.served[ci][route].Add(1)
 	p.metrics.counter(ci, route, status).Inc()
-	p.samples.add(end.UnixNano(), lat, status, ci, byRule, true, instanceID(up))
+	p.samples.add(end.UnixNano(), lat, status, ci, byRule, true, instanceID(up), client)
 }
 
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
