@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -237,12 +236,9 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 	}
 	spec.Stable.Addresses = stableAddrs
 
-	// The built-in proxy, embedded like `canaryctl run` embeds it, on a free loopback port.
-	listen, err := freeLoopback()
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	spec.Gateway.Listen = listen
+	// The built-in proxy, embedded like `canaryctl run` embeds it, on a loopback port it binds itself
+	// (the spec's 127.0.0.1:0; a port picked here and closed could be taken before the proxy binds it).
+	spec.Gateway.Listen = "127.0.0.1:0"
 	if err := spec.Validate(); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -272,7 +268,7 @@ func runDemo(ctx context.Context, env *Env, o *demoOptions) (err error) {
 			err = fmt.Errorf("demo: %w", derr)
 		}
 	}()
-	target := "http://" + listen + "/"
+	target := "http://" + rt.proxyAddr + "/"
 	fmt.Fprintf(env.Stderr, "stable v1 %s; load %d requests/s on %s\n", stableAddrs[0], o.rps, target)
 	fmt.Fprintln(env.Stderr, watchHint(spec.Service, root, ephemeral))
 
@@ -340,16 +336,6 @@ func demoSteps(s *rollout.Spec) string {
 		total += st.Duration
 	}
 	return fmt.Sprintf("%s, about %s", b.String(), total)
-}
-
-// freeLoopback returns a loopback host:port that was free a moment ago.
-func freeLoopback() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free loopback port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // teardownDemo stops baseline and canary with the run's own deployer (so its liveness watch knows

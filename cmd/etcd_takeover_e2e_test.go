@@ -51,7 +51,7 @@ func TestEtcdTakeover(t *testing.T) {
 			ctx, stop := context.WithCancel(t.Context())
 			defer stop()
 			go w.load(ctx, 100, 8000)
-			spec := w.etcdSpec(t, tc.steps, etcdTTL)
+			spec := w.etcdSpec(t, tc.steps, testLeaseTTL)
 			a, aout := rtChild(t, map[string]string{"CANARYCTL_PROXY_TOKEN": rtToken}, "run", "--spec", spec, "--state-dir", t.TempDir())
 			// The standby (another machine: its own state dir, the spec read from etcd) waits.
 			w.waitState(t, "started", func(*rollout.State) bool { return true })
@@ -71,8 +71,8 @@ func TestEtcdTakeover(t *testing.T) {
 			t.Logf("killed the runner in %s (step %d, split %s)", st.Phase, st.Step+1, st.Split)
 			if !st.Phase.Terminal() {
 				took := w.waitState(t, "written by the standby", func(s *rollout.State) bool { return s.PID == b.Process.Pid })
-				if d := time.Since(killed); d > etcdTTL+5*time.Second {
-					t.Errorf("the standby took over after %s, want within leaseTTL + 5s (%s)", d, etcdTTL+5*time.Second)
+				if d := time.Since(killed); d > testLeaseTTL+5*time.Second {
+					t.Errorf("the standby took over after %s, want within leaseTTL + 5s (%s)", d, testLeaseTTL+5*time.Second)
 				} else {
 					t.Logf("taken over in %s (phase %s)", d.Round(time.Millisecond), took.Phase)
 				}

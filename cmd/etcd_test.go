@@ -15,7 +15,12 @@ import (
 	"github.com/canaryctl/canaryctl/rollout/etcdtest"
 )
 
-const etcdTTL = 2 * time.Second
+// testLeaseTTL is the lease (in etcd, at the gateway) of the runners these tests start. Not etcd's
+// minimum of 2 s: a runner confirms its leases every third of the TTL and gives up after a TTL
+// without an answer, and in make ci e2e on a loaded machine a runner (a -race child) went 2 s
+// without one: the standby that had just taken over lost its etcd lock in Promoting ("the etcd
+// session ended"). 6 s leaves 4 s of slack; a takeover or an expiry waits for it once.
+const testLeaseTTL = 6 * time.Second
 
 // etcdWorld is an external proxy world whose rollouts keep their state in a real etcd.
 type etcdWorld struct {
@@ -87,7 +92,7 @@ func TestEtcdPausedRunnerCannotWrite(t *testing.T) {
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
 	go w.load(ctx, 100, 8000)
-	spec := w.etcdSpec(t, "  - {weight: 10, duration: 5s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 5s, interval: 1s, warmup: 0s}\n", etcdTTL)
+	spec := w.etcdSpec(t, "  - {weight: 10, duration: 5s, interval: 1s, warmup: 0s}\n  - {weight: 50, duration: 5s, interval: 1s, warmup: 0s}\n", testLeaseTTL)
 	a, aout := rtChild(t, map[string]string{"CANARYCTL_PROXY_TOKEN": rtToken}, "run", "--spec", spec, "--state-dir", t.TempDir())
 	w.waitState(t, "analyzing", func(s *rollout.State) bool { return s.Phase == rollout.Analyzing })
 	// Every state written from now on, in order, by pid.

@@ -19,13 +19,13 @@ import (
 	"github.com/canaryctl/canaryctl/rollout"
 )
 
-// killMidStep starts a run of w's spec (with a 2s lease) as a child process, SIGKILLs it once the
+// killMidStep starts a run of w's spec (with a testLeaseTTL lease) as a child process, SIGKILLs it once the
 // first step is judged and returns the spec path and the run's state.
 func killMidStep(t *testing.T, w *rtWorld) (string, *rollout.State) {
 	t.Helper()
 	spec := w.spec(t, "  - {weight: 10, duration: 30s, interval: 1s, warmup: 0s}\n")
 	raw, _ := os.ReadFile(spec)
-	if err := os.WriteFile(spec, append(raw, []byte("state: {leaseTTL: 2s}\n")...), 0o644); err != nil {
+	if err := os.WriteFile(spec, append(raw, []byte("state: {leaseTTL: "+testLeaseTTL.String()+"}\n")...), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	child, out := rtChild(t, w.vars(), "run", "--spec", spec, "--state-dir", w.stateDir())
@@ -161,7 +161,7 @@ func TestAbortSpecKong(t *testing.T) {
 	k, spec := kongWorld(t, ctx, &wg)
 	raw, _ := os.ReadFile(spec)
 	raw = bytes.Replace(raw, []byte("duration: 3s}"), []byte("duration: 30s}"), 1)
-	if err := os.WriteFile(spec, append(raw, []byte("state: {leaseTTL: 2s}\n")...), 0o644); err != nil {
+	if err := os.WriteFile(spec, append(raw, []byte("state: {leaseTTL: "+testLeaseTTL.String()+"}\n")...), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
@@ -206,7 +206,7 @@ func TestAbortSpecKong(t *testing.T) {
 		if !strings.Contains(serr, "owned at the gateway") || time.Now().After(deadline) {
 			t.Fatalf("abort --spec: %d %q %q", code, sout, serr)
 		}
-		time.Sleep(200 * time.Millisecond) // the crashed runner's lease (2s) is running out
+		time.Sleep(200 * time.Millisecond) // the crashed runner's lease (testLeaseTTL) is running out
 	}
 	if ts := targets(); len(ts) != 1 || strings.Contains(ts[0], "canaryctl") {
 		t.Fatalf("targets after abort --spec: %v, want the stable one only", ts)

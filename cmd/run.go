@@ -324,6 +324,8 @@ type assembly struct {
 	// deployer is the engine's: stopping through it tells its liveness watch the exit is ours
 	deployer rollout.Deployer
 	closers  []func()
+	// proxyAddr is where the embedded proxy listens (gateway.listen, its port filled in when 0)
+	proxyAddr string
 }
 
 // close stops the providers in reverse order (an embedded proxy keeps serving until the engine has

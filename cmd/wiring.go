@@ -67,6 +67,7 @@ func openBuiltin(ctx context.Context, env *Env, p rolloutParts, rt *assembly, lo
 			done <- px.Serve(pctx, proxy.ServeConfig{Listener: l, Logger: log, ShutdownTimeout: 5 * time.Second})
 		}()
 		rt.closers = append(rt.closers, func() { stop(); <-done; px.Close() })
+		rt.proxyAddr = l.Addr().String()
 		fmt.Fprintf(env.Stderr, "%s: embedded proxy on http://%s (stable %s)\n", spec.Service, l.Addr(), strings.Join(spec.Stable.Addresses, ", "))
 		return openedGateway{gw: px, reqLog: px}, nil
 	}

@@ -39,7 +39,7 @@ service: sc-%s
 stable: {addresses: ["http://%s"]}
 deploy:
   canary: {type: process, command: %q, version: %s, args: [demo-service, --version, "{{.Version}}", --behaviour, %s, --port, "{{.Port}}"],
-    listenFD: true, readiness: {path: /healthz, interval: 100ms}, timeout: 20s, gracePeriod: 2s}
+    listenFD: true, readiness: {path: /healthz, interval: 100ms, timeout: 5s}, timeout: 20s, gracePeriod: 2s}
 gateway: {type: builtin, listen: "127.0.0.1:0"}
 metrics: {type: builtin}
 analysis:

@@ -328,7 +328,7 @@ func specFor(t *testing.T, service, stable, gateway, vb, vc string, step1 time.D
 	t.Helper()
 	target := func(v string) string {
 		return fmt.Sprintf(`{type: process, command: %q, version: %s, args: [demo-service, --version, "{{.Version}}", --port, "{{.Port}}"],
-      listenFD: true, readiness: {path: /healthz, interval: 100ms}, timeout: 20s, gracePeriod: 2s}`, bin, v)
+      listenFD: true, readiness: {path: /healthz, interval: 100ms, timeout: 5s}, timeout: 20s, gracePeriod: 2s}`, bin, v)
 	}
 	spec := fmt.Sprintf(`version: 1
 service: %s

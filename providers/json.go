@@ -112,12 +112,13 @@ type requestJSON struct {
 	LatencyMs float64   `json:"latencyMs"`
 	ByRule    bool      `json:"byRule,omitempty"`
 	Instance  string    `json:"instance,omitempty"`
+	Client    string    `json:"client,omitempty"`
 }
 
 // MarshalJSON writes the latency in milliseconds ("latencyMs", to the nanosecond).
 func (r Request) MarshalJSON() ([]byte, error) {
 	return json.Marshal(requestJSON{Time: r.Time, Cohort: r.Cohort, Status: r.Status,
-		LatencyMs: float64(r.Latency) / float64(time.Millisecond), ByRule: r.ByRule, Instance: r.Instance})
+		LatencyMs: float64(r.Latency) / float64(time.Millisecond), ByRule: r.ByRule, Instance: r.Instance, Client: r.Client})
 }
 
 // UnmarshalJSON reads "latencyMs", or "latency" in nanoseconds as written before.
@@ -130,7 +131,7 @@ func (r *Request) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return fmt.Errorf("request: %w", err)
 	}
-	*r = Request{Time: v.Time, Cohort: v.Cohort, Status: v.Status, ByRule: v.ByRule, Instance: v.Instance}
+	*r = Request{Time: v.Time, Cohort: v.Cohort, Status: v.Status, ByRule: v.ByRule, Instance: v.Instance, Client: v.Client}
 	switch {
 	case !math.IsNaN(v.LatencyMs):
 		r.Latency = time.Duration(math.Round(v.LatencyMs * float64(time.Millisecond)))

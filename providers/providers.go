@@ -126,6 +126,11 @@ type Request struct {
 	// Route's template when it is empty.
 	Route string `json:"route,omitempty"`
 	Path  string `json:"path,omitempty"`
+	// Client names who sent the request (the remote address, the trusted X-Forwarded-For hop, the
+	// sticky hash key, Kong's consumer or client_ip), "" when unknown. The sequential tests use it
+	// to notice sticky cohorts (a client confined to one cohort) and then judge clients, not
+	// requests (analysis/sequential, "sticky cohorts").
+	Client string `json:"client,omitempty"`
 }
 
 // Window is a time range to fetch metrics for, with the resolution of the series.

@@ -45,10 +45,10 @@ func (o *scriptedOwner) Release(context.Context, providers.Lease) error {
 func (o *scriptedOwner) set(err error) { o.mu.Lock(); o.renew = err; o.mu.Unlock() }
 func (o *scriptedOwner) count() int    { o.mu.Lock(); defer o.mu.Unlock(); return o.renews }
 
-// waitFor polls cond (the keeper works on the real clock) for up to 10 s.
+// waitFor polls cond (the keeper works on the real clock) for up to 30 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("never %s", what)
@@ -72,7 +72,11 @@ func TestKeeper(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			o := &scriptedOwner{}
-			const ttl = 300 * time.Millisecond
+			// The keeper renews every ttl/3 on the real clock and reports the lease lost when a
+			// renewal is not sent within the ttl: a renewal goroutine not scheduled for 2 s. With
+			// 300 ms (200 ms of slack) the whole package under -race on a loaded machine lost the
+			// lease before the test took it away (4 renewals took 2 s instead of 0.4 s).
+			const ttl = 3 * time.Second
 			k := NewKeeper(o, ttl, nil)
 			if err := k.Claim(t.Context(), providers.Claim{Service: "shop", RunID: "r"}); err != nil {
 				t.Fatal(err)
@@ -80,7 +84,7 @@ func TestKeeper(t *testing.T) {
 			defer k.Stop()
 			gw := fake.NewGateway()
 			fenced := FenceGateway(gw, Fences{k, nil})
-			// Renewals keep the lease past several TTLs.
+			// Renewals keep the lease past its TTL (4 renewals: 4/3 of it).
 			waitFor(t, "renewed 4 times", func() bool { return o.count() >= 4 })
 			if err := k.Err(); err != nil {
 				t.Fatalf("renewed lease reported lost: %v", err)

@@ -414,9 +414,6 @@ func TestSequentialSpecValidation(t *testing.T) {
 		{"max bake below min bake", "analysis: {sequential: {minBake: 2m, maxBake: 1m}}\n", "analysis.sequential.maxBake", "shorter than minBake"},
 		{"max bake below a step", "analysis: {sequential: {maxBake: 4m}}\n", "analysis.sequential.maxBake", "shorter than steps[0].duration (5m)"},
 		{"unknown field", "analysis: {sequential: {alfa: 0.1}}\n", "analysis.sequential.alfa", "did you mean alpha?"},
-		// sticky cohorts: different users behind canary and baseline; the fix is named
-		{"sticky kong hash", "analysis: {mode: sequential}\n" + stickyKong, "analysis.mode", "gateway.kong.mode hash (hashOn consumer) keeps each user on one cohort"},
-		{"sticky kong hash fix", "analysis: {mode: sequential}\n" + stickyKong, "analysis.mode", "use gateway.kong.mode targets (per-request split) or analysis.mode kayenta"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -443,7 +440,9 @@ func TestSequentialSpecValidation(t *testing.T) {
 		{"prometheus defaults to kayenta", prom, ModeKayenta},
 		{"kayenta on request data", "analysis: {mode: kayenta}\n", ModeKayenta},
 		{"settings", "analysis: {sequential: {alpha: 0.05, errorMargin: 2, lookInterval: 1s, maxBake: 30m}}\n", ModeSequential},
-		{"sticky cohorts default to kayenta", stickyKong, ModeKayenta},
+		// sticky cohorts are judged by client (analysis/sequential, clusters.go)
+		{"sticky cohorts default to sequential", stickyKong, ModeSequential},
+		{"sticky cohorts sequential", "analysis: {mode: sequential}\n" + stickyKong, ModeSequential},
 		{"kong targets default to sequential", strings.ReplaceAll(stickyKong, "mode: hash, hashOn: consumer", "mode: targets"), ModeSequential},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -455,6 +454,9 @@ func TestSequentialSpecValidation(t *testing.T) {
 			s, err := ParseSpec(strings.NewReader(minimalSpec + gw + tc.edit))
 			if err != nil {
 				t.Fatal(err)
+			}
+			if got, want := s.sequentialConfig().StickyClients, strings.Contains(tc.edit, "mode: hash"); got != want {
+				t.Errorf("the analyzer is told the cohorts are sticky: %v, want %v", got, want)
 			}
 			if s.Analysis.Mode != tc.mode {
 				t.Errorf("mode %q, want %q", s.Analysis.Mode, tc.mode)

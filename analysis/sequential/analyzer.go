@@ -17,6 +17,9 @@ type Sample struct {
 	// Instance names the instance that served it, "" if unknown; with two or more canary instances
 	// a Fail needs every one of them to be worse (see Analyzer).
 	Instance string `json:"instance,omitempty"`
+	// Client names who sent it, "" if unknown: with sticky cohorts (each client on one cohort) the
+	// Fails are judged by clients, not requests (clusters.go).
+	Client string `json:"client,omitempty"`
 }
 
 // Batch is what arrived since the last look, per cohort.
@@ -64,15 +67,22 @@ type Config struct {
 	// WarmControl says the Baseline side is warm stable (no baseline deployed): the guard's
 	// comparison with it then tolerates GuardRatio × FreshFactor too.
 	WarmControl bool `json:"warmControl,omitempty"`
-	// FastInstanceEvidence is the e-value every named canary instance must show, against the same
-	// null, when the fast test fails (default 10): a version regression shows on each instance, one
-	// instance's bad moment does not.
+	// FastInstanceEvidence is the e-value every named canary instance must show, against "at most
+	// FreshFactor times baseline plus stable's rate" with its evidence capped per block, when the fast
+	// test fails (default 1.5): a version regression shows on each instance, one instance's bad moment
+	// does not. Only a filter: it removes rejections, the fast test's alpha does not depend on it.
+	// (At 3 the 10%-5xx canary at 200 req/s waited a median of 21.6 s instead of 16.2 for every
+	// instance's second error; aa-instance-errors had no false rollback in 1,000 either way.)
 	FastInstanceEvidence float64 `json:"fastInstanceEvidence"`
 	// FastBaselineEvidence is the e-value the canary's comparison with the baseline alone (tolerated
-	// ratio 1) must show when the fast test fails (default 20): instances failing more than
-	// FastRatio times as often as stable only because they are fresh, as the baseline is, then roll
+	// ratio 1) must show when the fast test fails (default 10): instances failing more than
+	// FreshFactor times as often as stable only because they are fresh, as the baseline is, then roll
 	// back with probability at most 1/FastBaselineEvidence.
 	FastBaselineEvidence float64 `json:"fastBaselineEvidence"`
+	// StickyClients says the gateway keeps each client on one cohort (a sticky hash key): the
+	// paired tests' Fails are then judged by clients from the start (clusters.go). Without it the
+	// analyzer finds out from the samples' Client keys.
+	StickyClients bool `json:"stickyClients,omitempty"`
 	// NoGuard disables the 5xx guard and the fast 5xx test.
 	NoGuard bool `json:"noGuard,omitempty"`
 	// SlotRequests is how many requests the quieter cohort should expect per pairing slot; the slot
@@ -97,7 +107,7 @@ type Config struct {
 // DefaultConfig is the configuration the simulator checks against the acceptance targets.
 func DefaultConfig() Config {
 	return Config{Alpha: 0.01, Beta: 0.05, ErrorMargin: 0.0075, MedianMargin: 0.10, TailQuantile: 0.99,
-		TailMargin: 0.01, GuardRatio: 1.5, FreshFactor: 3, FastInstanceEvidence: 3, FastBaselineEvidence: 10, MinThresholdSamples: 100, SlotRequests: 4,
+		TailMargin: 0.01, GuardRatio: 1.5, FreshFactor: 3, FastInstanceEvidence: 1.5, FastBaselineEvidence: 10, MinThresholdSamples: 100, SlotRequests: 4,
 		MinSlot: time.Second, MaxSlot: 30 * time.Second, Seed: 1, BlockLength: 5 * time.Second, BlockCap: 0.75}
 }
 
@@ -326,10 +336,11 @@ type Analyzer struct {
 	blockEnd  time.Time // end of the open evidence block
 	legacy    int       // untimed slots in the open block
 
-	slots *slotter
-	thr   *Histogram // latencies of paired baseline requests from earlier slots
-	hc    *Histogram // latencies of the step's paired requests, for reports
-	hb    *Histogram
+	slots    *slotter
+	clusters *clusterTests
+	thr      *Histogram // latencies of paired baseline requests from earlier slots
+	hc       *Histogram // latencies of the step's paired requests, for reports
+	hb       *Histogram
 
 	steps                  int
 	canaryN, baselineN     int64 // the step's paired requests
@@ -349,6 +360,7 @@ func New(cfg Config) (*Analyzer, error) {
 		a.fastAlpha = cfg.Alpha * fastAlphaShare
 		a.alpha = (cfg.Alpha - a.guardAlpha - a.fastAlpha) / 3
 	}
+	a.clusters = newClusterTests(cfg, a.alpha)
 	// priors for the sample-size estimate: about two error rates' worth of non-zero 5xx differences,
 	// half of the median comparisons, 2(1-q) of the tail comparisons
 	var err error
@@ -419,6 +431,7 @@ func (a *Analyzer) newGuard(instance bool) (*guardTests, error) {
 // Fail evidence and the latency thresholds carry on.
 func (a *Analyzer) NewStep() {
 	a.steps++
+	a.clusters.newStep()
 	for _, p := range []*paired{a.errs, a.median.paired, a.tail.paired} {
 		p.step, _ = NewPairedTest(p.cfg) // the config was validated by New
 	}
@@ -447,6 +460,7 @@ func (a *Analyzer) closeSlot(c, b []Sample, stableN, stableE int64, end time.Tim
 	if pc, pb := a.slots.pairs(c, b); len(pc) > 0 {
 		a.pair(pc, pb)
 	}
+	a.clusters.slot(c, b, end)
 	if a.guard != nil && !a.guardFail && len(a.instGuard) >= 2 && a.guard.exceeds() {
 		all := true
 		for _, g := range a.instGuard {
@@ -642,7 +656,7 @@ func (a *Analyzer) pair(c, b []Sample) {
 // Verdict combines the tests: Fail if any test failed (over the whole rollout); Pass if the 5xx-rate,
 // median and tail tests all passed in this step; NeedMoreData otherwise.
 func (a *Analyzer) Verdict() Verdict {
-	if a.errs.failed() || a.median.paired.failed() || a.tail.paired.failed() || a.guardFailed() ||
+	if a.pairedFailed(0) || a.pairedFailed(1) || a.pairedFailed(2) || a.guardFailed() ||
 		a.fast != nil && a.fast.failed {
 		return Fail
 	}
@@ -650,6 +664,21 @@ func (a *Analyzer) Verdict() Verdict {
 		return Pass
 	}
 	return NeedMoreData
+}
+
+// pairedMetrics are the paired tests in the order of the client-level tests (5xx, median, tail).
+func (a *Analyzer) pairedMetrics() [3]*paired {
+	return [3]*paired{a.errs, a.median.paired, a.tail.paired}
+}
+
+// pairedFailed reports whether paired metric j (5xx, median, tail) failed: by the client-level
+// test when clients judge (sticky cohorts, or client keys whose stickiness is not known yet), else
+// by the request-level tests.
+func (a *Analyzer) pairedFailed(j int) bool {
+	if a.clusters.judges() {
+		return a.clusters.failed[j]
+	}
+	return a.pairedMetrics()[j].failed()
 }
 
 // SafeToExpand reports whether no test has failed and every paired test's upper confidence bound for
@@ -711,12 +740,16 @@ func (a *Analyzer) FailEvidence() float64 {
 		return math.Log(e) / -math.Log(alpha)
 	}
 	best := 0.0
-	for _, p := range []*paired{a.errs, a.median.paired, a.tail.paired} {
-		best = max(best, share(p.fail.FailEValue(), a.alpha))
+	for j, p := range a.pairedMetrics() {
+		e := p.fail.FailEValue()
+		if a.clusters.judges() {
+			e = a.clusters.eValue(j)
+		}
+		best = max(best, share(e, a.alpha))
 	}
 	if a.guard != nil {
 		best = max(best, share(a.guard.base.EValue(), a.guardAlpha/2), share(a.guard.stable.EValue(), a.guardAlpha/2),
-			share(a.fast.whole.EValue(), a.fastAlpha))
+			share(math.Exp(a.fast.logE()), a.fastAlpha))
 	}
 	return best
 }
@@ -777,8 +810,10 @@ type Decision struct {
 	// observed difference across half the margin); -1 if it cannot settle at the observed rates.
 	MorePairs int64 `json:"morePairs,omitempty"`
 	// Instances: a Fail shown by every one of this many canary instances (0: judged as one group).
-	Instances int    `json:"instances,omitempty"`
-	Reason    string `json:"reason"`
+	Instances int `json:"instances,omitempty"`
+	// Clients: judged by clients (sticky cohorts); Canary and Baseline then count clients.
+	Clients bool   `json:"clients,omitempty"`
+	Reason  string `json:"reason"`
 }
 
 // Report is the analyzer's verdict with one Decision per test.
@@ -846,10 +881,11 @@ func finite(v float64) float64 {
 // metric failed, else from this step's test.
 func (a *Analyzer) pairedDecision(metric string, p *paired) Decision {
 	t, v := p.step, NeedMoreData
+	byRequests := !a.clusters.judges()
 	switch {
-	case p.failed() && len(p.inst) >= 2:
+	case byRequests && p.failed() && len(p.inst) >= 2:
 		t, v = p.raw, Fail
-	case p.failed():
+	case byRequests && p.failed():
 		t, v = p.fail, Fail
 	case p.step.passed():
 		v = Pass
@@ -900,6 +936,9 @@ func trimFloat(v float64, prec int) string {
 }
 
 func (a *Analyzer) errorDecision() Decision {
+	if a.clusters.judges() && a.clusters.failed[0] {
+		return a.clusters.decision(MetricErrors, 0, "5xx share", a.alpha)
+	}
 	d := a.pairedDecision(MetricErrors, a.errs)
 	d.Compared = "5xx share of canary vs baseline requests, paired within time slots"
 	d.Unit = "%"
@@ -910,11 +949,18 @@ func (a *Analyzer) errorDecision() Decision {
 }
 
 func (a *Analyzer) exceedDecision(metric string, e *exceedance) Decision {
-	d := a.pairedDecision(metric, e.paired)
 	q := "P" + trimFloat(100*e.q, 2)
 	if e.q == 0.5 {
 		q = "median"
 	}
+	j := 2 // the client-level test of this metric
+	if e == &a.median {
+		j = 1
+	}
+	if a.clusters.judges() && a.clusters.failed[j] {
+		return a.clusters.decision(metric, j, "share of requests slower than the pooled running "+q, a.alpha)
+	}
+	d := a.pairedDecision(metric, e.paired)
 	d.Compared = fmt.Sprintf("share of canary vs baseline requests slower than the baseline's running %s, paired within time slots", q)
 	d.Unit = "%"
 	n := e.paired.step.Counts().N()

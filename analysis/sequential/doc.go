@@ -44,11 +44,19 @@
 // causing a rollback. (For Bernoulli requests at r0 > 1 the binomial model is an approximation, close
 // when errors are rare; TestRatioFalseAlarmUnderContinuousMonitoring checks it at r0 = 1.5.)
 //
-// The same construction with a shifted null (canary rate at most FreshFactor times baseline plus
-// stable's) and no cap is the fast 5xx test (fast.go): the path for large regressions, which must be
+// The same construction over three cohorts with a shifted null (the canary's rate at most the
+// baseline's and at most FreshFactor times stable's: threeway.go) and no cap is the fast 5xx test
+// (fast.go): the path for large regressions, which must be
 // rolled back in seconds, where the capped, per-instance-confirmed tests of correlated production
 // traffic take minutes. Pairing within time slots (slots.go), the block cap and the per-instance
 // confirmation are explained in README.md, with the assumptions each guarantee rests on.
+//
+// With sticky cohorts (each client on one cohort) the paired metrics' Fails come from a
+// randomization test over clients instead (clusters.go): the gateway's hash assigns clients at
+// random, so under "the canary is the baseline" the difference of the canary's and the baseline's
+// client means in a window has mean 0 over the assignments (Fisher's randomization test, R. A.
+// Fisher, The Design of Experiments, 1935), and betting on it window after window is an e-process
+// (the testing-by-betting view of Shafer, "Testing by betting", JRSS-A 184(2), 2021).
 //
 // Alpha is split between the tests (Bonferroni): 40% to the fast 5xx test, 10% to the guard, 50% to
 // the three paired tests.

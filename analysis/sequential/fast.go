@@ -13,26 +13,29 @@ import (
 // answering 10% of its requests with 5xx at a 2.5% step (5 requests/s) waits a minute or more. This
 // test is the other half of the error budget: no cap, no per-instance level, a shifted null.
 //
-//   - Null: the canary's 5xx rate is at most FastRatio times the control's, where the control is
-//     baseline plus stable in the same time slot (stable serves 20-40 times the canary's requests,
-//     so the control's rate is known well within seconds). The test is RatioTest's conditional
-//     binomial mixture, conditioned on each slot's error count, so the control's unknown rate
-//     cancels: an e-process for H0 whatever that rate and however it moves between slots (a shared
-//     burst of errors moves canary and control alike and adds no evidence).
+//   - Null: the canary's 5xx rate is at most FreshFactor times stable's in the same time slot
+//     (stable serves 20-40 times the canary's requests, so its rate is known well within seconds)
+//     and at most the baseline's (deployed with the canary, as fresh): threeway.go, a conditional
+//     multinomial mixture conditioned on each slot's error count, so stable's unknown rate cancels:
+//     an e-process for H0 whatever that rate and however it moves between slots (a shared burst of
+//     errors moves every cohort alike and adds no evidence). With a warm control (no baseline) the
+//     null is the canary at most FreshFactor times stable's, RatioTest's conditional binomial.
 //   - Why the shifted null is robust: normal traffic sits deep inside it (a canary failing as often
-//     as stable is a factor FastRatio below the tolerance), so the e-value falls quickly after a
+//     as stable is a factor FreshFactor below the tolerance), so the e-value falls quickly after a
 //     burst ends: the evidence one instance's bad moment adds is forgotten within seconds to
 //     minutes instead of waiting for another to add up with. Drift shared by every cohort does not
 //     move the ratio at all.
 //   - Per-instance consistency: with two or more named canary instances (each with at least half a
 //     fair share of the canary's requests), a Fail also needs every such instance's own test
-//     (same null) to show at least FastInstanceEvidence at that look. A version regression shows on
+//     (canary instance vs baseline plus stable, ratio at most FreshFactor) to show at least
+//     FastInstanceEvidence at that look. A version regression shows on
 //     every instance; one instance's 10-20 s episode leaves the other instances' e-values near 0.
 //     This check only removes rejections, so the error guarantee is the whole canary's test's.
 //
 // The guarantee, stated plainly: P(false Fail) <= its alpha whenever the canary's 5xx rate stays
-// within FastRatio times the control's. Fresh instances that fail more than FastRatio times as often
-// as warm stable are outside it (a cold start), as are all canary instances having a bad moment at
+// within FreshFactor times stable's and within the baseline's. Fresh instances that fail more than
+// FreshFactor times as often as warm stable are outside it (a cold start; the baseline comparison
+// bounds that case by 1/FastBaselineEvidence), as are all canary instances having a bad moment at
 // the same time; the robust tests still hold their own alpha there, the README shows the measured
 // rates.
 type fastTest struct {
@@ -45,7 +48,11 @@ type fastTest struct {
 	base     *RatioTest
 	inst     map[string]*RatioTest
 	instLogE float64 // log of the e-value every named instance needs at the crossing look
-	failed   bool
+	// null is the test whose alpha the Fail carries: canary vs baseline and stable at once, H0: the
+	// canary fails no more often than the baseline and at most FreshFactor times as often as stable
+	// (threeway.go); nil with a warm control (no baseline), where whole decides
+	null   *threeWay
+	failed bool
 	// instances: how many named canary instances confirmed the Fail (0: judged as one group)
 	instances int
 	// instCap is the instances' cap for the slot being added (instanceBlockCap per block of time
@@ -81,19 +88,35 @@ func newFastTest(alpha, ratio, instanceEvidence, baseEvidence float64) (*fastTes
 		if f.base, err = newRatioTestAlts(RatioConfig{Alpha: 1 / baseEvidence, Tolerance: 1}, baseAlts); err != nil {
 			return nil, fmt.Errorf("fast 5xx test: %w", err)
 		}
+		if f.null, err = newThreeWay(alpha, ratio, fastAlts); err != nil {
+			return nil, fmt.Errorf("fast 5xx test: %w", err)
+		}
 	}
 	return f, nil
+}
+
+// nullExceeds reports whether the test that carries the fast test's alpha is at 1/alpha now: the
+// three-way comparison with a baseline, the whole canary's against baseline plus stable without.
+func (f *fastTest) nullExceeds() bool {
+	if f.null != nil {
+		return f.null.exceeds()
+	}
+	return f.whole.Exceeds()
 }
 
 // tally is one canary instance's requests and 5xx in a slot.
 type tally struct{ e, n int64 }
 
-// add feeds one slot: the canary's errors and requests (per named instance too) and the control's.
+// add feeds one slot: the canary's errors and requests (per named instance too), the baseline's and
+// the control's (baseline plus stable).
 func (f *fastTest) add(ce, cn int64, per map[string]*tally, be, bn, ctrlE, ctrlN int64) {
 	if cn == 0 {
 		return
 	}
 	f.whole.Add(ce, cn, ctrlE, ctrlN)
+	if f.null != nil {
+		f.null.add(ce, cn, be, bn, ctrlE-be, ctrlN-bn)
+	}
 	if f.base != nil {
 		f.base.Add(ce, cn, be, bn)
 	}
@@ -114,7 +137,7 @@ func (f *fastTest) add(ce, cn int64, per map[string]*tally, be, bn, ctrlE, ctrlN
 // check sets failed when the whole canary's test is at its threshold and every named instance with
 // at least half a fair share of the canary's requests shows the consistency evidence.
 func (f *fastTest) check() {
-	if f.failed || !f.whole.Exceeds() || f.base != nil && !f.base.Exceeds() {
+	if f.failed || !f.nullExceeds() || f.base != nil && !f.base.Exceeds() {
 		return
 	}
 	if len(f.inst) < 2 {
@@ -146,8 +169,13 @@ func (f *fastTest) endBlock() {
 	}
 }
 
-// logE is the whole canary's log e-value.
-func (f *fastTest) logE() float64 { return f.whole.logCapped() }
+// logE is the log e-value that carries the fast test's alpha.
+func (f *fastTest) logE() float64 {
+	if f.null != nil {
+		return f.null.logE()
+	}
+	return f.whole.logCapped()
+}
 
 // decision explains the fast test.
 func (f *fastTest) decision(alpha float64) Decision {
@@ -156,27 +184,35 @@ func (f *fastTest) decision(alpha float64) Decision {
 	if f.failed {
 		v = Fail
 	}
-	d := Decision{Metric: MetricFast, Verdict: v,
-		Compared: fmt.Sprintf("5xx rate of canary vs baseline plus stable in the same time slots, as a rate ratio, against a tolerated ratio of %.3g, conditional on each slot's error count", g.Tolerance()),
-		Canary:   g.CanaryRequests, Baseline: g.ControlRequests, Unit: "%",
+	compared := fmt.Sprintf("5xx rate of canary vs baseline plus stable in the same time slots, as a rate ratio, against a tolerated ratio of %.3g, conditional on each slot's error count", g.Tolerance())
+	if f.null != nil {
+		compared = fmt.Sprintf("5xx rates of canary, baseline and stable in the same time slots, conditional on each slot's error count, against: the canary fails no more often than the baseline and at most %.3g times as often as stable (fresh instances); the rate ratio is canary vs baseline plus stable", g.Tolerance())
+	}
+	d := Decision{Metric: MetricFast, Verdict: v, Compared: compared,
+		Canary: g.CanaryRequests, Baseline: g.ControlRequests, Unit: "%",
 		CanaryValue: pct(g.CanaryErrors, g.CanaryRequests), BaselineValue: pct(g.ControlErrors, g.ControlRequests),
 		Effect: finite(g.Ratio()), EffectUnit: "ratio", Lower: g.LowerBound(alpha), LowerLevel: 1 - alpha, Tolerance: g.Tolerance(),
-		EValue: finite(g.EValue()), Instances: f.instances}
+		EValue: finite(math.Exp(f.logE())), Instances: f.instances}
 	ratio := fmt.Sprintf("rate ratio %.2f", d.Effect)
 	if math.IsInf(g.Ratio(), 1) {
 		ratio = "rate ratio unbounded (no control errors)"
 	}
 	head := fmt.Sprintf("5xx fast test: canary %.2f%% (%d/%d) vs baseline+stable %.2f%% (%d/%d), %s",
 		d.CanaryValue, g.CanaryErrors, g.CanaryRequests, d.BaselineValue, g.ControlErrors, g.ControlRequests, ratio)
+	if f.null != nil {
+		head = fmt.Sprintf("5xx fast test: canary %.2f%% (%d/%d) vs baseline %.2f%% (%d/%d) and stable %.2f%% (%d/%d), %s to baseline+stable",
+			d.CanaryValue, g.CanaryErrors, g.CanaryRequests, pct(f.null.baseE, f.null.baseN), f.null.baseE, f.null.baseN,
+			pct(f.null.stableE, f.null.stableN), f.null.stableE, f.null.stableN, ratio)
+	}
 	switch {
 	case v == Fail:
-		d.Reason = fmt.Sprintf("%s; e-value %.3g reached %.3g (its %s%% lower bound %.2f is above the tolerated ratio %.3g): fail",
+		d.Reason = fmt.Sprintf("%s; e-value %.3g reached %.3g (the ratio's %s%% lower bound is %.2f, tolerated %.3g): fail",
 			head, d.EValue, 1/alpha, trimFloat(100*d.LowerLevel, 2), d.Lower, d.Tolerance)
 		if d.Instances > 0 {
 			d.Reason += fmt.Sprintf(", shown by each of the %d canary instances", d.Instances)
 		}
-	case g.Exceeds():
-		d.Reason = fmt.Sprintf("%s; above the tolerated ratio %.3g, but not on every canary instance (one instance's bad moment is not a regression of the version)", head, d.Tolerance)
+	case f.nullExceeds():
+		d.Reason = fmt.Sprintf("%s; e-value %.3g above %.3g, but not on every canary instance, or the baseline fails about as often (one instance's bad moment, or fresh instances, are not a regression of the version)", head, d.EValue, 1/alpha)
 	default:
 		d.Reason = fmt.Sprintf("%s; e-value %.3g below %.3g, no large regression", head, d.EValue, 1/alpha)
 	}

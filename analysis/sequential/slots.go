@@ -25,8 +25,8 @@ import (
 // disjoint k-subsets: exchangeable. Under "the canary is the baseline" swapping the cohorts leaves the
 // distribution of the slot unchanged, so every pair difference D is symmetric around 0 given the past,
 // for any trend of load or latency inside or across slots. The tests' supermartingale argument needs
-// nothing more. (It fails when the cohort depends on the request: sticky users, refused by the
-// engine; and when an instance of one cohort misbehaves: see the guard's per-instance rule.)
+// nothing more. (It fails when the cohort depends on the request: sticky users, judged by
+// client instead, clusters.go; and when an instance of one cohort misbehaves: see the guard's per-instance rule.)
 //
 // The slot width adapts to the traffic: wide enough that the quieter cohort expects SlotRequests
 // requests (a slot with requests of one cohort only pairs nothing), between MinSlot and MaxSlot. It

@@ -49,6 +49,14 @@ type LogConfig struct {
 	// Lag is how late the entries of a window may arrive (Kong's queue holds them up to its
 	// max_coalescing_delay): losses that arrive up to Lag after a window count for it (default 1.25s).
 	Lag time.Duration
+	// ClientHeader and ClientCookie, when set, name the request header (lower case, as Kong logs
+	// request.headers) or cookie whose value is a request's client key (Request.Client): the
+	// sticky key of Kong's hash mode (hash_on header or cookie). Otherwise, and for requests without
+	// it (or with the header sent twice, which Kong logs as an array), the key is the
+	// authenticated consumer's id, else client_ip.
+	ClientHeader, ClientCookie string
+	// ClientIP makes client_ip the client key even for requests with a consumer (hash_on ip).
+	ClientIP bool
 	// Resolve looks up a target's host name (default net.DefaultResolver.LookupHost), since Kong
 	// logs the IP it connected to.
 	Resolve func(ctx context.Context, host string) ([]string, error)
@@ -107,12 +115,15 @@ type LogReceiver struct {
 	routes routeNames
 	slots  chan *logWorker
 
-	mu      sync.Mutex
-	ring    []record
-	next    int  // index of the next write
-	full    bool // the ring wrapped: ring[next] is the oldest
-	stats   LogStats
-	changed chan struct{} // closed and cleared when entries arrive, if someone waits
+	mu   sync.Mutex
+	ring []record
+	// clients interns client keys: clients[id-1] is the key of id (append-only, under mu)
+	clients   []string
+	clientIDs map[string]uint32
+	next      int  // index of the next write
+	full      bool // the ring wrapped: ring[next] is the oldest
+	stats     LogStats
+	changed   chan struct{} // closed and cleared when entries arrive, if someone waits
 
 	lossMu sync.Mutex
 	loss   [lossSeconds]lossBucket
@@ -124,7 +135,9 @@ type lossBucket struct {
 }
 
 // record is one attributed request: the time it finished (µs since the epoch), its latency (µs),
-// status, and the id of the target that answered (which names its address and cohort).
+// status, the id of the target that answered (which names its address and cohort) and the id of
+// its client (0: unknown; else 1 + its index in the receiver's client table). While a worker
+// decodes, client is 1 + the index of the key's span in the worker's arena instead.
 type record struct {
 	t      int64
 	lat    uint32
@@ -132,7 +145,15 @@ type record struct {
 	target uint16
 	// route and path: ids in the receiver's route table (logroutes.go), 0 when the entry had none
 	route, path uint16
+	client      uint32
 }
+
+// maxClients bounds the client keys one receiver interns (a client beyond it reads as unknown):
+// 1,048,576 keys of Kong's consumer ids or client IPs, tens of MB at most.
+const maxClients = 1 << 20
+
+// keySpan locates a client key in a worker's arena.
+type keySpan struct{ off, n uint32 }
 
 // logTarget is an upstream target address (ip:port, as Kong logs the last try) in a cohort.
 type logTarget struct {
@@ -141,7 +162,7 @@ type logTarget struct {
 }
 
 // maxTargets bounds the (address, cohort) pairs one receiver can tell apart: ids are 16 bits so
-// that a record stays small (24 bytes with its route ids).
+// that a record stays small (24 bytes with its route and client ids).
 const maxTargets = math.MaxUint16
 
 var cohortNames = [...]providers.Cohort{providers.Stable, providers.Baseline, providers.Canary}
@@ -160,6 +181,9 @@ type logWorker struct {
 	buf  []byte
 	recs []record
 	n    entryCounts
+	// the client keys of recs (consumer id, else client_ip), interned when stored
+	keys  []byte
+	spans []keySpan
 }
 
 type entryCounts struct{ received, unattributed, invalid, stale int }
@@ -379,7 +403,7 @@ func (r *LogReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if err != nil {
 		return // the sender went away; it retries the batch
 	}
-	wk.recs = wk.recs[:0]
+	wk.recs, wk.keys, wk.spans = wk.recs[:0], wk.keys[:0], wk.spans[:0]
 	wk.n = entryCounts{}
 	if err := r.decode(body, wk, r.started.Add(-staleGrace).UnixMicro()); err != nil {
 		r.log.Warn("kong-log: bad http-log post", "err", err)
@@ -461,6 +485,10 @@ func (r *LogReceiver) store(wk *logWorker, now time.Time) {
 		lockLoss()
 	}
 	for _, rec := range wk.recs {
+		if rec.client != 0 {
+			sp := wk.spans[rec.client-1]
+			rec.client = r.internClientLocked(wk.keys[sp.off : sp.off+sp.n])
+		}
 		if r.full {
 			r.bucketLocked(r.ring[r.next].t/1e6).dropped++
 			r.stats.DroppedEntries++
@@ -591,11 +619,33 @@ func (r *LogReceiver) Requests(ctx context.Context, since, until time.Time) ([]p
 				Latency: time.Duration(q.lat) * time.Microsecond, Instance: tg.addr,
 				Route: name(routes, q.route), Path: name(routes, q.path),
 			})
+			if q.client != 0 {
+				out[len(out)-1].Client = r.clients[q.client-1]
+			}
 		}
 	}
 	r.mu.Unlock()
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out, nil
+}
+
+// internClientLocked returns the id of a client key, adding it if new (0 beyond maxClients).
+// Known keys cost a map lookup without allocating. r.mu must be held.
+func (r *LogReceiver) internClientLocked(k []byte) uint32 {
+	if id, ok := r.clientIDs[string(k)]; ok {
+		return id
+	}
+	if len(r.clients) >= maxClients {
+		return 0
+	}
+	if r.clientIDs == nil {
+		r.clientIDs = map[string]uint32{}
+	}
+	key := string(k)
+	r.clients = append(r.clients, key)
+	id := uint32(len(r.clients))
+	r.clientIDs[key] = id
+	return id
 }
 
 // Stats returns how many entries were received and how many could not be attributed to a cohort.

@@ -95,3 +95,99 @@ func TestLogRequestsNameTheTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestLogRequestsNameTheClient: each request names its client (Request.Client, which the
+// sequential tests use to notice and judge sticky cohorts): the authenticated consumer's id when
+// Kong logs one (kong/pdk/log.lua serializes ctx.authenticated_consumer as consumer), else
+// client_ip; the same key in two posts is the same client.
+func TestLogRequestsNameTheClient(t *testing.T) {
+	t.Parallel()
+	rec := newTestReceiver(t, LogConfig{})
+	if err := rec.SetCohort(providers.Canary, []string{"10.0.0.1:80"}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	try := "[" + kong3Try("10.0.0.1", 80, false) + "]"
+	from := func(end time.Time, ip string) string {
+		return strings.Replace(kong3Entry(end, 200, try), `"client_ip":"127.0.0.1"`, fmt.Sprintf(`"client_ip":%q`, ip), 1)
+	}
+	consumer := func(end time.Time, id string) string {
+		return strings.Replace(from(end, "192.0.2.9"), `"authenticated_entity":null`,
+			fmt.Sprintf(`"authenticated_entity":{"id":"cred-1"},"consumer":{"created_at":1733540000,"id":%q,"username":"alice"}`, id), 1)
+	}
+	for _, body := range []string{
+		"[" + from(now.Add(-5*time.Second), "198.51.100.7") + "," + consumer(now.Add(-4*time.Second), "5d1e-alice") + "]",
+		"[" + from(now.Add(-3*time.Second), "198.51.100.7") + "," + from(now.Add(-2*time.Second), "2001:db8::1") + "]",
+	} {
+		if got := post(t, http.DefaultClient, rec.URL(), "Bearer "+testSecret, body); got != http.StatusOK {
+			t.Fatalf("post: %d", got)
+		}
+	}
+	got, err := rec.Requests(t.Context(), now.Add(-time.Minute), now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"198.51.100.7", "5d1e-alice", "198.51.100.7", "2001:db8::1"}
+	if len(got) != len(want) {
+		t.Fatalf("%d requests, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		if got[i].Client != w {
+			t.Errorf("request %d: client %q, want %q", i, got[i].Client, w)
+		}
+	}
+	if got[0].Client != got[2].Client || unsafe.StringData(got[0].Client) != unsafe.StringData(got[2].Client) {
+		t.Errorf("one client, two keys: %q and %q are not the same interned string", got[0].Client, got[2].Client)
+	}
+}
+
+// TestLogClientIsTheHashKey: in hash mode the client key is what Kong hashes on — the header
+// (Kong logs request.headers with lower-case names), the cookie inside the Cookie header, or
+// client_ip even for an authenticated consumer — so that a client is the unit Kong keeps on one
+// cohort; a request without the header or cookie falls back to the consumer, else client_ip.
+func TestLogClientIsTheHashKey(t *testing.T) {
+	t.Parallel()
+	withHeaders := func(end time.Time, headers string) string {
+		e := kong3Entry(end, 200, "["+kong3Try("10.0.0.1", 80, false)+"]")
+		e = strings.Replace(e, `"accept":"*/*"`, `"accept":"*/*"`+headers, 1)
+		return strings.Replace(e, `"authenticated_entity":null`, `"authenticated_entity":{"id":"cred-1"},"consumer":{"id":"alice-id"}`, 1)
+	}
+	for _, tc := range []struct {
+		name    string
+		cfg     LogConfig
+		headers []string
+		want    []string
+	}{
+		{"header", LogConfig{ClientHeader: "x-user-id"},
+			[]string{`,"x-user-id":"u-17"`, `,"x-user-idx":"u-18"`}, []string{"u-17", "alice-id"}},
+		{"cookie", LogConfig{ClientCookie: "cohort"},
+			[]string{`,"cookie":"a=1; cohort=u-42; b=2"`, `,"cookie":"xcohort=u-43"`}, []string{"u-42", "alice-id"}},
+		{"ip", LogConfig{ClientIP: true}, []string{"", ""}, []string{"127.0.0.1", "127.0.0.1"}},
+		{"consumer", LogConfig{}, []string{"", ""}, []string{"alice-id", "alice-id"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rec := newTestReceiver(t, tc.cfg)
+			if err := rec.SetCohort(providers.Canary, []string{"10.0.0.1:80"}); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now()
+			body := "[" + withHeaders(now.Add(-2*time.Second), tc.headers[0]) + "," + withHeaders(now.Add(-time.Second), tc.headers[1]) + "]"
+			if got := post(t, http.DefaultClient, rec.URL(), "Bearer "+testSecret, body); got != http.StatusOK {
+				t.Fatalf("post: %d", got)
+			}
+			got, err := rec.Requests(t.Context(), now.Add(-time.Minute), now.Add(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d requests, want %d", len(got), len(tc.want))
+			}
+			for i, w := range tc.want {
+				if got[i].Client != w {
+					t.Errorf("request %d: client %q, want %q", i, got[i].Client, w)
+				}
+			}
+		})
+	}
+}

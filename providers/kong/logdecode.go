@@ -1,6 +1,7 @@
 package kong
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -16,12 +17,17 @@ var errNotEntries = errors.New("the body is neither an http-log entry (a JSON ob
 // decode reads the entries of an http-log body (one entry, or a JSON array of them as Kong's queue
 // sends) into wk.recs, counting what it cannot use in wk.n. Only started_at, latencies.request,
 // latencies.proxy, response.status, the last of tries (ip, port), route.name, route.id,
-// request.method and request.uri are read; everything else (headers, service...) is skipped
-// without being decoded (see scanner). The body is read in
+// request.method, request.uri, consumer.id and client_ip (the request's client: the consumer
+// when one is authenticated, else the address; or the sticky hash header) are read; everything
+// else (service, other headers...) is skipped without being decoded (see scanner). The body is read in
 // place: no copy, no allocation per entry. A malformed body is an error and nothing of it is kept.
 // Entries that finished before staleBefore (µs since the epoch) are counted as stale, not kept.
 func (r *LogReceiver) decode(body []byte, wk *logWorker, staleBefore int64) error {
-	d := entryDecoder{s: scanner{b: body}, cohorts: *r.cohorts.Load(), wk: wk, staleBefore: staleBefore, routes: &r.routes}
+	d := entryDecoder{s: scanner{b: body}, cohorts: *r.cohorts.Load(), wk: wk, staleBefore: staleBefore, routes: &r.routes,
+		clientHeader: r.cfg.ClientHeader, clientCookie: r.cfg.ClientCookie, clientIP: r.cfg.ClientIP}
+	if d.clientCookie != "" {
+		d.clientHeader = "cookie"
+	}
 	s := &d.s
 	ok := true
 	switch s.peek() {
@@ -39,7 +45,7 @@ func (r *LogReceiver) decode(body []byte, wk *logWorker, staleBefore int64) erro
 		return errNotEntries
 	}
 	if !ok || s.peek() != 0 {
-		wk.recs, wk.n = wk.recs[:0], entryCounts{}
+		wk.recs, wk.keys, wk.spans, wk.n = wk.recs[:0], wk.keys[:0], wk.spans[:0], entryCounts{}
 		return fmt.Errorf("%w at byte %d", errSyntax, s.i)
 	}
 	return nil
@@ -54,6 +60,9 @@ type entryDecoder struct {
 	// routes interns routes and path templates (nil: not recorded); rb and pb are its scratch
 	routes *routeNames
 	rb, pb [512]byte
+	// the client key's source (LogConfig)
+	clientHeader, clientCookie string
+	clientIP                   bool
 }
 
 // numOrSkip reads a number, or skips a value of another kind (isNum false).
@@ -79,7 +88,7 @@ func (d *entryDecoder) entry() bool {
 	started, request, proxy, status := 0.0, 0.0, -1.0, 0.0
 	hasStart, hasProxy, hasTry := false, false, false
 	var rt entryRoute // analysis.routes (logroutes.go)
-	var ip []byte
+	var ip, clientIP, consumer, sticky []byte
 	port := -1.0
 	more, ok := s.beginObject()
 	for ok && more {
@@ -122,13 +131,46 @@ func (d *entryDecoder) entry() bool {
 				}
 			})
 		case "request":
-			ok = d.strings(func(k, v []byte) {
+			ok = d.members(func(k []byte) (ok bool) {
 				switch string(k) {
-				case "method":
-					rt.method = v
-				case "uri":
-					rt.uri = v
+				case "headers":
+					if d.clientHeader == "" {
+						return s.skip()
+					}
+					return d.members(func(h []byte) (ok bool) {
+						if string(h) == d.clientHeader && s.peek() == '"' {
+							sticky, ok = s.str()
+							return ok
+						}
+						return s.skip()
+					})
+				case "method", "uri":
+					if s.peek() != '"' {
+						return s.skip()
+					}
+					v, ok := s.str()
+					if string(k) == "method" {
+						rt.method = v
+					} else {
+						rt.uri = v
+					}
+					return ok
 				}
+				return s.skip()
+			})
+		case "client_ip":
+			if s.peek() == '"' {
+				clientIP, ok = s.str()
+			} else {
+				ok = s.skip()
+			}
+		case "consumer":
+			ok = d.members(func(k []byte) (ok bool) {
+				if string(k) == "id" && s.peek() == '"' {
+					consumer, ok = s.str()
+					return ok
+				}
+				return s.skip()
 			})
 		default:
 			ok = s.skip()
@@ -140,7 +182,17 @@ func (d *entryDecoder) entry() bool {
 	if !ok {
 		return false
 	}
-	if d.record(started, request, proxy, status, hasStart, hasProxy, hasTry, ip, port) && d.routes != nil {
+	client := consumer
+	if len(client) == 0 || d.clientIP {
+		client = clientIP
+	}
+	if d.clientCookie != "" {
+		sticky = cookieValue(sticky, d.clientCookie)
+	}
+	if len(sticky) > 0 {
+		client = sticky
+	}
+	if d.record(started, request, proxy, status, hasStart, hasProxy, hasTry, ip, port, client) && d.routes != nil {
 		rec := &d.wk.recs[len(d.wk.recs)-1]
 		rec.route, rec.path = d.routes.routeIDs(rt, d.rb[:0], d.pb[:0])
 	}
@@ -212,7 +264,7 @@ func (d *entryDecoder) tries(ip *[]byte, port *float64, hasTry *bool) bool {
 }
 
 // record turns an entry's fields into a record, or counts why it cannot (false).
-func (d *entryDecoder) record(started, request, proxy, statusF float64, hasStart, hasProxy, hasTry bool, ip []byte, portF float64) bool {
+func (d *entryDecoder) record(started, request, proxy, statusF float64, hasStart, hasProxy, hasTry bool, ip []byte, portF float64, client []byte) bool {
 	n := &d.wk.n
 	status := int(statusF)
 	if !hasStart || started <= 0 || started > 1e14 || status < 0 || status > 999 || request < 0 || request > 1e9 {
@@ -248,7 +300,13 @@ func (d *entryDecoder) record(started, request, proxy, statusF float64, hasStart
 	if status == 0 {
 		status = http.StatusBadGateway // tried an upstream but sent no status: none answered
 	}
-	d.wk.recs = append(d.wk.recs, record{t: t, lat: uint32(min(lat*1000, math.MaxUint32)), status: uint16(status), target: id})
+	rec := record{t: t, lat: uint32(min(lat*1000, math.MaxUint32)), status: uint16(status), target: id}
+	if wk := d.wk; len(client) > 0 && len(client) <= 256 {
+		wk.spans = append(wk.spans, keySpan{off: uint32(len(wk.keys)), n: uint32(len(client))})
+		wk.keys = append(wk.keys, client...)
+		rec.client = uint32(len(wk.spans))
+	}
+	d.wk.recs = append(d.wk.recs, rec)
 	return true
 }
 
@@ -297,4 +355,21 @@ func countEntries(rd io.Reader) (int, error) {
 			return n, err
 		}
 	}
+}
+
+// cookieValue returns the value of cookie name in a Cookie header ("a=1; name=v"), nil if absent.
+func cookieValue(header []byte, name string) []byte {
+	for len(header) > 0 {
+		var part []byte
+		if i := bytes.IndexByte(header, ';'); i >= 0 {
+			part, header = header[:i], header[i+1:]
+		} else {
+			part, header = header, nil
+		}
+		part = bytes.TrimLeft(part, " ")
+		if len(part) > len(name) && part[len(name)] == '=' && string(part[:len(name)]) == name {
+			return part[len(name)+1:]
+		}
+	}
+	return nil
 }

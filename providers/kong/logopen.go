@@ -24,6 +24,24 @@ func openLogReceiver(cfg OpenConfig, ls *LogSpec) (*LogReceiver, error) {
 	if ls.TLS != nil {
 		lc.CertFile, lc.KeyFile = ls.TLS.CertFile, ls.TLS.KeyFile
 	}
+	if sp := cfg.Spec; sp != nil {
+		// the client key is what Kong hashes on: the sequential tests judge sticky cohorts by it
+		var on, header string
+		switch sp.Mode {
+		case ModeHash:
+			on, header = sp.HashOn, sp.HashOnHeader
+		case ModeCanaryPlugin:
+			on, header = sp.CanaryHash, sp.CanaryHashHeader
+		}
+		switch on {
+		case "header":
+			lc.ClientHeader = strings.ToLower(header)
+		case "cookie":
+			lc.ClientCookie = sp.HashOnCookie
+		case "ip":
+			lc.ClientIP = true
+		}
+	}
 	return NewLogReceiver(lc)
 }
 

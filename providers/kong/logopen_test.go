@@ -99,3 +99,36 @@ func TestLogSpecProblems(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenLogClientKey: the kong-log receiver takes as each request's client what Kong hashes on
+// in the spec's sticky mode (hash_on, or the canary plugin's hash), so that the sequential tests
+// judge the unit Kong keeps on one cohort; without a sticky mode, the consumer or client_ip.
+func TestOpenLogClientKey(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name           string
+		spec           Spec
+		header, cookie string
+		ip             bool
+	}{
+		{name: "targets", spec: Spec{Mode: ModeTargets}},
+		{name: "hash on header", spec: Spec{Mode: ModeHash, HashOn: "header", HashOnHeader: "X-User-ID"}, header: "x-user-id"},
+		{name: "hash on cookie", spec: Spec{Mode: ModeHash, HashOn: "cookie", HashOnCookie: "cohort"}, cookie: "cohort"},
+		{name: "hash on ip", spec: Spec{Mode: ModeHash, HashOn: "ip"}, ip: true},
+		{name: "hash on consumer", spec: Spec{Mode: ModeHash, HashOn: "consumer"}},
+		{name: "canary plugin on header", spec: Spec{Mode: ModeCanaryPlugin, CanaryHash: "header", CanaryHashHeader: "X-Team"}, header: "x-team"},
+		{name: "canary plugin on ip", spec: Spec{Mode: ModeCanaryPlugin, CanaryHash: "ip"}, ip: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rec, err := openLogReceiver(OpenConfig{Spec: &tc.spec, LogSecret: testSecret}, &LogSpec{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = rec.Close() })
+			if c := rec.cfg; c.ClientHeader != tc.header || c.ClientCookie != tc.cookie || c.ClientIP != tc.ip {
+				t.Errorf("client key from header %q cookie %q ip %v, want %q %q %v", c.ClientHeader, c.ClientCookie, c.ClientIP, tc.header, tc.cookie, tc.ip)
+			}
+		})
+	}
+}

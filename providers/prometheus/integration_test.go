@@ -33,9 +33,11 @@ func TestRealPrometheus(t *testing.T) {
 	}
 	bl, cl := median(lat.Baseline), median(lat.Canary)
 	t.Logf("P99 latency medians over %d steps: baseline %.2f ms, canary %.2f ms", len(lat.Canary), bl, cl)
-	// The canary's delay is a floor; the baseline's P99 depends on how busy the machine is.
-	if !(bl > 0 && bl < cl) || !(cl >= 150 && cl < 400) {
-		t.Errorf("P99 medians baseline %.2f ms, canary %.2f ms; want baseline below canary and canary in 150-400 ms", bl, cl)
+	// The canary's delay is a floor; above it, P99 adds whatever the machine's stalls add (a point is
+	// about the slowest of some 25 requests), so the ceiling only checks the unit: milliseconds, not
+	// seconds (0.15) or microseconds (150,000).
+	if !(bl > 0 && bl < cl) || !(cl >= 150 && cl < canaryCeilingMs) {
+		t.Errorf("P99 medians baseline %.2f ms, canary %.2f ms; want baseline below canary and canary in 150-%d ms", bl, cl, canaryCeilingMs)
 	}
 
 	er, err := p.Pair(t.Context(), providers.Metric{Name: "errors", Kind: providers.ErrorRate}, w)
@@ -83,9 +85,9 @@ func TestRealPrometheus(t *testing.T) {
 	}
 	abe, ace := median(aer.Baseline), median(aer.Canary)
 	t.Logf("app-labels: P99 medians baseline %.2f ms, canary %.2f ms; 5xx baseline %.2f %%, canary %.2f %%", abl, acl, abe, ace)
-	if !(abl > 0 && abl < acl) || !(acl >= 150 && acl < 400) || abe != 0 || ace < 5 || ace > 15 {
-		t.Errorf("app-labels medians: P99 %.2f / %.2f ms, 5xx %.2f / %.2f %%; want baseline below canary, canary 150-400 ms, 0 and ~10 %%",
-			abl, acl, abe, ace)
+	if !(abl > 0 && abl < acl) || !(acl >= 150 && acl < canaryCeilingMs) || abe != 0 || ace < 5 || ace > 15 {
+		t.Errorf("app-labels medians: P99 %.2f / %.2f ms, 5xx %.2f / %.2f %%; want baseline below canary, canary 150-%d ms, 0 and ~10 %%",
+			abl, acl, abe, ace, canaryCeilingMs)
 	}
 
 	// No series for a cohort label value nobody has.
@@ -95,6 +97,10 @@ func TestRealPrometheus(t *testing.T) {
 		t.Errorf("absent cohort = %v, want ErrNoData", err)
 	}
 }
+
+// canaryCeilingMs bounds the 150 ms canary's P99 median: far enough above the floor for a loaded
+// machine's stalls, far enough below a unit error.
+const canaryCeilingMs = 2000
 
 func median(xs []float64) float64 {
 	var v []float64

@@ -96,7 +96,7 @@ func TestAdminAPIJSONGolden(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := []string{"cohort", "instance", "latencyMs", "status", "time"}; !slices.Equal(keys, want) {
+	if want := []string{"client", "cohort", "instance", "latencyMs", "status", "time"}; !slices.Equal(keys, want) {
 		t.Errorf("/v1/requests fields %v, want %v", keys, want)
 	}
 	if ms, ok := reqs[0]["latencyMs"].(float64); !ok || ms <= 0 || ms > float64(elapsed)/float64(time.Millisecond) {

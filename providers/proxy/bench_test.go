@@ -83,7 +83,7 @@ func BenchmarkProxyRecord(b *testing.B) {
 	now := p.now()
 	b.ReportAllocs()
 	for b.Loop() {
-		p.record(now, 1234567, 200, iStable, false, nil, 0)
+		p.record(now, 1234567, 200, iStable, false, nil, 0, 0)
 	}
 }
 

@@ -77,6 +77,7 @@ type h1Conn struct {
 	bw     *bufio.Writer
 	remote string // RemoteAddr as net/http spells it
 	ip     string // client IP for X-Forwarded-For
+	client uint32 // clientTable id of ip, 0 until the first request needs it
 	state  atomic.Int32
 	up     atomic.Pointer[upConn] // the upstream connection in use, for a forced shutdown
 	// rdl: the read deadline armLazy set last for the idle wait, or zero when another one may be
@@ -674,9 +675,9 @@ func (p *Proxy) serveH1(c *h1Conn, h *h1Head, closing bool) (keep bool) {
 		route = routeID(p.routes, h.method, h.target)
 	}
 	if client {
-		p.recordClientError(end, end.Sub(start), status, ci, byRule, up, route)
+		p.recordClientError(end, end.Sub(start), status, ci, byRule, up, p.h1Client(c, h, r), route)
 	} else {
-		p.record(end, end.Sub(start), status, ci, byRule, up, route)
+		p.record(end, end.Sub(start), status, ci, byRule, up, p.h1Client(c, h, r), route)
 	}
 	return keep
 }

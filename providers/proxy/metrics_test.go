@@ -224,12 +224,12 @@ func TestRecordDoesNotAllocate(t *testing.T) {
 	now := p.now()
 	up := p.table.Load().upstreams[iStable][0]
 	for _, code := range []int{200, 503, 0} {
-		p.record(now, 1234567, code, iStable, false, up, 0) // resolves the children
+		p.record(now, 1234567, code, iStable, false, up, 0, 0) // resolves the children
 	}
 	allocs := testing.AllocsPerRun(1000, func() {
-		p.record(now, 1234567, 200, iStable, false, up, 0)
-		p.record(now, 7654321, 503, iStable, false, up, 0)
-		p.record(now, 100, 0, iStable, false, up, 0)
+		p.record(now, 1234567, 200, iStable, false, up, 0, 0)
+		p.record(now, 7654321, 503, iStable, false, up, 0, 0)
+		p.record(now, 100, 0, iStable, false, up, 0, 0)
 	})
 	if allocs != 0 {
 		t.Fatalf("recording a request allocates %v times", allocs)

@@ -118,6 +118,7 @@ type Proxy struct {
 	// instances names every upstream ever configured, by id-1 (upstream.id): append-only, written
 	// under mu, so an id in a sample names the same upstream whatever reloads come after it.
 	instances      atomic.Pointer[[]string]
+	clients        clientTable // the clients of recorded requests (Request.Client)
 	rr             *[nCohorts]atomic.Uint64
 	wheelPos       atomic.Uint64
 	hashKind       hashKind
@@ -549,7 +550,7 @@ func (p *Proxy) Requests(_ context.Context, since, until time.Time) ([]providers
 	if cur := p.instances.Load(); cur != nil {
 		names = *cur
 	}
-	return p.samples.collect(since, until, names, p.routeNames()), nil
+	return p.samples.collect(since, until, names, p.clients.snapshot(), p.routeNames()), nil
 }
 
 // MetricsHandler serves the Prometheus metrics of this proxy (its own registry).
@@ -563,6 +564,7 @@ type call struct {
 	cohort int
 	byRule bool
 	up     *upstream
+	client uint32 // clientTable id
 	status int
 	abort  bool // the upstream broke off the body: abort the client's response after recording
 	// clientErr: the client did not take its answer (fast path); body: the request body as read
@@ -660,7 +662,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := p.table.Load()
 	want, byRule := p.decide(t, r)
 	ci, up := p.route(t, want, start.UnixNano())
-	c := &call{t: t, cohort: ci, byRule: byRule, up: up, status: http.StatusBadGateway}
+	c := &call{t: t, cohort: ci, byRule: byRule, up: up, status: http.StatusBadGateway, client: p.clientOf(r, "")}
 	if p.routes != nil {
 		c.route = routeID(p.routes, r.Method, requestPath(r))
 	}
@@ -674,19 +676,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				switch {
 				case c.upStatus >= 500:
 					// the upstream failed first: its 5xx, whatever the client did afterwards
-					p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule, c.up, c.route)
+					p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule, c.up, c.client, c.route)
 				case c.body != nil && c.body.err != nil:
-					p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule, c.up, c.route)
+					p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule, c.up, c.client, c.route)
 				case c.w != nil && c.w.werr != nil:
-					p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up, c.route)
+					p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up, c.client, c.route)
 				case r.Context().Err() != nil:
 					// the client left mid-answer (ReverseProxy's read of the upstream body ends
 					// with the request's context): not the upstream's 502; 499 kept in the
 					// analysis, as in the other paths, since the client may have left because
 					// the upstream kept it waiting
-					p.record(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up, c.route)
+					p.record(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up, c.client, c.route)
 				default:
-					p.record(end, end.Sub(start), http.StatusBadGateway, c.cohort, c.byRule, c.up, c.route)
+					p.record(end, end.Sub(start), http.StatusBadGateway, c.cohort, c.byRule, c.up, c.client, c.route)
 				}
 			}
 			panic(v)
@@ -706,7 +708,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status := clientStatus(err)
 			answerClientError(w, status)
 			end := p.now()
-			p.recordClientError(end, end.Sub(start), status, c.cohort, c.byRule, c.up, c.route)
+			p.recordClientError(end, end.Sub(start), status, c.cohort, c.byRule, c.up, c.client, c.route)
 			recorded = true
 			return
 		}
@@ -723,14 +725,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case c.upStatus >= 500:
 		// the upstream failed first: its 5xx, whatever the client did afterwards
-		p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule, c.up, c.route)
+		p.record(end, end.Sub(start), c.upStatus, c.cohort, c.byRule, c.up, c.client, c.route)
 	case c.body != nil && c.body.err != nil:
 		// the rest of a long body failed on the client's side while it streamed upstream
-		p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule, c.up, c.route)
+		p.recordClientError(end, end.Sub(start), clientStatus(c.body.err), c.cohort, c.byRule, c.up, c.client, c.route)
 	case c.clientErr || (c.w != nil && c.w.werr != nil):
-		p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up, c.route)
+		p.recordClientError(end, end.Sub(start), statusClientClosed, c.cohort, c.byRule, c.up, c.client, c.route)
 	default:
-		p.record(end, end.Sub(start), c.status, c.cohort, c.byRule, c.up, c.route)
+		p.record(end, end.Sub(start), c.status, c.cohort, c.byRule, c.up, c.client, c.route)
 	}
 	recorded = true
 	if c.abort {
@@ -753,29 +755,30 @@ func instanceID(up *upstream) uint32 {
 	return up.id
 }
 
-// record records a request that up (nil: none) answered; rid is its route's id (0: none).
-func (p *Proxy) record(end time.Time, lat time.Duration, status, ci int, byRule bool, up *upstream, rid uint32) {
+// record records a request that up (nil: none) answered; client is its clientTable id and rid
+// its route's id (0: none).
+func (p *Proxy) record(end time.Time, lat time.Duration, status, ci int, byRule bool, up *upstream, client, rid uint32) {
 	route := 0
 	if byRule {
 		route = 1
 	}
 	p.served[ci][route].Add(1)
 	p.metrics.observe(ci, route, status, lat)
-	p.samples.add(end.UnixNano(), lat, status, ci, byRule, false, instanceID(up), rid)
+	p.samples.add(end.UnixNano(), lat, status, ci, byRule, false, instanceID(up), client, rid)
 }
 
 // recordClientError records a request the client broke — bad framing (400), an upload that
 // stalled (408) or was broken off (499), an answer it did not take (499) — under its status code
 // in canaryctl_proxy_requests_total, but not in the latency histogram nor in the request log the
 // analysis reads (Requests): only the upstream's own failures count against a cohort.
-func (p *Proxy) recordClientError(end time.Time, lat time.Duration, status, ci int, byRule bool, up *upstream, rid uint32) {
+func (p *Proxy) recordClientError(end time.Time, lat time.Duration, status, ci int, byRule bool, up *upstream, client, rid uint32) {
 	route := 0
 	if byRule {
 		route = 1
 	}
 	p.served[ci][route].Add(1)
 	p.metrics.counter(ci, route, status).Inc()
-	p.samples.add(end.UnixNano(), lat, status, ci, byRule, true, instanceID(up), rid)
+	p.samples.add(end.UnixNano(), lat, status, ci, byRule, true, instanceID(up), client, rid)
 }
 
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {

@@ -8,8 +8,8 @@ import (
 	"github.com/canaryctl/canaryctl/providers"
 )
 
-// DefaultSampleCapacity is the default number of per-request samples kept: 262,144 slots of 32
-// bytes, 8 MiB whatever the request rate. At 20,000 req/s that is the last 13 s of traffic, so the
+// DefaultSampleCapacity is the default number of per-request samples kept: 262,144 slots of 40
+// bytes, 10 MiB whatever the request rate. At 20,000 req/s that is the last 13 s of traffic, so the
 // rollout engine should read Requests at least that often (it reads per interval and can page).
 const DefaultSampleCapacity = 1 << 18
 
@@ -20,10 +20,11 @@ const DefaultSampleCapacity = 1 << 18
 const slotWriting = ^uint64(0)
 
 type slot struct {
-	seq  atomic.Uint64
-	at   atomic.Int64 // UnixNano when the response finished
-	lat  atomic.Int64 // nanoseconds
-	meta atomic.Uint64
+	seq    atomic.Uint64
+	at     atomic.Int64 // UnixNano when the response finished
+	lat    atomic.Int64 // nanoseconds
+	meta   atomic.Uint64
+	client atomic.Uint32 // clientTable id, 0 unknown
 }
 
 // ring is a fixed-size lock-free ring buffer of request samples; the newest overwrite the oldest.
@@ -63,7 +64,7 @@ func packMeta(status, cohort int, byRule, client bool, inst uint32) uint64 {
 	return m
 }
 
-func (r *ring) add(at int64, lat time.Duration, status, cohort int, byRule, client bool, inst, route uint32) {
+func (r *ring) add(at int64, lat time.Duration, status, cohort int, byRule, client bool, inst, who, route uint32) {
 	idx := r.head.Add(1) - 1
 	s := r.claim(idx)
 	if s == nil {
@@ -75,6 +76,7 @@ func (r *ring) add(at int64, lat time.Duration, status, cohort int, byRule, clie
 	s.at.Store(at)
 	s.lat.Store(int64(lat))
 	s.meta.Store(packMeta(status, cohort, byRule, client, inst))
+	s.client.Store(who)
 	s.seq.Store(idx + 1) // publish
 }
 
@@ -100,7 +102,7 @@ func (r *ring) claim(idx uint64) *slot {
 // rewritten while read are skipped, and so are client errors (metaClient): they say nothing about
 // the cohort the request was routed to, so the analysis never sees them. names is the proxy's
 // instance table (names[id-1] is the upstream of instance id); an id beyond it reads as unknown.
-func (r *ring) collect(since, until time.Time, names, routes []string) []providers.Request {
+func (r *ring) collect(since, until time.Time, names, clients, routes []string) []providers.Request {
 	head := r.head.Load()
 	n := uint64(len(r.slots))
 	first := uint64(0)
@@ -115,7 +117,7 @@ func (r *ring) collect(since, until time.Time, names, routes []string) []provide
 		if seq != idx+1 {
 			continue
 		}
-		at, lat, meta := s.at.Load(), s.lat.Load(), s.meta.Load()
+		at, lat, meta, who := s.at.Load(), s.lat.Load(), s.meta.Load(), s.client.Load()
 		var rid uint32
 		if r.route != nil {
 			rid = r.route[idx&r.mask].Load()
@@ -144,6 +146,9 @@ func (r *ring) collect(since, until time.Time, names, routes []string) []provide
 		})
 		if rid != 0 && int(rid) <= len(routes) {
 			out[len(out)-1].Route = routes[rid-1]
+		}
+		if who != 0 && int(who) <= len(clients) {
+			out[len(out)-1].Client = clients[who-1]
 		}
 	}
 	slices.SortStableFunc(out, func(a, b providers.Request) int { return a.Time.Compare(b.Time) })

@@ -89,9 +89,9 @@ func TestSampleRingIsBounded(t *testing.T) {
 	r := newRing(8)
 	base := time.Unix(1000, 0)
 	for i := range 20 {
-		r.add(base.Add(time.Duration(i)*time.Second).UnixNano(), time.Duration(i)*time.Millisecond, 200+i, i%nCohorts, i%2 == 0, false, 0, 0)
+		r.add(base.Add(time.Duration(i)*time.Second).UnixNano(), time.Duration(i)*time.Millisecond, 200+i, i%nCohorts, i%2 == 0, false, 0, 0, 0)
 	}
-	got := r.collect(base, base.Add(time.Hour), nil, nil)
+	got := r.collect(base, base.Add(time.Hour), nil, nil, nil)
 	if len(got) != 8 {
 		t.Fatalf("kept %d samples, want the 8 newest", len(got))
 	}
@@ -101,26 +101,26 @@ func TestSampleRingIsBounded(t *testing.T) {
 			t.Fatalf("sample %d = %+v", k, s)
 		}
 	}
-	if got := r.collect(base.Add(15*time.Second), base.Add(17*time.Second), nil, nil); len(got) != 2 {
+	if got := r.collect(base.Add(15*time.Second), base.Add(17*time.Second), nil, nil, nil); len(got) != 2 {
 		t.Fatalf("window [15s,17s) holds %d samples, want 2", len(got))
 	}
 }
 
-// TestSampleRingMemoryBound checks the number the package doc and README state: 32 bytes a slot,
-// 8 MiB at the default capacity, allocated once whatever the request rate. Not parallel:
+// TestSampleRingMemoryBound checks the number the package doc and README state: 40 bytes a slot,
+// 10 MiB at the default capacity, allocated once whatever the request rate. Not parallel:
 // AllocsPerRun needs the test to itself.
 func TestSampleRingMemoryBound(t *testing.T) {
-	if got := unsafe.Sizeof(slot{}); got != 32 {
+	if got := unsafe.Sizeof(slot{}); got != 40 {
 		t.Fatalf("a sample slot takes %d bytes; update DefaultSampleCapacity's doc and README.md", got)
 	}
 	r := newRing(DefaultSampleCapacity)
-	if got := uintptr(len(r.slots)) * unsafe.Sizeof(slot{}); got != 8<<20 {
-		t.Fatalf("ring at default capacity holds %d bytes, documented 8 MiB", got)
+	if got := uintptr(len(r.slots)) * unsafe.Sizeof(slot{}); got != 10<<20 {
+		t.Fatalf("ring at default capacity holds %d bytes, documented 10 MiB", got)
 	}
 	if got := len(newRing(1000).slots); got != 1024 {
 		t.Fatalf("capacity 1000 gives %d slots, want it rounded up to 1024", got)
 	}
-	allocs := testing.AllocsPerRun(1000, func() { r.add(1, 2, 200, iCanary, false, false, 1, 0) })
+	allocs := testing.AllocsPerRun(1000, func() { r.add(1, 2, 200, iCanary, false, false, 1, 1, 1) })
 	if allocs != 0 {
 		t.Fatalf("adding a sample allocates %v times", allocs)
 	}
@@ -140,14 +140,14 @@ func TestSampleRingConcurrent(t *testing.T) {
 			defer wg.Done()
 			for i := range 5000 {
 				v := int64(w*10000 + i)
-				r.add(v, time.Duration(v), int(v%500)+100, int(v%nCohorts), false, false, 0, 0)
+				r.add(v, time.Duration(v), int(v%500)+100, int(v%nCohorts), false, false, 0, 0, 0)
 			}
 		}()
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	for {
-		for _, s := range r.collect(time.Unix(0, 0), time.Unix(0, 1<<40), nil, nil) {
+		for _, s := range r.collect(time.Unix(0, 0), time.Unix(0, 1<<40), nil, nil, nil) {
 			v := s.Time.UnixNano()
 			if int64(s.Latency) != v || s.Status != int(v%500)+100 || s.Cohort != cohortNames[v%nCohorts] {
 				t.Fatalf("torn sample %+v", s)

@@ -12,13 +12,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -130,17 +130,6 @@ func poll(timeout, interval time.Duration, f func() (bool, error)) error {
 		case <-tick.C:
 		}
 	}
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 type lockedBuffer struct {
@@ -438,14 +427,18 @@ func (h *appHistogram) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
+// listeningRE is the line Prometheus logs (at level info) once it listens: the address it bound.
+var listeningRE = regexp.MustCompile(`msg="Listening on" address=(\S+)`)
+
 // startServer starts prometheus on a loopback port with confPath and the TSDB in data, stops it when the
-// test ends (its log shown if the test failed), and waits up to ready for /-/ready.
+// test ends (its log shown if the test failed), and waits up to ready for /-/ready. Prometheus binds
+// port 0 itself and logs the port it got: a port picked here and closed before Prometheus binds it
+// could be taken in between by another test's listener.
 func startServer(t testing.TB, bin, confPath, data, retention string, ready time.Duration) *Server {
 	t.Helper()
-	addr := freeAddr(t)
 	var out lockedBuffer
 	cmd := exec.Command(bin, "--config.file="+confPath, "--storage.tsdb.path="+data,
-		"--web.listen-address="+addr, "--log.level=warn", "--storage.tsdb.retention.time="+retention)
+		"--web.listen-address=127.0.0.1:0", "--log.level=info", "--storage.tsdb.retention.time="+retention)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
@@ -464,12 +457,19 @@ func startServer(t testing.TB, bin, confPath, data, retention string, ready time
 			t.Logf("prometheus log:\n%s", out.String())
 		}
 	})
-	s := &Server{URL: "http://" + addr}
+	s := &Server{}
 	if err := poll(ready, 100*time.Millisecond, func() (bool, error) {
 		select {
 		case <-done:
 			return false, fmt.Errorf("prometheus exited early:\n%s", out.String())
 		default:
+		}
+		if s.URL == "" {
+			m := listeningRE.FindStringSubmatch(out.String())
+			if m == nil {
+				return false, nil
+			}
+			s.URL = "http://" + m[1]
 		}
 		resp, err := http.Get(s.URL + "/-/ready")
 		if err != nil {
@@ -478,7 +478,7 @@ func startServer(t testing.TB, bin, confPath, data, retention string, ready time
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, nil
 	}); err != nil {
-		t.Fatalf("prometheus at %s not ready: %v\n%s", s.URL, err, out.String())
+		t.Fatalf("prometheus (%s) not ready: %v\n%s", s.URL, err, out.String())
 	}
 	return s
 }

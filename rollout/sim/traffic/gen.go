@@ -89,6 +89,7 @@ type clientPop struct {
 	lat    []float64
 	err    []float64
 	bucket []float64 // the sticky hash position in [0, 1)
+	names  []string  // the client keys requests carry (providers.Request.Client)
 }
 
 // New returns a generator starting at t0 with its own random stream seeded by seed. The model is
@@ -116,7 +117,7 @@ func New(m Model, t0 time.Time, router Router, seed [2]uint64) *Generator {
 	}
 	if c := m.Clients; c != nil {
 		p := &clientPop{cum: make([]float64, c.Count), lat: make([]float64, c.Count), err: make([]float64, c.Count),
-			bucket: make([]float64, c.Count)}
+			bucket: make([]float64, c.Count), names: make([]string, c.Count)}
 		h := c.Heterogeneity
 		sum := 0.0
 		for i := range c.Count {
@@ -125,6 +126,7 @@ func New(m Model, t0 time.Time, router Router, seed [2]uint64) *Generator {
 			p.lat[i] = math.Exp(h.Latency * rng.NormFloat64())
 			p.err[i] = math.Exp(h.Errors*rng.NormFloat64() - h.Errors*h.Errors/2)
 			p.bucket[i] = rng.Float64()
+			p.names[i] = fmt.Sprintf("client-%d", i)
 		}
 		for i := range p.cum {
 			p.cum[i] /= sum
@@ -205,7 +207,7 @@ func (g *Generator) emitBefore(t float64, emit func(providers.Request)) {
 	for g.pending.len() > 0 && g.pending.first().fin < t {
 		p := g.pending.pop()
 		q := providers.Request{Time: g.t0.Add(time.Duration(p.fin * float64(time.Second))), Cohort: cohortOf[p.cohort],
-			Instance: g.cohorts[p.cohort].names[p.instance], Status: int(p.status), Latency: time.Duration(float64(p.latencyMS) * float64(time.Millisecond))}
+			Instance: g.cohorts[p.cohort].names[p.instance], Client: g.clientName(p.client), Status: int(p.status), Latency: time.Duration(float64(p.latencyMS) * float64(time.Millisecond))}
 		if g.routes != nil {
 			q.Route = g.routes.names[p.route]
 		}
@@ -224,9 +226,11 @@ func (g *Generator) arrive(t float64) {
 	}
 	latF, errF := 1.0, 1.0
 	u := -1.0
+	client := uint32(0)
 	if p := g.clients; p != nil {
 		i, _ := slices.BinarySearch(p.cum, g.rng.Float64())
 		i = min(i, len(p.cum)-1)
+		client = uint32(i) + 1
 		latF, errF = p.lat[i], p.err[i]
 		if m.Clients.Sticky {
 			u = p.bucket[i]
@@ -304,7 +308,15 @@ func (g *Generator) arrive(t float64) {
 		g.counts[ci].Errors++
 	}
 	g.pending.push(pendingReq{fin: t + lat/1000, latencyMS: float32(lat), status: int16(status), cohort: int8(ci),
-		instance: uint16(inst), route: uint16(route)})
+		instance: uint16(inst), route: uint16(route), client: client})
+}
+
+// clientName is the key of client c (1 + its index), "" without clients.
+func (g *Generator) clientName(c uint32) string {
+	if c == 0 || g.clients == nil {
+		return ""
+	}
+	return g.clients.names[c-1]
 }
 
 // latency draws a body-or-tail latency in ms.
@@ -321,6 +333,7 @@ func (g *Generator) latency() float64 {
 type pendingReq struct {
 	fin       float64 // seconds since t0
 	latencyMS float32 // exact for whole ms; 24 bits of mantissa otherwise (about 10 ns at 100 ms)
+	client    uint32  // 1 + the client's index, 0 without clients
 	instance  uint16
 	route     uint16 // index in the route table (Model.Routes)
 	status    int16
