@@ -296,3 +296,37 @@ func TestRouteJudgeTooLittleTraffic(t *testing.T) {
 		t.Fatalf("rows %+v", res)
 	}
 }
+
+// FuzzRoutesSpec: any analysis.routes value parses without panicking; an accepted one validates
+// and gives a route judge with the alpha split over the routes it names.
+func FuzzRoutesSpec(f *testing.F) {
+	for _, s := range []string{"auto", "off", "{segments: 3, top: 5}", "[{name: a, match: {pathPrefix: /a}}]",
+		"{list: [{name: a, match: {regex: '^/a'}}, {name: b, match: {kongRoute: b}}]}", "[{name: a}]", "{top: -1}", "[1, 2]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, routes string) {
+		if strings.ContainsAny(routes, "\n\r") {
+			return
+		}
+		s, err := ParseSpec(strings.NewReader(minimalSpec + kongLogLines + "analysis: {routes: " + routes + "}\n"))
+		if err != nil {
+			if !strings.Contains(err.Error(), ": ") {
+				t.Fatalf("error without a field: %q", err)
+			}
+			return
+		}
+		if err := s.Validate(); err != nil {
+			t.Fatalf("accepted spec does not validate: %v", err)
+		}
+		if s.Analysis.Routes.Mode == RoutesOff || s.Analysis.Routes.Mode == "" {
+			return
+		}
+		j, err := NewRouteJudge(s.Analysis.Routes, sequential.DefaultConfig(), providers.Baseline)
+		if err != nil {
+			t.Fatalf("accepted routes %q give no judge: %v", routes, err)
+		}
+		if a := j.RouteAlpha(); !(a > 0 && a < 0.01) {
+			t.Fatalf("route alpha %v", a)
+		}
+	})
+}
