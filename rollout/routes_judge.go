@@ -88,6 +88,7 @@ func NewRouteJudge(spec RoutesSpec, service sequential.Config, control providers
 	}
 	j.cfg = service
 	j.cfg.Alpha = spec.AlphaShare * j.budget / float64(j.slots)
+	routeFastConfig(&j.cfg)
 	if _, err := sequential.New(j.cfg); err != nil {
 		return nil, fmt.Errorf("analysis.routes: %w", err)
 	}

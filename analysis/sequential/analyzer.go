@@ -79,6 +79,19 @@ type Config struct {
 	// FreshFactor times as often as stable only because they are fresh, as the baseline is, then roll
 	// back with probability at most 1/FastBaselineEvidence.
 	FastBaselineEvidence float64 `json:"fastBaselineEvidence"`
+	// FastAlternatives are the fast test's two alternatives for the canary's 5xx rate, as offsets on
+	// a grid of 4 per doubling of FreshFactor times stable's rate (1 to 40; zero: 8 and 12, i.e. 4 and
+	// 8 times). FastBaselineAlternatives are the baseline comparison's, on the same grid of the
+	// baseline's rate (zero: 12 and 16, i.e. 8 and 16 times). Any valid offsets keep the tests valid
+	// (each alternative's likelihood ratio is an e-process under the null); they only choose which
+	// regressions reach the threshold quickest: far alternatives pay off where a slot has few canary
+	// requests (a route's), near ones where it has many (the service's).
+	FastAlternatives         [2]int `json:"fastAlternatives,omitzero"`
+	FastBaselineAlternatives [2]int `json:"fastBaselineAlternatives,omitzero"`
+	// FastAlphaShare is the fast test's share of Alpha (zero: 0.4); the guard keeps 0.1 and the three
+	// paired tests split the rest, so it must be below 0.9. A Bonferroni split chosen before any
+	// evidence: any value keeps the analyzer's false Fails at most Alpha.
+	FastAlphaShare float64 `json:"fastAlphaShare,omitzero"`
 	// StickyClients says the gateway keeps each client on one cohort (a sticky hash key): the
 	// paired tests' Fails are then judged by clients from the start (clusters.go). Without it the
 	// analyzer finds out from the samples' Client keys.
@@ -200,6 +213,23 @@ func (c Config) validateGuard() error {
 	}
 	if !(c.FastInstanceEvidence >= 1) || math.IsInf(c.FastInstanceEvidence, 0) {
 		return &ConfigError{"fastInstanceEvidence", fmt.Sprintf("%v must be an e-value of at least 1, e.g. 10", c.FastInstanceEvidence)}
+	}
+	if !(c.FastAlphaShare >= 0 && c.FastAlphaShare < 1-guardAlphaShare) {
+		return &ConfigError{"fastAlphaShare", fmt.Sprintf("%v must be from 0 (the default, 0.4) to below %v, e.g. 0.4", c.FastAlphaShare, 1-guardAlphaShare)}
+	}
+	for _, f := range []struct {
+		name string
+		alts [2]int
+	}{{"fastAlternatives", c.FastAlternatives}, {"fastBaselineAlternatives", c.FastBaselineAlternatives}} {
+		name, alts := f.name, f.alts
+		if alts == [2]int{} {
+			continue
+		}
+		for _, o := range alts {
+			if o < 1 || o > ratioHi {
+				return &ConfigError{name, fmt.Sprintf("%v: each offset must be from 1 to %d (4 per doubling), e.g. [8, 12]", alts, ratioHi)}
+			}
+		}
 	}
 	if !(c.FastBaselineEvidence > 1) || math.IsInf(c.FastBaselineEvidence, 0) {
 		return &ConfigError{"fastBaselineEvidence", fmt.Sprintf("%v must be an e-value above 1, e.g. 20", c.FastBaselineEvidence)}
@@ -358,6 +388,9 @@ func New(cfg Config) (*Analyzer, error) {
 	if !cfg.NoGuard {
 		a.guardAlpha = cfg.Alpha * guardAlphaShare
 		a.fastAlpha = cfg.Alpha * fastAlphaShare
+		if cfg.FastAlphaShare > 0 {
+			a.fastAlpha = cfg.Alpha * cfg.FastAlphaShare
+		}
 		a.alpha = (cfg.Alpha - a.guardAlpha - a.fastAlpha) / 3
 	}
 	a.clusters = newClusterTests(cfg, a.alpha)
@@ -397,7 +430,8 @@ func New(cfg Config) (*Analyzer, error) {
 		if cfg.WarmControl {
 			baseEvidence = 0 // the control is stable: no baseline to compare with
 		}
-		if a.fast, err = newFastTest(a.fastAlpha, cfg.FreshFactor, cfg.FastInstanceEvidence, baseEvidence); err != nil {
+		if a.fast, err = newFastTest(a.fastAlpha, cfg.FreshFactor, cfg.FastInstanceEvidence, baseEvidence,
+			altOffsets(cfg.FastAlternatives, fastAlts), altOffsets(cfg.FastBaselineAlternatives, baseAlts)); err != nil {
 			return nil, fmt.Errorf("sequential analyzer: %w", err)
 		}
 	}

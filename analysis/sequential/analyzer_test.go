@@ -32,6 +32,11 @@ func TestConfigValidate(t *testing.T) {
 		{"tail margin negative", Config{TailMargin: -0.01}, "tailMargin"},
 		{"guard ratio below 1", Config{GuardRatio: 0.5}, "guardRatio"},
 		{"too few threshold samples", Config{MinThresholdSamples: 5}, "minThresholdSamples"},
+		{"route's fast settings", Config{FastAlternatives: [2]int{16, 24}, FastBaselineAlternatives: [2]int{12, 16}, FastAlphaShare: 0.8}, ""},
+		{"fast alternative offset 0", Config{FastAlternatives: [2]int{0, 8}}, "fastAlternatives"},
+		{"baseline alternative beyond the grid", Config{FastBaselineAlternatives: [2]int{12, 41}}, "fastBaselineAlternatives"},
+		{"fast alpha share leaving the paired tests nothing", Config{FastAlphaShare: 0.9}, "fastAlphaShare"},
+		{"fast alpha share negative", Config{FastAlphaShare: -0.1}, "fastAlphaShare"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

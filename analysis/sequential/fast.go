@@ -77,7 +77,15 @@ var (
 	baseAlts = [2]int{12, 16}
 )
 
-func newFastTest(alpha, ratio, instanceEvidence, baseEvidence float64) (*fastTest, error) {
+// altOffsets returns the configured alternatives, or def when none are.
+func altOffsets(cfg, def [2]int) [2]int {
+	if cfg == [2]int{} {
+		return def
+	}
+	return cfg
+}
+
+func newFastTest(alpha, ratio, instanceEvidence, baseEvidence float64, fastAlts, baseAlts [2]int) (*fastTest, error) {
 	cfg := RatioConfig{Alpha: alpha, Tolerance: ratio}
 	w, err := newRatioTestAlts(cfg, fastAlts)
 	if err != nil {
@@ -125,7 +133,7 @@ func (f *fastTest) add(ce, cn int64, per map[string]*tally, be, bn, ctrlE, ctrlN
 		if it == nil {
 			c := f.cfg
 			c.BlockCap = instanceBlockCap
-			it, _ = newRatioTestAlts(c, fastAlts) // validated by newFastTest
+			it, _ = newRatioTestAlts(c, f.whole.alts) // validated by newFastTest
 			f.inst[name] = it
 		}
 		it.cfg.BlockCap = max(f.instCap, instanceBlockCap)

@@ -16,7 +16,7 @@ import (
 //	20.69499409627351
 func TestFastTestReferenceEValues(t *testing.T) {
 	t.Parallel()
-	f, err := newFastTest(0.004, 3, 3, 10)
+	f, err := newFastTest(0.004, 3, 3, 10, fastAlts, baseAlts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestFastTestConditions(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f, err := newFastTest(0.004, 3, 3, tc.base)
+			f, err := newFastTest(0.004, 3, 3, tc.base, fastAlts, baseAlts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,7 +90,7 @@ func TestFastTestFalseAlarmAtTheBoundary(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	fails := 0
 	for range runs {
-		f, _ := newFastTest(alpha, ratio, 3, 0)
+		f, _ := newFastTest(alpha, ratio, 3, 0, fastAlts, baseAlts)
 		for range 600 { // 600 one-second slots: 5 canary and 190 control requests/s, 0.5% control 5xx
 			cn, n0 := int64(poisson(rng, 5)), int64(poisson(rng, 190))
 			ce, c0 := binomial(rng, cn, ratio*0.005), binomial(rng, n0, 0.005)

@@ -46,8 +46,12 @@ func TestThreeWayReferenceEValues(t *testing.T) {
 func TestThreeWayIsASupermartingaleUnderTheNull(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(11, 12))
-	for _, fresh := range []float64{1, 1.5, 3, 6} {
-		tw, err := newThreeWay(0.01, fresh, fastAlts)
+	for _, fa := range []struct {
+		fresh float64
+		alts  [2]int
+	}{{1, fastAlts}, {1.5, fastAlts}, {3, fastAlts}, {6, fastAlts}, {3, [2]int{16, 24}}, {1.5, [2]int{16, 24}}, {3, [2]int{40, 40}}} {
+		fresh := fa.fresh
+		tw, err := newThreeWay(0.01, fresh, fa.alts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +84,7 @@ func TestThreeWayIsASupermartingaleUnderTheNull(t *testing.T) {
 			}
 		}
 		if worst > 1+1e-12 {
-			t.Errorf("fresh factor %g: a null point's expected likelihood ratio per error is %.15g > 1", fresh, worst)
+			t.Errorf("fresh factor %g, alternatives %v: a null point's expected likelihood ratio per error is %.15g > 1", fresh, fa.alts, worst)
 		}
 	}
 }
@@ -133,4 +137,27 @@ func TestThreeWayFalseAlarms(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestThreeWayFalseAlarmsAtARoutesRates: the far alternatives a route's fast test uses (16 and 64
+// times the tolerated ratio, rollout/routes_fast.go) at a 2% route's rates: 15-s slots with 1.5
+// canary, 1.5 baseline and 57 stable requests on average, 20 minutes, canary and baseline at the
+// null's corner (both F times stable's 5xx rate): at most alpha of the runs reach 1/alpha.
+func TestThreeWayFalseAlarmsAtARoutesRates(t *testing.T) {
+	t.Parallel()
+	const alpha, fresh, stable = 0.05, 3.0, 0.005
+	rng := rand.New(rand.NewPCG(31, 32))
+	runs, fails := 2000/raceScale, 0
+	for range runs {
+		tw, _ := newThreeWay(alpha, fresh, [2]int{16, 24})
+		for range 80 {
+			nc, nb, ns := int64(poisson(rng, 1.5)), int64(poisson(rng, 1.5)), int64(poisson(rng, 57))
+			tw.add(binomial(rng, nc, fresh*stable), nc, binomial(rng, nb, fresh*stable), nb, binomial(rng, ns, stable), ns)
+			if tw.exceeds() {
+				fails++
+				break
+			}
+		}
+	}
+	atMostRate(t, "route rates, far alternatives, both fresh at F", fails, runs, alpha)
 }
