@@ -21,7 +21,9 @@ import (
 // a false Fail over the whole rollout is at most its alpha (analysis/sequential), so by the union
 // bound a canary no worse than its control anywhere is rolled back with probability at most
 // (1-s)·alpha + M·s·alpha/M = alpha, however many routes there are and however often the engine
-// looks. The price: each route's tests need log(M/s) more nats of evidence than the service's would
+// looks. A route's fast 5xx test has its own alternatives, alpha share, baseline condition and slot
+// width (routes_fast.go: a route's slots hold few requests). The price: each route's tests need
+// log(M/s) more nats of evidence than the service's would
 // at the whole alpha (alpha 0.01, s 0.2, M 11: +4.0 nats, e.g. the fast 5xx test 9.5 instead of
 // 5.5), and the service's tests log(1/(1-s)) more (+0.22 nats).
 //
