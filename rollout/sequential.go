@@ -317,7 +317,25 @@ func (m *looks) startLooks(now time.Time, step StepSpec) {
 // control requests within time slots, whatever their numbers (stable serves many times the canary's
 // requests), so nothing piles up unpaired.
 func batchOf(reqs []providers.Request, control providers.Cohort) sequential.Batch {
+	// Sized first: appending a look's samples through every size of a growing slice was a twentieth
+	// of the simulator's CPU.
+	nc, nb := 0, 0
+	for i := range reqs {
+		switch c := reqs[i].Cohort; {
+		case reqs[i].ByRule:
+		case c == providers.Canary:
+			nc++
+		case c == control:
+			nb++
+		}
+	}
 	var b sequential.Batch
+	if nc > 0 {
+		b.Canary = make([]sequential.Sample, 0, nc)
+	}
+	if nb > 0 {
+		b.Baseline = make([]sequential.Sample, 0, nb)
+	}
 	for _, r := range reqs {
 		if r.ByRule {
 			continue

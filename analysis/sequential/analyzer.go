@@ -3,6 +3,7 @@ package sequential
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -376,6 +377,12 @@ type Analyzer struct {
 	canaryN, baselineN     int64 // the step's paired requests
 	canaryErr, baselineErr int64 // among them
 	seenC, seenB           int64 // the step's requests, paired or not
+
+	// changes counts the changes of the state Report explains (closed slots, new steps): a Report
+	// asked for again before the next change is the cached one (the engine asks at every look, and
+	// most looks close no slot).
+	changes, reportAt uint64
+	report            *Report
 }
 
 // New checks cfg (zero fields take defaults) and returns an analyzer with no data.
@@ -464,6 +471,7 @@ func (a *Analyzer) newGuard(instance bool) (*guardTests, error) {
 // NewStep starts a step: the Pass tests, intervals and counts start over at the new split; the
 // Fail evidence and the latency thresholds carry on.
 func (a *Analyzer) NewStep() {
+	a.changes++
 	a.steps++
 	a.clusters.newStep()
 	for _, p := range []*paired{a.errs, a.median.paired, a.tail.paired} {
@@ -488,6 +496,7 @@ func (a *Analyzer) Observe(b Batch) Verdict {
 // closeSlot judges a closed time slot: the guard on all its requests, the paired tests on its pairs;
 // then, if the slot ends the open evidence block, closes it.
 func (a *Analyzer) closeSlot(c, b []Sample, stableN, stableE int64, end time.Time) {
+	a.changes++
 	if a.guard != nil {
 		a.observeGuard(c, b, stableN, stableE)
 	}
@@ -865,6 +874,27 @@ type Report struct {
 // Report explains the current verdict. It costs a few bisections per test: call it when a verdict is
 // reached or shown, not necessarily on every look.
 func (a *Analyzer) Report() Report {
+	if a.report == nil || a.reportAt != a.changes {
+		r := a.newReport()
+		a.report, a.reportAt = &r, a.changes
+	}
+	return a.report.clone()
+}
+
+// clone is a copy sharing nothing with r.
+func (r *Report) clone() Report {
+	c := *r
+	c.Decisions = slices.Clone(r.Decisions)
+	for i := range c.Decisions {
+		if u := c.Decisions[i].Upper; u != nil {
+			v := *u
+			c.Decisions[i].Upper = &v
+		}
+	}
+	return c
+}
+
+func (a *Analyzer) newReport() Report {
 	r := Report{Verdict: a.Verdict(), CanaryRequests: a.canaryN, BaselineRequests: a.baselineN}
 	r.Decisions = append(r.Decisions, a.errorDecision())
 	if a.guard != nil {

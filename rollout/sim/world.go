@@ -114,6 +114,17 @@ func (g *gateway) Route(t time.Time) traffic.Route {
 	return g.history[g.cur].route
 }
 
+// RouteSpan is Route and when the route next changes, as far as the history goes (traffic.SpanRouter;
+// the zero time: no later change yet). Splits are set at the virtual now, never before a request
+// already generated, so the answer holds until the generator is next asked for requests.
+func (g *gateway) RouteSpan(t time.Time) (traffic.Route, time.Time) {
+	r := g.Route(t)
+	if g.cur+1 < len(g.history) {
+		return r, g.history[g.cur+1].at
+	}
+	return r, time.Time{}
+}
+
 // onset is when the route first reached step (0-based), if it did.
 func (g *gateway) onset(step int) (time.Time, bool) {
 	for _, h := range g.history {
@@ -144,26 +155,16 @@ type requestLog struct {
 	gen   *traffic.Generator
 	reqs  []providers.Request // sorted by Time
 	// from: requests before it were dropped; a later call asking for them is a simulator error.
-	from    time.Time
-	err     error
-	emitted func(providers.Request)
+	from time.Time
+	err  error
 }
 
 func newRequestLog(clock *virtualClock, gen *traffic.Generator) *requestLog {
-	l := &requestLog{clock: clock, gen: gen}
-	l.emitted = func(r providers.Request) {
-		if len(l.reqs) == cap(l.reqs) {
-			// Grown by doubling, not append's 1.25x for large slices: in mode kayenta the log
-			// holds a whole step (60,000 requests at 200 req/s), and copying it at every quarter
-			// of growth was a twentieth of the simulator's CPU. Slices handed out stay valid: the
-			// old buffer is left as it is.
-			nb := make([]providers.Request, len(l.reqs), max(2*len(l.reqs), 1024))
-			copy(nb, l.reqs)
-			l.reqs = nb
-		}
-		l.reqs = append(l.reqs, r)
-	}
-	return l
+	// The generator grows the log by doubling, not append's 1.25x for large slices: in mode
+	// kayenta the log holds a whole step (60,000 requests at 200 req/s), and copying it at every
+	// quarter of growth was a twentieth of the simulator's CPU. Slices handed out stay valid: the
+	// old buffer is left as it is.
+	return &requestLog{clock: clock, gen: gen}
 }
 
 // Requests returns the requests that finished in [since, until), as the built-in proxy's log does.
@@ -177,7 +178,7 @@ func (l *requestLog) Requests(_ context.Context, since, until time.Time) ([]prov
 			since.Format(time.RFC3339Nano), l.from.Format(time.RFC3339Nano))
 		return nil, l.err
 	}
-	l.gen.Advance(until, l.emitted)
+	l.reqs = l.gen.AppendUntil(l.reqs, until)
 	// Requests before since are never asked for again: drop them (windows move forward only).
 	// Slices handed out earlier stay valid: the buffer is never written below its length, and a
 	// mostly dead buffer is replaced, not compacted in place.

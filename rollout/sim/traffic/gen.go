@@ -22,6 +22,14 @@ type Router interface {
 	Route(t time.Time) Route
 }
 
+// SpanRouter is a Router that also tells when the route it returns next changes (the zero time:
+// no later change is known). The generator then asks once per route change instead of once per
+// request; the answer must hold until the generator's next AppendUntil or Advance call.
+type SpanRouter interface {
+	Router
+	RouteSpan(t time.Time) (Route, time.Time)
+}
+
 // Counts are the requests a cohort served.
 type Counts struct {
 	Requests, Errors int64
@@ -46,6 +54,12 @@ type Generator struct {
 	q90, q99 float64     // body-and-tail quantiles for Regression.TailFactor
 	routes   *routeTable // nil without Model.Routes
 	counts   [3]Counts
+
+	// The route of the last arrival, valid for arrivals before rtUntil (since t0) in this
+	// AppendUntil call when rtOK (SpanRouter).
+	rt      Route
+	rtUntil time.Duration
+	rtOK    bool
 }
 
 type cohortState struct {
@@ -188,37 +202,57 @@ func (g *Generator) gap(t float64) float64 { return g.rng.ExpFloat64() / g.rate(
 // Advance generates every request that arrives before until and emits, in the order they finish,
 // those that finished before until (a request is logged when its response ends, as proxies do).
 func (g *Generator) Advance(until time.Time, emit func(providers.Request)) {
+	var buf []providers.Request
+	for _, q := range g.AppendUntil(buf, until) {
+		emit(q)
+	}
+}
+
+// AppendUntil is Advance appending the requests to log, which it returns. A full log is replaced by
+// one twice its capacity (at least 1,024), never written below its length: slices of the old log
+// handed out earlier stay valid. (Filling the log in place instead of through a callback saves a
+// copy of every request.)
+func (g *Generator) AppendUntil(log []providers.Request, until time.Time) []providers.Request {
 	u := until.Sub(g.t0).Seconds()
+	g.rtOK = false // the router's answers hold for one call
 	for g.next < u {
 		t := g.next
 		// Requests that finished before this arrival are emitted first: every later request
-		// finishes after its arrival, so the order holds, and the heap holds only the requests in
+		// finishes after its arrival, so the order holds, and the queue holds only the requests in
 		// flight (a few dozen) even when the log is read once a minute (Kayenta mode), instead of
 		// a minute's arrivals.
-		g.emitBefore(t, emit)
+		log = g.emitBefore(log, t)
 		g.arrive(t)
 		g.next = t + g.gap(t)
 	}
-	g.emitBefore(u, emit)
+	return g.emitBefore(log, u)
 }
 
-// emitBefore emits, in the order they finish, the requests in flight that finished before t.
-func (g *Generator) emitBefore(t float64, emit func(providers.Request)) {
+// emitBefore appends to log, in the order they finish, the requests in flight that finished before t.
+func (g *Generator) emitBefore(log []providers.Request, t float64) []providers.Request {
 	for g.pending.len() > 0 && g.pending.first().fin < t {
 		p := g.pending.pop()
-		q := providers.Request{Time: g.t0.Add(time.Duration(p.fin * float64(time.Second))), Cohort: cohortOf[p.cohort],
+		n := len(log)
+		if n == cap(log) {
+			nb := make([]providers.Request, n, max(2*n, 1024))
+			copy(nb, log)
+			log = nb
+		}
+		log = log[:n+1]
+		q := &log[n]
+		*q = providers.Request{Time: g.t0.Add(time.Duration(p.fin * float64(time.Second))), Cohort: cohortOf[p.cohort],
 			Instance: g.cohorts[p.cohort].names[p.instance], Client: g.clientName(p.client), Status: int(p.status), Latency: time.Duration(float64(p.latencyMS) * float64(time.Millisecond))}
 		if g.routes != nil {
 			q.Route = g.routes.names[p.route]
 		}
-		emit(q)
 	}
+	return log
 }
 
 // arrive routes one request arriving at t and computes its latency and status.
 func (g *Generator) arrive(t float64) {
 	m := &g.m
-	rt := g.router.Route(g.t0.Add(time.Duration(t * float64(time.Second))))
+	rt := g.route(time.Duration(t * float64(time.Second)))
 	pc := float64(rt.Split.Canary) / providers.BasisPoints * m.Cohorts.Canary.Share
 	pb := float64(rt.Split.Baseline) / providers.BasisPoints * m.Cohorts.Baseline.Share
 	if s := pc + pb; s > 1 {
@@ -309,6 +343,23 @@ func (g *Generator) arrive(t float64) {
 	}
 	g.pending.push(pendingReq{fin: t + lat/1000, latencyMS: float32(lat), status: int16(status), cohort: int8(ci),
 		instance: uint16(inst), route: uint16(route), client: client})
+}
+
+// route is the route in effect d after t0.
+func (g *Generator) route(d time.Duration) Route {
+	if g.rtOK && d < g.rtUntil {
+		return g.rt
+	}
+	sr, ok := g.router.(SpanRouter)
+	if !ok {
+		return g.router.Route(g.t0.Add(d))
+	}
+	rt, next := sr.RouteSpan(g.t0.Add(d))
+	g.rt, g.rtOK, g.rtUntil = rt, true, time.Duration(math.MaxInt64)
+	if !next.IsZero() {
+		g.rtUntil = next.Sub(g.t0)
+	}
+	return rt
 }
 
 // clientName is the key of client c (1 + its index), "" without clients.
