@@ -102,69 +102,74 @@ func runCIJob(t *testing.T, lines []shell, badCanary bool, wantExit int, wantPha
 	}
 	run := runs[0]
 
-	// The spec the job names, with every loopback port moved to a free one and a short schedule.
+	// The spec the job names; its services' ports say which role each demo-service line starts.
 	specPath := flagValue(run.args, "--spec")
 	spec := readYAML(t, repoPath(specPath))
-	ports := map[int]int{}
-	move := func(addr string) string {
-		old := portOf(t, addr)
-		if ports[old] == 0 {
-			ports[old] = freePort(t)
-		}
-		return strings.Replace(addr, ":"+strconv.Itoa(old), ":"+strconv.Itoa(ports[old]), 1)
-	}
-	roles := map[int]string{}
-	setAddrs := func(m map[string]any, role string) {
-		var out []any
-		for _, a := range m["addresses"].([]any) {
-			moved := move(a.(string))
-			roles[portOf(t, a.(string))] = role
-			out = append(out, moved)
-		}
-		m["addresses"] = out
-	}
-	setAddrs(spec["stable"].(map[string]any), "stable")
 	deploy := spec["deploy"].(map[string]any)
-	setAddrs(deploy["baseline"].(map[string]any), "baseline")
-	setAddrs(deploy["canary"].(map[string]any), "canary")
 	gw := spec["gateway"].(map[string]any)
-	gw["listen"] = move(gw["listen"].(string))
-	shorten(spec)
-	tmpSpec := filepath.Join(dir, "rollout.yaml")
-	writeYAML(t, tmpSpec, spec)
+	roles := map[int]string{}
+	for role, m := range map[string]any{"stable": spec["stable"], "baseline": deploy["baseline"], "canary": deploy["canary"]} {
+		for _, a := range m.(map[string]any)["addresses"].([]any) {
+			roles[portOf(t, a.(string))] = role
+		}
+	}
 
-	// The services, as the job starts them (the canary with errors for the rollback case).
+	// The services, as the job starts them (the canary with errors for the rollback case), each on a
+	// port it binds itself (--port 0) and reports in its --addr-file once listening.
 	ctx, stop := context.WithCancel(context.WithoutCancel(t.Context()))
 	var wg sync.WaitGroup
 	t.Cleanup(func() { stop(); wg.Wait() })
+	ports := map[int]int{}
 	seen := map[string]bool{}
-	for _, sh := range services {
+	for i, sh := range services {
 		port, err := strconv.Atoi(flagValue(sh.args, "--port"))
-		if err != nil || ports[port] == 0 {
+		if err != nil || roles[port] == "" {
 			t.Fatalf("%q: --port is not one of the spec's addresses", sh.line)
 		}
 		role := roles[port]
 		seen[role] = true
-		args := setFlag(sh.args[1:], "--port", strconv.Itoa(ports[port]))
+		addrFile := filepath.Join(dir, fmt.Sprintf("service-%d.addr", i))
+		args := append(setFlag(sh.args[1:], "--port", "0"), "--addr-file", addrFile)
 		if role == "canary" && badCanary {
 			args = append(args, "--behaviour", "errors", "--error-share", "0.5")
 		}
+		exited := make(chan struct{})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer close(exited)
 			var out syncBuffer
 			if code := canaryctl(ctx, args, nil, &out, &out); code != 0 {
 				t.Errorf("%q: exit %d\n%s", sh.line, code, out.String())
 			}
 		}()
-		waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", ports[port]))
+		ports[port] = portOf(t, waitAddrFile(t, addrFile, exited))
 	}
+	move := func(addr string) string {
+		old := portOf(t, addr)
+		if ports[old] == 0 {
+			t.Fatalf("%s: no demo-service line of the job listens on port %d", specPath, old)
+		}
+		return strings.Replace(addr, ":"+strconv.Itoa(old), ":"+strconv.Itoa(ports[old]), 1)
+	}
+	setAddrs := func(m map[string]any) {
+		var out []any
+		for _, a := range m["addresses"].([]any) {
+			out = append(out, move(a.(string)))
+		}
+		m["addresses"] = out
+	}
+	setAddrs(spec["stable"].(map[string]any))
+	setAddrs(deploy["baseline"].(map[string]any))
+	setAddrs(deploy["canary"].(map[string]any))
+	// The embedded proxy binds a free port too; the run names it on stderr ("embedded proxy on").
+	gw["listen"] = strings.Replace(gw["listen"].(string), ":"+strconv.Itoa(portOf(t, gw["listen"].(string))), ":0", 1)
+	shorten(spec)
+	tmpSpec := filepath.Join(dir, "rollout.yaml")
+	writeYAML(t, tmpSpec, spec)
 	if !seen["stable"] || !seen["baseline"] || !seen["canary"] {
 		t.Fatalf("the job must start stable, baseline and canary; it starts %v", seen)
 	}
-	wg.Add(1)
-	go func() { defer wg.Done(); load(ctx, "http://"+gw["listen"].(string)+"/", 300, 20000) }()
-
 	// canaryctl run, with the job's flags; relative output files land in the temp dir.
 	args := setFlag(run.args[1:], "--spec", tmpSpec)
 	for _, f := range []string{"--junit", "--events"} {
@@ -173,7 +178,16 @@ func runCIJob(t *testing.T, lines []shell, badCanary bool, wantExit int, wantPha
 		}
 	}
 	var stdout, stderr syncBuffer
-	code := canaryctl(t.Context(), args, map[string]string{"CANARYCTL_STATE_DIR": filepath.Join(dir, ".canaryctl")}, &stdout, &stderr)
+	exited := make(chan int, 1)
+	go func() {
+		exited <- canaryctl(t.Context(), args, map[string]string{"CANARYCTL_STATE_DIR": filepath.Join(dir, ".canaryctl")}, &stdout, &stderr)
+	}()
+	code, proxyURL := waitProxyURL(&stderr, exited)
+	if proxyURL != "" { // the test's load in place of the job's curl line, once the proxy listens
+		wg.Add(1)
+		go func() { defer wg.Done(); load(ctx, proxyURL+"/", 300, 20000) }()
+		code = <-exited
+	}
 	if code != wantExit {
 		t.Fatalf("%q: exit %d, want %d\nstderr:\n%s", run.line, code, wantExit, stderr.String())
 	}

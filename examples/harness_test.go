@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,15 +115,44 @@ func readYAML(t *testing.T, path string) map[string]any {
 	return m
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
+// waitAddrFile waits for the address a `demo-service --addr-file` writes once it listens (or fails
+// the test when the service exits first, or after 10 s).
+func waitAddrFile(t *testing.T, path string, exited <-chan struct{}) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			return strings.TrimSpace(string(b))
+		} else if !os.IsNotExist(err) {
+			t.Fatalf("read %s: %v", path, err)
+		}
+		select {
+		case <-exited:
+			t.Fatalf("the service exited before writing %s", path)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no address in %s after 10 s", path)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file another goroutine writes once
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+}
+
+var embeddedProxyRE = regexp.MustCompile(`: embedded proxy on (http://\S+)`)
+
+// waitProxyURL waits for `canaryctl run` to name its embedded proxy's address on stderr and returns
+// it, or the run's exit code when it ends first.
+func waitProxyURL(stderr *syncBuffer, exited <-chan int) (code int, url string) {
+	for {
+		if m := embeddedProxyRE.FindStringSubmatch(stderr.String()); m != nil {
+			return 0, m[1]
+		}
+		select {
+		case code := <-exited:
+			return code, ""
+		case <-time.After(20 * time.Millisecond): // polling the run's stderr for its first line
+		}
+	}
 }
 
 // load sends about rps requests/s to url until ctx ends (bounded by max requests), like the

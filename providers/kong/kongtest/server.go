@@ -206,11 +206,15 @@ const (
 // Outage describes an Admin API outage: it starts after After more Admin API requests have been
 // served and lasts for For failed requests (0: until Restore). FaultRefused lasts until Restore.
 // The data plane keeps proxying with the last configuration, as Kong does when its database or
-// control plane is down.
+// control plane is down. With PathContains set the outage is partial: only the Admin API requests
+// whose path (workspace prefix stripped) contains it are counted and failed, the rest are served (a
+// test aims the failures at one caller's calls when several share the Admin API; not with
+// FaultRefused, which closes the listener for all).
 type Outage struct {
-	Kind  FaultKind
-	After int
-	For   int
+	Kind         FaultKind
+	After        int
+	For          int
+	PathContains string
 }
 
 // InjectOutage schedules an outage.
@@ -434,7 +438,7 @@ var collections = map[string]bool{"kong": true, "services": true, "routes": true
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	// outage handling
-	if o := s.outage; o.Kind != NoFault {
+	if o := s.outage; o.Kind != NoFault && (o.PathContains == "" || strings.Contains(stripWorkspace(r.URL.Path, s.ws), o.PathContains)) {
 		if s.adminCount >= o.After {
 			if o.For == 0 || s.failed < o.For {
 				s.failed++

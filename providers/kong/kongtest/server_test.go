@@ -476,6 +476,23 @@ func TestOutage(t *testing.T) {
 	}
 }
 
+// TestPartialOutage: an outage with PathContains fails and counts only the matching requests; the
+// others are served in between, without using up the outage.
+func TestPartialOutage(t *testing.T) {
+	t.Parallel()
+	s, c := seeded(t)
+	s.InjectOutage(Outage{Kind: Fault503, After: 1, For: 2, PathContains: "/targets"})
+	var got []string
+	for _, p := range []string{"/upstreams/up/targets", "/upstreams/up", "/upstreams/up/targets", "/upstreams/up", "/upstreams/up/targets", "/upstreams/up/targets"} {
+		st, _, _ := c.do("GET", p, nil)
+		got = append(got, fmt.Sprintf("%s %d", p, st))
+	}
+	want := "[/upstreams/up/targets 200 /upstreams/up 200 /upstreams/up/targets 503 /upstreams/up 200 /upstreams/up/targets 503 /upstreams/up/targets 200]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("answers = %v\nwant      %v", got, want)
+	}
+}
+
 // TestHTTPLogHeaders: config.headers is Kong 3.x's map of header name to one string, without the
 // headers Kong sets itself.
 func TestHTTPLogHeaders(t *testing.T) {
