@@ -396,13 +396,7 @@ func (m *looks) handleLook(ctx context.Context) (Phase, string) {
 	// What the request log lost or refused during the step so far (one range, so that nothing is
 	// counted twice): entries dropped since the last look make this look's window incomplete (they
 	// arrived after the last look read up to its cursor, so they belong here or later).
-	dropped := 0
-	if in := e.ingest(ctx, st.StepStartedAt, until); in != nil {
-		dropped = max(in.DroppedEntries-m.seq.ingest.DroppedEntries, 0)
-		m.seq.ingest.DroppedEntries = max(m.seq.ingest.DroppedEntries, in.DroppedEntries)
-		m.seq.ingest.RejectedPosts = max(m.seq.ingest.RejectedPosts, in.RejectedPosts)
-		m.seq.ingest.StaleEntries = max(m.seq.ingest.StaleEntries, in.StaleEntries)
-	}
+	dropped := m.droppedSince(ctx, st.StepStartedAt, until)
 	v := sequential.NeedMoreData
 	// the look after one that lost entries is left out too: a dropped post held entries of up to
 	// the flush delay after the earlier look's cursor
@@ -410,19 +404,8 @@ func (m *looks) handleLook(ctx context.Context) (Phase, string) {
 	m.seq.lossyPrev = dropped > 0
 	routeFail := ""
 	if !lossy { // a look missing entries the receiver dropped is left out: the loss could skew it
-		if err := m.decideRoutes(reqs); err != nil {
+		if v, routeFail, err = m.observe(reqs, until); err != nil {
 			return RollingBack, where + ": " + err.Error()
-		}
-		b := batchOf(reqs, e.spec.ControlCohort())
-		m.seq.cohorts.observe(b)
-		m.seq.canary += len(b.Canary)
-		m.seq.baseline += len(b.Baseline)
-		b.Until = until
-		v = m.seq.a.Observe(b)
-		if j := m.seq.routes.judge; j != nil {
-			if routeFail, err = j.Observe(reqs, until); err != nil {
-				return RollingBack, where + ": " + err.Error()
-			}
 		}
 	}
 	m.seq.looks++
@@ -451,15 +434,10 @@ func (m *looks) handleLook(ctx context.Context) (Phase, string) {
 		// Asked again every ExpandCheckEvery, or every interval of a shorter step: a policy check that
 		// the tests' error guarantees do not depend on, so a short step is not held 10 s for it.
 		m.seq.nextExpand = now.Add(min(sequential.ExpandCheckEvery, step.Interval))
-		if v == sequential.NeedMoreData && m.seq.a.SafeToExpand(q.ExpandFactor) {
-			rep := m.record(st, now, VerdictNeedMoreData, true, fmt.Sprintf("; the data exclude %g times every margin: moving on", q.ExpandFactor))
-			return e.stepPassed(fmt.Sprintf("%s: undecided after the step's %s, but the data exclude %g times every margin; moving on to the larger step: %s",
-				where, step.Duration, q.ExpandFactor, rep.Reason))
-		}
-		if v == sequential.NeedMoreData && elapsed >= step.Duration && m.seq.a.FewClients() {
-			rep := m.record(st, now, VerdictNeedMoreData, true, "; sticky cohorts: only more clients can decide: moving on")
-			return e.stepPassed(fmt.Sprintf("%s: undecided after the step's %s; the cohorts are sticky, so only more clients, not more requests from these, can decide, and no Fail test is past half its threshold: moving on to the larger step: %s",
-				where, step.Duration, rep.Reason))
+		if v == sequential.NeedMoreData {
+			if phase, reason, ok := m.moveOn(st, step, now, where, elapsed); ok {
+				return phase, reason
+			}
 		}
 	}
 	if elapsed >= q.MaxBake {
@@ -487,16 +465,78 @@ func (m *looks) handleLook(ctx context.Context) (Phase, string) {
 		m.seq.leftOutEntries += dropped
 		e.log.Warn("look left out: the request log dropped entries", "step", st.Step+1, "from", from, "until", until, "dropped", dropped)
 	}
-	if !now.Before(m.seq.lastRecord.Add(step.Interval)) {
-		note := ""
-		if m.seq.leftOut > 0 {
-			note = fmt.Sprintf("; %d %s since the last record were not used: %d entries dropped by the receiver (overloaded or full)",
-				m.seq.leftOut, plural(m.seq.leftOut, "look", "looks"), m.seq.leftOutEntries)
-			m.seq.leftOut, m.seq.leftOutEntries = 0, 0
-		}
-		m.record(st, now, verdictOf(v), false, note)
-	}
+	m.recordEvery(st, step, now, v)
 	return Analyzing, ""
+}
+
+// droppedSince is how many entries the request log dropped since the last look (0 for a source
+// that drops none), keeping the step's ingest totals; what it lost or refused during the step so
+// far is one range, so that nothing is counted twice.
+func (m *looks) droppedSince(ctx context.Context, stepStart, until time.Time) int {
+	in := m.e.ingest(ctx, stepStart, until)
+	if in == nil {
+		return 0
+	}
+	dropped := max(in.DroppedEntries-m.seq.ingest.DroppedEntries, 0)
+	m.seq.ingest.DroppedEntries = max(m.seq.ingest.DroppedEntries, in.DroppedEntries)
+	m.seq.ingest.RejectedPosts = max(m.seq.ingest.RejectedPosts, in.RejectedPosts)
+	m.seq.ingest.StaleEntries = max(m.seq.ingest.StaleEntries, in.StaleEntries)
+	return dropped
+}
+
+// observe feeds one look's requests to the service's analyzer and, with analysis.routes, to the
+// route judge: the service's verdict and the failing route ("" when none).
+func (m *looks) observe(reqs []providers.Request, until time.Time) (sequential.Verdict, string, error) {
+	if err := m.decideRoutes(reqs); err != nil {
+		return sequential.NeedMoreData, "", err
+	}
+	b := batchOf(reqs, m.e.spec.ControlCohort())
+	m.seq.cohorts.observe(b)
+	m.seq.canary += len(b.Canary)
+	m.seq.baseline += len(b.Baseline)
+	b.Until = until
+	v := m.seq.a.Observe(b)
+	j := m.seq.routes.judge
+	if j == nil {
+		return v, "", nil
+	}
+	routeFail, err := j.Observe(reqs, until)
+	return v, routeFail, err
+}
+
+// moveOn decides whether an undecided step that is not the last moves on to the larger step: the
+// data exclude ExpandFactor times every margin, or the step's duration is over and the cohorts are
+// sticky (only more clients, not more requests from these, can decide).
+func (m *looks) moveOn(st State, step StepSpec, now time.Time, where string, elapsed time.Duration) (Phase, string, bool) {
+	e, q := m.e, m.e.spec.Analysis.Sequential
+	if m.seq.a.SafeToExpand(q.ExpandFactor) {
+		rep := m.record(st, now, VerdictNeedMoreData, true, fmt.Sprintf("; the data exclude %g times every margin: moving on", q.ExpandFactor))
+		phase, reason := e.stepPassed(fmt.Sprintf("%s: undecided after the step's %s, but the data exclude %g times every margin; moving on to the larger step: %s",
+			where, step.Duration, q.ExpandFactor, rep.Reason))
+		return phase, reason, true
+	}
+	if elapsed >= step.Duration && m.seq.a.FewClients() {
+		rep := m.record(st, now, VerdictNeedMoreData, true, "; sticky cohorts: only more clients can decide: moving on")
+		phase, reason := e.stepPassed(fmt.Sprintf("%s: undecided after the step's %s; the cohorts are sticky, so only more clients, not more requests from these, can decide, and no Fail test is past half its threshold: moving on to the larger step: %s",
+			where, step.Duration, rep.Reason))
+		return phase, reason, true
+	}
+	return "", "", false
+}
+
+// recordEvery records the look once per step interval, saying how many looks were left out since
+// the last record for entries the receiver dropped.
+func (m *looks) recordEvery(st State, step StepSpec, now time.Time, v sequential.Verdict) {
+	if now.Before(m.seq.lastRecord.Add(step.Interval)) {
+		return
+	}
+	note := ""
+	if m.seq.leftOut > 0 {
+		note = fmt.Sprintf("; %d %s since the last record were not used: %d entries dropped by the receiver (overloaded or full)",
+			m.seq.leftOut, plural(m.seq.leftOut, "look", "looks"), m.seq.leftOutEntries)
+		m.seq.leftOut, m.seq.leftOutEntries = 0, 0
+	}
+	m.record(st, now, verdictOf(v), false, note)
 }
 
 // shortfallFactor: the last step pauses early for lack of traffic only when the projected time to

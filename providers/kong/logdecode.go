@@ -76,6 +76,15 @@ func (d *entryDecoder) numOrSkip() (v float64, isNum, ok bool) {
 	}
 }
 
+// entryFields are the members of one http-log entry the receiver reads.
+type entryFields struct {
+	started, request, proxy, status float64
+	hasStart, hasProxy, hasTry      bool
+	rt                              entryRoute // analysis.routes (logroutes.go)
+	ip, clientIP, consumer, sticky  []byte
+	port                            float64
+}
+
 // entry reads one entry into a record; false on a syntax error.
 func (d *entryDecoder) entry() bool {
 	s := &d.s
@@ -85,118 +94,134 @@ func (d *entryDecoder) entry() bool {
 		n.invalid++
 		return s.skip()
 	}
-	started, request, proxy, status := 0.0, 0.0, -1.0, 0.0
-	hasStart, hasProxy, hasTry := false, false, false
-	var rt entryRoute // analysis.routes (logroutes.go)
-	var ip, clientIP, consumer, sticky []byte
-	port := -1.0
+	f := entryFields{proxy: -1, port: -1}
 	more, ok := s.beginObject()
 	for ok && more {
 		var k []byte
 		if k, ok = s.key(); !ok {
 			break
 		}
-		switch string(k) {
-		case "started_at":
-			started, hasStart, ok = d.numOrSkip()
-		case "latencies":
-			ok = d.members(func(k []byte) (ok bool) {
-				switch string(k) {
-				case "request":
-					request, _, ok = d.numOrSkip()
-				case "proxy":
-					proxy, hasProxy, ok = d.numOrSkip()
-				default:
-					ok = s.skip()
-				}
-				return ok
-			})
-		case "response":
-			ok = d.members(func(k []byte) (ok bool) {
-				if string(k) == "status" {
-					status, _, ok = d.numOrSkip()
-					return ok
-				}
-				return s.skip()
-			})
-		case "tries":
-			ok = d.tries(&ip, &port, &hasTry)
-		case "route":
-			ok = d.strings(func(k, v []byte) {
-				switch string(k) {
-				case "name":
-					rt.name = v
-				case "id":
-					rt.id = v
-				}
-			})
-		case "request":
-			ok = d.members(func(k []byte) (ok bool) {
-				switch string(k) {
-				case "headers":
-					if d.clientHeader == "" {
-						return s.skip()
-					}
-					return d.members(func(h []byte) (ok bool) {
-						if string(h) == d.clientHeader && s.peek() == '"' {
-							sticky, ok = s.str()
-							return ok
-						}
-						return s.skip()
-					})
-				case "method", "uri":
-					if s.peek() != '"' {
-						return s.skip()
-					}
-					v, ok := s.str()
-					if string(k) == "method" {
-						rt.method = v
-					} else {
-						rt.uri = v
-					}
-					return ok
-				}
-				return s.skip()
-			})
-		case "client_ip":
-			if s.peek() == '"' {
-				clientIP, ok = s.str()
-			} else {
-				ok = s.skip()
-			}
-		case "consumer":
-			ok = d.members(func(k []byte) (ok bool) {
-				if string(k) == "id" && s.peek() == '"' {
-					consumer, ok = s.str()
-					return ok
-				}
-				return s.skip()
-			})
-		default:
-			ok = s.skip()
-		}
-		if ok {
+		if ok = d.field(k, &f); ok {
 			more, ok = s.endMember('}')
 		}
 	}
 	if !ok {
 		return false
 	}
-	client := consumer
-	if len(client) == 0 || d.clientIP {
-		client = clientIP
+	if d.record(f.started, f.request, f.proxy, f.status, f.hasStart, f.hasProxy, f.hasTry, f.ip, f.port, d.clientKey(&f)) && d.routes != nil {
+		rec := &d.wk.recs[len(d.wk.recs)-1]
+		rec.route, rec.path = d.routes.routeIDs(f.rt, d.rb[:0], d.pb[:0])
 	}
+	return true
+}
+
+// field reads the value of the entry's member k into f, or skips it; false on a syntax error.
+func (d *entryDecoder) field(k []byte, f *entryFields) (ok bool) {
+	s := &d.s
+	switch string(k) {
+	case "started_at":
+		f.started, f.hasStart, ok = d.numOrSkip()
+	case "latencies":
+		ok = d.members(func(k []byte) (ok bool) {
+			switch string(k) {
+			case "request":
+				f.request, _, ok = d.numOrSkip()
+			case "proxy":
+				f.proxy, f.hasProxy, ok = d.numOrSkip()
+			default:
+				ok = s.skip()
+			}
+			return ok
+		})
+	case "response":
+		ok = d.members(func(k []byte) (ok bool) {
+			if string(k) == "status" {
+				f.status, _, ok = d.numOrSkip()
+				return ok
+			}
+			return s.skip()
+		})
+	case "tries":
+		ok = d.tries(&f.ip, &f.port, &f.hasTry)
+	case "route":
+		ok = d.strings(func(k, v []byte) {
+			switch string(k) {
+			case "name":
+				f.rt.name = v
+			case "id":
+				f.rt.id = v
+			}
+		})
+	case "request":
+		ok = d.request(f)
+	case "client_ip":
+		if s.peek() == '"' {
+			f.clientIP, ok = s.str()
+		} else {
+			ok = s.skip()
+		}
+	case "consumer":
+		ok = d.members(func(k []byte) (ok bool) {
+			if string(k) == "id" && s.peek() == '"' {
+				f.consumer, ok = s.str()
+				return ok
+			}
+			return s.skip()
+		})
+	default:
+		ok = s.skip()
+	}
+	return ok
+}
+
+// request reads the entry's request object: method and uri (analysis.routes) and, with a sticky
+// header configured, that header's value.
+func (d *entryDecoder) request(f *entryFields) bool {
+	s := &d.s
+	return d.members(func(k []byte) (ok bool) {
+		switch string(k) {
+		case "headers":
+			if d.clientHeader == "" {
+				return s.skip()
+			}
+			return d.members(func(h []byte) (ok bool) {
+				if string(h) == d.clientHeader && s.peek() == '"' {
+					f.sticky, ok = s.str()
+					return ok
+				}
+				return s.skip()
+			})
+		case "method", "uri":
+			if s.peek() != '"' {
+				return s.skip()
+			}
+			v, ok := s.str()
+			if string(k) == "method" {
+				f.rt.method = v
+			} else {
+				f.rt.uri = v
+			}
+			return ok
+		}
+		return s.skip()
+	})
+}
+
+// clientKey is the entry's client: the sticky hash header's (or cookie's) value, else the
+// consumer, else (or when hashing on the IP) client_ip.
+func (d *entryDecoder) clientKey(f *entryFields) []byte {
+	client := f.consumer
+	if len(client) == 0 || d.clientIP {
+		client = f.clientIP
+	}
+	sticky := f.sticky
 	if d.clientCookie != "" {
 		sticky = cookieValue(sticky, d.clientCookie)
 	}
 	if len(sticky) > 0 {
 		client = sticky
 	}
-	if d.record(started, request, proxy, status, hasStart, hasProxy, hasTry, ip, port, client) && d.routes != nil {
-		rec := &d.wk.recs[len(d.wk.recs)-1]
-		rec.route, rec.path = d.routes.routeIDs(rt, d.rb[:0], d.pb[:0])
-	}
-	return true
+	return client
 }
 
 // strings walks an object calling member with each key whose value is a string (its raw

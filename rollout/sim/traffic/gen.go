@@ -258,28 +258,7 @@ func (g *Generator) arrive(t float64) {
 	if s := pc + pb; s > 1 {
 		pc, pb = pc/s, pb/s
 	}
-	latF, errF := 1.0, 1.0
-	u := -1.0
-	client := uint32(0)
-	if p := g.clients; p != nil {
-		i, _ := slices.BinarySearch(p.cum, g.rng.Float64())
-		i = min(i, len(p.cum)-1)
-		client = uint32(i) + 1
-		latF, errF = p.lat[i], p.err[i]
-		if m.Clients.Sticky {
-			u = p.bucket[i]
-		}
-	}
-	if u < 0 {
-		u = g.rng.Float64()
-	}
-	ci := 0
-	switch {
-	case u < pc:
-		ci = 2
-	case u < pc+pb:
-		ci = 1
-	}
+	ci, client, latF, errF := g.pick(pc, pb)
 	cs := &g.cohorts[ci]
 	c := &cs.c
 	latF *= c.LatencyFactor
@@ -360,6 +339,33 @@ func (g *Generator) route(d time.Duration) Route {
 		g.rtUntil = next.Sub(g.t0)
 	}
 	return rt
+}
+
+// pick draws the request's client (with clients: its latency and error factors, and with sticky
+// clients its fixed bucket) and then its cohort from the canary and baseline shares pc and pb:
+// 2 canary, 1 baseline, 0 stable. The draws are in this order, one each, as they always were.
+func (g *Generator) pick(pc, pb float64) (ci int, client uint32, latF, errF float64) {
+	latF, errF = 1.0, 1.0
+	u := -1.0
+	if p := g.clients; p != nil {
+		i, _ := slices.BinarySearch(p.cum, g.rng.Float64())
+		i = min(i, len(p.cum)-1)
+		client = uint32(i) + 1
+		latF, errF = p.lat[i], p.err[i]
+		if g.m.Clients.Sticky {
+			u = p.bucket[i]
+		}
+	}
+	if u < 0 {
+		u = g.rng.Float64()
+	}
+	switch {
+	case u < pc:
+		ci = 2
+	case u < pc+pb:
+		ci = 1
+	}
+	return ci, client, latF, errF
 }
 
 // clientName is the key of client c (1 + its index), "" without clients.
