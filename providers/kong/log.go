@@ -22,6 +22,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/canaryctl/canaryctl/internal/intern"
 	"github.com/canaryctl/canaryctl/providers"
 )
 
@@ -117,13 +118,12 @@ type LogReceiver struct {
 
 	mu   sync.Mutex
 	ring []record
-	// clients interns client keys: clients[id-1] is the key of id (append-only, under mu)
-	clients   []string
-	clientIDs map[string]uint32
-	next      int  // index of the next write
-	full      bool // the ring wrapped: ring[next] is the oldest
-	stats     LogStats
-	changed   chan struct{} // closed and cleared when entries arrive, if someone waits
+	// clients interns client keys (records keep the id)
+	clients intern.Table[uint32]
+	next    int  // index of the next write
+	full    bool // the ring wrapped: ring[next] is the oldest
+	stats   LogStats
+	changed chan struct{} // closed and cleared when entries arrive, if someone waits
 
 	lossMu sync.Mutex
 	loss   [lossSeconds]lossBucket
@@ -259,6 +259,7 @@ func NewLogReceiver(cfg LogConfig) (*LogReceiver, error) {
 		ring:  make([]record, cfg.MaxRequests),
 		slots: make(chan *logWorker, cfg.MaxInflight),
 	}
+	r.clients.Max, r.routes.Max = maxClients, maxRouteNames
 	empty := map[string]uint16{}
 	r.cohorts.Store(&empty)
 	r.targets.Store(&[]logTarget{})
@@ -487,7 +488,7 @@ func (r *LogReceiver) store(wk *logWorker, now time.Time) {
 	for _, rec := range wk.recs {
 		if rec.client != 0 {
 			sp := wk.spans[rec.client-1]
-			rec.client = r.internClientLocked(wk.keys[sp.off : sp.off+sp.n])
+			rec.client = r.clients.ID(wk.keys[sp.off : sp.off+sp.n])
 		}
 		if r.full {
 			r.bucketLocked(r.ring[r.next].t/1e6).dropped++
@@ -604,7 +605,8 @@ func (r *LogReceiver) Requests(ctx context.Context, since, until time.Time) ([]p
 	// loaded under mu, after the store of every record in the ring: each record's id came from a
 	// cohort map published after the targets that hold it
 	targets := *r.targets.Load()
-	routes := r.routes.snapshot()
+	routes := r.routes.Names()
+	clients := r.clients.Names()
 	n := r.next
 	if r.full {
 		n = len(r.ring)
@@ -617,35 +619,13 @@ func (r *LogReceiver) Requests(ctx context.Context, since, until time.Time) ([]p
 			out = append(out, providers.Request{
 				Time: time.UnixMicro(q.t), Cohort: cohortNames[tg.cohort], Status: int(q.status),
 				Latency: time.Duration(q.lat) * time.Microsecond, Instance: tg.addr,
-				Route: name(routes, q.route), Path: name(routes, q.path),
+				Route: intern.Name(routes, q.route), Path: intern.Name(routes, q.path), Client: intern.Name(clients, q.client),
 			})
-			if q.client != 0 {
-				out[len(out)-1].Client = r.clients[q.client-1]
-			}
 		}
 	}
 	r.mu.Unlock()
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out, nil
-}
-
-// internClientLocked returns the id of a client key, adding it if new (0 beyond maxClients).
-// Known keys cost a map lookup without allocating. r.mu must be held.
-func (r *LogReceiver) internClientLocked(k []byte) uint32 {
-	if id, ok := r.clientIDs[string(k)]; ok {
-		return id
-	}
-	if len(r.clients) >= maxClients {
-		return 0
-	}
-	if r.clientIDs == nil {
-		r.clientIDs = map[string]uint32{}
-	}
-	key := string(k)
-	r.clients = append(r.clients, key)
-	id := uint32(len(r.clients))
-	r.clientIDs[key] = id
-	return id
 }
 
 // Stats returns how many entries were received and how many could not be attributed to a cohort.

@@ -1,9 +1,9 @@
 package kong
 
 import (
-	"sync"
 	"unicode/utf8"
 
+	"github.com/canaryctl/canaryctl/internal/intern"
 	"github.com/canaryctl/canaryctl/providers"
 )
 
@@ -17,56 +17,10 @@ import (
 // ones are recorded without a route (they count as "other").
 const maxRouteNames = 4096
 
-// routeNames interns route names and path templates: an entry's name is looked up without
-// allocating; a new one is copied once.
+// routeNames interns route names and path templates (internal/intern): an entry's name is looked
+// up without allocating; a new one is copied once.
 type routeNames struct {
-	mu    sync.RWMutex
-	ids   map[string]uint16
-	names []string // by id-1
-}
-
-// id returns b's id (1..), interning it; 0 for an empty b or a full table.
-func (t *routeNames) id(b []byte) uint16 {
-	if len(b) == 0 {
-		return 0
-	}
-	t.mu.RLock()
-	id, ok := t.ids[string(b)]
-	t.mu.RUnlock()
-	if ok {
-		return id
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if id, ok = t.ids[string(b)]; ok {
-		return id
-	}
-	if len(t.names) >= maxRouteNames {
-		return 0
-	}
-	if t.ids == nil {
-		t.ids = map[string]uint16{}
-	}
-	s := string(b)
-	t.names = append(t.names, s)
-	id = uint16(len(t.names))
-	t.ids[s] = id
-	return id
-}
-
-// snapshot returns the names so far, by id-1 (append-only: later ids are not in it).
-func (t *routeNames) snapshot() []string {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.names[:len(t.names):len(t.names)]
-}
-
-// name returns the name of id in a snapshot ("" for 0 or an id past it).
-func name(names []string, id uint16) string {
-	if id == 0 || int(id) > len(names) {
-		return ""
-	}
-	return names[id-1]
+	intern.Table[uint16]
 }
 
 // entryRoute is what an entry says about its route, as raw JSON string contents.
@@ -79,19 +33,19 @@ func (t *routeNames) routeIDs(e entryRoute, buf, pbuf []byte) (route, path uint1
 	path = 0
 	if len(e.uri) > 0 {
 		uri := unescapeJSON(buf[:0], e.uri)
-		path = t.id(providers.AppendRouteTemplate(pbuf[:0], "", uri, providers.MaxRouteSegments))
+		path = t.ID(providers.AppendRouteTemplate(pbuf[:0], "", uri, providers.MaxRouteSegments))
 	}
 	switch {
 	case len(e.name) > 0:
-		route = t.id(unescapeJSON(buf[:0], e.name))
+		route = t.ID(unescapeJSON(buf[:0], e.name))
 	case len(e.id) > 0:
-		route = t.id(unescapeJSON(buf[:0], e.id))
+		route = t.ID(unescapeJSON(buf[:0], e.id))
 	case len(e.uri) > 0:
 		uri := unescapeJSON(buf[:0], e.uri)
 		n := len(uri)
 		// the method goes after the URI in the same scratch buffer, then the template after both
 		m := unescapeJSON(uri, e.method)[n:]
-		route = t.id(providers.AppendRouteTemplate(pbuf[:0], m, uri, providers.DefaultRouteSegments))
+		route = t.ID(providers.AppendRouteTemplate(pbuf[:0], m, uri, providers.DefaultRouteSegments))
 	}
 	return route, path
 }

@@ -5,77 +5,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 )
 
-// maxClients bounds the client keys a proxy interns; later clients are recorded as unknown. A
-// million keys (IPs or sticky keys) cost tens of MB at most.
+// maxClients bounds the client keys a proxy interns (p.clients, internal/intern); later clients
+// are recorded as unknown. A million keys (IPs or sticky keys) cost tens of MB at most.
 const maxClients = 1 << 20
-
-// clientTable interns client keys (Request.Client): id 0 is unknown, id i names names[i-1]. Ids are
-// never reused, so an id in a sample names the same client whatever comes after it. Lookups of a
-// known key take a read lock and allocate nothing; a new key is added under the write lock.
-type clientTable struct {
-	mu    sync.RWMutex
-	ids   map[string]uint32
-	names atomic.Pointer[[]string] // append-only snapshot for readers of the ring
-}
-
-// id returns the id of key (as bytes or a string, without allocating when it is known).
-func (ct *clientTable) id(key []byte) uint32 {
-	if len(key) == 0 {
-		return 0
-	}
-	ct.mu.RLock()
-	id, ok := ct.ids[string(key)]
-	ct.mu.RUnlock()
-	if ok {
-		return id
-	}
-	ct.mu.Lock()
-	defer ct.mu.Unlock()
-	if id, ok := ct.ids[string(key)]; ok {
-		return id
-	}
-	var names []string
-	if cur := ct.names.Load(); cur != nil {
-		names = *cur
-	}
-	if len(names) >= maxClients {
-		return 0
-	}
-	if ct.ids == nil {
-		ct.ids = map[string]uint32{}
-	}
-	k := string(key)
-	names = append(names, k)
-	ct.names.Store(&names)
-	id = uint32(len(names))
-	ct.ids[k] = id
-	return id
-}
-
-func (ct *clientTable) idString(key string) uint32 {
-	if key == "" {
-		return 0
-	}
-	ct.mu.RLock()
-	id, ok := ct.ids[key]
-	ct.mu.RUnlock()
-	if ok {
-		return id
-	}
-	return ct.id([]byte(key))
-}
-
-// snapshot returns the names of every id handed out so far.
-func (ct *clientTable) snapshot() []string {
-	if cur := ct.names.Load(); cur != nil {
-		return *cur
-	}
-	return nil
-}
 
 // h1Client names the client of an h1 request (see clientOf): r is the request built for rules or
 // hashing (nil without); without it, the trusted last X-Forwarded-For hop or the connection's IP,
@@ -89,10 +23,10 @@ func (p *Proxy) h1Client(c *h1Conn, h *h1Head, r *http.Request) uint32 {
 		if i := bytes.LastIndexByte(last, ','); i >= 0 {
 			last = last[i+1:]
 		}
-		return p.clients.id(bytes.TrimSpace(last))
+		return p.clients.ID(bytes.TrimSpace(last))
 	}
 	if c.client == 0 {
-		c.client = p.clients.idString(c.ip)
+		c.client = p.clients.IDString(c.ip)
 	}
 	return c.client
 }
@@ -106,7 +40,7 @@ func (p *Proxy) clientOf(r *http.Request, ip string) uint32 {
 		ri := reqInfo{r: r, jwt: p.jwt, geo: p.geo, trustXFF: p.trustForwarded}
 		if p.hashKind != hashNone {
 			if key, ok := p.stickyKey(&ri); ok {
-				return p.clients.idString(key)
+				return p.clients.IDString(key)
 			}
 		}
 		if p.trustForwarded {
@@ -115,7 +49,7 @@ func (p *Proxy) clientOf(r *http.Request, ip string) uint32 {
 				if i := strings.LastIndexByte(last, ','); i >= 0 {
 					last = last[i+1:]
 				}
-				return p.clients.idString(strings.TrimSpace(last))
+				return p.clients.IDString(strings.TrimSpace(last))
 			}
 		}
 		if ip == "" {
@@ -125,5 +59,5 @@ func (p *Proxy) clientOf(r *http.Request, ip string) uint32 {
 			}
 		}
 	}
-	return p.clients.idString(ip)
+	return p.clients.IDString(ip)
 }

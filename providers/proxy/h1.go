@@ -77,7 +77,7 @@ type h1Conn struct {
 	bw     *bufio.Writer
 	remote string // RemoteAddr as net/http spells it
 	ip     string // client IP for X-Forwarded-For
-	client uint32 // clientTable id of ip, 0 until the first request needs it
+	client uint32 // p.clients id of ip, 0 until the first request needs it
 	state  atomic.Int32
 	up     atomic.Pointer[upConn] // the upstream connection in use, for a forced shutdown
 	// rdl: the read deadline armLazy set last for the idle wait, or zero when another one may be

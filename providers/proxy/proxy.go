@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/canaryctl/canaryctl/internal/intern"
 	"github.com/canaryctl/canaryctl/providers"
 )
 
@@ -118,7 +119,7 @@ type Proxy struct {
 	// instances names every upstream ever configured, by id-1 (upstream.id): append-only, written
 	// under mu, so an id in a sample names the same upstream whatever reloads come after it.
 	instances      atomic.Pointer[[]string]
-	clients        clientTable // the clients of recorded requests (Request.Client)
+	clients        intern.Table[uint32] // the clients of recorded requests (Request.Client)
 	rr             *[nCohorts]atomic.Uint64
 	wheelPos       atomic.Uint64
 	hashKind       hashKind
@@ -152,6 +153,7 @@ func New(cfg Config) (*Proxy, error) {
 		log: cfg.Logger, now: cfg.Now, known: map[string]*upstream{}, rr: new([nCohorts]atomic.Uint64),
 		backoffBase: cfg.BackoffBase, backoffMax: cfg.BackoffMax,
 		preserveHost: cfg.PreserveHost, trustForwarded: cfg.TrustForwarded,
+		clients:     intern.Table[uint32]{Max: maxClients},
 		bodyTimeout: cfg.ClientBodyTimeout, sendTimeout: cfg.SendTimeout, bodyBuffer: cfg.RequestBodyBuffer,
 	}
 	if p.bodyTimeout <= 0 {
@@ -550,7 +552,7 @@ func (p *Proxy) Requests(_ context.Context, since, until time.Time) ([]providers
 	if cur := p.instances.Load(); cur != nil {
 		names = *cur
 	}
-	return p.samples.collect(since, until, names, p.clients.snapshot(), p.routeNames()), nil
+	return p.samples.collect(since, until, names, p.clients.Names(), p.routeNames()), nil
 }
 
 // MetricsHandler serves the Prometheus metrics of this proxy (its own registry).
@@ -564,7 +566,7 @@ type call struct {
 	cohort int
 	byRule bool
 	up     *upstream
-	client uint32 // clientTable id
+	client uint32 // p.clients id
 	status int
 	abort  bool // the upstream broke off the body: abort the client's response after recording
 	// clientErr: the client did not take its answer (fast path); body: the request body as read
@@ -755,7 +757,7 @@ func instanceID(up *upstream) uint32 {
 	return up.id
 }
 
-// record records a request that up (nil: none) answered; client is its clientTable id and rid
+// record records a request that up (nil: none) answered; client is its p.clients id and rid
 // its route's id (0: none).
 func (p *Proxy) record(end time.Time, lat time.Duration, status, ci int, byRule bool, up *upstream, client, rid uint32) {
 	route := 0

@@ -24,7 +24,7 @@ type slot struct {
 	at     atomic.Int64 // UnixNano when the response finished
 	lat    atomic.Int64 // nanoseconds
 	meta   atomic.Uint64
-	client atomic.Uint32 // clientTable id, 0 unknown
+	client atomic.Uint32 // p.clients id, 0 unknown
 }
 
 // ring is a fixed-size lock-free ring buffer of request samples; the newest overwrite the oldest.
