@@ -1,10 +1,8 @@
 package proxy
 
 import (
-	"bytes"
 	"net"
 	"net/http"
-	"strings"
 )
 
 // maxClients bounds the client keys a proxy interns (p.clients, internal/intern); later clients
@@ -19,11 +17,7 @@ func (p *Proxy) h1Client(c *h1Conn, h *h1Head, r *http.Request) uint32 {
 		return p.clientOf(r, c.ip)
 	}
 	if p.trustForwarded && len(h.xff) > 0 {
-		last := h.xff[len(h.xff)-1]
-		if i := bytes.LastIndexByte(last, ','); i >= 0 {
-			last = last[i+1:]
-		}
-		return p.clients.ID(bytes.TrimSpace(last))
+		return p.clients.ID(lastHop(h.xff[len(h.xff)-1]))
 	}
 	if c.client == 0 {
 		c.client = p.clients.IDString(c.ip)
@@ -45,11 +39,7 @@ func (p *Proxy) clientOf(r *http.Request, ip string) uint32 {
 		}
 		if p.trustForwarded {
 			if v := r.Header["X-Forwarded-For"]; len(v) > 0 {
-				last := v[len(v)-1]
-				if i := strings.LastIndexByte(last, ','); i >= 0 {
-					last = last[i+1:]
-				}
-				return p.clients.IDString(strings.TrimSpace(last))
+				return p.clients.IDString(lastHop(v[len(v)-1]))
 			}
 		}
 		if ip == "" {
@@ -60,4 +50,22 @@ func (p *Proxy) clientOf(r *http.Request, ip string) uint32 {
 		}
 	}
 	return p.clients.IDString(ip)
+}
+
+// lastHop returns the last entry of an X-Forwarded-For value, the hop the trusted proxy in front
+// appended (earlier entries are whatever the client sent), without the optional whitespace around
+// it (RFC 9110's OWS: spaces and tabs).
+func lastHop[T ~string | ~[]byte](v T) T {
+	i := len(v)
+	for i > 0 && v[i-1] != ',' {
+		i--
+	}
+	v = v[i:]
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
 }

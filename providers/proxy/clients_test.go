@@ -60,3 +60,21 @@ func TestRequestsNameTheClient(t *testing.T) {
 		}
 	}
 }
+
+func TestLastHop(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"192.0.2.1", "192.0.2.1"},
+		{"203.0.113.9, 192.0.2.1", "192.0.2.1"},
+		{"203.0.113.9,192.0.2.1", "192.0.2.1"},
+		{"spoofed,  \t[2001:db8::1]:5 \t", "[2001:db8::1]:5"},
+		{"192.0.2.1,", ""},
+	} {
+		if got := lastHop(tc.in); got != tc.want {
+			t.Errorf("lastHop(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if got := string(lastHop([]byte(tc.in))); got != tc.want {
+			t.Errorf("lastHop([]byte(%q)) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

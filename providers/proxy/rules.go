@@ -103,10 +103,7 @@ func (ri *reqInfo) geoClientIP() (netip.Addr, bool) {
 // lastForwarded parses the last entry of an X-Forwarded-For value: an IP, optionally with a port
 // ("192.0.2.1:5", "[2001:db8::1]:5").
 func lastForwarded(v string) (netip.Addr, bool) {
-	if i := strings.LastIndexByte(v, ','); i >= 0 {
-		v = v[i+1:]
-	}
-	v = strings.TrimSpace(v)
+	v = lastHop(v)
 	if a, err := netip.ParseAddr(v); err == nil {
 		return a.Unmap(), true
 	}
